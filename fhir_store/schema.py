@@ -1,0 +1,88 @@
+"""Database tables of the FHIR store.
+
+The version log (``resource_version``) is the source of truth: every create, update and delete
+appends one immutable row. Everything else here is a projection of that log and can be rebuilt
+from it by ``fhirhub replay``:
+
+* ``resource_current``: the latest version of each resource (a tombstone row for deleted ones,
+  so reads can answer 410 Gone);
+* the search index tables (``fhir_store.search.index_tables``), one per search parameter type;
+* ``outbox``: one row per committed version, consumed by the dispatcher that feeds the
+  ``resource_committed`` hooks.
+
+Content is stored as the exact JSON bytes returned to clients (the client's JSON plus ``id`` and
+``meta``), not as JSONB: PostgreSQL's JSONB reorders keys, and FHIR clients expect what they sent.
+Instants are stored as integer microseconds since the Unix epoch so that ``_since``/``_at`` and
+date-range search compare numbers the same way on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlmodel import SQLModel
+
+metadata = SQLModel.metadata
+
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGSERIAL.
+SequenceNumber = BigInteger().with_variant(Integer(), "sqlite")
+
+#: FHIR ids are at most 64 characters ([A-Za-z0-9\-\.]{1,64}); resource type names are shorter.
+ID_LENGTH = 64
+TYPE_LENGTH = 64
+
+resource_version = Table(
+    "resource_version",
+    metadata,
+    Column("seq", SequenceNumber, primary_key=True, autoincrement=True),
+    Column("resource_type", String(TYPE_LENGTH), nullable=False),
+    Column("resource_id", String(ID_LENGTH), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),  # microseconds since epoch, UTC
+    Column("method", String(8), nullable=False),  # POST, PUT, PATCH or DELETE
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=True),  # None for a deletion tombstone
+    UniqueConstraint("resource_type", "resource_id", "version_id", name="uq_version"),
+    Index("ix_version_type_updated", "resource_type", "last_updated"),
+    Index("ix_version_updated", "last_updated"),
+)
+
+resource_current = Table(
+    "resource_current",
+    metadata,
+    Column("resource_type", String(TYPE_LENGTH), primary_key=True),
+    Column("resource_id", String(ID_LENGTH), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=True),
+    Index("ix_current_type_updated", "resource_type", "last_updated"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("resource_type", String(TYPE_LENGTH), nullable=False),
+    Column("resource_id", String(ID_LENGTH), nullable=False),
+    Column("version_id", Integer, nullable=False),
+)
+
+#: Named cursors over the outbox: one per ``resource_committed`` consumer, so a failing plugin
+#: is retried from its own position without holding others back.
+dispatch_cursor = Table(
+    "dispatch_cursor",
+    metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+)
