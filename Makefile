@@ -1,0 +1,48 @@
+# fhirhub: `make run` and `make test` each set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup run test test-quick lint typecheck system-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Start the hub on the embedded default (SQLite under ./data) with demo patients.
+run: setup
+	$(BIN)/fhirhub serve --demo --host $(HOST) --port $(PORT)
+
+## Debian packages the real-peer tests use (a browser for the UI tests).
+system-deps:
+	@bash tools/install_system_deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy fhirhub/fhir_store fhirhub/sdk fhirhub/core
+
+## The whole suite: lint, types, unit and integration tests (SQLite and PostgreSQL).
+test: setup system-deps lint typecheck
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+## Quick subset for iteration: in-process tests only, stop at the first failure.
+test-quick: setup
+	$(BIN)/python -m pytest -q -x -m "not slow and not postgres"
+
+bench: setup
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""Operations the core provides, registered through the same hook as any plugin's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirhub.core.hookspecs import hookimpl
+from fhirhub.core.operations import Operation, OperationCall
+from fhirhub.fhir_store.errors import invalid
+
+
+def _everything(call: OperationCall) -> bytes:
+    """``Patient/{id}/$everything`` (http://hl7.org/fhir/R4/patient-operation-everything.html)."""
+    from fhirhub.core.interactions.read import read
+    from fhirhub.fhir_store.search.query import everything
+
+    if call.resource_id is None:
+        raise invalid("Patient/$everything needs a patient id (Patient/{id}/$everything)")
+    params = [(k, v) for k, values in call.parameters.items() for v in values]
+    with call.hub.store.read() as conn:
+        read(conn, "Patient", call.resource_id)
+        return everything(conn, call.hub.store.registry, call.resource_id,
+                          base_url=call.base_url, params=params)
+
+
+def _reindex(call: OperationCall) -> dict[str, Any]:
+    """``$reindex``: rebuild search indexes (after SearchParameters were added at run time)."""
+    types = call.parameters.get("type") or None
+    with call.hub.store.unit_of_work() as uow:
+        count = call.hub.store.indexer.reindex(uow.conn, types)
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reindexed", "valueInteger": count}],
+    }
+
+
+@hookimpl
+def register_operations(hub: Any) -> list[Operation]:
+    return [
+        Operation(
+            "everything", _everything, instance=True, resource_types=("Patient",),
+            description="All resources in the patient's compartment and what they reference",
+            definition_url="http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        ),
+        Operation(
+            "reindex", _reindex, system=True, affects_state=True,
+            description="Rebuild search indexes for all or some resource types",
+        ),
+    ]

@@ -1,0 +1,116 @@
+"""The ``fhirhub`` command line: serve, load, replay, migrate, version (plus plugin commands)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fhirhub import FHIR_VERSION, __version__
+
+app = typer.Typer(help="fhirhub: a plugin-based FHIR R4 interoperability hub", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: FHIRHUB_DB or SQLite under FHIRHUB_DATA_DIR)")]
+
+
+def _settings(db: str | None = None, **overrides: Any) -> Any:
+    from fhirhub.core.settings import load_settings
+
+    return load_settings(db=db, **overrides)
+
+
+@app.command()
+def version() -> None:
+    """Print the fhirhub and FHIR versions."""
+    typer.echo(f"fhirhub {__version__} (FHIR {FHIR_VERSION})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load the shipped demo patients if the store is empty")] = False,
+) -> None:
+    """Serve the FHIR API (and the UI shell) with uvicorn."""
+    import uvicorn
+
+    if db:
+        os.environ["FHIRHUB_DB"] = db
+    settings = _settings(db)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if demo:
+        from fhirhub.core.demo import load_demo_data
+        from fhirhub.core.hub import build_hub
+
+        hub = build_hub(settings)
+        loaded = load_demo_data(hub)
+        typer.echo(f"Demo data: {loaded} resources loaded" if loaded else "Demo data already present")
+        hub.store.engine.dispose()
+    if workers > 1:
+        if settings.database_url.startswith("sqlite"):
+            typer.echo("Several workers need PostgreSQL (FHIRHUB_DB=postgresql+psycopg://...)", err=True)
+            raise typer.Exit(2)
+        uvicorn.run("fhirhub.core.http.app:app_factory", factory=True, host=host, port=port,
+                    workers=workers, log_level="info")
+        return
+    from fhirhub.core.http.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def load(
+    files: Annotated[list[Path], typer.Argument(help="Bundles (.json) or NDJSON files (.ndjson)")],
+    db: DbOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Load Bundles and NDJSON files into the store (in-process, one transaction per Bundle)."""
+    from fhirhub.core.hub import build_hub
+    from fhirhub.core.loading import load_files
+
+    hub = build_hub(_settings(db))
+    try:
+        total = load_files(hub, files, progress=progress)
+    except Exception as exc:
+        typer.echo(f"Load failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Loaded {total} resources from {len(files)} file(s)")
+
+
+@app.command()
+def replay(db: DbOption = None) -> None:
+    """Rebuild current state and search indexes from the version log."""
+    from fhirhub.core.hub import build_hub
+    from fhirhub.fhir_store.replay import replay as run_replay
+
+    hub = build_hub(_settings(db))
+    count = run_replay(hub.store)
+    typer.echo(f"Replayed the version log: {count} current resources re-indexed")
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Upgrade the database schema to the latest migration."""
+    from fhirhub.fhir_store.database import make_engine
+    from fhirhub.fhir_store.migrations import current_revision, upgrade
+
+    engine = make_engine(_settings(db).database_url)
+    upgrade(engine)
+    typer.echo(f"Schema at revision {current_revision(engine)}")
+
+
+def main() -> None:
+    from fhirhub.core.plugins import register_cli_commands
+
+    register_cli_commands(app)
+    app(prog_name="fhirhub")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The ASGI application: the FHIR API at ``/fhir``, plugin routes, health, errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhirhub import __version__
+from fhirhub.core.http import rest
+from fhirhub.core.http.responses import error_response, fhir_response, outcome_response
+from fhirhub.core.hub import Hub, build_hub
+from fhirhub.core.plugins import call_each
+from fhirhub.core.settings import Settings, load_settings
+from fhirhub.fhir_store.errors import FhirError
+
+log = logging.getLogger("fhirhub.http")
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+    """Build the app; ``hub`` may be given (tests, embedding), otherwise built from settings."""
+    if hub is None:
+        hub = build_hub(settings or load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        call_each(hub, "startup", hub=hub)
+        try:
+            yield
+        finally:
+            call_each(hub, "shutdown", hub=hub)
+            if hub.tasks is not None:
+                hub.tasks.close()
+
+    app = FastAPI(title="fhirhub", version=__version__, lifespan=lifespan)
+    app.state.hub = hub
+    app.include_router(rest.router, prefix="/fhir")
+    _mount_plugin_routes(app, hub)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        checks: dict[str, str] = {}
+        healthy = True
+        try:
+            with hub.store.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:  # the point of a health check is to report, not raise
+            checks["database"] = f"failing: {exc}"
+            healthy = False
+        for _plugin, registered in call_each(hub, "health_checks", hub=hub):
+            for name, check in registered:
+                try:
+                    ok = bool(check())
+                except Exception as exc:
+                    ok = False
+                    checks[name] = f"failing: {exc}"
+                else:
+                    checks[name] = "ok" if ok else "failing"
+                healthy = healthy and ok
+        return fhir_response({"status": "ok" if healthy else "failing", "checks": checks},
+                             200 if healthy else 503)
+
+    return app
+
+
+def _mount_plugin_routes(app: FastAPI, hub: Hub) -> None:
+    for plugin, routers in call_each(hub, "register_routes", hub=hub):
+        name = hub.plugins.get_name(plugin) or "plugin"
+        for router in routers if isinstance(routers, list | tuple) else [routers]:
+            app.include_router(router, prefix=f"/plugins/{name}")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(_request: Request, exc: FhirError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(400, "error", "invalid", f"Invalid request: {exc.errors()}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            text = f"No route for {request.method} {request.url.path}"
+            return outcome_response(404, "error", "not-found", text)
+        if exc.status_code == 405:
+            text = f"{request.method} is not allowed on {request.url.path}"
+            return outcome_response(405, "error", "not-supported", text)
+        return outcome_response(exc.status_code, "error", "processing", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("Unhandled error")
+        return outcome_response(500, "fatal", "exception", f"Internal error: {type(exc).__name__}")
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory fhirhub.core.http.app:app_factory`` (several workers)."""
+    return create_app()

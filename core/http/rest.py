@@ -1,0 +1,366 @@
+"""The FHIR RESTful API under ``/fhir`` (http://hl7.org/fhir/R4/http.html).
+
+Handlers translate HTTP into calls of the interactions layer and back; the FHIR semantics live
+in :mod:`fhirhub.core.interactions`. Database work runs in the thread pool so the event loop
+stays free for other requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from fhirhub.core.capability import capability_statement
+from fhirhub.core.hub import Hub
+from fhirhub.core.interactions import read as reads
+from fhirhub.core.interactions import write as writes
+from fhirhub.core.interactions.bundle import process_bundle
+from fhirhub.core.interactions.search import search_bundle
+from fhirhub.core.operations import OperationCall
+from fhirhub.core.http.responses import (
+    FHIR_JSON,
+    fhir_response,
+    not_modified,
+    outcome_response,
+    prefer,
+    version_headers,
+    write_response,
+)
+from fhirhub.fhir_store.errors import FhirError, invalid
+
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json", "text/plain")
+XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def base_url_of(request: Request) -> str:
+    hub = hub_of(request)
+    if hub.base_url:
+        return hub.base_url
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, with the size limit and a clear error for anything else."""
+    hub = hub_of(request)
+    content_type = request.headers.get("content-type", FHIR_JSON).split(";")[0].strip().lower()
+    if content_type in XML_TYPES:
+        raise FhirError(415, "Only JSON is supported (application/fhir+json)", code="not-supported")
+    limit = hub.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FhirError(413, f"Request body exceeds {limit} bytes", code="too-costly")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FhirError(413, f"Request body exceeds {limit} bytes", code="too-costly")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid("The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FhirError(400, f"Malformed JSON: {exc}", code="structure") from exc
+
+
+def query_params(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+
+
+def handling_strict(request: Request) -> bool:
+    return prefer(request, "handling") == "strict"
+
+
+router = APIRouter()
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    hub = hub_of(request)
+    statement = await run_in_threadpool(capability_statement, hub, base_url_of(request))
+    return fhir_response(statement)
+
+
+@router.post("")
+@router.post("/")
+async def system_bundle(request: Request) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request)
+    return_pref = prefer(request, "return") or "minimal"
+    result = await run_in_threadpool(
+        process_bundle, hub, body, base_url=base_url_of(request), return_pref=return_pref
+    )
+    return fhir_response(result)
+
+
+@router.get("")
+@router.get("/")
+async def system_search(request: Request) -> Response:
+    hub = hub_of(request)
+    params = query_params(request)
+
+    def run() -> bytes:
+        with hub.store.read() as conn:
+            return search_bundle(hub, conn, None, params, base_url=base_url_of(request),
+                                 strict=handling_strict(request))
+
+    return fhir_response(await run_in_threadpool(run))
+
+
+@router.get("/_history")
+async def system_history(request: Request) -> Response:
+    return await _history(request, None, None)
+
+
+async def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
+    hub = hub_of(request)
+    params = query_params(request)
+
+    def run() -> bytes:
+        with hub.store.read() as conn:
+            return reads.history_bundle(conn, base_url_of(request), params, resource_type, resource_id)
+
+    return fhir_response(await run_in_threadpool(run))
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+async def _operation(request: Request, level: str, resource_type: str | None, resource_id: str | None, name: str) -> Response:
+    hub = hub_of(request)
+    operation = hub.operations.find(name, level, resource_type)
+    if resource_type is not None:
+        writes.require_type(resource_type)
+    body: dict[str, Any] | None = None
+    parameters: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        parameters.setdefault(key, []).append(value)
+    if request.method == "POST":
+        posted = await read_json(request)
+        if not isinstance(posted, dict):
+            raise invalid("An operation body must be a resource (usually Parameters)")
+        body = posted
+        if posted.get("resourceType") == "Parameters":
+            for parameter in posted.get("parameter", []):
+                for key, value in parameter.items():
+                    if key.startswith("value"):
+                        parameters.setdefault(parameter.get("name", ""), []).append(str(value))
+    elif operation.affects_state:
+        raise FhirError(405, f"${name} changes state and must be invoked with POST", code="not-supported")
+    call = OperationCall(hub, resource_type, resource_id, parameters, body, base_url_of(request))
+    result = await run_in_threadpool(operation.handler, call)
+    return fhir_response(result if isinstance(result, bytes | dict) else orjson.dumps(result))
+
+
+@router.api_route("/${name}", methods=["GET", "POST"])
+async def system_operation(request: Request, name: str) -> Response:
+    return await _operation(request, "system", None, None, name)
+
+
+@router.api_route("/{resource_type}/${name}", methods=["GET", "POST"])
+async def type_operation(request: Request, resource_type: str, name: str) -> Response:
+    return await _operation(request, "type", resource_type, None, name)
+
+
+@router.api_route("/{resource_type}/{resource_id}/${name}", methods=["GET", "POST"])
+async def instance_operation(request: Request, resource_type: str, resource_id: str, name: str) -> Response:
+    return await _operation(request, "instance", resource_type, resource_id, name)
+
+
+# -- type level -------------------------------------------------------------------------------
+
+
+@router.get("/{resource_type}")
+async def type_search(request: Request, resource_type: str) -> Response:
+    return await _search(request, resource_type, query_params(request))
+
+
+@router.post("/{resource_type}/_search")
+async def type_search_post(request: Request, resource_type: str) -> Response:
+    content_type = request.headers.get("content-type", "")
+    params = query_params(request)
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = (await request.body()).decode()
+        params += parse_qsl(form, keep_blank_values=True)
+    return await _search(request, resource_type, params)
+
+
+async def _search(request: Request, resource_type: str, params: list[tuple[str, str]],
+                  compartment: tuple[str, str] | None = None) -> Response:
+    hub = hub_of(request)
+
+    def run() -> bytes:
+        with hub.store.read() as conn:
+            return search_bundle(hub, conn, resource_type, params, base_url=base_url_of(request),
+                                 strict=handling_strict(request), compartment=compartment)
+
+    return fhir_response(await run_in_threadpool(run))
+
+
+@router.post("/{resource_type}")
+async def create(request: Request, resource_type: str) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request)
+    if_none_exist = request.headers.get("if-none-exist")
+
+    def run() -> writes.WriteResult:
+        with hub.store.unit_of_work() as uow:
+            return writes.create(hub, uow, resource_type, body, if_none_exist=if_none_exist)
+
+    result = await run_in_threadpool(run)
+    return write_response(request, result.version, result.status, base_url_of(request))
+
+
+@router.put("/{resource_type}")
+async def conditional_update(request: Request, resource_type: str) -> Response:
+    hub = hub_of(request)
+    query = request.url.query
+    if not query:
+        raise FhirError(405, "PUT needs an id (Type/id) or search criteria (Type?...)", code="not-supported")
+    body = await read_json(request)
+    if_match = request.headers.get("if-match")
+
+    def run() -> writes.WriteResult:
+        with hub.store.unit_of_work() as uow:
+            return writes.conditional_update(hub, uow, resource_type, query, body, if_match=if_match)
+
+    result = await run_in_threadpool(run)
+    return write_response(request, result.version, result.status, base_url_of(request))
+
+
+@router.delete("/{resource_type}")
+async def conditional_delete(request: Request, resource_type: str) -> Response:
+    hub = hub_of(request)
+    query = request.url.query
+    if not query:
+        raise FhirError(405, "DELETE needs an id (Type/id) or search criteria (Type?...)", code="not-supported")
+
+    def run() -> writes.WriteResult | None:
+        with hub.store.unit_of_work() as uow:
+            return writes.conditional_delete(hub, uow, resource_type, query)
+
+    result = await run_in_threadpool(run)
+    if result is None:
+        return outcome_response(200, "information", "informational", "No resource matched; nothing deleted")
+    return Response(status_code=204, headers={"ETag": result.version.etag})
+
+
+@router.get("/{resource_type}/_history")
+async def type_history(request: Request, resource_type: str) -> Response:
+    return await _history(request, resource_type, None)
+
+
+# -- instance level ---------------------------------------------------------------------------
+
+
+@router.get("/{resource_type}/{resource_id}")
+async def read(request: Request, resource_type: str, resource_id: str) -> Response:
+    hub = hub_of(request)
+
+    def run() -> Any:
+        with hub.store.read() as conn:
+            return reads.read(conn, resource_type, resource_id)
+
+    version = await run_in_threadpool(run)
+    headers = version_headers(version, base_url_of(request))
+    if not_modified(request, version):
+        return Response(status_code=304, headers=headers)
+    return fhir_response(version.content, 200, headers)
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request)
+    if_match = request.headers.get("if-match")
+
+    def run() -> writes.WriteResult:
+        with hub.store.unit_of_work() as uow:
+            return writes.update(hub, uow, resource_type, resource_id, body, if_match=if_match)
+
+    result = await run_in_threadpool(run)
+    return write_response(request, result.version, result.status, base_url_of(request),
+                          location=result.created)
+
+
+@router.patch("/{resource_type}/{resource_id}")
+async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request)
+    if_match = request.headers.get("if-match")
+
+    def run() -> writes.WriteResult:
+        with hub.store.unit_of_work() as uow:
+            return writes.patch(hub, uow, resource_type, resource_id, body, if_match=if_match)
+
+    result = await run_in_threadpool(run)
+    return write_response(request, result.version, result.status, base_url_of(request), location=False)
+
+
+@router.delete("/{resource_type}/{resource_id}")
+async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+    hub = hub_of(request)
+
+    def run() -> writes.WriteResult | None:
+        with hub.store.unit_of_work() as uow:
+            return writes.delete(hub, uow, resource_type, resource_id)
+
+    result = await run_in_threadpool(run)
+    headers = {"ETag": result.version.etag} if result is not None else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
+    return await _history(request, resource_type, resource_id)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+async def vread(request: Request, resource_type: str, resource_id: str, version_id: str) -> Response:
+    hub = hub_of(request)
+
+    def run() -> Any:
+        with hub.store.read() as conn:
+            return reads.vread(conn, resource_type, resource_id, version_id)
+
+    version = await run_in_threadpool(run)
+    headers = version_headers(version, base_url_of(request))
+    if not_modified(request, version):
+        return Response(status_code=304, headers=headers)
+    return fhir_response(version.content, 200, headers)
+
+
+@router.get("/{compartment_type}/{compartment_id}/{resource_type}")
+async def compartment_search(request: Request, compartment_type: str, compartment_id: str,
+                             resource_type: str) -> Response:
+    if compartment_type != "Patient":
+        raise FhirError(400, f"Compartment {compartment_type!r} is not supported (Patient is)",
+                        code="not-supported")
+    target = None if resource_type == "*" else resource_type
+    hub = hub_of(request)
+    params = query_params(request)
+
+    def run() -> bytes:
+        with hub.store.read() as conn:
+            reads.read(conn, compartment_type, compartment_id)
+            if target is None:
+                return search_bundle(hub, conn, None, params, base_url=base_url_of(request),
+                                     strict=handling_strict(request),
+                                     compartment=(compartment_type, compartment_id))
+            return search_bundle(hub, conn, target, params, base_url=base_url_of(request),
+                                 strict=handling_strict(request),
+                                 compartment=(compartment_type, compartment_id))
+
+    return fhir_response(await run_in_threadpool(run))

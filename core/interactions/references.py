@@ -1,0 +1,115 @@
+"""References inside resources: finding them, rewriting them, checking they resolve.
+
+A server must not store a resource whose relative literal reference (``Patient/123``) points
+nowhere (referential integrity; http://hl7.org/fhir/R4/references.html). Contained
+(``#id``), absolute external and canonical references are not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from fhirhub.fhir_store.errors import FhirError, Issue
+from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.store import UnitOfWork
+
+RELATIVE_REFERENCE = re.compile(
+    r"^(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})(/_history/[A-Za-z0-9\-\.]{1,64})?$"
+)
+_CHECK_CHUNK = 200
+
+
+def iter_references(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``(path, reference)`` for every ``Reference.reference`` in a resource."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield path, value
+            elif isinstance(value, dict | list):
+                yield from iter_references(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from iter_references(item, f"{path}[{index}]")
+
+
+def rewrite_references(node: Any, replace: Callable[[str], str | None]) -> None:
+    """Replace, in place, every ``reference`` for which ``replace`` returns a new value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                new = replace(value)
+                if new is not None:
+                    node[key] = new
+            elif isinstance(value, dict | list):
+                rewrite_references(value, replace)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict | list):
+                rewrite_references(item, replace)
+
+
+def local_reference(reference: str, base_url: str) -> str:
+    """``https://hub/fhir/Patient/1`` -> ``Patient/1`` when it points at this server."""
+    if base_url and reference.startswith(base_url + "/"):
+        return reference[len(base_url) + 1 :]
+    return reference
+
+
+def check_references(
+    uow: UnitOfWork, resources: Iterable[tuple[str, dict[str, Any]]], base_url: str = ""
+) -> None:
+    """Raise 422 naming each relative reference that resolves to no live resource.
+
+    Targets written in the same unit of work count as present.
+    """
+    wanted: dict[tuple[str, str], str] = {}
+    for resource_type, resource in resources:
+        for path, reference in iter_references(resource):
+            match = RELATIVE_REFERENCE.match(local_reference(reference, base_url))
+            if match is None:
+                continue
+            key = (match["type"], match["id"])
+            if key in wanted:
+                continue
+            pending = uow._pending.get(key)
+            if pending is not None:
+                if pending.version.deleted:
+                    wanted[key] = f"{resource_type}.{path}"
+                continue
+            wanted[key] = f"{resource_type}.{path}"
+    if not wanted:
+        return
+    keys = list(wanted)
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _CHECK_CHUNK):
+        chunk = keys[start : start + _CHECK_CHUNK]
+        condition = or_(
+            *(
+                and_(resource_current.c.resource_type == t, resource_current.c.resource_id == i)
+                for t, i in chunk
+            )
+        )
+        rows = uow.conn.execute(
+            select(resource_current.c.resource_type, resource_current.c.resource_id).where(
+                condition, resource_current.c.deleted.is_(False)
+            )
+        )
+        found.update((row[0], row[1]) for row in rows)
+    missing = [key for key in keys if key not in found]
+    if missing:
+        raise FhirError(
+            422,
+            issues=[
+                Issue(
+                    "error",
+                    "not-found",
+                    f"Reference {t}/{i} does not resolve to a stored resource",
+                    (wanted[(t, i)],),
+                )
+                for t, i in missing
+            ],
+        )

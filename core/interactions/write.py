@@ -1,0 +1,263 @@
+"""Create, update, patch and delete, plain and conditional
+(http://hl7.org/fhir/R4/http.html#create, #update, #patch, #delete, #cond-update).
+
+Each function runs inside a caller-provided :class:`UnitOfWork`, so the same code serves a
+single REST request, one entry of a transaction Bundle, an HL7 message or a DICOM instance.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonpatch
+import orjson
+
+from fhirhub.core.interactions.references import check_references
+from fhirhub.fhir_store.errors import FhirError, Issue, conflict, invalid, not_found
+from fhirhub.fhir_store.store import UnitOfWork
+from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES, validate_resource
+from fhirhub.fhir_store.versions import StoredVersion
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-\.]{1,64}$")
+ETAG_PATTERN = re.compile(r'^\s*(W/)?"?(?P<version>[^"]+)"?\s*$')
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the version now current, the HTTP status, and any notes."""
+
+    version: StoredVersion
+    status: int  # 201 created, 200 updated / matched, 204 nothing to do
+    created: bool = False
+    issues: tuple[Issue, ...] = ()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def require_type(resource_type: str) -> None:
+    if resource_type not in R4_RESOURCE_TYPES:
+        raise FhirError(404, f"Unknown resource type {resource_type!r}", code="not-supported")
+
+
+def require_id(resource_id: str) -> None:
+    if not ID_PATTERN.match(resource_id):
+        raise invalid(f"Invalid resource id {resource_id!r}: 1-64 of A-Z a-z 0-9 - .")
+
+
+def parse_etag(value: str) -> int:
+    """``W/"3"`` -> 3 (http://hl7.org/fhir/R4/http.html#concurrency)."""
+    match = ETAG_PATTERN.match(value)
+    if match is None or not match["version"].isdigit():
+        raise invalid(f"Malformed ETag {value!r}; expected W/\"<versionId>\"")
+    return int(match["version"])
+
+
+def check_if_match(current: StoredVersion | None, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    expected = parse_etag(if_match)
+    actual = current.version_id if current is not None and not current.deleted else None
+    if actual != expected:
+        raise FhirError(
+            412,
+            f"Version conflict: If-Match asks for version {expected}, "
+            f"current is {actual if actual is not None else 'none'}",
+            code="conflict",
+        )
+
+
+def store_resource(
+    hub: Hub,
+    uow: UnitOfWork,
+    interaction: str,
+    resource_type: str,
+    resource_id: str,
+    resource: dict[str, Any],
+    *,
+    previous: StoredVersion | None,
+    method: str,
+    check_refs: bool = True,
+) -> StoredVersion:
+    """Run the before-write hooks, check references and append the version."""
+    from fhirhub.core.hub import WriteContext
+
+    resource["id"] = resource_id
+    context = WriteContext(hub, interaction, resource_type, resource_id, uow, previous)
+    hub.hook.resource_before_write(resource=resource, context=context)
+    if check_refs:
+        check_references(uow, [(resource_type, resource)], hub.base_url)
+    return uow.put(resource_type, resource_id, resource, method=method, previous=previous)
+
+
+def validated(body: Any, resource_type: str) -> dict[str, Any]:
+    validate_resource(body, expected_type=resource_type)
+    assert isinstance(body, dict)
+    return body
+
+
+def create(
+    hub: Hub,
+    uow: UnitOfWork,
+    resource_type: str,
+    body: Any,
+    *,
+    if_none_exist: str | None = None,
+    resource_id: str | None = None,
+    check_refs: bool = True,
+) -> WriteResult:
+    """Create with a server-assigned id (an ``id`` in the body is ignored, as the spec says)."""
+    require_type(resource_type)
+    resource = validated(body, resource_type)
+    if if_none_exist:
+        from fhirhub.core.interactions.search import match_ids
+
+        matches = match_ids(hub, uow, resource_type, if_none_exist)
+        if len(matches) == 1:
+            existing = uow.current(resource_type, matches[0])
+            assert existing is not None
+            return WriteResult(existing, 200, created=False)
+        if len(matches) > 1:
+            raise FhirError(
+                412,
+                f"If-None-Exist {if_none_exist!r} matches {len(matches)} resources",
+                code="multiple-matches",
+            )
+    resource_id = resource_id or new_id()
+    version = store_resource(
+        hub, uow, "create", resource_type, resource_id, resource,
+        previous=None, method="POST", check_refs=check_refs,
+    )
+    return WriteResult(version, 201, created=True)
+
+
+def update(
+    hub: Hub,
+    uow: UnitOfWork,
+    resource_type: str,
+    resource_id: str,
+    body: Any,
+    *,
+    if_match: str | None = None,
+    check_refs: bool = True,
+) -> WriteResult:
+    """Update, or create with the client's id when none exists (update-as-create)."""
+    require_type(resource_type)
+    require_id(resource_id)
+    resource = validated(body, resource_type)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise invalid("The resource in an update must carry an id", expression=("id",))
+    if body_id != resource_id:
+        raise invalid(
+            f"Resource id {body_id!r} does not match the id {resource_id!r} in the URL",
+            expression=(f"{resource_type}.id",),
+        )
+    current = uow.current(resource_type, resource_id, for_update=True)
+    check_if_match(current, if_match)
+    version = store_resource(
+        hub, uow, "update", resource_type, resource_id, resource,
+        previous=current, method="PUT", check_refs=check_refs,
+    )
+    created = current is None or current.deleted
+    return WriteResult(version, 201 if created else 200, created=created)
+
+
+def conditional_update(
+    hub: Hub,
+    uow: UnitOfWork,
+    resource_type: str,
+    query: str,
+    body: Any,
+    *,
+    if_match: str | None = None,
+) -> WriteResult:
+    """``PUT Type?criteria``: 0 matches creates, 1 updates it, more is 412."""
+    from fhirhub.core.interactions.search import match_ids
+
+    require_type(resource_type)
+    matches = match_ids(hub, uow, resource_type, query)
+    if len(matches) > 1:
+        raise FhirError(412, f"Conditional update {query!r} matches {len(matches)} resources",
+                        code="multiple-matches")
+    if not matches:
+        resource = validated(body, resource_type)
+        return create(hub, uow, resource_type, resource, resource_id=resource.get("id") or None)
+    target = matches[0]
+    if isinstance(body, dict) and body.get("id") not in (None, target):
+        raise invalid(f"Resource id {body.get('id')!r} does not match the matched resource {target!r}")
+    if isinstance(body, dict):
+        body = {**body, "id": target}
+    return update(hub, uow, resource_type, target, body, if_match=if_match)
+
+
+def patch(
+    hub: Hub,
+    uow: UnitOfWork,
+    resource_type: str,
+    resource_id: str,
+    operations: Any,
+    *,
+    if_match: str | None = None,
+) -> WriteResult:
+    """JSON Patch (RFC 6902) applied to the current version, then validated like an update."""
+    require_type(resource_type)
+    current = uow.current(resource_type, resource_id, for_update=True)
+    if current is None:
+        raise not_found(f"{resource_type}/{resource_id} is not known")
+    if current.deleted or current.content is None:
+        raise FhirError(410, f"{resource_type}/{resource_id} has been deleted", code="deleted")
+    check_if_match(current, if_match)
+    if not isinstance(operations, list):
+        raise invalid("A JSON Patch body must be an array of operations")
+    document = orjson.loads(current.content)
+    try:
+        patched = jsonpatch.JsonPatch(operations).apply(document)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+        raise FhirError(422, f"JSON Patch could not be applied: {exc}", code="processing") from exc
+    if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
+        raise FhirError(422, "A patch may not change resourceType or id", code="processing")
+    validate_resource(patched, expected_type=resource_type)
+    version = store_resource(
+        hub, uow, "patch", resource_type, resource_id, patched, previous=current, method="PATCH"
+    )
+    return WriteResult(version, 200)
+
+
+def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> WriteResult | None:
+    """Delete (append a tombstone). Deleting what is already deleted changes nothing (204)."""
+    require_type(resource_type)
+    current = uow.current(resource_type, resource_id, for_update=True)
+    if current is None:
+        raise not_found(f"{resource_type}/{resource_id} is not known")
+    if current.deleted:
+        return WriteResult(current, 204)
+    version = uow.delete(resource_type, resource_id)
+    assert version is not None
+    return WriteResult(version, 200)
+
+
+def conditional_delete(hub: Hub, uow: UnitOfWork, resource_type: str, query: str) -> WriteResult | None:
+    """``DELETE Type?criteria`` (single-match mode: several matches are 412)."""
+    from fhirhub.core.interactions.search import match_ids
+
+    require_type(resource_type)
+    matches = match_ids(hub, uow, resource_type, query)
+    if len(matches) > 1:
+        raise FhirError(412, f"Conditional delete {query!r} matches {len(matches)} resources",
+                        code="multiple-matches")
+    if not matches:
+        return None
+    return delete(hub, uow, resource_type, matches[0])
+
+
+def ensure_not_conflicting(current: StoredVersion | None) -> None:
+    if current is not None and not current.deleted:
+        raise conflict(f"{current.reference} already exists")

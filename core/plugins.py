@@ -1,0 +1,175 @@
+"""Plugin discovery and activation.
+
+Built-in features are listed in :data:`DEFAULT_PLUGINS` and registered exactly like plugins
+found through the ``fhirhub.plugins`` entry-point group. ``FHIRHUB_PLUGINS`` (or ``plugins`` in
+the TOML file) is a comma list: names alone form an allow-list, ``-name`` blocks one.
+A plugin that fails to import or whose registration hooks raise is reported and disabled; the
+hub still starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from fhirhub.core import hookspecs
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+    from fhirhub.core.settings import Settings
+
+log = logging.getLogger("fhirhub.plugins")
+
+ENTRY_POINT_GROUP = "fhirhub.plugins"
+
+#: Built-in plugins: (name, module). Registered like entry-point plugins.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("core-operations", "fhirhub.core.builtin_operations"),
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    source: str  # "builtin" or the distribution name of an entry point
+    module: str
+    enabled: bool = True
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+
+
+def parse_selection(value: str) -> tuple[set[str], set[str]]:
+    allow: set[str] = set()
+    block: set[str] = set()
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        if item.startswith("-"):
+            block.add(item[1:])
+        else:
+            allow.add(item)
+    return allow, block
+
+
+def make_plugin_manager(settings: Settings) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    pm.fhirhub_plugin_infos = infos  # type: ignore[attr-defined]
+    allow, block = parse_selection(settings.plugins)
+
+    def wanted(name: str) -> bool:
+        if name in block:
+            return False
+        return not allow or name in allow or name.startswith("core")
+
+    candidates: list[tuple[str, str, str, Any]] = []
+    for name, module_name in DEFAULT_PLUGINS:
+        candidates.append((name, "builtin", "", lambda m=module_name: importlib.import_module(m)))
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        candidates.append(
+            (
+                entry_point.name,
+                dist.name if dist else "entry point",
+                dist.version if dist else "",
+                entry_point.load,
+            )
+        )
+    for name, source, version, loader in candidates:
+        if name in infos:
+            log.error("Plugin name %r is used twice; ignoring the one from %s", name, source)
+            continue
+        info = PluginInfo(name, version, source, "")
+        infos[name] = info
+        if not wanted(name):
+            info.enabled = False
+            continue
+        try:
+            plugin = loader()
+            info.module = getattr(plugin, "__name__", repr(plugin))
+            info.version = info.version or str(getattr(plugin, "__version__", "") or "")
+            pm.register(plugin, name=name)
+            info.hooks = sorted(
+                caller.name for caller in pm.get_hookcallers(plugin) or []
+            )
+        except Exception as exc:  # a broken plugin must not stop the hub
+            info.enabled = False
+            info.error = f"{type(exc).__name__}: {exc}"
+            log.error("Plugin %s failed to load and is disabled: %s", name, info.error)
+    pm.check_pending()
+    return pm
+
+
+def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    return list(getattr(pm, "fhirhub_plugin_infos", {}).values())
+
+
+def _disable(pm: pluggy.PluginManager, plugin: object, exc: BaseException, stage: str) -> None:
+    name = pm.get_name(plugin) or repr(plugin)
+    infos: dict[str, PluginInfo] = getattr(pm, "fhirhub_plugin_infos", {})
+    if name in infos:
+        infos[name].enabled = False
+        infos[name].error = f"{stage}: {type(exc).__name__}: {exc}"
+    log.error("Plugin %s failed in %s and is disabled: %s", name, stage, exc)
+    pm.unregister(plugin)
+
+
+def call_each(hub: Hub, hook_name: str, **kwargs: Any) -> list[tuple[object, Any]]:
+    """Call one hook implementation at a time so a failing plugin is disabled alone."""
+    results: list[tuple[object, Any]] = []
+    caller = getattr(hub.plugins.hook, hook_name)
+    for impl in list(caller.get_hookimpls()):
+        plugin = impl.plugin
+        try:
+            args = {name: kwargs[name] for name in impl.argnames}
+            result = impl.function(**args)
+        except Exception as exc:
+            _disable(hub.plugins, plugin, exc, hook_name)
+            continue
+        if result is not None:
+            results.append((plugin, result))
+    return results
+
+
+def activate_plugins(hub: Hub) -> None:
+    """Collect operations, search parameters and tasks from the enabled plugins."""
+    from fhirhub.core.tasks import TaskRunner
+
+    for _plugin, operations in call_each(hub, "register_operations", hub=hub):
+        for operation in operations:
+            hub.operations.add(operation)
+    for _plugin, parameters in call_each(hub, "register_search_parameters", hub=hub):
+        for parameter in parameters:
+            hub.store.registry.add(parameter)
+    tasks: dict[str, Any] = {}
+    for _plugin, registered in call_each(hub, "register_tasks", hub=hub):
+        tasks.update(registered)
+    hub.tasks = TaskRunner(hub, tasks)
+
+
+def module_plugin(module: ModuleType) -> ModuleType:
+    return module
+
+
+def register_cli_commands(cli: Any) -> None:
+    """Let enabled plugins add subcommands (``register_commands``)."""
+    from fhirhub.core.settings import load_settings
+
+    try:
+        pm = make_plugin_manager(load_settings())
+    except Exception as exc:  # the CLI must work even when plugin loading fails
+        log.error("Plugins could not be loaded for the CLI: %s", exc)
+        return
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            log.error("Plugin %s failed to register commands: %s", impl.plugin_name, exc)

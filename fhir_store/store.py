@@ -1,0 +1,410 @@
+"""The FHIR store: one unit of work per interaction or transaction.
+
+Every write goes through :class:`UnitOfWork`, which
+
+1. appends an immutable version to the log (``resource_version``),
+2. updates the projections in the same database transaction: the current state
+   (``resource_current``) and the search indexes,
+3. writes an outbox row per version for the dispatcher (``resource_committed`` hooks).
+
+Writes are buffered inside the unit of work and flushed in batches (one ``executemany`` per
+table) just before commit, because a 300-entry transaction Bundle would otherwise cost thousands
+of round trips. Reads inside the unit of work see the buffered writes.
+
+Ordering: on SQLite there is one writer at a time (``BEGIN IMMEDIATE``); on PostgreSQL the flush
+takes a transaction-scoped advisory lock, so sequence numbers are assigned in commit order and
+a reader of the log (``_history``, the dispatcher) never sees a later number commit before an
+earlier one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.errors import FhirError, conflict
+from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
+from fhirhub.fhir_store.search.index import Indexer
+from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
+from fhirhub.fhir_store.versions import StoredVersion, format_instant
+
+#: Arbitrary constant naming the PostgreSQL advisory lock that orders log appends.
+_PG_LOG_LOCK = 0x46484952  # "FHIR"
+
+CommitListener = Callable[[list[StoredVersion]], None]
+
+
+class _Clock:
+    """Strictly increasing microsecond timestamps within this process, so that two versions
+    written back to back never share a ``lastUpdated`` (``_since`` would be ambiguous)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def now(self) -> int:
+        with self._lock:
+            value = max(time.time_ns() // 1000, self._last + 1)
+            self._last = value
+            return value
+
+
+def stamp(resource: dict[str, Any], resource_id: str, version_id: int, instant: str) -> dict[str, Any]:
+    """Return ``resource`` with ``id`` and ``meta.versionId``/``meta.lastUpdated`` set, keeping
+    the client's element order (``resourceType``, ``id``, ``meta`` first when they were absent)."""
+    meta = resource.get("meta")
+    new_meta: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+    new_meta["versionId"] = str(version_id)
+    new_meta["lastUpdated"] = instant
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": resource_id}
+    out["meta"] = new_meta
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+@dataclass
+class _PendingWrite:
+    version: StoredVersion
+    resource: dict[str, Any] | None
+
+
+@dataclass
+class UnitOfWork:
+    """A database transaction in which FHIR resources are written and read."""
+
+    store: FhirStore
+    conn: Connection
+    _pending: dict[tuple[str, str], _PendingWrite] = field(default_factory=dict)
+    _order: list[_PendingWrite] = field(default_factory=list)
+    committed: list[StoredVersion] = field(default_factory=list)
+
+    # -- reads -----------------------------------------------------------------------------
+    def current(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> StoredVersion | None:
+        """The current version (a deleted one included), seeing this unit's own writes."""
+        pending = self._pending.get((resource_type, resource_id))
+        if pending is not None:
+            return pending.version
+        return read_current(self.conn, resource_type, resource_id, for_update=for_update)
+
+    # -- writes ----------------------------------------------------------------------------
+    def put(
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        *,
+        method: str = "PUT",
+        previous: StoredVersion | None | bool = False,
+    ) -> StoredVersion:
+        """Append a new version of ``resource`` (already validated) and return it.
+
+        ``previous`` may pass the already-read current version to save a lookup.
+        """
+        before = self.current(resource_type, resource_id) if previous is False else previous
+        assert before is None or isinstance(before, StoredVersion)
+        version_id = before.version_id + 1 if before is not None else 1
+        instant = self.store.clock.now()
+        stamped = stamp(resource, resource_id, version_id, format_instant(instant))
+        content = orjson.dumps(stamped)
+        version = StoredVersion(
+            resource_type, resource_id, version_id, instant, False, content, 0, method
+        )
+        self._buffer(_PendingWrite(version, stamped))
+        return version
+
+    def delete(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """Append a deletion tombstone; None when there was nothing (live) to delete."""
+        before = self.current(resource_type, resource_id)
+        if before is None or before.deleted:
+            return None
+        instant = self.store.clock.now()
+        version = StoredVersion(
+            resource_type, resource_id, before.version_id + 1, instant, True, None, 0, "DELETE"
+        )
+        self._buffer(_PendingWrite(version, None))
+        return version
+
+    def _buffer(self, write: _PendingWrite) -> None:
+        key = (write.version.resource_type, write.version.resource_id)
+        self._pending[key] = write
+        self._order.append(write)
+
+    def flush(self) -> list[StoredVersion]:
+        """Write buffered versions, projections, indexes and outbox rows in batches."""
+        if not self._order:
+            return []
+        writes, self._order, self._pending = self._order, [], {}
+        if not is_sqlite(self.conn.engine):
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOG_LOCK})")
+        rows = [
+            {
+                "resource_type": w.version.resource_type,
+                "resource_id": w.version.resource_id,
+                "version_id": w.version.version_id,
+                "last_updated": w.version.last_updated,
+                "method": w.version.method,
+                "deleted": w.version.deleted,
+                "content": w.version.content,
+            }
+            for w in writes
+        ]
+        try:
+            result = self.conn.execute(
+                insert(resource_version).returning(
+                    resource_version.c.seq, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+        except IntegrityError as exc:
+            raise conflict(
+                "Another request wrote a version of this resource at the same time; retry"
+            ) from exc
+        seqs = [row[0] for row in result]
+        versions = [
+            StoredVersion(
+                w.version.resource_type,
+                w.version.resource_id,
+                w.version.version_id,
+                w.version.last_updated,
+                w.version.deleted,
+                w.version.content,
+                seq,
+                w.version.method,
+            )
+            for w, seq in zip(writes, seqs, strict=True)
+        ]
+        # A resource written twice in one unit keeps only its last version as current.
+        latest: dict[tuple[str, str], tuple[StoredVersion, dict[str, Any] | None]] = {}
+        for version, write in zip(versions, writes, strict=True):
+            latest[(version.resource_type, version.resource_id)] = (version, write.resource)
+        self._upsert_current([v for v, _ in latest.values()])
+        self.store.indexer.replace_many(
+            self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()]
+        )
+        self.conn.execute(
+            insert(outbox),
+            [
+                {
+                    "seq": v.seq,
+                    "resource_type": v.resource_type,
+                    "resource_id": v.resource_id,
+                    "version_id": v.version_id,
+                }
+                for v in versions
+            ],
+        )
+        self.committed.extend(versions)
+        return versions
+
+    def _upsert_current(self, versions: Sequence[StoredVersion]) -> None:
+        rows = [
+            {
+                "resource_type": v.resource_type,
+                "resource_id": v.resource_id,
+                "version_id": v.version_id,
+                "last_updated": v.last_updated,
+                "deleted": v.deleted,
+                "seq": v.seq,
+                "content": v.content,
+            }
+            for v in versions
+        ]
+        if is_sqlite(self.conn.engine):
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        statement = dialect_insert(resource_current)
+        statement = statement.on_conflict_do_update(
+            index_elements=[resource_current.c.resource_type, resource_current.c.resource_id],
+            set_={
+                "version_id": statement.excluded.version_id,
+                "last_updated": statement.excluded.last_updated,
+                "deleted": statement.excluded.deleted,
+                "seq": statement.excluded.seq,
+                "content": statement.excluded.content,
+            },
+        )
+        self.conn.execute(statement, rows)
+
+
+class FhirStore:
+    """Entry point of the storage layer: owns the engine, the search registry and indexer."""
+
+    def __init__(self, engine: Engine, registry: SearchParameterRegistry | None = None) -> None:
+        self.engine = engine
+        self.registry = registry if registry is not None else default_registry()
+        self.indexer = Indexer(self.registry)
+        self.clock = _Clock()
+        self._listeners: list[CommitListener] = []
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    def create_schema(self) -> None:
+        """Create or upgrade the schema to the latest migration."""
+        from fhirhub.fhir_store.migrations import upgrade
+
+        upgrade(self.engine)
+
+    def drop_schema(self) -> None:
+        metadata.drop_all(self.engine)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` with the versions of every committed unit of work (in the
+        committing thread, after commit; it must be quick: the dispatcher just wakes up)."""
+        self._listeners.append(listener)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """A write transaction; commits on normal exit, rolls back on any exception."""
+        options = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
+        with self.engine.connect().execution_options(**options) as conn:
+            try:
+                with conn.begin():
+                    work = UnitOfWork(self, conn)
+                    yield work
+                    work.flush()
+            except OperationalError as exc:
+                if "locked" in str(exc).lower():
+                    raise FhirError(503, "The database is busy; retry", code="transient") from exc
+                raise
+        if work.committed:
+            for listener in self._listeners:
+                listener(work.committed)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection inside one transaction (a consistent snapshot on WAL/MVCC)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+
+# -- read helpers (usable with any connection) ------------------------------------------------
+
+_CURRENT_COLUMNS = (
+    resource_current.c.resource_type,
+    resource_current.c.resource_id,
+    resource_current.c.version_id,
+    resource_current.c.last_updated,
+    resource_current.c.deleted,
+    resource_current.c.content,
+    resource_current.c.seq,
+)
+_VERSION_COLUMNS = (
+    resource_version.c.resource_type,
+    resource_version.c.resource_id,
+    resource_version.c.version_id,
+    resource_version.c.last_updated,
+    resource_version.c.deleted,
+    resource_version.c.content,
+    resource_version.c.seq,
+    resource_version.c.method,
+)
+
+
+def _version_from_row(row: Any) -> StoredVersion:
+    return StoredVersion(
+        row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7] if len(row) > 7 else "PUT"
+    )
+
+
+def read_current(
+    conn: Connection, resource_type: str, resource_id: str, *, for_update: bool = False
+) -> StoredVersion | None:
+    query = select(*_CURRENT_COLUMNS).where(
+        resource_current.c.resource_type == resource_type,
+        resource_current.c.resource_id == resource_id,
+    )
+    if for_update and not is_sqlite(conn.engine):
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return _version_from_row(row) if row is not None else None
+
+
+def read_version(
+    conn: Connection, resource_type: str, resource_id: str, version_id: int
+) -> StoredVersion | None:
+    row = conn.execute(
+        select(*_VERSION_COLUMNS).where(
+            resource_version.c.resource_type == resource_type,
+            resource_version.c.resource_id == resource_id,
+            resource_version.c.version_id == version_id,
+        )
+    ).first()
+    return _version_from_row(row) if row is not None else None
+
+
+def read_history(
+    conn: Connection,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    *,
+    since: int | None = None,
+    at: int | None = None,
+    count: int = 50,
+    offset: int = 0,
+    max_seq: int | None = None,
+) -> tuple[list[StoredVersion], int]:
+    """Versions newest first, and the total number matching.
+
+    ``since``: only versions updated at or after it. ``at``: the versions that were current at
+    that instant (one per resource), per http://hl7.org/fhir/R4/http.html#history.
+    """
+    from sqlalchemy import func
+
+    conditions = []
+    if resource_type is not None:
+        conditions.append(resource_version.c.resource_type == resource_type)
+    if resource_id is not None:
+        conditions.append(resource_version.c.resource_id == resource_id)
+    if since is not None:
+        conditions.append(resource_version.c.last_updated >= since)
+    if max_seq is not None:
+        conditions.append(resource_version.c.seq <= max_seq)
+    if at is not None:
+        newer = resource_version.alias("newer")
+        conditions.append(resource_version.c.last_updated <= at)
+        conditions.append(
+            ~select(newer.c.seq)
+            .where(
+                newer.c.resource_type == resource_version.c.resource_type,
+                newer.c.resource_id == resource_version.c.resource_id,
+                newer.c.last_updated <= at,
+                newer.c.seq > resource_version.c.seq,
+            )
+            .exists()
+        )
+    where = and_(*conditions) if conditions else None
+    base = select(*_VERSION_COLUMNS)
+    total_query = select(func.count()).select_from(resource_version)
+    if where is not None:
+        base = base.where(where)
+        total_query = total_query.where(where)
+    rows = conn.execute(
+        base.order_by(resource_version.c.seq.desc()).limit(count).offset(offset)
+    ).all()
+    total = conn.execute(total_query).scalar_one()
+    return [_version_from_row(r) for r in rows], int(total)
+
+
+def mark_dispatched(conn: Connection, consumer: str, seq: int) -> None:
+    """Advance a dispatch cursor (kept here so the schema has one owner)."""
+    from fhirhub.fhir_store.schema import dispatch_cursor
+
+    updated = conn.execute(
+        update(dispatch_cursor).where(dispatch_cursor.c.consumer == consumer).values(last_seq=seq)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(dispatch_cursor).values(consumer=consumer, last_seq=seq))

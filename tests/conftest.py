@@ -1,0 +1,139 @@
+"""Fixtures shared by the whole suite: a hub on each backend, in-process and over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from fhirhub.core.hub import Hub, build_hub
+from fhirhub.core.settings import Settings
+from tests import backends
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgresql" in callspec.params.values():
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def worker_id_safe(request: pytest.FixtureRequest) -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return backends.sqlite_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(worker_id_safe: str) -> Iterator[str]:
+    url = backends.postgres_database(worker_id_safe)
+    yield url
+    backends.drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        return backends.fresh_sqlite_url(sqlite_template, tmp_path / "hub.db")
+    url: str = request.getfixturevalue("postgres_url")
+    backends.truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    return backends.fresh_sqlite_url(sqlite_template, tmp_path / "hub.db")
+
+
+def make_settings(url: str, data_dir: Path, **extra: object) -> Settings:
+    return Settings(db=url, data_dir=data_dir, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
+    hub = build_hub(make_settings(database_url, tmp_path))
+    yield hub
+    hub.store.engine.dispose()
+
+
+@pytest.fixture
+def client(hub: Hub) -> Iterator[TestClient]:
+    from fhirhub.core.http.app import create_app
+
+    with TestClient(create_app(hub=hub), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``fhirhub serve`` in a subprocess on a free port: real HTTP, real process."""
+
+    def __init__(self, db_url: str, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.fhir = f"{self.base}/fhir"
+        self.db_url = db_url
+        self.data_dir = data_dir
+        self.env = {**os.environ, "FHIRHUB_DATA_DIR": str(data_dir), **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LiveServer:
+        self.log = open(self.data_dir / f"server-{self.port}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(self.port),
+             "--db", self.db_url],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / f'server-{self.port}.log').read_text()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start in 60 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if hasattr(self, "log"):
+            self.log.close()
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(database_url, tmp_path).start()
+    yield server
+    server.stop()
