@@ -57,7 +57,10 @@ def raw_sqlite_insert(bundles: list[bytes], directory: Path) -> tuple[int, float
     total = 0
     for raw in bundles:
         bundle = orjson.loads(raw)
-        rows = [(e["resource"]["resourceType"], e["fullUrl"], orjson.dumps(e["resource"])) for e in bundle["entry"]]
+        rows = [
+            (e["resource"]["resourceType"], e["fullUrl"], orjson.dumps(e["resource"]))
+            for e in bundle["entry"]
+        ]
         with db:
             db.executemany("INSERT INTO r VALUES (?, ?, ?)", rows)
         total += len(rows)
@@ -67,9 +70,13 @@ def raw_sqlite_insert(bundles: list[bytes], directory: Path) -> tuple[int, float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", default="", help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients posting bundles")
+    parser.add_argument(
+        "--clients", type=int, default=2, help="concurrent HTTP clients posting bundles"
+    )
     parser.add_argument("--limit", type=int, default=100, help="number of Synthea bundles")
     args = parser.parse_args()
     if not SYNTHEA.is_dir():
@@ -92,10 +99,16 @@ def main() -> int:
         admin.dispose()
 
     port = free_port()
-    env = {**os.environ, "FHIRHUB_DATA_DIR": str(work), "FHIRHUB_PLUGINS": os.environ.get("FHIRHUB_PLUGINS", "")}
+    env = {
+        **os.environ,
+        "FHIRHUB_DATA_DIR": str(work),
+        "FHIRHUB_PLUGINS": os.environ.get("FHIRHUB_PLUGINS", ""),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(port), "--db", db_url],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "wb"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -109,6 +122,7 @@ def main() -> int:
 
         headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
         with httpx.Client(base_url=f"{base}/fhir", timeout=300) as client:
+
             def post(raw: bytes) -> None:
                 response = client.post("", content=raw, headers=headers)
                 response.raise_for_status()
@@ -119,8 +133,18 @@ def main() -> int:
             ingest_seconds = time.perf_counter() - start
             memory = rss_mb(server.pid)
 
-            patient_ids = [e["resource"]["id"] for e in client.get("/Patient", params={"_count": 100, "_elements": "id"}).json().get("entry", [])]
-            obs_ids = [e["resource"]["id"] for e in client.get("/Observation", params={"_count": 500, "_elements": "id"}).json().get("entry", [])]
+            patient_ids = [
+                e["resource"]["id"]
+                for e in client.get("/Patient", params={"_count": 100, "_elements": "id"})
+                .json()
+                .get("entry", [])
+            ]
+            obs_ids = [
+                e["resource"]["id"]
+                for e in client.get("/Observation", params={"_count": 500, "_elements": "id"})
+                .json()
+                .get("entry", [])
+            ]
             targets = [("Patient", i) for i in patient_ids] + [("Observation", i) for i in obs_ids]
             random.seed(1)
             timings = []
@@ -132,16 +156,26 @@ def main() -> int:
             count_timings = []
             for _ in range(30):
                 t0 = time.perf_counter()
-                result = client.get("/Observation", params={"code": f"http://loinc.org|{COMMON_LOINC}", "_summary": "count"})
+                result = client.get(
+                    "/Observation",
+                    params={"code": f"http://loinc.org|{COMMON_LOINC}", "_summary": "count"},
+                )
                 count_timings.append((time.perf_counter() - t0) * 1000)
             hits = result.json()["total"]
             t0 = time.perf_counter()
             paged = 0
-            url: str | None = f"{base}/fhir/Observation?code=http://loinc.org|{COMMON_LOINC}&_count=1000"
+            url: str | None = (
+                f"{base}/fhir/Observation?code=http://loinc.org|{COMMON_LOINC}&_count=1000"
+            )
             while url:
                 page = client.get(url).json()
-                paged += sum(1 for e in page.get("entry", []) if e.get("search", {}).get("mode") == "match")
-                url = next((link["url"] for link in page.get("link", []) if link["relation"] == "next"), None)
+                paged += sum(
+                    1 for e in page.get("entry", []) if e.get("search", {}).get("mode") == "match"
+                )
+                url = next(
+                    (link["url"] for link in page.get("link", []) if link["relation"] == "next"),
+                    None,
+                )
             paging_seconds = time.perf_counter() - t0
             memory_after = rss_mb(server.pid)
     finally:

@@ -19,8 +19,9 @@ def _everything(call: OperationCall) -> bytes:
     params = [(k, v) for k, values in call.parameters.items() for v in values]
     with call.hub.store.read() as conn:
         read(conn, "Patient", call.resource_id)
-        return everything(conn, call.hub.store.registry, call.resource_id,
-                          base_url=call.base_url, params=params)
+        return everything(
+            conn, call.hub.store.registry, call.resource_id, base_url=call.base_url, params=params
+        )
 
 
 def _reindex(call: OperationCall) -> dict[str, Any]:
@@ -38,12 +39,18 @@ def _reindex(call: OperationCall) -> dict[str, Any]:
 def register_operations(hub: Any) -> list[Operation]:
     return [
         Operation(
-            "everything", _everything, instance=True, resource_types=("Patient",),
+            "everything",
+            _everything,
+            instance=True,
+            resource_types=("Patient",),
             description="All resources in the patient's compartment and what they reference",
             definition_url="http://hl7.org/fhir/OperationDefinition/Patient-everything",
         ),
         Operation(
-            "reindex", _reindex, system=True, affects_state=True,
+            "reindex",
+            _reindex,
+            system=True,
+            affects_state=True,
             description="Rebuild search indexes for all or some resource types",
         ),
     ]

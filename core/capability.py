@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
 
 TYPE_INTERACTIONS = (
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
@@ -87,8 +94,11 @@ def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
                 "resource": resources,
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
                 "searchParam": [
-                    {"name": "_type", "type": "token",
-                     "definition": "http://hl7.org/fhir/SearchParameter/Resource-type"},
+                    {
+                        "name": "_type",
+                        "type": "token",
+                        "definition": "http://hl7.org/fhir/SearchParameter/Resource-type",
+                    },
                 ],
                 "operation": [_operation_entry(op, base_url) for op in operations if op.system],
             }

@@ -14,7 +14,12 @@ from fhirhub import FHIR_VERSION, __version__
 
 app = typer.Typer(help="fhirhub: a plugin-based FHIR R4 interoperability hub", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: FHIRHUB_DB or SQLite under FHIRHUB_DATA_DIR)")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: FHIRHUB_DB or SQLite under FHIRHUB_DATA_DIR)"
+    ),
+]
 
 
 def _settings(db: str | None = None, **overrides: Any) -> Any:
@@ -35,7 +40,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     db: DbOption = None,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
-    demo: Annotated[bool, typer.Option(help="Load the shipped demo patients if the store is empty")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Load the shipped demo patients if the store is empty")
+    ] = False,
 ) -> None:
     """Serve the FHIR API (and the UI shell) with uvicorn."""
     import uvicorn
@@ -43,21 +50,33 @@ def serve(
     if db:
         os.environ["FHIRHUB_DB"] = db
     settings = _settings(db)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if demo:
         from fhirhub.core.demo import load_demo_data
         from fhirhub.core.hub import build_hub
 
         hub = build_hub(settings)
         loaded = load_demo_data(hub)
-        typer.echo(f"Demo data: {loaded} resources loaded" if loaded else "Demo data already present")
+        typer.echo(
+            f"Demo data: {loaded} resources loaded" if loaded else "Demo data already present"
+        )
         hub.store.engine.dispose()
     if workers > 1:
         if settings.database_url.startswith("sqlite"):
-            typer.echo("Several workers need PostgreSQL (FHIRHUB_DB=postgresql+psycopg://...)", err=True)
+            typer.echo(
+                "Several workers need PostgreSQL (FHIRHUB_DB=postgresql+psycopg://...)", err=True
+            )
             raise typer.Exit(2)
-        uvicorn.run("fhirhub.core.http.app:app_factory", factory=True, host=host, port=port,
-                    workers=workers, log_level="info")
+        uvicorn.run(
+            "fhirhub.core.http.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+        )
         return
     from fhirhub.core.http.app import create_app
 

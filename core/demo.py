@@ -23,9 +23,9 @@ def load_demo_data(hub: Hub) -> int:
 
     with hub.store.read() as conn:
         patients = conn.execute(
-            select(func.count()).select_from(resource_current).where(
-                resource_current.c.resource_type == "Patient"
-            )
+            select(func.count())
+            .select_from(resource_current)
+            .where(resource_current.c.resource_type == "Patient")
         ).scalar_one()
     if patients:
         return 0

@@ -60,7 +60,14 @@ def put_resources(hub: Hub, resources: Sequence[Any]) -> int:
             writes.require_id(rid)
             previous = uow.current(rtype, rid)
             writes.store_resource(
-                hub, uow, "update", rtype, rid, resource, previous=previous, method="PUT",
+                hub,
+                uow,
+                "update",
+                rtype,
+                rid,
+                resource,
+                previous=previous,
+                method="PUT",
                 check_refs=False,
             )
             written.append((rtype, resource))
@@ -71,10 +78,16 @@ def put_resources(hub: Hub, resources: Sequence[Any]) -> int:
 def load_document(hub: Hub, document: Any) -> int:
     if not isinstance(document, dict):
         raise invalid("Expected a JSON object (a Bundle or a resource)")
-    if document.get("resourceType") == "Bundle" and document.get("type") in ("transaction", "batch"):
+    if document.get("resourceType") == "Bundle" and document.get("type") in (
+        "transaction",
+        "batch",
+    ):
         process_bundle(hub, document, base_url=hub.base_url, return_pref="minimal")
         return len(document.get("entry", []))
-    if document.get("resourceType") == "Bundle" and document.get("type") in ("collection", "searchset"):
+    if document.get("resourceType") == "Bundle" and document.get("type") in (
+        "collection",
+        "searchset",
+    ):
         resources = [e["resource"] for e in document.get("entry", []) if "resource" in e]
         return put_resources(hub, resources)
     return put_resources(hub, [document])

@@ -92,12 +92,17 @@ class OperationRegistry:
             if operation.name == name and operation.applies_to(level, resource_type):
                 return operation
         where = resource_type or "system"
-        raise FhirError(404, f"Operation ${name} is not supported at {level} level on {where}",
-                        code="not-supported")
+        raise FhirError(
+            404,
+            f"Operation ${name} is not supported at {level} level on {where}",
+            code="not-supported",
+        )
 
 
 def _overlaps(a: Operation, b: Operation) -> bool:
-    levels = (a.system and b.system) or (a.type_level and b.type_level) or (a.instance and b.instance)
+    levels = (
+        (a.system and b.system) or (a.type_level and b.type_level) or (a.instance and b.instance)
+    )
     if not levels:
         return False
     if not a.resource_types or not b.resource_types:

@@ -97,9 +97,7 @@ def make_plugin_manager(settings: Settings) -> pluggy.PluginManager:
             info.module = getattr(plugin, "__name__", repr(plugin))
             info.version = info.version or str(getattr(plugin, "__version__", "") or "")
             pm.register(plugin, name=name)
-            info.hooks = sorted(
-                caller.name for caller in pm.get_hookcallers(plugin) or []
-            )
+            info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         except Exception as exc:  # a broken plugin must not stop the hub
             info.enabled = False
             info.error = f"{type(exc).__name__}: {exc}"

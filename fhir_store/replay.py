@@ -37,7 +37,15 @@ def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> i
         )
         conn.execute(
             insert(resource_current).from_select(
-                ["resource_type", "resource_id", "version_id", "last_updated", "deleted", "seq", "content"],
+                [
+                    "resource_type",
+                    "resource_id",
+                    "version_id",
+                    "last_updated",
+                    "deleted",
+                    "seq",
+                    "content",
+                ],
                 select(
                     resource_version.c.resource_type,
                     resource_version.c.resource_id,

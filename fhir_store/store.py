@@ -58,7 +58,9 @@ class _Clock:
             return value
 
 
-def stamp(resource: dict[str, Any], resource_id: str, version_id: int, instant: str) -> dict[str, Any]:
+def stamp(
+    resource: dict[str, Any], resource_id: str, version_id: int, instant: str
+) -> dict[str, Any]:
     """Return ``resource`` with ``id`` and ``meta.versionId``/``meta.lastUpdated`` set, keeping
     the client's element order (``resourceType``, ``id``, ``meta`` first when they were absent)."""
     meta = resource.get("meta")
@@ -90,7 +92,9 @@ class UnitOfWork:
     committed: list[StoredVersion] = field(default_factory=list)
 
     # -- reads -----------------------------------------------------------------------------
-    def current(self, resource_type: str, resource_id: str, *, for_update: bool = False) -> StoredVersion | None:
+    def current(
+        self, resource_type: str, resource_id: str, *, for_update: bool = False
+    ) -> StoredVersion | None:
         """The current version (a deleted one included), seeing this unit's own writes."""
         pending = self._pending.get((resource_type, resource_id))
         if pending is not None:
@@ -316,7 +320,14 @@ _VERSION_COLUMNS = (
 
 def _version_from_row(row: Any) -> StoredVersion:
     return StoredVersion(
-        row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7] if len(row) > 7 else "PUT"
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        bool(row[4]),
+        row[5],
+        row[6],
+        row[7] if len(row) > 7 else "PUT",
     )
 
 

@@ -42,7 +42,8 @@ def ensure_postgres() -> None:
         for version in os.listdir(clusters):
             subprocess.run(
                 ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                check=False, capture_output=True,
+                check=False,
+                capture_output=True,
             )
     if _pg_answers():
         return

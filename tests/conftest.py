@@ -101,14 +101,26 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.log = open(self.data_dir / f"server-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(self.port),
-             "--db", self.db_url],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "fhirhub.core.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--db",
+                self.db_url,
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / f'server-{self.port}.log').read_text()}")
+                raise RuntimeError(
+                    f"server exited: {(self.data_dir / f'server-{self.port}.log').read_text()}"
+                )
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return self

@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
                 else:
                     checks[name] = "ok" if ok else "failing"
                 healthy = healthy and ok
-        return fhir_response({"status": "ok" if healthy else "failing", "checks": checks},
-                             200 if healthy else 503)
+        return fhir_response(
+            {"status": "ok" if healthy else "failing", "checks": checks}, 200 if healthy else 503
+        )
 
     return app
 

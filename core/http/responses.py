@@ -16,10 +16,17 @@ FHIR_JSON = "application/fhir+json"
 MEDIA_TYPE = f"{FHIR_JSON}; charset=utf-8"
 
 
-def fhir_response(body: bytes | dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    body: bytes | dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     if isinstance(body, dict):
         body = orjson.dumps(body)
-    return Response(content=body or b"", status_code=status, media_type=MEDIA_TYPE if body else None, headers=headers)
+    return Response(
+        content=body or b"",
+        status_code=status,
+        media_type=MEDIA_TYPE if body else None,
+        headers=headers,
+    )
 
 
 def error_response(error: FhirError) -> Response:
@@ -27,10 +34,14 @@ def error_response(error: FhirError) -> Response:
 
 
 def outcome_response(status: int, severity: str, code: str, diagnostics: str) -> Response:
-    return fhir_response(orjson.dumps(operation_outcome([Issue(severity, code, diagnostics)])), status)
+    return fhir_response(
+        orjson.dumps(operation_outcome([Issue(severity, code, diagnostics)])), status
+    )
 
 
-def version_headers(version: StoredVersion, base_url: str, *, location: bool = False) -> dict[str, str]:
+def version_headers(
+    version: StoredVersion, base_url: str, *, location: bool = False
+) -> dict[str, str]:
     headers = {"ETag": version.etag, "Last-Modified": http_date(version.last_updated)}
     if location:
         headers["Location"] = (
@@ -51,7 +62,12 @@ def prefer(request: Request, key: str) -> str | None:
 
 
 def write_response(
-    request: Request, version: StoredVersion, status: int, base_url: str, *, location: bool = True,
+    request: Request,
+    version: StoredVersion,
+    status: int,
+    base_url: str,
+    *,
+    location: bool = True,
     issues: tuple[Issue, ...] = (),
 ) -> Response:
     """Honour ``Prefer: return=minimal|representation|OperationOutcome`` (http.html#ops)."""

@@ -16,12 +16,6 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fhirhub.core.capability import capability_statement
-from fhirhub.core.hub import Hub
-from fhirhub.core.interactions import read as reads
-from fhirhub.core.interactions import write as writes
-from fhirhub.core.interactions.bundle import process_bundle
-from fhirhub.core.interactions.search import search_bundle
-from fhirhub.core.operations import OperationCall
 from fhirhub.core.http.responses import (
     FHIR_JSON,
     fhir_response,
@@ -31,9 +25,20 @@ from fhirhub.core.http.responses import (
     version_headers,
     write_response,
 )
+from fhirhub.core.hub import Hub
+from fhirhub.core.interactions import read as reads
+from fhirhub.core.interactions import write as writes
+from fhirhub.core.interactions.bundle import process_bundle
+from fhirhub.core.interactions.search import search_bundle
+from fhirhub.core.operations import OperationCall
 from fhirhub.fhir_store.errors import FhirError, invalid
 
-JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json", "text/plain")
+JSON_TYPES = (
+    "application/fhir+json",
+    "application/json",
+    "application/json-patch+json",
+    "text/plain",
+)
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
 
 
@@ -76,7 +81,9 @@ async def read_json(request: Request) -> Any:
 
 
 def query_params(request: Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+    return [
+        (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+    ]
 
 
 def handling_strict(request: Request) -> bool:
@@ -113,8 +120,14 @@ async def system_search(request: Request) -> Response:
 
     def run() -> bytes:
         with hub.store.read() as conn:
-            return search_bundle(hub, conn, None, params, base_url=base_url_of(request),
-                                 strict=handling_strict(request))
+            return search_bundle(
+                hub,
+                conn,
+                None,
+                params,
+                base_url=base_url_of(request),
+                strict=handling_strict(request),
+            )
 
     return fhir_response(await run_in_threadpool(run))
 
@@ -124,13 +137,17 @@ async def system_history(request: Request) -> Response:
     return await _history(request, None, None)
 
 
-async def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
+async def _history(
+    request: Request, resource_type: str | None, resource_id: str | None
+) -> Response:
     hub = hub_of(request)
     params = query_params(request)
 
     def run() -> bytes:
         with hub.store.read() as conn:
-            return reads.history_bundle(conn, base_url_of(request), params, resource_type, resource_id)
+            return reads.history_bundle(
+                conn, base_url_of(request), params, resource_type, resource_id
+            )
 
     return fhir_response(await run_in_threadpool(run))
 
@@ -138,7 +155,9 @@ async def _history(request: Request, resource_type: str | None, resource_id: str
 # -- operations -------------------------------------------------------------------------------
 
 
-async def _operation(request: Request, level: str, resource_type: str | None, resource_id: str | None, name: str) -> Response:
+async def _operation(
+    request: Request, level: str, resource_type: str | None, resource_id: str | None, name: str
+) -> Response:
     hub = hub_of(request)
     operation = hub.operations.find(name, level, resource_type)
     if resource_type is not None:
@@ -158,7 +177,9 @@ async def _operation(request: Request, level: str, resource_type: str | None, re
                     if key.startswith("value"):
                         parameters.setdefault(parameter.get("name", ""), []).append(str(value))
     elif operation.affects_state:
-        raise FhirError(405, f"${name} changes state and must be invoked with POST", code="not-supported")
+        raise FhirError(
+            405, f"${name} changes state and must be invoked with POST", code="not-supported"
+        )
     call = OperationCall(hub, resource_type, resource_id, parameters, body, base_url_of(request))
     result = await run_in_threadpool(operation.handler, call)
     return fhir_response(result if isinstance(result, bytes | dict) else orjson.dumps(result))
@@ -175,7 +196,9 @@ async def type_operation(request: Request, resource_type: str, name: str) -> Res
 
 
 @router.api_route("/{resource_type}/{resource_id}/${name}", methods=["GET", "POST"])
-async def instance_operation(request: Request, resource_type: str, resource_id: str, name: str) -> Response:
+async def instance_operation(
+    request: Request, resource_type: str, resource_id: str, name: str
+) -> Response:
     return await _operation(request, "instance", resource_type, resource_id, name)
 
 
@@ -197,14 +220,25 @@ async def type_search_post(request: Request, resource_type: str) -> Response:
     return await _search(request, resource_type, params)
 
 
-async def _search(request: Request, resource_type: str, params: list[tuple[str, str]],
-                  compartment: tuple[str, str] | None = None) -> Response:
+async def _search(
+    request: Request,
+    resource_type: str,
+    params: list[tuple[str, str]],
+    compartment: tuple[str, str] | None = None,
+) -> Response:
     hub = hub_of(request)
 
     def run() -> bytes:
         with hub.store.read() as conn:
-            return search_bundle(hub, conn, resource_type, params, base_url=base_url_of(request),
-                                 strict=handling_strict(request), compartment=compartment)
+            return search_bundle(
+                hub,
+                conn,
+                resource_type,
+                params,
+                base_url=base_url_of(request),
+                strict=handling_strict(request),
+                compartment=compartment,
+            )
 
     return fhir_response(await run_in_threadpool(run))
 
@@ -228,13 +262,17 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
     query = request.url.query
     if not query:
-        raise FhirError(405, "PUT needs an id (Type/id) or search criteria (Type?...)", code="not-supported")
+        raise FhirError(
+            405, "PUT needs an id (Type/id) or search criteria (Type?...)", code="not-supported"
+        )
     body = await read_json(request)
     if_match = request.headers.get("if-match")
 
     def run() -> writes.WriteResult:
         with hub.store.unit_of_work() as uow:
-            return writes.conditional_update(hub, uow, resource_type, query, body, if_match=if_match)
+            return writes.conditional_update(
+                hub, uow, resource_type, query, body, if_match=if_match
+            )
 
     result = await run_in_threadpool(run)
     return write_response(request, result.version, result.status, base_url_of(request))
@@ -245,7 +283,9 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
     query = request.url.query
     if not query:
-        raise FhirError(405, "DELETE needs an id (Type/id) or search criteria (Type?...)", code="not-supported")
+        raise FhirError(
+            405, "DELETE needs an id (Type/id) or search criteria (Type?...)", code="not-supported"
+        )
 
     def run() -> writes.WriteResult | None:
         with hub.store.unit_of_work() as uow:
@@ -253,7 +293,9 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
 
     result = await run_in_threadpool(run)
     if result is None:
-        return outcome_response(200, "information", "informational", "No resource matched; nothing deleted")
+        return outcome_response(
+            200, "information", "informational", "No resource matched; nothing deleted"
+        )
     return Response(status_code=204, headers={"ETag": result.version.etag})
 
 
@@ -291,8 +333,9 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
             return writes.update(hub, uow, resource_type, resource_id, body, if_match=if_match)
 
     result = await run_in_threadpool(run)
-    return write_response(request, result.version, result.status, base_url_of(request),
-                          location=result.created)
+    return write_response(
+        request, result.version, result.status, base_url_of(request), location=result.created
+    )
 
 
 @router.patch("/{resource_type}/{resource_id}")
@@ -306,7 +349,9 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
             return writes.patch(hub, uow, resource_type, resource_id, body, if_match=if_match)
 
     result = await run_in_threadpool(run)
-    return write_response(request, result.version, result.status, base_url_of(request), location=False)
+    return write_response(
+        request, result.version, result.status, base_url_of(request), location=False
+    )
 
 
 @router.delete("/{resource_type}/{resource_id}")
@@ -328,7 +373,9 @@ async def instance_history(request: Request, resource_type: str, resource_id: st
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
-async def vread(request: Request, resource_type: str, resource_id: str, version_id: str) -> Response:
+async def vread(
+    request: Request, resource_type: str, resource_id: str, version_id: str
+) -> Response:
     hub = hub_of(request)
 
     def run() -> Any:
@@ -343,11 +390,15 @@ async def vread(request: Request, resource_type: str, resource_id: str, version_
 
 
 @router.get("/{compartment_type}/{compartment_id}/{resource_type}")
-async def compartment_search(request: Request, compartment_type: str, compartment_id: str,
-                             resource_type: str) -> Response:
+async def compartment_search(
+    request: Request, compartment_type: str, compartment_id: str, resource_type: str
+) -> Response:
     if compartment_type != "Patient":
-        raise FhirError(400, f"Compartment {compartment_type!r} is not supported (Patient is)",
-                        code="not-supported")
+        raise FhirError(
+            400,
+            f"Compartment {compartment_type!r} is not supported (Patient is)",
+            code="not-supported",
+        )
     target = None if resource_type == "*" else resource_type
     hub = hub_of(request)
     params = query_params(request)
@@ -356,11 +407,23 @@ async def compartment_search(request: Request, compartment_type: str, compartmen
         with hub.store.read() as conn:
             reads.read(conn, compartment_type, compartment_id)
             if target is None:
-                return search_bundle(hub, conn, None, params, base_url=base_url_of(request),
-                                     strict=handling_strict(request),
-                                     compartment=(compartment_type, compartment_id))
-            return search_bundle(hub, conn, target, params, base_url=base_url_of(request),
-                                 strict=handling_strict(request),
-                                 compartment=(compartment_type, compartment_id))
+                return search_bundle(
+                    hub,
+                    conn,
+                    None,
+                    params,
+                    base_url=base_url_of(request),
+                    strict=handling_strict(request),
+                    compartment=(compartment_type, compartment_id),
+                )
+            return search_bundle(
+                hub,
+                conn,
+                target,
+                params,
+                base_url=base_url_of(request),
+                strict=handling_strict(request),
+                compartment=(compartment_type, compartment_id),
+            )
 
     return fhir_response(await run_in_threadpool(run))

@@ -151,8 +151,10 @@ def process_bundle(hub: Hub, body: Any, *, base_url: str, return_pref: str = "mi
         raise invalid("Expected a Bundle resource")
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise invalid(f"Bundle.type must be batch or transaction to be processed, not {kind!r}",
-                      expression=("Bundle.type",))
+        raise invalid(
+            f"Bundle.type must be batch or transaction to be processed, not {kind!r}",
+            expression=("Bundle.type",),
+        )
     entries = _entries(body, base_url)
     if kind == "transaction":
         return _transaction(hub, entries, base_url, return_pref)
@@ -190,8 +192,12 @@ def _located(error: FhirError, entries: list[_Entry]) -> FhirError:
     if current is None:
         return error
     issues = [
-        Issue(i.severity, i.code, f"Bundle.entry[{current}]: {i.diagnostics}",
-              i.expression or (f"Bundle.entry[{current}]",))
+        Issue(
+            i.severity,
+            i.code,
+            f"Bundle.entry[{current}]: {i.diagnostics}",
+            i.expression or (f"Bundle.entry[{current}]",),
+        )
         for i in error.issues
     ]
     return FhirError(error.status, issues=issues)
@@ -223,8 +229,11 @@ def _assign_identities(
                 if condition:
                     matches = match_ids(hub, uow, rtype, condition)
                     if len(matches) > 1:
-                        raise FhirError(412, f"ifNoneExist {condition!r} matches {len(matches)} resources",
-                                        code="multiple-matches")
+                        raise FhirError(
+                            412,
+                            f"ifNoneExist {condition!r} matches {len(matches)} resources",
+                            code="multiple-matches",
+                        )
                     if matches:
                         entry.existing = uow.current(rtype, matches[0])
                         entry.assigned_id = matches[0]
@@ -235,10 +244,15 @@ def _assign_identities(
                 if entry.url.conditional:
                     matches = match_ids(hub, uow, rtype, entry.url.query or "")
                     if len(matches) > 1:
-                        raise FhirError(412, f"Conditional update matches {len(matches)} resources",
-                                        code="multiple-matches")
+                        raise FhirError(
+                            412,
+                            f"Conditional update matches {len(matches)} resources",
+                            code="multiple-matches",
+                        )
                     body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
-                    entry.assigned_id = matches[0] if matches else body_id or write_interactions.new_id()
+                    entry.assigned_id = (
+                        matches[0] if matches else body_id or write_interactions.new_id()
+                    )
                 else:
                     entry.assigned_id = entry.url.resource_id
             else:
@@ -316,7 +330,9 @@ def _run_write(
     try:
         if entry.method == "DELETE":
             if entry.url.conditional:
-                outcome = write_interactions.conditional_delete(hub, uow, rtype, entry.url.query or "")
+                outcome = write_interactions.conditional_delete(
+                    hub, uow, rtype, entry.url.query or ""
+                )
             elif entry.url.resource_id:
                 current = uow.current(rtype, entry.url.resource_id)
                 outcome = (
@@ -326,7 +342,12 @@ def _run_write(
                 )
             else:
                 raise invalid("DELETE needs Type/id or Type?criteria")
-            entry.response = _entry_response(outcome.version if outcome else None, 204 if outcome is None else outcome.status, base_url, "minimal")
+            entry.response = _entry_response(
+                outcome.version if outcome else None,
+                204 if outcome is None else outcome.status,
+                base_url,
+                "minimal",
+            )
             return
         if entry.method == "POST":
             if entry.existing is not None:
@@ -334,8 +355,15 @@ def _run_write(
                 return
             resource = entry.resource
             version = write_interactions.store_resource(
-                hub, uow, "create", rtype, entry.assigned_id or "", resource,
-                previous=None, method="POST", check_refs=False,
+                hub,
+                uow,
+                "create",
+                rtype,
+                entry.assigned_id or "",
+                resource,
+                previous=None,
+                method="POST",
+                check_refs=False,
             )
             written.append((rtype, resource))
             entry.response = _entry_response(version, 201, base_url, return_pref)
@@ -351,18 +379,31 @@ def _run_write(
             current = uow.current(rtype, entry.assigned_id or "", for_update=True)
             write_interactions.check_if_match(current, entry.request.get("ifMatch"))
             version = write_interactions.store_resource(
-                hub, uow, "update", rtype, entry.assigned_id or "", resource,
-                previous=current, method="PUT", check_refs=False,
+                hub,
+                uow,
+                "update",
+                rtype,
+                entry.assigned_id or "",
+                resource,
+                previous=current,
+                method="PUT",
+                check_refs=False,
             )
             written.append((rtype, resource))
             created = current is None or current.deleted
-            entry.response = _entry_response(version, 201 if created else 200, base_url, return_pref)
+            entry.response = _entry_response(
+                version, 201 if created else 200, base_url, return_pref
+            )
             return
         if entry.method == "PATCH":
             if not entry.url.resource_id:
                 raise invalid("PATCH needs Type/id")
             result = write_interactions.patch(
-                hub, uow, rtype, entry.url.resource_id, _patch_body(entry),
+                hub,
+                uow,
+                rtype,
+                entry.url.resource_id,
+                _patch_body(entry),
                 if_match=entry.request.get("ifMatch"),
             )
             entry.response = _entry_response(result.version, 200, base_url, return_pref)
@@ -375,7 +416,9 @@ def _run_read(hub: Hub, uow: UnitOfWork, entry: _Entry, base_url: str) -> None:
     url = entry.url
     try:
         if url.resource_type and url.resource_id and url.version_id:
-            version = read_interactions.vread(uow.conn, url.resource_type, url.resource_id, url.version_id)
+            version = read_interactions.vread(
+                uow.conn, url.resource_type, url.resource_id, url.version_id
+            )
             entry.response = _entry_response(version, 200, base_url, "representation")
         elif url.resource_type and url.resource_id and "_history" not in entry.raw_url:
             version = read_interactions.read(uow.conn, url.resource_type, url.resource_id)
@@ -385,8 +428,9 @@ def _run_read(hub: Hub, uow: UnitOfWork, entry: _Entry, base_url: str) -> None:
             bundle = search_bundle(hub, uow.conn, url.resource_type, params, base_url=base_url)
             entry.response = b'{"resource":' + bundle + b',"response":{"status":"200 OK"}}'
         else:
-            raise FhirError(400, f"GET {entry.raw_url!r} is not supported inside a Bundle",
-                            code="not-supported")
+            raise FhirError(
+                400, f"GET {entry.raw_url!r} is not supported inside a Bundle", code="not-supported"
+            )
     except FhirError as error:
         error.entry_index = entry.index  # type: ignore[attr-defined]
         raise
@@ -440,8 +484,11 @@ def _batch(hub: Hub, entries: list[_Entry], base_url: str, return_pref: str) -> 
         except FhirError as error:
             outcome = error.outcome_bytes()
             entry.response = (
-                b'{"response":{"status":' + orjson.dumps(str(error.status))
-                + b',"outcome":' + outcome + b"}}"
+                b'{"response":{"status":'
+                + orjson.dumps(str(error.status))
+                + b',"outcome":'
+                + outcome
+                + b"}}"
             )
     return _response_bundle("batch-response", entries)
 

@@ -14,9 +14,9 @@ from sqlalchemy import Connection, func, select
 from fhirhub.core.interactions.write import require_type
 from fhirhub.fhir_store.errors import FhirError, invalid, not_found
 from fhirhub.fhir_store.schema import resource_version
+from fhirhub.fhir_store.search.normalize import date_range
 from fhirhub.fhir_store.store import read_current, read_history, read_version
 from fhirhub.fhir_store.versions import StoredVersion, http_date
-from fhirhub.fhir_store.search.normalize import date_range
 
 
 def read(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion:
@@ -38,7 +38,9 @@ def vread(conn: Connection, resource_type: str, resource_id: str, version_id: st
         raise not_found(f"{resource_type}/{resource_id} has no version {version_id}")
     if version.deleted:
         raise FhirError(
-            410, f"Version {version_id} of {resource_type}/{resource_id} is a deletion", code="deleted"
+            410,
+            f"Version {version_id} of {resource_type}/{resource_id} is a deletion",
+            code="deleted",
         )
     return version
 
@@ -76,9 +78,17 @@ def history_bundle(
     offset = _int_param(values, "_offset", 0, 0, 10**9)
     snapshot = _int_param(values, "_snapshot", 0, 0, 2**62)
     if not snapshot:
-        snapshot = int(conn.execute(select(func.coalesce(func.max(resource_version.c.seq), 0))).scalar_one())
+        snapshot = int(
+            conn.execute(select(func.coalesce(func.max(resource_version.c.seq), 0))).scalar_one()
+        )
     versions, total = read_history(
-        conn, resource_type, resource_id, since=since, at=at, count=count, offset=offset,
+        conn,
+        resource_type,
+        resource_id,
+        since=since,
+        at=at,
+        count=count,
+        offset=offset,
         max_seq=snapshot,
     )
     path = "/".join(p for p in (resource_type, resource_id) if p)
@@ -86,7 +96,11 @@ def history_bundle(
     keep = [(k, v) for k, v in params if k in ("_since", "_at")]
 
     def link(relation: str, page_offset: int) -> dict[str, str]:
-        query = keep + [("_count", str(count)), ("_offset", str(page_offset)), ("_snapshot", str(snapshot))]
+        query = keep + [
+            ("_count", str(count)),
+            ("_offset", str(page_offset)),
+            ("_snapshot", str(snapshot)),
+        ]
         return {"relation": relation, "url": f"{path}?{urlencode(query)}"}
 
     links = [link("self", offset), link("first", 0)]
@@ -110,7 +124,10 @@ def history_entry(base_url: str, version: StoredVersion) -> bytes:
         request = {"method": "POST", "url": version.resource_type}
         status = "201 Created"
     else:
-        request = {"method": version.method, "url": f"{version.resource_type}/{version.resource_id}"}
+        request = {
+            "method": version.method,
+            "url": f"{version.resource_type}/{version.resource_id}",
+        }
         status = "200 OK"
     tail = orjson.dumps(
         {

@@ -43,7 +43,9 @@ def match_ids(hub: Hub, uow: UnitOfWork, resource_type: str, query: str) -> list
     probe = [p for p in params if p[0] not in ("_count", "_summary", "_elements")]
     probe += [("_count", str(_MATCH_PROBE)), ("_total", "none")]
     bundle = orjson.loads(
-        search(uow.conn, hub.store.registry, resource_type, probe, base_url=hub.base_url, strict=True)
+        search(
+            uow.conn, hub.store.registry, resource_type, probe, base_url=hub.base_url, strict=True
+        )
     )
     return [
         entry["resource"]["id"]

@@ -56,7 +56,7 @@ def parse_etag(value: str) -> int:
     """``W/"3"`` -> 3 (http://hl7.org/fhir/R4/http.html#concurrency)."""
     match = ETAG_PATTERN.match(value)
     if match is None or not match["version"].isdigit():
-        raise invalid(f"Malformed ETag {value!r}; expected W/\"<versionId>\"")
+        raise invalid(f'Malformed ETag {value!r}; expected W/"<versionId>"')
     return int(match["version"])
 
 
@@ -132,8 +132,15 @@ def create(
             )
     resource_id = resource_id or new_id()
     version = store_resource(
-        hub, uow, "create", resource_type, resource_id, resource,
-        previous=None, method="POST", check_refs=check_refs,
+        hub,
+        uow,
+        "create",
+        resource_type,
+        resource_id,
+        resource,
+        previous=None,
+        method="POST",
+        check_refs=check_refs,
     )
     return WriteResult(version, 201, created=True)
 
@@ -163,8 +170,15 @@ def update(
     current = uow.current(resource_type, resource_id, for_update=True)
     check_if_match(current, if_match)
     version = store_resource(
-        hub, uow, "update", resource_type, resource_id, resource,
-        previous=current, method="PUT", check_refs=check_refs,
+        hub,
+        uow,
+        "update",
+        resource_type,
+        resource_id,
+        resource,
+        previous=current,
+        method="PUT",
+        check_refs=check_refs,
     )
     created = current is None or current.deleted
     return WriteResult(version, 201 if created else 200, created=created)
@@ -185,14 +199,19 @@ def conditional_update(
     require_type(resource_type)
     matches = match_ids(hub, uow, resource_type, query)
     if len(matches) > 1:
-        raise FhirError(412, f"Conditional update {query!r} matches {len(matches)} resources",
-                        code="multiple-matches")
+        raise FhirError(
+            412,
+            f"Conditional update {query!r} matches {len(matches)} resources",
+            code="multiple-matches",
+        )
     if not matches:
         resource = validated(body, resource_type)
         return create(hub, uow, resource_type, resource, resource_id=resource.get("id") or None)
     target = matches[0]
     if isinstance(body, dict) and body.get("id") not in (None, target):
-        raise invalid(f"Resource id {body.get('id')!r} does not match the matched resource {target!r}")
+        raise invalid(
+            f"Resource id {body.get('id')!r} does not match the matched resource {target!r}"
+        )
     if isinstance(body, dict):
         body = {**body, "id": target}
     return update(hub, uow, resource_type, target, body, if_match=if_match)
@@ -220,7 +239,12 @@ def patch(
     document = orjson.loads(current.content)
     try:
         patched = jsonpatch.JsonPatch(operations).apply(document)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+    ) as exc:
         raise FhirError(422, f"JSON Patch could not be applied: {exc}", code="processing") from exc
     if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
         raise FhirError(422, "A patch may not change resourceType or id", code="processing")
@@ -244,15 +268,20 @@ def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> W
     return WriteResult(version, 200)
 
 
-def conditional_delete(hub: Hub, uow: UnitOfWork, resource_type: str, query: str) -> WriteResult | None:
+def conditional_delete(
+    hub: Hub, uow: UnitOfWork, resource_type: str, query: str
+) -> WriteResult | None:
     """``DELETE Type?criteria`` (single-match mode: several matches are 412)."""
     from fhirhub.core.interactions.search import match_ids
 
     require_type(resource_type)
     matches = match_ids(hub, uow, resource_type, query)
     if len(matches) > 1:
-        raise FhirError(412, f"Conditional delete {query!r} matches {len(matches)} resources",
-                        code="multiple-matches")
+        raise FhirError(
+            412,
+            f"Conditional delete {query!r} matches {len(matches)} resources",
+            code="multiple-matches",
+        )
     if not matches:
         return None
     return delete(hub, uow, resource_type, matches[0])

@@ -14,7 +14,9 @@ if engine is None:  # `alembic` command line: take the URL from the ini / FHIRHU
 
     from fhirhub.fhir_store.database import make_engine
 
-    engine = make_engine(os.environ.get("FHIRHUB_DB") or config.get_main_option("sqlalchemy.url") or "")
+    engine = make_engine(
+        os.environ.get("FHIRHUB_DB") or config.get_main_option("sqlalchemy.url") or ""
+    )
 
 with engine.connect() as connection:
     context.configure(

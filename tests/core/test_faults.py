@@ -20,21 +20,29 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 def big_transaction(size: int) -> bytes:
     entries = [
-        {"fullUrl": f"urn:uuid:00000000-0000-0000-0000-{i:012d}",
-         "resource": patient(mrn=f"bulk-{i}", family=f"Bulk{i}"),
-         "request": {"method": "POST", "url": "Patient"}}
+        {
+            "fullUrl": f"urn:uuid:00000000-0000-0000-0000-{i:012d}",
+            "resource": patient(mrn=f"bulk-{i}", family=f"Bulk{i}"),
+            "request": {"method": "POST", "url": "Patient"},
+        }
         for i in range(size)
     ]
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
 
 def patient_count(base: str) -> int:
-    return int(httpx.get(f"{base}/Patient", params={"_summary": "count"}, timeout=30).json()["total"])
+    return int(
+        httpx.get(f"{base}/Patient", params={"_summary": "count"}, timeout=30).json()["total"]
+    )
 
 
-def test_killing_the_server_mid_transaction_commits_nothing_partial(database_url: str, tmp_path: Path) -> None:
+def test_killing_the_server_mid_transaction_commits_nothing_partial(
+    database_url: str, tmp_path: Path
+) -> None:
     server = LiveServer(database_url, tmp_path).start()
-    committed = httpx.post(f"{server.fhir}/Patient", content=orjson.dumps(patient(mrn="before")), headers=FHIR)
+    committed = httpx.post(
+        f"{server.fhir}/Patient", content=orjson.dumps(patient(mrn="before")), headers=FHIR
+    )
     assert committed.status_code == 201
     size = 4000
     payload = big_transaction(size)
@@ -65,13 +73,19 @@ def test_killing_the_server_mid_transaction_commits_nothing_partial(database_url
 
 
 def test_concurrent_if_match_updates_exactly_one_wins(live_server: LiveServer) -> None:
-    created = httpx.post(f"{live_server.fhir}/Patient", content=orjson.dumps(patient()), headers=FHIR).json()
+    created = httpx.post(
+        f"{live_server.fhir}/Patient", content=orjson.dumps(patient()), headers=FHIR
+    ).json()
     pid = created["id"]
 
     def attempt(index: int) -> int:
         body = orjson.dumps({**created, "name": [{"family": f"Writer{index}"}]})
-        response = httpx.put(f"{live_server.fhir}/Patient/{pid}", content=body,
-                             headers={**FHIR, "If-Match": 'W/"1"'}, timeout=60)
+        response = httpx.put(
+            f"{live_server.fhir}/Patient/{pid}",
+            content=body,
+            headers={**FHIR, "If-Match": 'W/"1"'},
+            timeout=60,
+        )
         return response.status_code
 
     with ThreadPoolExecutor(8) as pool:

@@ -27,10 +27,16 @@ def count(client: TestClient, resource_type: str) -> int:
 
 def test_transaction_resolves_urn_uuid_references(client: TestClient) -> None:
     bundle = transaction(
-        {"fullUrl": "urn:uuid:obs-1", "resource": observation("urn:uuid:pat-1"),
-         "request": {"method": "POST", "url": "Observation"}},
-        {"fullUrl": "urn:uuid:pat-1", "resource": patient(),
-         "request": {"method": "POST", "url": "Patient"}},
+        {
+            "fullUrl": "urn:uuid:obs-1",
+            "resource": observation("urn:uuid:pat-1"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "fullUrl": "urn:uuid:pat-1",
+            "resource": patient(),
+            "request": {"method": "POST", "url": "Patient"},
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 200, response.text
@@ -46,8 +52,15 @@ def test_transaction_resolves_urn_uuid_references(client: TestClient) -> None:
 
 def test_transaction_is_atomic(client: TestClient) -> None:
     bundle = transaction(
-        {"fullUrl": "urn:uuid:p", "resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {**patient(), "gender": "bogus"}, "request": {"method": "POST", "url": "Patient"}},
+        {
+            "fullUrl": "urn:uuid:p",
+            "resource": patient(),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "resource": {**patient(), "gender": "bogus"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 400
@@ -58,7 +71,10 @@ def test_transaction_is_atomic(client: TestClient) -> None:
 def test_transaction_with_missing_reference_stores_nothing(client: TestClient) -> None:
     bundle = transaction(
         {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": observation("Patient/missing"), "request": {"method": "POST", "url": "Observation"}},
+        {
+            "resource": observation("Patient/missing"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 422
@@ -66,16 +82,31 @@ def test_transaction_with_missing_reference_stores_nothing(client: TestClient) -
 
 
 def test_transaction_processing_order_and_conditional_references(client: TestClient) -> None:
-    existing = client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="A1")), headers=FHIR).json()
-    doomed = client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="D1")), headers=FHIR).json()
+    existing = client.post(
+        "/fhir/Patient", content=orjson.dumps(patient(mrn="A1")), headers=FHIR
+    ).json()
+    doomed = client.post(
+        "/fhir/Patient", content=orjson.dumps(patient(mrn="D1")), headers=FHIR
+    ).json()
     bundle = transaction(
         {"request": {"method": "GET", "url": f"Patient/{doomed['id']}/_history/1"}},
-        {"resource": observation("Patient?identifier=http://hospital.example/mrn|A1"),
-         "request": {"method": "POST", "url": "Observation"}},
+        {
+            "resource": observation("Patient?identifier=http://hospital.example/mrn|A1"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
         {"request": {"method": "DELETE", "url": f"Patient/{doomed['id']}"}},
-        {"resource": {**patient(mrn="P1"), "id": "put-1"}, "request": {"method": "PUT", "url": "Patient/put-1"}},
-        {"resource": patient(mrn="A1"), "request": {"method": "POST", "url": "Patient",
-                                                    "ifNoneExist": "identifier=http://hospital.example/mrn|A1"}},
+        {
+            "resource": {**patient(mrn="P1"), "id": "put-1"},
+            "request": {"method": "PUT", "url": "Patient/put-1"},
+        },
+        {
+            "resource": patient(mrn="A1"),
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": "identifier=http://hospital.example/mrn|A1",
+            },
+        },
     )
     response = post_bundle(client, bundle)
     assert response.status_code == 200, response.text
@@ -87,16 +118,25 @@ def test_transaction_processing_order_and_conditional_references(client: TestCli
     assert entries[4]["response"]["status"] == "200 OK"  # matched, not created
     assert entries[4]["response"]["location"].startswith(f"Patient/{existing['id']}/")
     obs_id = entries[1]["response"]["location"].split("/")[1]
-    assert client.get(f"/fhir/Observation/{obs_id}").json()["subject"]["reference"] == f"Patient/{existing['id']}"
+    assert (
+        client.get(f"/fhir/Observation/{obs_id}").json()["subject"]["reference"]
+        == f"Patient/{existing['id']}"
+    )
     assert client.get(f"/fhir/Patient/{doomed['id']}").status_code == 410
 
 
 def test_transaction_patch_entry(client: TestClient) -> None:
     pid = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR).json()["id"]
     ops = [{"op": "replace", "path": "/gender", "value": "female"}]
-    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json",
-              "data": base64.b64encode(orjson.dumps(ops)).decode()}
-    response = post_bundle(client, transaction({"resource": binary, "request": {"method": "PATCH", "url": f"Patient/{pid}"}}))
+    binary = {
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64.b64encode(orjson.dumps(ops)).decode(),
+    }
+    response = post_bundle(
+        client,
+        transaction({"resource": binary, "request": {"method": "PATCH", "url": f"Patient/{pid}"}}),
+    )
     assert response.status_code == 200, response.text
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"
 
@@ -104,8 +144,12 @@ def test_transaction_patch_entry(client: TestClient) -> None:
 def test_ambiguous_conditional_reference_fails(client: TestClient) -> None:
     for _ in range(2):
         client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="dup")), headers=FHIR)
-    bundle = transaction({"resource": observation("Patient?identifier=http://hospital.example/mrn|dup"),
-                          "request": {"method": "POST", "url": "Observation"}})
+    bundle = transaction(
+        {
+            "resource": observation("Patient?identifier=http://hospital.example/mrn|dup"),
+            "request": {"method": "POST", "url": "Observation"},
+        }
+    )
     response = post_bundle(client, bundle)
     assert response.status_code == 412
     assert count(client, "Observation") == 0
@@ -114,7 +158,10 @@ def test_ambiguous_conditional_reference_fails(client: TestClient) -> None:
 def test_batch_entries_succeed_or_fail_independently(client: TestClient) -> None:
     bundle = transaction(
         {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": {**patient(), "gender": "bogus"}, "request": {"method": "POST", "url": "Patient"}},
+        {
+            "resource": {**patient(), "gender": "bogus"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
         {"request": {"method": "GET", "url": "Patient/nobody"}},
         kind="batch",
     )
@@ -124,7 +171,10 @@ def test_batch_entries_succeed_or_fail_independently(client: TestClient) -> None
     assert result["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in result["entry"]]
     assert statuses[0] == "201 Created"
-    assert statuses[1] == "400" and result["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert (
+        statuses[1] == "400"
+        and result["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    )
     assert statuses[2] == "404"
     assert count(client, "Patient") == 1
 
@@ -138,9 +188,28 @@ def test_bundle_return_representation(client: TestClient) -> None:
 def test_malformed_bundles(client: TestClient) -> None:
     assert post_bundle(client, {"resourceType": "Bundle", "type": "collection"}).status_code == 400
     assert post_bundle(client, transaction({"resource": patient()})).status_code == 400
-    assert post_bundle(client, transaction(
-        {"fullUrl": "urn:uuid:x", "resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": "urn:uuid:x", "resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-    )).status_code == 400
-    unresolved = transaction({"resource": observation("urn:uuid:nowhere"), "request": {"method": "POST", "url": "Observation"}})
+    assert (
+        post_bundle(
+            client,
+            transaction(
+                {
+                    "fullUrl": "urn:uuid:x",
+                    "resource": patient(),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "fullUrl": "urn:uuid:x",
+                    "resource": patient(),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+            ),
+        ).status_code
+        == 400
+    )
+    unresolved = transaction(
+        {
+            "resource": observation("urn:uuid:nowhere"),
+            "request": {"method": "POST", "url": "Observation"},
+        }
+    )
     assert post_bundle(client, unresolved).status_code == 400

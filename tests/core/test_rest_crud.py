@@ -23,7 +23,12 @@ def test_create_returns_201_with_location_etag_and_the_stored_json(client: TestC
 
 
 def test_stored_json_keeps_the_clients_element_order(client: TestClient) -> None:
-    sent = {"resourceType": "Patient", "gender": "female", "birthDate": "1990-01-01", "active": True}
+    sent = {
+        "resourceType": "Patient",
+        "gender": "female",
+        "birthDate": "1990-01-01",
+        "active": True,
+    }
     created = client.post("/fhir/Patient", content=orjson.dumps(sent), headers=FHIR).json()
     read = client.get(f"/fhir/Patient/{created['id']}")
     keys = list(orjson.loads(read.content))
@@ -44,13 +49,17 @@ def test_read_vread_and_update_make_versions(client: TestClient) -> None:
 
 
 def test_update_as_create_with_client_id(client: TestClient) -> None:
-    response = client.put("/fhir/Patient/mine-1", content=orjson.dumps({**patient(), "id": "mine-1"}), headers=FHIR)
+    response = client.put(
+        "/fhir/Patient/mine-1", content=orjson.dumps({**patient(), "id": "mine-1"}), headers=FHIR
+    )
     assert response.status_code == 201
     assert client.get("/fhir/Patient/mine-1").json()["id"] == "mine-1"
 
 
 def test_update_with_mismatched_id_is_400(client: TestClient) -> None:
-    response = client.put("/fhir/Patient/a", content=orjson.dumps({**patient(), "id": "b"}), headers=FHIR)
+    response = client.put(
+        "/fhir/Patient/a", content=orjson.dumps({**patient(), "id": "b"}), headers=FHIR
+    )
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
 
@@ -73,7 +82,10 @@ def test_conditional_reads_304(client: TestClient) -> None:
     assert client.get(f"/fhir/Patient/{pid}", headers={"If-None-Match": etag}).status_code == 304
     assert client.get(f"/fhir/Patient/{pid}", headers={"If-None-Match": 'W/"7"'}).status_code == 200
     modified = created.headers["last-modified"]
-    assert client.get(f"/fhir/Patient/{pid}", headers={"If-Modified-Since": modified}).status_code == 304
+    assert (
+        client.get(f"/fhir/Patient/{pid}", headers={"If-Modified-Since": modified}).status_code
+        == 304
+    )
 
 
 def test_delete_then_read_is_410_and_history_keeps_the_tombstone(client: TestClient) -> None:
@@ -97,25 +109,42 @@ def test_read_unknown_is_404_and_unknown_type_is_404(client: TestClient) -> None
 
 def test_json_patch(client: TestClient) -> None:
     pid = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR).json()["id"]
-    ops = [{"op": "replace", "path": "/gender", "value": "female"}, {"op": "add", "path": "/active", "value": True}]
-    response = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(ops),
-                            headers={"Content-Type": "application/json-patch+json"})
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "female"},
+        {"op": "add", "path": "/active", "value": True},
+    ]
+    response = client.patch(
+        f"/fhir/Patient/{pid}",
+        content=orjson.dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 200
     body = response.json()
-    assert body["gender"] == "female" and body["active"] is True and body["meta"]["versionId"] == "2"
+    assert (
+        body["gender"] == "female" and body["active"] is True and body["meta"]["versionId"] == "2"
+    )
     bad = [{"op": "replace", "path": "/gender", "value": "bogus"}]
-    rejected = client.patch(f"/fhir/Patient/{pid}", content=orjson.dumps(bad),
-                            headers={"Content-Type": "application/json-patch+json"})
+    rejected = client.patch(
+        f"/fhir/Patient/{pid}",
+        content=orjson.dumps(bad),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert rejected.status_code == 400
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"
 
 
 def test_prefer_return(client: TestClient) -> None:
-    minimal = client.post("/fhir/Patient", content=orjson.dumps(patient()),
-                          headers={**FHIR, "Prefer": "return=minimal"})
+    minimal = client.post(
+        "/fhir/Patient",
+        content=orjson.dumps(patient()),
+        headers={**FHIR, "Prefer": "return=minimal"},
+    )
     assert minimal.status_code == 201 and minimal.content == b"" and "location" in minimal.headers
-    outcome = client.post("/fhir/Patient", content=orjson.dumps(patient()),
-                          headers={**FHIR, "Prefer": "return=OperationOutcome"})
+    outcome = client.post(
+        "/fhir/Patient",
+        content=orjson.dumps(patient()),
+        headers={**FHIR, "Prefer": "return=OperationOutcome"},
+    )
     assert outcome.json()["resourceType"] == "OperationOutcome"
 
 
@@ -125,16 +154,25 @@ def test_conditional_create_update_delete(client: TestClient) -> None:
     second = client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="777")), headers=headers)
     assert first.status_code == 201 and second.status_code == 200
     assert first.json()["id"] == second.json()["id"]
-    put = client.put("/fhir/Patient?identifier=http://hospital.example/mrn|777",
-                     content=orjson.dumps(patient(mrn="777", gender="female")), headers=FHIR)
+    put = client.put(
+        "/fhir/Patient?identifier=http://hospital.example/mrn|777",
+        content=orjson.dumps(patient(mrn="777", gender="female")),
+        headers=FHIR,
+    )
     assert put.status_code == 200 and put.json()["id"] == first.json()["id"]
-    created = client.put("/fhir/Patient?identifier=http://hospital.example/mrn|888",
-                         content=orjson.dumps(patient(mrn="888")), headers=FHIR)
+    created = client.put(
+        "/fhir/Patient?identifier=http://hospital.example/mrn|888",
+        content=orjson.dumps(patient(mrn="888")),
+        headers=FHIR,
+    )
     assert created.status_code == 201
     client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="999")), headers=FHIR)
     client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="999")), headers=FHIR)
-    several = client.put("/fhir/Patient?identifier=http://hospital.example/mrn|999",
-                         content=orjson.dumps(patient(mrn="999")), headers=FHIR)
+    several = client.put(
+        "/fhir/Patient?identifier=http://hospital.example/mrn|999",
+        content=orjson.dumps(patient(mrn="999")),
+        headers=FHIR,
+    )
     assert several.status_code == 412
     deleted = client.delete("/fhir/Patient?identifier=http://hospital.example/mrn|888")
     assert deleted.status_code == 204
@@ -142,16 +180,27 @@ def test_conditional_create_update_delete(client: TestClient) -> None:
 
 
 def test_reference_to_missing_resource_is_rejected(client: TestClient) -> None:
-    response = client.post("/fhir/Observation", content=orjson.dumps(observation("Patient/ghost")), headers=FHIR)
+    response = client.post(
+        "/fhir/Observation", content=orjson.dumps(observation("Patient/ghost")), headers=FHIR
+    )
     assert response.status_code == 422
     issue = response.json()["issue"][0]
-    assert "Patient/ghost" in issue["diagnostics"] and issue["expression"] == ["Observation.subject"]
+    assert "Patient/ghost" in issue["diagnostics"] and issue["expression"] == [
+        "Observation.subject"
+    ]
 
 
 def test_history_levels_since_and_paging(client: TestClient) -> None:
-    ids = [client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=str(i))), headers=FHIR).json()["id"] for i in range(5)]
+    ids = [
+        client.post(
+            "/fhir/Patient", content=orjson.dumps(patient(mrn=str(i))), headers=FHIR
+        ).json()["id"]
+        for i in range(5)
+    ]
     pid = ids[0]
-    obs = client.post("/fhir/Observation", content=orjson.dumps(observation(f"Patient/{pid}")), headers=FHIR).json()
+    obs = client.post(
+        "/fhir/Observation", content=orjson.dumps(observation(f"Patient/{pid}")), headers=FHIR
+    ).json()
     system = client.get("/fhir/_history", params={"_count": 2}).json()
     assert system["total"] == 6 and len(system["entry"]) == 2
     assert system["entry"][0]["resource"]["id"] == obs["id"]
@@ -170,8 +219,12 @@ def test_history_levels_since_and_paging(client: TestClient) -> None:
 def test_history_at(client: TestClient) -> None:
     created = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR).json()
     pid = created["id"]
-    client.put(f"/fhir/Patient/{pid}", content=orjson.dumps({**created, "gender": "female"}), headers=FHIR)
-    at = client.get(f"/fhir/Patient/{pid}/_history", params={"_at": created["meta"]["lastUpdated"]}).json()
+    client.put(
+        f"/fhir/Patient/{pid}", content=orjson.dumps({**created, "gender": "female"}), headers=FHIR
+    )
+    at = client.get(
+        f"/fhir/Patient/{pid}/_history", params={"_at": created["meta"]["lastUpdated"]}
+    ).json()
     assert [e["resource"]["meta"]["versionId"] for e in at["entry"]] == ["1"]
 
 
@@ -189,10 +242,34 @@ def test_capability_statement_is_generated(client: TestClient) -> None:
 def test_errors_are_operation_outcomes_with_the_right_status(client: TestClient) -> None:
     cases = [
         (client.post("/fhir/Patient", content=b"{not json", headers=FHIR), 400),
-        (client.post("/fhir/Patient", content=orjson.dumps({"resourceType": "Observation"}), headers=FHIR), 400),
-        (client.post("/fhir/Patient", content=orjson.dumps({**patient(), "shoeSize": 42}), headers=FHIR), 400),
-        (client.post("/fhir/Patient", content=orjson.dumps({**patient(), "birthDate": "1974-13-45"}), headers=FHIR), 400),
-        (client.post("/fhir/Patient", content=orjson.dumps({**patient(), "gender": "bogus"}), headers=FHIR), 400),
+        (
+            client.post(
+                "/fhir/Patient", content=orjson.dumps({"resourceType": "Observation"}), headers=FHIR
+            ),
+            400,
+        ),
+        (
+            client.post(
+                "/fhir/Patient", content=orjson.dumps({**patient(), "shoeSize": 42}), headers=FHIR
+            ),
+            400,
+        ),
+        (
+            client.post(
+                "/fhir/Patient",
+                content=orjson.dumps({**patient(), "birthDate": "1974-13-45"}),
+                headers=FHIR,
+            ),
+            400,
+        ),
+        (
+            client.post(
+                "/fhir/Patient",
+                content=orjson.dumps({**patient(), "gender": "bogus"}),
+                headers=FHIR,
+            ),
+            400,
+        ),
         (client.put("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR), 405),
         (client.get("/fhir/Patient/x/_history/1"), 404),
     ]
@@ -204,6 +281,8 @@ def test_errors_are_operation_outcomes_with_the_right_status(client: TestClient)
 
 def test_body_size_limit(client: TestClient) -> None:
     client.app.state.hub.settings.max_body_bytes = 1000  # type: ignore[attr-defined]
-    big = orjson.dumps({**patient(), "text": {"status": "generated", "div": "<div>" + "x" * 5000 + "</div>"}})
+    big = orjson.dumps(
+        {**patient(), "text": {"status": "generated", "div": "<div>" + "x" * 5000 + "</div>"}}
+    )
     response = client.post("/fhir/Patient", content=big, headers=FHIR)
     assert response.status_code == 413
