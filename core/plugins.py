@@ -120,7 +120,7 @@ def _disable(pm: pluggy.PluginManager, plugin: object, exc: BaseException, stage
     pm.unregister(plugin)
 
 
-def call_each(hub: Hub, hook_name: str, **kwargs: Any) -> list[tuple[object, Any]]:
+def call_each(hub: Hub, hook_name: str, /, **kwargs: Any) -> list[tuple[object, Any]]:
     """Call one hook implementation at a time so a failing plugin is disabled alone."""
     results: list[tuple[object, Any]] = []
     caller = getattr(hub.plugins.hook, hook_name)
