@@ -42,6 +42,8 @@ class FhirError(Exception):
 
     status: int
     issues: list[Issue] = field(default_factory=list)
+    #: Set while processing a Bundle: the index of the entry that failed.
+    entry_index: int | None = None
 
     def __init__(
         self,

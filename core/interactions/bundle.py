@@ -188,7 +188,7 @@ def _transaction(hub: Hub, entries: list[_Entry], base_url: str, return_pref: st
 
 def _located(error: FhirError, entries: list[_Entry]) -> FhirError:
     """Prefix diagnostics with the failing entry so the client knows which one broke."""
-    current = getattr(error, "entry_index", None)
+    current = error.entry_index
     if current is None:
         return error
     issues = [
@@ -258,7 +258,7 @@ def _assign_identities(
             else:
                 continue
         except FhirError as error:
-            error.entry_index = entry.index  # type: ignore[attr-defined]
+            error.entry_index = entry.index
             raise
         target = f"{entry.url.resource_type}/{entry.assigned_id}"
         if entry.full_url:
@@ -296,7 +296,7 @@ def _rewrite(
             try:
                 rewrite_references(entry.resource, replace)
             except FhirError as error:
-                error.entry_index = entry.index  # type: ignore[attr-defined]
+                error.entry_index = entry.index
                 raise
 
 
@@ -309,12 +309,12 @@ def _validate(entries: list[_Entry]) -> None:
                     f"Resource type {entry.resource.get('resourceType')!r} does not match the "
                     f"request url {entry.raw_url!r}"
                 )
-                error.entry_index = entry.index  # type: ignore[attr-defined]
+                error.entry_index = entry.index
                 raise error
     results = validate_many([e.resource for e in targets])
     for entry, result in zip(targets, results, strict=True):
         if result is not None:
-            result.entry_index = entry.index  # type: ignore[attr-defined]
+            result.entry_index = entry.index
             raise result
 
 
@@ -408,7 +408,7 @@ def _run_write(
             )
             entry.response = _entry_response(result.version, 200, base_url, return_pref)
     except FhirError as error:
-        error.entry_index = entry.index  # type: ignore[attr-defined]
+        error.entry_index = entry.index
         raise
 
 
@@ -432,7 +432,7 @@ def _run_read(hub: Hub, uow: UnitOfWork, entry: _Entry, base_url: str) -> None:
                 400, f"GET {entry.raw_url!r} is not supported inside a Bundle", code="not-supported"
             )
     except FhirError as error:
-        error.entry_index = entry.index  # type: ignore[attr-defined]
+        error.entry_index = entry.index
         raise
 
 
