@@ -1,0 +1,227 @@
+"""Storing one DICOM instance: the file, the FHIR resources, the catalogue row.
+
+Every source of instances (C-STORE, STOW-RS, C-MOVE imports from a remote PACS) ends here, so
+the rules hold for all of them:
+
+1. the Part 10 bytes are checked (the UIDs the mapping needs, pixel data not cut short) before
+   anything is written; a bad instance leaves no trace;
+2. the bytes go to the content-addressed :class:`FileStore` (atomic rename);
+3. one FHIR transaction (:func:`mapping.transaction_bundle`) records Patient, Practitioner,
+   ServiceRequest, Endpoint and the merged ImagingStudy through the interactions layer, in
+   process (DESIGN.md: adapters never call the hub over HTTP);
+4. the catalogue row is written last, so C-FIND never reports an instance whose FHIR
+   transaction failed. (A file without a row is harmless: the content store dedupes it.)
+
+Instances of one study are serialised by an in-process lock; the ``If-Match`` on the merged
+ImagingStudy catches a writer in another process, and the merge is retried.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from fhirhub.adapters.dicom.file_store import FileStore
+from fhirhub.adapters.dicom.instance_index import InstanceIndex, index_values
+from fhirhub.adapters.dicom.mapping import (
+    CurrentStudy,
+    InstanceHeaders,
+    MissingAttribute,
+    headers_from_dataset,
+    study_identifier,
+    token,
+    transaction_bundle,
+)
+from fhirhub.fhir_store.errors import FhirError
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+log = logging.getLogger("fhirhub.dicom")
+
+#: How often a merge is retried after a concurrent update of the same ImagingStudy (412).
+MERGE_ATTEMPTS = 5
+LOCK_STRIPES = 64
+
+
+class InstanceRejected(ValueError):
+    """The instance cannot be stored; ``status`` is the C-STORE failure status to answer
+    (PS3.4 Annex B.2.3: 0xA900 data set does not match SOP class, 0xC000 cannot understand,
+    0xA700 out of resources)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    headers: InstanceHeaders
+    digest: str
+    imaging_study: str  # "ImagingStudy/<id>"
+    changed: bool  # False when the instance was already recorded
+
+
+def check_pixel_data(ds: Dataset) -> None:
+    """Native (uncompressed) pixel data must be as long as the image attributes say
+    (PS3.5 8.1.1); a shorter value is a truncated file (pydicom's ``MR_truncated.dcm``)."""
+    if "PixelData" not in ds:
+        return
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and UID(syntax).is_compressed:
+        return
+    try:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+            + 7
+        ) // 8
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InstanceRejected(0xA900, f"Image pixel module incomplete: {exc}") from exc
+    actual = len(ds.PixelData)
+    if actual < expected:
+        raise InstanceRejected(
+            0xC000, f"Pixel Data holds {actual} bytes, the image needs {expected}: truncated"
+        )
+
+
+def read_part10(data: bytes) -> Dataset:
+    """Parse a Part 10 file (or a bare dataset with a meta header added by the caller)."""
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=False)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
+        raise InstanceRejected(0xC000, f"Not a readable DICOM file: {exc}") from exc
+
+
+class DicomArchive:
+    """The DICOM node's storage: files, catalogue and FHIR, kept in step."""
+
+    def __init__(self, hub: Hub, root: Path | None = None, *, dicomweb_address: str | None = None):
+        self.hub = hub
+        self.root = Path(root or Path(hub.settings.data_dir) / "dicom")
+        self.files = FileStore(self.root / "files")
+        self.index = InstanceIndex(self.root / "index.db")
+        self.dicomweb_address = dicomweb_address
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._study_ids: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def store_part10(self, data: bytes, ds: Dataset | None = None) -> StoredResult:
+        """Store a Part 10 file given as bytes; ``ds`` saves a second parse if the caller has
+        already decoded it. Raises :class:`InstanceRejected` for bad input."""
+        if ds is None:
+            ds = read_part10(data)
+        try:
+            headers = headers_from_dataset(ds)
+        except MissingAttribute as exc:
+            raise InstanceRejected(0xA900, str(exc)) from exc
+        try:
+            check_pixel_data(ds)
+        except InstanceRejected:
+            raise
+        except Exception as exc:  # a malformed element surfaces when the value is read
+            raise InstanceRejected(0xC000, f"Cannot decode the data set: {exc}") from exc
+        syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+        try:
+            values = index_values(ds, headers)
+        except Exception as exc:
+            raise InstanceRejected(0xC000, f"Cannot decode the data set: {exc}") from exc
+        try:
+            digest = self.files.put(data)
+        except OSError as exc:
+            raise InstanceRejected(0xA700, f"Cannot write the file: {exc}") from exc
+        reference, changed = self.record(headers)
+        self.index.upsert(values, transfer_syntax=syntax, digest=digest, size=len(data))
+        return StoredResult(headers, digest, reference, changed)
+
+    def record(self, headers: InstanceHeaders) -> tuple[str, bool]:
+        """Run the FHIR transaction for one instance; return the ImagingStudy reference and
+        whether anything changed."""
+        from fhirhub.core.interactions.bundle import process_bundle
+
+        lock = self._locks[zlib.crc32(headers.study_uid.encode()) % LOCK_STRIPES]
+        with lock:
+            for attempt in range(MERGE_ATTEMPTS):
+                current = self.current_study(headers.study_uid)
+                bundle = transaction_bundle(headers, current, self.dicomweb_address)
+                if bundle is None:
+                    assert current is not None
+                    return f"ImagingStudy/{current.resource_id}", False
+                try:
+                    response = orjson.loads(
+                        process_bundle(self.hub, bundle, base_url=self.hub.base_url)
+                    )
+                except FhirError as error:
+                    if error.status == 412 and attempt + 1 < MERGE_ATTEMPTS:
+                        self._study_ids.pop(headers.study_uid, None)
+                        continue
+                    raise
+                location = response["entry"][-1]["response"]["location"]
+                study_id = location.split("/")[1]
+                self._study_ids[headers.study_uid] = study_id
+                return f"ImagingStudy/{study_id}", True
+        raise AssertionError("unreachable")
+
+    def current_study(self, study_uid: str) -> CurrentStudy | None:
+        """The stored ImagingStudy for a Study Instance UID (by cached id, else by search)."""
+        from fhirhub.core.interactions.search import match_ids
+        from fhirhub.fhir_store.store import UnitOfWork, read_current
+
+        with self.hub.store.read() as conn:
+            study_id = self._study_ids.get(study_uid)
+            if study_id is None:
+                query = f"identifier={token(study_identifier(study_uid))}"
+                matches = match_ids(
+                    self.hub, UnitOfWork(self.hub.store, conn), "ImagingStudy", query
+                )
+                if not matches:
+                    return None
+                study_id = matches[0]
+            version = read_current(conn, "ImagingStudy", study_id)
+        if version is None or version.deleted or version.content is None:
+            self._study_ids.pop(study_uid, None)
+            return None
+        self._study_ids[study_uid] = study_id
+        return CurrentStudy(study_id, version.version_id, orjson.loads(version.content))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_file(self, digest: str) -> bytes:
+        return self.files.get(digest)
+
+    def dataset(self, digest: str, *, stop_before_pixels: bool = False) -> Dataset:
+        return pydicom.dcmread(self.files.path_for(digest), stop_before_pixels=stop_before_pixels)
+
+    def rebuild_index(self) -> int:
+        """Re-create the catalogue from the stored files (after losing or moving it)."""
+
+        def rows() -> Any:
+            for path in sorted((self.files.root / "sha256").rglob("*.dcm")):
+                try:
+                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                    headers = headers_from_dataset(ds)
+                except Exception as exc:
+                    log.warning("Skipping %s while rebuilding the DICOM index: %s", path, exc)
+                    continue
+                syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+                yield index_values(ds, headers), syntax, path.stem, path.stat().st_size
+
+        return self.index.rebuild(rows())

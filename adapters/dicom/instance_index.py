@@ -1,0 +1,291 @@
+"""The node's catalogue of stored instances: what C-FIND, C-MOVE/C-GET, QIDO-RS and WADO-RS
+look up (UIDs -> file digest, plus the matching keys of PS3.4 C.6.1.1 / C.6.2.1).
+
+It is a small SQLite database beside the files it describes (``<data_dir>/dicom/index.db``),
+not part of the FHIR store: it is derived from the files and can be rebuilt from them
+(:meth:`InstanceIndex.rebuild`), just as the FHIR ImagingStudy is derived from the instances.
+One row per SOP Instance; study and series levels are aggregates over it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Columns: (DICOM keyword, column name, level). Level decides which query levels may match on
+#: it and return it (PATIENT < STUDY < SERIES < IMAGE).
+ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
+    ("PatientID", "patient_id", "PATIENT"),
+    ("IssuerOfPatientID", "patient_id_issuer", "PATIENT"),
+    ("PatientName", "patient_name", "PATIENT"),
+    ("PatientBirthDate", "birth_date", "PATIENT"),
+    ("PatientSex", "sex", "PATIENT"),
+    ("StudyInstanceUID", "study_uid", "STUDY"),
+    ("StudyDate", "study_date", "STUDY"),
+    ("StudyTime", "study_time", "STUDY"),
+    ("AccessionNumber", "accession_number", "STUDY"),
+    ("StudyID", "study_id", "STUDY"),
+    ("StudyDescription", "study_description", "STUDY"),
+    ("ReferringPhysicianName", "referring_physician", "STUDY"),
+    ("SeriesInstanceUID", "series_uid", "SERIES"),
+    ("Modality", "modality", "SERIES"),
+    ("SeriesNumber", "series_number", "SERIES"),
+    ("SeriesDescription", "series_description", "SERIES"),
+    ("BodyPartExamined", "body_part", "SERIES"),
+    ("SOPInstanceUID", "sop_uid", "IMAGE"),
+    ("SOPClassUID", "sop_class_uid", "IMAGE"),
+    ("InstanceNumber", "instance_number", "IMAGE"),
+    ("Rows", "rows", "IMAGE"),
+    ("Columns", "columns", "IMAGE"),
+    ("NumberOfFrames", "frames", "IMAGE"),
+)
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+COLUMN = {keyword: column for keyword, column, _level in ATTRIBUTES}
+LEVEL_OF = {keyword: level for keyword, _column, level in ATTRIBUTES}
+UNIQUE_KEY = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+INTEGER_COLUMNS = {"series_number", "instance_number", "rows", "columns", "frames"}
+DATE_KEYWORDS = {"StudyDate", "PatientBirthDate"}
+TIME_KEYWORDS = {"StudyTime"}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS instance (
+    {", ".join(f"{col} {'INTEGER' if col in INTEGER_COLUMNS else 'TEXT'}" for _k, col, _l in ATTRIBUTES if col != "sop_uid")},
+    sop_uid TEXT PRIMARY KEY,
+    transfer_syntax TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    stored_at REAL NOT NULL DEFAULT (julianday('now'))
+);
+CREATE INDEX IF NOT EXISTS instance_study ON instance (study_uid, series_uid);
+CREATE INDEX IF NOT EXISTS instance_patient ON instance (patient_id);
+CREATE INDEX IF NOT EXISTS instance_study_date ON instance (study_date);
+CREATE INDEX IF NOT EXISTS instance_accession ON instance (accession_number);
+"""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    digest: str
+
+
+class QueryError(ValueError):
+    """An identifier C-FIND / QIDO cannot evaluate (PS3.4 C.4.1.1.4 failure 0xC000 range)."""
+
+
+class InstanceIndex:
+    """Thread-safe access to the catalogue (one connection, serialised; queries are ~ms)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def upsert(
+        self, values: dict[str, Any], *, transfer_syntax: str, digest: str, size: int
+    ) -> None:
+        columns = [c for _k, c, _l in ATTRIBUTES]
+        row = [values.get(c) for c in columns] + [transfer_syntax, digest, size]
+        names = columns + ["transfer_syntax", "digest", "size"]
+        sql = (
+            f"INSERT INTO instance ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT (sop_uid) DO UPDATE SET "
+            + ", ".join(f"{n} = excluded.{n}" for n in names if n != "sop_uid")
+        )
+        with self._lock:
+            self._conn.execute(sql, row)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM instance").fetchone()[0])
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[StoredInstance]:
+        sql = (
+            "SELECT sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, digest "
+            "FROM instance WHERE study_uid = ?"
+        )
+        args: list[Any] = [study_uid]
+        if series_uid:
+            sql += " AND series_uid = ?"
+            args.append(series_uid)
+        if sop_uid:
+            sql += " AND sop_uid = ?"
+            args.append(sop_uid)
+        sql += " ORDER BY series_number, series_uid, instance_number, sop_uid"
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [StoredInstance(*row) for row in rows]
+
+    def instances_matching(self, level: str, identifier: dict[str, str]) -> list[StoredInstance]:
+        """Every instance under the entities an identifier selects (C-MOVE / C-GET)."""
+        where, args = _where(level, identifier)
+        sql = (
+            "SELECT sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, digest "
+            f"FROM instance {where} ORDER BY study_uid, series_number, instance_number"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [StoredInstance(*row) for row in rows]
+
+    def find(
+        self,
+        level: str,
+        identifier: dict[str, str],
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Match ``identifier`` (keyword -> DICOM matching string) at ``level``; return one dict
+        per matching entity with the level's attributes plus the aggregate counts
+        (NumberOfStudyRelated..., ModalitiesInStudy) of PS3.4 C.3.4."""
+        if level not in LEVELS:
+            raise QueryError(f"Unknown query level {level!r}")
+        depth = LEVELS.index(level)
+        shown = [(k, c) for k, c, lvl in ATTRIBUTES if LEVELS.index(lvl) <= depth]
+        group = COLUMN[UNIQUE_KEY[level]]
+        select = [f"min({c}) AS {c}" for _k, c in shown]
+        if level in ("PATIENT", "STUDY"):
+            select += [
+                "count(DISTINCT study_uid)",
+                "count(DISTINCT series_uid)",
+                "count(*)",
+                "group_concat(DISTINCT modality)",
+            ]
+        elif level == "SERIES":
+            select += ["0", "0", "count(*)", "NULL"]
+        else:
+            select += ["0", "0", "1", "NULL"]
+        where, args = _where(level, identifier)
+        sql = f"SELECT {', '.join(select)} FROM instance {where} GROUP BY {group}"
+        order = {
+            "PATIENT": "patient_id",
+            "STUDY": "study_date DESC, study_uid",
+            "SERIES": "series_number, series_uid",
+            "IMAGE": "instance_number, sop_uid",
+        }[level]
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        results = []
+        for row in rows:
+            item: dict[str, Any] = {k: row[i] for i, (k, _c) in enumerate(shown)}
+            studies, series, instances, modalities = row[len(shown) :]
+            if level == "PATIENT":
+                item["NumberOfPatientRelatedStudies"] = studies
+                item["NumberOfPatientRelatedSeries"] = series
+                item["NumberOfPatientRelatedInstances"] = instances
+            elif level == "STUDY":
+                item["NumberOfStudyRelatedSeries"] = series
+                item["NumberOfStudyRelatedInstances"] = instances
+                item["ModalitiesInStudy"] = sorted(set((modalities or "").split(",")) - {""})
+            elif level == "SERIES":
+                item["NumberOfSeriesRelatedInstances"] = instances
+            results.append(item)
+        return results
+
+    def rebuild(self, entries: Iterable[tuple[dict[str, Any], str, str, int]]) -> int:
+        """Replace the catalogue with ``(values, transfer_syntax, digest, size)`` rows."""
+        count = 0
+        with self._lock:
+            self._conn.execute("DELETE FROM instance")
+        for values, syntax, digest, size in entries:
+            self.upsert(values, transfer_syntax=syntax, digest=digest, size=size)
+            count += 1
+        return count
+
+
+def _where(level: str, identifier: dict[str, str]) -> tuple[str, list[Any]]:
+    """SQL for DICOM attribute matching (PS3.4 C.2.2.2): single value, UID list (``\\``),
+    wildcard (``*``, ``?``), range (``a-b`` for dates and times); empty means universal."""
+    depth = LEVELS.index(level) if level in LEVELS else 3
+    clauses: list[str] = []
+    args: list[Any] = []
+    for keyword, raw in identifier.items():
+        if keyword not in COLUMN or raw is None:
+            continue
+        value = str(raw).strip()
+        if value in ("", "*"):
+            continue
+        if LEVELS.index(LEVEL_OF[keyword]) > depth:
+            raise QueryError(f"{keyword} cannot be matched at the {level} level")
+        column = COLUMN[keyword]
+        if keyword.endswith("UID") and "\\" in value:
+            uids = [u for u in value.split("\\") if u]
+            clauses.append(f"{column} IN ({', '.join('?' * len(uids))})")
+            args += uids
+        elif (keyword in DATE_KEYWORDS or keyword in TIME_KEYWORDS) and "-" in value:
+            low, _, high = value.partition("-")
+            if low:
+                clauses.append(f"{column} >= ?")
+                args.append(low)
+            if high:
+                clauses.append(f"{column} <= ?")
+                args.append(high + ("~" if keyword in TIME_KEYWORDS else ""))
+        elif "*" in value or "?" in value:
+            escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            args.append(escaped.replace("*", "%").replace("?", "_"))
+        elif column in INTEGER_COLUMNS:
+            try:
+                args.append(int(value))
+            except ValueError as exc:
+                raise QueryError(f"{keyword} must be an integer, not {value!r}") from exc
+            clauses.append(f"{column} = ?")
+        elif keyword == "PatientName":
+            clauses.append(f"{column} = ? COLLATE NOCASE")
+            args.append(value)
+        else:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def index_values(ds: Any, headers: Any) -> dict[str, Any]:
+    """The catalogue row of an instance from its dataset and mapped headers."""
+    values: dict[str, Any] = {}
+    for keyword, column, _level in ATTRIBUTES:
+        element = ds.get(keyword)
+        if element is None or element == "":
+            values[column] = None
+            continue
+        if column in INTEGER_COLUMNS:
+            try:
+                values[column] = int(float(str(element)))
+            except ValueError:
+                values[column] = None
+        else:
+            values[column] = str(element).strip()
+    values["study_uid"] = headers.study_uid
+    values["series_uid"] = headers.series_uid
+    values["sop_uid"] = headers.sop_uid
+    values["sop_class_uid"] = headers.sop_class_uid
+    return values
+
+
+__all__: Sequence[str] = ("InstanceIndex", "QueryError", "StoredInstance", "index_values")
