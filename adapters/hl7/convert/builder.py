@@ -1,0 +1,82 @@
+"""Assemble one FHIR transaction Bundle per message, idempotently.
+
+Every resource that carries a business identifier is written conditionally
+(http://hl7.org/fhir/R4/http.html#cond-update): ``PUT Type?identifier=system|value`` where the
+message is the source of truth for it (ADT demographics), ``POST`` with ``ifNoneExist``
+where it only refers to it (a lab result naming its patient must not overwrite demographics).
+The same resource named twice in one message (an ordering provider that is also the
+attending) becomes one entry, because two conditional creates in one transaction would not
+see each other. Full URLs are ``urn:uuid`` values derived from the message identity, so
+converting the same bytes twice gives the same Bundle.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from fhirhub.adapters.hl7.parsing import Message
+
+_NAMESPACE = uuid.UUID("5b0f4c1e-6a55-4cf1-9f1e-3d0f2d4c7a11")
+
+
+def identifier_query(identifier: dict[str, Any]) -> str:
+    """``identifier=system|value`` with the search-escaping rules (search.html#escaping)."""
+    value = str(identifier["value"]).replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,")
+    system = identifier.get("system")
+    token = f"{system}|{value}" if system else value
+    return "identifier=" + quote(token, safe=":/|.\\")
+
+
+@dataclass
+class BundleBuilder:
+    message: Message
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    _by_key: dict[tuple[str, str], str] = field(default_factory=dict)
+    _counter: int = 0
+
+    def full_url(self, key: str) -> str:
+        seed = f"{self.message.sender}|{self.message.control_id}|{key}"
+        return f"urn:uuid:{uuid.uuid5(_NAMESPACE, seed)}"
+
+    def add(
+        self,
+        resource: dict[str, Any],
+        *,
+        identifier: dict[str, Any] | None = None,
+        upsert: bool = False,
+        url: str | None = None,
+    ) -> str:
+        """Add ``resource``; return the reference other entries use for it.
+
+        ``identifier``: the business identifier to match on (conditional create, or
+        conditional update with ``upsert``). ``url``: an explicit ``PUT Type/id``.
+        """
+        rtype = resource["resourceType"]
+        if identifier is not None:
+            key = (rtype, identifier_query(identifier))
+            if key in self._by_key:
+                return self._by_key[key]
+        self._counter += 1
+        full_url = self.full_url(f"{rtype}-{self._counter}")
+        if url is not None:
+            request: dict[str, Any] = {"method": "PUT", "url": url}
+        elif identifier is not None and upsert:
+            request = {"method": "PUT", "url": f"{rtype}?{identifier_query(identifier)}"}
+        elif identifier is not None:
+            request = {
+                "method": "POST",
+                "url": rtype,
+                "ifNoneExist": identifier_query(identifier),
+            }
+        else:
+            request = {"method": "POST", "url": rtype}
+        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        if identifier is not None:
+            self._by_key[(rtype, identifier_query(identifier))] = full_url
+        return full_url
+
+    def bundle(self) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}

@@ -1,0 +1,20 @@
+"""MDM^T01-T11 (medical documents, chapter 9) -> DocumentReference from TXA and OBX text."""
+
+from __future__ import annotations
+
+from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
+from fhirhub.adapters.hl7.convert.pid import convert_patient
+from fhirhub.adapters.hl7.convert.pv1 import convert_pv1
+from fhirhub.adapters.hl7.convert.txa import convert_txa
+
+
+def convert_mdm(ctx: Conversion) -> None:
+    message = ctx.message
+    convert_patient(ctx, message.first("PID"))
+    convert_pv1(ctx, message.first("PV1"))
+    txa = message.first("TXA")
+    if txa is None:
+        raise ConversionError(
+            "MDM needs a TXA segment (document notification)", segment="TXA", code="100"
+        )
+    convert_txa(ctx, txa, message.all("OBX"))

@@ -1,0 +1,82 @@
+"""RXE (+ORC, RXR) -> MedicationRequest (IG "RXE[MedicationRequest]"): medication RXE-2,
+dose RXE-3/5, dispense RXE-10/11, refills RXE-12, route RXR-1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirhub.adapters.hl7.convert.context import Conversion
+from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal, dtm
+from fhirhub.adapters.hl7.convert.obr import order_identifier
+from fhirhub.adapters.hl7.convert.participants import practitioner
+from fhirhub.adapters.hl7.parsing import Segment
+
+STATUS = {
+    "NW": "active",
+    "OK": "active",
+    "CA": "cancelled",
+    "DC": "stopped",
+    "HD": "on-hold",
+    "OC": "cancelled",
+    "CM": "completed",
+    "RP": "active",
+    "XO": "active",
+}
+
+
+def convert_rxe(
+    ctx: Conversion, orc: Segment | None, rxe: Segment, rxr: Segment | None, position: int
+) -> str | None:
+    medication = codeable(rxe, 2)
+    if medication is None or ctx.patient is None:
+        return None
+    identifier = order_identifier(ctx, orc, None, filler=False, position=position)
+    request: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "identifier": [identifier],
+        "status": STATUS.get(orc.get(1).upper() if orc is not None else "NW", "active"),
+        "intent": "order",
+        "medicationCodeableConcept": medication,
+        "subject": {"reference": ctx.patient},
+    }
+    if ctx.encounter:
+        request["encounter"] = {"reference": ctx.encounter}
+    if orc is not None:
+        authored = dtm(orc.get(9))
+        if authored:
+            request["authoredOn"] = authored
+        requester = practitioner(ctx, orc, 12)
+        if requester and "reference" in requester:
+            request["requester"] = requester
+    dosage: dict[str, Any] = {}
+    amount = decimal(rxe.get(3))
+    if amount is not None:
+        dose: dict[str, Any] = {"value": amount}
+        if rxe.get(5, 1):
+            dose.update(
+                unit=rxe.get(5, 2) or rxe.get(5, 1),
+                code=rxe.get(5, 1),
+                system="http://unitsofmeasure.org",
+            )
+        dosage["doseAndRate"] = [{"doseQuantity": dose}]
+    if rxr is not None:
+        route = codeable(rxr, 1)
+        if route:
+            dosage["route"] = route
+    text = rxe.get(7, 2) or rxe.get(7, 1)
+    if text:
+        dosage["text"] = text
+    if dosage:
+        request["dosageInstruction"] = [dosage]
+    dispense: dict[str, Any] = {}
+    quantity = decimal(rxe.get(10))
+    if quantity is not None:
+        dispense["quantity"] = {"value": quantity}
+        if rxe.get(11, 1):
+            dispense["quantity"].update(unit=rxe.get(11, 2) or rxe.get(11, 1))
+    if rxe.get(12).isdigit():
+        dispense["numberOfRepeatsAllowed"] = int(rxe.get(12))
+    if dispense:
+        request["dispenseRequest"] = dispense
+    match = {"system": identifier.get("system"), "value": identifier["value"]}
+    return ctx.add(request, identifier=match, upsert=True)
