@@ -1,0 +1,78 @@
+"""DICOM node configuration, from the hub's one settings object.
+
+``FHIRHUB_DICOM_PORT`` (default 11112, ``off`` disables the listener) and ``FHIRHUB_DICOM_AET``
+(default ``FHIRHUB``) are core settings; the rest lives in the plugin's section of the TOML
+file::
+
+    [plugin.dicom]
+    allowed_aes = ["MODALITY1", "VIEWER"]    # calling AE titles accepted (empty: any)
+    allowed_hosts = ["127.0.0.1"]            # peer addresses accepted (empty: any)
+    destinations = { VIEWER = "10.0.0.5:104" }  # C-MOVE destinations: AE -> host:port
+    pacs = { aet = "ORTHANC", host = "pacs.example", port = 4242 }  # remote PACS (SCU)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: AE title: VR AE, at most 16 characters, no backslash or control characters (PS3.5 6.2).
+AE_TITLE_MAX = 16
+DEFAULT_PORT = 11112
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """A peer Application Entity: AE title and network address."""
+
+    aet: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, aet: str, value: Any) -> RemoteNode:
+        if isinstance(value, dict):
+            return cls(str(value.get("aet", aet)), str(value["host"]), int(value["port"]))
+        host, _, port = str(value).rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"DICOM destination {aet}: expected 'host:port', got {value!r}")
+        return cls(aet, host, int(port))
+
+
+@dataclass(frozen=True)
+class DicomConfig:
+    port: int | None  # None: listener off
+    aet: str = "FHIRHUB"
+    host: str = "0.0.0.0"
+    allowed_aes: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    destinations: dict[str, RemoteNode] = field(default_factory=dict)
+    pacs: RemoteNode | None = None
+    max_associations: int = 32
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DicomConfig:
+        section: dict[str, Any] = dict(settings.plugin_config.get("dicom", {}))
+        raw_port = str(section.get("port", settings.dicom_port)).strip().lower()
+        port = None if raw_port in ("off", "", "none", "false") else int(raw_port)
+        aet = str(section.get("aet", settings.dicom_aet)).strip()
+        if not aet or len(aet) > AE_TITLE_MAX or "\\" in aet:
+            raise ValueError(f"FHIRHUB_DICOM_AET {aet!r}: 1-{AE_TITLE_MAX} characters, no '\\'")
+        destinations = {
+            name: RemoteNode.parse(name, value)
+            for name, value in dict(section.get("destinations", {})).items()
+        }
+        pacs_value = section.get("pacs")
+        pacs = (
+            RemoteNode.parse(str(pacs_value.get("aet", "PACS")), pacs_value) if pacs_value else None
+        )
+        return cls(
+            port=port,
+            aet=aet,
+            host=str(section.get("host", "0.0.0.0")),
+            allowed_aes=tuple(str(a) for a in section.get("allowed_aes", ())),
+            allowed_hosts=tuple(str(h) for h in section.get("allowed_hosts", ())),
+            destinations=destinations,
+            pacs=pacs,
+            max_associations=int(section.get("max_associations", 32)),
+        )

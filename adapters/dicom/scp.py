@@ -1,0 +1,320 @@
+"""fhirhub as a DICOM node: the Application Entity that accepts associations (PS3.7, PS3.4).
+
+Services: Verification (C-ECHO), Storage (C-STORE, every storage SOP class pynetdicom knows,
+every transfer syntax it can receive), Query/Retrieve in the Patient Root and Study Root
+information models (C-FIND at PATIENT/STUDY/SERIES/IMAGE level, C-MOVE to configured
+destinations, C-GET on the same association). Each handler is a small function turning protocol
+data into a call on the :class:`DicomArchive` and its answer back into a DIMSE status.
+
+Why TCP_NODELAY: a C-STORE exchange is a small request PDU followed by the peer waiting for a
+small response PDU; with Nagle's algorithm on one side and delayed ACK on the other, every
+round trip stalls ~40-90 ms (DESIGN.md, "Network listeners"). It is set on every accepted
+socket before the first PDU is read, and on the sockets the node opens as a requestor.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, read_part10
+from fhirhub.adapters.dicom.config import DicomConfig
+from fhirhub.adapters.dicom.instance_index import LEVELS, QueryError
+from fhirhub.fhir_store.errors import FhirError
+
+if TYPE_CHECKING:
+    from pynetdicom.events import Event
+
+log = logging.getLogger("fhirhub.dicom")
+
+# DIMSE status codes (PS3.4 Annex B.2.3 storage, C.4.1.1.4 find, C.4.2.1.5 move/get, PS3.7 C).
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+UNABLE_TO_PROCESS = 0xC000
+
+#: Maximum PDU we accept (PS3.8 9.3.3.3: 0 means unlimited; larger PDUs mean fewer sends).
+MAX_PDU = 256 * 1024
+
+QUERY_RETRIEVE_FIND = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+QUERY_RETRIEVE_MOVE_GET = (
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not a TCP socket (tests may pass socketpairs)
+        pass
+
+
+def on_connection_open(event: Event) -> None:
+    """EVT_CONN_OPEN handler for associations the node requests (C-MOVE, SCU)."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        set_nodelay(sock)
+
+
+class NoDelayAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with TCP_NODELAY and a peer-host allow-list."""
+
+    allowed_hosts: tuple[str, ...] = ()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = super().get_request()
+        set_nodelay(client)
+        return client, address
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """socketserver hook: a peer not on the host allow-list is closed before any PDU."""
+        if self.allowed_hosts and client_address[0] not in self.allowed_hosts:
+            log.warning("DICOM connection from %s refused: host not allowed", client_address[0])
+            return False
+        return True
+
+
+# -- query identifiers -----------------------------------------------------------------------
+
+
+def identifier_keys(identifier: Dataset) -> dict[str, str]:
+    """The matching keys of a C-FIND/C-MOVE identifier as keyword -> DICOM matching string."""
+    keys: dict[str, str] = {}
+    for element in identifier:
+        if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet", ""):
+            continue
+        value = element.value
+        if value is None:
+            keys[element.keyword] = ""
+        elif element.VR == "SQ":
+            continue
+        elif isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            keys[element.keyword] = "\\".join(str(v) for v in value)
+        else:
+            keys[element.keyword] = str(value)
+    return keys
+
+
+def response_identifier(level: str, requested: list[str], match: dict[str, Any]) -> Dataset:
+    """A C-FIND response holds the requested keys only, filled from the match (C.4.1.1.3.2)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword in requested:
+        value = match.get(keyword)
+        if isinstance(value, list):
+            value = list(value) if value else None
+        setattr(ds, keyword, "" if value is None else value)
+    return ds
+
+
+class DicomNode:
+    """The Application Entity, its handlers and its listening thread."""
+
+    def __init__(self, archive: DicomArchive, config: DicomConfig) -> None:
+        self.archive = archive
+        self.config = config
+        self.server: NoDelayAssociationServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ae = self._make_ae()
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.config.aet)
+        ae.maximum_pdu_size = MAX_PDU
+        ae.maximum_associations = self.config.max_associations
+        ae.network_timeout = 30
+        ae.acse_timeout = 30
+        ae.dimse_timeout = 60
+        if self.config.allowed_aes:
+            ae.require_calling_aet = list(self.config.allowed_aes)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        for context in AllStoragePresentationContexts:
+            # scp_role/scu_role: also accept a C-GET requestor acting as Storage SCP
+            ae.add_supported_context(
+                context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
+            )
+        for sop_class in QUERY_RETRIEVE_FIND + QUERY_RETRIEVE_MOVE_GET:
+            ae.add_supported_context(sop_class)
+        return ae
+
+    @property
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+        ]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Listen in a background thread; return the bound port (``port=0``: OS-assigned)."""
+        address = (host or self.config.host, self.config.port if port is None else port)
+        server = self.ae.make_server(
+            address, evt_handlers=self.handlers, server_class=NoDelayAssociationServer
+        )
+        server.allowed_hosts = self.config.allowed_hosts
+        self.server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name=f"dicom-scp-{address[1]}", daemon=True
+        )
+        self._thread.start()
+        bound = int(server.server_address[1])
+        log.info("DICOM node %s listening on %s:%d", self.config.aet, address[0], bound)
+        return bound
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        self.ae.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def on_store(self, event: Event) -> int | Dataset:
+        """C-STORE: store, record in FHIR, answer 0x0000 or a failure status (B.2.3)."""
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            ds = read_part10(data)
+            self.archive.store_part10(data, ds)
+        except InstanceRejected as rejected:
+            log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, rejected)
+            return _status(rejected.status, str(rejected))
+        except FhirError as error:
+            log.warning("C-STORE could not be recorded in FHIR: %s", error)
+            status = OUT_OF_RESOURCES if error.status == 503 else PROCESSING_FAILURE
+            return _status(status, str(error)[:64])
+        except Exception as exc:  # the SCP must answer, never die on one bad instance
+            log.exception("C-STORE failed")
+            return _status(PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}"[:64])
+        return SUCCESS
+
+    def _query(self, event: Event) -> tuple[str, dict[str, str], list[str]]:
+        identifier = event.identifier
+        level = str(identifier.get("QueryRetrieveLevel", "")).upper()
+        if level not in LEVELS:
+            raise QueryError(f"QueryRetrieveLevel {level!r} is not one of {', '.join(LEVELS)}")
+        patient_root = event.request.AffectedSOPClassUID in (
+            PatientRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelGet,
+        )
+        if level == "PATIENT" and not patient_root:
+            raise QueryError("The Study Root model has no PATIENT level")
+        requested = [
+            e.keyword for e in identifier if e.keyword and e.keyword != "QueryRetrieveLevel"
+        ]
+        return level, identifier_keys(identifier), requested
+
+    def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+        """C-FIND: pending responses, one per match, then success (C.4.1.2)."""
+        try:
+            level, keys, requested = self._query(event)
+            matches = self.archive.index.find(level, keys)
+        except QueryError as exc:
+            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        for match in matches:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, response_identifier(level, requested, match)
+
+    def _datasets(self, event: Event) -> tuple[list[Any], Any]:
+        level, keys, _requested = self._query(event)
+        instances = self.archive.index.instances_matching(level, keys)
+        return instances, level
+
+    def _retrieve(self, instances: list[Any], event: Event) -> Iterator[Any]:
+        for instance in instances:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            try:
+                ds = self.archive.dataset(instance.digest)
+            except (OSError, ValueError) as exc:
+                log.error("Stored instance %s unreadable: %s", instance.sop_uid, exc)
+                yield UNABLE_TO_PROCESS, None
+                continue
+            yield PENDING, ds
+
+    def on_move(self, event: Event) -> Iterator[Any]:
+        """C-MOVE: destination, number of sub-operations, then the datasets (C.4.2.2)."""
+        destination = self.config.destinations.get(event.move_destination.strip())
+        if destination is None:
+            log.warning("C-MOVE to unknown destination %r", event.move_destination)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination unknown
+            return
+        try:
+            instances, _level = self._datasets(event)
+        except QueryError as exc:
+            yield destination.host, destination.port
+            yield 1  # one failed sub-operation carries the failure status
+            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        # The sub-association proposes exactly the SOP classes and syntaxes being sent.
+        yield destination.host, destination.port, {"contexts": _contexts(instances)}
+        yield len(instances)
+        yield from self._retrieve(instances, event)
+
+    def on_get(self, event: Event) -> Iterator[Any]:
+        """C-GET: number of sub-operations, then the datasets on this association (C.4.3)."""
+        try:
+            instances, _level = self._datasets(event)
+        except QueryError as exc:
+            yield 1  # one failed sub-operation carries the failure status
+            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        yield len(instances)
+        yield from self._retrieve(instances, event)
+
+
+def _contexts(instances: list[Any]) -> list[Any]:
+    from pynetdicom.presentation import build_context
+
+    syntaxes: dict[str, set[str]] = {}
+    for instance in instances:
+        syntaxes.setdefault(instance.sop_class_uid, set()).add(instance.transfer_syntax)
+    contexts = [build_context(sop, sorted(ts)) for sop, ts in sorted(syntaxes.items())[:128]]
+    return contexts or [build_context(Verification)]
+
+
+def _status(code: int, comment: str) -> Dataset:
+    """A status dataset with an Error Comment (PS3.7 C.4: LO, at most 64 characters)."""
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]
+    return ds
