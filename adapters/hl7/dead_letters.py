@@ -1,0 +1,130 @@
+"""Dead letters: every message that was rejected or failed, stored as FHIR resources.
+
+A dead letter is a ``Binary`` holding the exact bytes received and a ``Task`` (status
+``failed``, ``statusReason`` = why, ``input`` -> the Binary) with a deterministic id, so the
+same bad bytes sent again update one Task (its history keeps every attempt). When even the
+store cannot take it, the bytes and the reason go to ``<data_dir>/hl7-dead-letters/`` so that
+nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import select
+
+from fhirhub.adapters.hl7.convert.provenance import ER7_MEDIA_TYPE
+from fhirhub.fhir_store.schema import resource_current
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+log = logging.getLogger("fhirhub.hl7")
+TASK_CODE = {"system": "urn:fhirhub:hl7v2", "code": "dead-letter"}
+PREFIX = "hl7dl-"
+
+
+def dead_letter_id(raw: bytes) -> str:
+    return PREFIX + hashlib.sha256(raw).hexdigest()[:40]
+
+
+def store_dead_letter(
+    hub: Hub, raw: bytes, *, reason: str, ack_code: str, description: str = ""
+) -> str:
+    """Record ``raw`` as a dead letter; returns the Task id."""
+    from fhirhub.core.interactions.bundle import process_bundle
+
+    key = dead_letter_id(raw)
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": key,
+        "status": "failed",
+        "intent": "unknown",
+        "code": {"coding": [TASK_CODE]},
+        "description": description or "HL7 v2 message",
+        "statusReason": {"text": reason[:4000]},
+        "businessStatus": {"text": ack_code},
+        "authoredOn": now,
+        "lastModified": now,
+        "input": [
+            {"type": {"text": "source message"}, "valueReference": {"reference": f"Binary/{key}"}}
+        ],
+    }
+    binary = {
+        "resourceType": "Binary",
+        "id": key,
+        "contentType": ER7_MEDIA_TYPE,
+        "data": base64.b64encode(raw).decode("ascii"),
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": binary, "request": {"method": "PUT", "url": f"Binary/{key}"}},
+            {"resource": task, "request": {"method": "PUT", "url": f"Task/{key}"}},
+        ],
+    }
+    try:
+        process_bundle(hub, bundle, base_url=hub.base_url)
+    except Exception as exc:  # the store is unusable: keep the bytes on disk instead
+        folder = hub.settings.data_dir / "hl7-dead-letters"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}.hl7").write_bytes(raw)
+        (folder / f"{key}.reason.txt").write_text(f"{reason}\nstore error: {exc}\n")
+        log.error("Dead letter %s written to %s (store failed: %s)", key, folder, exc)
+    log.warning("HL7 message dead-lettered as Task/%s: %s", key, reason)
+    return key
+
+
+def list_dead_letters(hub: Hub, *, include_resolved: bool = False) -> list[dict[str, Any]]:
+    """The dead-letter Tasks, oldest first (read from the current-state projection)."""
+    query = (
+        select(resource_current.c.content)
+        .where(
+            resource_current.c.resource_type == "Task",
+            resource_current.c.resource_id.like(PREFIX + "%"),
+            resource_current.c.deleted.is_(False),
+        )
+        .order_by(resource_current.c.last_updated)
+    )
+    with hub.store.read() as conn:
+        tasks = [orjson.loads(bytes(row[0])) for row in conn.execute(query)]
+    return [t for t in tasks if include_resolved or t.get("status") == "failed"]
+
+
+def load_dead_letter(hub: Hub, task_id: str) -> tuple[dict[str, Any], bytes]:
+    """The Task and the original bytes of dead letter ``task_id``."""
+    from fhirhub.core.interactions.read import read
+
+    with hub.store.read() as conn:
+        task = orjson.loads(read(conn, "Task", task_id).content or b"{}")
+        binary = orjson.loads(read(conn, "Binary", task_id).content or b"{}")
+    return task, base64.b64decode(binary.get("data", ""))
+
+
+def mark_resolved(hub: Hub, task: dict[str, Any], note: str) -> None:
+    from fhirhub.core.interactions.bundle import process_bundle
+
+    task = dict(task)
+    task.pop("meta", None)
+    task["status"] = "completed"
+    task["businessStatus"] = {"text": "AA"}
+    task["lastModified"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    task["note"] = [*task.get("note", []), {"text": note}]
+    process_bundle(
+        hub,
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
+            ],
+        },
+        base_url=hub.base_url,
+    )

@@ -1,0 +1,241 @@
+"""MLLP listener (HL7 v2 "Minimal Lower Layer Protocol", release 2: <VT> message <FS><CR>).
+
+asyncio, one task per connection, messages on a connection processed strictly in order; the
+database work runs in a worker thread (``asyncio.to_thread``) so the loop keeps accepting and
+reading other connections. TCP_NODELAY is set on every accepted socket and each response
+(all ACK frames of one message) is written with one ``write`` call: with Nagle's algorithm and
+delayed ACKs a request/response protocol stalls ~40-200 ms per message on loopback.
+
+Bad input never stops the listener: bytes outside a frame are logged and skipped, a frame
+without its end block is cut off after ``frame_timeout`` seconds (and dead-lettered as what it
+is), a frame above ``max_frame_bytes`` is rejected with AR, a connection dropped mid-frame
+dead-letters the partial bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+log = logging.getLogger("fhirhub.hl7.mllp")
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c\r"
+#: Frames bigger than this are refused (AR) without being read into memory further.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+def frame(payload: bytes) -> bytes:
+    return START_BLOCK + payload + END_BLOCK
+
+
+class MllpServer:
+    """``start()`` runs the listener on its own thread and event loop; ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        host: str = "0.0.0.0",
+        port: int = 2575,
+        *,
+        handler: Callable[[bytes], list[bytes]] | None = None,
+        frame_timeout: float = 30.0,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.hub = hub
+        self.host = host
+        self.port = port
+        self.frame_timeout = frame_timeout
+        self.max_frame_bytes = max_frame_bytes
+        self._handler = handler or self._process
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.connections = 0
+
+    def _process(self, raw: bytes) -> list[bytes]:
+        from fhirhub.adapters.hl7.processing import handle
+
+        return handle(self.hub, raw).acks
+
+    def _dead_letter(self, raw: bytes, reason: str) -> None:
+        from fhirhub.adapters.hl7.dead_letters import store_dead_letter
+
+        store_dead_letter(
+            self.hub, raw, reason=reason, ack_code="AR", description="MLLP transport error"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> MllpServer:
+        self._thread = threading.Thread(target=self._run, name="fhirhub-mllp", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise RuntimeError(f"MLLP listener failed to start: {self._error}")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._serve, self.host, self.port, limit=2**16)
+            )
+            sock = self._server.sockets[0]
+            self.port = sock.getsockname()[1]
+            log.info("MLLP listener on %s:%s", self.host, self.port)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connections += 1
+        buffer = bytearray()
+        try:
+            while True:
+                payload = await self._next_frame(reader, buffer, peer)
+                if payload is None:
+                    break
+                if isinstance(payload, int):  # oversized: answer and drop its bytes
+                    header = Header.salvage(bytes(buffer[:4096]))
+                    where = ErrorLocation("207", f"Frame exceeds {self.max_frame_bytes} bytes")
+                    await asyncio.to_thread(
+                        self._dead_letter,
+                        bytes(buffer[:65536]),
+                        f"Frame over {self.max_frame_bytes} bytes (truncated copy)",
+                    )
+                    buffer.clear()
+                    writer.write(
+                        b"".join(frame(a) for a in acknowledgments(header, "AR", where.text, where))
+                    )
+                    await writer.drain()
+                    await self._skip_to_end(reader)
+                    continue
+                acks = await asyncio.to_thread(self._handler, payload)
+                if acks:
+                    writer.write(b"".join(frame(a) for a in acks))
+                    await writer.drain()
+        except _FrameTimeout as timeout:
+            writer.write(b"".join(frame(a) for a in timeout.acks))
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("MLLP connection %s closed: %s", peer, exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("MLLP connection %s failed", peer)
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    async def _skip_to_end(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), self.frame_timeout)
+            if not chunk or b"\x1c" in chunk:
+                return
+
+    async def _next_frame(
+        self, reader: asyncio.StreamReader, buffer: bytearray, peer: object
+    ) -> bytes | int | None:
+        """The next frame's payload; ``None`` at end of stream; ``-1`` when oversized."""
+        while True:
+            start = buffer.find(START_BLOCK)
+            if start > 0 or (start < 0 and buffer):
+                junk = bytes(buffer[: start if start >= 0 else len(buffer)])
+                if junk.strip(b"\r\n\x00 "):
+                    log.warning(
+                        "MLLP %s: %d bytes outside a frame ignored: %r", peer, len(junk), junk[:40]
+                    )
+                del buffer[: start if start >= 0 else len(buffer)]
+                start = buffer.find(START_BLOCK)
+            if start == 0:
+                end = buffer.find(b"\x1c", 1)
+                if end >= 0:
+                    payload = bytes(buffer[1:end])
+                    cut = end + 2 if buffer[end + 1 : end + 2] == b"\r" else end + 1
+                    del buffer[:cut]
+                    return payload
+                if len(buffer) > self.max_frame_bytes:
+                    return -1
+            try:
+                chunk = await asyncio.wait_for(
+                    reader.read(65536), self.frame_timeout if buffer else None
+                )
+            except TimeoutError:
+                partial = bytes(buffer[1:])
+                log.warning(
+                    "MLLP %s: frame without end block after %.0f s (%d bytes)",
+                    peer,
+                    self.frame_timeout,
+                    len(partial),
+                )
+                if partial:
+                    await asyncio.to_thread(
+                        self._dead_letter, partial, "MLLP frame had no end block (timeout)"
+                    )
+                    header = Header.salvage(partial)
+                    where = ErrorLocation("100", "MLLP frame has no end block (<FS><CR>)")
+                    return_acks = acknowledgments(header, "AR", where.text, where)
+                    buffer.clear()
+                    raise _FrameTimeout(return_acks) from None
+                buffer.clear()
+                continue
+            if not chunk:
+                partial = bytes(buffer[1:]) if buffer[:1] == START_BLOCK else bytes(buffer)
+                if partial.strip():
+                    log.warning(
+                        "MLLP %s: connection dropped mid-frame (%d bytes kept)", peer, len(partial)
+                    )
+                    await asyncio.to_thread(
+                        self._dead_letter, partial, "Connection dropped mid-frame"
+                    )
+                return None
+            buffer.extend(chunk)
+
+
+class _FrameTimeout(ConnectionError):
+    def __init__(self, acks: list[bytes]) -> None:
+        super().__init__("frame timeout")
+        self.acks = acks

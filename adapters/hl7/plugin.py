@@ -1,0 +1,119 @@
+"""The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /hl7/v2``, CLI commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fhirhub.core.hookspecs import hookimpl
+
+log = logging.getLogger("fhirhub.hl7")
+__version__ = "0.1.0"
+ER7 = "x-application/hl7-v2+er7"
+
+
+def listener_port(value: str) -> int | None:
+    """``FHIRHUB_HL7_PORT``: a port number, ``0`` for any free port, or ``off``."""
+    value = str(value).strip().lower()
+    if value in ("off", "", "none", "false", "disabled"):
+        return None
+    return int(value)
+
+
+@hookimpl
+def startup(hub: Any) -> None:
+    from fhirhub.adapters.hl7.mllp_server import MllpServer
+
+    port = listener_port(hub.settings.hl7_port)
+    if port is None:
+        log.info("MLLP listener disabled (FHIRHUB_HL7_PORT=off)")
+        return
+    server = MllpServer(hub, hub.settings.host, port).start()
+    hub.extra["hl7_mllp"] = server
+
+
+@hookimpl
+def shutdown(hub: Any) -> None:
+    server = hub.extra.pop("hl7_mllp", None)
+    if server is not None:
+        server.stop()
+
+
+@hookimpl
+def register_routes(hub: Any) -> Any:
+    from fastapi import APIRouter, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import Response
+
+    from fhirhub.adapters.hl7.processing import process_batch
+
+    router = APIRouter()
+
+    @router.post("/v2", summary="Process one HL7 v2 message or an FHS/BHS batch")
+    async def post_message(request: Request) -> Response:
+        body = await request.body()
+        outcomes = await run_in_threadpool(process_batch, hub, body)
+        acks = b"".join(a for o in outcomes for a in o.acks)
+        status = 200 if all(o.code == "AA" for o in outcomes) else 422
+        return Response(acks, status_code=status, media_type=ER7)
+
+    return router
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    import typer
+
+    group = typer.Typer(help="HL7 v2 adapter: load files, inspect and replay dead letters")
+
+    def _hub(db: str | None) -> Any:
+        from fhirhub.core.hub import build_hub
+        from fhirhub.core.settings import load_settings
+
+        return build_hub(load_settings(db=db))
+
+    @group.command("load")
+    def load(files: list[Path], db: str | None = typer.Option(None, "--db")) -> None:
+        """Process HL7 v2 files (one message or a batch per file)."""
+        from fhirhub.adapters.hl7.processing import process_batch
+
+        hub = _hub(db)
+        failed = 0
+        for path in files:
+            for outcome in process_batch(hub, path.read_bytes()):
+                control = outcome.message.control_id if outcome.message else "?"
+                note = " (duplicate)" if outcome.duplicate else ""
+                typer.echo(f"{path}: {outcome.code} {control}{note} {outcome.error or ''}".rstrip())
+                failed += outcome.code != "AA"
+        raise typer.Exit(1 if failed else 0)
+
+    @group.command("dead-letters")
+    def dead_letters(
+        db: str | None = typer.Option(None, "--db"),
+        all_: bool = typer.Option(False, "--all", help="Include resolved ones"),
+    ) -> None:
+        """List messages that were rejected or failed, with the reason."""
+        from fhirhub.adapters.hl7.dead_letters import list_dead_letters
+
+        for task in list_dead_letters(_hub(db), include_resolved=all_):
+            typer.echo(
+                f"{task['id']}\t{task['status']}\t{task.get('businessStatus', {}).get('text', '')}\t"
+                f"{task.get('description', '')}\t{task.get('statusReason', {}).get('text', '')}"
+            )
+
+    @group.command("replay")
+    def replay(task_id: str, db: str | None = typer.Option(None, "--db")) -> None:
+        """Re-process one dead letter (after a fix); it is marked completed on success."""
+        from fhirhub.adapters.hl7.dead_letters import load_dead_letter, mark_resolved
+        from fhirhub.adapters.hl7.processing import handle
+
+        hub = _hub(db)
+        task, raw = load_dead_letter(hub, task_id)
+        outcome = handle(hub, raw)
+        if outcome.code == "AA":
+            mark_resolved(hub, task, "replayed successfully")
+        typer.echo(f"{task_id}: {outcome.code} {outcome.error or ''}".rstrip())
+        raise typer.Exit(0 if outcome.code == "AA" else 1)
+
+    cli.add_typer(group, name="hl7")
