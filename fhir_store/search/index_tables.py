@@ -18,7 +18,11 @@ Normalisation (see ``fhir_store.search.extract``):
 * reference: ``target_type``/``target_id`` for relative (and resolved local absolute) references,
   ``url`` for absolute or canonical ones (with ``version`` for ``url|version`` canonicals);
 * uri: ``uri`` as written;
-* composite: ``components`` holds the component values, see ``fhir_store.search.extract``.
+* composite: one row per combination of component values taken from the same item (the same
+  Observation or Observation.component); ``components`` is a JSON array of one object per
+  component holding that component type's value columns, ``key`` the first component's token
+  code (or folded string, uri, reference target id; None for date/number/quantity), see
+  ``fhir_store.search.extract``.
 """
 
 from __future__ import annotations
@@ -120,9 +124,11 @@ index_composite = Table(
     "index_composite",
     metadata,
     *_key_columns(),
-    # JSON text of the component values, e.g. [["system|code"], [low, high, system, code]];
-    # matched in Python on the (small) candidate set pre-filtered by ``key``.
-    Column("key", Text, nullable=True),  # first component's normalised value, for indexing
+    # JSON array, one object per component with that component type's value columns, e.g.
+    # [{"system","code","text"}, {"value","low","high","system","code","unit"}] (see
+    # ``fhir_store.search.extract``); matched in Python on the candidate set pre-filtered by
+    # ``key``.
+    Column("key", Text, nullable=True),  # first component's code/value/uri/target id, or None
     Column("components", Text, nullable=False),
     Index("ix_composite_lookup", "resource_type", "param", "key"),
     Index("ix_composite_owner", "resource_type", "resource_id"),
