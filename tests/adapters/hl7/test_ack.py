@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+from fhirhub.adapters.hl7.parsing import parse
+from tests.adapters.hl7.conftest import fixture
+
+
+def test_original_mode_ack_mirrors_the_header() -> None:
+    header = Header.of(parse(fixture("adt_a01.hl7")))
+    (ack,) = acknowledgments(header, "AA")
+    msh, msa = ack.decode().rstrip("\r").split("\r")
+    fields = msh.split("|")
+    assert fields[2:6] == ["FHIRHUB", "HUB", "REGADT", "GOODHOSP^1.2.3.4^ISO"]
+    assert fields[8] == "ACK^A01^ACK"
+    assert fields[11] == "2.5.1"
+    assert msa == "MSA|AA|CTRL-A01-1|"
+
+
+def test_error_ack_names_segment_and_field() -> None:
+    header = Header.of(parse(fixture("adt_a01.hl7")))
+    where = ErrorLocation("101", "PID-3 (patient identifier list) is empty", "PID", 1, 3)
+    (ack,) = acknowledgments(header, "AE", where.text, where)
+    err = ack.decode().split("\r")[2].split("|")
+    assert err[0] == "ERR"
+    assert err[2] == "PID^1^3"
+    assert err[3] == "101^Required field missing^HL70357"
+    assert err[4] == "E"
+
+
+def test_enhanced_mode_accept_always_application_never() -> None:
+    header = Header.of(parse(fixture("oru_r01.hl7")))  # MSH-15 AL, MSH-16 NE
+    acks = acknowledgments(header, "AA")
+    assert len(acks) == 1
+    assert b"MSA|CA|CTRL-ORU-1" in acks[0]
+
+
+def test_salvaged_header_for_unparseable_input() -> None:
+    raw = b"MSH|^~\\&|APP|FAC|||20240101||ADT^A01|X-9|P|9.9\rPID|oops"
+    header = Header.salvage(raw)
+    assert (header.control_id, header.sending_app, header.trigger) == ("X-9", "APP", "A01")
+    assert Header.salvage(b"\x00\x01garbage").control_id == ""
