@@ -36,10 +36,23 @@ def patient_resource(ctx: Conversion, pid: Segment) -> dict[str, Any]:
                 },
             }
         )
+    licence = pid.get(20)
+    if licence:
+        ids.append(
+            {
+                "value": licence,
+                "system": ctx.sender_system,
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "DL"}
+                    ]
+                },
+            }
+        )
     patient: dict[str, Any] = {"resourceType": "Patient"}
     if ids:
         patient["identifier"] = ids
-    names = human_names(pid, 5)
+    names = human_names(pid, 5) + [dict(n, use="nickname") for n in human_names(pid, 9)]
     if names:
         patient["name"] = names
     birth = dtm(pid.get(7), precision="date")

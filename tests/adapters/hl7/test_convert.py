@@ -29,8 +29,15 @@ def test_adt_a01_patient_encounter_and_clinical_segments() -> None:
     bundle = convert(parse(fixture("adt_a01.hl7")))
     (patient,) = resources(bundle, "Patient")
     assert patient["identifier"][0] == {
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                             "code": "MR", "display": "Medical record number"}]},
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                    "code": "MR",
+                    "display": "Medical record number",
+                }
+            ]
+        },
         "system": "urn:oid:1.2.3.4",
         "value": "MRN123",
     }
@@ -49,8 +56,7 @@ def test_adt_a01_patient_encounter_and_clinical_segments() -> None:
     assert resources(bundle, "RelatedPerson")[0]["relationship"][0]["coding"][0]["code"] == "SPO"
     # ADT owns demographics: the Patient is a conditional update on its identifier
     entry = next(e for e in bundle["entry"] if e["resource"] is patient)
-    assert entry["request"] == {"method": "PUT",
-                                "url": "Patient?identifier=urn:oid:1.2.3.4|MRN123"}
+    assert entry["request"] == {"method": "PUT", "url": "Patient?identifier=urn:oid:1.2.3.4|MRN123"}
 
 
 def test_oru_observations_values_units_ranges_interpretation() -> None:
@@ -58,10 +64,16 @@ def test_oru_observations_values_units_ranges_interpretation() -> None:
     observations = resources(bundle, "Observation")
     cholesterol = observations[0]
     assert cholesterol["code"]["coding"][0] == {
-        "system": "http://loinc.org", "code": "2093-3",
-        "display": "Cholesterol [Mass/volume] in Serum or Plasma"}
-    assert cholesterol["valueQuantity"] == {"value": 212, "unit": "mg/dL",
-                                            "system": "http://unitsofmeasure.org", "code": "mg/dL"}
+        "system": "http://loinc.org",
+        "code": "2093-3",
+        "display": "Cholesterol [Mass/volume] in Serum or Plasma",
+    }
+    assert cholesterol["valueQuantity"] == {
+        "value": 212,
+        "unit": "mg/dL",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg/dL",
+    }
     assert cholesterol["interpretation"][0]["coding"][0]["code"] == "H"
     assert cholesterol["referenceRange"] == [{"text": "<200"}]
     triglyceride = observations[1]
@@ -84,8 +96,11 @@ def test_a40_merge_links_both_patients() -> None:
     assert prior["active"] is False
     assert prior["link"][0]["type"] == "replaced-by"
     assert survivor["link"][0]["type"] == "replaces"
-    urls = {e["resource"]["identifier"][0]["value"]: e["fullUrl"] for e in bundle["entry"]
-            if e["resource"]["resourceType"] == "Patient"}
+    urls = {
+        e["resource"]["identifier"][0]["value"]: e["fullUrl"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Patient"
+    }
     assert prior["link"][0]["other"]["reference"] == urls["MRN123"]
     assert survivor["link"][0]["other"]["reference"] == urls["MRN-OLD-9"]
 
@@ -110,8 +125,9 @@ def test_provenance_points_at_the_stored_source_bytes() -> None:
     binary_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is binary)
     assert provenance["entity"][0]["what"]["reference"] == binary_url
     targets = {t["reference"] for t in provenance["target"]}
-    patient_url = next(e["fullUrl"] for e in bundle["entry"]
-                       if e["resource"]["resourceType"] == "Patient")
+    patient_url = next(
+        e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
     assert patient_url in targets
 
 
