@@ -225,3 +225,33 @@ class DicomArchive:
                 yield index_values(ds, headers), syntax, path.stem, path.stat().st_size
 
         return self.index.rebuild(rows())
+
+
+#: Where the plugin's routes are mounted (core/http/app.py: /plugins/<name>) plus ours.
+DICOMWEB_PATH = "/plugins/dicom/dicomweb"
+
+
+def dicomweb_address(settings: Any) -> str:
+    """The DICOMweb base URL ImagingStudy.endpoint advertises: the public base (FHIR base
+    without ``/fhir``) if configured, else the listening host and port."""
+    base = str(settings.base_url or "").rstrip("/")
+    if base.endswith("/fhir"):
+        base = base[: -len("/fhir")]
+    if not base:
+        base = f"http://{settings.host}:{settings.port}"
+    return base + DICOMWEB_PATH
+
+
+def archive_for(hub: Hub) -> DicomArchive:
+    """The hub's one archive (created on first use; shared by the SCP, DICOMweb and SCU)."""
+    archive = hub.extra.get("dicom.archive")
+    if archive is None:
+        with _create_lock:
+            archive = hub.extra.get("dicom.archive")
+            if archive is None:
+                archive = DicomArchive(hub, dicomweb_address=dicomweb_address(hub.settings))
+                hub.extra["dicom.archive"] = archive
+    return archive  # type: ignore[no-any-return]
+
+
+_create_lock = threading.Lock()

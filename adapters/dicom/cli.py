@@ -1,0 +1,160 @@
+"""``fhirhub dicom ...``: talk to the configured PACS and manage the local DICOM archive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+dicom_app = typer.Typer(
+    help="DICOM: query/retrieve a remote PACS, import files", no_args_is_help=True
+)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
+
+
+def _hub(db: str | None):  # type: ignore[no-untyped-def]
+    from fhirhub.core.hub import build_hub
+    from fhirhub.core.settings import load_settings
+
+    return build_hub(load_settings(db=db))
+
+
+def _pacs(hub, host: str | None, port: int | None, aet: str | None):  # type: ignore[no-untyped-def]
+    from fhirhub.adapters.dicom.config import DicomConfig, RemoteNode
+
+    configured = DicomConfig.from_settings(hub.settings).pacs
+    if host and port and aet:
+        return RemoteNode(aet, host, port)
+    if configured is None:
+        raise typer.BadParameter("No PACS configured: give --host, --port and --aet")
+    return RemoteNode(aet or configured.aet, host or configured.host, port or configured.port)
+
+
+PacsHost = Annotated[str | None, typer.Option(help="PACS host (default: [plugin.dicom] pacs)")]
+PacsPort = Annotated[int | None, typer.Option(help="PACS DICOM port")]
+PacsAet = Annotated[str | None, typer.Option(help="PACS AE title")]
+
+
+@dicom_app.command()
+def echo(
+    host: PacsHost = None, port: PacsPort = None, aet: PacsAet = None, db: DbOption = None
+) -> None:
+    """C-ECHO the PACS."""
+    from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.scu import echo as send_echo
+
+    hub = _hub(db)
+    ok = send_echo(
+        _pacs(hub, host, port, aet), calling_aet=DicomConfig.from_settings(hub.settings).aet
+    )
+    typer.echo("ok" if ok else "failed")
+    raise typer.Exit(0 if ok else 1)
+
+
+@dicom_app.command()
+def query(
+    patient: Annotated[str | None, typer.Option(help="Patient ID")] = None,
+    accession: Annotated[str | None, typer.Option(help="Accession number")] = None,
+    study_date: Annotated[str | None, typer.Option(help="YYYYMMDD or a range a-b")] = None,
+    study: Annotated[str | None, typer.Option(help="Study Instance UID")] = None,
+    host: PacsHost = None,
+    port: PacsPort = None,
+    aet: PacsAet = None,
+    db: DbOption = None,
+) -> None:
+    """Study-level C-FIND at the PACS; prints one JSON object per study."""
+    from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.scu import find_studies
+
+    hub = _hub(db)
+    criteria = {
+        k: v
+        for k, v in {
+            "PatientID": patient,
+            "AccessionNumber": accession,
+            "StudyDate": study_date,
+            "StudyInstanceUID": study,
+        }.items()
+        if v
+    }
+    own = DicomConfig.from_settings(hub.settings).aet
+    for match in find_studies(_pacs(hub, host, port, aet), criteria, calling_aet=own):
+        typer.echo(json.dumps(match))
+
+
+@dicom_app.command()
+def retrieve(
+    studies: Annotated[list[str], typer.Argument(help="Study Instance UIDs")],
+    method: Annotated[str, typer.Option(help="get (same association) or move")] = "get",
+    host: PacsHost = None,
+    port: PacsPort = None,
+    aet: PacsAet = None,
+    db: DbOption = None,
+) -> None:
+    """Retrieve studies from the PACS into fhirhub (files, catalogue, ImagingStudy).
+
+    With ``--method move`` a listener is started on FHIRHUB_DICOM_PORT for the duration (the
+    PACS must know fhirhub's AE title at that address; stop ``fhirhub serve`` first, or run
+    ``$pacs-retrieve`` against the server instead)."""
+    from fhirhub.adapters.dicom.archive import archive_for
+    from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.scp import DicomNode
+    from fhirhub.adapters.dicom.scu import retrieve as run_retrieve
+
+    hub = _hub(db)
+    config = DicomConfig.from_settings(hub.settings)
+    archive = archive_for(hub)
+    node = None
+    if method == "move":
+        node = DicomNode(archive, config)
+        node.start()
+    try:
+        result = run_retrieve(
+            archive, _pacs(hub, host, port, aet), studies, own_aet=config.aet, method=method
+        )
+    finally:
+        if node is not None:
+            node.stop()
+    typer.echo(
+        json.dumps(
+            {
+                "completed": result.completed,
+                "failed": result.failed,
+                "imagingStudies": result.imaging_studies,
+            }
+        )
+    )
+
+
+@dicom_app.command("import")
+def import_files(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders")],
+    db: DbOption = None,
+) -> None:
+    """Store local DICOM files as if they had been sent by C-STORE."""
+    from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for
+
+    archive = archive_for(_hub(db))
+    stored = rejected = 0
+    for path in paths:
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if not file.is_file():
+                continue
+            try:
+                archive.store_part10(file.read_bytes())
+                stored += 1
+            except InstanceRejected as exc:
+                rejected += 1
+                typer.echo(f"{file}: {exc}", err=True)
+    typer.echo(json.dumps({"stored": stored, "rejected": rejected}))
+
+
+@dicom_app.command("rebuild-index")
+def rebuild_index(db: DbOption = None) -> None:
+    """Re-create the C-FIND / QIDO catalogue from the stored files."""
+    from fhirhub.adapters.dicom.archive import archive_for
+
+    typer.echo(json.dumps({"indexed": archive_for(_hub(db)).rebuild_index()}))

@@ -1,0 +1,221 @@
+"""The DICOM adapter as a built-in plugin: the listener, DICOMweb, PACS operations, CLI.
+
+Hooks: ``startup`` starts the DICOM listener in a background thread (``FHIRHUB_DICOM_PORT``,
+``off`` disables it), ``shutdown`` stops it, ``register_routes`` mounts DICOMweb at
+``/plugins/dicom/dicomweb``, ``register_operations`` adds ``$pacs-query`` and
+``$pacs-retrieve``, ``register_commands`` adds ``fhirhub dicom ...``, ``health_checks`` reports
+whether the listener thread is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fhirhub.adapters.dicom.archive import archive_for
+from fhirhub.adapters.dicom.config import DicomConfig, RemoteNode
+from fhirhub.core.hookspecs import hookimpl
+from fhirhub.core.operations import Operation, OperationCall
+from fhirhub.fhir_store.errors import FhirError, invalid
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+__version__ = "0.1.0"
+log = logging.getLogger("fhirhub.dicom")
+
+NODE_KEY = "dicom.node"
+
+#: $pacs-query input parameter -> DICOM matching key (PS3.4 C.6.2.1.2).
+QUERY_PARAMETERS = {
+    "patient": "PatientID",
+    "patient-name": "PatientName",
+    "accession": "AccessionNumber",
+    "study-date": "StudyDate",
+    "modality": "ModalitiesInStudy",
+    "study": "StudyInstanceUID",
+}
+
+
+def _config(hub: Hub) -> DicomConfig:
+    return DicomConfig.from_settings(hub.settings)
+
+
+def _pacs(hub: Hub) -> RemoteNode:
+    pacs = _config(hub).pacs
+    if pacs is None:
+        raise FhirError(
+            400,
+            "No remote PACS is configured: set [plugin.dicom] pacs = {aet, host, port}",
+            code="not-supported",
+        )
+    return pacs
+
+
+@hookimpl
+def startup(hub: Hub) -> None:
+    from fhirhub.adapters.dicom.scp import DicomNode
+
+    config = _config(hub)
+    archive = archive_for(hub)
+    if config.port is None:
+        log.info("DICOM listener is off (FHIRHUB_DICOM_PORT=off)")
+        return
+    node = DicomNode(archive, config)
+    try:
+        node.start()
+    except OSError as exc:
+        # e.g. a second uvicorn worker: one process owns the port; this one serves HTTP only
+        log.error("DICOM listener not started on port %s: %s", config.port, exc)
+        return
+    hub.extra[NODE_KEY] = node
+
+
+@hookimpl
+def shutdown(hub: Hub) -> None:
+    node = hub.extra.pop(NODE_KEY, None)
+    if node is not None:
+        node.stop()
+    archive = hub.extra.pop("dicom.archive", None)
+    if archive is not None:
+        archive.close()
+
+
+@hookimpl
+def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
+    if NODE_KEY not in hub.extra:
+        return None
+    return [("dicom-listener", lambda: hub.extra[NODE_KEY].running)]
+
+
+@hookimpl
+def register_routes(hub: Hub) -> Any:
+    from fhirhub.adapters.dicom.dicomweb import make_router
+
+    return make_router(hub)
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+def _values(call: OperationCall, name: str) -> list[str]:
+    values = list(call.parameters.get(name, []))
+    if call.body and call.body.get("resourceType") == "Parameters":
+        for parameter in call.body.get("parameter", []):
+            if parameter.get("name") == name:
+                values += [str(v) for k, v in parameter.items() if k.startswith("value")]
+    return values
+
+
+def _pacs_query(call: OperationCall) -> dict[str, Any]:
+    """``$pacs-query``: study-level C-FIND at the configured PACS; one ``study`` part each."""
+    from fhirhub.adapters.dicom.scu import PacsError, find_studies
+
+    criteria = {}
+    for name, keyword in QUERY_PARAMETERS.items():
+        values = _values(call, name)
+        if values:
+            criteria[keyword] = "\\".join(values) if keyword.endswith("UID") else values[0]
+    if not criteria:
+        raise invalid(f"$pacs-query needs at least one of: {', '.join(QUERY_PARAMETERS)}")
+    try:
+        matches = find_studies(_pacs(call.hub), criteria, calling_aet=_config(call.hub).aet)
+    except PacsError as exc:
+        raise FhirError(502, str(exc), code="transient") from exc
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "study", "part": _study_parts(m)} for m in matches],
+    }
+
+
+def _study_parts(match: dict[str, Any]) -> list[dict[str, Any]]:
+    names = {
+        "StudyInstanceUID": "study",
+        "PatientID": "patient",
+        "PatientName": "patient-name",
+        "StudyDate": "study-date",
+        "AccessionNumber": "accession",
+        "StudyDescription": "description",
+        "NumberOfStudyRelatedSeries": "number-of-series",
+        "NumberOfStudyRelatedInstances": "number-of-instances",
+    }
+    parts: list[dict[str, Any]] = []
+    for keyword, name in names.items():
+        if keyword in match:
+            value = match[keyword]
+            key = "valueInteger" if isinstance(value, int) else "valueString"
+            parts.append({"name": name, key: value})
+    modalities = match.get("ModalitiesInStudy")
+    for modality in [modalities] if isinstance(modalities, str) else modalities or []:
+        parts.append({"name": "modality", "valueString": modality})
+    return parts
+
+
+def _pacs_retrieve(call: OperationCall) -> dict[str, Any]:
+    """``$pacs-retrieve``: C-MOVE (or C-GET) studies from the PACS and import them."""
+    from fhirhub.adapters.dicom.scu import PacsError, retrieve
+
+    studies = _values(call, "study")
+    if not studies:
+        raise invalid("$pacs-retrieve needs one or more 'study' (Study Instance UID) parameters")
+    method = (_values(call, "method") or ["move"])[0]
+    if method not in ("move", "get"):
+        raise invalid("method must be 'move' or 'get'")
+    hub = call.hub
+    if method == "move" and NODE_KEY not in hub.extra:
+        raise FhirError(
+            409, "C-MOVE needs the DICOM listener running; use method=get", code="conflict"
+        )
+    try:
+        result = retrieve(
+            archive_for(hub), _pacs(hub), studies, own_aet=_config(hub).aet, method=method
+        )
+    except PacsError as exc:
+        raise FhirError(502, str(exc), code="transient") from exc
+    parameters: list[dict[str, Any]] = [
+        {"name": "completed", "valueInteger": result.completed},
+        {"name": "failed", "valueInteger": result.failed},
+    ]
+    parameters += [
+        {"name": "imagingStudy", "valueReference": {"reference": ref}}
+        for ref in result.imaging_studies
+    ]
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+@hookimpl
+def register_operations(hub: Hub) -> list[Operation]:
+    string = {"min": 0, "max": "*", "type": "string", "use": "in"}
+    return [
+        Operation(
+            "pacs-query",
+            _pacs_query,
+            system=True,
+            description="C-FIND the configured PACS for studies (study-level, Study Root)",
+            parameters=tuple({"name": n, **string} for n in QUERY_PARAMETERS)
+            + ({"name": "study", "use": "out", "min": 0, "max": "*"},),
+        ),
+        Operation(
+            "pacs-retrieve",
+            _pacs_retrieve,
+            system=True,
+            affects_state=True,
+            description="C-MOVE (or C-GET) studies from the configured PACS and import them "
+            "as ImagingStudy",
+            parameters=(
+                {"name": "study", "use": "in", "min": 1, "max": "*", "type": "string"},
+                {"name": "method", "use": "in", "min": 0, "max": "1", "type": "code"},
+                {"name": "imagingStudy", "use": "out", "min": 0, "max": "*", "type": "Reference"},
+            ),
+        ),
+    ]
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from fhirhub.adapters.dicom.cli import dicom_app
+
+    cli.add_typer(dicom_app, name="dicom")
