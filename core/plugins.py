@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "fhirhub.plugins"
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-operations", "fhirhub.core.builtin_operations"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
+    ("dicom", "fhirhub.adapters.dicom.plugin"),
 )
 
 
