@@ -493,12 +493,36 @@ def compile_fallback(expression: str) -> Getter:
     """Compile ``expression`` with fhirpathpy (parsed once; raises on a syntax error)."""
     from fhirpathpy import compile as fhirpath_compile
 
+    _syntax_check(expression)
     function = fhirpath_compile(expression, _fhirpath_model())
 
     def get(value: Any) -> list[Any]:
         return [_plain(v) for v in function(value, {})]
 
     return get
+
+
+def _syntax_check(expression: str) -> None:
+    """Parse ``expression`` with fhirpathpy's grammar, raising on any syntax error
+    (fhirpathpy's own ``compile`` lets ANTLR recover silently and then never matches)."""
+    from antlr4 import CommonTokenStream, InputStream
+    from antlr4.error.ErrorListener import ErrorListener
+    from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+    from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+    class Raise(ErrorListener):  # type: ignore[misc]
+        def syntaxError(self, *args: Any) -> None:  # noqa: N802 - ANTLR's name
+            raise Unsupported(f"FHIRPath syntax error: {args[-2]}")
+
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(Raise())
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(Raise())
+    parser.expression()
+    if parser.getCurrentToken().type != -1:  # trailing input the grammar did not consume
+        raise Unsupported("FHIRPath syntax error: unexpected trailing input")
 
 
 def _plain(value: Any) -> Any:

@@ -161,7 +161,9 @@ class _Parsed:
 def _parsed() -> _Parsed:
     bundle = json.loads(SEARCH_PARAMETERS_FILE.read_bytes())
     definitions = tuple(_definition(entry["resource"]) for entry in bundle["entry"])
-    types = set(json.loads(RESOURCE_TYPES_FILE.read_bytes()))
+    listed = json.loads(RESOURCE_TYPES_FILE.read_bytes())
+    # Written by tools/derive_validation_data.py as {"r4": [...], ...} (older copies: a list).
+    types = set(listed["r4"] if isinstance(listed, dict) else listed)
     for definition in definitions:
         types.update(b for b in definition.base if b not in ABSTRACT_BASES)
     return _Parsed(tuple(sorted(types)), definitions)
