@@ -17,13 +17,16 @@ so this script keeps only what the validator needs (FHIR R4 4.0.1):
 * ``r4-resource-types.json``: the 146 R4 resource types and the R4B-only type names (from the
   installed fhir.resources R4B models) so the validator can say "R4B, not R4" precisely.
 
-Run: ``.venv/bin/python tools/derive_validation_data.py``.
+Run: ``.venv/bin/python tools/derive_validation_data.py [target folder]`` (default: the
+repository's ``fhir_store/definitions``); the output is deterministic, so a test can re-derive
+into a temporary folder and compare.
 """
 
 from __future__ import annotations
 
 import json
 import pkgutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +242,7 @@ def _class_name(module: str) -> str:
     raise ValueError(module)
 
 
-def main() -> None:
+def main(target: Path = TARGET) -> None:
     definitions = _load("profiles-types.json") + _load("profiles-resources.json")
     structure = derive_structure(definitions)
     terminology = _Terminology(_load("valuesets.json") + _load("v3-codesystems.json"))
@@ -256,7 +259,7 @@ def main() -> None:
         ("required-bindings.json", bindings),
         ("r4-resource-types.json", resource_types),
     ):
-        (TARGET / name).write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
+        (target / name).write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
     print(
         f"{len(structure['types'])} types, {len(r4_types)} resource types, "
         f"{len(bindings['valueSets'])} value sets expanded, {len(bindings['unchecked'])} "
@@ -265,4 +268,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else TARGET)

@@ -215,9 +215,11 @@ class Walker:
                     continue
                 code = coding.get("code")
                 system = coding.get("system")
+                if type(code) is not str:
+                    continue  # a malformed code is reported by the Coding's own check
                 if system is None and code in binding.codes:
                     return
-                if (system, code) in binding.pairs:
+                if type(system) is str and (system, code) in binding.pairs:
                     return
         self.add(
             "code-invalid",
