@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "fhirhub.plugins"
 #: Built-in plugins: (name, module). Registered like entry-point plugins.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-operations", "fhirhub.core.builtin_operations"),
+    ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),
 )

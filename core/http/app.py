@@ -19,6 +19,7 @@ from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.plugins import call_each
 from fhirhub.core.settings import Settings, load_settings
 from fhirhub.fhir_store.errors import FhirError
+from fhirhub.ui_shell import mount_ui
 
 log = logging.getLogger("fhirhub.http")
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.hub = hub
     app.include_router(rest.router, prefix="/fhir")
     _mount_plugin_routes(app, hub)
+    mount_ui(app, hub)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,0 +1,116 @@
+"""Patient chart panels: ``ui_patient_panels`` of every enabled plugin, the shell's own included.
+
+The shell renders only placeholders; the browser fills each one from the public FHIR API for
+the open patient. A panel says what to fetch in one of two ways:
+
+* ``resource_types``: FHIR types searched with ``?patient=Patient/{id}`` (plus the optional
+  ``params`` query string), or ``Patient`` itself, read by id;
+* ``url``: a local URL with ``{patient_id}`` in it. A ``/fhir/...`` URL is fetched as a search
+  and listed; any other local URL is a page of the plugin, shown in a frame.
+
+``renderer`` (optional) picks one of the shell's renderers (:data:`RENDERERS`); the default,
+``table``, lists any resource type with its date, description and status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fhirhub.core.plugins import call_each
+from fhirhub.ui_shell.navigation import LOCAL_PATH
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+log = logging.getLogger("fhirhub.ui_shell")
+
+#: Renderers implemented by ``static/chart.js``.
+RENDERERS = frozenset({"table", "demographics", "vitals"})
+RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+PANEL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+DEFAULT_ORDER = 100
+
+
+@dataclass(frozen=True)
+class Panel:
+    id: str
+    title: str
+    order: int = DEFAULT_ORDER
+    resource_types: tuple[str, ...] = ()
+    url: str = ""
+    params: str = ""
+    renderer: str = "table"
+    plugin: str = ""
+
+
+def patient_panels(hub: Hub) -> list[Panel]:
+    """Panels of the enabled plugins, validated, sorted by (order, title); ids are unique."""
+    panels: list[Panel] = []
+    seen: set[str] = set()
+    for plugin, results in call_each(hub, "ui_patient_panels", hub=hub):
+        name = hub.plugins.get_name(plugin) or repr(plugin)
+        for spec in results if isinstance(results, list | tuple) else [results]:
+            panel = _panel(name, spec)
+            if panel is None:
+                continue
+            if panel.id in seen:
+                log.error("Plugin %s: panel id %r is already used; ignored", name, panel.id)
+                continue
+            seen.add(panel.id)
+            panels.append(panel)
+    return sorted(panels, key=lambda panel: (panel.order, panel.title.casefold()))
+
+
+def _panel(plugin: str, spec: Any) -> Panel | None:
+    def reject(why: str) -> None:
+        log.error("Plugin %s: patient panel %r %s; ignored", plugin, spec, why)
+
+    if not isinstance(spec, dict):
+        reject("is not a dict")
+        return None
+    panel_id, title = spec.get("id"), spec.get("title")
+    if not isinstance(panel_id, str) or not PANEL_ID.match(panel_id):
+        reject("needs an id of letters, digits, '-' or '_'")
+        return None
+    if not isinstance(title, str) or not title.strip():
+        reject("has no title")
+        return None
+    types = spec.get("resource_types") or ()
+    if isinstance(types, str):
+        types = (types,)
+    if not isinstance(types, list | tuple) or not all(
+        isinstance(t, str) and RESOURCE_TYPE.match(t) for t in types
+    ):
+        reject("has invalid resource_types")
+        return None
+    url = spec.get("url") or ""
+    if url and (not isinstance(url, str) or not LOCAL_PATH.match(url)):
+        reject("has a url that is not a local path")
+        return None
+    if bool(types) == bool(url):
+        reject("needs exactly one of resource_types or url")
+        return None
+    params = spec.get("params") or ""
+    if not isinstance(params, str) or params.startswith(("?", "&")):
+        reject("has params that are not a query string without '?'")
+        return None
+    renderer = spec.get("renderer") or "table"
+    if renderer not in RENDERERS:
+        log.warning("Plugin %s: unknown renderer %r; using 'table'", plugin, renderer)
+        renderer = "table"
+    order = spec.get("order", DEFAULT_ORDER)
+    if not isinstance(order, int) or isinstance(order, bool):
+        order = DEFAULT_ORDER
+    return Panel(
+        id=panel_id,
+        title=title.strip(),
+        order=order,
+        resource_types=tuple(types),
+        url=url,
+        params=params,
+        renderer=renderer,
+        plugin=plugin,
+    )
