@@ -61,7 +61,7 @@ def display(table: str | None, code: str) -> str | None:
 
 def known(table: str, code: str) -> bool:
     found = _tables().get(table)
-    return bool(found) and code in found["concepts"]
+    return found is not None and code in found["concepts"]
 
 
 def concept(table: str, code: str, text: str | None = None) -> dict[str, Any]:

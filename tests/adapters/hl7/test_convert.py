@@ -1,4 +1,5 @@
-"""Conversion of the synthetic fixtures; every resource must validate as FHIR (R4B models)."""
+"""Conversion of the synthetic fixtures; every resource must validate as FHIR R4 (the store's
+validator, required bindings included, and fhir.resources' R4B models)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from fhirhub.adapters.hl7.convert import ConversionError, convert
 from fhirhub.adapters.hl7.parsing import parse
+from fhirhub.fhir_store.validation import resource_issues
 from tests.adapters.hl7.conftest import fixture
 
 
@@ -23,6 +25,7 @@ def test_every_resource_validates(name: str) -> None:
     for entry in bundle["entry"]:
         resource = entry["resource"]
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        assert resource_issues(resource) == [], resource
 
 
 def test_adt_a01_patient_encounter_and_clinical_segments() -> None:

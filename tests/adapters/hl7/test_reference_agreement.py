@@ -12,6 +12,7 @@ import pytest
 
 from fhirhub.adapters.hl7.convert import ConversionError, convert
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, parse
+from fhirhub.fhir_store.validation import resource_issues
 from tests.adapters.hl7.reference import facts
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "hl7v2"
@@ -46,6 +47,16 @@ def test_every_message_is_accepted_or_rejected_with_a_reason() -> None:
             convert(parse(path.read_bytes()))
         except (ConversionError, Hl7ParseError) as error:
             assert str(error) and getattr(error, "segment", None), path.name
+
+
+def test_all_sample_output_is_valid_fhir_r4() -> None:
+    for path in sorted((SHARED / "messages").glob("*.hl7")):
+        try:
+            bundle = convert(parse(path.read_bytes()))
+        except ConversionError:
+            continue
+        for entry in bundle["entry"]:
+            assert resource_issues(entry["resource"]) == [], (path.name, entry["resource"])
 
 
 def test_facts_agree_with_the_reference_converter() -> None:
