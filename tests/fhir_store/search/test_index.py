@@ -1,0 +1,192 @@
+"""The indexer on real databases (SQLite file and PostgreSQL): replace, delete, re-index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from fhirhub.fhir_store.database import make_engine
+from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.search.index import Indexer
+from fhirhub.fhir_store.search.index_tables import (
+    INDEX_TABLES,
+    index_composite,
+    index_reference,
+    index_string,
+    index_token,
+)
+from fhirhub.fhir_store.search.parameters import default_registry
+
+
+@pytest.fixture
+def engine(database_url: str) -> Any:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def patient(pid: str, family: str, gender: str = "female") -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "name": [{"family": family, "given": ["Ann"]}],
+        "gender": gender,
+        "birthDate": "1980-01-02",
+    }
+
+
+def observation(oid: str, subject: str, code: str, value: float) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/{subject}"},
+        "effectiveDateTime": "2020-01-01",
+        "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
+
+
+def owned(engine: Engine, resource_type: str, resource_id: str) -> dict[str, int]:
+    """Number of index rows per table that belong to one resource."""
+    counts = {}
+    with engine.connect() as conn:
+        for kind, table in INDEX_TABLES.items():
+            counts[kind] = conn.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.resource_type == resource_type, table.c.resource_id == resource_id)
+            ).scalar_one()
+    return counts
+
+
+def strings(engine: Engine, param: str) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(index_string.c.resource_id, index_string.c.value).where(
+                index_string.c.param == param
+            )
+        )
+        return {(r.resource_id, r.value) for r in rows}
+
+
+def test_replace_many_inserts_replaces_and_deletes(engine: Engine) -> None:
+    indexer = Indexer(default_registry())
+    with engine.begin() as conn:
+        indexer.replace_many(
+            conn,
+            [
+                ("Patient", "p1", patient("p1", "Müller")),
+                ("Patient", "p2", patient("p2", "Smith", "male")),
+                ("Observation", "o1", observation("o1", "p1", "29463-7", 70)),
+            ],
+        )
+    assert strings(engine, "family") == {("p1", "muller"), ("p2", "smith")}
+    with engine.connect() as conn:
+        refs = conn.execute(
+            select(
+                index_reference.c.param, index_reference.c.target_type, index_reference.c.target_id
+            ).where(index_reference.c.resource_id == "o1")
+        ).all()
+        assert ("subject", "Patient", "p1") in refs and ("patient", "Patient", "p1") in refs
+        composite = conn.execute(
+            select(index_composite.c.key, index_composite.c.components).where(
+                index_composite.c.param == "code-value-quantity"
+            )
+        ).one()
+        assert composite.key == "29463-7"
+        assert orjson.loads(composite.components)[1]["value"] == 70
+    assert (
+        owned(engine, "Observation", "o1")["quantity"] == 2
+    )  # value-quantity, combo-value-quantity
+
+    # An update replaces the rows: the old family name is gone, nothing is duplicated.
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [("Patient", "p1", patient("p1", "Meyer"))])
+    assert strings(engine, "family") == {("p1", "meyer"), ("p2", "smith")}
+    assert owned(engine, "Patient", "p1") == owned(engine, "Patient", "p2")
+
+    # A deletion removes every row of that resource only.
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [("Patient", "p1", None), ("Observation", "o1", None)])
+    assert sum(owned(engine, "Patient", "p1").values()) == 0
+    assert sum(owned(engine, "Observation", "o1").values()) == 0
+    assert strings(engine, "family") == {("p2", "smith")}
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [])
+
+
+def store_current(
+    engine: Engine, resources: list[dict[str, Any]], deleted: frozenset[str] = frozenset()
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(resource_current),
+            [
+                {
+                    "resource_type": r["resourceType"],
+                    "resource_id": r["id"],
+                    "version_id": 1,
+                    "last_updated": 0,
+                    "deleted": r["id"] in deleted,
+                    "seq": n,
+                    "content": None if r["id"] in deleted else orjson.dumps(r),
+                }
+                for n, r in enumerate(resources, 1)
+            ],
+        )
+
+
+def test_reindex_rebuilds_from_current_state(engine: Engine) -> None:
+    resources = [patient(f"p{n}", f"Family{n}") for n in range(7)]
+    resources.append(observation("o1", "p1", "8302-2", 180))
+    store_current(engine, resources, deleted=frozenset({"p6"}))
+    indexer = Indexer(default_registry())
+    with engine.begin() as conn:
+        done = indexer.reindex(conn, chunk=3)
+    assert done == 7
+    assert strings(engine, "family") == {(f"p{n}", f"family{n}") for n in range(6)}
+    assert owned(engine, "Observation", "o1")["token"] > 0
+
+    # Limited to one type: other types' rows stay as they are.
+    with engine.begin() as conn:
+        assert indexer.reindex(conn, ["Observation"]) == 1
+    assert len(strings(engine, "family")) == 6
+
+
+def test_reindex_for_a_runtime_search_parameter(engine: Engine) -> None:
+    registry = default_registry()
+    indexer = Indexer(registry)
+    resources = [patient("p1", "One"), patient("p2", "Two", "male")]
+    resources[0]["extension"] = [{"url": "http://example.org/nickname", "valueString": "Annie"}]
+    store_current(engine, resources)
+    with engine.begin() as conn:
+        indexer.reindex(conn)
+    before = owned(engine, "Patient", "p1")
+    registry.add(
+        {
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/SearchParameter/nickname",
+            "code": "nickname",
+            "base": ["Patient"],
+            "type": "string",
+            "status": "active",
+            "expression": "Patient.extension('http://example.org/nickname').value.ofType(string)",
+        }
+    )
+    with engine.begin() as conn:
+        assert indexer.reindex(conn, ["Patient"], ["nickname"]) == 2
+    assert strings(engine, "nickname") == {("p1", "annie")}
+    after = owned(engine, "Patient", "p1")
+    assert after["string"] == before["string"] + 1
+    assert after["token"] == before["token"]
+    with engine.connect() as conn:
+        genders = conn.execute(
+            select(index_token.c.resource_id, index_token.c.code).where(
+                index_token.c.param == "gender"
+            )
+        ).all()
+    assert sorted(genders) == [("p1", "female"), ("p2", "male")]
