@@ -35,15 +35,17 @@ def convert_sch(ctx: Conversion, sch: Segment) -> str | None:
     service = codeable(sch, 7)
     if service:
         appointment["serviceType"] = [service]
-    # SCH-11 (TQ, v2.3-2.6): .4 start, .5 end; v2.7+ moved timing to TQ1 but many keep it.
-    start = dtm(sch.get(11, 4))
-    end = dtm(sch.get(11, 5))
+    # Timing: TQ1-7/8 (v2.5+), else the first service's AIS-4, else SCH-11.4/.5 (the TQ data
+    # type, withdrawn in v2.7 but still sent).
+    start = end = None
+    tq1 = ctx.message.first("TQ1")
+    if tq1 is not None:
+        start, end = dtm(tq1.get(7)), dtm(tq1.get(8))
     ais = ctx.message.first("AIS")
     if not start and ais is not None:
         start = dtm(ais.get(4))
-    tq1 = ctx.message.first("TQ1")
-    if not start and tq1 is not None:
-        start, end = dtm(tq1.get(7)), dtm(tq1.get(8))
+    if not start:
+        start, end = dtm(sch.get(11, 4)), dtm(sch.get(11, 5))
     duration = decimal(sch.get(9))
     if start:
         appointment["start"] = start

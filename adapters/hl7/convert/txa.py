@@ -25,7 +25,9 @@ DOC_STATUS = {
 }
 
 
-def convert_txa(ctx: Conversion, txa: Segment, observations: list[Segment]) -> str | None:
+def convert_txa(
+    ctx: Conversion, txa: Segment, observations: list[Segment], orders: list[str] | None = None
+) -> str | None:
     identifier = entity_identifier(txa, 12) or entity_identifier(txa, 16)
     if identifier is None:
         identifier = {"value": f"{ctx.message.control_id}-TXA"}
@@ -53,8 +55,13 @@ def convert_txa(ctx: Conversion, txa: Segment, observations: list[Segment]) -> s
     ]
     if authors:
         document["author"] = authors
+    context: dict[str, Any] = {}
     if ctx.encounter:
-        document["context"] = {"encounter": [{"reference": ctx.encounter}]}
+        context["encounter"] = [{"reference": ctx.encounter}]
+    if orders:
+        context["related"] = [{"reference": order} for order in orders]
+    if context:
+        document["context"] = context
     text_lines: list[str] = []
     attachments: list[dict[str, Any]] = []
     for obx in observations:

@@ -8,6 +8,7 @@ Ids and formatting are ignored; dates compare on the calendar day.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +19,43 @@ def _codes(concept: Any) -> set[str]:
     return {c.get("code") for c in concept.get("coding", []) if c.get("code")}
 
 
+def _main_patient(bundle: dict[str, Any]) -> dict[str, Any] | None:
+    """The message's patient: the Patient other resources reference most.
+
+    The reference converter also writes guarantors (GT1) and insured persons (IN1/IN2) as
+    Patient resources; their facts are not the patient's and are not compared.
+    """
+    patients = {}
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        if resource.get("resourceType") == "Patient":
+            for key in (entry.get("fullUrl"), f"Patient/{resource.get('id')}"):
+                if key:
+                    patients[key] = resource
+    if not patients:
+        return None
+    counts = {id(p): 0 for p in patients.values()}
+    text = json.dumps(
+        [
+            e.get("resource")
+            for e in bundle.get("entry", [])
+            if e.get("resource", {}).get("resourceType") != "Patient"
+        ]
+    )
+    for key, resource in patients.items():
+        counts[id(resource)] += text.count(f'"{key}"')
+    first = next(iter(patients.values()))
+    return max(patients.values(), key=lambda p: (counts[id(p)], p is first))
+
+
 def facts(bundle: dict[str, Any]) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
+    patient = _main_patient(bundle)
     for entry in bundle.get("entry", []):
         r = entry.get("resource", {})
         kind = r.get("resourceType")
+        if kind == "Patient" and r is not patient:
+            continue
         for fact in _facts(kind, r):
             out.add((kind, fact))
     return out
