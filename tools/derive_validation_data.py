@@ -72,6 +72,27 @@ def _element_row(element: dict[str, Any]) -> list[Any]:
     return [element["min"], -1 if max_ == "*" else int(max_), types, value_set]
 
 
+def _rows_from_differential(sd: dict[str, Any], types: dict[str, Any]) -> dict[str, Any]:
+    """Element rows rebuilt from the differential, for a snapshot that does not match it.
+
+    The medplum copy of EvidenceVariable carries a later (R5-shaped) snapshot over the R4
+    differential; the differential of a core R4 resource lists every element it defines, so
+    the R4 element table is the base type's elements, the differential's, and the id /
+    extension / modifierExtension every backbone element inherits (R4 backboneelement.html).
+    """
+    name = sd["type"]
+    base = sd["baseDefinition"].rsplit("/", 1)[1]
+    rows: dict[str, Any] = dict(types[base]["elements"])
+    for element in sd["differential"]["element"][1:]:
+        relative = element["path"][len(name) + 1 :]
+        rows[relative] = _element_row(element)
+        if element.get("type") == [{"code": "BackboneElement"}]:
+            rows[f"{relative}.id"] = [0, 1, ["string"], None]
+            rows[f"{relative}.extension"] = [0, -1, ["Extension"], None]
+            rows[f"{relative}.modifierExtension"] = [0, -1, ["Extension"], None]
+    return rows
+
+
 def derive_structure(definitions: list[dict[str, Any]]) -> dict[str, Any]:
     primitives: dict[str, dict[str, Any]] = {}
     types: dict[str, Any] = {}
@@ -95,6 +116,9 @@ def derive_structure(definitions: list[dict[str, Any]]) -> dict[str, Any]:
         for element in elements[1:]:
             relative = element["path"][len(name) + 1 :]
             rows[relative] = _element_row(element)
+        differential = sd.get("differential", {}).get("element", [])
+        if {e["path"] for e in differential} - {e["path"] for e in elements}:
+            rows = _rows_from_differential(sd, types)
         types[name] = {
             "kind": "resource" if sd["kind"] == "resource" else "complex-type",
             "abstract": bool(sd.get("abstract")),

@@ -285,3 +285,18 @@ def test_every_problem_is_reported_once() -> None:
         "Patient.id",
     ]
     assert all(issue.severity == "error" and issue.diagnostics for issue in issues)
+
+
+def test_evidence_variable_has_its_r4_shape() -> None:
+    """The source copy's snapshot is R5-shaped; the validator follows the R4 differential."""
+    variable = {
+        "resourceType": "EvidenceVariable",
+        "status": "draft",
+        "characteristic": [{"definitionCodeableConcept": {"text": "smokers"}, "exclude": False}],
+    }
+    validate_resource(variable)
+    variable["characteristic"] = [{"definitionByCombination": {"code": "all-of"}}]
+    assert set(expressions(failure(variable))) == {
+        "EvidenceVariable.characteristic[0].definitionByCombination",
+        "EvidenceVariable.characteristic[0].definition[x]",
+    }
