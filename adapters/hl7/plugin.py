@@ -1,4 +1,5 @@
-"""The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /hl7/v2``, CLI commands."""
+"""The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /plugins/hl7/v2``, CLI
+commands, and the outbound feed (``resource_committed``)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def shutdown(hub: Any) -> None:
     server = hub.extra.pop("hl7_mllp", None)
     if server is not None:
         server.stop()
+
+
+@hookimpl
+def resource_committed(event: Any, hub: Any) -> None:
+    """Outbound feed (ADT^A04/A08, ORU^R01) when a destination is configured."""
+    from fhirhub.adapters.hl7.outbound import on_committed
+
+    on_committed(hub, event)
 
 
 @hookimpl

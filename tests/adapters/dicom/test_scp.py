@@ -67,6 +67,11 @@ def test_echo_and_tcp_nodelay(running_node: RunningNode) -> None:
     assoc = associate(running_node)
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0
+    server = running_node.node.server
+    assert server is not None
+    (accepted,) = server.active_associations
+    raw = accepted.dul.socket.socket
+    assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assoc.release()
 
 
