@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pydantic
@@ -48,7 +48,7 @@ def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
             yield from _paths(item, (*path, index))
 
 
-MUTATIONS = [
+MUTATIONS: list[Callable[[Any], Any]] = [
     lambda v: 12345,
     lambda v: "x y",
     lambda v: "",

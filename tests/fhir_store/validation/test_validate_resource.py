@@ -136,7 +136,7 @@ def test_required_binding_inside_datatypes_at_any_depth() -> None:
 
 
 def test_required_binding_on_codeable_concept() -> None:
-    condition = {
+    condition: dict[str, Any] = {
         "resourceType": "Condition",
         "subject": {"reference": "Patient/1"},
         "clinicalStatus": {
