@@ -112,6 +112,9 @@ def _xpn(name: dict[str, Any]) -> str:
 
 def _xad(address: dict[str, Any]) -> str:
     lines = address.get("line", [])
+    kind = {"home": "H", "work": "B", "temp": "C", "old": "BA"}.get(address.get("use", ""), "")
+    if address.get("type") == "postal":
+        kind = "M"
     parts = [
         lines[0] if lines else "",
         " ".join(lines[1:]),
@@ -119,6 +122,7 @@ def _xad(address: dict[str, Any]) -> str:
         address.get("state", ""),
         address.get("postalCode", ""),
         address.get("country", ""),
+        kind,
     ]
     return "^".join(_e(p) for p in parts).rstrip("^")
 
