@@ -301,8 +301,12 @@ def parse_strict(text: str, version: str) -> object:
     normalised = "\r".join(line for line in _SEGMENT_SPLIT.split(text) if line.strip())
     if version not in SUPPORTED_VERSIONS:
         raise Hl7ParseError(f"Unsupported version {version!r}", code="203", field=12)
-    # hl7apy reads the version from MSH-12 of the text itself; checking it against the caller's
-    # expectation keeps the choice explicit.
+    # hl7apy takes the structure version from MSH-12 of the text (never from its process-wide
+    # default when MSH-12 is present); insisting that it equals the caller's ``version`` keeps
+    # the choice explicit.
+    declared = parse(normalised).version
+    if declared != version:
+        raise Hl7ParseError(f"MSH-12 says {declared!r}, expected {version!r}", code="203", field=12)
     return parse_message(normalised, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False)
 
 

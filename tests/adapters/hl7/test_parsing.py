@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhirhub.adapters.hl7.parsing import Hl7ParseError, parse, split_batch, unescape
+from fhirhub.adapters.hl7.parsing import Hl7ParseError, parse, parse_strict, split_batch, unescape
 from tests.adapters.hl7.conftest import fixture
 
 
@@ -66,3 +66,11 @@ def test_batch_split() -> None:
     parts = split_batch(batch)
     assert len(parts) == 2
     assert parse(parts[1]).message_type == "SIU^S12"
+
+
+def test_strict_hl7apy_parse_takes_the_version_explicitly() -> None:
+    text = fixture("adt_a01.hl7").decode()
+    message = parse_strict(text, "2.5.1")
+    assert message.msh.msh_10.value == "CTRL-A01-1"  # type: ignore[attr-defined]
+    with pytest.raises(Hl7ParseError):
+        parse_strict(text, "2.3")
