@@ -11,7 +11,7 @@ shapes (http://hl7.org/fhir/R4/searchparameter-registry.html), which the compile
   choices, and the data type of each path, come from fhirpathpy's R4 model;
 * ``.where(resolve() is Patient)`` keeps references to that type, ``.where(system='email')``
   keeps items whose element equals the literal, ``.extension('url')``, ``.exists()``,
-  ``.first()`` and unions ``a | b``.
+  ``.first()``, unions ``a | b``, and ``%resource.x`` in composite components.
 
 Anything else (for the official parameters only ``Patient.deceased.exists() and Patient.deceased
 != false``) is compiled with fhirpathpy's ``compile`` (never ``evaluate``, which re-parses per
@@ -192,6 +192,16 @@ class _Compiler:
         #: Element name and choice types when the last step read a choice element untyped.
         self.pending_choice: tuple[str, list[str]] | None = None
         self.ops: list[Callable[[list[Any]], list[Any]]] = []
+        #: The element names read, while every step so far is a plain child step.
+        self.keys: list[str] | None = []
+
+    def _add(self, op: Callable[[list[Any]], list[Any]], key: str | None = None) -> None:
+        self.ops.append(op)
+        if self.keys is not None:
+            if key is None:
+                self.keys = None
+            else:
+                self.keys.append(key)
 
     def compile_term(self, term: str) -> None:
         term = term.strip()
@@ -247,13 +257,13 @@ class _Compiler:
         name, types = self.pending_choice
         self.pending_choice = None
         keys = tuple(name + t[0].upper() + t[1:] for t in types)
-        self.ops.append(_child_keys(keys))
+        self._add(_child_keys(keys))
         self.path = None
 
     def child(self, name: str) -> None:
         self._settle_choice()
         if self.path is None:
-            self.ops.append(_child(name))
+            self._add(_child(name), name)
             return
         path = f"{self.path}.{name}"
         path = self.model.elsewhere.get(path, path)
@@ -261,7 +271,7 @@ class _Compiler:
         if choice is not None:
             self.pending_choice = (name, choice)
             return
-        self.ops.append(_child(name))
+        self._add(_child(name), name)
         element_type = self.model.path2type.get(path)
         if element_type is None:
             self.path = path  # a backbone element: its children are addressed by path
@@ -276,15 +286,15 @@ class _Compiler:
             self.pending_choice = None
             wanted = type_name[0].upper() + type_name[1:]
             if wanted not in types:
-                self.ops.append(lambda items: [])
+                self._add(lambda items: [])
             else:
-                self.ops.append(_child(name + wanted))
+                self._add(_child(name + wanted), name + wanted)
             self.path = type_name if type_name[:1].isupper() else "primitive"
             return
         if self.path is not None and self.path == type_name:
             return
         if type_name[:1].isupper() and self.path in ("Resource", None):
-            self.ops.append(_resource_type_filter(type_name))
+            self._add(_resource_type_filter(type_name))
             self.path = type_name
             return
         raise Unsupported(f"ofType({type_name}) on a non-choice element")
@@ -294,7 +304,7 @@ class _Compiler:
         if not text.isdigit():
             raise Unsupported("non-literal index")
         position = int(text)
-        self.ops.append(lambda items: items[position : position + 1])
+        self._add(lambda items: items[position : position + 1])
 
     def function(self, name: str, args: str) -> None:
         if name in ("ofType", "as"):
@@ -304,13 +314,13 @@ class _Compiler:
         if name == "where":
             self.where(args)
         elif name == "exists" and not args:
-            self.ops.append(lambda items: [bool(items)])
+            self._add(lambda items: [bool(items)])
             self.path = "primitive"
         elif name == "first" and not args:
-            self.ops.append(lambda items: items[:1])
+            self._add(lambda items: items[:1])
         elif name == "extension" and args[:1] in "'\"" and args[-1:] == args[:1]:
             url = args[1:-1]
-            self.ops.append(_extension(url))
+            self._add(_extension(url))
             self.path = "Extension"
         else:
             raise Unsupported(f"function {name}({args})")
@@ -318,7 +328,7 @@ class _Compiler:
     def where(self, args: str) -> None:
         words = args.split()
         if len(words) == 3 and words[0] == "resolve()" and words[1] == "is":
-            self.ops.append(_resolves_to(words[2]))
+            self._add(_resolves_to(words[2]))
             return
         field, sep, literal = args.partition("=")
         field, literal = field.strip(), literal.strip()
@@ -329,24 +339,59 @@ class _Compiler:
             and literal[0] == literal[-1] == "'"
             and "'" not in literal[1:-1]
         ):
-            self.ops.append(_field_equals(field, literal[1:-1]))
+            self._add(_field_equals(field, literal[1:-1]))
             return
         raise Unsupported(f"where({args})")
 
-    def finish(self) -> Callable[[list[Any]], list[Any]]:
+    def finish(self) -> Getter:
+        """The getter of this term: a specialised one for plain paths (most parameters)."""
         self._settle_choice()
+        if self.keys:
+            return _path_getter(tuple(self.keys))
         ops = tuple(self.ops)
-        if len(ops) == 1:
-            return ops[0]
+        if not ops:
+            return lambda value: [value]
 
-        def run(items: list[Any]) -> list[Any]:
+        def run(value: Any) -> list[Any]:
+            items = [value]
             for op in ops:
+                items = op(items)
                 if not items:
                     return items
-                items = op(items)
             return items
 
         return run
+
+
+def _path_getter(keys: tuple[str, ...]) -> Getter:
+    """A getter for a plain dotted path (``name.given``): flattens arrays at each step. May
+    return a list owned by the resource; callers only read it."""
+    first, rest = keys[0], keys[1:]
+
+    def get(value: Any) -> list[Any]:
+        if type(value) is not dict:
+            return []
+        items = value.get(first)
+        if items is None:
+            return []
+        if type(items) is not list:
+            items = [items]
+        for key in rest:
+            out: list[Any] = []
+            for item in items:
+                if type(item) is dict:
+                    child = item.get(key)
+                    if child is not None:
+                        if type(child) is list:
+                            out.extend(child)
+                        else:
+                            out.append(child)
+            if not out:
+                return out
+            items = out
+        return items
+
+    return get
 
 
 def _child(key: str) -> Callable[[list[Any]], list[Any]]:
@@ -470,20 +515,18 @@ def compile_fast(expression: str, context: str) -> Getter:
     terms = split_union(expression)
     if not terms:
         raise Unsupported("empty expression")
-    runners: list[Callable[[list[Any]], list[Any]]] = []
+    getters: list[Getter] = []
     for term in terms:
         compiler = _Compiler(context)
         compiler.compile_term(term)
-        runners.append(compiler.finish())
-    if len(runners) == 1:
-        only = runners[0]
-        return lambda value: only([value])
+        getters.append(compiler.finish())
+    if len(getters) == 1:
+        return getters[0]
 
     def union(value: Any) -> list[Any]:
         out: list[Any] = []
-        start = [value]
-        for runner in runners:
-            out.extend(runner(start))
+        for getter in getters:
+            out.extend(getter(value))
         return out
 
     return union
@@ -750,7 +793,10 @@ class _Plan:
 
     code: str
     table: str
-    rows: Callable[[dict[str, Any]], list[Row]]
+    #: Raw values of the parameter (or, for composites, finished rows).
+    get: Getter
+    #: Raw value -> rows; None when ``get`` already yields rows.
+    convert: Callable[[Any], list[Row]] | None
     fast: bool
 
 
@@ -772,16 +818,7 @@ def _plan(
     if convert is None:
         raise Unsupported(f"unknown parameter type {definition.type}")
 
-    def rows(resource: dict[str, Any]) -> list[Row]:
-        values = get(resource)
-        if not values:
-            return values
-        out: list[Row] = []
-        for value in values:
-            out.extend(convert(value))
-        return out
-
-    return _Plan(definition.code, definition.type, rows, compiled.fast)
+    return _Plan(definition.code, definition.type, get, convert, compiled.fast)
 
 
 def _composite_plan(
@@ -791,27 +828,36 @@ def _composite_plan(
     compiled: Compiled,
 ) -> _Plan:
     context = _composite_context(definition.expression or resource_type, resource_type)
-    parts: list[tuple[str, Getter, Callable[[Any], list[Row]]]] = []
+    parts: list[tuple[str, Getter, Callable[[Any], list[Row]], bool]] = []
     fast = compiled.fast
     for url, expression in definition.components:
         component = registry.by_url(url)
         if component is None or component.type not in CONVERTERS:
             raise Unsupported(f"composite component {url} is unknown")
-        part = compile_expression(expression, context)
+        # ``%resource.x`` (MolecularSequence's variant coordinates) reads the resource itself.
+        on_root = expression.startswith("%resource.") and "|" not in expression
+        if on_root:
+            part = compile_expression(f"{resource_type}.{expression[10:]}", resource_type)
+        else:
+            part = compile_expression(expression, context)
         fast = fast and part.fast
-        parts.append((component.type, part.get, CONVERTERS[component.type]))
+        parts.append((component.type, part.get, CONVERTERS[component.type], on_root))
     get = compiled.get
+    # Evaluated last component first: that is usually the selective one (value[x] variants).
+    reverse = tuple(reversed(parts))
 
     def rows(resource: dict[str, Any]) -> list[Row]:
         out: list[Row] = []
         for item in get(resource):
             values: list[list[tuple[str, Row]]] = []
-            for kind, part_get, convert in parts:
-                converted = [(kind, r) for v in part_get(item) for r in convert(v)]
+            for kind, part_get, convert, on_root in reverse:
+                source = resource if on_root else item
+                converted = [(kind, r) for v in part_get(source) for r in convert(v)]
                 if not converted:
                     break
                 values.append(converted)
             else:
+                values.reverse()
                 for combination in product(*values):
                     first_kind, first_row = combination[0]
                     components = [dict(zip(COLUMNS[k], r, strict=True)) for k, r in combination]
@@ -820,7 +866,7 @@ def _composite_plan(
                     )
         return out
 
-    return _Plan(definition.code, "composite", rows, fast)
+    return _Plan(definition.code, "composite", rows, None, fast)
 
 
 def _composite_context(expression: str, resource_type: str) -> str:
@@ -909,7 +955,16 @@ class Extractor:
             if wanted is not None and plan.code not in wanted:
                 continue
             try:
-                rows = plan.rows(resource)
+                values = plan.get(resource)
+                if not values:
+                    continue
+                convert = plan.convert
+                if convert is None:
+                    rows = values
+                elif len(values) == 1:
+                    rows = convert(values[0])
+                else:
+                    rows = [row for value in values for row in convert(value)]
             except Exception as error:  # noqa: BLE001 - never fail a write over an index
                 key = (resource_type, plan.code)
                 if key not in self._failed:
@@ -927,12 +982,9 @@ class Extractor:
                 continue
             columns = COLUMNS[plan.table]
             target = out.setdefault(plan.table, [])
+            code = plan.code
             for row in dict.fromkeys(rows) if len(rows) > 1 else rows:
-                record = {
-                    "resource_type": resource_type,
-                    "resource_id": resource_id,
-                    "param": plan.code,
-                }
-                record.update(zip(columns, row, strict=True))
+                record = {"resource_type": resource_type, "resource_id": resource_id, "param": code}
+                record.update(zip(columns, row))  # noqa: B905 - converters match COLUMNS
                 target.append(record)
         return out

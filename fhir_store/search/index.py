@@ -12,11 +12,13 @@ table, whatever the number of resources.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, select, tuple_
+from sqlalchemy import Connection, Executable, and_, bindparam, delete, select, tuple_
+from sqlalchemy.engine import Dialect
 
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.extract import Extractor
@@ -52,6 +54,10 @@ class Indexer:
             )
             for kind, table in INDEX_TABLES.items()
         }
+        self._insert: dict[str, Executable] = {
+            kind: table.insert() for kind, table in INDEX_TABLES.items()
+        }
+        self._compiled: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], Any]]] = {}
 
     def replace_many(
         self,
@@ -85,13 +91,30 @@ class Indexer:
                 resource = {**resource, "resourceType": resource_type, "id": resource_id}
             for kind, kind_rows in self.extractor.extract(resource, wanted).items():
                 rows.setdefault(kind, []).extend(kind_rows)
-        if owners:
-            statements = self._delete if wanted is None else self._delete_param
-            for kind in INDEX_TABLES:
-                conn.execute(statements[kind], owners)
+        statements = self._delete if wanted is None else self._delete_param
+        for kind in INDEX_TABLES:
+            self._executemany(conn, statements[kind], owners)
         for kind, kind_rows in rows.items():
             if kind_rows:
-                conn.execute(INDEX_TABLES[kind].insert(), kind_rows)
+                self._executemany(conn, self._insert[kind], kind_rows)
+
+    def _executemany(
+        self, conn: Connection, statement: Executable, rows: list[dict[str, Any]]
+    ) -> None:
+        """``conn.execute(statement, rows)``; on SQLite through the driver with positional
+        parameters of the statement compiled once (SQLAlchemy's per-row parameter processing
+        costs more than SQLite's insert itself; these columns need no type conversion)."""
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            conn.execute(statement, rows)
+            return
+        key = (id(statement), id(dialect))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = _positional(statement, dialect)
+            self._compiled[key] = compiled
+        sql, to_tuple = compiled
+        conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
 
     def reindex(
         self,
@@ -137,3 +160,16 @@ class Indexer:
             self.replace_many(conn, items, params=codes)
             done += len(items)
             last = (batch[-1].resource_type, batch[-1].resource_id)
+
+
+def _positional(
+    statement: Executable, dialect: Dialect
+) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    names = list(compiled.positiontup or ())
+    if not names:
+        raise ValueError("the statement has no positional parameters")
+    getter = itemgetter(*names)
+    if len(names) == 1:
+        return compiled.string, lambda row: (getter(row),)
+    return compiled.string, getter
