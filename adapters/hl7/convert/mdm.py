@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
 from fhirhub.adapters.hl7.convert.obr import convert_service_request
+from fhirhub.adapters.hl7.convert.obx import convert_obx
 from fhirhub.adapters.hl7.convert.pid import convert_patient
 from fhirhub.adapters.hl7.convert.pv1 import convert_pv1
 from fhirhub.adapters.hl7.convert.txa import convert_txa
+
+#: OBX value types that carry the document body; other OBX rows (HD, CWE, NM...) are
+#: observations about the document and become Observation resources.
+DOCUMENT_TYPES = frozenset({"TX", "FT", "ST", "ED", ""})
 
 
 def convert_mdm(ctx: Conversion) -> None:
@@ -29,4 +34,8 @@ def convert_mdm(ctx: Conversion) -> None:
             orc = None
     if orc is not None:
         orders.append(convert_service_request(ctx, orc, None, len(orders) + 1))
-    convert_txa(ctx, txa, message.all("OBX"), [o for o in orders if o])
+    body = [obx for obx in message.all("OBX") if obx.get(2).upper() in DOCUMENT_TYPES]
+    convert_txa(ctx, txa, body, [o for o in orders if o])
+    for index, obx in enumerate(message.all("OBX"), 1):
+        if obx.get(2).upper() not in DOCUMENT_TYPES:
+            convert_obx(ctx, obx, f"{message.control_id}-{index}")

@@ -72,8 +72,8 @@ def _value(obx: Segment) -> tuple[str, Any] | None:
     if kind in ("DT", "DTM", "TS"):
         when = dtm(raw)
         return ("valueDateTime", when) if when else ("valueString", raw)
-    if kind == "TM":
-        return "valueString", raw
+    if kind in ("TM", "HD", "EI", "ID", "IS"):
+        return "valueString", obx.get(5, 1) if kind in ("HD", "EI") else raw
     if kind in ("ED", "RP"):
         return None  # embedded/referenced data: carried by DocumentReference in MDM, not here
     text = "\n".join("^".join(c for c in obx.components(5, i) if c) for i in range(len(reps)))

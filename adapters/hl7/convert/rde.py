@@ -1,8 +1,10 @@
-"""RDE^O11 / O25 (pharmacy encoded order, chapter 4) -> MedicationRequest per ORC/RXE."""
+"""RDE^O11 / O25 (pharmacy encoded order, chapter 4) -> MedicationRequest per ORC/RXE,
+Observation per OBX (results the order depends on)."""
 
 from __future__ import annotations
 
 from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
+from fhirhub.adapters.hl7.convert.obx import convert_obx
 from fhirhub.adapters.hl7.convert.pid import convert_patient
 from fhirhub.adapters.hl7.convert.pv1 import convert_pv1
 from fhirhub.adapters.hl7.convert.rxe import convert_rxe
@@ -29,3 +31,5 @@ def convert_rde(ctx: Conversion) -> None:
     for position, (order, rxe, route) in enumerate(groups, 1):
         assert rxe is not None
         convert_rxe(ctx, order, rxe, route, position)
+    for index, obx in enumerate(message.all("OBX"), 1):
+        convert_obx(ctx, obx, f"{message.control_id}-{index}")
