@@ -45,7 +45,11 @@ def resource_issues(resource: object, *, expected_type: str | None = None) -> li
             )
         ]
     walker = Walker(compiled)
-    walker.node(resource, node, node.name)
+    try:
+        walker.node(resource, node, node.name)
+    except RecursionError:
+        # Only a hostile document nests elements hundreds deep (Extension.extension...).
+        return [Issue("error", "too-costly", "The resource is nested too deeply to validate")]
     return walker.issues
 
 

@@ -5,7 +5,8 @@ element names (unknown ones are errors, json.html#unknown), arrays exactly where
 no empty objects, arrays or strings (json.html "never empty"), primitive JSON kinds and formats
 (datatypes.html), ``_element`` primitive extensions lined up with their values, at most one
 type of a choice element, min = 1 elements present, nested resources (``contained``,
-``Bundle.entry.resource``, ``Parameters.parameter.resource``) by their own type, and codes of
+``Bundle.entry.resource``, ``Parameters.parameter.resource``) by their own type, no resources
+nested in a contained one (invariant dom-2, domainresource.html#invs), and codes of
 required bindings wherever the bound element occurs (terminologies.html#required), including
 inside datatypes (``Quantity.comparator``, ``ContactPoint.system``, ...) at any depth.
 
@@ -38,7 +39,7 @@ class Walker:
         if len(self.issues) < MAX_ISSUES:
             self.issues.append(Issue("error", code, diagnostics, (expression,)))
 
-    def resource(self, value: Any, path: str) -> None:
+    def resource(self, value: Any, path: str, contained: bool) -> None:
         """A nested resource: dispatch on its own ``resourceType``."""
         if type(value) is not dict:
             self.add(
@@ -50,6 +51,12 @@ class Walker:
         if node is None:
             self.add("structure", unknown_type_message(resource_type, self.schema), path)
             return
+        if contained and "contained" in value:
+            self.add(
+                "invariant",
+                "dom-2: a contained resource SHALL NOT contain nested resources",
+                f"{path}.contained",
+            )
         self.node(value, node, path)
 
     def node(self, obj: dict[str, Any], node: Node, path: str) -> None:
@@ -95,7 +102,7 @@ class Walker:
                         if kind == COMPLEX:
                             self.complex(item, slot, item_path)
                         else:
-                            self.resource(item, item_path)
+                            self.resource(item, item_path, key == "contained")
             else:
                 kind = slot.kind
                 if kind == PRIMITIVE:
@@ -111,7 +118,7 @@ class Walker:
                 elif kind == COMPLEX:
                     self.complex(value, slot, f"{path}.{key}")
                 else:
-                    self.resource(value, f"{path}.{key}")
+                    self.resource(value, f"{path}.{key}", False)
         for name, keys in node.required:
             for key in keys:
                 if key in obj:

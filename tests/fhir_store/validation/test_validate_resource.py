@@ -300,3 +300,18 @@ def test_evidence_variable_has_its_r4_shape() -> None:
         "EvidenceVariable.characteristic[0].definitionByCombination",
         "EvidenceVariable.characteristic[0].definition[x]",
     }
+
+
+def test_contained_resources_do_not_nest() -> None:
+    inner = patient(id="p1", contained=[patient(id="p2")])
+    error = failure(observation(contained=[inner]))
+    assert expressions(error) == ["Observation.contained[0].contained"]
+    assert error.issues[0].code == "invariant"
+
+
+def test_absurdly_deep_nesting_is_a_400_not_a_crash() -> None:
+    extension: dict[str, Any] = {"url": "http://x", "valueString": "leaf"}
+    for _ in range(2000):
+        extension = {"url": "http://x", "extension": [extension]}
+    error = failure(patient(extension=[extension]))
+    assert "nested too deeply" in error.message
