@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import orjson
-from sqlalchemy import create_engine
 
+from fhirhub.fhir_store.database import make_engine
 from fhirhub.fhir_store.schema import metadata
 from fhirhub.fhir_store.search.extract import Extractor
 from fhirhub.fhir_store.search.index import Indexer
@@ -57,20 +57,26 @@ def main(argv: list[str]) -> None:
     print(f"{total} resources, {rows} index rows")
     print(f"extract: {extract_s / total * 1e6:.1f} us/resource ({total / extract_s:,.0f}/s)")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(f"sqlite:///{tmp}/bench.db")
-        metadata.create_all(engine)
-        indexer = Indexer(registry, extractor)
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            for bundle in bundles:
-                indexer.replace_many(conn, [(r["resourceType"], r["id"], r) for r in bundle])
-        index_s = time.perf_counter() - start
-        engine.dispose()
-    print(
-        f"extract+index (SQLite): {index_s / total * 1e6:.1f} us/resource ({total / index_s:,.0f}/s)"
-    )
+    indexer = Indexer(registry, extractor)
+    for delete_existing in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(f"sqlite:///{tmp}/bench.db")
+            metadata.create_all(engine)
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                for bundle in bundles:
+                    indexer.replace_many(
+                        conn,
+                        [(r["resourceType"], r["id"], r) for r in bundle],
+                        delete_existing=delete_existing,
+                    )
+            elapsed = time.perf_counter() - start
+            engine.dispose()
+        label = "replace_many" if delete_existing else "replace_many(delete_existing=False)"
+        print(
+            f"extract+index, {label} (SQLite): {elapsed / total * 1e6:.1f} us/resource "
+            f"({total / elapsed:,.0f}/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,14 @@ class Indexer:
         items: Sequence[tuple[str, str, dict[str, Any] | None]],
         *,
         params: Iterable[str] | None = None,
+        delete_existing: bool = True,
     ) -> None:
         """Replace the index rows of each ``(resource_type, resource_id, resource)``.
 
         ``resource`` None (a deletion) only removes the rows. ``params`` limits the work to those
-        parameter codes (rows of other parameters are left alone). Runs on ``conn`` inside the
-        caller's transaction.
+        parameter codes (rows of other parameters are left alone). ``delete_existing=False``
+        skips the deletes, for callers that know there are no rows (a replay into emptied
+        tables). Runs on ``conn`` inside the caller's transaction.
         """
         if not items:
             return
@@ -91,9 +93,10 @@ class Indexer:
                 resource = {**resource, "resourceType": resource_type, "id": resource_id}
             for kind, kind_rows in self.extractor.extract(resource, wanted).items():
                 rows.setdefault(kind, []).extend(kind_rows)
-        statements = self._delete if wanted is None else self._delete_param
-        for kind in INDEX_TABLES:
-            self._executemany(conn, statements[kind], owners)
+        if delete_existing:
+            statements = self._delete if wanted is None else self._delete_param
+            for kind in INDEX_TABLES:
+                self._executemany(conn, statements[kind], owners)
         for kind, kind_rows in rows.items():
             if kind_rows:
                 self._executemany(conn, self._insert[kind], kind_rows)
@@ -123,11 +126,13 @@ class Indexer:
         params: Iterable[str] | None = None,
         *,
         chunk: int = REINDEX_CHUNK,
+        delete_existing: bool = True,
     ) -> int:
         """Rebuild the index rows of the current (not deleted) resources; returns how many.
 
         ``resource_types`` limits it to those types, ``params`` to those parameter codes. Reads
         ``resource_current`` in keyset-paged chunks, so memory stays bounded by ``chunk``.
+        ``delete_existing=False`` when the index tables were just emptied (``fhirhub replay``).
         """
         types = None if resource_types is None else sorted(set(resource_types))
         codes = None if params is None else sorted(set(params))
@@ -157,7 +162,7 @@ class Indexer:
                 for row in batch
                 if row.content is not None
             ]
-            self.replace_many(conn, items, params=codes)
+            self.replace_many(conn, items, params=codes, delete_existing=delete_existing)
             done += len(items)
             last = (batch[-1].resource_type, batch[-1].resource_id)
 

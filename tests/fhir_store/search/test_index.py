@@ -151,6 +151,14 @@ def test_reindex_rebuilds_from_current_state(engine: Engine) -> None:
     assert strings(engine, "family") == {(f"p{n}", f"family{n}") for n in range(6)}
     assert owned(engine, "Observation", "o1")["token"] > 0
 
+    # Into emptied tables (as replay does), without the per-resource deletes: same rows.
+    before = owned(engine, "Patient", "p1")
+    with engine.begin() as conn:
+        for table in INDEX_TABLES.values():
+            conn.execute(table.delete())
+        assert indexer.reindex(conn, delete_existing=False) == 7
+    assert owned(engine, "Patient", "p1") == before
+
     # Limited to one type: other types' rows stay as they are.
     with engine.begin() as conn:
         assert indexer.reindex(conn, ["Observation"]) == 1
