@@ -315,3 +315,17 @@ def test_absurdly_deep_nesting_is_a_400_not_a_crash() -> None:
         extension = {"url": "http://x", "extension": [extension]}
     error = failure(patient(extension=[extension]))
     assert "nested too deeply" in error.message
+
+
+def test_r4b_only_elements_are_unknown_in_r4() -> None:
+    extension = {"url": "http://x", "valueCodeableReference": {"concept": {"text": "x"}}}
+    error = failure(patient(extension=[extension]))
+    assert expressions(error) == ["Patient.extension[0].valueCodeableReference"]
+
+
+def test_nested_resource_in_parameters_is_validated_by_its_type() -> None:
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "p", "resource": patient(gender="x")}],
+    }
+    assert expressions(failure(parameters)) == ["Parameters.parameter[0].resource.gender"]
