@@ -1,0 +1,607 @@
+"""FHIR search, the read side: a search request -> SQL over the index tables -> searchset Bundle.
+
+http://hl7.org/fhir/R4/search.html. ``search`` serves type-level (``/Observation?...``),
+system-level (``/?_type=...``) and compartment (``/Patient/1/Observation``) searches;
+``everything`` serves ``Patient/{id}/$everything``. Filters become conditions on
+``resource_current`` (``predicates``), results are read in one ordered, limited query and the
+Bundle is spliced from the stored bytes (``bundle``), so a page costs one count query, one page
+query and one query per ``_include``/``_revinclude`` round.
+
+Paging (#paging): pages are offsets over a deterministic order (the ``_sort`` keys, then
+resource type and id as tie-breakers). Links carry the request's parameters plus ``_count`` and
+``_offset``: ``self``, ``first``, ``next``, ``previous`` and (when the total is known) ``last``.
+Offsets over a changing result set may skip or repeat a resource between pages; the order
+itself is stable.
+
+Handling (#errors): under the default lenient handling, unknown or unsupported parameters are
+ignored, reported in an OperationOutcome entry (``search.mode = outcome``) and dropped from the
+links; with ``strict`` (``Prefer: handling=strict``) they are a 400. Malformed values, unknown
+modifiers and unknown prefixes are always a 400.
+
+``_total``: ``accurate`` and ``estimate`` both count exactly (one indexed ``COUNT``), ``none``
+omits ``total``; the default counts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    select,
+    tuple_,
+    union,
+)
+
+from fhirhub.fhir_store.errors import FhirError, Issue
+from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.search import bundle
+from fhirhub.fhir_store.search import compartment as compartments
+from fhirhub.fhir_store.search.elements import Subsetter, parse_elements
+from fhirhub.fhir_store.search.index_tables import index_reference
+from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
+from fhirhub.fhir_store.search.predicates import (
+    SORT_COLUMNS,
+    Owner,
+    Predicates,
+    UnknownParameter,
+    bad_request,
+)
+
+rc = resource_current
+
+#: Result parameters (http://hl7.org/fhir/R4/search.html#return) and paging, by base name.
+RESULT_PARAMS = frozenset(
+    {"_sort", "_count", "_offset", "_total", "_summary", "_elements", "_include", "_revinclude"}
+)
+#: Parameters that belong to the HTTP layer (format negotiation); ignored silently.
+TRANSPORT_PARAMS = frozenset({"_format", "_pretty"})
+#: Result parameters that are recognised but not provided (ignored with a warning).
+UNSUPPORTED_RESULT_PARAMS = frozenset({"_contained", "_containedType", "_score", "_graph"})
+
+#: How many rounds of ``:iterate`` includes are followed (the spec lets servers bound it).
+MAX_INCLUDE_ROUNDS = 8
+#: Resources fetched per IN-list when reading included resources.
+FETCH_CHUNK = 500
+
+#: $everything pulls these in when compartment members reference them
+#: (http://hl7.org/fhir/R4/patient-operation-everything.html).
+EVERYTHING_REFERENCED = (
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Request parsing
+
+
+@dataclass
+class _Request:
+    filters: list[tuple[str, str]] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # echoed in links
+    count: int = 20
+    offset: int = 0
+    total: str = "accurate"
+    summary: str | None = None
+    elements: list[str] | None = None
+    sort: str | None = None
+    includes: list[tuple[str, str, bool]] = field(default_factory=list)  # (kind, value, iterate)
+    warnings: list[Issue] = field(default_factory=list)
+    types: tuple[str, ...] | None = None
+
+
+def _int_value(name: str, value: str, low: int, high: int | None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, not {value!r}") from None
+    if number < low:
+        raise bad_request(f"{name} must be at least {low}, not {value!r}")
+    return number if high is None else min(number, high)
+
+
+def _parse_request(
+    params: Sequence[tuple[str, str]],
+    *,
+    default_count: int,
+    max_count: int,
+    strict: bool,
+    known_types: frozenset[str],
+    system_level: bool,
+) -> _Request:
+    request = _Request(count=min(default_count, max_count))
+    elements: list[str] = []
+    for name, value in params:
+        base = name.split(":", 1)[0]
+        if base in TRANSPORT_PARAMS:
+            continue
+        if base in UNSUPPORTED_RESULT_PARAMS:
+            _unknown(request, strict, name, f"Parameter {name!r} is not supported")
+            continue
+        if base == "_type" and system_level:
+            types = tuple(t for t in value.split(",") if t)
+            for t in types:
+                if t not in known_types:
+                    raise bad_request(f"Unknown resource type {t!r} in _type")
+            request.types = tuple(dict.fromkeys((request.types or ()) + types))
+            request.kept.append((name, value))
+            continue
+        if base not in RESULT_PARAMS:
+            request.filters.append((name, value))
+            continue
+        if base == "_count":
+            request.count = _int_value("_count", value, 0, max_count)
+            continue
+        if base == "_offset":
+            request.offset = _int_value("_offset", value, 0, None)
+            continue
+        request.kept.append((name, value))
+        if base == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise bad_request(f"_total must be none, estimate or accurate, not {value!r}")
+            request.total = value
+        elif base == "_summary":
+            request.summary = value
+        elif base == "_elements":
+            elements.append(value)
+        elif base == "_sort":
+            request.sort = value
+        else:  # _include / _revinclude
+            modifier = name.split(":", 1)[1] if ":" in name else None
+            if modifier not in (None, "iterate", "recurse"):
+                raise bad_request(f"Unknown modifier {modifier!r} on {base}")
+            request.includes.append((base, value, modifier is not None))
+    request.elements = parse_elements(elements)
+    return request
+
+
+def _unknown(request: _Request, strict: bool, name: str, reason: str) -> None:
+    if strict:
+        raise FhirError(400, reason, code="not-supported")
+    request.warnings.append(Issue("warning", "not-supported", f"{reason}; ignored"))
+
+
+# --------------------------------------------------------------------------------------------
+# Sorting
+
+
+def _sort_keys(
+    registry: SearchParameterRegistry, owner: Owner, sort: str | None
+) -> list[ColumnElement[Any]]:
+    """ORDER BY terms for ``_sort`` (http://hl7.org/fhir/R4/search.html#sort): ascending sorts
+    by each resource's lowest value of the parameter, descending by its highest; resources
+    without a value come last; resource type and id break ties so pages are stable."""
+    keys: list[ColumnElement[Any]] = []
+    for item in (sort or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        descending = item.startswith("-")
+        code = item[1:] if descending else item
+        if code == "_id":
+            column: ColumnElement[Any] = owner.id_col
+        elif code == "_lastUpdated":
+            column = owner.updated_col
+        else:
+            if owner.resource_type is None:
+                raise bad_request(f"Cannot sort a system-level search by {code!r}")
+            definition = registry.get(owner.resource_type, code)
+            if definition is None:
+                raise bad_request(f"Unknown sort parameter {code!r} for {owner.resource_type}")
+            columns = SORT_COLUMNS.get(definition.type)
+            if columns is None:
+                raise bad_request(f"Cannot sort by {definition.type} parameter {code!r}")
+            low, high = columns
+            target = high if descending else low
+            table = target.table
+            aggregate = func.max(target) if descending else func.min(target)
+            column = (
+                select(aggregate)
+                .where(
+                    table.c.resource_type == owner.type_col,
+                    table.c.resource_id == owner.id_col,
+                    table.c.param == code,
+                )
+                .scalar_subquery()
+            )
+        keys.append((column.desc() if descending else column.asc()).nulls_last())
+    keys.extend([owner.type_col.asc(), owner.id_col.asc()])
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# Reading resources
+
+
+def _now() -> tuple[int, str]:
+    now = time.time_ns() // 1000
+    instant = _dt.datetime.fromtimestamp(now / 1e6, tz=_dt.UTC)
+    return now, instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fetch(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+    """Stored bytes of the (not deleted) resources ``keys``, read by primary key."""
+    by_type: dict[str, list[str]] = {}
+    for resource_type, resource_id in keys:
+        by_type.setdefault(resource_type, []).append(resource_id)
+    out: dict[tuple[str, str], bytes] = {}
+    for resource_type, ids in by_type.items():
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[start : start + FETCH_CHUNK]
+            rows = conn.execute(
+                select(rc.c.resource_id, rc.c.content).where(
+                    rc.c.resource_type == resource_type,
+                    rc.c.resource_id.in_(chunk),
+                    rc.c.deleted.is_(False),
+                )
+            )
+            for resource_id, content in rows:
+                if content is not None:
+                    out[(resource_type, resource_id)] = bytes(content)
+    return out
+
+
+def _targets_of(
+    conn: Connection,
+    sources: Sequence[tuple[str, str]],
+    source_type: str,
+    code: str | None,
+    target_type: str | None,
+) -> list[tuple[str, str]]:
+    ids = [i for t, i in sources if t == source_type]
+    ref = index_reference.c
+    out: list[tuple[str, str]] = []
+    for start in range(0, len(ids), FETCH_CHUNK):
+        query = select(ref.target_type, ref.target_id).where(
+            ref.resource_type == source_type,
+            ref.resource_id.in_(ids[start : start + FETCH_CHUNK]),
+            ref.target_id.is_not(None),
+        )
+        if code is not None:
+            query = query.where(ref.param == code)
+        if target_type is not None:
+            query = query.where(ref.target_type == target_type)
+        out.extend((t, i) for t, i in conn.execute(query))
+    return out
+
+
+def _referrers_of(
+    conn: Connection,
+    targets: Sequence[tuple[str, str]],
+    source_type: str,
+    code: str | None,
+    target_type: str | None,
+) -> list[tuple[str, str]]:
+    by_type: dict[str, list[str]] = {}
+    for t, i in targets:
+        if target_type is None or t == target_type:
+            by_type.setdefault(t, []).append(i)
+    ref = index_reference.c
+    out: list[tuple[str, str]] = []
+    for t, ids in by_type.items():
+        for start in range(0, len(ids), FETCH_CHUNK):
+            query = select(ref.resource_type, ref.resource_id).where(
+                ref.target_type == t,
+                ref.target_id.in_(ids[start : start + FETCH_CHUNK]),
+                ref.resource_type == source_type,
+            )
+            if code is not None:
+                query = query.where(ref.param == code)
+            out.extend((st, si) for st, si in conn.execute(query))
+    return out
+
+
+@dataclass(frozen=True)
+class _Include:
+    kind: str  # _include | _revinclude
+    source_type: str
+    code: str | None  # None for '*'
+    target_type: str | None
+    iterate: bool
+
+
+def _parse_includes(
+    registry: SearchParameterRegistry, known: frozenset[str], items: list[tuple[str, str, bool]]
+) -> list[_Include]:
+    out: list[_Include] = []
+    for kind, value, iterate in items:
+        for spec in value.split(","):
+            parts = spec.split(":")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise bad_request(f"Invalid {kind} value {spec!r} (Type:param[:targetType])")
+            source_type, code = parts[0], parts[1]
+            target_type = parts[2] if len(parts) == 3 else None
+            if source_type not in known:
+                raise bad_request(f"Unknown resource type {source_type!r} in {kind}")
+            if target_type is not None and target_type not in known:
+                raise bad_request(f"Unknown resource type {target_type!r} in {kind}")
+            if code != "*":
+                definition = registry.get(source_type, code)
+                if definition is None or definition.type != "reference":
+                    raise bad_request(f"{source_type} has no reference parameter {code!r}")
+            out.append(
+                _Include(kind, source_type, None if code == "*" else code, target_type, iterate)
+            )
+    return out
+
+
+def _included(
+    conn: Connection,
+    includes: list[_Include],
+    matched: Sequence[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """Keys of the resources ``_include``/``_revinclude`` add to a page (excluding matches),
+    following ``:iterate`` ones over newly included resources (#revinclude)."""
+    seen = set(matched)
+    added: list[tuple[str, str]] = []
+    frontier = list(matched)
+    rounds = 0
+    active = includes
+    while frontier and active and rounds < MAX_INCLUDE_ROUNDS:
+        found: list[tuple[str, str]] = []
+        for inc in active:
+            if inc.kind == "_include":
+                found.extend(
+                    _targets_of(conn, frontier, inc.source_type, inc.code, inc.target_type)
+                )
+            else:
+                found.extend(
+                    _referrers_of(conn, frontier, inc.source_type, inc.code, inc.target_type)
+                )
+        new = sorted({key for key in found if key not in seen})
+        seen.update(new)
+        added.extend(new)
+        frontier = new
+        active = [inc for inc in includes if inc.iterate]
+        rounds += 1
+    return added
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+
+
+def search(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    resource_type: str | None,
+    params: list[tuple[str, str]],
+    *,
+    base_url: str,
+    compartment: tuple[str, str] | None = None,
+    strict: bool = False,
+    default_count: int = 20,
+    max_count: int = 1000,
+) -> bytes:
+    """Run a search and return the JSON bytes of its ``searchset`` Bundle.
+
+    ``resource_type`` None is a system-level search (restricted by ``_type`` when given);
+    ``compartment`` (``("Patient", "123")``) restricts to that compartment. ``params`` are the
+    decoded query parameters in request order. Raises ``FhirError`` (400) as described in the
+    module docstring.
+    """
+    base_url = base_url.rstrip("/")
+    known = frozenset(registry.resource_types())
+    if resource_type is not None and resource_type not in known:
+        raise FhirError(404, f"Unknown resource type {resource_type!r}", code="not-supported")
+    request = _parse_request(
+        params,
+        default_count=default_count,
+        max_count=max_count,
+        strict=strict,
+        known_types=known,
+        system_level=resource_type is None,
+    )
+    now_us, now_text = _now()
+    owner = Owner(rc, resource_type, request.types if resource_type is None else None)
+    predicates = Predicates(conn, registry, base_url=base_url, now_us=now_us)
+    conditions: list[ColumnElement[bool]] = [rc.c.deleted.is_(False)]
+    if resource_type is not None:
+        conditions.append(rc.c.resource_type == resource_type)
+    elif request.types is not None:
+        conditions.append(rc.c.resource_type.in_(request.types))
+    if compartment is not None:
+        conditions.append(compartments.condition(owner, compartment))
+    kept_filters: list[tuple[str, str]] = []
+    for name, value in request.filters:
+        try:
+            conditions.append(predicates.condition(owner, name, value))
+        except UnknownParameter as unknown:
+            _unknown(request, strict, name, unknown.reason)
+            continue
+        kept_filters.append((name, value))
+    subsetter = Subsetter(request.summary, request.elements)
+    includes = _parse_includes(registry, known, request.includes)
+    order = _sort_keys(registry, owner, request.sort)
+
+    count_only = request.summary == "count"
+    total: int | None = None
+    if request.total != "none" or count_only:
+        total = conn.execute(select(func.count()).select_from(rc).where(*conditions)).scalar_one()
+    page_size = 0 if count_only else request.count
+    rows: list[Any] = []
+    has_more = False
+    if page_size:
+        query = (
+            select(rc.c.resource_type, rc.c.resource_id, rc.c.content)
+            .where(*conditions)
+            .order_by(*order)
+            .limit(page_size + 1 if total is None else page_size)
+            .offset(request.offset)
+        )
+        rows = list(conn.execute(query))
+        if total is None:
+            has_more = len(rows) > page_size
+            rows = rows[:page_size]
+        else:
+            has_more = request.offset + page_size < total
+
+    entries: list[bytes] = []
+    if request.warnings:
+        entries.append(bundle.outcome_entry(request.warnings))
+    for row in rows:
+        content = subsetter.apply(row.resource_type, bytes(row.content))
+        entries.append(
+            bundle.entry(base_url, row.resource_type, row.resource_id, content, bundle.MATCH)
+        )
+    if includes and rows:
+        added = _included(conn, includes, [(r.resource_type, r.resource_id) for r in rows])
+        contents = _fetch(conn, added)
+        for key in added:
+            content = contents.get(key)
+            if content is not None:
+                content = subsetter.apply(key[0], content)
+                entries.append(bundle.entry(base_url, key[0], key[1], content, bundle.INCLUDE))
+
+    path = _path(base_url, resource_type, compartment)
+    echoed = kept_filters + request.kept
+    links = _links(path, echoed, request.count, request.offset, total, has_more, count_only)
+    return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _path(base_url: str, resource_type: str | None, compartment: tuple[str, str] | None) -> str:
+    if compartment is not None:
+        return f"{base_url}/{compartment[0]}/{compartment[1]}/{resource_type or '*'}"
+    return f"{base_url}/{resource_type}" if resource_type else base_url
+
+
+def _links(
+    path: str,
+    echoed: list[tuple[str, str]],
+    count: int,
+    offset: int,
+    total: int | None,
+    has_more: bool,
+    count_only: bool,
+) -> list[dict[str, str]]:
+    def link(relation: str, page_offset: int) -> dict[str, str]:
+        query = [*echoed, ("_count", str(count))]
+        if page_offset:
+            query.append(("_offset", str(page_offset)))
+        return {"relation": relation, "url": f"{path}?{urlencode(query)}"}
+
+    links = [link("self", offset)]
+    if count_only or count == 0:
+        return links
+    links.append(link("first", 0))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    if has_more:
+        links.append(link("next", offset + count))
+    if total is not None and total > 0:
+        links.append(link("last", ((total - 1) // count) * count))
+    return links
+
+
+# --------------------------------------------------------------------------------------------
+# Patient/$everything
+
+
+def everything(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    patient_id: str,
+    *,
+    base_url: str,
+    params: list[tuple[str, str]],
+    default_count: int = 100,
+    max_count: int = 1000,
+) -> bytes:
+    """``Patient/{id}/$everything`` (http://hl7.org/fhir/R4/patient-operation-everything.html):
+    the patient, every resource in its compartment, and the Practitioners, PractitionerRoles,
+    Organizations, Locations and Medications those resources reference, as a ``searchset``
+    Bundle paged with ``_count``/``_offset``. ``_since`` keeps resources updated at or after
+    that instant; ``_type`` keeps only the listed types. The patient comes first, then the
+    rest ordered by type and id.
+    """
+    base_url = base_url.rstrip("/")
+    known = frozenset(registry.resource_types())
+    count = min(default_count, max_count)
+    offset = 0
+    since: int | None = None
+    types: list[str] | None = None
+    kept: list[tuple[str, str]] = []
+    for name, value in params:
+        if name == "_count":
+            count = _int_value("_count", value, 0, max_count)
+        elif name == "_offset":
+            offset = _int_value("_offset", value, 0, None)
+        elif name == "_since":
+            from fhirhub.fhir_store.search.predicates import parse_date
+
+            since = parse_date(value)[0]
+            kept.append((name, value))
+        elif name == "_type":
+            types = [t.strip() for t in value.split(",") if t.strip()]
+            for t in types:
+                if t not in known:
+                    raise bad_request(f"Unknown resource type {t!r} in _type")
+            kept.append((name, value))
+        elif name in TRANSPORT_PARAMS:
+            continue
+        else:
+            raise bad_request(f"Unsupported $everything parameter {name!r}")
+    members = compartments.members("Patient", patient_id)
+    member_keys = members.subquery()
+    ref = index_reference.c
+    referenced = select(ref.target_type, ref.target_id).where(
+        tuple_(ref.resource_type, ref.resource_id).in_(
+            select(member_keys.c.resource_type, member_keys.c.resource_id)
+        ),
+        ref.target_type.in_(EVERYTHING_REFERENCED),
+    )
+    patient: Select[Any] = select(
+        literal("Patient", String()).label("resource_type"),
+        literal(patient_id, String()).label("resource_id"),
+    )
+    keys = union(patient, members, referenced).subquery()
+    conditions: list[ColumnElement[bool]] = [
+        rc.c.deleted.is_(False),
+        tuple_(rc.c.resource_type, rc.c.resource_id).in_(select(keys.c[0], keys.c[1])),
+    ]
+    if since is not None:
+        conditions.append(rc.c.last_updated >= since)
+    if types is not None:
+        conditions.append(rc.c.resource_type.in_(types))
+    total = conn.execute(select(func.count()).select_from(rc).where(*conditions)).scalar_one()
+    rows: list[Any] = []
+    if count:
+        first = case(
+            (and_(rc.c.resource_type == "Patient", rc.c.resource_id == patient_id), 0), else_=1
+        )
+        rows = list(
+            conn.execute(
+                select(rc.c.resource_type, rc.c.resource_id, rc.c.content)
+                .where(*conditions)
+                .order_by(first, rc.c.resource_type, rc.c.resource_id)
+                .limit(count)
+                .offset(offset)
+            )
+        )
+    entries = [
+        bundle.entry(base_url, r.resource_type, r.resource_id, bytes(r.content), bundle.MATCH)
+        for r in rows
+    ]
+    path = f"{base_url}/Patient/{patient_id}/$everything"
+    links = _links(path, kept, count, offset, total, offset + count < total, False)
+    _, now_text = _now()
+    return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+__all__ = ["everything", "search"]
