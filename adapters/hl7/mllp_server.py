@@ -43,11 +43,12 @@ class MllpServer:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: Hub | None,
         host: str = "0.0.0.0",
         port: int = 2575,
         *,
         handler: Callable[[bytes], list[bytes]] | None = None,
+        dead_letter: Callable[[bytes, str], None] | None = None,
         frame_timeout: float = 30.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
@@ -57,6 +58,7 @@ class MllpServer:
         self.frame_timeout = frame_timeout
         self.max_frame_bytes = max_frame_bytes
         self._handler = handler or self._process
+        self._store_dead_letter = dead_letter or self._dead_letter_in_store
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -67,9 +69,16 @@ class MllpServer:
     def _process(self, raw: bytes) -> list[bytes]:
         from fhirhub.adapters.hl7.processing import handle
 
+        assert self.hub is not None, "an MllpServer without a hub needs a handler"
         return handle(self.hub, raw).acks
 
     def _dead_letter(self, raw: bytes, reason: str) -> None:
+        try:
+            self._store_dead_letter(raw, reason)
+        except Exception:  # the listener must survive a failing store
+            log.exception("MLLP: could not store a dead letter (%s)", reason)
+
+    def _dead_letter_in_store(self, raw: bytes, reason: str) -> None:
         from fhirhub.adapters.hl7.dead_letters import store_dead_letter
 
         store_dead_letter(
@@ -151,9 +160,15 @@ class MllpServer:
                         b"".join(frame(a) for a in acknowledgments(header, "AR", where.text, where))
                     )
                     await writer.drain()
-                    await self._skip_to_end(reader)
+                    await self._skip_to_end(reader, buffer)
                     continue
-                acks = await asyncio.to_thread(self._handler, payload)
+                try:
+                    acks = await asyncio.to_thread(self._handler, payload)
+                except Exception as exc:  # keep the message and tell the sender
+                    log.exception("MLLP %s: processing failed", peer)
+                    await asyncio.to_thread(self._dead_letter, payload, f"Processing failed: {exc}")
+                    where = ErrorLocation("207", f"Processing failed: {type(exc).__name__}")
+                    acks = acknowledgments(Header.salvage(payload), "AE", where.text, where)
                 if acks:
                     writer.write(b"".join(frame(a) for a in acks))
                     await writer.drain()
@@ -170,10 +185,19 @@ class MllpServer:
             self.connections -= 1
             writer.close()
 
-    async def _skip_to_end(self, reader: asyncio.StreamReader) -> None:
+    async def _skip_to_end(self, reader: asyncio.StreamReader, buffer: bytearray) -> None:
+        """Discard the rest of an oversized frame; keep what follows its end block."""
         while True:
-            chunk = await asyncio.wait_for(reader.read(65536), self.frame_timeout)
-            if not chunk or b"\x1c" in chunk:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), self.frame_timeout)
+            except TimeoutError:
+                return
+            end = chunk.find(b"\x1c")
+            if not chunk:
+                return
+            if end >= 0:
+                rest = chunk[end + 1 :]
+                buffer.extend(rest[1:] if rest[:1] == b"\r" else rest)
                 return
 
     async def _next_frame(
