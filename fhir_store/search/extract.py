@@ -59,6 +59,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import product
 from typing import Any
 
@@ -627,7 +628,7 @@ def _tokens(value: Any) -> list[Row]:
         return [(None, value, None)]
     if kind is bool:
         return [(None, "true" if value else "false", None)]
-    if kind is int or kind is float:
+    if kind is int or kind is float or kind is Decimal:
         return [(None, _literal(value), None)]
     if kind is not dict:
         return []
@@ -705,9 +706,10 @@ def _dates(value: Any) -> list[Row]:
 
 
 def _number_or_none(value: Any) -> tuple[float, float, float] | None:
-    if type(value) in (int, float, str):
+    kind = type(value)
+    if kind is int or kind is float or kind is str or kind is Decimal:  # Decimal: fhirpathpy
         try:
-            return number_range(value)
+            return number_range(str(value) if kind is Decimal else value)
         except ValueError:
             return None
     return None
