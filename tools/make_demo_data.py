@@ -243,7 +243,7 @@ PATIENTS = [
                 weight_drift=0.4),
 ]  # fmt: skip
 
-FIRST_VISIT = date(2021, 2, 1)
+FIRST_VISIT = date(2022, 1, 10)
 VISITS = 7
 
 
@@ -439,7 +439,7 @@ class BundleBuilder:
             encounter,
             "8310-5",
             "Body temperature",
-            valueQuantity=quantity(temperature, "Cel", "Cel"),
+            valueQuantity=quantity(temperature, "°C", "Cel"),
         )
 
     def _conditions(self, visits: list[date], encounters: list[str]) -> None:

@@ -19,6 +19,11 @@ from fhirhub.core.hub import build_hub
 from tests.conftest import REPO, LiveServer, make_settings
 from tests.ui_shell import sample_plugin
 
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # a test dependency; require_browser() reports its absence
+    expect = sync_playwright = None
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_browser")]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,9 +44,7 @@ def require_browser() -> Any:
     problem = None
     if not CHROMIUM.exists():
         problem = f"{CHROMIUM} is missing (apt-get install -y chromium; make system-deps)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if sync_playwright is None:
         problem = "the playwright package is not installed"
     if problem is not None:
         if os.environ.get("CI"):
@@ -114,9 +117,7 @@ def shot(page: Any, name: str) -> None:
 def test_dashboard_search_chart_and_plugin_page(server: LiveServer, page: Any) -> None:
     page.goto(f"{server.base}/")
     patients = page.locator('[data-count-type="Patient"]')
-    page.wait_for_function(
-        "document.querySelector('[data-count-type=\"Patient\"]').textContent === '9'"
-    )
+    expect(patients).to_have_text("9")
     assert patients.inner_text() == "9"
     assert int(page.locator('[data-count-type="Observation"]').inner_text()) == 9 * 35
     page.locator("#recent-table tbody tr").first.wait_for()
@@ -184,26 +185,18 @@ def test_search_by_birth_date_identifier_and_name_prefix(
 def test_patient_list_pages_with_bundle_links(server: LiveServer, page: Any) -> None:
     page.goto(f"{server.base}/ui/patients?count=4")
     status = page.locator("#page-status")
-    page.wait_for_function(
-        "document.getElementById('page-status').textContent.startsWith('Patients 1–4')"
-    )
+    expect(status).to_contain_text("Patients 1–4")
     first_page = page.locator("#patient-table tbody tr").all_inner_texts()
     assert len(first_page) == 4
     page.locator("#page-next").click()
-    page.wait_for_function(
-        "document.getElementById('page-status').textContent.startsWith('Patients 5–8')"
-    )
+    expect(status).to_contain_text("Patients 5–8")
     second_page = page.locator("#patient-table tbody tr").all_inner_texts()
     assert len(second_page) == 4 and not set(first_page) & set(second_page)
     page.locator("#page-next").click()
-    page.wait_for_function(
-        "document.getElementById('page-status').textContent.startsWith('Patients 9–9')"
-    )
+    expect(status).to_contain_text("Patients 9–9")
     assert page.locator("#page-next").is_disabled()
     page.locator("#page-previous").click()
-    page.wait_for_function(
-        "document.getElementById('page-status').textContent.startsWith('Patients 5–8')"
-    )
+    expect(status).to_contain_text("Patients 5–8")
     assert "of 9" in status.inner_text()
     shot(page, "05-patient-list")
 

@@ -63,8 +63,10 @@ function niceRange(values) {
   return [low - pad, high + pad];
 }
 
-function label(value) {
-  return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(1).replace(/\.0$/, "");
+/** Tick labels: as many decimals as the axis span needs to keep them distinct. */
+function label(value, span) {
+  const decimals = span >= 20 ? 0 : span >= 2 ? 1 : 2;
+  return value.toFixed(decimals);
 }
 
 /** One line chart: `series` is `[{name, points}]` sharing a unit. Returns an <svg>. */
@@ -97,7 +99,7 @@ export function lineChart({ id, title, unit, series }, { width = 360, height = 1
   for (let i = 0; i <= ticks; i += 1) {
     const value = v0 + ((v1 - v0) * i) / ticks;
     root.append(svg("line", { class: "grid", x1: margin.left, x2: width - margin.right, y1: y(value), y2: y(value) }));
-    root.append(svg("text", { class: "tick", x: margin.left - 6, y: y(value) + 4, "text-anchor": "end" }, label(value)));
+    root.append(svg("text", { class: "tick", x: margin.left - 6, y: y(value) + 4, "text-anchor": "end" }, label(value, v1 - v0)));
   }
   const first = new Date(t0 + (all.length > 1 ? 0 : 86400000));
   const last = new Date(t1 - (all.length > 1 ? 0 : 86400000));
