@@ -52,6 +52,7 @@ def put_resources(hub: Hub, resources: Sequence[Any]) -> int:
     for index, error in enumerate(errors):
         if error is not None:
             raise FhirError(error.status, f"resource {index}: {error.message}", code="invalid")
+    writes.check_models(hub, list(resources))
     with hub.store.unit_of_work() as uow:
         written: list[tuple[str, dict[str, Any]]] = []
         for resource in resources:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     broker: str = Field(default="", description="Celery broker URL (redis:// or amqp://)")
     plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")
     max_body_bytes: int = 64 * 1024 * 1024
+    validate_models: bool = Field(
+        default=False, description="Also validate with the fhir.resources R4B models"
+    )
     default_page_size: int = 20
     max_page_size: int = 1000
     hl7_port: str = "2575"

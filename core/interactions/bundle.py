@@ -170,7 +170,7 @@ def _transaction(hub: Hub, entries: list[_Entry], base_url: str, return_pref: st
         with hub.store.unit_of_work() as uow:
             mapping = _assign_identities(hub, uow, entries, base_url)
             _rewrite(hub, uow, entries, mapping, base_url)
-            _validate(entries)
+            _validate(hub, entries)
             written: list[tuple[str, dict[str, Any]]] = []
             for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
                 if entry.method == "GET" or entry.method == "HEAD":
@@ -300,7 +300,7 @@ def _rewrite(
                 raise
 
 
-def _validate(entries: list[_Entry]) -> None:
+def _validate(hub: Hub, entries: list[_Entry]) -> None:
     targets = [e for e in entries if e.method in ("POST", "PUT") and e.existing is None]
     for entry in targets:
         if entry.url.resource_type and isinstance(entry.resource, dict):
@@ -313,6 +313,11 @@ def _validate(entries: list[_Entry]) -> None:
                 raise error
     results = validate_many([e.resource for e in targets])
     for entry, result in zip(targets, results, strict=True):
+        if result is None:
+            try:
+                write_interactions.check_models(hub, [entry.resource])
+            except FhirError as error:
+                result = error
         if result is not None:
             result.entry_index = entry.index
             raise result
@@ -477,7 +482,7 @@ def _batch(hub: Hub, entries: list[_Entry], base_url: str, return_pref: str) -> 
             with hub.store.unit_of_work() as uow:
                 _assign_identities(hub, uow, [entry], base_url)
                 if isinstance(entry.resource, dict) and entry.method in ("POST", "PUT"):
-                    _validate([entry])
+                    _validate(hub, [entry])
                 written: list[tuple[str, dict[str, Any]]] = []
                 _run_write(hub, uow, entry, base_url, return_pref, written)
                 check_references(uow, written, base_url)

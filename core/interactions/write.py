@@ -97,10 +97,24 @@ def store_resource(
     return uow.put(resource_type, resource_id, resource, method=method, previous=previous)
 
 
-def validated(body: Any, resource_type: str) -> dict[str, Any]:
+def validated(hub: Hub, body: Any, resource_type: str) -> dict[str, Any]:
+    """Structural validation against the R4 definitions, plus the fhir.resources models when
+    ``FHIRHUB_VALIDATE_MODELS`` is on."""
     validate_resource(body, expected_type=resource_type)
     assert isinstance(body, dict)
+    check_models(hub, [body])
     return body
+
+
+def check_models(hub: Hub, resources: list[Any]) -> None:
+    if not hub.settings.validate_models:
+        return
+    from fhirhub.fhir_store.validation.models import model_error
+
+    for resource in resources:
+        error = model_error(resource)
+        if error is not None:
+            raise error
 
 
 def create(
@@ -115,7 +129,7 @@ def create(
 ) -> WriteResult:
     """Create with a server-assigned id (an ``id`` in the body is ignored, as the spec says)."""
     require_type(resource_type)
-    resource = validated(body, resource_type)
+    resource = validated(hub, body, resource_type)
     if if_none_exist:
         from fhirhub.core.interactions.search import match_ids
 
@@ -158,7 +172,7 @@ def update(
     """Update, or create with the client's id when none exists (update-as-create)."""
     require_type(resource_type)
     require_id(resource_id)
-    resource = validated(body, resource_type)
+    resource = validated(hub, body, resource_type)
     body_id = resource.get("id")
     if body_id is None:
         raise invalid("The resource in an update must carry an id", expression=("id",))
@@ -205,7 +219,7 @@ def conditional_update(
             code="multiple-matches",
         )
     if not matches:
-        resource = validated(body, resource_type)
+        resource = validated(hub, body, resource_type)
         return create(hub, uow, resource_type, resource, resource_id=resource.get("id") or None)
     target = matches[0]
     if isinstance(body, dict) and body.get("id") not in (None, target):
@@ -248,7 +262,7 @@ def patch(
         raise FhirError(422, f"JSON Patch could not be applied: {exc}", code="processing") from exc
     if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
         raise FhirError(422, "A patch may not change resourceType or id", code="processing")
-    validate_resource(patched, expected_type=resource_type)
+    validated(hub, patched, resource_type)
     version = store_resource(
         hub, uow, "patch", resource_type, resource_id, patched, previous=current, method="PATCH"
     )
