@@ -52,6 +52,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if demo:
         from fhirhub.core.demo import load_demo_data
         from fhirhub.core.hub import build_hub
