@@ -9,10 +9,11 @@ the rules hold for all of them:
 3. one FHIR transaction (:func:`mapping.transaction_bundle`) records Patient, Practitioner,
    ServiceRequest, Endpoint and the merged ImagingStudy through the interactions layer, in
    process (DESIGN.md: adapters never call the hub over HTTP);
-4. the catalogue row is written last, so C-FIND never reports an instance whose FHIR
-   transaction failed. (A file without a row is harmless: the content store dedupes it.)
+4. the catalogue row (C-FIND, QIDO, retrieve) says whether FHIR has recorded the instance.
+   (A file without a row is harmless: the content store dedupes it.)
 
-Instances of one study are serialised by an in-process lock; the ``If-Match`` on the merged
+Step 3 runs on the :mod:`recorder` thread, in batches per study; step 4 is written before it
+with ``recorded = 0`` and flagged when the transaction commits. The ``If-Match`` on the merged
 ImagingStudy catches a writer in another process, and the merge is retried.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from fhirhub.adapters.dicom.mapping import (
     token,
     transaction_bundle,
 )
+from fhirhub.adapters.dicom.recorder import StudyRecorder
 from fhirhub.fhir_store.errors import FhirError
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ log = logging.getLogger("fhirhub.dicom")
 
 #: How often a merge is retried after a concurrent update of the same ImagingStudy (412).
 MERGE_ATTEMPTS = 5
-LOCK_STRIPES = 64
 
 
 class InstanceRejected(ValueError):
@@ -69,8 +70,8 @@ class InstanceRejected(ValueError):
 class StoredResult:
     headers: InstanceHeaders
     digest: str
-    imaging_study: str  # "ImagingStudy/<id>"
-    changed: bool  # False when the instance was already recorded
+    imaging_study: str | None  # "ImagingStudy/<id>", None when not waited for
+    changed: bool  # False when the same bytes were already recorded
 
 
 def check_pixel_data(ds: Dataset) -> None:
@@ -113,20 +114,29 @@ class DicomArchive:
     def __init__(self, hub: Hub, root: Path | None = None, *, dicomweb_address: str | None = None):
         self.hub = hub
         self.root = Path(root or Path(hub.settings.data_dir) / "dicom")
-        self.files = FileStore(self.root / "files")
+        config = hub.settings.plugin_config.get("dicom", {})
+        # Same durability class as the store's SQLite WAL with synchronous=NORMAL (DESIGN.md):
+        # survives a process kill, not a power loss; ``fsync = true`` buys the latter.
+        self.files = FileStore(self.root / "files", fsync=bool(config.get("fsync", False)))
         self.index = InstanceIndex(self.root / "index.db")
         self.dicomweb_address = dicomweb_address
-        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._study_ids: dict[str, str] = {}
+        self.recorder = StudyRecorder(self.record, self.index.mark_recorded)
+        self._requeue_unrecorded()
 
     def close(self) -> None:
+        self.recorder.close()
         self.index.close()
 
     # -- writing ------------------------------------------------------------------------------
 
-    def store_part10(self, data: bytes, ds: Dataset | None = None) -> StoredResult:
+    def store_part10(
+        self, data: bytes, ds: Dataset | None = None, *, wait: bool = True
+    ) -> StoredResult:
         """Store a Part 10 file given as bytes; ``ds`` saves a second parse if the caller has
-        already decoded it. Raises :class:`InstanceRejected` for bad input."""
+        already decoded it. Raises :class:`InstanceRejected` for bad input. With ``wait``
+        the FHIR transaction has committed on return (its failure raises and un-stores the
+        instance); without, it is queued (see :mod:`recorder`)."""
         if ds is None:
             ds = read_part10(data)
         try:
@@ -135,50 +145,72 @@ class DicomArchive:
             raise InstanceRejected(0xA900, str(exc)) from exc
         try:
             check_pixel_data(ds)
+            values = index_values(ds, headers)
         except InstanceRejected:
             raise
-        except Exception as exc:  # a malformed element surfaces when the value is read
+        except Exception as exc:  # a malformed element surfaces when its value is read
             raise InstanceRejected(0xC000, f"Cannot decode the data set: {exc}") from exc
         syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-        try:
-            values = index_values(ds, headers)
-        except Exception as exc:
-            raise InstanceRejected(0xC000, f"Cannot decode the data set: {exc}") from exc
         try:
             digest = self.files.put(data)
         except OSError as exc:
             raise InstanceRejected(0xA700, f"Cannot write the file: {exc}") from exc
-        reference, changed = self.record(headers)
-        self.index.upsert(values, transfer_syntax=syntax, digest=digest, size=len(data))
-        return StoredResult(headers, digest, reference, changed)
+        if self.index.recorded_digest(headers.sop_uid) == digest:
+            return StoredResult(headers, digest, None, False)  # the same bytes again
+        self.index.upsert(
+            values, transfer_syntax=syntax, digest=digest, size=len(data), recorded=False
+        )
+        pending = self.recorder.submit(headers)
+        if not wait:
+            return StoredResult(headers, digest, None, True)
+        try:
+            reference = pending.wait()
+        except Exception:
+            self.index.delete(headers.sop_uid)
+            raise
+        return StoredResult(headers, digest, reference, True)
 
-    def record(self, headers: InstanceHeaders) -> tuple[str, bool]:
-        """Run the FHIR transaction for one instance; return the ImagingStudy reference and
-        whether anything changed."""
+    def drain(self, timeout: float = 120) -> bool:
+        """Wait until every queued instance is recorded in FHIR."""
+        return self.recorder.drain(timeout)
+
+    def record(self, instances: Sequence[InstanceHeaders]) -> str:
+        """Run the FHIR transaction for instances of one study; return the ImagingStudy
+        reference. Called by the recorder thread only."""
         from fhirhub.core.interactions.bundle import process_bundle
 
-        lock = self._locks[zlib.crc32(headers.study_uid.encode()) % LOCK_STRIPES]
-        with lock:
-            for attempt in range(MERGE_ATTEMPTS):
-                current = self.current_study(headers.study_uid)
-                bundle = transaction_bundle(headers, current, self.dicomweb_address)
-                if bundle is None:
-                    assert current is not None
-                    return f"ImagingStudy/{current.resource_id}", False
-                try:
-                    response = orjson.loads(
-                        process_bundle(self.hub, bundle, base_url=self.hub.base_url)
-                    )
-                except FhirError as error:
-                    if error.status == 412 and attempt + 1 < MERGE_ATTEMPTS:
-                        self._study_ids.pop(headers.study_uid, None)
-                        continue
-                    raise
-                location = response["entry"][-1]["response"]["location"]
-                study_id = location.split("/")[1]
-                self._study_ids[headers.study_uid] = study_id
-                return f"ImagingStudy/{study_id}", True
+        study_uid = instances[0].study_uid
+        for attempt in range(MERGE_ATTEMPTS):
+            current = self.current_study(study_uid)
+            bundle = transaction_bundle(instances, current, self.dicomweb_address)
+            if bundle is None:
+                assert current is not None
+                return f"ImagingStudy/{current.resource_id}"
+            try:
+                response = orjson.loads(
+                    process_bundle(self.hub, bundle, base_url=self.hub.base_url)
+                )
+            except FhirError as error:
+                if error.status == 412 and attempt + 1 < MERGE_ATTEMPTS:
+                    self._study_ids.pop(study_uid, None)
+                    continue
+                raise
+            location = response["entry"][-1]["response"]["location"]
+            study_id = location.split("/")[1]
+            self._study_ids[study_uid] = study_id
+            return f"ImagingStudy/{study_id}"
         raise AssertionError("unreachable")
+
+    def _requeue_unrecorded(self) -> None:
+        """Instances stored before a crash but never recorded in FHIR go through again."""
+        for sop_uid, digest in self.index.unrecorded():
+            try:
+                headers = headers_from_dataset(self.dataset(digest, stop_before_pixels=True))
+            except Exception as exc:
+                log.error("Unrecorded instance %s unreadable, dropped: %s", sop_uid, exc)
+                self.index.delete(sop_uid)
+                continue
+            self.recorder.submit(headers)
 
     def current_study(self, study_uid: str) -> CurrentStudy | None:
         """The stored ImagingStudy for a Study Instance UID (by cached id, else by search)."""

@@ -144,11 +144,12 @@ def import_files(
             if not file.is_file():
                 continue
             try:
-                archive.store_part10(file.read_bytes())
+                archive.store_part10(file.read_bytes(), wait=False)
                 stored += 1
             except InstanceRejected as exc:
                 rejected += 1
                 typer.echo(f"{file}: {exc}", err=True)
+    archive.drain()
     typer.echo(json.dumps({"stored": stored, "rejected": rejected}))
 
 

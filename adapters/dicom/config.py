@@ -9,6 +9,8 @@ file::
     allowed_hosts = ["127.0.0.1"]            # peer addresses accepted (empty: any)
     destinations = { VIEWER = "10.0.0.5:104" }  # C-MOVE destinations: AE -> host:port
     pacs = { aet = "ORTHANC", host = "pacs.example", port = 4242 }  # remote PACS (SCU)
+    wait_for_fhir = false   # true: C-STORE answers only after the ImagingStudy committed
+    fsync = false           # true: fsync each stored file (power-loss durability)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class DicomConfig:
     destinations: dict[str, RemoteNode] = field(default_factory=dict)
     pacs: RemoteNode | None = None
     max_associations: int = 32
+    wait_for_fhir: bool = False  # C-STORE answers after the FHIR commit (slower; see recorder)
 
     @classmethod
     def from_settings(cls, settings: Any) -> DicomConfig:
@@ -69,10 +72,11 @@ class DicomConfig:
         return cls(
             port=port,
             aet=aet,
-            host=str(section.get("host", "0.0.0.0")),
+            host=str(section.get("host", settings.host)),  # like HTTP: loopback by default
             allowed_aes=tuple(str(a) for a in section.get("allowed_aes", ())),
             allowed_hosts=tuple(str(h) for h in section.get("allowed_hosts", ())),
             destinations=destinations,
             pacs=pacs,
             max_associations=int(section.get("max_associations", 32)),
+            wait_for_fhir=bool(section.get("wait_for_fhir", False)),
         )

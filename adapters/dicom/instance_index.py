@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS instance (
     transfer_syntax TEXT NOT NULL,
     digest TEXT NOT NULL,
     size INTEGER NOT NULL,
+    recorded INTEGER NOT NULL DEFAULT 0,
     stored_at REAL NOT NULL DEFAULT (julianday('now'))
 );
 CREATE INDEX IF NOT EXISTS instance_study ON instance (study_uid, series_uid);
@@ -103,11 +104,17 @@ class InstanceIndex:
             self._conn.close()
 
     def upsert(
-        self, values: dict[str, Any], *, transfer_syntax: str, digest: str, size: int
+        self,
+        values: dict[str, Any],
+        *,
+        transfer_syntax: str,
+        digest: str,
+        size: int,
+        recorded: bool = True,
     ) -> None:
         columns = [c for _k, c, _l in ATTRIBUTES]
-        row = [values.get(c) for c in columns] + [transfer_syntax, digest, size]
-        names = columns + ["transfer_syntax", "digest", "size"]
+        row = [values.get(c) for c in columns] + [transfer_syntax, digest, size, int(recorded)]
+        names = columns + ["transfer_syntax", "digest", "size", "recorded"]
         sql = (
             f"INSERT INTO instance ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT (sop_uid) DO UPDATE SET "
@@ -115,6 +122,32 @@ class InstanceIndex:
         )
         with self._lock:
             self._conn.execute(sql, row)
+
+    def mark_recorded(self, sop_uids: Sequence[str]) -> None:
+        """The instances' FHIR transaction committed (see :mod:`recorder`)."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE instance SET recorded = 1 WHERE sop_uid = ?", [(u,) for u in sop_uids]
+            )
+
+    def unrecorded(self) -> list[tuple[str, str]]:
+        """(sop_uid, digest) of instances stored but not yet in FHIR (after a crash)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT sop_uid, digest FROM instance WHERE recorded = 0 ORDER BY stored_at"
+            ).fetchall()
+        return [(str(a), str(b)) for a, b in rows]
+
+    def recorded_digest(self, sop_uid: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT digest FROM instance WHERE sop_uid = ? AND recorded = 1", (sop_uid,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def delete(self, sop_uid: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM instance WHERE sop_uid = ?", (sop_uid,))
 
     def count(self) -> int:
         with self._lock:

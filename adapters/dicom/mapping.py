@@ -17,6 +17,7 @@ instances whatever order they arrive in.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -444,21 +445,32 @@ class CurrentStudy:
 
 
 def transaction_bundle(
-    h: InstanceHeaders, current: CurrentStudy | None, endpoint_address: str | None
+    instances: InstanceHeaders | Sequence[InstanceHeaders],
+    current: CurrentStudy | None,
+    endpoint_address: str | None,
 ) -> dict[str, Any] | None:
-    """The transaction that records one instance, or None when it is already recorded.
+    """The transaction that records instances of one study, or None when all are recorded.
 
     With no current study: conditional creates of Patient, Practitioner, ServiceRequest and
     Endpoint (``ifNoneExist`` on their identifiers, linked by ``urn:uuid`` fullUrls) and a
     conditional ``PUT ImagingStudy?identifier=...``. With a current study: the merged study is
     ``PUT`` by id with ``If-Match`` on the version it was merged from (a concurrent writer
-    makes it fail with 412 and the caller merges again), plus a ServiceRequest when the
-    instance brings an accession number the study does not have yet.
+    makes it fail with 412 and the caller merges again), plus a ServiceRequest for each
+    accession number the study does not have yet. Several instances of one study make one
+    Bundle (the recorder batches what arrives while the previous transaction commits).
     """
+    batch = [instances] if isinstance(instances, InstanceHeaders) else list(instances)
+    if not batch:
+        return None
+    first = batch[0]
+    if any(h.study_uid != first.study_uid for h in batch):
+        raise ValueError("transaction_bundle: all instances must belong to one study")
     entries: list[dict[str, Any]] = []
+    keys = iter(f"urn:uuid:00000000-0000-4000-8000-{n:012d}" for n in range(1, 1 << 20))
 
-    def conditional_create(key: str, resource: dict[str, Any]) -> str:
-        url = f"urn:uuid:{key}"
+    def conditional_create(resource: dict[str, Any], scope: str = "") -> str:
+        url = next(keys)
+        criteria = f"identifier={token(resource['identifier'][0])}{scope}"
         entries.append(
             {
                 "fullUrl": url,
@@ -466,49 +478,50 @@ def transaction_bundle(
                 "request": {
                     "method": "POST",
                     "url": resource["resourceType"],
-                    "ifNoneExist": f"identifier={token(resource['identifier'][0])}",
+                    "ifNoneExist": criteria,
                 },
             }
         )
         return url
 
-    # Deterministic fullUrls keep the Bundle reproducible (equal input, equal Bundle).
+    # An accession number is unique only within its issuer; without one, two patients' orders
+    # may share a number (pydicom's own test files do), so the match is scoped to the patient.
+    order_scope = f"&patient.identifier={token(patient_identifier(first))}"
+
+    def add_orders(study: dict[str, Any], referrer: str | None) -> bool:
+        added = False
+        subject = study["subject"]["reference"]
+        for h in batch:
+            if h.accession_number and not _has_identifier(study, accession_identifier(h)):
+                request = service_request_resource(h, subject, referrer)
+                assert request is not None
+                ref = conditional_create(request, order_scope)
+                study.setdefault("identifier", []).append(accession_identifier(h))
+                study.setdefault("basedOn", []).append({"reference": ref})
+                added = True
+        return added
+
     if current is None:
-        patient_ref = conditional_create(
-            "00000000-0000-4000-8000-000000000001", patient_resource(h)
-        )
-        practitioner = practitioner_resource(h)
-        referrer_ref = (
-            conditional_create("00000000-0000-4000-8000-000000000002", practitioner)
-            if practitioner
-            else None
-        )
-        request = service_request_resource(h, patient_ref, referrer_ref)
-        request_ref = (
-            conditional_create("00000000-0000-4000-8000-000000000003", request) if request else None
-        )
+        patient_ref = conditional_create(patient_resource(first))
+        practitioner = next((p for p in map(practitioner_resource, batch) if p), None)
+        referrer_ref = conditional_create(practitioner) if practitioner else None
         endpoint_ref = (
-            conditional_create(
-                "00000000-0000-4000-8000-000000000004", endpoint_resource(endpoint_address)
-            )
-            if endpoint_address
-            else None
+            conditional_create(endpoint_resource(endpoint_address)) if endpoint_address else None
         )
         study = new_imaging_study(
-            h,
-            patient_ref,
-            endpoint_ref=endpoint_ref,
-            referrer_ref=referrer_ref,
-            service_request_ref=request_ref,
+            first, patient_ref, endpoint_ref=endpoint_ref, referrer_ref=referrer_ref
         )
-        merge_instance(study, h)
+        study["identifier"] = [study_identifier(first.study_uid)]
+        add_orders(study, referrer_ref)
+        for h in batch:
+            merge_instance(study, h)
         entries.append(
             {
-                "fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000005",
+                "fullUrl": next(keys),
                 "resource": study,
                 "request": {
                     "method": "PUT",
-                    "url": f"ImagingStudy?identifier={token(study_identifier(h.study_uid))}",
+                    "url": f"ImagingStudy?identifier={token(study_identifier(first.study_uid))}",
                 },
             }
         )
@@ -516,15 +529,10 @@ def transaction_bundle(
 
     study = _copy(current.resource)
     study.pop("meta", None)
-    changed = merge_instance(study, h)
-    if h.accession_number and not _has_identifier(study, accession_identifier(h)):
-        subject = study.get("subject", {}).get("reference", "")
-        request = service_request_resource(h, subject, study.get("referrer", {}).get("reference"))
-        assert request is not None
-        ref = conditional_create("00000000-0000-4000-8000-000000000003", request)
-        study.setdefault("identifier", []).append(accession_identifier(h))
-        study.setdefault("basedOn", []).append({"reference": ref})
-        changed = True
+    changed = False
+    for h in batch:
+        changed = merge_instance(study, h) or changed
+    changed = add_orders(study, study.get("referrer", {}).get("reference")) or changed
     if not changed:
         return None
     entries.append(

@@ -141,6 +141,8 @@ class DicomNode:
         self.server: NoDelayAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self.ae = self._make_ae()
+        # pynetdicom logs every PDU summary at INFO; one line per association is our job
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.config.aet)
@@ -179,6 +181,7 @@ class DicomNode:
             address, evt_handlers=self.handlers, server_class=NoDelayAssociationServer
         )
         server.allowed_hosts = self.config.allowed_hosts
+        self.ae._servers.append(server)  # as AE.start_server does: server.shutdown() expects it
         self.server = server
         self._thread = threading.Thread(
             target=server.serve_forever, name=f"dicom-scp-{address[1]}", daemon=True
@@ -190,10 +193,8 @@ class DicomNode:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.shutdown()  # stops serve_forever, closes the socket and associations
             self.server = None
-        self.ae.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -209,7 +210,7 @@ class DicomNode:
         try:
             data = event.encoded_dataset(include_meta=True)
             ds = read_part10(data)
-            self.archive.store_part10(data, ds)
+            self.archive.store_part10(data, ds, wait=self.config.wait_for_fhir)
         except InstanceRejected as rejected:
             log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, rejected)
             return _status(rejected.status, str(rejected))

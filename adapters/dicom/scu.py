@@ -208,7 +208,7 @@ def get_studies(
 
     def on_store(event: Event) -> int:
         try:
-            archive.store_part10(event.encoded_dataset(include_meta=True))
+            archive.store_part10(event.encoded_dataset(include_meta=True), wait=False)
         except InstanceRejected as rejected:
             return rejected.status
         except Exception:
@@ -243,6 +243,7 @@ def retrieve(
         result = get_studies(pacs, study_uids, archive, calling_aet=own_aet)
     else:
         raise ValueError(f"method must be 'move' or 'get', not {method!r}")
+    archive.drain()
     for uid in study_uids:
         current = archive.current_study(uid)
         if current is not None:

@@ -109,7 +109,7 @@ def test_first_instance_bundle_creates_everything_conditionally() -> None:
     bundle = transaction_bundle(h, None, "http://hub.example/dicomweb")
     assert bundle is not None and bundle["type"] == "transaction"
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds == ["Patient", "Practitioner", "ServiceRequest", "Endpoint", "ImagingStudy"]
+    assert kinds == ["Patient", "Practitioner", "Endpoint", "ServiceRequest", "ImagingStudy"]
     for entry in bundle["entry"][:4]:
         assert entry["request"]["method"] == "POST"
         assert entry["request"]["ifNoneExist"].startswith("identifier=")
@@ -121,8 +121,12 @@ def test_first_instance_bundle_creates_everything_conditionally() -> None:
     study = study_entry["resource"]
     assert study["subject"]["reference"] == bundle["entry"][0]["fullUrl"]
     assert study["referrer"]["reference"] == bundle["entry"][1]["fullUrl"]
-    assert study["basedOn"][0]["reference"] == bundle["entry"][2]["fullUrl"]
-    assert study["endpoint"][0]["reference"] == bundle["entry"][3]["fullUrl"]
+    assert study["endpoint"][0]["reference"] == bundle["entry"][2]["fullUrl"]
+    assert study["basedOn"][0]["reference"] == bundle["entry"][3]["fullUrl"]
+    # an accession without issuer is matched within the patient only
+    assert bundle["entry"][3]["request"]["ifNoneExist"].endswith(
+        "&patient.identifier=" + (f"{PATIENT_ID_SYSTEM}|77654033")
+    )
     assert {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{h.study_uid}"} in study["identifier"]
     assert any(
         i.get("type", {}).get("coding", [{}])[0].get("code") == "ACSN" for i in study["identifier"]

@@ -116,8 +116,8 @@ def test_query_and_retrieve_from_orthanc(pacs_setup: tuple[TestClient, Orthanc])
         {part["name"]: part.get("valueString", part.get("valueInteger")) for part in p["part"]}
         for p in found.json()["parameter"]
     ]
-    assert len(studies) == 2
-    assert sum(s["number-of-instances"] for s in studies) == 18
+    assert len(studies) == 4  # one CT and three MR studies in dicomdirtests
+    assert sum(s["number-of-instances"] for s in studies) == 24
     uids = [s["study"] for s in studies]
 
     moved = client.post(
@@ -135,12 +135,24 @@ def test_query_and_retrieve_from_orthanc(pacs_setup: tuple[TestClient, Orthanc])
     expected = next(s for s in studies if s["study"] == uids[0])
     assert study["numberOfInstances"] == expected["number-of-instances"]
 
-    got = client.get("/fhir/$pacs-retrieve", params={"study": uids[1], "method": "get"})
+    got = client.post(
+        "/fhir/$pacs-retrieve",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "study", "valueString": uids[1]},
+                {"name": "method", "valueCode": "get"},
+            ],
+        },
+    )
     assert got.status_code == 200, got.text
-    searched = client.get("/fhir/ImagingStudy", params={"subject.identifier": "98890234"})
-    assert searched.status_code in (200, 400)
-    all_studies = client.get("/fhir/ImagingStudy").json()
-    assert all_studies.get("total", len(all_studies.get("entry", []))) >= 2
+    result = {p["name"]: p for p in got.json()["parameter"]}
+    reference = result["imagingStudy"]["valueReference"]["reference"]
+    study = client.get(f"/fhir/{reference}").json()
+    expected = next(s for s in studies if s["study"] == uids[1])
+    assert study["numberOfInstances"] == expected["number-of-instances"]
+    patients = client.get("/fhir/Patient", params={"identifier": "98890234"}).json()
+    assert len(patients["entry"]) == 1  # both studies share the one Patient
 
 
 def test_unreachable_pacs_is_a_502(sqlite_url: str, tmp_path: Path) -> None:

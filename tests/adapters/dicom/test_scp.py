@@ -47,6 +47,7 @@ def store(node: RunningNode, datasets: list[Dataset]) -> list[int]:
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]
     finally:
         assoc.release()
+        node.archive.drain()  # C-STORE answers before the FHIR commit (adapters/dicom/recorder)
 
 
 def resources(node: RunningNode, resource_type: str) -> list[dict]:
