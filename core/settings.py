@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     auth: str = "off"
     broker: str = Field(default="", description="Celery broker URL (redis:// or amqp://)")
     plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024
     validate_models: bool = Field(
         default=False, description="Also validate with the fhir.resources R4B models"
     )

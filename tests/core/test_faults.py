@@ -94,3 +94,18 @@ def test_concurrent_if_match_updates_exactly_one_wins(live_server: LiveServer) -
     assert all(s in (409, 412) for s in statuses if s != 200), statuses
     final = httpx.get(f"{live_server.fhir}/Patient/{pid}").json()
     assert final["meta"]["versionId"] == "2"
+
+
+def test_a_50_mb_body_is_refused_and_nothing_is_lost(live_server: LiveServer) -> None:
+    kept = httpx.post(f"{live_server.fhir}/Patient", content=orjson.dumps(patient()), headers=FHIR)
+    huge = {
+        **patient(),
+        "text": {"status": "generated", "div": "<div>" + "x" * 50_000_000 + "</div>"},
+    }
+    response = httpx.post(
+        f"{live_server.fhir}/Patient", content=orjson.dumps(huge), headers=FHIR, timeout=120
+    )
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"
+    assert httpx.get(f"{live_server.fhir}/Patient/{kept.json()['id']}").status_code == 200
+    assert patient_count(live_server.fhir) == 1
