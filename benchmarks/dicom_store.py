@@ -137,8 +137,12 @@ def run_fhirhub(files: list[Path], work: Path, associations: int) -> tuple[float
         groups: list[list[Path]] = [[] for _ in range(associations)]
         for index, study in enumerate(studies):  # whole studies per association
             groups[index % associations].extend(study)
-        elapsed = timed_storescu(port, settings.dicom_aet, [g for g in groups if g])
+        start = time.perf_counter()
+        acked = timed_storescu(port, settings.dicom_aet, [g for g in groups if g])
+        archive.drain(600)  # until every ImagingStudy is updated
+        elapsed = time.perf_counter() - start
         counts = {
+            "acked_ms": int(acked * 1000),
             "instances": archive.index.count(),
             "studies": len(archive.index.find("STUDY", {})),
         }
