@@ -1,0 +1,114 @@
+"""Storing instances through the archive on both backends: FHIR resources, idempotency,
+batching by study, and recovery of instances stored but not yet recorded (a crash)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pydicom
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+from sqlalchemy import text
+
+from fhirhub.adapters.dicom.archive import DicomArchive, archive_for
+from fhirhub.adapters.dicom.instance_index import index_values
+from fhirhub.adapters.dicom.mapping import headers_from_dataset
+from fhirhub.core.hub import Hub, build_hub
+from tests.adapters.dicom.conftest import NODE_AET, dicomdir_files, node_settings
+
+
+def current(hub: Hub, resource_type: str) -> list[dict]:
+    with hub.store.read() as conn:
+        rows = conn.execute(
+            text("SELECT content FROM resource_current WHERE resource_type = :t"),
+            {"t": resource_type},
+        ).fetchall()
+    return [orjson.loads(row[0]) for row in rows]
+
+
+def versions(hub: Hub) -> int:
+    with hub.store.read() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM resource_version")).scalar_one())
+
+
+def test_store_on_each_backend(database_url: str, tmp_path: Path) -> None:
+    hub = build_hub(node_settings(database_url, tmp_path, port="off"))
+    archive = archive_for(hub)
+    try:
+        files = dicomdir_files()
+        for path in files:
+            archive.store_part10(path.read_bytes(), wait=False)
+        assert archive.drain()
+        studies = current(hub, "ImagingStudy")
+        assert sum(s["numberOfInstances"] for s in studies) == len(files)
+        assert len(current(hub, "Patient")) == 3
+        # accession "2" is used by two patients without an issuer: one order each
+        orders = current(hub, "ServiceRequest")
+        assert len(
+            {(o["identifier"][0]["value"], o["subject"]["reference"]) for o in orders}
+        ) == len(orders)
+        before = versions(hub)
+        result = archive.store_part10(files[0].read_bytes())
+        assert not result.changed and versions(hub) == before
+        # batched: fewer ImagingStudy versions than instances
+        with hub.store.read() as conn:
+            study_versions = conn.execute(
+                text("SELECT count(*) FROM resource_version WHERE resource_type = 'ImagingStudy'")
+            ).scalar_one()
+        assert study_versions <= len(files)
+    finally:
+        archive.close()
+        hub.store.engine.dispose()
+
+
+def test_unrecorded_instances_are_recorded_when_the_archive_reopens(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = node_settings(sqlite_url, tmp_path, port="off")
+    hub = build_hub(settings)
+    archive = DicomArchive(hub)
+    # what a crash between the catalogue row and the FHIR commit leaves behind
+    path = dicomdir_files()[0]
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    digest = archive.files.put(data)
+    archive.index.upsert(
+        index_values(ds, headers_from_dataset(ds)),
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        digest=digest,
+        size=len(data),
+        recorded=False,
+    )
+    archive.close()
+    assert current(hub, "ImagingStudy") == []
+    reopened = DicomArchive(hub)
+    try:
+        assert reopened.drain()
+        assert reopened.index.unrecorded() == []
+        (study,) = current(hub, "ImagingStudy")
+        assert study["series"][0]["instance"][0]["uid"] == str(ds.SOPInstanceUID)
+    finally:
+        reopened.close()
+        hub.store.engine.dispose()
+
+
+def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from fhirhub.core.http.app import create_app
+
+    hub = build_hub(node_settings(sqlite_url, tmp_path))  # dicom_port "0": any free port
+    with TestClient(create_app(hub=hub)) as client:
+        node = hub.extra["dicom.node"]
+        assert node.running
+        ae = AE(ae_title="ANYONE")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", int(node.server.server_address[1]), ae_title=NODE_AET)
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+        health = client.get("/healthz").json()
+        assert health["checks"]["dicom-listener"] == "ok"
+        assert "pacs-retrieve" in client.get("/fhir/metadata").text
+    assert "dicom.node" not in hub.extra
+    hub.store.engine.dispose()
