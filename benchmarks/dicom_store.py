@@ -43,9 +43,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def source_files() -> list[Path]:
+def source_files(kind: str = "mixed") -> list[Path]:
     root = Path(str(get_testdata_file("CT_small.dcm"))).parent
     files = [root / "CT_small.dcm", root / "MR_small.dcm"]
+    if kind == "ct":  # the reference: 39 KB CT instances
+        return files[:1]
     files += sorted(
         p
         for p in (root / "dicomdirtests").rglob("*")
@@ -54,8 +56,10 @@ def source_files() -> list[Path]:
     return files
 
 
-def make_files(target: Path, count: int, per_study: int = 100, per_series: int = 20) -> int:
-    sources = [pydicom.dcmread(p) for p in source_files()]
+def make_files(
+    target: Path, count: int, kind: str, per_study: int = 100, per_series: int = 20
+) -> int:
+    sources = [pydicom.dcmread(p) for p in source_files(kind)]
     total_bytes = 0
     study_uid = series_uid = ""
     for n in range(count):
@@ -200,6 +204,12 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument("--skip-qido", action="store_true")
+    parser.add_argument(
+        "--files",
+        choices=("mixed", "ct"),
+        default="mixed",
+        help="mixed test files or CT_small only",
+    )
     args = parser.parse_args()
     if shutil.which("storescu") is None:
         sys.exit("dcmtk is needed (tools/install_system_deps.sh)")
@@ -210,7 +220,7 @@ def main() -> None:
         work = Path(tmp)
         source = work / "files"
         source.mkdir()
-        size = make_files(source, args.instances)
+        size = make_files(source, args.instances, args.files)
         files = sorted(source.iterdir())
         n = len(files)
         t_scp = run_storescp(files, work)
