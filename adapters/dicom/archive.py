@@ -283,7 +283,7 @@ def archive_for(hub: Hub) -> DicomArchive:
             if archive is None:
                 archive = DicomArchive(hub, dicomweb_address=dicomweb_address(hub.settings))
                 hub.extra["dicom.archive"] = archive
-    return archive  # type: ignore[no-any-return]
+    return archive
 
 
 _create_lock = threading.Lock()

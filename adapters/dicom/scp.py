@@ -176,10 +176,13 @@ class DicomNode:
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         """Listen in a background thread; return the bound port (``port=0``: OS-assigned)."""
-        address = (host or self.config.host, self.config.port if port is None else port)
+        address = (host or self.config.host, port if port is not None else self.config.port or 0)
         server = self.ae.make_server(
-            address, evt_handlers=self.handlers, server_class=NoDelayAssociationServer
+            address,
+            evt_handlers=self.handlers,  # type: ignore[arg-type]
+            server_class=NoDelayAssociationServer,
         )
+        assert isinstance(server, NoDelayAssociationServer)
         server.allowed_hosts = self.config.allowed_hosts
         self.ae._servers.append(server)  # as AE.start_server does: server.shutdown() expects it
         self.server = server
@@ -240,7 +243,7 @@ class DicomNode:
         ]
         return level, identifier_keys(identifier), requested
 
-    def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+    def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND: pending responses, one per match, then success (C.4.1.2)."""
         try:
             level, keys, requested = self._query(event)
@@ -274,7 +277,7 @@ class DicomNode:
 
     def on_move(self, event: Event) -> Iterator[Any]:
         """C-MOVE: destination, number of sub-operations, then the datasets (C.4.2.2)."""
-        destination = self.config.destinations.get(event.move_destination.strip())
+        destination = self.config.destinations.get((event.move_destination or "").strip())
         if destination is None:
             log.warning("C-MOVE to unknown destination %r", event.move_destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination unknown
