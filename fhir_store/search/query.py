@@ -205,7 +205,7 @@ def _sort_keys(
             if definition is None:
                 raise bad_request(f"Unknown sort parameter {code!r} for {owner.resource_type}")
             columns = SORT_COLUMNS.get(definition.type)
-            if columns is None:
+            if columns is None or definition.expression is None:
                 raise bad_request(f"Cannot sort by {definition.type} parameter {code!r}")
             low, high = columns
             target = high if descending else low
@@ -558,17 +558,17 @@ def everything(
         else:
             raise bad_request(f"Unsupported $everything parameter {name!r}")
     members = compartments.members("Patient", patient_id)
-    member_keys = members.subquery()
-    ref = index_reference.c
-    referenced = select(ref.target_type, ref.target_id).where(
-        tuple_(ref.resource_type, ref.resource_id).in_(
-            select(member_keys.c.resource_type, member_keys.c.resource_id)
-        ),
-        ref.target_type.in_(EVERYTHING_REFERENCED),
-    )
     patient: Select[Any] = select(
         literal("Patient", String()).label("resource_type"),
         literal(patient_id, String()).label("resource_id"),
+    )
+    sources = union(patient, members).subquery()
+    ref = index_reference.c
+    referenced = select(ref.target_type, ref.target_id).where(
+        tuple_(ref.resource_type, ref.resource_id).in_(
+            select(sources.c.resource_type, sources.c.resource_id)
+        ),
+        ref.target_type.in_(EVERYTHING_REFERENCED),
     )
     keys = union(patient, members, referenced).subquery()
     conditions: list[ColumnElement[bool]] = [
