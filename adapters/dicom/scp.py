@@ -14,6 +14,7 @@ socket before the first PDU is read, and on the sockets the node opens as a requ
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -132,6 +133,22 @@ def response_identifier(level: str, requested: list[str], match: dict[str, Any])
     return ds
 
 
+@functools.cache
+def supported_contexts() -> tuple[Any, ...]:
+    """The presentation contexts the node accepts, built once per process (validating ~7,000
+    transfer syntax UIDs takes ~60 ms, too long to repeat at every start-up)."""
+    ae = AE()
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    for context in AllStoragePresentationContexts:
+        # scp_role/scu_role: also accept a C-GET requestor acting as Storage SCP
+        ae.add_supported_context(
+            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
+        )
+    for sop_class in QUERY_RETRIEVE_FIND + QUERY_RETRIEVE_MOVE_GET:
+        ae.add_supported_context(sop_class)
+    return tuple(ae.supported_contexts)
+
+
 class DicomNode:
     """The Application Entity, its handlers and its listening thread."""
 
@@ -153,14 +170,6 @@ class DicomNode:
         ae.dimse_timeout = 60
         if self.config.allowed_aes:
             ae.require_calling_aet = list(self.config.allowed_aes)
-        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-        for context in AllStoragePresentationContexts:
-            # scp_role/scu_role: also accept a C-GET requestor acting as Storage SCP
-            ae.add_supported_context(
-                context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
-            )
-        for sop_class in QUERY_RETRIEVE_FIND + QUERY_RETRIEVE_MOVE_GET:
-            ae.add_supported_context(sop_class)
         return ae
 
     @property
@@ -180,6 +189,7 @@ class DicomNode:
         server = self.ae.make_server(
             address,
             evt_handlers=self.handlers,  # type: ignore[arg-type]
+            contexts=list(supported_contexts()),
             server_class=NoDelayAssociationServer,
         )
         assert isinstance(server, NoDelayAssociationServer)
@@ -187,7 +197,10 @@ class DicomNode:
         self.ae._servers.append(server)  # as AE.start_server does: server.shutdown() expects it
         self.server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"dicom-scp-{address[1]}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # shutdown() waits up to one poll interval
+            name=f"dicom-scp-{address[1]}",
+            daemon=True,
         )
         self._thread.start()
         bound = int(server.server_address[1])
