@@ -205,7 +205,11 @@ def current_alias(resource_type: str) -> Owner:
 
 
 def date_condition(
-    prefix: str, search: tuple[int, int], low: Any, high: Any, now_us: int
+    prefix: str,
+    search: tuple[int, int],
+    low: ColumnElement[Any],
+    high: ColumnElement[Any],
+    now_us: int,
 ) -> ColumnElement[bool]:
     """Compare the target period [low, high] with the searched period [lo, hi] (inclusive
     microseconds), as http://hl7.org/fhir/R4/search.html#prefix defines on ranges:
@@ -239,7 +243,7 @@ def date_condition(
 
 
 def number_condition(
-    prefix: str, search: tuple[float, float, float], value: Any
+    prefix: str, search: tuple[float, float, float], value: ColumnElement[Any]
 ) -> ColumnElement[bool]:
     """Compare a stored number with a searched one and its implied precision
     (http://hl7.org/fhir/R4/search.html#number): ``eq100`` matches [99.5, 100.5)."""

@@ -34,12 +34,12 @@ from urllib.parse import urlencode
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Select,
     String,
     and_,
     case,
     func,
     literal,
+    or_,
     select,
     tuple_,
     union,
@@ -64,7 +64,17 @@ rc = resource_current
 
 #: Result parameters (http://hl7.org/fhir/R4/search.html#return) and paging, by base name.
 RESULT_PARAMS = frozenset(
-    {"_sort", "_count", "_offset", "_total", "_summary", "_elements", "_include", "_revinclude"}
+    {
+        "_sort",
+        "_count",
+        "_offset",
+        "_after",
+        "_total",
+        "_summary",
+        "_elements",
+        "_include",
+        "_revinclude",
+    }
 )
 #: Parameters that belong to the HTTP layer (format negotiation); ignored silently.
 TRANSPORT_PARAMS = frozenset({"_format", "_pretty"})
@@ -97,6 +107,7 @@ class _Request:
     kept: list[tuple[str, str]] = field(default_factory=list)  # echoed in links
     count: int = 20
     offset: int = 0
+    after: tuple[str, str] | None = None  # keyset cursor for the default order
     total: str = "accurate"
     summary: str | None = None
     elements: list[str] | None = None
@@ -150,6 +161,12 @@ def _parse_request(
             continue
         if base == "_offset":
             request.offset = _int_value("_offset", value, 0, None)
+            continue
+        if base == "_after":
+            after_type, slash, after_id = value.partition("/")
+            if not slash or not after_type or not after_id:
+                raise bad_request(f"_after must be Type/id, not {value!r}")
+            request.after = (after_type, after_id)
             continue
         request.kept.append((name, value))
         if base == "_total":
@@ -437,14 +454,31 @@ def search(
     page_size = 0 if count_only else request.count
     rows: list[Any] = []
     has_more = False
+    # In the default order (type, id) a next page continues after the previous page's last key
+    # (``_after``) instead of skipping ``_offset`` rows, so paging through N results is O(N).
+    keyset = request.sort is None and request.after is not None
     if page_size:
         query = (
             select(rc.c.resource_type, rc.c.resource_id, rc.c.content)
             .where(*conditions)
             .order_by(*order)
             .limit(page_size + 1 if total is None else page_size)
-            .offset(request.offset)
         )
+        if keyset:
+            assert request.after is not None
+            after_type, after_id = request.after
+            if resource_type is not None:
+                if after_type == resource_type:
+                    query = query.where(rc.c.resource_id > after_id)
+            else:
+                query = query.where(
+                    or_(
+                        rc.c.resource_type > after_type,
+                        and_(rc.c.resource_type == after_type, rc.c.resource_id > after_id),
+                    )
+                )
+        else:
+            query = query.offset(request.offset)
         rows = list(conn.execute(query))
         if total is None:
             has_more = len(rows) > page_size
@@ -464,14 +498,17 @@ def search(
         added = _included(conn, includes, [(r.resource_type, r.resource_id) for r in rows])
         contents = _fetch(conn, added)
         for key in added:
-            content = contents.get(key)
-            if content is not None:
-                content = subsetter.apply(key[0], content)
+            stored = contents.get(key)
+            if stored is not None:
+                content = subsetter.apply(key[0], stored)
                 entries.append(bundle.entry(base_url, key[0], key[1], content, bundle.INCLUDE))
 
     path = _path(base_url, resource_type, compartment)
     echoed = kept_filters + request.kept
-    links = _links(path, echoed, request.count, request.offset, total, has_more, count_only)
+    cursor = (
+        (rows[-1].resource_type, rows[-1].resource_id) if rows and request.sort is None else None
+    )
+    links = _links(path, echoed, request.count, request.offset, total, has_more, count_only, cursor)
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
 
 
@@ -489,11 +526,20 @@ def _links(
     total: int | None,
     has_more: bool,
     count_only: bool,
+    cursor: tuple[str, str] | None = None,
 ) -> list[dict[str, str]]:
-    def link(relation: str, page_offset: int) -> dict[str, str]:
+    """Paging links. ``_offset`` positions every page; the ``next`` link of a search in the
+    default order also carries ``_after`` (the last key of this page), which the next request
+    uses instead of the offset."""
+
+    def link(
+        relation: str, page_offset: int, after: tuple[str, str] | None = None
+    ) -> dict[str, str]:
         query = [*echoed, ("_count", str(count))]
         if page_offset:
             query.append(("_offset", str(page_offset)))
+        if after is not None:
+            query.append(("_after", f"{after[0]}/{after[1]}"))
         return {"relation": relation, "url": f"{path}?{urlencode(query)}"}
 
     links = [link("self", offset)]
@@ -503,7 +549,7 @@ def _links(
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
     if has_more:
-        links.append(link("next", offset + count))
+        links.append(link("next", offset + count, cursor))
     if total is not None and total > 0:
         links.append(link("last", ((total - 1) // count) * count))
     return links
@@ -558,7 +604,7 @@ def everything(
         else:
             raise bad_request(f"Unsupported $everything parameter {name!r}")
     members = compartments.members("Patient", patient_id)
-    patient: Select[Any] = select(
+    patient = select(
         literal("Patient", String()).label("resource_type"),
         literal(patient_id, String()).label("resource_id"),
     )

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, text
 
 from fhirhub.fhir_store.database import make_engine
 from fhirhub.fhir_store.schema import metadata, resource_current
@@ -134,14 +134,13 @@ def put_many(
             }
         )
         items.append((resource["resourceType"], resource["id"], resource))
-    keys = [(r["resource_type"], r["resource_id"]) for r in rows]
-    for resource_type, resource_id in keys:
-        conn.execute(
-            resource_current.delete().where(
-                resource_current.c.resource_type == resource_type,
-                resource_current.c.resource_id == resource_id,
-            )
-        )
+    conn.execute(
+        resource_current.delete().where(
+            resource_current.c.resource_type == bindparam("k_type"),
+            resource_current.c.resource_id == bindparam("k_id"),
+        ),
+        [{"k_type": r["resource_type"], "k_id": r["resource_id"]} for r in rows],
+    )
     conn.execute(resource_current.insert(), rows)
     indexer.replace_many(conn, items)
 
@@ -232,3 +231,54 @@ def entry_ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
 @pytest.fixture
 def db(engine: Engine, registry: SearchParameterRegistry, indexer: Indexer) -> Db:
     return Db(engine, registry, indexer)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthea data (../shared/data/synthea), for the realistic-volume tests and tools/bench_search.py
+
+SYNTHEA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "synthea"
+
+
+def synthea_files(limit: int | None = None) -> list[Path]:
+    files = sorted(SYNTHEA.glob("*.json")) if SYNTHEA.is_dir() else []
+    return files[:limit] if limit is not None else files
+
+
+def synthea_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources of one Synthea transaction Bundle, with ``urn:uuid`` references rewritten
+    to ``Type/id`` as the store's transaction processing would."""
+    bundle = orjson.loads(path.read_bytes())
+    mapping = {
+        entry["fullUrl"]: f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        for entry in bundle.get("entry", [])
+        if "fullUrl" in entry and "id" in entry["resource"]
+    }
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, dict):
+            ref = value.get("reference")
+            if isinstance(ref, str) and ref in mapping:
+                value["reference"] = mapping[ref]
+            for item in value.values():
+                if isinstance(item, dict | list):
+                    rewrite(item)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict | list):
+                    rewrite(item)
+        return value
+
+    return [rewrite(entry["resource"]) for entry in bundle.get("entry", [])]
+
+
+def load_synthea(engine: Engine, indexer: Indexer, files: list[Path]) -> int:
+    """Store and index every resource of ``files`` (one transaction per file); returns how many
+    resources were written."""
+    written = 0
+    for path in files:
+        resources = synthea_resources(path)
+        unique = list({(r["resourceType"], r["id"]): r for r in resources}.values())
+        with engine.begin() as conn:
+            put_many(conn, unique, indexer, last_updated=None)
+        written += len(unique)
+    return written

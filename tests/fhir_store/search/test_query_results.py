@@ -193,3 +193,27 @@ def test_elements_on_included_resources(db: Db) -> None:
     bundle = db.search("Observation", "_elements=status&_include=Observation:subject")
     assert entry_ids(bundle, "include") == ["Patient/p"]
     assert set(bundle["entry"][0]["resource"]) == {"resourceType", "id", "meta", "status"}
+
+
+@pytest.mark.parametrize("resource_type", ["Patient", None])
+def test_default_order_pages_by_key(db: Db, resource_type: str | None) -> None:
+    db.put(*[{"resourceType": "Patient", "id": f"p{i:02}"} for i in range(7)])
+    db.put({"resourceType": "Organization", "id": "org"})
+    query = "_count=3" if resource_type else "_type=Patient,Organization&_count=3"
+    bundle = db.search(resource_type, query)
+    seen = order(bundle)
+    offsets = []
+    while "next" in links(bundle):
+        rel = links(bundle)
+        assert ("_after", f"{bundle['entry'][-1]['resource']['resourceType']}/{seen[-1]}") in rel[
+            "next"
+        ]
+        bundle = db.search(resource_type, rel["next"])
+        offsets.append(dict(links(bundle)["self"]).get("_offset"))
+        seen.extend(order(bundle))
+    expected = [f"p{i:02}" for i in range(7)]
+    assert seen == (expected if resource_type else ["org", *expected])
+    assert offsets == (["3", "6"] if resource_type else ["3", "6"])
+    # a previous link (offset only) leads back to the same page
+    back = db.search(resource_type, links(bundle)["previous"])
+    assert order(back) == seen[3:6]
