@@ -165,10 +165,8 @@ def main() -> None:
             f"paging Observation?_count=1000&_elements=code,subject: {seen / seconds:,.0f} resources/s"
         )
         if not args.pg:
-            from sqlalchemy.dialects import sqlite  # noqa: F401
-
-            from fhirhub.fhir_store.search.predicates import Owner, Predicates
             from fhirhub.fhir_store.schema import resource_current as rc
+            from fhirhub.fhir_store.search.predicates import Owner, Predicates
 
             with engine.connect() as conn:
                 preds = Predicates(conn, registry, base_url=BASE, now_us=0)
