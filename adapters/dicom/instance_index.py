@@ -199,7 +199,9 @@ class InstanceIndex:
         depth = LEVELS.index(level)
         shown = [(k, c) for k, c, lvl in ATTRIBUTES if LEVELS.index(lvl) <= depth]
         group = COLUMN[UNIQUE_KEY[level]]
-        select = [f"min({c}) AS {c}" for _k, c in shown]
+        # SQLite "bare columns": with one min() aggregate the other columns come from that
+        # row; the level's attributes are equal on every row of the entity, so any row will do.
+        select = [c for _k, c in shown]
         if level in ("PATIENT", "STUDY"):
             select += [
                 "count(DISTINCT study_uid)",
@@ -212,7 +214,7 @@ class InstanceIndex:
         else:
             select += ["0", "0", "1", "NULL"]
         where, args = _where(level, identifier)
-        sql = f"SELECT {', '.join(select)} FROM instance {where} GROUP BY {group}"
+        sql = f"SELECT {', '.join(select)}, min(rowid) FROM instance {where} GROUP BY {group}"
         order = {
             "PATIENT": "patient_id",
             "STUDY": "study_date DESC, study_uid",
@@ -228,7 +230,7 @@ class InstanceIndex:
         results = []
         for row in rows:
             item: dict[str, Any] = {k: row[i] for i, (k, _c) in enumerate(shown)}
-            studies, series, instances, modalities = row[len(shown) :]
+            studies, series, instances, modalities = row[len(shown) : len(shown) + 4]
             if level == "PATIENT":
                 item["NumberOfPatientRelatedStudies"] = studies
                 item["NumberOfPatientRelatedSeries"] = series
