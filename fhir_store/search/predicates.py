@@ -37,6 +37,7 @@ from sqlalchemy import (
     Connection,
     FromClause,
     and_,
+    bindparam,
     false,
     not_,
     or_,
@@ -757,7 +758,12 @@ class Predicates:
                     matched.add(resource_id)
         if not matched:
             return false()
-        return owner.id_col.in_(sorted(matched))
+        # Rendered inline (quoted by the dialect), not as one bind variable per id: a common
+        # first component can match more ids than SQLite allows variables in a statement.
+        ids = bindparam(
+            "composite_ids", sorted(matched), expanding=True, literal_execute=True, unique=True
+        )
+        return owner.id_col.in_(ids)
 
 
 _TABLE_OF: dict[str, Any] = {

@@ -189,6 +189,8 @@ def test_composite(db: Db) -> None:
         "Observation/bp2",
     ]
     assert db.ids("Observation", "component-code-value-quantity=8480-6$gt200") == []
+    both = "component-code-value-quantity=8480-6$gt100&component-code-value-quantity=8462-4$gt90"
+    assert db.ids("Observation", both) == ["Observation/bp2", "Observation/bp3"]
     with pytest.raises(FhirError):
         db.search("Observation", "component-code-value-quantity=8480-6")
 
