@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    BindParameter,
     Column,
     ColumnElement,
     Connection,
@@ -760,7 +761,7 @@ class Predicates:
             return false()
         # Rendered inline (quoted by the dialect), not as one bind variable per id: a common
         # first component can match more ids than SQLite allows variables in a statement.
-        ids = bindparam(
+        ids: BindParameter[list[str]] = bindparam(
             "composite_ids", sorted(matched), expanding=True, literal_execute=True, unique=True
         )
         return owner.id_col.in_(ids)
