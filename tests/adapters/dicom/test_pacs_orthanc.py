@@ -4,8 +4,10 @@ files through its own DICOM port, then queried and retrieved by $pacs-query / $p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +171,29 @@ def test_unreachable_pacs_is_a_502(sqlite_url: str, tmp_path: Path) -> None:
         response = client.get("/fhir/$pacs-query", params={"patient": "x"})
         assert response.status_code == 502
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_cli_against_orthanc(pacs_setup: tuple[TestClient, Orthanc], tmp_path: Path) -> None:
+    _client, orthanc = pacs_setup
+    env = {**os.environ, "FHIRHUB_DATA_DIR": str(tmp_path / "cli"), "FHIRHUB_DICOM_PORT": "off"}
+    pacs = ["--host", "127.0.0.1", "--port", str(orthanc.dicom_port), "--aet", orthanc.aet]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fhirhub.core.cli", "dicom", *args, *pacs],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert cli("echo").stdout.strip() == "ok"
+    found = cli("query", "--patient", "77654033")
+    assert found.returncode == 0, found.stderr
+    studies = [json.loads(line) for line in found.stdout.splitlines() if line.startswith("{")]
+    assert len(studies) == 2
+    retrieved = cli("retrieve", studies[0]["StudyInstanceUID"], "--method", "get")
+    assert retrieved.returncode == 0, retrieved.stderr
+    result = json.loads(retrieved.stdout.strip().splitlines()[-1])
+    assert result["completed"] == studies[0]["NumberOfStudyRelatedInstances"]
+    assert result["failed"] == 0 and len(result["imagingStudies"]) == 1
