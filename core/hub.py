@@ -53,15 +53,38 @@ class Hub:
     def base_url(self) -> str:
         return self.settings.base_url.rstrip("/")
 
+    @property
+    def dispatcher(self) -> Any:
+        """The running :class:`fhirhub.core.dispatcher.Dispatcher`, if the app started one."""
+        return self.extra.get("dispatcher")
 
-def build_hub(settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None) -> Hub:
-    """Create the store (schema upgraded), load plugins and collect what they register."""
+    def close(self) -> None:
+        """Stop background work and release the database."""
+        dispatcher = self.extra.get("dispatcher")
+        if dispatcher is not None:
+            dispatcher.stop()
+        if self.tasks is not None:
+            self.tasks.close()
+        self.store.engine.dispose()
+
+
+def build_hub(
+    settings: Settings,
+    *,
+    plugin_manager: pluggy.PluginManager | None = None,
+    extra_plugins: list[Any] | None = None,
+) -> Hub:
+    """Create the store (schema upgraded), load plugins and collect what they register.
+
+    ``extra_plugins`` registers plugin objects directly (tests, embedding), in addition to the
+    built-in and entry-point plugins.
+    """
     from fhirhub.core.plugins import activate_plugins, make_plugin_manager
 
     engine = make_engine(settings.database_url)
     store = FhirStore(engine)
     store.create_schema()
-    pm = plugin_manager or make_plugin_manager(settings)
+    pm = plugin_manager or make_plugin_manager(settings, extra_plugins=extra_plugins)
     hub = Hub(settings=settings, store=store, plugins=pm)
     activate_plugins(hub)
     return hub

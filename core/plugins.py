@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "fhirhub.plugins"
 #: Built-in plugins: (name, module). Registered like entry-point plugins.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-operations", "fhirhub.core.builtin_operations"),
+    ("core-search-parameters", "fhirhub.core.search_parameters"),
     ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),
@@ -61,7 +62,9 @@ def parse_selection(value: str) -> tuple[set[str], set[str]]:
     return allow, block
 
 
-def make_plugin_manager(settings: Settings) -> pluggy.PluginManager:
+def make_plugin_manager(
+    settings: Settings, *, extra_plugins: list[Any] | None = None
+) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
@@ -76,6 +79,9 @@ def make_plugin_manager(settings: Settings) -> pluggy.PluginManager:
     candidates: list[tuple[str, str, str, Any]] = []
     for name, module_name in DEFAULT_PLUGINS:
         candidates.append((name, "builtin", "", lambda m=module_name: importlib.import_module(m)))
+    for plugin in extra_plugins or []:
+        name = getattr(plugin, "PLUGIN_NAME", None) or getattr(plugin, "__name__", repr(plugin))
+        candidates.append((str(name), "extra", "", lambda p=plugin: p))
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         candidates.append(
@@ -92,7 +98,7 @@ def make_plugin_manager(settings: Settings) -> pluggy.PluginManager:
             continue
         info = PluginInfo(name, version, source, "")
         infos[name] = info
-        if not wanted(name):
+        if source != "extra" and not wanted(name):
             info.enabled = False
             continue
         try:

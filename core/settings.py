@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     port: int = 8080
     auth: str = "off"
     broker: str = Field(default="", description="Celery broker URL (redis:// or amqp://)")
+    broker_queue: str = Field(default="fhirhub", description="Celery queue name")
     plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")
     max_body_bytes: int = 32 * 1024 * 1024
     validate_models: bool = Field(

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhirhub import __version__
+from fhirhub.core.dispatcher import Dispatcher
 from fhirhub.core.http import rest
 from fhirhub.core.http.responses import error_response, fhir_response, outcome_response
 from fhirhub.core.hub import Hub, build_hub
@@ -32,9 +33,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         call_each(hub, "startup", hub=hub)
+        dispatcher = Dispatcher(hub)
+        hub.extra["dispatcher"] = dispatcher
+        dispatcher.start()
         try:
             yield
         finally:
+            dispatcher.stop()
             call_each(hub, "shutdown", hub=hub)
             if hub.tasks is not None:
                 hub.tasks.close()

@@ -1,0 +1,95 @@
+"""Celery integration: plugin tasks and ``resource_committed`` deliveries on workers.
+
+Used only when ``FHIRHUB_BROKER`` names a broker (``redis://...`` or ``amqp://...``). Start
+workers with the same environment as the API (``FHIRHUB_DB`` and ``FHIRHUB_BROKER``)::
+
+    celery -A fhirhub.core.celery_app worker --pool=solo -Q fhirhub
+
+A worker builds its own hub from the settings (same database, same plugins) and runs the
+plugin's function there. Results travel back through the Redis result backend, or RPC replies
+on RabbitMQ, so the API side can wait for a delivery (which keeps per-plugin order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+DELIVERY_TIMEOUT_S = 120
+
+
+def _backend_for(broker: str) -> str:
+    return broker if broker.startswith("redis") else "rpc://"
+
+
+@cache
+def make_celery(broker: str, queue: str) -> Celery:
+    celery = Celery("fhirhub", broker=broker, backend=_backend_for(broker))
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=queue,
+        task_acks_late=True,  # a worker that dies mid-task leaves it for another: at least once
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+    )
+    celery.task(name="fhirhub.deliver")(_deliver)
+    celery.task(name="fhirhub.run_task")(_run_task)
+    return celery
+
+
+@cache
+def _worker_hub() -> Hub:
+    """The hub of this worker process (built once, from the environment)."""
+    from fhirhub.core.hub import build_hub
+    from fhirhub.core.settings import load_settings
+
+    return build_hub(load_settings(hl7_port="off", dicom_port="off"))
+
+
+def _deliver(consumer: str, seq: int) -> bool:
+    from fhirhub.core.dispatcher import read_versions
+
+    hub = _worker_hub()
+    with hub.store.read() as conn:
+        versions = read_versions(conn, seq - 1, limit=1)
+    if not versions or versions[0].seq != seq:
+        return False
+    for impl in hub.plugins.hook.resource_committed.get_hookimpls():
+        if impl.plugin_name == consumer:
+            impl.function(event=versions[0], hub=hub)
+            return True
+    raise LookupError(f"No resource_committed hook of plugin {consumer!r} on this worker")
+
+
+def _run_task(name: str, args: list[Any]) -> Any:
+    hub = _worker_hub()
+    assert hub.tasks is not None
+    return hub.tasks.tasks[name](*args)
+
+
+def broker_delivery(hub: Hub) -> Callable[[str, int], None] | None:
+    """A function delivering (consumer, seq) through Celery, or None without a broker."""
+    if not hub.settings.broker:
+        return None
+    celery = make_celery(hub.settings.broker, hub.settings.broker_queue)
+
+    def deliver(consumer: str, seq: int) -> None:
+        result = celery.send_task("fhirhub.deliver", args=[consumer, seq])
+        result.get(timeout=DELIVERY_TIMEOUT_S)
+
+    return deliver
+
+
+#: The app the ``celery -A fhirhub.core.celery_app worker`` command line finds.
+app = make_celery(
+    os.environ.get("FHIRHUB_BROKER", "memory://"), os.environ.get("FHIRHUB_BROKER_QUEUE", "fhirhub")
+)
