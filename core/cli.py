@@ -124,7 +124,18 @@ def migrate(db: DbOption = None) -> None:
     typer.echo(f"Schema at revision {current_revision(engine)}")
 
 
+@app.command("plugins")
+def plugins() -> None:
+    """List plugins: name, version, source, enabled or why not, hooks, declared needs."""
+    from fhirhub.core.plugins_cli import list_plugins
+
+    list_plugins()
+
+
 def main() -> None:
+    from fhirhub.core.plugins_cli import plugin_app
+
+    app.add_typer(plugin_app, name="plugin")
     from fhirhub.core.plugins import register_cli_commands
 
     register_cli_commands(app)

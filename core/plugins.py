@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),
+    ("hello", "fhirhub.plugins.hello"),
 )
 
 
@@ -47,6 +48,9 @@ class PluginInfo:
     enabled: bool = True
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
+    #: Declared needs (the plugin's ``MANIFEST``): FHIR resource types and SMART scopes.
+    resource_types: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
 
 
 def parse_selection(value: str) -> tuple[set[str], set[str]]:
@@ -103,10 +107,16 @@ def make_plugin_manager(
             continue
         try:
             plugin = loader()
+            if pm.is_registered(plugin):  # the same module as an entry point and a test extra
+                del infos[name]
+                continue
             info.module = getattr(plugin, "__name__", repr(plugin))
             info.version = info.version or str(getattr(plugin, "__version__", "") or "")
             pm.register(plugin, name=name)
             info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+            manifest = getattr(plugin, "MANIFEST", None) or {}
+            info.resource_types = list(manifest.get("resource_types", []))
+            info.scopes = list(manifest.get("scopes", []))
         except Exception as exc:  # a broken plugin must not stop the hub
             info.enabled = False
             info.error = f"{type(exc).__name__}: {exc}"
