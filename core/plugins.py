@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -122,6 +123,10 @@ def make_plugin_manager(
             info.error = f"{type(exc).__name__}: {exc}"
             log.error("Plugin %s failed to load and is disabled: %s", name, info.error)
     pm.check_pending()
+    if os.environ.get("FHIRHUB_TRACE_HOOKS"):
+        # Log every hook call and its outcome (a switch for plugin authors, like pluggy's).
+        pm.trace.root.setwriter(log.info)
+        pm.enable_tracing()
     return pm
 
 
@@ -170,6 +175,36 @@ def activate_plugins(hub: Hub) -> None:
     for _plugin, registered in call_each(hub, "register_tasks", hub=hub):
         tasks.update(registered)
     hub.tasks = TaskRunner(hub, tasks)
+    _store_code_systems(hub)
+
+
+def _store_code_systems(hub: Hub) -> None:
+    """Store plugin CodeSystems/ValueSets idempotently: a conditional update by canonical url
+    writes a new version only when the content differs from what is stored."""
+    import orjson
+
+    from fhirhub.core.interactions import write as writes
+
+    for plugin, resources in call_each(hub, "register_code_systems", hub=hub):
+        try:
+            with hub.store.unit_of_work() as uow:
+                for resource in resources:
+                    resource_type = resource["resourceType"]
+                    query = f"url={resource['url']}"
+                    from fhirhub.core.interactions.search import match_ids
+
+                    matches = match_ids(hub, uow, resource_type, query)
+                    if len(matches) == 1:
+                        current = uow.current(resource_type, matches[0])
+                        stored = orjson.loads(current.content or b"{}") if current else {}
+                        stored.pop("meta", None)
+                        wanted = {**resource, "id": matches[0]}
+                        wanted.pop("meta", None)
+                        if stored == wanted:
+                            continue
+                    writes.conditional_update(hub, uow, resource_type, query, dict(resource))
+        except Exception as exc:
+            _disable(hub.plugins, plugin, exc, "register_code_systems")
 
 
 def module_plugin(module: ModuleType) -> ModuleType:
