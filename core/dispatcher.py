@@ -122,14 +122,9 @@ class Dispatcher:
 
         remote = broker_delivery(self.hub)
         for impl in self.hub.plugins.hook.resource_committed.get_hookimpls():
-            name = impl.plugin_name
-            if remote is not None:
-                deliver: Callable[[StoredVersion], None] = lambda version, n=name: remote(
-                    n, version.seq
-                )
-            else:
-                deliver = lambda version, f=impl.function: f(event=version, hub=self.hub)  # noqa: E731
-            self.consumers[name] = Consumer(name, deliver)
+            self.consumers[impl.plugin_name] = Consumer(
+                impl.plugin_name, self._delivery(impl.plugin_name, impl.function, remote)
+            )
         with self.hub.store.unit_of_work() as uow:
             head = uow.conn.execute(
                 select(func.coalesce(func.max(resource_version.c.seq), 0))
@@ -147,6 +142,22 @@ class Dispatcher:
                     uow.conn.execute(
                         insert(dispatch_cursor).values(consumer=consumer.name, last_seq=int(head))
                     )
+
+    def _delivery(
+        self,
+        name: str,
+        function: Callable[..., Any],
+        remote: Callable[[str, int], None] | None,
+    ) -> Callable[[StoredVersion], None]:
+        """In-process call of the plugin's hook, or a Celery round trip when a broker is set."""
+
+        def deliver(version: StoredVersion) -> None:
+            if remote is not None:
+                remote(name, version.seq)
+            else:
+                function(event=version, hub=self.hub)
+
+        return deliver
 
     def _caught_up(self) -> bool:
         with self.hub.store.read() as conn:

@@ -85,8 +85,10 @@ def make_plugin_manager(
     for name, module_name in DEFAULT_PLUGINS:
         candidates.append((name, "builtin", "", lambda m=module_name: importlib.import_module(m)))
     for plugin in extra_plugins or []:
-        name = getattr(plugin, "PLUGIN_NAME", None) or getattr(plugin, "__name__", repr(plugin))
-        candidates.append((str(name), "extra", "", lambda p=plugin: p))
+        extra_name = getattr(plugin, "PLUGIN_NAME", None) or getattr(
+            plugin, "__name__", repr(plugin)
+        )
+        candidates.append((str(extra_name), "extra", "", lambda p=plugin: p))
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         candidates.append(
