@@ -67,7 +67,11 @@ def test_a_failed_unit_of_work_leaves_nothing(store: FhirStore) -> None:
 def test_replay_rebuilds_projections_with_identical_search_results(store: FhirStore) -> None:
     with store.unit_of_work() as uow:
         for index in range(20):
-            uow.put("Patient", f"r{index}", {**patient(f"Family{index % 3}"), "birthDate": f"19{50 + index}-01-01"})
+            uow.put(
+                "Patient",
+                f"r{index}",
+                {**patient(f"Family{index % 3}"), "birthDate": f"19{50 + index}-01-01"},
+            )
     with store.unit_of_work() as uow:
         uow.put("Patient", "r0", {**patient("Changed"), "birthDate": "2001-01-01"})
         uow.delete("Patient", "r1")
@@ -81,7 +85,8 @@ def test_replay_rebuilds_projections_with_identical_search_results(store: FhirSt
     def answers() -> list[bytes]:
         with store.read() as conn:
             return [
-                search(conn, store.registry, "Patient", q, base_url="http://h/fhir") for q in queries
+                search(conn, store.registry, "Patient", q, base_url="http://h/fhir")
+                for q in queries
             ]
 
     before = answers()
