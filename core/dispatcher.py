@@ -83,6 +83,7 @@ class Dispatcher:
     _idle: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock_conn: Any = None
+    _owned: set[str] = field(default_factory=set)
 
     def start(self) -> None:
         self._load_consumers()
@@ -167,7 +168,8 @@ class Dispatcher:
         return all(c.cursor >= head for c in self.consumers.values())
 
     def _owns(self, consumer: Consumer) -> bool:
-        if self.hub.store.is_sqlite:
+        """Whether this process serves ``consumer`` (a session advisory lock, kept once won)."""
+        if self.hub.store.is_sqlite or consumer.name in self._owned:
             return True
         if self._lock_conn is None:
             self._lock_conn = self.hub.store.engine.connect()
@@ -176,6 +178,8 @@ class Dispatcher:
         )
         owned = self._lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
         self._lock_conn.commit()
+        if owned:
+            self._owned.add(consumer.name)
         return bool(owned)
 
     def _run(self) -> None:
@@ -198,11 +202,14 @@ class Dispatcher:
         busy = False
         advanced: list[Consumer] = []
         now = time.monotonic()
-        for consumer in self.consumers.values():
-            if consumer.retry_at > now or not self._owns(consumer):
-                continue
-            with self.hub.store.read() as conn:
-                versions = read_versions(conn, consumer.cursor)
+        due = [c for c in self.consumers.values() if c.retry_at <= now and self._owns(c)]
+        if not due:
+            return False
+        # One read of the log per round, shared by every consumer that is due.
+        with self.hub.store.read() as conn:
+            batch = read_versions(conn, min(c.cursor for c in due))
+        for consumer in due:
+            versions = [v for v in batch if v.seq > consumer.cursor]
             if not versions:
                 continue
             delivered_to = consumer.cursor
@@ -232,7 +239,7 @@ class Dispatcher:
             if delivered_to != consumer.cursor:
                 consumer.cursor = delivered_to
                 advanced.append(consumer)
-                busy = busy or len(versions) == BATCH
+                busy = busy or len(batch) == BATCH
         if advanced:
             self._save_cursors(advanced)
         return busy
