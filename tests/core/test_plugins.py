@@ -151,3 +151,20 @@ def test_allow_and_block_lists(
 
     assert plugin_settings(only, "hello") == {"greeting": "hi"}
     only.close()
+
+
+def test_trace_switch_logs_every_hook_call(
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("FHIRHUB_TRACE_HOOKS", "1")
+    with caplog.at_level("INFO", logger="fhirhub.plugins"):
+        hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Terminology()])
+        try:
+            hub.plugins.hook.health_checks(hub=hub)
+        finally:
+            hub.close()
+    traced = " ".join(record.getMessage() for record in caplog.records)
+    assert "health_checks" in traced
