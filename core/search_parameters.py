@@ -1,18 +1,27 @@
 """Run-time SearchParameters: a built-in plugin.
 
 A SearchParameter resource written through the API is validated before the write (its
-expression must compile), then, once committed, registered in the search registry and its
-base types re-indexed by an indexing job on the dispatcher (never on the writer's thread).
-Searches by the new code work once that job has finished. At start-up every stored
+expression must compile). Once committed it is registered in the search registry and its base
+types are re-indexed by the ``search-parameters.reindex`` task (``hub.tasks``: a pool thread,
+or a Celery worker when a broker is configured). Searches by the new code are complete once
+that job has finished (``hub.dispatcher.wait_idle()`` covers it). At start-up every stored
 SearchParameter is registered again.
 
-With several API processes only the process that delivers to this plugin re-indexes; the
-others register the parameter at their next start (a known limit of this first version).
+Registration happens in two places on purpose:
+
+* a commit listener in the writing process registers the parameter right after commit, so the
+  writes that follow are indexed by it even when ``resource_committed`` runs on a Celery
+  worker (the registry lives in each process);
+* ``resource_committed`` registers it in the delivering process (idempotent: the same url
+  replaces the earlier definition) and runs the re-indexing job, at least once.
+
+Limit of this first version: other API processes learn a new parameter at their next start.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -21,8 +30,13 @@ from sqlalchemy import select
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
+from fhirhub.fhir_store.versions import StoredVersion
 
 log = logging.getLogger("fhirhub.search_parameters")
+
+TASK = "search-parameters.reindex"
+REINDEX_TIMEOUT_S = 600.0
+ABSTRACT = ("Resource", "DomainResource")
 
 
 @hookimpl
@@ -47,14 +61,57 @@ def startup(hub: Any) -> None:
             hub.store.registry.add(orjson.loads(content))
         except Exception as exc:
             log.error("Stored SearchParameter could not be registered: %s", exc)
+    hub.store.add_commit_listener(_register_committed(hub))
+
+
+def _register_committed(hub: Any) -> Callable[[Sequence[StoredVersion]], None]:
+    """A commit listener: register committed SearchParameters in this process (cheap: one
+    expression compile, only for SearchParameter versions)."""
+
+    def listener(versions: Sequence[StoredVersion]) -> None:
+        for version in versions:
+            if version.resource_type == "SearchParameter" and not version.deleted:
+                try:
+                    hub.store.registry.add(orjson.loads(version.content or b"{}"))
+                except Exception as exc:  # validated before the write; never break a commit
+                    log.error("SearchParameter %s not registered: %s", version.resource_id, exc)
+
+    return listener
 
 
 @hookimpl
-def resource_committed(event: Any, hub: Any) -> None:
+def register_tasks(hub: Any) -> dict[str, Any]:
+    def reindex(resource_id: str) -> int:
+        """Register the stored SearchParameter ``resource_id`` and index its base types."""
+        from fhirhub.sdk import FhirError, read
+
+        try:
+            stored = read(hub, "SearchParameter", resource_id)
+        except FhirError as exc:
+            if exc.status in (404, 410):  # deleted since: nothing to index (not an error)
+                return 0
+            raise
+        definition = hub.store.registry.add(stored)
+        bases = [b for b in definition.base if b not in ABSTRACT] or None
+        with hub.store.unit_of_work() as uow:
+            count: int = hub.store.indexer.reindex(uow.conn, bases, [definition.code])
+        log.info(
+            "SearchParameter %s active on %s: %d resources indexed", definition.code, bases, count
+        )
+        return count
+
+    return {TASK: reindex}
+
+
+@hookimpl
+def resource_committed(event: StoredVersion, hub: Any) -> None:
     if event.resource_type != "SearchParameter" or event.deleted or event.content is None:
         return
-    definition = hub.store.registry.add(orjson.loads(event.content))
-    bases = [b for b in definition.base if b not in ("Resource", "DomainResource")] or None
-    with hub.store.unit_of_work() as uow:
-        count = hub.store.indexer.reindex(uow.conn, bases, [definition.code])
-    log.info("SearchParameter %s active on %s: %d resources indexed", definition.code, bases, count)
+    hub.store.registry.add(orjson.loads(event.content))
+    if hub.settings.broker:
+        # With a broker this delivery already runs on a Celery worker; a task must not wait
+        # for another task (a solo worker would deadlock), so the job runs right here.
+        hub.tasks.tasks[TASK](event.resource_id)
+    else:
+        # Waiting keeps at-least-once: if the job fails, the dispatcher retries this version.
+        hub.tasks.submit(TASK, event.resource_id).result(timeout=REINDEX_TIMEOUT_S)

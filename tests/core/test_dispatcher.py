@@ -118,6 +118,17 @@ def test_search_parameter_posted_at_run_time_becomes_active(
         )
         assert found.status_code == 200, found.text
         assert [e["resource"]["identifier"][0]["value"] for e in found.json()["entry"]] == ["x"]
+        # Writes after the parameter are indexed by it as they happen.
+        client.post(
+            "/fhir/Patient",
+            content=orjson.dumps(patient(mrn="z", maritalStatus={"text": "Married"})),
+            headers=FHIR,
+        )
+        found = client.get("/fhir/Patient", params={"marital-text": "marr", "_sort": "_id"})
+        assert sorted(e["resource"]["identifier"][0]["value"] for e in found.json()["entry"]) == [
+            "x",
+            "z",
+        ]
         broken = {
             **parameter,
             "url": "http://x/bad",
