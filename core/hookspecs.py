@@ -30,22 +30,32 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def startup(hub: Hub) -> None:
-    """Called once when the hub starts serving, after the store is ready.
+    """Called once when the hub starts serving (the app's lifespan start), after the store is
+    ready and before the dispatcher starts delivering.
 
-    Start background work here (listeners, pollers); ``hub`` gives access to the store, the
-    settings and the task runner. Raising disables this plugin and is reported; the hub starts.
+    :param hub: the running hub: ``hub.store``, ``hub.settings``, ``hub.tasks``.
+    :returns: nothing. Start background work here (listeners, pollers). Raising disables this
+        plugin (reported by ``fhirhub plugins`` and the logs); the hub still starts.
     """
 
 
 @hookspec
 def shutdown(hub: Hub) -> None:
-    """Called once when the hub stops; release what ``startup`` acquired."""
+    """Called once when the hub stops (the app's lifespan end), after the dispatcher stopped.
+
+    :param hub: the hub being stopped.
+    :returns: nothing; release what ``startup`` acquired (threads, sockets, connections).
+    """
 
 
 @hookspec
 def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
-    """Return ``[(name, check)]`` where ``check()`` returns ``True``/``False`` or raises;
-    ``/healthz`` reports each by name and is unhealthy if any fails."""
+    """Called on each ``GET /healthz``.
+
+    :param hub: the running hub.
+    :returns: ``[(name, check)]`` where ``check()`` returns ``True``/``False`` or raises;
+        ``/healthz`` reports each by name and is unhealthy (503) if any fails.
+    """
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -53,14 +63,23 @@ def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
 
 @hookspec
 def register_routes(hub: Hub) -> Any:
-    """Return a FastAPI ``APIRouter`` (or a list of them) to mount under ``/plugins/<name>``."""
+    """Called once when the FastAPI app is created.
+
+    :param hub: the hub the app serves.
+    :returns: a FastAPI ``APIRouter`` (or a list of them), mounted under
+        ``/plugins/<plugin name>``; ``None`` for no routes.
+    """
 
 
 @hookspec
 def register_operations(hub: Hub) -> list[Operation] | None:
-    """Return :class:`fhirhub.sdk.Operation` objects: FHIR ``$operations`` at system, type or
-    instance level, each with its OperationDefinition. They are listed in the
-    CapabilityStatement automatically."""
+    """Called once while the hub is built (plugin activation).
+
+    :param hub: the hub being built.
+    :returns: :class:`fhirhub.sdk.Operation` objects: FHIR ``$operations`` at system, type or
+        instance level, each with its OperationDefinition (FHIR R4 §3.1.0 Operations). They are
+        routed and listed in the CapabilityStatement automatically.
+    """
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -68,35 +87,51 @@ def register_operations(hub: Hub) -> list[Operation] | None:
 
 @hookspec
 def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
-    """Called for every create, update and patch inside the write transaction, after
-    structural validation and before the version is appended.
+    """Called for every create, update, patch and transaction entry inside the write
+    transaction, after structural validation and before the version is appended.
 
-    ``resource`` is the resource as it will be stored (without ``meta.versionId``); a hook may
-    modify it in place (enrich) or veto the write by raising
-    :class:`fhirhub.sdk.FhirError` (an OperationOutcome), which aborts the whole transaction.
-    ``context`` says which interaction is running and gives the unit of work.
+    :param resource: the resource as it will be stored (without ``meta.versionId``); a hook
+        may modify it in place (enrich).
+    :param context: :class:`fhirhub.sdk.WriteContext`: the interaction, the resource type and
+        id, the unit of work.
+    :returns: nothing. Raise :class:`fhirhub.sdk.FhirError` to veto the write: it becomes an
+        OperationOutcome and the whole transaction rolls back.
     """
 
 
 @hookspec
 def resource_committed(event: StoredVersion, hub: Hub) -> None:
-    """Called after commit for each new version (creates, updates and deletion tombstones),
-    in log order, at least once, never on the writer's thread.
+    """Called after commit for each new version (creates, updates and deletion tombstones), in
+    log (``seq``) order, at least once, on the dispatcher's thread or a Celery worker, never on
+    the writer's thread.
 
-    A failing implementation is logged and retried from its own position; it never loses or
-    corrupts a write and does not hold other plugins back. Make handlers idempotent.
+    :param event: :class:`fhirhub.sdk.StoredVersion`: type, id, version, ``seq``, ``deleted``
+        and the stored JSON bytes (``content``).
+    :param hub: the hub (on a worker: the worker's own hub on the same database).
+    :returns: nothing. A raising implementation is logged and retried from its own position
+        with back-off; it never loses or corrupts a write and does not hold other plugins back.
+        Make handlers idempotent (a crash can re-deliver the last version).
     """
 
 
 @hookspec
 def register_search_parameters(hub: Hub) -> list[dict[str, Any]] | None:
-    """Return SearchParameter resources (as dicts) to activate in addition to the standard ones."""
+    """Called once while the hub is built.
+
+    :param hub: the hub being built.
+    :returns: SearchParameter resources (as dicts) to activate in addition to the standard
+        ones (FHIR R4 §3.1.1.4.5 custom search parameters); their expressions are compiled once.
+    """
 
 
 @hookspec
 def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
-    """Return CodeSystem and ValueSet resources (as dicts) the plugin provides; they are stored
-    (idempotently, by canonical url) at start-up."""
+    """Called once while the hub is built.
+
+    :param hub: the hub being built.
+    :returns: CodeSystem and ValueSet resources (as dicts) the plugin provides; they are stored
+        idempotently (a conditional update by canonical ``url``, a new version only on change).
+    """
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -104,7 +139,11 @@ def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
 
 @hookspec
 def register_commands(cli: Any) -> None:
-    """Add subcommands to the ``fhirhub`` command line (``cli`` is a ``typer.Typer``)."""
+    """Called when the ``fhirhub`` command line starts.
+
+    :param cli: the ``typer.Typer`` application; add subcommands to it.
+    :returns: nothing.
+    """
 
 
 # -- background work -------------------------------------------------------------------------
@@ -112,9 +151,14 @@ def register_commands(cli: Any) -> None:
 
 @hookspec
 def register_tasks(hub: Hub) -> dict[str, Any] | None:
-    """Return ``{name: function}`` of background tasks. They run in-process by default and on
-    Celery workers when ``FHIRHUB_BROKER`` names a Redis or RabbitMQ URL; schedule them with
-    ``hub.tasks.submit(name, *args)``. Arguments must be JSON-serialisable."""
+    """Called once while the hub is built (in API processes and in Celery workers alike).
+
+    :param hub: the hub being built.
+    :returns: ``{name: function}`` of background tasks. They run in-process by default (a
+        thread pool) and on Celery workers when ``FHIRHUB_BROKER`` names a Redis or RabbitMQ
+        URL; schedule them with ``hub.tasks.submit(name, *args)``, which returns a handle whose
+        ``result(timeout)`` waits. Arguments and results must be JSON-serialisable.
+    """
 
 
 # -- UI --------------------------------------------------------------------------------------
@@ -122,11 +166,19 @@ def register_tasks(hub: Hub) -> dict[str, Any] | None:
 
 @hookspec
 def ui_pages(hub: Hub) -> list[dict[str, Any]] | None:
-    """Return pages for the UI shell's navigation: ``{"path", "title", "icon"?, "order"?}``;
-    ``path`` is a route of the plugin (usually under its ``/plugins/<name>`` prefix)."""
+    """Called on each UI shell page render, to build the navigation.
+
+    :param hub: the running hub.
+    :returns: pages ``{"path", "title", "icon"?, "order"?}``; ``path`` is a local route of the
+        plugin (usually under its ``/plugins/<name>`` prefix).
+    """
 
 
 @hookspec
 def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
-    """Return panels for the patient chart: ``{"id", "title", "order"?, "resource_types"
-    or "url"}``; the shell renders them from the public FHIR API for the open patient."""
+    """Called on each patient chart render.
+
+    :param hub: the running hub.
+    :returns: panels ``{"id", "title", "order"?, "resource_types" or "url", "params"?,
+        "renderer"?}``; the shell renders them from the public FHIR API for the open patient.
+    """
