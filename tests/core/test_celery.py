@@ -132,3 +132,48 @@ def test_resource_committed_is_delivered_by_workers(
     assert head is not None and cursor == head[0]
     assert Path(log).read_text().count("fhirhub.deliver") >= 3
     hub.close()
+
+
+def test_search_parameter_is_indexed_by_a_worker(
+    broker: str, worker: tuple[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    queue, log = worker
+    hub = build_hub(
+        Settings(
+            db=sqlite_url,
+            data_dir=tmp_path,
+            broker=broker,
+            broker_queue=queue,
+            hl7_port="off",
+            dicom_port="off",
+        )
+    )
+    parameter = {
+        "resourceType": "SearchParameter",
+        "url": "http://hospital.example/SearchParameter/marital-text",
+        "name": "marital-text",
+        "status": "active",
+        "description": "Marital status text",
+        "code": "marital-text",
+        "base": ["Patient"],
+        "type": "string",
+        "expression": "Patient.maritalStatus.text",
+    }
+    with TestClient(create_app(hub=hub)) as client:
+        married = patient(mrn="before", maritalStatus={"text": "Married"})
+        assert client.post("/fhir/Patient", content=orjson.dumps(married)).status_code == 201
+        response = client.post("/fhir/SearchParameter", content=orjson.dumps(parameter))
+        assert response.status_code == 201, response.text
+        assert hub.dispatcher.wait_idle(timeout=90)
+        after = patient(mrn="after", maritalStatus={"text": "Married"})
+        assert client.post("/fhir/Patient", content=orjson.dumps(after)).status_code == 201
+        found = client.get(
+            "/fhir/Patient", params={"marital-text": "marr"}, headers={"Prefer": "handling=strict"}
+        )
+        assert found.status_code == 200, found.text
+        mrns = sorted(e["resource"]["identifier"][0]["value"] for e in found.json()["entry"])
+    # "before" was indexed by the worker's re-indexing job, "after" by the API process as it was
+    # written (the commit listener registered the parameter there too).
+    assert mrns == ["after", "before"]
+    assert "SearchParameter marital-text active" in Path(log).read_text()
+    hub.close()
