@@ -6,8 +6,19 @@ replaces all index rows of the resource in the same database transaction as the 
 and by ``fhirhub replay``).
 
 Writes are on the hot path, so ``replace_many`` batches a whole unit of work (one resource, or a
-transaction Bundle's worth): one ``DELETE`` executemany and one ``INSERT`` executemany per index
-table, whatever the number of resources.
+transaction Bundle's worth), whatever the number of resources:
+
+* SQLite (in-process, no round trips): one ``DELETE`` and one ``INSERT`` executemany per index
+  table through the driver, with positional parameters of statements compiled once
+  (SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself). Deletes
+  skip the tables the resource type has no parameters for.
+* PostgreSQL (every statement is a round trip, ~0.1-0.2 ms here): ONE statement per call, made
+  of data-modifying CTEs, ``WITH d_string AS (DELETE ... WHERE (type, id) IN (SELECT
+  unnest(:types), unnest(:ids))), i_string AS (INSERT ... SELECT unnest(:col1), unnest(:col2),
+  ...), ... SELECT 1``, with one array parameter per column. All parts run on the same snapshot,
+  so the deletes never see the rows inserted by the same statement. The statement text is fixed,
+  so it is compiled and prepared once.
+* Other databases, and re-indexing of selected parameters: Core executemany.
 """
 
 from __future__ import annotations
@@ -17,7 +28,19 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Executable, and_, bindparam, delete, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Executable,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from fhirhub.fhir_store.schema import resource_current
@@ -27,6 +50,8 @@ from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
 
 #: Resources read per round trip while re-indexing.
 REINDEX_CHUNK = 500
+
+Rows = dict[str, list[dict[str, Any]]]
 
 
 class Indexer:
@@ -57,7 +82,13 @@ class Indexer:
         self._insert: dict[str, Executable] = {
             kind: table.insert() for kind, table in INDEX_TABLES.items()
         }
+        #: PostgreSQL statements by (tables to delete from, tables to insert into): a handful
+        #: of shapes per resource type, each compiled and prepared once.
+        self._pg_statements: dict[tuple[frozenset[str], frozenset[str]], Executable] = {}
         self._compiled: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], Any]]] = {}
+        #: Per resource type, the tables its parameters have ever written to in this process.
+        self._kinds: dict[str, set[str]] = {}
+        self._kinds_generation = -1
 
     def replace_many(
         self,
@@ -77,36 +108,95 @@ class Indexer:
         if not items:
             return
         wanted = None if params is None else list(params)
-        rows: dict[str, list[dict[str, Any]]] = {}
-        owners: list[dict[str, Any]] = []
+        rows: Rows = {}
         for resource_type, resource_id, resource in items:
-            if wanted is None:
-                owners.append({"b_type": resource_type, "b_id": resource_id})
-            else:
-                owners.extend(
-                    {"b_type": resource_type, "b_id": resource_id, "b_param": code}
-                    for code in wanted
-                )
             if resource is None:
                 continue
             if resource.get("id") != resource_id or resource.get("resourceType") != resource_type:
                 resource = {**resource, "resourceType": resource_type, "id": resource_id}
             for kind, kind_rows in self.extractor.extract(resource, wanted).items():
                 rows.setdefault(kind, []).extend(kind_rows)
+        dialect = conn.dialect.name
+        if dialect == "postgresql" and wanted is None:
+            self._replace_postgresql(conn, items, rows, delete_existing)
+            return
         if delete_existing:
-            statements = self._delete if wanted is None else self._delete_param
-            for kind in INDEX_TABLES:
-                self._executemany(conn, statements[kind], owners)
+            self._delete_rows(conn, items, wanted)
         for kind, kind_rows in rows.items():
             if kind_rows:
                 self._executemany(conn, self._insert[kind], kind_rows)
+
+    def _replace_postgresql(
+        self,
+        conn: Connection,
+        items: Sequence[tuple[str, str, dict[str, Any] | None]],
+        rows: Rows,
+        delete_existing: bool,
+    ) -> None:
+        parameters: dict[str, list[Any]] = {}
+        deletes: frozenset[str] = frozenset()
+        if delete_existing:
+            parameters["o_types"] = [resource_type for resource_type, _, _ in items]
+            parameters["o_ids"] = [resource_id for _, resource_id, _ in items]
+            kinds: set[str] = set()
+            for resource_type in {resource_type for resource_type, _, _ in items}:
+                kinds |= self.tables_of(resource_type)
+            deletes = frozenset(kinds)
+        inserts = frozenset(kind for kind, kind_rows in rows.items() if kind_rows)
+        if not deletes and not inserts:
+            return
+        for kind in inserts:
+            kind_rows = rows[kind]
+            for column in INDEX_TABLES[kind].columns:
+                name = column.name
+                parameters[f"{kind}__{name}"] = [row[name] for row in kind_rows]
+        statement = self._pg_statements.get((deletes, inserts))
+        if statement is None:
+            statement = _pg_replace_statement(deletes, inserts)
+            self._pg_statements[(deletes, inserts)] = statement
+        conn.execute(statement, parameters)
+
+    def tables_of(self, resource_type: str) -> set[str]:
+        """The index tables rows of ``resource_type`` can be in: those of its parameters now
+        and of every parameter it had earlier in this process (a removed SearchParameter's rows
+        are still deleted when its resources change)."""
+        if self._kinds_generation != self.registry.generation:
+            self._kinds_generation = self.registry.generation
+            for known_type, known in self._kinds.items():
+                known.update(self._current_kinds(known_type))
+        kinds = self._kinds.get(resource_type)
+        if kinds is None:
+            kinds = self._kinds[resource_type] = self._current_kinds(resource_type)
+        return kinds
+
+    def _current_kinds(self, resource_type: str) -> set[str]:
+        return {plan.table for plan in self.extractor.plans(resource_type)}
+
+    def _delete_rows(
+        self,
+        conn: Connection,
+        items: Sequence[tuple[str, str, dict[str, Any] | None]],
+        wanted: list[str] | None,
+    ) -> None:
+        """Delete the existing rows of ``items``, only from the tables their types use."""
+        if wanted is None:
+            statements = self._delete
+            owners = [{"b_type": t, "b_id": i} for t, i, _ in items]
+        else:
+            statements = self._delete_param
+            owners = [{"b_type": t, "b_id": i, "b_param": c} for t, i, _ in items for c in wanted]
+        kinds: set[str] = set()
+        for resource_type in {resource_type for resource_type, _, _ in items}:
+            kinds |= self.tables_of(resource_type)
+        for kind in INDEX_TABLES:
+            if kind in kinds and owners:
+                self._executemany(conn, statements[kind], owners)
 
     def _executemany(
         self, conn: Connection, statement: Executable, rows: list[dict[str, Any]]
     ) -> None:
         """``conn.execute(statement, rows)``; on SQLite through the driver with positional
-        parameters of the statement compiled once (SQLAlchemy's per-row parameter processing
-        costs more than SQLite's insert itself; these columns need no type conversion)."""
+        parameters of the statement compiled once (these columns need no type conversion)."""
         dialect = conn.dialect
         if dialect.name != "sqlite":
             conn.execute(statement, rows)
@@ -178,3 +268,27 @@ def _positional(
     if len(names) == 1:
         return compiled.string, lambda row: (getter(row),)
     return compiled.string, getter
+
+
+def _pg_replace_statement(deletes: frozenset[str], inserts: frozenset[str]) -> Executable:
+    """The single PostgreSQL statement of ``replace_many`` (see the module docstring):
+    deletes the owners' rows from the ``deletes`` tables and inserts into the ``inserts`` ones."""
+    owner_types = bindparam("o_types", type_=postgresql.ARRAY(String))
+    owner_ids = bindparam("o_ids", type_=postgresql.ARRAY(String))
+    ctes = []
+    for kind, table in INDEX_TABLES.items():
+        if kind in deletes:
+            owners = select(func.unnest(owner_types), func.unnest(owner_ids))
+            ctes.append(
+                delete(table)
+                .where(tuple_(table.c.resource_type, table.c.resource_id).in_(owners))
+                .cte(f"d_{kind}")
+            )
+        if kind in inserts:
+            arrays = [
+                func.unnest(bindparam(f"{kind}__{c.name}", type_=postgresql.ARRAY(c.type)))
+                for c in table.columns
+            ]
+            names = [c.name for c in table.columns]
+            ctes.append(table.insert().from_select(names, select(*arrays)).cte(f"i_{kind}"))
+    return select(literal(1)).add_cte(*ctes)

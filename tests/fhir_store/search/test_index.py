@@ -198,3 +198,49 @@ def test_reindex_for_a_runtime_search_parameter(engine: Engine) -> None:
             )
         ).all()
     assert sorted(genders) == [("p1", "female"), ("p2", "male")]
+
+
+def test_replace_touches_exactly_the_given_resources(engine: Engine) -> None:
+    """Deletes match (type, id) pairs: Patient/1 with Observation/2 leaves Patient/2 alone."""
+    indexer = Indexer(default_registry())
+    with engine.begin() as conn:
+        indexer.replace_many(
+            conn,
+            [
+                ("Patient", "1", patient("1", "One")),
+                ("Patient", "2", patient("2", "Two")),
+                ("Observation", "1", observation("1", "1", "8302-2", 1)),
+                ("Observation", "2", observation("2", "2", "8302-2", 2)),
+            ],
+        )
+    before = {t: owned(engine, *t) for t in [("Patient", "2"), ("Observation", "1")]}
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [("Patient", "1", None), ("Observation", "2", None)])
+    assert {t: owned(engine, *t) for t in before} == before
+    assert sum(owned(engine, "Patient", "1").values()) == 0
+    assert sum(owned(engine, "Observation", "2").values()) == 0
+
+
+def test_rows_of_a_removed_parameter_go_with_the_next_write(engine: Engine) -> None:
+    registry = default_registry()
+    indexer = Indexer(registry)
+    definition = registry.add(
+        {
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/SearchParameter/weight",
+            "code": "weight",
+            "base": ["Patient"],
+            "type": "quantity",
+            "status": "active",
+            "expression": "Patient.extension('http://example.org/weight').value.ofType(Quantity)",
+        }
+    )
+    heavy = patient("p1", "One")
+    heavy["extension"] = [{"url": "http://example.org/weight", "valueQuantity": {"value": 80}}]
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [("Patient", "p1", heavy)])
+    assert owned(engine, "Patient", "p1")["quantity"] == 1
+    registry.remove(definition.url)
+    with engine.begin() as conn:
+        indexer.replace_many(conn, [("Patient", "p1", heavy)])
+    assert owned(engine, "Patient", "p1")["quantity"] == 0
