@@ -50,9 +50,13 @@ def make_celery(broker: str, queue: str) -> Celery:
 def _worker_hub() -> Hub:
     """The hub of this worker process (built once, from the environment)."""
     from fhirhub.core.hub import build_hub
+    from fhirhub.core.search_parameters import load_stored
     from fhirhub.core.settings import load_settings
 
-    return build_hub(load_settings(hl7_port="off", dicom_port="off"))
+    hub = build_hub(load_settings(hl7_port="off", dicom_port="off"))
+    # Writes made on the worker must be indexed by run-time SearchParameters too.
+    load_stored(hub)
+    return hub
 
 
 def _deliver(consumer: str, seq: int) -> bool:

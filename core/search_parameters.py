@@ -15,7 +15,8 @@ Registration happens in two places on purpose:
 * ``resource_committed`` registers it in the delivering process (idempotent: the same url
   replaces the earlier definition) and runs the re-indexing job, at least once.
 
-Limit of this first version: other API processes learn a new parameter at their next start.
+Limit of this first version: other API processes and Celery workers learn a new parameter at
+their next start (or, for a worker, when it runs that parameter's re-indexing job).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def resource_before_write(resource: dict[str, Any], context: Any) -> None:
 
 @hookimpl
 def startup(hub: Any) -> None:
+    load_stored(hub)
+    hub.store.add_commit_listener(_register_committed(hub))
+
+
+def load_stored(hub: Any) -> None:
+    """Register every stored SearchParameter (API start-up, and each Celery worker's hub)."""
     with hub.store.read() as conn:
         rows = conn.execute(
             select(resource_current.c.content).where(
@@ -61,7 +68,6 @@ def startup(hub: Any) -> None:
             hub.store.registry.add(orjson.loads(content))
         except Exception as exc:
             log.error("Stored SearchParameter could not be registered: %s", exc)
-    hub.store.add_commit_listener(_register_committed(hub))
 
 
 def _register_committed(hub: Any) -> Callable[[Sequence[StoredVersion]], None]:
