@@ -91,8 +91,22 @@ def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
 @hookimpl
 def register_routes(hub: Hub) -> Any:
     from fhirhub.adapters.dicom.dicomweb import make_router
+    from fhirhub.adapters.dicom.viewer import make_viewer_router
 
-    return make_router(hub)
+    return [make_router(hub), make_viewer_router()]
+
+
+@hookimpl
+def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
+    """Thumbnails of the patient's studies, each opening the series viewer."""
+    return [
+        {
+            "id": "dicom-imaging",
+            "title": "Imaging (DICOM)",
+            "order": 75,
+            "url": "/plugins/dicom/ui/patient/{patient_id}",
+        }
+    ]
 
 
 # -- operations -------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+// Thumbnails of a patient's imaging studies: FHIR ImagingStudy + DICOMweb (QIDO-RS, WADO-RS).
+"use strict";
+const root = document.getElementById("studies");
+const prefix = root.dataset.prefix;
+const web = `${prefix}/dicomweb`;
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function studyUid(study) {
+  const id = (study.identifier || []).find((i) => (i.value || "").startsWith("urn:oid:"));
+  return id ? id.value.slice("urn:oid:".length) : null;
+}
+
+async function json(url) {
+  const response = await fetch(url, { headers: { Accept: "application/fhir+json, application/dicom+json" } });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.status === 204 ? [] : response.json();
+}
+
+async function thumbnail(study, series) {
+  const instances = await json(`${web}/studies/${study}/series/${series.uid}/instances`);
+  const link = el("a", { className: "series", href: `${prefix}/ui/viewer?study=${encodeURIComponent(study)}&series=${encodeURIComponent(series.uid)}`, target: "_top" });
+  const label = `${(series.modality || {}).code || ""} ${series.description || ""} (${instances.length})`.trim();
+  if (instances.length) {
+    const sop = instances[0]["00080018"].Value[0];
+    link.append(el("img", { src: `${web}/studies/${study}/series/${series.uid}/instances/${sop}/rendered`, alt: label, loading: "lazy" }));
+  }
+  link.append(el("span", { textContent: label }));
+  return link;
+}
+
+async function main() {
+  const bundle = await json(`/fhir/ImagingStudy?subject=Patient/${encodeURIComponent(root.dataset.patient)}&_count=50`);
+  const studies = (bundle.entry || []).map((e) => e.resource);
+  root.replaceChildren();
+  if (!studies.length) root.append(el("p", { className: "muted", textContent: "No imaging studies." }));
+  for (const study of studies) {
+    const uid = studyUid(study);
+    const box = el("section", { className: "study" }, el("h3", { textContent: `${study.started || ""} ${study.description || ""}`.trim() || "Study" }));
+    root.append(box);
+    if (!uid) continue;
+    for (const series of study.series || []) {
+      try {
+        box.append(await thumbnail(uid, series));
+      } catch (error) {
+        box.append(el("p", { className: "muted", textContent: `Series ${series.uid}: images not stored here` }));
+      }
+    }
+  }
+}
+
+main().catch((error) => root.replaceChildren(el("p", { className: "muted", textContent: error.message })));
