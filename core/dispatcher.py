@@ -200,7 +200,7 @@ class Dispatcher:
     def _round(self) -> bool:
         """Deliver one batch to each consumer that is due; True if more work may be waiting."""
         busy = False
-        advanced: list[Consumer] = []
+        advanced: dict[str, int] = {}
         now = time.monotonic()
         due = [c for c in self.consumers.values() if c.retry_at <= now and self._owns(c)]
         if not due:
@@ -237,21 +237,24 @@ class Dispatcher:
                 consumer.failures = 0
                 consumer.last_error = None
             if delivered_to != consumer.cursor:
-                consumer.cursor = delivered_to
-                advanced.append(consumer)
+                advanced[consumer.name] = delivered_to
                 busy = busy or len(batch) == BATCH
         if advanced:
             self._save_cursors(advanced)
+            # Only once persisted: a failed save re-delivers (at least once), and a cursor seen
+            # in memory (wait_idle) is always the one in the table.
+            for name, position in advanced.items():
+                self.consumers[name].cursor = position
         return busy
 
-    def _save_cursors(self, advanced: list[Consumer]) -> None:
+    def _save_cursors(self, advanced: dict[str, int]) -> None:
         """Persist cursors and drop outbox rows every consumer has passed, in one transaction."""
-        low = min(c.cursor for c in self.consumers.values())
+        low = min(advanced.get(c.name, c.cursor) for c in self.consumers.values())
         with self.hub.store.unit_of_work() as uow:
-            for consumer in advanced:
+            for name, position in advanced.items():
                 uow.conn.execute(
                     update(dispatch_cursor)
-                    .where(dispatch_cursor.c.consumer == consumer.name)
-                    .values(last_seq=consumer.cursor)
+                    .where(dispatch_cursor.c.consumer == name)
+                    .values(last_seq=position)
                 )
             uow.conn.execute(delete(outbox).where(outbox.c.seq <= low))

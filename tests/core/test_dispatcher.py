@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,4 +142,52 @@ def test_search_parameter_posted_at_run_time_becomes_active(
             ).status_code
             == 400
         )
+    hub.close()
+
+
+class Stuck:
+    PLUGIN_NAME = "stuck"
+
+    @hookimpl
+    def resource_committed(self, event: StoredVersion, hub: Any) -> None:
+        raise RuntimeError("never recovers")
+
+
+def test_outbox_rows_go_once_every_consumer_has_passed_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import func, select
+
+    from fhirhub.fhir_store.schema import dispatch_cursor, outbox
+
+    def outbox_rows(hub: Any) -> int:
+        with hub.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Recorder()])
+    with TestClient(create_app(hub=hub)) as client:
+        for mrn in ("a", "b"):
+            client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=mrn)), headers=FHIR)
+        assert hub.dispatcher.wait_idle(timeout=30)
+        assert outbox_rows(hub) == 0
+    hub.close()
+
+    # A consumer that keeps failing holds the outbox (nothing is lost for it) but not the others.
+    recorder = Recorder()
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[recorder, Stuck()])
+    with TestClient(create_app(hub=hub)) as client:
+        recorder_state = hub.dispatcher.consumers["recorder"]
+        start = recorder_state.cursor
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="c")), headers=FHIR)
+        deadline = time.monotonic() + 10
+        while recorder_state.cursor == start and time.monotonic() < deadline:
+            time.sleep(0.05)  # the in-memory cursor moves only once the table holds it
+        assert len(recorder.events) == 1
+        assert outbox_rows(hub) == 1
+        with hub.store.read() as conn:
+            cursors = dict(
+                conn.execute(select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)).all()
+            )
+        assert cursors["stuck"] < cursors["recorder"]
+        assert hub.dispatcher.consumers["stuck"].last_error == "RuntimeError: never recovers"
     hub.close()
