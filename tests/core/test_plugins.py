@@ -168,3 +168,33 @@ def test_trace_switch_logs_every_hook_call(
             hub.close()
     traced = " ".join(record.getMessage() for record in caplog.records)
     assert "health_checks" in traced
+
+
+def test_entry_point_plugin_that_fails_to_import_is_reported(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real installed distribution (a dist-info with an entry point) whose module raises."""
+    site = tmp_path / "site"
+    dist_info = site / "fhirhub_broken_import-0.3.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fhirhub-broken-import\nVersion: 0.3\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[fhirhub.plugins]\nbroken-import = fhirhub_broken_import\n"
+    )
+    (site / "fhirhub_broken_import.py").write_text("raise ImportError('needs libfoo 2')\n")
+    monkeypatch.syspath_prepend(str(site))
+    hub = build_hub(settings(sqlite_url, tmp_path))
+    try:
+        infos = {i.name: i for i in plugin_infos(hub.plugins)}
+        broken = infos["broken-import"]
+        assert (broken.source, broken.version, broken.enabled) == (
+            "fhirhub-broken-import",
+            "0.3",
+            False,
+        )
+        assert broken.error == "ImportError: needs libfoo 2"
+        assert infos["hello"].enabled
+    finally:
+        hub.close()
