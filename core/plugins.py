@@ -14,7 +14,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -207,10 +206,6 @@ def _store_code_systems(hub: Hub) -> None:
                     writes.conditional_update(hub, uow, resource_type, query, dict(resource))
         except Exception as exc:
             _disable(hub.plugins, plugin, exc, "register_code_systems")
-
-
-def module_plugin(module: ModuleType) -> ModuleType:
-    return module
 
 
 def register_cli_commands(cli: Any) -> None:
