@@ -10,6 +10,7 @@ whether the listener thread is alive.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from fhirhub.adapters.dicom.archive import archive_for
@@ -39,6 +40,35 @@ QUERY_PARAMETERS = {
 
 def _config(hub: Hub) -> DicomConfig:
     return DicomConfig.from_settings(hub.settings)
+
+
+#: ``dicom://AET@host:port``: how an Organization's PACS is written in its FHIR Endpoint.
+DICOM_ENDPOINT = re.compile(r"^dicom://(?P<aet>[^@/]{1,16})@(?P<host>[^:/]+):(?P<port>\d{1,5})/?$")
+
+
+def _organization_pacs(hub: Hub, organization: str) -> RemoteNode:
+    """The PACS of one Organization (tenant): an active ``Endpoint`` it manages whose address
+    is ``dicom://AET@host:port`` (AE title: at most 16 characters, PS3.5 VR AE)."""
+    from fhirhub.sdk import search
+
+    reference = organization if "/" in organization else f"Organization/{organization}"
+    endpoints = search(hub, "Endpoint", [("organization", reference), ("status", "active")])
+    for endpoint in endpoints:
+        match = DICOM_ENDPOINT.match(str(endpoint.get("address", "")))
+        if match:
+            return RemoteNode(match["aet"], match["host"], int(match["port"]))
+    raise FhirError(
+        404,
+        f"{reference} has no active Endpoint with a dicom://AET@host:port address",
+        code="not-found",
+    )
+
+
+def _pacs_for(call: OperationCall) -> RemoteNode:
+    organizations = _values(call, "organization")
+    if organizations:
+        return _organization_pacs(call.hub, organizations[0])
+    return _pacs(call.hub)
 
 
 def _pacs(hub: Hub) -> RemoteNode:
@@ -133,7 +163,7 @@ def _pacs_query(call: OperationCall) -> dict[str, Any]:
     if not criteria:
         raise invalid(f"$pacs-query needs at least one of: {', '.join(QUERY_PARAMETERS)}")
     try:
-        matches = find_studies(_pacs(call.hub), criteria, calling_aet=_config(call.hub).aet)
+        matches = find_studies(_pacs_for(call), criteria, calling_aet=_config(call.hub).aet)
     except PacsError as exc:
         raise FhirError(502, str(exc), code="transient") from exc
     return {
@@ -182,7 +212,7 @@ def _pacs_retrieve(call: OperationCall) -> dict[str, Any]:
         )
     try:
         result = retrieve(
-            archive_for(hub), _pacs(hub), studies, own_aet=_config(hub).aet, method=method
+            archive_for(hub), _pacs_for(call), studies, own_aet=_config(hub).aet, method=method
         )
     except PacsError as exc:
         raise FhirError(502, str(exc), code="transient") from exc

@@ -197,3 +197,55 @@ def test_cli_against_orthanc(pacs_setup: tuple[TestClient, Orthanc], tmp_path: P
     result = json.loads(retrieved.stdout.strip().splitlines()[-1])
     assert result["completed"] == studies[0]["NumberOfStudyRelatedInstances"]
     assert result["failed"] == 0 and len(result["imagingStudies"]) == 1
+
+
+@pytest.fixture
+def tenant_pacs(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Orthanc]]:
+    """No PACS in the plugin configuration: each Organization names its own by Endpoint."""
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (tools/install_system_deps.sh)")
+    node_port = free_port()
+    orthanc = Orthanc(tmp_path, node_port)
+    try:
+        orthanc.load(dicomdir_files())
+        settings = node_settings(sqlite_url, tmp_path / "hub").model_copy(
+            update={"dicom_port": str(node_port)}
+        )
+        from fhirhub.core.http.app import create_app
+
+        hub = build_hub(settings)
+        with TestClient(create_app(hub=hub)) as client:
+            yield client, orthanc
+        hub.store.engine.dispose()
+    finally:
+        orthanc.stop()
+
+
+def test_each_organization_queries_its_own_pacs(tenant_pacs: tuple[TestClient, Orthanc]) -> None:
+    client, orthanc = tenant_pacs
+    hospital = client.post(
+        "/fhir/Organization", json={"resourceType": "Organization", "name": "St Elsewhere"}
+    ).json()
+    clinic = client.post(
+        "/fhir/Organization", json={"resourceType": "Organization", "name": "No-PACS Clinic"}
+    ).json()
+    endpoint = {
+        "resourceType": "Endpoint",
+        "status": "active",
+        "connectionType": {"system": "urn:fhirhub:endpoint-connection-type", "code": "dicom-dimse"},
+        "payloadType": [{"text": "DICOM"}],
+        "managingOrganization": {"reference": f"Organization/{hospital['id']}"},
+        "address": f"dicom://{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}",
+    }
+    assert client.post("/fhir/Endpoint", json=endpoint).status_code == 201
+    found = client.get(
+        "/fhir/$pacs-query", params={"patient": "98890234", "organization": hospital["id"]}
+    )
+    assert found.status_code == 200, found.text
+    assert len(found.json()["parameter"]) == 4
+    missing = client.get(
+        "/fhir/$pacs-query", params={"patient": "98890234", "organization": clinic["id"]}
+    )
+    assert missing.status_code == 404 and "dicom://" in missing.json()["issue"][0]["diagnostics"]
+    unconfigured = client.get("/fhir/$pacs-query", params={"patient": "98890234"})
+    assert unconfigured.status_code == 400
