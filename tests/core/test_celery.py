@@ -63,6 +63,8 @@ def worker(broker: str, sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, 
             "--pool=solo",
             "-Q",
             queue,
+            "-n",  # a node name per test: parallel workers must not share a pidbox queue
+            f"{queue}@%h",
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
