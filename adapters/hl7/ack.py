@@ -192,6 +192,9 @@ def acknowledgments(
                 error if accept_code != "CA" else None,
             )
         )
-    if code != "AR" and wanted(header.application_ack, success):
+    # A rejection is told at the accept level (CR); when the sender suppressed accept ACKs
+    # (MSH-15 NE) but asked for application ACKs, it gets AR there instead of silence.
+    rejected_unheard = code == "AR" and not acks
+    if (code != "AR" or rejected_unheard) and wanted(header.application_ack, success):
         acks.append(build_ack(header, code, text, error))
     return acks

@@ -70,12 +70,51 @@ class Outcome:
         return self.acks[-1] if self.acks else b""
 
 
-def already_processed(hub: Hub, message: Message) -> bool:
+def _stored_text(hub: Hub, key: str) -> str | None:
+    """The normalised text of the message recorded under ``key``, or None if none was."""
+    import base64
+
+    import orjson
+
     from fhirhub.fhir_store.store import read_current
 
     with hub.store.read() as conn:
-        found = read_current(conn, "Provenance", message_key(message))
-    return found is not None and not found.deleted
+        provenance = read_current(conn, "Provenance", key)
+        if provenance is None or provenance.deleted:
+            return None
+        binary = read_current(conn, "Binary", key)
+    if binary is None or binary.content is None:
+        return ""
+    data = base64.b64decode(orjson.loads(binary.content).get("data", ""))
+    try:
+        return parse(data).text
+    except Hl7ParseError:
+        return ""
+
+
+def resolve_key(hub: Hub, message: Message) -> tuple[str, bool]:
+    """``(key, duplicate)`` for ``message``.
+
+    The same (sender, MSH-10) with the same content is a retransmission: acknowledge, do not
+    re-process (chapter 2.9.2, MSH-10 uniqueness). The same pair with *different* content is
+    a sender reusing control ids: it is processed under a content-qualified key, so neither
+    message is lost or mistaken for the other.
+    """
+    key = message_key(message)
+    stored = _stored_text(hub, key)
+    if stored is None:
+        return key, False
+    if stored == message.text:
+        return key, True
+    qualified = message_key(message, qualified=True)
+    log.warning(
+        "HL7 %s reuses MSH-10 %s with different content", message.sender, message.control_id
+    )
+    return qualified, _stored_text(hub, qualified) is not None
+
+
+def already_processed(hub: Hub, message: Message) -> bool:
+    return resolve_key(hub, message)[1]
 
 
 def _fail(
@@ -123,7 +162,8 @@ def handle(hub: Hub, raw: bytes, *, check_duplicates: bool = True) -> Outcome:
         )
     header = Header.of(message)
     label = f"{message.message_type} {message.control_id} from {message.sender}"
-    if check_duplicates and already_processed(hub, message):
+    key, duplicate = resolve_key(hub, message)
+    if check_duplicates and duplicate:
         log.info("HL7 duplicate %s acknowledged without re-processing", label)
         return Outcome(
             "AA",
@@ -132,7 +172,7 @@ def handle(hub: Hub, raw: bytes, *, check_duplicates: bool = True) -> Outcome:
             duplicate=True,
         )
     try:
-        bundle = convert(message)
+        bundle = convert(message, key=key)
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)

@@ -54,12 +54,13 @@ def supported(message: Message) -> bool:
     return (message.message_code, message.trigger_event) in CONVERTERS
 
 
-def convert(message: Message) -> dict[str, Any]:
-    """The transaction Bundle for ``message`` (a dict ready for ``process_bundle``)."""
-    key = (message.message_code, message.trigger_event)
-    converter = CONVERTERS.get(key)
+def convert(message: Message, *, key: str | None = None) -> dict[str, Any]:
+    """The transaction Bundle for ``message`` (a dict ready for ``process_bundle``); ``key`` is
+    the id of its Binary and Provenance (default :func:`message_key`)."""
+    kind = (message.message_code, message.trigger_event)
+    converter = CONVERTERS.get(kind)
     if converter is None:
-        reason = NOT_CONVERTED.get(key, "no conversion is defined for it")
+        reason = NOT_CONVERTED.get(kind, "no conversion is defined for it")
         raise ConversionError(
             f"Unsupported message type {message.message_type}: {reason}",
             segment="MSH",
@@ -68,7 +69,7 @@ def convert(message: Message) -> dict[str, Any]:
         )
     ctx = Conversion(message, BundleBuilder(message))
     converter(ctx)
-    add_provenance(ctx, message.raw or message.text.encode("utf-8"))
+    add_provenance(ctx, message.raw or message.text.encode("utf-8"), key)
     return ctx.builder.bundle()
 
 

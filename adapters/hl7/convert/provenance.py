@@ -20,14 +20,21 @@ from fhirhub.adapters.hl7.parsing import Message
 ER7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 
 
-def message_key(message: Message) -> str:
-    """A FHIR id (``[A-Za-z0-9-.]{1,64}``) for "this control id from this sender"."""
-    digest = hashlib.sha256(f"{message.sender}|{message.control_id}".encode()).hexdigest()
+def message_key(message: Message, *, qualified: bool = False) -> str:
+    """A FHIR id (``[A-Za-z0-9-.]{1,64}``) for "this control id from this sender".
+
+    ``qualified`` adds the content digest: used when a sender reuses an MSH-10 for a message
+    with different content (a sender error, but seen in practice), so both are kept.
+    """
+    seed = f"{message.sender}|{message.control_id}"
+    if qualified:
+        seed += "|" + hashlib.sha256(message.text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(seed.encode()).hexdigest()
     return f"hl7-{digest[:40]}"
 
 
-def add_provenance(ctx: Conversion, raw: bytes) -> None:
-    key = message_key(ctx.message)
+def add_provenance(ctx: Conversion, raw: bytes, key: str | None = None) -> None:
+    key = key or message_key(ctx.message)
     sender = sending_organization(ctx)
     binary: dict[str, Any] = {
         "resourceType": "Binary",

@@ -39,3 +39,15 @@ def test_salvaged_header_for_unparseable_input() -> None:
     header = Header.salvage(raw)
     assert (header.control_id, header.sending_app, header.trigger) == ("X-9", "APP", "A01")
     assert Header.salvage(b"\x00\x01garbage").control_id == ""
+
+
+def test_enhanced_mode_rejection_reaches_a_sender_that_wants_application_acks_only() -> None:
+    raw = fixture("bar_p01.hl7").replace(b"|P|2.5.1", b"|P|2.5.1|||NE|AL")
+    header = Header.of(parse(raw))
+    where = ErrorLocation("200", "Unsupported message type BAR^P01", "MSH", 1, 9)
+    (ack,) = acknowledgments(header, "AR", where.text, where)
+    assert b"MSA|AR|CTRL-BAR-1" in ack and b"\rERR|" in ack
+    (accepted,) = acknowledgments(header, "AA")
+    assert b"MSA|AA|CTRL-BAR-1" in accepted
+    never = Header.of(parse(fixture("bar_p01.hl7").replace(b"|P|2.5.1", b"|P|2.5.1|||NE|NE")))
+    assert acknowledgments(never, "AR", where.text, where) == []

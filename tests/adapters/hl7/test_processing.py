@@ -50,3 +50,12 @@ def test_garbage_is_kept_and_answered(hub: Hub) -> None:
     outcome = handle(hub, b"\x00\x01 not hl7 at all")
     assert outcome.code == "AR"
     assert list_dead_letters(hub)[0]["id"] == outcome.dead_letter
+
+
+def test_reused_control_id_with_other_content_is_processed_not_dropped(hub: Hub) -> None:
+    first = fixture("adt_a01.hl7")
+    second = first.replace(b"Doe^Jane^Q", b"Doe^Janet^Q")
+    assert handle(hub, first).code == "AA"
+    outcome = handle(hub, second)
+    assert outcome.code == "AA" and not outcome.duplicate
+    assert handle(hub, second).duplicate

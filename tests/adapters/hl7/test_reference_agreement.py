@@ -79,3 +79,27 @@ if __name__ == "__main__":  # prints the table for docs/hl7.md
         f"| **all** | {total[0]} | {total[3]} | {total[1]} | {total[2]} | "
         f"{100 * total[2] / total[1]:.0f} |"
     )
+
+
+def test_every_sample_is_acknowledged_aa_or_rejected_with_err(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """All 139 messages through the store: AA, or AR/AE with an ERR segment and a dead letter."""
+    from fhirhub.adapters.hl7.processing import handle
+    from fhirhub.core.hub import build_hub
+    from tests.conftest import make_settings
+
+    hub = build_hub(make_settings(sqlite_url, tmp_path))
+    try:
+        codes = []
+        for path in sorted((SHARED / "messages").glob("*.hl7")):
+            outcome = handle(hub, path.read_bytes())
+            codes.append(outcome.code)
+            if outcome.code != "AA":
+                assert outcome.dead_letter, path.name
+                assert outcome.message is not None
+                if outcome.message.msh.get(16) != "NE":  # NE: the sender wants no ACK
+                    assert b"\rERR|" in outcome.ack, path.name
+        assert codes.count("AA") == 108 and codes.count("AR") == 31
+    finally:
+        hub.store.engine.dispose()
