@@ -81,6 +81,8 @@ class MllpServer:
     def _dead_letter_in_store(self, raw: bytes, reason: str) -> None:
         from fhirhub.adapters.hl7.dead_letters import store_dead_letter
 
+        if self.hub is None:
+            raise RuntimeError("an MllpServer without a hub needs a dead_letter callback")
         store_dead_letter(
             self.hub, raw, reason=reason, ack_code="AR", description="MLLP transport error"
         )

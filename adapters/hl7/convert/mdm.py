@@ -9,6 +9,7 @@ from fhirhub.adapters.hl7.convert.obx import convert_obx
 from fhirhub.adapters.hl7.convert.pid import convert_patient
 from fhirhub.adapters.hl7.convert.pv1 import convert_pv1
 from fhirhub.adapters.hl7.convert.txa import convert_txa
+from fhirhub.adapters.hl7.parsing import Segment
 
 #: OBX value types that carry the document body; other OBX rows (HD, CWE, NM...) are
 #: observations about the document and become Observation resources.
@@ -24,8 +25,8 @@ def convert_mdm(ctx: Conversion) -> None:
         raise ConversionError(
             "MDM needs a TXA segment (document notification)", segment="TXA", code="100"
         )
-    orders = []
-    orc = None
+    orders: list[str | None] = []
+    orc: Segment | None = None
     for segment in message.segments:
         if segment.name == "ORC":
             orc = segment
