@@ -307,6 +307,14 @@ async def type_history(request: Request, resource_type: str) -> Response:
 # -- instance level ---------------------------------------------------------------------------
 
 
+def _version_response(request: Request, version: Any) -> Response:
+    """A read or vread: the stored bytes, ETag/Last-Modified, or 304 when not modified."""
+    headers = version_headers(version, base_url_of(request))
+    if not_modified(request, version):
+        return Response(status_code=304, headers=headers)
+    return fhir_response(version.content, 200, headers)
+
+
 @router.get("/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     hub = hub_of(request)
@@ -315,42 +323,51 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
         with hub.store.read() as conn:
             return reads.read(conn, resource_type, resource_id)
 
-    version = await run_in_threadpool(run)
-    headers = version_headers(version, base_url_of(request))
-    if not_modified(request, version):
-        return Response(status_code=304, headers=headers)
-    return fhir_response(version.content, 200, headers)
+    return _version_response(request, await run_in_threadpool(run))
 
 
-@router.put("/{resource_type}/{resource_id}")
-async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+async def _instance_write(
+    request: Request,
+    operation: Any,
+    resource_type: str,
+    resource_id: str,
+    *,
+    location_when_created: bool,
+) -> Response:
+    """Update and patch: read the body, run the interaction with ``If-Match``, answer per
+    ``Prefer`` (``Location`` only when an update created the resource)."""
     hub = hub_of(request)
     body = await read_json(request)
     if_match = request.headers.get("if-match")
 
     def run() -> writes.WriteResult:
         with hub.store.unit_of_work() as uow:
-            return writes.update(hub, uow, resource_type, resource_id, body, if_match=if_match)
+            result: writes.WriteResult = operation(
+                hub, uow, resource_type, resource_id, body, if_match=if_match
+            )
+            return result
 
     result = await run_in_threadpool(run)
     return write_response(
-        request, result.version, result.status, base_url_of(request), location=result.created
+        request,
+        result.version,
+        result.status,
+        base_url_of(request),
+        location=location_when_created and result.created,
+    )
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+    return await _instance_write(
+        request, writes.update, resource_type, resource_id, location_when_created=True
     )
 
 
 @router.patch("/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
-    hub = hub_of(request)
-    body = await read_json(request)
-    if_match = request.headers.get("if-match")
-
-    def run() -> writes.WriteResult:
-        with hub.store.unit_of_work() as uow:
-            return writes.patch(hub, uow, resource_type, resource_id, body, if_match=if_match)
-
-    result = await run_in_threadpool(run)
-    return write_response(
-        request, result.version, result.status, base_url_of(request), location=False
+    return await _instance_write(
+        request, writes.patch, resource_type, resource_id, location_when_created=False
     )
 
 
@@ -382,11 +399,7 @@ async def vread(
         with hub.store.read() as conn:
             return reads.vread(conn, resource_type, resource_id, version_id)
 
-    version = await run_in_threadpool(run)
-    headers = version_headers(version, base_url_of(request))
-    if not_modified(request, version):
-        return Response(status_code=304, headers=headers)
-    return fhir_response(version.content, 200, headers)
+    return _version_response(request, await run_in_threadpool(run))
 
 
 @router.get("/{compartment_type}/{compartment_id}/{resource_type}")
