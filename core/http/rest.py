@@ -257,14 +257,19 @@ async def create(request: Request, resource_type: str) -> Response:
     return write_response(request, result.version, result.status, base_url_of(request))
 
 
+def _criteria(request: Request, verb: str) -> str:
+    """The search criteria of a conditional update or delete (``Type?...``); 405 without."""
+    if not request.url.query:
+        raise FhirError(
+            405, f"{verb} needs an id (Type/id) or search criteria (Type?...)", code="not-supported"
+        )
+    return request.url.query
+
+
 @router.put("/{resource_type}")
 async def conditional_update(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
-    query = request.url.query
-    if not query:
-        raise FhirError(
-            405, "PUT needs an id (Type/id) or search criteria (Type?...)", code="not-supported"
-        )
+    query = _criteria(request, "PUT")
     body = await read_json(request)
     if_match = request.headers.get("if-match")
 
@@ -281,11 +286,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 @router.delete("/{resource_type}")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
-    query = request.url.query
-    if not query:
-        raise FhirError(
-            405, "DELETE needs an id (Type/id) or search criteria (Type?...)", code="not-supported"
-        )
+    query = _criteria(request, "DELETE")
 
     def run() -> writes.WriteResult | None:
         with hub.store.unit_of_work() as uow:

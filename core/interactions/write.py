@@ -16,7 +16,7 @@ import jsonpatch
 import orjson
 
 from fhirhub.core.interactions.references import check_references
-from fhirhub.fhir_store.errors import FhirError, Issue, conflict, invalid, not_found
+from fhirhub.fhir_store.errors import FhirError, Issue, invalid, not_found
 from fhirhub.fhir_store.store import UnitOfWork
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES, validate_resource
 from fhirhub.fhir_store.versions import StoredVersion
@@ -299,8 +299,3 @@ def conditional_delete(
     if not matches:
         return None
     return delete(hub, uow, resource_type, matches[0])
-
-
-def ensure_not_conflicting(current: StoredVersion | None) -> None:
-    if current is not None and not current.deleted:
-        raise conflict(f"{current.reference} already exists")

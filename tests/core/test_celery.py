@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from fhirhub.core.http.app import create_app
-from fhirhub.core.hub import build_hub
+from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.settings import Settings
 from fhirhub.fhir_store.schema import dispatch_cursor, resource_version
 from fhirhub.sdk import read
@@ -84,11 +84,9 @@ def worker(broker: str, sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, 
     log.close()
 
 
-def test_task_runs_on_a_worker_and_writes_fhir(
-    broker: str, worker: tuple[str, str], sqlite_url: str, tmp_path: Path
-) -> None:
-    queue, log = worker
-    hub = build_hub(
+def broker_hub(broker: str, queue: str, sqlite_url: str, tmp_path: Path) -> Hub:
+    """A hub sharing the worker's database and queue."""
+    return build_hub(
         Settings(
             db=sqlite_url,
             data_dir=tmp_path,
@@ -98,6 +96,13 @@ def test_task_runs_on_a_worker_and_writes_fhir(
             dicom_port="off",
         )
     )
+
+
+def test_task_runs_on_a_worker_and_writes_fhir(
+    broker: str, worker: tuple[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    queue, log = worker
+    hub = broker_hub(broker, queue, sqlite_url, tmp_path)
     assert hub.tasks is not None
     basic_id = hub.tasks.submit("hello.note", "from celery").result(timeout=60)
     assert read(hub, "Basic", basic_id)["code"]["text"] == "hello: from celery"
@@ -109,16 +114,7 @@ def test_resource_committed_is_delivered_by_workers(
     broker: str, worker: tuple[str, str], sqlite_url: str, tmp_path: Path
 ) -> None:
     queue, log = worker
-    hub = build_hub(
-        Settings(
-            db=sqlite_url,
-            data_dir=tmp_path,
-            broker=broker,
-            broker_queue=queue,
-            hl7_port="off",
-            dicom_port="off",
-        )
-    )
+    hub = broker_hub(broker, queue, sqlite_url, tmp_path)
     with TestClient(create_app(hub=hub)) as client:
         for index in range(3):
             response = client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=str(index))))
@@ -140,16 +136,7 @@ def test_search_parameter_is_indexed_by_a_worker(
     broker: str, worker: tuple[str, str], sqlite_url: str, tmp_path: Path
 ) -> None:
     queue, log = worker
-    hub = build_hub(
-        Settings(
-            db=sqlite_url,
-            data_dir=tmp_path,
-            broker=broker,
-            broker_queue=queue,
-            hl7_port="off",
-            dicom_port="off",
-        )
-    )
+    hub = broker_hub(broker, queue, sqlite_url, tmp_path)
     parameter = {
         "resourceType": "SearchParameter",
         "url": "http://hospital.example/SearchParameter/marital-text",
