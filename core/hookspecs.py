@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from fhirhub.core.access import Access
     from fhirhub.core.hub import Hub, WriteContext
     from fhirhub.core.operations import Operation
     from fhirhub.fhir_store.versions import StoredVersion
@@ -79,6 +80,48 @@ def register_operations(hub: Hub) -> list[Operation] | None:
     :returns: :class:`fhirhub.sdk.Operation` objects: FHIR ``$operations`` at system, type or
         instance level, each with its OperationDefinition (FHIR R4 §3.1.0 Operations). They are
         routed and listed in the CapabilityStatement automatically.
+    """
+
+
+@hookspec(firstresult=True)
+def authenticate_request(request: Any, hub: Hub) -> Access | None:
+    """Called for every HTTP request before it is routed (``firstresult``: the first
+    implementation returning an :class:`fhirhub.sdk.Access` decides).
+
+    :param request: the Starlette ``Request`` (headers, client address, path).
+    :param hub: the running hub.
+    :returns: the caller's :class:`fhirhub.sdk.Access` when the request carries credentials
+        this plugin accepts; ``None`` when it carries none this plugin knows (the next
+        implementation is asked; with nobody accepting, a protected path answers 401). Raise
+        :class:`fhirhub.sdk.FhirError` (401) for credentials that are present but invalid:
+        expired, forged or revoked tokens must not fall through to another implementation.
+    """
+
+
+@hookspec
+def public_paths(hub: Hub) -> list[str] | None:
+    """Called once when the FastAPI app is created.
+
+    :param hub: the hub the app serves.
+    :returns: URL path prefixes that need no authentication (a login page, OAuth endpoints,
+        discovery documents). Everything else under ``/fhir`` and ``/plugins`` is protected
+        when ``FHIRHUB_AUTH`` is on. The core's own: ``/healthz``, ``/fhir/metadata``,
+        ``/fhir/.well-known/``, ``/.well-known/``, the UI shell's pages and static files.
+    """
+
+
+@hookspec
+def request_completed(record: dict[str, Any], hub: Hub) -> None:
+    """Called after every HTTP request that was authenticated or refused, once the response
+    status is known, on the event loop (keep it quick: queue work, do not write here).
+
+    :param record: ``{"access": Access | None, "method", "path", "query", "status", "remote",
+        "interaction", "resource_type", "resource_id", "started", "duration_ms"}`` where
+        ``interaction`` is the FHIR interaction (``read``, ``vread``, ``search-type``,
+        ``create``, ``update``, ``patch``, ``delete``, ``history-*``, ``transaction``,
+        ``batch``, ``operation``) or ``http`` for plugin routes, and ``started`` is
+        microseconds since the epoch.
+    :returns: nothing. This is how the audit trail (``AuditEvent``) is fed.
     """
 
 

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     base_url: str = Field(default="", description="Public base URL of /fhir (for links)")
     host: str = "127.0.0.1"
     port: int = 8080
-    auth: str = "off"
+    auth: str = Field(
+        default="on", description="'on' (default) or 'off' (local development, loopback only)"
+    )
     broker: str = Field(default="", description="Celery broker URL (redis:// or amqp://)")
     broker_queue: str = Field(default="fhirhub", description="Celery queue name")
     plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")

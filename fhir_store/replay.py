@@ -45,6 +45,7 @@ def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> i
                     "deleted",
                     "seq",
                     "content",
+                    "tenant",
                 ],
                 select(
                     resource_version.c.resource_type,
@@ -54,6 +55,7 @@ def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> i
                     resource_version.c.deleted,
                     resource_version.c.seq,
                     resource_version.c.content,
+                    resource_version.c.tenant,
                 ).join(latest, resource_version.c.seq == latest.c.seq),
             )
         )

@@ -51,9 +51,15 @@ resource_version = Table(
     Column("method", String(8), nullable=False),  # POST, PUT, PATCH or DELETE
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=True),  # None for a deletion tombstone
+    # The Organization id that owns this version (``meta.security`` tenant label; a tombstone
+    # keeps its resource's tenant), so history can be filtered per tenant without parsing.
+    Column("tenant", String(ID_LENGTH), nullable=True),
+    # SHA-256 over this row's content chained to the previous row's hash (tamper evidence).
+    Column("hash", LargeBinary, nullable=True),
     UniqueConstraint("resource_type", "resource_id", "version_id", name="uq_version"),
     Index("ix_version_type_updated", "resource_type", "last_updated"),
     Index("ix_version_updated", "last_updated"),
+    Index("ix_version_tenant", "tenant", "seq"),
 )
 
 resource_current = Table(
@@ -66,7 +72,9 @@ resource_current = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("seq", BigInteger, nullable=False),
     Column("content", LargeBinary, nullable=True),
+    Column("tenant", String(ID_LENGTH), nullable=True),
     Index("ix_current_type_updated", "resource_type", "last_updated"),
+    Index("ix_current_tenant", "tenant", "resource_type"),
 )
 
 outbox = Table(
@@ -85,4 +93,16 @@ dispatch_cursor = Table(
     metadata,
     Column("consumer", String(200), primary_key=True),
     Column("last_seq", BigInteger, nullable=False, default=0),
+)
+
+#: Signed heads of the hash chain: the server's Ed25519 signature over the hash of the log row
+#: ``seq``, so rewriting the whole chain after that row needs the private key too.
+chain_signature = Table(
+    "chain_signature",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("head_hash", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signed_at", BigInteger, nullable=False),
 )

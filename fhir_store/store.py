@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.database import is_sqlite
@@ -35,6 +35,7 @@ from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
 from fhirhub.fhir_store.search.index import Indexer
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
+from fhirhub.fhir_store.tenancy import tenant_of
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 
 #: Arbitrary constant naming the PostgreSQL advisory lock that orders log appends.
@@ -122,7 +123,15 @@ class UnitOfWork:
         stamped = stamp(resource, resource_id, version_id, format_instant(instant))
         content = orjson.dumps(stamped)
         version = StoredVersion(
-            resource_type, resource_id, version_id, instant, False, content, 0, method
+            resource_type,
+            resource_id,
+            version_id,
+            instant,
+            False,
+            content,
+            0,
+            method,
+            tenant_of(stamped),
         )
         self._buffer(_PendingWrite(version, stamped))
         return version
@@ -134,7 +143,15 @@ class UnitOfWork:
             return None
         instant = self.store.clock.now()
         version = StoredVersion(
-            resource_type, resource_id, before.version_id + 1, instant, True, None, 0, "DELETE"
+            resource_type,
+            resource_id,
+            before.version_id + 1,
+            instant,
+            True,
+            None,
+            0,
+            "DELETE",
+            before.tenant,
         )
         self._buffer(_PendingWrite(version, None))
         return version
@@ -160,6 +177,7 @@ class UnitOfWork:
                 "method": w.version.method,
                 "deleted": w.version.deleted,
                 "content": w.version.content,
+                "tenant": w.version.tenant,
             }
             for w in writes
         ]
@@ -185,6 +203,7 @@ class UnitOfWork:
                 w.version.content,
                 seq,
                 w.version.method,
+                w.version.tenant,
             )
             for w, seq in zip(writes, seqs, strict=True)
         ]
@@ -221,6 +240,7 @@ class UnitOfWork:
                 "deleted": v.deleted,
                 "seq": v.seq,
                 "content": v.content,
+                "tenant": v.tenant,
             }
             for v in versions
         ]
@@ -237,6 +257,7 @@ class UnitOfWork:
                 "deleted": statement.excluded.deleted,
                 "seq": statement.excluded.seq,
                 "content": statement.excluded.content,
+                "tenant": statement.excluded.tenant,
             },
         )
         self.conn.execute(statement, rows)
@@ -297,7 +318,7 @@ class FhirStore:
 
 # -- read helpers (usable with any connection) ------------------------------------------------
 
-_CURRENT_COLUMNS = (
+_CURRENT_COLUMNS: tuple[Any, ...] = (
     resource_current.c.resource_type,
     resource_current.c.resource_id,
     resource_current.c.version_id,
@@ -305,6 +326,8 @@ _CURRENT_COLUMNS = (
     resource_current.c.deleted,
     resource_current.c.content,
     resource_current.c.seq,
+    literal_column("'PUT'"),
+    resource_current.c.tenant,
 )
 _VERSION_COLUMNS = (
     resource_version.c.resource_type,
@@ -315,19 +338,13 @@ _VERSION_COLUMNS = (
     resource_version.c.content,
     resource_version.c.seq,
     resource_version.c.method,
+    resource_version.c.tenant,
 )
 
 
 def _version_from_row(row: Any) -> StoredVersion:
     return StoredVersion(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        bool(row[4]),
-        row[5],
-        row[6],
-        row[7] if len(row) > 7 else "PUT",
+        row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8]
     )
 
 

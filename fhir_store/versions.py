@@ -39,6 +39,7 @@ class StoredVersion:
     content: bytes | None  # exactly the JSON a read returns; None for a deletion
     seq: int = 0
     method: str = "PUT"
+    tenant: str | None = None  # the owning Organization id (fhir_store.tenancy)
 
     @property
     def etag(self) -> str:

@@ -39,6 +39,7 @@ def fhirhub_settings(tmp_path: Path) -> Any:
         data_dir=tmp_path,
         hl7_port="off",
         dicom_port="off",
+        auth="off",  # a plugin's own tests run as the system unless they log in
     )
 
 

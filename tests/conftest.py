@@ -21,6 +21,11 @@ from tests import backends
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+# The suite exercises FHIR semantics without tokens; authentication is on by default for users
+# and is tested on its own (tests/plugins/security), where each test turns it on explicitly.
+# Set here, at import, so servers started in subprocesses inherit it too.
+os.environ["FHIRHUB_AUTH"] = "off"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

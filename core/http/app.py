@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     _mount_plugin_routes(app, hub)
     mount_ui(app, hub)
     _install_error_handlers(app)
+    from fhirhub.core.http.access_control import AccessControl
+
+    app.add_middleware(AccessControl, hub=hub)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

@@ -14,20 +14,26 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 def test_sdk_exports_exactly_this() -> None:
     assert sorted(fhirhub.sdk.__all__) == [
+        "Access",
         "FhirError",
         "Hub",
         "Issue",
         "Operation",
         "OperationCall",
+        "SYSTEM",
+        "Scope",
         "StoredVersion",
         "WriteContext",
+        "acting_as",
         "conflict",
         "create",
+        "current_access",
         "delete",
         "hookimpl",
         "invalid",
         "not_found",
         "not_supported",
+        "parse_scopes",
         "plugin_settings",
         "read",
         "search",
@@ -47,7 +53,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 13
+    assert len(specs) == 16
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]

@@ -1,0 +1,178 @@
+"""Authentication at the door: every HTTP request gets an :class:`Access` before routing.
+
+A pure ASGI middleware (not ``BaseHTTPMiddleware``) so the context variable it sets is the one
+the endpoint and its thread-pool work see, and streaming bodies pass through untouched.
+
+With ``FHIRHUB_AUTH=on`` (the default) a request to a protected path must be accepted by an
+``authenticate_request`` hook, otherwise it gets 401 with ``WWW-Authenticate: Bearer``
+(RFC 6750 §3). With ``off`` every request runs as the system: for local development only, and
+``fhirhub serve`` refuses it on a non-loopback address. After the response, the
+``request_completed`` hook receives what happened, which feeds the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhirhub.core.access import SYSTEM, Access, acting_as
+from fhirhub.core.http.responses import error_response
+from fhirhub.core.plugins import call_each
+from fhirhub.fhir_store.errors import FhirError
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+log = logging.getLogger("fhirhub.access")
+
+#: Paths every caller may reach: discovery, health, the UI shell (its data comes from the
+#: protected API), and static files.
+CORE_PUBLIC_PATHS = (
+    "/healthz",
+    "/fhir/metadata",
+    "/fhir/.well-known/",
+    "/.well-known/",
+    "/ui",
+    "/favicon.ico",
+)
+
+
+def auth_enabled(hub: Hub) -> bool:
+    return hub.settings.auth.strip().lower() not in ("off", "false", "0", "no")
+
+
+class AccessControl:
+    """The ASGI middleware; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+        self.enabled = auth_enabled(hub)
+        extra: list[str] = []
+        for _plugin, paths in call_each(hub, "public_paths", hub=hub):
+            extra.extend(paths or ())
+        self.public = CORE_PUBLIC_PATHS + tuple(extra)
+
+    def is_public(self, path: str) -> bool:
+        if path == "/":
+            return True
+        return any(path == p.rstrip("/") or path.startswith(p) for p in self.public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.time_ns() // 1000
+        path: str = scope.get("path", "")
+        request = Request(scope)
+        access: Access | None
+        try:
+            access = self._authenticate(request, path)
+        except FhirError as error:
+            response = error_response(error)
+            if error.status == 401:
+                response.headers["WWW-Authenticate"] = _challenge(error)
+            await response(scope, receive, send)
+            self._completed(request, None, error.status, started)
+            return
+        status = 500
+        audit = self.enabled
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        with acting_as(access or SYSTEM):
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                if audit and not self.is_public(path):
+                    self._completed(request, access, status, started)
+
+    def _authenticate(self, request: Request, path: str) -> Access | None:
+        if not self.enabled:
+            return SYSTEM
+        access: Access | None = self.hub.hook.authenticate_request(request=request, hub=self.hub)
+        if access is None and not self.is_public(path):
+            raise FhirError(
+                401, "Authentication required: send an OAuth 2 bearer token", code="login"
+            )
+        return access
+
+    def _completed(
+        self, request: Request, access: Access | None, status: int, started: int
+    ) -> None:
+        record: dict[str, Any] = {
+            "access": access,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "status": status,
+            "remote": request.client.host if request.client else None,
+            "started": started,
+            "duration_ms": (time.time_ns() // 1000 - started) / 1000,
+            **classify(request.method, request.url.path),
+        }
+        try:
+            self.hub.hook.request_completed(record=record, hub=self.hub)
+        except Exception:  # an audit consumer must never turn a served request into a 500
+            log.exception("request_completed hook failed")
+
+
+def _challenge(error: FhirError) -> str:
+    text = error.message.replace('"', "'")
+    if any(word in text.lower() for word in ("expired", "invalid", "revoked", "signature")):
+        return f'Bearer error="invalid_token", error_description="{text}"'
+    return 'Bearer realm="fhirhub"'
+
+
+def classify(method: str, path: str) -> dict[str, Any]:
+    """The FHIR interaction a request is (http://hl7.org/fhir/R4/http.html), with the type and
+    id it names; ``http`` for paths outside ``/fhir``."""
+    out: dict[str, Any] = {"interaction": "http", "resource_type": None, "resource_id": None}
+    if not path.startswith("/fhir"):
+        return out
+    parts = [p for p in path[len("/fhir") :].split("/") if p]
+    method = method.upper()
+    if not parts:
+        out["interaction"] = "transaction" if method == "POST" else "search-system"
+        return out
+    if parts[0].startswith("$") or any(p.startswith("$") for p in parts):
+        out["interaction"] = "operation"
+    elif parts[0] == "_history":
+        out["interaction"] = "history-system"
+    elif parts[0] == "metadata":
+        out["interaction"] = "capabilities"
+    else:
+        out["resource_type"] = parts[0]
+        rest = parts[1:]
+        if not rest or rest == ["_search"]:
+            out["interaction"] = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(
+                method, "search-type"
+            )
+            if rest == ["_search"]:
+                out["interaction"] = "search-type"
+        elif rest[0] == "_history":
+            out["interaction"] = "history-type"
+        else:
+            out["resource_id"] = rest[0]
+            if len(rest) == 1:
+                out["interaction"] = {
+                    "GET": "read",
+                    "PUT": "update",
+                    "PATCH": "patch",
+                    "DELETE": "delete",
+                }.get(method, "read")
+            elif rest[1] == "_history":
+                out["interaction"] = "vread" if len(rest) > 2 else "history-instance"
+            else:
+                out["interaction"] = "search-compartment"
+    if parts and parts[0] not in ("_history", "metadata") and not parts[0].startswith("$"):
+        out["resource_type"] = parts[0]
+    return out
