@@ -68,7 +68,9 @@ def register_routes(hub: Hub) -> Any:
 
     :param hub: the hub the app serves.
     :returns: a FastAPI ``APIRouter`` (or a list of them), mounted under
-        ``/plugins/<plugin name>``; ``None`` for no routes.
+        ``/plugins/<plugin name>``; ``None`` for no routes. A router with the attribute
+        ``mount_at_root = True`` is mounted as it is, for paths a standard fixes
+        (``/fhir/.well-known/smart-configuration``, ``/hl7/v2``); use it sparingly.
     """
 
 

@@ -86,7 +86,10 @@ def _mount_plugin_routes(app: FastAPI, hub: Hub) -> None:
     for plugin, routers in call_each(hub, "register_routes", hub=hub):
         name = hub.plugins.get_name(plugin) or "plugin"
         for router in routers if isinstance(routers, list | tuple) else [routers]:
-            app.include_router(router, prefix=f"/plugins/{name}")
+            if getattr(router, "mount_at_root", False):
+                app.include_router(router)  # well-known paths (see the register_routes hook)
+            else:
+                app.include_router(router, prefix=f"/plugins/{name}")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
