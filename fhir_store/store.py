@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from fhirhub.fhir_store.chain import hash_rows, read_head_link
 from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
@@ -181,6 +182,8 @@ class UnitOfWork:
             }
             for w in writes
         ]
+        # Tamper evidence (fhir_store.chain): chain each row to the head, under the log lock.
+        hash_rows(read_head_link(self.conn), rows)
         try:
             result = self.conn.execute(
                 insert(resource_version).returning(

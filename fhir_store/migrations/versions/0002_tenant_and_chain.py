@@ -33,6 +33,47 @@ def upgrade() -> None:
         sa.Column("signed_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
     )
+    _hash_existing_rows()
+
+
+def _hash_existing_rows() -> None:
+    """Data step: chain the rows written before hashing existed, in ``seq`` order, so an
+    upgraded log verifies like a new one (``fhir_store.chain``)."""
+    from fhirhub.fhir_store.chain import GENESIS, hash_rows
+
+    bind = op.get_bind()
+    log = sa.table(
+        "resource_version",
+        sa.column("seq", sa.BigInteger()),
+        sa.column("resource_type", sa.String()),
+        sa.column("resource_id", sa.String()),
+        sa.column("version_id", sa.Integer()),
+        sa.column("last_updated", sa.BigInteger()),
+        sa.column("method", sa.String()),
+        sa.column("deleted", sa.Boolean()),
+        sa.column("tenant", sa.String()),
+        sa.column("content", sa.LargeBinary()),
+        sa.column("hash", sa.LargeBinary()),
+    )
+    columns = [c for c in log.c if c.name != "hash"]
+    link, last = GENESIS, None
+    while True:
+        query = sa.select(*columns).order_by(log.c.seq).limit(2000)
+        if last is not None:
+            query = query.where(log.c.seq > last)
+        rows = [dict(row._mapping) for row in bind.execute(query)]
+        if not rows:
+            return
+        for row in rows:
+            row["deleted"] = bool(row["deleted"])
+        link = hash_rows(link, rows)
+        bind.execute(
+            log.update()
+            .where(log.c.seq == sa.bindparam("b_seq"))
+            .values(hash=sa.bindparam("b_hash")),
+            [{"b_seq": row["seq"], "b_hash": row["hash"]} for row in rows],
+        )
+        last = rows[-1]["seq"]
 
 
 def downgrade() -> None:
