@@ -11,6 +11,7 @@ from fhirhub.fhir_store.errors import invalid
 
 def _everything(call: OperationCall) -> bytes:
     """``Patient/{id}/$everything`` (http://hl7.org/fhir/R4/patient-operation-everything.html)."""
+    from fhirhub.core.access import current_access
     from fhirhub.core.interactions.read import read
     from fhirhub.fhir_store.search.query import everything
 
@@ -18,14 +19,22 @@ def _everything(call: OperationCall) -> bytes:
         raise invalid("Patient/$everything needs a patient id (Patient/{id}/$everything)")
     params = [(k, v) for k, values in call.parameters.items() for v in values]
     with call.hub.store.read() as conn:
-        read(conn, "Patient", call.resource_id)
+        read(conn, "Patient", call.resource_id)  # 404 unless the caller may see the patient
         return everything(
-            conn, call.hub.store.registry, call.resource_id, base_url=call.base_url, params=params
+            conn,
+            call.hub.store.registry,
+            call.resource_id,
+            base_url=call.base_url,
+            params=params,
+            visibility=current_access().visibility("r"),
         )
 
 
 def _reindex(call: OperationCall) -> dict[str, Any]:
     """``$reindex``: rebuild search indexes (after SearchParameters were added at run time)."""
+    from fhirhub.core.access import current_access
+
+    current_access().require_role("super_admin")
     types = call.parameters.get("type") or None
     with call.hub.store.unit_of_work() as uow:
         count = call.hub.store.indexer.reindex(uow.conn, types)

@@ -63,6 +63,16 @@ class Operation:
             **({"parameter": list(self.parameters)} if self.parameters else {}),
         }
 
+    def authorize(self, resource_type: str | None) -> None:
+        """The scope check every invocation passes before its handler runs: reading the type
+        (``r``), and for an operation that changes state also ``c`` and ``u``. Handlers add
+        finer checks (roles, the instance's visibility) themselves."""
+        from fhirhub.core.access import current_access
+
+        access = current_access()
+        for permission in ("r", "c", "u") if self.affects_state else ("r",):
+            access.require(permission, resource_type)
+
     def applies_to(self, level: str, resource_type: str | None) -> bool:
         if level == "system":
             return self.system

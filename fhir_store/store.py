@@ -27,7 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, insert, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.chain import hash_rows, read_head_link
@@ -36,6 +47,7 @@ from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
 from fhirhub.fhir_store.search.index import Indexer
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
+from fhirhub.fhir_store.search.visibility import Visibility
 from fhirhub.fhir_store.tenancy import tenant_of
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 
@@ -43,6 +55,7 @@ from fhirhub.fhir_store.versions import StoredVersion, format_instant
 _PG_LOG_LOCK = 0x46484952  # "FHIR"
 
 CommitListener = Callable[[list[StoredVersion]], None]
+BeforeCommit = Callable[["UnitOfWork"], None]
 
 
 class _Clock:
@@ -275,6 +288,7 @@ class FhirStore:
         self.indexer = Indexer(self.registry)
         self.clock = _Clock()
         self._listeners: list[CommitListener] = []
+        self._before_commit: list[BeforeCommit] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -294,6 +308,13 @@ class FhirStore:
         committing thread, after commit; it must be quick: the dispatcher just wakes up)."""
         self._listeners.append(listener)
 
+    def add_before_commit(self, callback: BeforeCommit) -> None:
+        """Call ``callback`` with every unit of work that ends normally, inside its transaction
+        and before its final flush: it may still write (a Provenance for what the unit wrote)
+        or raise to roll everything back."""
+        if callback not in self._before_commit:
+            self._before_commit.append(callback)
+
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """A write transaction; commits on normal exit, rolls back on any exception."""
@@ -303,6 +324,8 @@ class FhirStore:
                 with conn.begin():
                     work = UnitOfWork(self, conn)
                     yield work
+                    for callback in self._before_commit:
+                        callback(work)
                     work.flush()
             except OperationalError as exc:
                 if "locked" in str(exc).lower():
@@ -387,8 +410,13 @@ def read_history(
     count: int = 50,
     offset: int = 0,
     max_seq: int | None = None,
+    visibility: Visibility | None = None,
 ) -> tuple[list[StoredVersion], int]:
     """Versions newest first, and the total number matching.
+
+    ``visibility`` keeps only versions the caller may see: its tenant's (by the log's
+    ``tenant`` column, so tombstones are filtered too), its types, and for a patient context
+    the versions of resources now in the patient's compartment.
 
     ``since``: only versions updated at or after it. ``at``: the versions that were current at
     that instant (one per resource), per http://hl7.org/fhir/R4/http.html#history.
@@ -404,6 +432,7 @@ def read_history(
         conditions.append(resource_version.c.last_updated >= since)
     if max_seq is not None:
         conditions.append(resource_version.c.seq <= max_seq)
+    conditions.extend(_history_restriction(resource_type, visibility))
     if at is not None:
         newer = resource_version.alias("newer")
         conditions.append(resource_version.c.last_updated <= at)
@@ -428,6 +457,38 @@ def read_history(
     ).all()
     total = conn.execute(total_query).scalar_one()
     return [_version_from_row(r) for r in rows], int(total)
+
+
+def _history_restriction(
+    resource_type: str | None, visibility: Visibility | None
+) -> list[ColumnElement[bool]]:
+    if visibility is None or visibility.unrestricted:
+        return []
+    from fhirhub.fhir_store.search import compartment
+    from fhirhub.fhir_store.search.predicates import Owner
+    from fhirhub.fhir_store.search.visibility import patient_guarded_types
+    from fhirhub.fhir_store.tenancy import SHARED_TYPES
+
+    log = resource_version.c
+    out: list[ColumnElement[bool]] = []
+    if visibility.types is not None:
+        out.append(log.resource_type.in_(sorted(visibility.types)))
+    if visibility.tenant is not None:
+        out.append(
+            or_(log.tenant == visibility.tenant, log.resource_type.in_(sorted(SHARED_TYPES)))
+        )
+    if visibility.patient is not None:
+        current = resource_current.alias("visible_current")
+        members = select(current.c.resource_type, current.c.resource_id).where(
+            compartment.condition(Owner(current, None), ("Patient", visibility.patient))
+        )
+        out.append(
+            or_(
+                ~log.resource_type.in_(sorted(patient_guarded_types())),
+                tuple_(log.resource_type, log.resource_id).in_(members),
+            )
+        )
+    return out
 
 
 def mark_dispatched(conn: Connection, consumer: str, seq: int) -> None:

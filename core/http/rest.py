@@ -162,6 +162,7 @@ async def _operation(
     operation = hub.operations.find(name, level, resource_type)
     if resource_type is not None:
         writes.require_type(resource_type)
+    operation.authorize(resource_type)
     body: dict[str, Any] | None = None
     parameters: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():

@@ -11,18 +11,21 @@ from urllib.parse import urlencode
 import orjson
 from sqlalchemy import Connection, func, select
 
+from fhirhub.core.access import current_access
 from fhirhub.core.interactions.write import require_type
 from fhirhub.fhir_store.errors import FhirError, invalid, not_found
 from fhirhub.fhir_store.schema import resource_version
 from fhirhub.fhir_store.search.normalize import date_range
+from fhirhub.fhir_store.search.visibility import visible
 from fhirhub.fhir_store.store import read_current, read_history, read_version
 from fhirhub.fhir_store.versions import StoredVersion, http_date
 
 
 def read(conn: Connection, resource_type: str, resource_id: str) -> StoredVersion:
     require_type(resource_type)
+    current_access().require("r", resource_type)
     current = read_current(conn, resource_type, resource_id)
-    if current is None:
+    if current is None or not _visible(conn, current):
         raise not_found(f"{resource_type}/{resource_id} is not known")
     if current.deleted:
         raise FhirError(410, f"{resource_type}/{resource_id} has been deleted", code="deleted")
@@ -31,10 +34,11 @@ def read(conn: Connection, resource_type: str, resource_id: str) -> StoredVersio
 
 def vread(conn: Connection, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
     require_type(resource_type)
+    current_access().require("r", resource_type)
     if not version_id.isdigit():
         raise not_found(f"{resource_type}/{resource_id} has no version {version_id!r}")
     version = read_version(conn, resource_type, resource_id, int(version_id))
-    if version is None:
+    if version is None or not _visible(conn, version):
         raise not_found(f"{resource_type}/{resource_id} has no version {version_id}")
     if version.deleted:
         raise FhirError(
@@ -43,6 +47,13 @@ def vread(conn: Connection, resource_type: str, resource_id: str, version_id: st
             code="deleted",
         )
     return version
+
+
+def _visible(conn: Connection, version: StoredVersion) -> bool:
+    """Whether the caller may see ``version``: an invisible resource answers exactly like a
+    missing one (404), so its existence leaks to no other tenant or patient."""
+    visibility = current_access().visibility("r")
+    return visible(conn, visibility, version.resource_type, version.resource_id, version.tenant)
 
 
 def _instant_param(name: str, value: str, *, upper: bool) -> int:
@@ -69,9 +80,14 @@ def history_bundle(
     """
     if resource_type is not None:
         require_type(resource_type)
+    access = current_access()
+    access.require("r", resource_type)
+    visibility = access.visibility("r")
     values = dict(params)
-    if resource_id is not None and read_current(conn, resource_type or "", resource_id) is None:
-        raise not_found(f"{resource_type}/{resource_id} is not known")
+    if resource_id is not None:
+        current = read_current(conn, resource_type or "", resource_id)
+        if current is None or not _visible(conn, current):
+            raise not_found(f"{resource_type}/{resource_id} is not known")
     since = _instant_param("_since", values["_since"], upper=False) if "_since" in values else None
     at = _instant_param("_at", values["_at"], upper=True) if "_at" in values else None
     count = _int_param(values, "_count", default_count, 0, max_count)
@@ -90,6 +106,7 @@ def history_bundle(
         count=count,
         offset=offset,
         max_seq=snapshot,
+        visibility=visibility,
     )
     path = "/".join(p for p in (resource_type, resource_id) if p)
     path = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"

@@ -64,8 +64,14 @@ def check_references(
 ) -> None:
     """Raise 422 naming each relative reference that resolves to no live resource.
 
-    Targets written in the same unit of work count as present.
+    Targets written in the same unit of work count as present. For a caller acting for a
+    tenant, another tenant's resource counts as absent: references do not cross tenants, and
+    the error is the same as for a missing target, so it reveals nothing.
     """
+    from fhirhub.core.access import current_access
+    from fhirhub.fhir_store.tenancy import SHARED_TYPES
+
+    tenant = current_access().tenant
     wanted: dict[tuple[str, str], str] = {}
     for resource_type, resource in resources:
         for path, reference in iter_references(resource):
@@ -94,11 +100,17 @@ def check_references(
             )
         )
         rows = uow.conn.execute(
-            select(resource_current.c.resource_type, resource_current.c.resource_id).where(
-                condition, resource_current.c.deleted.is_(False)
-            )
+            select(
+                resource_current.c.resource_type,
+                resource_current.c.resource_id,
+                resource_current.c.tenant,
+            ).where(condition, resource_current.c.deleted.is_(False))
         )
-        found.update((row[0], row[1]) for row in rows)
+        found.update(
+            (row[0], row[1])
+            for row in rows
+            if tenant is None or row[2] == tenant or row[0] in SHARED_TYPES
+        )
     missing = [key for key in keys if key not in found]
     if missing:
         raise FhirError(

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy import Connection
 
+from fhirhub.core.access import current_access
 from fhirhub.core.interactions.write import require_type
 from fhirhub.fhir_store.errors import invalid
 from fhirhub.fhir_store.search.query import search
@@ -42,9 +43,17 @@ def match_ids(hub: Hub, uow: UnitOfWork, resource_type: str, query: str) -> list
     uow.flush()  # earlier writes of this unit of work must be visible to the search
     probe = [p for p in params if p[0] not in ("_count", "_summary", "_elements")]
     probe += [("_count", str(_MATCH_PROBE)), ("_total", "none")]
+    # The caller's visibility applies: a conditional write never matches, and so never
+    # reveals or touches, what the caller may not see.
     bundle = orjson.loads(
         search(
-            uow.conn, hub.store.registry, resource_type, probe, base_url=hub.base_url, strict=True
+            uow.conn,
+            hub.store.registry,
+            resource_type,
+            probe,
+            base_url=hub.base_url,
+            strict=True,
+            visibility=current_access().visibility("r"),
         )
     )
     return [
@@ -66,6 +75,8 @@ def search_bundle(
 ) -> bytes:
     if resource_type is not None:
         require_type(resource_type)
+    access = current_access()
+    access.require("s", resource_type)
     return search(
         conn,
         hub.store.registry,
@@ -76,4 +87,5 @@ def search_bundle(
         compartment=compartment,
         default_count=hub.settings.default_page_size,
         max_count=hub.settings.max_page_size,
+        visibility=access.visibility("s"),
     )

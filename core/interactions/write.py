@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import jsonpatch
 import orjson
 
+from fhirhub.core.access import Access, current_access, forbidden
 from fhirhub.core.interactions.references import check_references
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid, not_found
 from fhirhub.fhir_store.store import UnitOfWork
+from fhirhub.fhir_store.tenancy import SHARED_TYPES
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES, validate_resource
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -86,15 +88,63 @@ def store_resource(
     method: str,
     check_refs: bool = True,
 ) -> StoredVersion:
-    """Run the before-write hooks, check references and append the version."""
+    """Authorize the caller, run the before-write hooks, check references and append the
+    version."""
     from fhirhub.core.hub import WriteContext
 
     resource["id"] = resource_id
+    access = current_access()
+    if not access.is_system:
+        _authorize_write(access, interaction, resource_type, resource, previous)
     context = WriteContext(hub, interaction, resource_type, resource_id, uow, previous)
     hub.hook.resource_before_write(resource=resource, context=context)
     if check_refs:
         check_references(uow, [(resource_type, resource)], hub.base_url)
-    return uow.put(resource_type, resource_id, resource, method=method, previous=previous)
+    version = uow.put(resource_type, resource_id, resource, method=method, previous=previous)
+    if access.patient is not None:
+        _require_in_patient_compartment(uow, access, version)
+    return version
+
+
+def _authorize_write(
+    access: Access,
+    interaction: str,
+    resource_type: str,
+    resource: dict[str, Any],
+    previous: StoredVersion | None,
+) -> None:
+    """Scopes, tenant ownership and the tenant label of a write by a non-system caller.
+
+    Another tenant's resource is refused even when it is deleted: update-as-create must not
+    take over an id another tenant used. The caller's tenant label replaces any the client
+    sent, so a write can never place data in, or move it out of, another tenant.
+    """
+    exists = previous is not None and not previous.deleted
+    access.require("u" if exists or interaction == "patch" else "c", resource_type)
+    if previous is not None and not access.owns(previous.tenant, resource_type):
+        raise forbidden(f"{resource_type}/{previous.resource_id} may not be written")
+    if access.tenant is not None and resource_type in SHARED_TYPES:
+        raise forbidden(f"{resource_type} is shared by every tenant; only a hub admin writes it")
+    access.label_for_write(resource)
+
+
+def _require_in_patient_compartment(
+    uow: UnitOfWork, access: Access, version: StoredVersion
+) -> None:
+    """A patient-context caller may only write resources of its own compartment (checked on
+    the index, after this unit's writes are flushed; a refusal rolls the unit back)."""
+    from fhirhub.fhir_store.search.visibility import patient_guarded_types, visible
+
+    if version.resource_type not in patient_guarded_types():
+        return
+    uow.flush()
+    if not visible(
+        uow.conn, access.visibility("r"), version.resource_type, version.resource_id, version.tenant
+    ):
+        raise forbidden(
+            f"A {version.resource_type} written with patient context must belong to "
+            f"Patient/{access.patient}"
+        )
 
 
 def validated(hub: Hub, body: Any, resource_type: str) -> dict[str, Any]:
@@ -243,7 +293,7 @@ def patch(
     """JSON Patch (RFC 6902) applied to the current version, then validated like an update."""
     require_type(resource_type)
     current = uow.current(resource_type, resource_id, for_update=True)
-    if current is None:
+    if current is None or not _may_delete(uow, current_access(), current):
         raise not_found(f"{resource_type}/{resource_id} is not known")
     if current.deleted or current.content is None:
         raise FhirError(410, f"{resource_type}/{resource_id} has been deleted", code="deleted")
@@ -272,14 +322,33 @@ def patch(
 def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> WriteResult | None:
     """Delete (append a tombstone). Deleting what is already deleted changes nothing (204)."""
     require_type(resource_type)
+    access = current_access()
+    access.require("d", resource_type)
     current = uow.current(resource_type, resource_id, for_update=True)
-    if current is None:
+    if current is None or not _may_delete(uow, access, current):
         raise not_found(f"{resource_type}/{resource_id} is not known")
     if current.deleted:
         return WriteResult(current, 204)
     version = uow.delete(resource_type, resource_id)
     assert version is not None
     return WriteResult(version, 200)
+
+
+def _may_delete(uow: UnitOfWork, access: Access, current: StoredVersion) -> bool:
+    """Whether the caller may change ``current`` (patch, delete): it must see it and own it."""
+    if access.is_system:
+        return True
+    from fhirhub.fhir_store.search.visibility import visible
+
+    if access.tenant is not None and current.resource_type in SHARED_TYPES:
+        return False
+    return access.owns(current.tenant, current.resource_type) and visible(
+        uow.conn,
+        access.visibility("r"),
+        current.resource_type,
+        current.resource_id,
+        current.tenant,
+    )
 
 
 def conditional_delete(

@@ -59,6 +59,7 @@ from fhirhub.fhir_store.search.predicates import (
     UnknownParameter,
     bad_request,
 )
+from fhirhub.fhir_store.search.visibility import Visibility, restrict
 
 rc = resource_current
 
@@ -252,8 +253,13 @@ def _now() -> tuple[int, str]:
     return now, instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _fetch(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
-    """Stored bytes of the (not deleted) resources ``keys``, read by primary key."""
+def _fetch(
+    conn: Connection,
+    keys: Iterable[tuple[str, str]],
+    visibility: Visibility | None = None,
+) -> dict[tuple[str, str], bytes]:
+    """Stored bytes of the (not deleted) resources ``keys`` that ``visibility`` lets the caller
+    see, read by primary key."""
     by_type: dict[str, list[str]] = {}
     for resource_type, resource_id in keys:
         by_type.setdefault(resource_type, []).append(resource_id)
@@ -266,6 +272,7 @@ def _fetch(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
                     rc.c.resource_type == resource_type,
                     rc.c.resource_id.in_(chunk),
                     rc.c.deleted.is_(False),
+                    *restrict(Owner(rc, resource_type), visibility),
                 )
             )
             for resource_id, content in rows:
@@ -405,13 +412,15 @@ def search(
     strict: bool = False,
     default_count: int = 20,
     max_count: int = 1000,
+    visibility: Visibility | None = None,
 ) -> bytes:
     """Run a search and return the JSON bytes of its ``searchset`` Bundle.
 
     ``resource_type`` None is a system-level search (restricted by ``_type`` when given);
     ``compartment`` (``("Patient", "123")``) restricts to that compartment. ``params`` are the
     decoded query parameters in request order. Raises ``FhirError`` (400) as described in the
-    module docstring.
+    module docstring. ``visibility`` restricts matches, totals and included resources to what
+    the caller may see.
     """
     base_url = base_url.rstrip("/")
     known = frozenset(registry.resource_types())
@@ -435,6 +444,7 @@ def search(
         conditions.append(rc.c.resource_type.in_(request.types))
     if compartment is not None:
         conditions.append(compartments.condition(owner, compartment))
+    conditions.extend(restrict(owner, visibility))
     kept_filters: list[tuple[str, str]] = []
     for name, value in request.filters:
         try:
@@ -496,7 +506,7 @@ def search(
         )
     if includes and rows:
         added = _included(conn, includes, [(r.resource_type, r.resource_id) for r in rows])
-        contents = _fetch(conn, added)
+        contents = _fetch(conn, added, visibility)
         for key in added:
             stored = contents.get(key)
             if stored is not None:
@@ -568,6 +578,7 @@ def everything(
     params: list[tuple[str, str]],
     default_count: int = 100,
     max_count: int = 1000,
+    visibility: Visibility | None = None,
 ) -> bytes:
     """``Patient/{id}/$everything`` (http://hl7.org/fhir/R4/patient-operation-everything.html):
     the patient, every resource in its compartment, and the Practitioners, PractitionerRoles,
@@ -620,6 +631,7 @@ def everything(
     conditions: list[ColumnElement[bool]] = [
         rc.c.deleted.is_(False),
         tuple_(rc.c.resource_type, rc.c.resource_id).in_(select(keys.c[0], keys.c[1])),
+        *restrict(Owner(rc, None), visibility),
     ]
     if since is not None:
         conditions.append(rc.c.last_updated >= since)

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, Connection, false, or_, select
+
+from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.search.predicates import Owner
+from fhirhub.fhir_store.tenancy import SHARED_TYPES
+
 
 @dataclass(frozen=True)
 class Visibility:
@@ -25,3 +31,81 @@ class Visibility:
     @property
     def unrestricted(self) -> bool:
         return self.tenant is None and self.patient is None and self.types is None
+
+
+def restrict(owner: Owner, visibility: Visibility | None) -> list[ColumnElement[bool]]:
+    """SQL conditions keeping only the rows of ``owner`` (``resource_current`` or an alias)
+    that ``visibility`` lets the caller see; empty when it is unrestricted."""
+    if visibility is None or visibility.unrestricted:
+        return []
+    from fhirhub.fhir_store.search import compartment
+
+    table = owner.table
+    out: list[ColumnElement[bool]] = []
+    if visibility.types is not None:
+        if owner.resource_type is not None:
+            if owner.resource_type not in visibility.types:
+                return [false()]
+        else:
+            out.append(owner.type_col.in_(sorted(visibility.types)))
+    if visibility.tenant is not None:
+        own = table.c.tenant == visibility.tenant
+        if owner.resource_type is None:
+            out.append(or_(own, owner.type_col.in_(sorted(SHARED_TYPES))))
+        elif owner.resource_type not in SHARED_TYPES:
+            out.append(own)
+    if visibility.patient is not None:
+        guarded = patient_guarded_types()
+        patient = ("Patient", visibility.patient)
+        if owner.resource_type is None:
+            out.append(
+                or_(
+                    ~owner.type_col.in_(sorted(guarded)),
+                    compartment.condition(Owner(table, None), patient),
+                )
+            )
+        elif owner.resource_type in guarded:
+            out.append(compartment.condition(owner, patient))
+    return out
+
+
+def patient_guarded_types() -> frozenset[str]:
+    """Types whose resources belong to a patient: the Patient compartment's members and
+    Patient itself. A patient-context caller sees only its own among them."""
+    from fhirhub.fhir_store.search.compartment import patient_compartment
+
+    return frozenset(patient_compartment()) | {"Patient"}
+
+
+def visible(
+    conn: Connection,
+    visibility: Visibility | None,
+    resource_type: str,
+    resource_id: str,
+    tenant: str | None,
+) -> bool:
+    """Whether one resource (whose stored ``tenant`` column is given) passes ``visibility``;
+    the compartment test needs the index, hence the connection."""
+    if visibility is None or visibility.unrestricted:
+        return True
+    if visibility.types is not None and resource_type not in visibility.types:
+        return False
+    if (
+        visibility.tenant is not None
+        and resource_type not in SHARED_TYPES
+        and tenant != visibility.tenant
+    ):
+        return False
+    if visibility.patient is not None and resource_type in patient_guarded_types():
+        from fhirhub.fhir_store.search import compartment
+
+        owner = Owner(resource_current, resource_type)
+        row = conn.execute(
+            select(resource_current.c.resource_id).where(
+                resource_current.c.resource_type == resource_type,
+                resource_current.c.resource_id == resource_id,
+                compartment.condition(owner, ("Patient", visibility.patient)),
+            )
+        ).first()
+        return row is not None
+    return True
