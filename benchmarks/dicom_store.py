@@ -2,6 +2,7 @@
 storescp receiving the same files in the same run.
 
     .venv/bin/python benchmarks/dicom_store.py [--instances 2000] [--associations 4]
+        [--files mixed|ct] [--wait-for-fhir] [--object-store moto|s3://bucket/prefix?endpoint=...]
 
 The pydicom test files (CT, MR, CR from ``dicomdirtests`` plus ``CT_small``/``MR_small``) are
 copied to ``--instances`` files with fresh SOP Instance UIDs, 100 instances per study and 20 per
@@ -9,6 +10,12 @@ series, so every C-STORE adds an instance to an ImagingStudy (the FHIR transacti
 what is measured). Runs: storescp (one association), fhirhub (one association), fhirhub
 (``--associations`` concurrent storescu processes, fresh database). All dcmtk processes get
 ``TCP_NODELAY=1`` (DESIGN.md). Also measured: QIDO-RS study search with 1,000 studies stored.
+
+``--wait-for-fhir`` adds the same two fhirhub runs with ``[plugin.dicom] wait_for_fhir = true``
+(C-STORE answers after the ImagingStudy commit). ``--object-store`` adds two runs storing the
+files in an S3-API object store instead of under the data directory: an ``s3://`` URL (a fresh
+bucket per run is created next to the one named), or ``moto`` for moto's S3 server started on
+loopback as its own process (sharing the CPUs with everything else).
 Prints a Markdown table (see docs/dicom.md for recorded figures).
 """
 
@@ -25,6 +32,7 @@ import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pydicom
@@ -121,16 +129,27 @@ def run_storescp(files: list[Path], work: Path) -> float:
         server.wait()
 
 
-def run_fhirhub(files: list[Path], work: Path, associations: int) -> tuple[float, dict[str, int]]:
+def run_fhirhub(
+    files: list[Path],
+    work: Path,
+    associations: int,
+    *,
+    wait_for_fhir: bool = False,
+    object_store: str = "",
+) -> tuple[float, dict[str, int]]:
     from fhirhub.adapters.dicom.archive import archive_for
     from fhirhub.adapters.dicom.config import DicomConfig
     from fhirhub.adapters.dicom.scp import DicomNode
     from fhirhub.core.hub import build_hub
     from fhirhub.core.settings import Settings
 
-    data = work / f"hub-{associations}"
-    data.mkdir()
-    settings = Settings(db=f"sqlite:///{data / 'hub.db'}", data_dir=data, dicom_port="0")  # type: ignore[call-arg]
+    data = Path(tempfile.mkdtemp(prefix=f"hub-{associations}-", dir=work))
+    settings = Settings(
+        db=f"sqlite:///{data / 'hub.db'}",
+        data_dir=data,
+        dicom_port="0",
+        plugin_config={"dicom": {"wait_for_fhir": wait_for_fhir, "object_store": object_store}},
+    )  # type: ignore[call-arg]
     hub = build_hub(settings)
     archive = archive_for(hub)
     node = DicomNode(archive, DicomConfig.from_settings(settings))
@@ -149,6 +168,7 @@ def run_fhirhub(files: list[Path], work: Path, associations: int) -> tuple[float
             "acked_ms": int(acked * 1000),
             "instances": archive.index.count(),
             "studies": len(archive.index.find("STUDY", {})),
+            "stored_objects": sum(1 for _ in archive.files.stored()),
         }
         with hub.store.read() as conn:
             counts["fhir_instances"] = sum(
@@ -199,6 +219,49 @@ def qido_latency(work: Path, studies: int = 1000) -> float:
     return statistics.median(timings)
 
 
+class MotoS3:
+    """moto's S3 REST server (``moto_server``, from the test dependencies) on loopback."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+
+    def url(self, bucket: str) -> str:
+        return f"s3://bench:bench@{bucket}/dicom?endpoint=http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def fresh_bucket(url: str, run: int) -> str:
+    """The URL with a new bucket ``<bucket>-<pid>-<run>`` created on the same server."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from fhirhub.adapters.dicom.s3_store import S3Store
+
+    parts = urlsplit(url)
+    bucket = f"{parts.hostname}-{os.getpid()}-{run}"
+    netloc = parts.netloc.rpartition("@")
+    netloc_new = f"{netloc[0]}@{bucket}" if netloc[1] else bucket
+    fresh = urlunsplit(parts._replace(netloc=netloc_new))
+    S3Store.from_url(fresh)._client.make_bucket(bucket)
+    return fresh
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=2000)
@@ -210,40 +273,82 @@ def main() -> None:
         default="mixed",
         help="mixed test files or CT_small only",
     )
+    parser.add_argument(
+        "--wait-for-fhir",
+        action="store_true",
+        help="also measure wait_for_fhir = true (C-STORE answers after the FHIR commit)",
+    )
+    parser.add_argument(
+        "--object-store",
+        default="",
+        help="also measure storing into S3: an s3:// URL, or 'moto' for a local moto server",
+    )
+    parser.add_argument(
+        "--only-extra",
+        action="store_true",
+        help="skip the default-mode fhirhub runs (storescp is always measured)",
+    )
     args = parser.parse_args()
     if shutil.which("storescu") is None:
         sys.exit("dcmtk is needed (tools/install_system_deps.sh)")
     import logging
 
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="fhirhub-dicom-bench-") as tmp:
-        work = Path(tmp)
-        source = work / "files"
-        source.mkdir()
-        size = make_files(source, args.instances, args.files)
-        files = sorted(source.iterdir())
-        n = len(files)
-        t_scp = run_storescp(files, work)
-        t_one, counts_one = run_fhirhub(files, work, 1)
-        t_many, counts_many = run_fhirhub(files, work, args.associations)
-        for counts in (counts_one, counts_many):
-            assert counts["instances"] == n and counts["fhir_instances"] == n, counts
-        qido = None if args.skip_qido else qido_latency(work)
+    many = args.associations
+    rows: list[tuple[str, int, float]] = []
+    moto = MotoS3() if args.object_store == "moto" else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="fhirhub-dicom-bench-") as tmp:
+            work = Path(tmp)
+            source = work / "files"
+            source.mkdir()
+            size = make_files(source, args.instances, args.files)
+            files = sorted(source.iterdir())
+            n = len(files)
+            t_scp = run_storescp(files, work)
+            runs: list[tuple[str, dict[str, Any]]] = []
+            if not args.only_extra:
+                runs.append(("fhirhub (files + catalogue + ImagingStudy)", {}))
+            if args.wait_for_fhir:
+                runs.append(
+                    (
+                        "fhirhub, wait_for_fhir = true (answer after the commit)",
+                        {"wait_for_fhir": True},
+                    )
+                )
+            if args.object_store:
+                base_url = moto.url("dicom-bench") if moto else args.object_store
+                runs.append(("fhirhub, files in S3 (object store)", {"object_store": base_url}))
+            for number, (label, options) in enumerate(runs):
+                for associations in (1, many):
+                    run_options = dict(options)
+                    if "object_store" in options:  # a fresh, empty bucket for each run
+                        run_options["object_store"] = fresh_bucket(
+                            options["object_store"], number * 100 + associations
+                        )
+                    elapsed, counts = run_fhirhub(files, work, associations, **run_options)
+                    assert counts["instances"] == n and counts["fhir_instances"] == n, counts
+                    assert counts["stored_objects"] == n, counts
+                    rows.append((label, associations, elapsed))
+            qido = None if args.skip_qido else qido_latency(work)
+    finally:
+        if moto is not None:
+            moto.stop()
     print(
         f"{n} instances, {size / n / 1024:.1f} KiB average, {os.cpu_count()} CPUs, loopback, TCP_NODELAY=1"
     )
+    if args.object_store:
+        peer = "moto_server on loopback" if moto else "the given endpoint"
+        print(f"S3 peer: {peer}")
     print()
     print("| receiver | associations | seconds | instances/s | ratio to storescp |")
     print("|---|---|---|---|---|")
     print(f"| dcmtk storescp (files only) | 1 | {t_scp:.2f} | {n / t_scp:.0f} | 1.00 |")
-    print(
-        f"| fhirhub (files + catalogue + ImagingStudy) | 1 | {t_one:.2f} | {n / t_one:.0f} | "
-        f"{t_scp / t_one:.2f} |"
-    )
-    print(
-        f"| fhirhub (files + catalogue + ImagingStudy) | {args.associations} | {t_many:.2f} | "
-        f"{n / t_many:.0f} | {t_scp / t_many:.2f} |"
-    )
+    for label, associations, elapsed in rows:
+        print(
+            f"| {label} | {associations} | {elapsed:.2f} | {n / elapsed:.0f} | "
+            f"{t_scp / elapsed:.2f} |"
+        )
     if qido is not None:
         print()
         print(f"QIDO-RS /studies with 1000 studies stored: median {qido:.1f} ms")

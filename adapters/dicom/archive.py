@@ -5,7 +5,8 @@ the rules hold for all of them:
 
 1. the Part 10 bytes are checked (the UIDs the mapping needs, pixel data not cut short) before
    anything is written; a bad instance leaves no trace;
-2. the bytes go to the content-addressed :class:`FileStore` (atomic rename);
+2. the bytes go to the content-addressed store (:mod:`content_store`: files under the data
+   directory, or an S3-API object store by URL), whole or not at all;
 3. one FHIR transaction (:func:`mapping.transaction_bundle`) records Patient, Practitioner,
    ServiceRequest, Endpoint and the merged ImagingStudy through the interactions layer, in
    process (DESIGN.md: adapters never call the hub over HTTP);
@@ -19,6 +20,7 @@ ImagingStudy catches a writer in another process, and the merge is retried.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
@@ -33,7 +35,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from fhirhub.adapters.dicom.file_store import FileStore
+from fhirhub.adapters.dicom.config import object_store_url
+from fhirhub.adapters.dicom.content_store import StoreUnavailable, open_content_store
 from fhirhub.adapters.dicom.instance_index import InstanceIndex, index_values
 from fhirhub.adapters.dicom.mapping import (
     CurrentStudy,
@@ -117,7 +120,10 @@ class DicomArchive:
         config = hub.settings.plugin_config.get("dicom", {})
         # Same durability class as the store's SQLite WAL with synchronous=NORMAL (DESIGN.md):
         # survives a process kill, not a power loss; ``fsync = true`` buys the latter.
-        self.files = FileStore(self.root / "files", fsync=bool(config.get("fsync", False)))
+        self.files = open_content_store(
+            object_store_url(hub.settings), self.root / "files", fsync=bool(config.get("fsync"))
+        )
+        log.info("DICOM files in %s", self.files.describe())  # describe(): no credentials
         self.index = InstanceIndex(self.root / "index.db")
         self.dicomweb_address = dicomweb_address
         self._study_ids: dict[str, str] = {}
@@ -127,6 +133,7 @@ class DicomArchive:
     def close(self) -> None:
         self.recorder.close()
         self.index.close()
+        self.files.close()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -152,11 +159,14 @@ class DicomArchive:
             raise InstanceRejected(0xC000, f"Cannot decode the data set: {exc}") from exc
         syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
         try:
+            digest = hashlib.sha256(data).hexdigest()
+            if self.index.recorded_digest(headers.sop_uid) == digest and self.files.exists(digest):
+                return StoredResult(headers, digest, None, False)  # the same bytes again
             digest = self.files.put(data)
+        except StoreUnavailable as exc:
+            raise InstanceRejected(0xA700, f"Object store unavailable: {exc}") from exc
         except OSError as exc:
             raise InstanceRejected(0xA700, f"Cannot write the file: {exc}") from exc
-        if self.index.recorded_digest(headers.sop_uid) == digest:
-            return StoredResult(headers, digest, None, False)  # the same bytes again
         self.index.upsert(
             values, transfer_syntax=syntax, digest=digest, size=len(data), recorded=False
         )
@@ -202,10 +212,15 @@ class DicomArchive:
         raise AssertionError("unreachable")
 
     def _requeue_unrecorded(self) -> None:
-        """Instances stored before a crash but never recorded in FHIR go through again."""
+        """Instances stored before a crash but never recorded in FHIR go through again. An
+        object store that cannot be reached now keeps them for the next opening: the bytes
+        are not lost, only out of reach."""
         for sop_uid, digest in self.index.unrecorded():
             try:
                 headers = headers_from_dataset(self.dataset(digest, stop_before_pixels=True))
+            except StoreUnavailable as exc:
+                log.error("Unrecorded instance %s kept for the next start: %s", sop_uid, exc)
+                continue
             except Exception as exc:
                 log.error("Unrecorded instance %s unreadable, dropped: %s", sop_uid, exc)
                 self.index.delete(sop_uid)
@@ -240,21 +255,27 @@ class DicomArchive:
         return self.files.get(digest)
 
     def dataset(self, digest: str, *, stop_before_pixels: bool = False) -> Dataset:
-        return pydicom.dcmread(self.files.path_for(digest), stop_before_pixels=stop_before_pixels)
+        with self.files.open(digest) as handle:
+            return pydicom.dcmread(handle, stop_before_pixels=stop_before_pixels)
 
     def rebuild_index(self) -> int:
-        """Re-create the catalogue from the stored files (after losing or moving it)."""
+        """Re-create the catalogue from the stored files (after losing or moving it). An
+        object store that cannot be reached fails it before the old catalogue is dropped."""
+        if not self.files.check():
+            raise StoreUnavailable(f"{self.files.describe()} cannot be reached")
 
         def rows() -> Any:
-            for path in sorted((self.files.root / "sha256").rglob("*.dcm")):
+            for digest, size in self.files.stored():
                 try:
-                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                    ds = self.dataset(digest, stop_before_pixels=True)
                     headers = headers_from_dataset(ds)
+                except StoreUnavailable:
+                    raise  # a partial catalogue would silently hide instances
                 except Exception as exc:
-                    log.warning("Skipping %s while rebuilding the DICOM index: %s", path, exc)
+                    log.warning("Skipping %s while rebuilding the DICOM index: %s", digest, exc)
                     continue
                 syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-                yield index_values(ds, headers), syntax, path.stem, path.stat().st_size
+                yield index_values(ds, headers), syntax, digest, size
 
         return self.index.rebuild(rows())
 

@@ -11,16 +11,29 @@ file::
     pacs = { aet = "ORTHANC", host = "pacs.example", port = 4242 }  # remote PACS (SCU)
     wait_for_fhir = false   # true: C-STORE answers only after the ImagingStudy committed
     fsync = false           # true: fsync each stored file (power-loss durability)
+    object_store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"  # default: files
+                            # under FHIRHUB_DATA_DIR; FHIRHUB_DICOM_STORE when not set here
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 #: AE title: VR AE, at most 16 characters, no backslash or control characters (PS3.5 6.2).
 AE_TITLE_MAX = 16
 DEFAULT_PORT = 11112
+#: Environment variable naming the object store when ``[plugin.dicom] object_store`` is unset.
+STORE_ENV = "FHIRHUB_DICOM_STORE"
+
+
+def object_store_url(settings: Any) -> str:
+    """Where the Part 10 files go (:func:`.content_store.open_content_store`): the plugin
+    section first, like ``port`` and ``aet`` here, then ``FHIRHUB_DICOM_STORE``; empty means
+    the file store under ``FHIRHUB_DATA_DIR/dicom/files``. May hold credentials: never log it."""
+    section: dict[str, Any] = settings.plugin_config.get("dicom", {})
+    return str(section.get("object_store") or os.environ.get(STORE_ENV, "")).strip()
 
 
 @dataclass(frozen=True)

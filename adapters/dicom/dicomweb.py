@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for, read_part10
+from fhirhub.adapters.dicom.content_store import StoreUnavailable
 from fhirhub.adapters.dicom.instance_index import COLUMN, QueryError
 from fhirhub.adapters.dicom.render import MEDIA_TYPES, RenderError, Window, render_frame
 from fhirhub.fhir_store.errors import FhirError
@@ -185,7 +186,11 @@ def make_router(hub: Hub) -> APIRouter:
         if not instances:
             return Response("No such instances", status_code=404, media_type="text/plain")
         archive = archive_for(hub)
-        return _multipart([archive.read_file(i.digest) for i in instances], "application/dicom")
+        try:
+            files = [archive.read_file(i.digest) for i in instances]
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        return _multipart(files, "application/dicom")
 
     def metadata(study: str, series: str | None = None, sop: str | None = None) -> Response:
         instances = stored(study, series, sop)
@@ -194,7 +199,10 @@ def make_router(hub: Hub) -> APIRouter:
         archive = archive_for(hub)
         items = []
         for instance in instances:
-            ds = archive.dataset(instance.digest, stop_before_pixels=True)
+            try:
+                ds = archive.dataset(instance.digest, stop_before_pixels=True)
+            except StoreUnavailable as exc:
+                return _unavailable(exc)
             items.append(ds.to_json_dict(bulk_data_threshold=1 << 20))
         return Response(orjson.dumps(items), media_type=DICOM_JSON)
 
@@ -236,6 +244,8 @@ def make_router(hub: Hub) -> APIRouter:
             body = render_frame(ds, frame, window=window, fmt=fmt, quality=quality)
         except (RenderError, ValueError) as exc:
             return Response(str(exc), status_code=400, media_type="text/plain")
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
         return Response(body, media_type=MEDIA_TYPES[fmt])
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
@@ -322,3 +332,13 @@ def _sop_item(sop_class: str, sop_uid: str, *, url: str = "", failure: int = 0) 
     if failure:
         item["00081197"] = {"vr": "US", "Value": [failure]}
     return item
+
+
+def _unavailable(error: StoreUnavailable) -> Response:
+    """The object store is out of reach: 503, retry later (RFC 9110 15.6.4)."""
+    return Response(
+        f"DICOM object store unavailable: {error}",
+        status_code=503,
+        media_type="text/plain",
+        headers={"Retry-After": "10"},
+    )

@@ -1,11 +1,11 @@
-"""Content-addressed store for DICOM Part 10 files under ``FHIRHUB_DATA_DIR/dicom``.
+"""Content-addressed store for DICOM Part 10 files under ``FHIRHUB_DATA_DIR/dicom/files``.
 
 A file lives at ``<root>/sha256/ab/cd/<hex digest>.dcm``: the same bytes always land on the
 same path, so storing an instance twice writes nothing new and a path can never hold other
 content. Writes go to a temporary file in the same directory, are fsync'ed and then renamed
 into place (rename is atomic on POSIX), so a crash or a client dropping the association never
-leaves a half-written file at a content path. An object store (S3 API) keyed by the same
-digest is the scale-out replacement (DESIGN.md, "Scale-out").
+leaves a half-written file at a content path. :mod:`.s3_store` is the scale-out twin with the
+same interface (:class:`.content_store.ContentStore`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-HASH = "sha256"
+from fhirhub.adapters.dicom.content_store import HASH, check_digest, digest_path
 
 
 class FileStore:
@@ -27,9 +29,7 @@ class FileStore:
         (self.root / HASH).mkdir(parents=True, exist_ok=True)
 
     def path_for(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"Not a sha256 hex digest: {digest!r}")
-        return self.root / HASH / digest[:2] / digest[2:4] / f"{digest}.dcm"
+        return self.root / digest_path(digest)
 
     def put(self, data: bytes) -> str:
         """Store ``data`` atomically; return its hex digest (the key)."""
@@ -57,12 +57,34 @@ class FileStore:
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
 
+    def open(self, digest: str) -> BinaryIO:
+        return self.path_for(digest).open("rb")
+
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).exists()
 
     def delete(self, digest: str) -> None:
         self.path_for(digest).unlink(missing_ok=True)
 
+    def stored(self) -> Iterator[tuple[str, int]]:
+        for path in sorted((self.root / HASH).rglob("*.dcm")):
+            try:
+                yield check_digest(path.stem), path.stat().st_size
+            except (ValueError, FileNotFoundError):
+                continue  # not ours, or deleted while listing
+
     def leftovers(self) -> list[Path]:
         """Temporary files of interrupted writes (none unless the process was killed)."""
         return sorted((self.root / HASH).rglob(".incoming-*"))
+
+    def check(self) -> bool:
+        return os.access(self.root / HASH, os.W_OK)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"FileStore({self.describe()!r})"

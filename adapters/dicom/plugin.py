@@ -113,9 +113,13 @@ def shutdown(hub: Hub) -> None:
 
 @hookimpl
 def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
-    if NODE_KEY not in hub.extra:
-        return None
-    return [("dicom-listener", lambda: hub.extra[NODE_KEY].running)]
+    checks: list[tuple[str, Any]] = []
+    if NODE_KEY in hub.extra:
+        checks.append(("dicom-listener", lambda: hub.extra[NODE_KEY].running))
+    archive = hub.extra.get("dicom.archive")
+    if archive is not None:
+        checks.append(("dicom-store", archive.files.check))  # S3: the bucket answers
+    return checks or None
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, convert_color_space
+from pydicom.pixels.processing import apply_modality_lut, convert_color_space
 
 #: Common CT windows as (center, width) in Hounsfield units (radiology convention).
 CT_PRESETS: dict[str, tuple[float, float]] = {

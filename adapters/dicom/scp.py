@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import (
+
+# pynetdicom creates its SOP class constants at import time: invisible to mypy
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -140,6 +142,7 @@ def supported_contexts() -> tuple[Any, ...]:
     ae = AE()
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None  # every listed context names its class
         # scp_role/scu_role: also accept a C-GET requestor acting as Storage SCP
         ae.add_supported_context(
             context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False

@@ -26,7 +26,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
-from pynetdicom.sop_class import (
+
+# pynetdicom creates its SOP class constants at import time: invisible to mypy
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -203,6 +205,7 @@ def get_studies(
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = []
     for context in StoragePresentationContexts[:GET_STORAGE_CONTEXTS]:
+        assert context.abstract_syntax is not None  # every listed context names its class
         ae.add_requested_context(context.abstract_syntax, GET_TRANSFER_SYNTAXES)
         roles.append(build_role(context.abstract_syntax, scp_role=True))
 

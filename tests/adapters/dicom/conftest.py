@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
+from minio import Minio
 from pydicom.data import get_testdata_file
 
 from fhirhub.adapters.dicom.archive import DicomArchive, archive_for
@@ -64,8 +71,6 @@ class RunningNode:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -105,3 +110,91 @@ def running_node(sqlite_url: str, tmp_path: Path) -> Iterator[RunningNode]:
 def need_dcmtk() -> None:
     if shutil.which("storescu") is None:
         pytest.skip("dcmtk is not installed (tools/install_system_deps.sh)")
+
+
+@pytest.fixture(autouse=True)
+def _no_object_store_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test names its store; an exported FHIRHUB_DICOM_STORE must not redirect them."""
+    from fhirhub.adapters.dicom.config import STORE_ENV
+
+    monkeypatch.delenv(STORE_ENV, raising=False)
+
+
+# -- a real S3-API server on loopback ----------------------------------------------------------
+
+#: moto accepts any key pair; these travel in signed requests like real ones would.
+S3_ACCESS_KEY = "fhirhub-test"
+S3_SECRET_KEY = "s3cr3t/with+odd=chars"
+
+
+@dataclass
+class S3Server:
+    """moto's S3 REST API server (``moto_server``) as its own process on 127.0.0.1: real HTTP,
+    real SigV4-signed requests from the client library, killable to test an outage."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto_server did not start listening within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self) -> Minio:
+        """An independent client, to look at the bucket behind the hub's back."""
+        return Minio(
+            f"127.0.0.1:{self.port}",
+            access_key=S3_ACCESS_KEY,
+            secret_key=S3_SECRET_KEY,
+            secure=False,
+            region="us-east-1",
+        )
+
+    def new_bucket(self) -> str:
+        name = f"dicom-{uuid.uuid4().hex[:12]}"
+        self.client().make_bucket(name)
+        return name
+
+    def url(self, bucket: str, prefix: str = "archive", **params: str) -> str:
+        """``s3://key:secret@bucket/prefix?endpoint=...``: credentials in the userinfo."""
+        query = urlencode({"endpoint": self.endpoint, "region": "us-east-1", **params}, safe=":/")
+        return (
+            f"s3://{quote(S3_ACCESS_KEY, safe='')}:{quote(S3_SECRET_KEY, safe='')}"
+            f"@{bucket}/{prefix}?{query}"
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3 server for the session; each test takes a bucket of its own."""
+    server = S3Server(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server) -> str:
+    """An empty bucket on the shared server, as an object store URL."""
+    return s3_server.url(s3_server.new_bucket())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pydicom
+import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from fhirhub.adapters.dicom.archive import DicomArchive, archive_for
 from fhirhub.adapters.dicom.instance_index import index_values
 from fhirhub.adapters.dicom.mapping import headers_from_dataset
+from fhirhub.adapters.dicom.s3_store import S3Store
 from fhirhub.core.hub import Hub, build_hub
 from tests.adapters.dicom.conftest import NODE_AET, dicomdir_files, node_settings
 
@@ -62,10 +64,16 @@ def test_store_on_each_backend(database_url: str, tmp_path: Path) -> None:
         hub.store.engine.dispose()
 
 
+@pytest.fixture(params=["file", "s3"])
+def object_store(request: pytest.FixtureRequest) -> str:
+    """The archive's store: files under the data directory, or a bucket on a real S3 server."""
+    return "" if request.param == "file" else str(request.getfixturevalue("s3_url"))
+
+
 def test_unrecorded_instances_are_recorded_when_the_archive_reopens(
-    sqlite_url: str, tmp_path: Path
+    sqlite_url: str, tmp_path: Path, object_store: str
 ) -> None:
-    settings = node_settings(sqlite_url, tmp_path, port="off")
+    settings = node_settings(sqlite_url, tmp_path, port="off", object_store=object_store)
     hub = build_hub(settings)
     archive = DicomArchive(hub)
     # what a crash between the catalogue row and the FHIR commit leaves behind
@@ -112,3 +120,51 @@ def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path
         assert "pacs-retrieve" in client.get("/fhir/metadata").text
     assert "dicom.node" not in hub.extra
     hub.store.engine.dispose()
+
+
+def test_unrecorded_instances_wait_for_an_unreachable_store_and_vanished_ones_are_dropped(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Recovery on S3 as on files: an instance whose bytes are gone is dropped (logged); one
+    whose store is out of reach at start-up keeps its row until a later opening can read it."""
+    from tests.adapters.dicom.conftest import S3Server, free_port
+
+    server = S3Server(free_port()).start()
+    bucket = server.new_bucket()
+    hub = build_hub(
+        node_settings(sqlite_url, tmp_path, port="off", object_store=server.url(bucket))
+    )
+    archive = DicomArchive(hub)
+    kept, vanished = dicomdir_files()[:2]
+    for path in (kept, vanished):
+        ds = pydicom.dcmread(path)
+        data = path.read_bytes()
+        archive.index.upsert(
+            index_values(ds, headers_from_dataset(ds)),
+            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            digest=archive.files.put(data),
+            size=len(data),
+            recorded=False,
+        )
+    archive.files.delete(archive.files.put(vanished.read_bytes()))
+    archive.close()
+    server.stop()
+    try:
+        unreachable = DicomArchive(hub)  # opens (C-FIND, QIDO work) with the store down
+        assert unreachable.drain()
+        assert len(unreachable.index.unrecorded()) == 2  # nothing dropped for an outage
+        unreachable.close()
+        assert current(hub, "ImagingStudy") == []
+        # the server comes back with the bucket's content (moto forgets it: put it back)
+        server.start()
+        server.client().make_bucket(bucket)
+        S3Store.from_url(server.url(bucket)).put(kept.read_bytes())
+        reopened = DicomArchive(hub)
+        assert reopened.drain()
+        assert reopened.index.unrecorded() == [] and reopened.index.count() == 1
+        (study,) = current(hub, "ImagingStudy")
+        assert study["series"][0]["instance"][0]["uid"] == str(pydicom.dcmread(kept).SOPInstanceUID)
+        reopened.close()
+    finally:
+        server.stop()
+        hub.store.engine.dispose()
