@@ -40,6 +40,11 @@ _SCOPE = re.compile(
 )
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 
+#: Types a wildcard scope does not reach unless the caller holds an admin role: the audit
+#: trail is for those who oversee access, not for every clinician with ``user/*.cruds``.
+ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
+ADMIN_ROLES = frozenset({"super_admin", "app_admin", "org_admin"})
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -95,6 +100,11 @@ class Access:
         """Whether some scope grants ``permission`` (one of ``cruds``) on ``resource_type``."""
         if self.scopes is None:
             return True
+        if resource_type in ADMIN_ONLY_TYPES and not self.roles & ADMIN_ROLES:
+            return any(
+                s.resource_type == resource_type and permission in s.permissions
+                for s in self.scopes
+            )
         return any(scope.grants(permission, resource_type) for scope in self.scopes)
 
     def require(self, permission: str, resource_type: str | None) -> None:
@@ -119,9 +129,19 @@ class Access:
     def visibility(self, permission: str = "r") -> Visibility:
         """The store-level filter for results of this caller (``permission`` r or s)."""
         types: frozenset[str] | None = None
-        if self.scopes is not None and not any(s.resource_type == "*" for s in self.scopes):
-            types = frozenset(s.resource_type for s in self.scopes if permission in s.permissions)
-        return Visibility(tenant=self.tenant, patient=self.patient, types=types)
+        hidden: frozenset[str] = frozenset()
+        if self.scopes is not None:
+            wildcard = any(
+                s.resource_type == "*" and permission in s.permissions for s in self.scopes
+            )
+            if not wildcard:
+                types = frozenset(
+                    s.resource_type for s in self.scopes if permission in s.permissions
+                )
+            hidden = frozenset(t for t in ADMIN_ONLY_TYPES if not self.allows(permission, t))
+        return Visibility(
+            tenant=self.tenant, patient=self.patient, types=types, hidden_types=hidden
+        )
 
     def may_see(
         self, resource_type: str, resource: dict[str, Any] | None, tenant: str | None

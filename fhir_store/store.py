@@ -473,6 +473,8 @@ def _history_restriction(
     out: list[ColumnElement[bool]] = []
     if visibility.types is not None:
         out.append(log.resource_type.in_(sorted(visibility.types)))
+    if visibility.hidden_types:
+        out.append(~log.resource_type.in_(sorted(visibility.hidden_types)))
     if visibility.tenant is not None:
         out.append(
             or_(log.tenant == visibility.tenant, log.resource_type.in_(sorted(SHARED_TYPES)))

@@ -27,10 +27,21 @@ class Visibility:
     tenant: str | None = None
     patient: str | None = None
     types: frozenset[str] | None = None
+    hidden_types: frozenset[str] = frozenset()  # never shown, even under a wildcard scope
 
     @property
     def unrestricted(self) -> bool:
-        return self.tenant is None and self.patient is None and self.types is None
+        return (
+            self.tenant is None
+            and self.patient is None
+            and self.types is None
+            and not self.hidden_types
+        )
+
+    def shows_type(self, resource_type: str) -> bool:
+        if resource_type in self.hidden_types:
+            return False
+        return self.types is None or resource_type in self.types
 
 
 def restrict(owner: Owner, visibility: Visibility | None) -> list[ColumnElement[bool]]:
@@ -42,12 +53,14 @@ def restrict(owner: Owner, visibility: Visibility | None) -> list[ColumnElement[
 
     table = owner.table
     out: list[ColumnElement[bool]] = []
-    if visibility.types is not None:
-        if owner.resource_type is not None:
-            if owner.resource_type not in visibility.types:
-                return [false()]
-        else:
+    if owner.resource_type is not None:
+        if not visibility.shows_type(owner.resource_type):
+            return [false()]
+    else:
+        if visibility.types is not None:
             out.append(owner.type_col.in_(sorted(visibility.types)))
+        if visibility.hidden_types:
+            out.append(~owner.type_col.in_(sorted(visibility.hidden_types)))
     if visibility.tenant is not None:
         own = table.c.tenant == visibility.tenant
         if owner.resource_type is None:
@@ -88,7 +101,7 @@ def visible(
     the compartment test needs the index, hence the connection."""
     if visibility is None or visibility.unrestricted:
         return True
-    if visibility.types is not None and resource_type not in visibility.types:
+    if not visibility.shows_type(resource_type):
         return False
     if (
         visibility.tenant is not None
