@@ -103,6 +103,9 @@ def main() -> int:
         **os.environ,
         "FHIRHUB_DATA_DIR": str(work),
         "FHIRHUB_PLUGINS": os.environ.get("FHIRHUB_PLUGINS", ""),
+        # The figures measure the FHIR store over loopback; with auth on every request also
+        # verifies a JWT and is audited (benchmarks/audit_overhead.py measures that part).
+        "FHIRHUB_AUTH": os.environ.get("FHIRHUB_AUTH", "off"),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(port), "--db", db_url],
