@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     dicom_port: str = "11112"
     dicom_aet: str = "FHIRHUB"
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cors_origins: str = Field(
+        default="", description="Comma list of origins allowed to call the API from a browser"
+    )
+    rate_limit: str = Field(
+        default="20000/minute",
+        description="Requests per client address and per caller ('600/minute', 'off')",
+    )
+    rate_limit_redis: str = Field(
+        default="", description="Redis URL for rate-limit buckets shared by API processes"
+    )
 
     @property
     def database_url(self) -> str:

@@ -50,9 +50,12 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     _mount_plugin_routes(app, hub)
     mount_ui(app, hub)
     _install_error_handlers(app)
+    from fhirhub.core.http import hardening
     from fhirhub.core.http.access_control import AccessControl
 
+    hardening.install_inner(app, hub)  # per-caller rate limit: runs inside authentication
     app.add_middleware(AccessControl, hub=hub)
+    hardening.install_outer(app, hub)  # per-address limit, CORS, security headers
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:
