@@ -33,12 +33,10 @@ def dead_letter_id(raw: bytes) -> str:
     return PREFIX + hashlib.sha256(raw).hexdigest()[:40]
 
 
-def store_dead_letter(
-    hub: Hub, raw: bytes, *, reason: str, ack_code: str, description: str = ""
-) -> str:
-    """Record ``raw`` as a dead letter; returns the Task id."""
-    from fhirhub.core.interactions.bundle import process_bundle
-
+def dead_letter_bundle(
+    raw: bytes, *, reason: str, ack_code: str, description: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """The Task id and the transaction Bundle (Binary + Task) recording ``raw``."""
     key = dead_letter_id(raw)
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     task: dict[str, Any] = {
@@ -70,16 +68,32 @@ def store_dead_letter(
             {"resource": task, "request": {"method": "PUT", "url": f"Task/{key}"}},
         ],
     }
+    return key, bundle
+
+
+def store_dead_letter(
+    hub: Hub, raw: bytes, *, reason: str, ack_code: str, description: str = ""
+) -> str:
+    """Record ``raw`` as a dead letter in its own transaction; returns the Task id."""
+    from fhirhub.core.interactions.bundle import process_bundle
+
+    key, bundle = dead_letter_bundle(raw, reason=reason, ack_code=ack_code, description=description)
     try:
         process_bundle(hub, bundle, base_url=hub.base_url)
     except Exception as exc:  # the store is unusable: keep the bytes on disk instead
-        folder = hub.settings.data_dir / "hl7-dead-letters"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{key}.hl7").write_bytes(raw)
-        (folder / f"{key}.reason.txt").write_text(f"{reason}\nstore error: {exc}\n")
-        log.error("Dead letter %s written to %s (store failed: %s)", key, folder, exc)
+        write_to_disk(hub, raw, reason, exc)
     log.warning("HL7 message dead-lettered as Task/%s: %s", key, reason)
     return key
+
+
+def write_to_disk(hub: Hub, raw: bytes, reason: str, error: BaseException) -> None:
+    """The last resort when the store cannot take a dead letter: ``<data_dir>/hl7-dead-letters/``."""
+    key = dead_letter_id(raw)
+    folder = hub.settings.data_dir / "hl7-dead-letters"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key}.hl7").write_bytes(raw)
+    (folder / f"{key}.reason.txt").write_text(f"{reason}\nstore error: {error}\n")
+    log.error("Dead letter %s written to %s (store failed: %s)", key, folder, error)
 
 
 def list_dead_letters(hub: Hub, *, include_resolved: bool = False) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """MLLP listener (HL7 v2 "Minimal Lower Layer Protocol", release 2: <VT> message <FS><CR>).
 
-asyncio, one task per connection, messages on a connection processed strictly in order; the
-database work runs in a worker thread (``asyncio.to_thread``) so the loop keeps accepting and
-reading other connections. TCP_NODELAY is set on every accepted socket and each response
+asyncio, one task per connection, messages on a connection processed strictly in order (the
+next frame is read only once the previous one is answered). The database work runs on one
+writer thread that commits the messages of all connections in groups
+(:mod:`fhirhub.adapters.hl7.group_commit`), so the loop keeps accepting and reading other
+connections and SQLite pays one lock and one commit per group rather than per message. TCP_NODELAY is set on every accepted socket and each response
 (all ACK frames of one message) is written with one ``write`` call: with Nagle's algorithm and
 delayed ACKs a request/response protocol stalls ~40-200 ms per message on loopback.
 
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+from fhirhub.adapters.hl7.group_commit import MAX_GROUP, GroupCommitter
 
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
@@ -51,13 +54,20 @@ class MllpServer:
         dead_letter: Callable[[bytes, str], None] | None = None,
         frame_timeout: float = 30.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_group: int = MAX_GROUP,
     ) -> None:
         self.hub = hub
         self.host = host
         self.port = port
         self.frame_timeout = frame_timeout
         self.max_frame_bytes = max_frame_bytes
-        self._handler = handler or self._process
+        self._handler = handler
+        #: With a hub and no custom handler, messages are committed in groups by one writer.
+        self.committer = (
+            GroupCommitter(hub, max_group=max_group)
+            if handler is None and hub is not None
+            else None
+        )
         self._store_dead_letter = dead_letter or self._dead_letter_in_store
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -66,11 +76,13 @@ class MllpServer:
         self._error: BaseException | None = None
         self.connections = 0
 
-    def _process(self, raw: bytes) -> list[bytes]:
-        from fhirhub.adapters.hl7.processing import handle
-
-        assert self.hub is not None, "an MllpServer without a hub needs a handler"
-        return handle(self.hub, raw).acks
+    async def _process(self, raw: bytes) -> list[bytes]:
+        if self.committer is not None:
+            outcome = await asyncio.wrap_future(self.committer.submit(raw))
+            return outcome.acks
+        if self._handler is None:
+            raise RuntimeError("an MllpServer without a hub needs a handler")
+        return await asyncio.to_thread(self._handler, raw)
 
     def _dead_letter(self, raw: bytes, reason: str) -> None:
         try:
@@ -90,10 +102,14 @@ class MllpServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> MllpServer:
+        if self.committer is not None:
+            self.committer.start()
         self._thread = threading.Thread(target=self._run, name="fhirhub-mllp", daemon=True)
         self._thread.start()
         self._ready.wait(10)
         if self._error is not None:
+            if self.committer is not None:
+                self.committer.stop()
             raise RuntimeError(f"MLLP listener failed to start: {self._error}")
         return self
 
@@ -134,6 +150,8 @@ class MllpServer:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)
+        if self.committer is not None:
+            self.committer.stop()
 
     # -- one connection -------------------------------------------------------------------
 
@@ -165,7 +183,7 @@ class MllpServer:
                     await self._skip_to_end(reader, buffer)
                     continue
                 try:
-                    acks = await asyncio.to_thread(self._handler, payload)
+                    acks = await self._process(payload)
                 except Exception as exc:  # keep the message and tell the sender
                     log.exception("MLLP %s: processing failed", peer)
                     await asyncio.to_thread(self._dead_letter, payload, f"Processing failed: {exc}")

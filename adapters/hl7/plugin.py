@@ -1,5 +1,5 @@
-"""The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /plugins/hl7/v2``, CLI
-commands, and the outbound feed (``resource_committed``)."""
+"""The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /hl7/v2`` (also at
+``/plugins/hl7/v2``), CLI commands, and the outbound feed (``resource_committed``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from fhirhub.core.hookspecs import hookimpl
 
 log = logging.getLogger("fhirhub.hl7")
 __version__ = "0.1.0"
-ER7 = "x-application/hl7-v2+er7"
 
 
 def listener_port(value: str) -> int | None:
@@ -51,23 +50,10 @@ def resource_committed(event: Any, hub: Any) -> None:
 
 @hookimpl
 def register_routes(hub: Any) -> Any:
-    from fastapi import APIRouter, Request
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import Response
+    """``POST /plugins/hl7/v2`` and its alias ``POST /hl7/v2``."""
+    from fhirhub.adapters.hl7.routes import routers
 
-    from fhirhub.adapters.hl7.processing import process_batch
-
-    router = APIRouter()
-
-    @router.post("/v2", summary="Process one HL7 v2 message or an FHS/BHS batch")
-    async def post_message(request: Request) -> Response:
-        body = await request.body()
-        outcomes = await run_in_threadpool(process_batch, hub, body)
-        acks = b"".join(a for o in outcomes for a in o.acks)
-        status = 200 if all(o.code == "AA" for o in outcomes) else 422
-        return Response(acks, status_code=status, media_type=ER7)
-
-    return router
+    return routers(hub)
 
 
 @hookimpl

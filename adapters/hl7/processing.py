@@ -1,28 +1,51 @@
-"""One HL7 v2 message in, its acknowledgment(s) out: parse, convert, commit, ACK.
+"""HL7 v2 messages in, their acknowledgments out: parse, convert, commit, ACK.
 
-The ACK is built only after the transaction committed (chapter 2.9: an AA promises the
+The ACKs are released only after the transaction committed (chapter 2.9: an AA promises the
 receiver has taken responsibility). Every outcome other than AA also stores a dead letter
 first, so an AE/AR never means "dropped". A message whose (sender, MSH-10) was already
 processed is acknowledged AA without touching the store again: its Provenance, whose id is
 derived from that pair, exists.
+
+Group commit: :func:`handle_many` processes several messages, in order, in ONE database
+transaction, each inside its own SAVEPOINT. A message that fails rolls back alone (its dead
+letter is written in its place) while its neighbours commit; on SQLite, where commits are
+serialised, this turns N lock acquisitions and commits into one. Each message's conditional
+entries are resolved on the transaction's connection after the previous message's writes were
+flushed, so two messages about the same patient in one group behave exactly as if they had
+been committed one after the other. If the group's commit itself fails nothing of it was
+stored, and every message is retried on its own.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import text
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+from fhirhub.adapters.hl7.conditionals import resolve_conditionals
 from fhirhub.adapters.hl7.convert import ConversionError, convert, message_key
-from fhirhub.adapters.hl7.dead_letters import store_dead_letter
+from fhirhub.adapters.hl7.dead_letters import (
+    dead_letter_bundle,
+    dead_letter_id,
+    store_dead_letter,
+    write_to_disk,
+)
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, decode, parse, split_batch
 from fhirhub.fhir_store.errors import FhirError
+from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.store import UnitOfWork
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from fhirhub.core.hub import Hub
 
 log = logging.getLogger("fhirhub.hl7")
+_T = TypeVar("_T")
 
 #: Largest message accepted (bytes); bigger ones are rejected (AR) and dead-lettered.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -70,7 +93,15 @@ class Outcome:
         return self.acks[-1] if self.acks else b""
 
 
-def _stored_text(hub: Hub, key: str) -> str | None:
+#: Whether a (live) Provenance exists: the duplicate check of every message, so one cached
+#: statement rather than a query built per call.
+_PROVENANCE_EXISTS = text(
+    f"SELECT 1 FROM {resource_current.name} WHERE resource_type = 'Provenance' "
+    "AND resource_id = :id AND deleted = :deleted"
+)
+
+
+def _stored_text(conn: Connection, key: str) -> str | None:
     """The normalised text of the message recorded under ``key``, or None if none was."""
     import base64
 
@@ -78,11 +109,9 @@ def _stored_text(hub: Hub, key: str) -> str | None:
 
     from fhirhub.fhir_store.store import read_current
 
-    with hub.store.read() as conn:
-        provenance = read_current(conn, "Provenance", key)
-        if provenance is None or provenance.deleted:
-            return None
-        binary = read_current(conn, "Binary", key)
+    if conn.execute(_PROVENANCE_EXISTS, {"id": key, "deleted": False}).first() is None:
+        return None
+    binary = read_current(conn, "Binary", key)
     if binary is None or binary.content is None:
         return ""
     data = base64.b64decode(orjson.loads(binary.content).get("data", ""))
@@ -92,16 +121,19 @@ def _stored_text(hub: Hub, key: str) -> str | None:
         return ""
 
 
-def resolve_key(hub: Hub, message: Message) -> tuple[str, bool]:
-    """``(key, duplicate)`` for ``message``.
+def resolve_key(hub: Hub, message: Message, conn: Connection | None = None) -> tuple[str, bool]:
+    """``(key, duplicate)`` for ``message``, read on ``conn`` (default: a fresh snapshot).
 
     The same (sender, MSH-10) with the same content is a retransmission: acknowledge, do not
     re-process (chapter 2.9.2, MSH-10 uniqueness). The same pair with *different* content is
     a sender reusing control ids: it is processed under a content-qualified key, so neither
     message is lost or mistaken for the other.
     """
+    if conn is None:
+        with hub.store.read() as snapshot:
+            return resolve_key(hub, message, snapshot)
     key = message_key(message)
-    stored = _stored_text(hub, key)
+    stored = _stored_text(conn, key)
     if stored is None:
         return key, False
     if stored == message.text:
@@ -110,97 +142,207 @@ def resolve_key(hub: Hub, message: Message) -> tuple[str, bool]:
     log.warning(
         "HL7 %s reuses MSH-10 %s with different content", message.sender, message.control_id
     )
-    return qualified, _stored_text(hub, qualified) is not None
+    return qualified, _stored_text(conn, qualified) is not None
 
 
 def already_processed(hub: Hub, message: Message) -> bool:
     return resolve_key(hub, message)[1]
 
 
-def _fail(
-    hub: Hub,
+@dataclass
+class _DeadLetter:
+    """What a failed message leaves behind (stored with the group, or on its own)."""
+
+    raw: bytes
+    reason: str
+    ack_code: str
+    description: str
+
+    def store(self, hub: Hub) -> None:
+        store_dead_letter(
+            hub,
+            self.raw,
+            reason=self.reason,
+            ack_code=self.ack_code,
+            description=self.description,
+        )
+
+
+def _failure(
     raw: bytes,
     header: Header,
     code: str,
     location: ErrorLocation,
     message: Message | None,
     description: str,
-) -> Outcome:
+) -> tuple[Outcome, _DeadLetter]:
     reason = f"{location.segment}-{location.field or ''}: {location.text}".replace("-:", ":")
-    letter = store_dead_letter(hub, raw, reason=reason, ack_code=code, description=description)
     log.warning("HL7 %s %s: %s", code, description, reason)
-    return Outcome(
+    outcome = Outcome(
         code,
         acknowledgments(header, code, location.text, location),
         message,
         location.text,
-        dead_letter=letter,
+        dead_letter=dead_letter_id(raw),
     )
+    return outcome, _DeadLetter(raw, reason, code, description)
 
 
-def handle(hub: Hub, raw: bytes, *, check_duplicates: bool = True) -> Outcome:
-    """Process one message (bytes as received) and return its outcome and ACK(s)."""
+def _process(
+    hub: Hub, uow: UnitOfWork, raw: bytes, check_duplicates: bool
+) -> tuple[Outcome, _DeadLetter | None]:
+    """Parse, convert and write one message in ``uow``; a failure is returned, not raised."""
     if len(raw) > MAX_MESSAGE_BYTES:
         header = Header.salvage(raw)
         where = ErrorLocation(
             "207", f"Message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
         )
-        return _fail(hub, raw, header, "AR", where, None, "oversized message")
+        return _failure(raw, header, "AR", where, None, "oversized message")
     try:
         message = parse(raw)
     except Hl7ParseError as error:
         header = Header.salvage(raw)
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
-        return _fail(
-            hub,
-            raw,
-            header,
-            "AR",
-            where,
-            None,
-            f"unparseable message {header.control_id or '(no MSH-10)'}",
-        )
+        description = f"unparseable message {header.control_id or '(no MSH-10)'}"
+        return _failure(raw, header, "AR", where, None, description)
     header = Header.of(message)
     label = f"{message.message_type} {message.control_id} from {message.sender}"
-    key, duplicate = resolve_key(hub, message)
+    key, duplicate = resolve_key(hub, message, uow.conn)
     if check_duplicates and duplicate:
         log.info("HL7 duplicate %s acknowledged without re-processing", label)
-        return Outcome(
-            "AA",
-            acknowledgments(header, "AA", "duplicate: already processed"),
-            message,
-            duplicate=True,
-        )
+        acks = acknowledgments(header, "AA", "duplicate: already processed")
+        return Outcome("AA", acks, message, duplicate=True), None
     try:
         bundle = convert(message, key=key)
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
-        return _fail(hub, raw, header, code, where, message, label)
+        return _failure(raw, header, code, where, message, label)
     except Exception as error:  # a converter bug must not lose the message
         log.exception("HL7 conversion crashed for %s", label)
         where = ErrorLocation("207", f"Conversion failed: {type(error).__name__}: {error}")
-        return _fail(hub, raw, header, "AE", where, message, label)
-    from fhirhub.core.interactions.bundle import process_bundle
+        return _failure(raw, header, "AE", where, message, label)
+    from fhirhub.core.interactions.bundle import process_transaction_in
 
+    entries = list(bundle["entry"])
     try:
-        process_bundle(hub, bundle, base_url=hub.base_url)
+        resolve_conditionals(hub, uow.conn, bundle)
+        process_transaction_in(hub, uow, bundle, base_url=hub.base_url)
     except FhirError as error:
         segment = "MSH"
         if error.entry_index is not None:
-            entries = bundle["entry"]
-            if 0 <= error.entry_index < len(entries):
-                rtype = entries[error.entry_index]["resource"]["resourceType"]
+            current = bundle["entry"]
+            if 0 <= error.entry_index < len(current):
+                rtype = current[error.entry_index]["resource"]["resourceType"]
                 segment = SOURCE_SEGMENT.get(rtype, "MSH")
         where = ErrorLocation("207", f"FHIR store refused the data: {error.message}", segment)
-        return _fail(hub, raw, header, "AE", where, message, label)
+        return _failure(raw, header, "AE", where, message, label)
     except Exception as error:
         log.exception("HL7 commit failed for %s", label)
         where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
-        return _fail(hub, raw, header, "AE", where, message, label)
-    return Outcome(
-        "AA", acknowledgments(header, "AA"), message, bundle_entries=len(bundle["entry"])
-    )
+        return _failure(raw, header, "AE", where, message, label)
+    return Outcome("AA", acknowledgments(header, "AA"), message, bundle_entries=len(entries)), None
+
+
+def _in_savepoint(hub: Hub, batch: UnitOfWork, work: Callable[[UnitOfWork], _T]) -> _T:
+    """Run ``work`` with its own unit of work on the group's connection, in a SAVEPOINT:
+    released (and its versions joined to the group's) on success, rolled back on any error."""
+    savepoint = batch.conn.begin_nested()
+    uow = UnitOfWork(hub.store, batch.conn)
+    try:
+        result = work(uow)
+        uow.flush()
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+    batch.committed.extend(uow.committed)
+    return result
+
+
+def _handle_in(
+    hub: Hub, batch: UnitOfWork, raw: bytes, check_duplicates: bool
+) -> tuple[Outcome, _DeadLetter | None]:
+    """One message of a group: its writes, or its dead letter, each in a savepoint."""
+
+    def attempt(uow: UnitOfWork) -> tuple[Outcome, _DeadLetter | None]:
+        result = _process(hub, uow, raw, check_duplicates)
+        if result[1] is not None:
+            raise _Rejected(result)
+        return result
+
+    try:
+        return _in_savepoint(hub, batch, attempt)
+    except _Rejected as rejected:
+        outcome, letter = rejected.result
+    except Exception as error:  # the savepoint itself failed (flush, driver): AE
+        log.exception("HL7 commit failed for a message")
+        header = Header.salvage(raw)
+        where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
+        outcome, letter = _failure(raw, header, "AE", where, None, "commit failed")
+    assert letter is not None
+
+    def record(uow: UnitOfWork) -> None:
+        from fhirhub.core.interactions.bundle import process_transaction_in
+
+        _, bundle = dead_letter_bundle(
+            letter.raw,
+            reason=letter.reason,
+            ack_code=letter.ack_code,
+            description=letter.description,
+        )
+        process_transaction_in(hub, uow, bundle, base_url=hub.base_url)
+
+    try:
+        _in_savepoint(hub, batch, record)
+    except Exception as error:  # the store cannot take it: the bytes go to disk
+        write_to_disk(hub, letter.raw, letter.reason, error)
+        return outcome, None
+    log.warning("HL7 message dead-lettered as Task/%s: %s", outcome.dead_letter, letter.reason)
+    return outcome, letter
+
+
+class _Rejected(Exception):
+    """Carries a failed message's outcome out of its savepoint (which rolls back)."""
+
+    def __init__(self, result: tuple[Outcome, _DeadLetter | None]) -> None:
+        super().__init__("message rejected")
+        self.result = result
+
+
+def handle_many(hub: Hub, raws: Sequence[bytes], *, check_duplicates: bool = True) -> list[Outcome]:
+    """Process ``raws`` in order in one transaction (group commit); one outcome each, all
+    final only once this returns, i.e. after the commit."""
+    if not raws:
+        return []
+    results: list[tuple[Outcome, _DeadLetter | None]] = []
+    try:
+        with hub.store.unit_of_work() as batch:
+            for raw in raws:
+                results.append(_handle_in(hub, batch, raw, check_duplicates))
+    except Exception as error:
+        if len(raws) > 1:  # nothing of the group is stored: each message on its own
+            log.warning("HL7 group commit of %d messages failed (%s); one by one", len(raws), error)
+            return [handle_many(hub, [raw], check_duplicates=check_duplicates)[0] for raw in raws]
+        log.exception("HL7 commit failed")
+        if results and results[0][1] is not None:  # a rejection whose dead letter was lost
+            outcome, letter = results[0]
+            assert letter is not None
+            letter.store(hub)
+            return [outcome]
+        raw = raws[0]
+        message = results[0][0].message if results else None
+        header = Header.of(message) if message is not None else Header.salvage(raw)
+        where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
+        outcome, letter = _failure(raw, header, "AE", where, message, "commit failed")
+        letter.store(hub)
+        return [outcome]
+    return [outcome for outcome, _ in results]
+
+
+def handle(hub: Hub, raw: bytes, *, check_duplicates: bool = True) -> Outcome:
+    """Process one message (bytes as received) and return its outcome and ACK(s)."""
+    return handle_many(hub, [raw], check_duplicates=check_duplicates)[0]
 
 
 def process(hub: Hub, raw_bytes: bytes) -> bytes:
@@ -209,9 +351,10 @@ def process(hub: Hub, raw_bytes: bytes) -> bytes:
 
 
 def process_batch(hub: Hub, raw: bytes) -> list[Outcome]:
-    """A single message or an FHS/BHS batch (chapter 2.10.3): one outcome per message."""
+    """A single message or an FHS/BHS batch (chapter 2.10.3): one outcome per message, the
+    batch's messages committed together (each on its own if that fails)."""
     text = decode(raw)
     parts = split_batch(text)
     if len(parts) <= 1:
         return [handle(hub, raw)]
-    return [handle(hub, part.encode("utf-8")) for part in parts]
+    return handle_many(hub, [part.encode("utf-8") for part in parts])

@@ -168,19 +168,45 @@ def _transaction(hub: Hub, entries: list[_Entry], base_url: str, return_pref: st
     _check_unique_full_urls(entries)
     try:
         with hub.store.unit_of_work() as uow:
-            mapping = _assign_identities(hub, uow, entries, base_url)
-            _rewrite(hub, uow, entries, mapping, base_url)
-            _validate(hub, entries)
-            written: list[tuple[str, dict[str, Any]]] = []
-            for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
-                if entry.method == "GET" or entry.method == "HEAD":
-                    continue
-                _run_write(hub, uow, entry, base_url, return_pref, written)
-            check_references(uow, written, base_url)
-            uow.flush()
-            for entry in entries:
-                if entry.method in ("GET", "HEAD"):
-                    _run_read(hub, uow, entry, base_url)
+            _transaction_in(hub, uow, entries, base_url, return_pref)
+    except FhirError as error:
+        raise _located(error, entries) from None
+    return _response_bundle("transaction-response", entries)
+
+
+def _transaction_in(
+    hub: Hub, uow: UnitOfWork, entries: list[_Entry], base_url: str, return_pref: str
+) -> None:
+    mapping = _assign_identities(hub, uow, entries, base_url)
+    _rewrite(hub, uow, entries, mapping, base_url)
+    _validate(hub, entries)
+    written: list[tuple[str, dict[str, Any]]] = []
+    for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
+        if entry.method == "GET" or entry.method == "HEAD":
+            continue
+        _run_write(hub, uow, entry, base_url, return_pref, written)
+    check_references(uow, written, base_url)
+    uow.flush()
+    for entry in entries:
+        if entry.method in ("GET", "HEAD"):
+            _run_read(hub, uow, entry, base_url)
+
+
+def process_transaction_in(
+    hub: Hub, uow: UnitOfWork, body: Any, *, base_url: str, return_pref: str = "minimal"
+) -> bytes:
+    """Run a transaction Bundle inside the caller's unit of work and return the response
+    Bundle's JSON bytes; the caller commits. Its writes are flushed on return, so a later
+    transaction in the same unit (an adapter grouping several messages per commit, each in a
+    savepoint) sees them in its conditional matching."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise invalid("Expected a Bundle resource")
+    if body.get("type") != "transaction":
+        raise invalid("Bundle.type must be transaction", expression=("Bundle.type",))
+    entries = _entries(body, base_url)
+    _check_unique_full_urls(entries)
+    try:
+        _transaction_in(hub, uow, entries, base_url, return_pref)
     except FhirError as error:
         raise _located(error, entries) from None
     return _response_bundle("transaction-response", entries)
@@ -498,4 +524,4 @@ def _batch(hub: Hub, entries: list[_Entry], base_url: str, return_pref: str) -> 
     return _response_bundle("batch-response", entries)
 
 
-__all__ = ["RELATIVE_REFERENCE", "parse_entry_url", "process_bundle"]
+__all__ = ["RELATIVE_REFERENCE", "parse_entry_url", "process_bundle", "process_transaction_in"]
