@@ -42,6 +42,7 @@ class HeaderAuth:
 def auth_hub(database_url: str, data_dir: Path, **settings: Any) -> Hub:
     """A hub with authentication on and :class:`HeaderAuth` as its only authenticator."""
     values: dict[str, Any] = {"db": database_url, "data_dir": data_dir, "auth": "on"}
+    values |= {"hl7_port": "off", "dicom_port": "off"}  # no listeners: tests run in parallel
     values.update(settings)
     return build_hub(Settings(**values), extra_plugins=[HeaderAuth()])
 
