@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),
     ("hello", "fhirhub.plugins.hello"),
+    ("security", "fhirhub.plugins.security"),
     ("audit", "fhirhub.plugins.audit"),
     ("integrity", "fhirhub.plugins.integrity"),
 )

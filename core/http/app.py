@@ -46,8 +46,10 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
 
     app = FastAPI(title="fhirhub", version=__version__, lifespan=lifespan)
     app.state.hub = hub
-    app.include_router(rest.router, prefix="/fhir")
+    # Plugin routes first: a root-mounted router's standard paths
+    # (/fhir/.well-known/smart-configuration) must win over /fhir/{type}/{id}.
     _mount_plugin_routes(app, hub)
+    app.include_router(rest.router, prefix="/fhir")
     mount_ui(app, hub)
     _install_error_handlers(app)
     from fhirhub.core.http import hardening

@@ -1,0 +1,57 @@
+"""Outgoing email: every message is written to the outbox table first (tests and operators
+read it there); when ``FHIRHUB_SMTP_URL`` is set (``smtp://user:pass@host:587`` with
+STARTTLS, ``smtps://...`` for implicit TLS) it is also sent, and marked sent."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import insert, select, update
+
+from fhirhub.plugins.security.state import Security, now
+from fhirhub.plugins.security.tables import outbox
+
+log = logging.getLogger("fhirhub.security.mail")
+
+
+def send_email(sec: Security, recipient: str, subject: str, body: str) -> int:
+    with sec.engine.begin() as conn:
+        result = conn.execute(
+            insert(outbox).values(recipient=recipient, subject=subject, body=body, created=now())
+        )
+        message_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    if sec.config.smtp_url:
+        try:
+            _smtp_send(sec.config.smtp_url, sec.config.mail_from, recipient, subject, body)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("Email to %s stays in the outbox; SMTP failed: %s", recipient, exc)
+        else:
+            with sec.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id == message_id).values(sent=now()))
+    return message_id
+
+
+def _smtp_send(url: str, sender: str, recipient: str, subject: str, body: str) -> None:
+    parts = urlsplit(url)
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, recipient, subject
+    message.set_content(body)
+    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
+    with smtp_class(parts.hostname or "localhost", parts.port or 0, timeout=10) as smtp:
+        if parts.scheme == "smtp" and smtp.has_extn("starttls"):
+            smtp.starttls()
+        if parts.username:
+            smtp.login(unquote(parts.username), unquote(parts.password or ""))
+        smtp.send_message(message)
+
+
+def read_outbox(sec: Security, recipient: str | None = None) -> list[dict[str, Any]]:
+    query = select(outbox).order_by(outbox.c.id)
+    if recipient is not None:
+        query = query.where(outbox.c.recipient == recipient)
+    with sec.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,85 @@
+"""The plugin's per-hub state: settings, the signing key, the database engine, caches."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from joserfc.jwk import ECKey
+
+from fhirhub.plugins.security.config import SecurityConfig
+from fhirhub.plugins.security.keys import load_or_create_key
+from fhirhub.plugins.security.tables import ensure_tables
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from fhirhub.core.hub import Hub
+
+STATE_KEY = "security"
+
+
+@dataclass
+class Security:
+    hub: Hub
+    config: SecurityConfig
+    key: ECKey
+    #: jwks_uri -> (fetched at, key set document); for clients' and the OIDC issuer's keys.
+    jwks_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def engine(self) -> Engine:
+        return self.hub.store.engine
+
+    def write_options(self) -> dict[str, Any]:
+        """``BEGIN IMMEDIATE`` on SQLite: read-then-write transactions (one-time codes,
+        refresh rotation) must hold the write lock from their first read."""
+        return {"sqlite_begin": "IMMEDIATE"} if self.hub.store.is_sqlite else {}
+
+    def fhir_base(self, request: Any = None) -> str:
+        """The FHIR base URL: ``FHIRHUB_BASE_URL`` or derived from the request. It is both the
+        tokens' issuer and their audience (SMART's ``aud``)."""
+        if self.hub.base_url:
+            return self.hub.base_url
+        if request is None:
+            return f"http://{self.hub.settings.host}:{self.hub.settings.port}/fhir"
+        return f"{str(request.base_url).rstrip('/')}/fhir"
+
+    def origin(self, request: Any = None) -> str:
+        return self.fhir_base(request).rsplit("/fhir", 1)[0]
+
+
+def security(hub: Hub) -> Security:
+    """The plugin's state for ``hub`` (created, with its tables, on first use)."""
+    state: Security | None = hub.extra.get(STATE_KEY)
+    if state is None:
+        from fhirhub.sdk import plugin_settings
+
+        ensure_tables(hub.store.engine)
+        state = Security(
+            hub=hub,
+            config=SecurityConfig.load(plugin_settings(hub, "security")),
+            key=load_or_create_key(hub.settings.data_dir),
+        )
+        hub.extra[STATE_KEY] = state
+    return state
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def random_token() -> str:
+    """A high-entropy, URL-safe secret (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    """What is stored of a random secret: its SHA-256 (enough for 256-bit random values;
+    passwords, which are guessable, get argon2 instead)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
