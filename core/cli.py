@@ -52,6 +52,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _check_auth(settings.auth, host)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if demo:
         from fhirhub.core.demo import load_demo_data
@@ -81,6 +82,32 @@ def serve(
     from fhirhub.core.http.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _check_auth(auth: str, host: str) -> None:
+    """``FHIRHUB_AUTH=off`` serves every caller as the system: loopback only, and loudly."""
+    import ipaddress
+
+    if auth.strip().lower() not in ("off", "false", "0", "no"):
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        typer.echo(
+            f"Refusing to serve on {host} with FHIRHUB_AUTH=off: without authentication anyone "
+            "who can reach the port reads and writes everything. Bind to 127.0.0.1, or turn "
+            "authentication on (unset FHIRHUB_AUTH).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    logging.getLogger("fhirhub").warning(
+        "\n%s\n  AUTHENTICATION IS OFF (FHIRHUB_AUTH=off): every request runs with full access.\n"
+        "  For local development only.\n%s",
+        "!" * 78,
+        "!" * 78,
+    )
 
 
 @app.command()

@@ -14,7 +14,8 @@ from fhirhub.adapters.hl7.convert.al1 import convert_al1
 from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
 from fhirhub.adapters.hl7.convert.datatypes import identifiers
 from fhirhub.adapters.hl7.convert.dg1 import convert_dg1
-from fhirhub.adapters.hl7.convert.in1 import convert_in1
+from fhirhub.adapters.hl7.convert.gt1 import convert_gt1
+from fhirhub.adapters.hl7.convert.in1 import convert_in1, insurances
 from fhirhub.adapters.hl7.convert.nk1 import convert_nk1
 from fhirhub.adapters.hl7.convert.obx import convert_obx
 from fhirhub.adapters.hl7.convert.pid import convert_patient
@@ -42,8 +43,10 @@ def convert_adt(ctx: Conversion) -> None:
         convert_dg1(ctx, dg1, index)
     for index, pr1 in enumerate(message.all("PR1"), 1):
         convert_pr1(ctx, pr1, index)
-    for index, in1 in enumerate(message.all("IN1"), 1):
-        convert_in1(ctx, in1, index)
+    for index, (in1, in2) in enumerate(insurances(message), 1):
+        convert_in1(ctx, in1, index, in2)
+    for index, gt1 in enumerate(message.all("GT1"), 1):
+        convert_gt1(ctx, gt1, index)
     if message.trigger_event == "A40":
         _merge(ctx)
 

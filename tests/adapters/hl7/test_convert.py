@@ -144,3 +144,43 @@ def test_unsupported_type_is_rejected_with_msh9() -> None:
     with pytest.raises(ConversionError) as caught:
         convert(parse(fixture("bar_p01.hl7")))
     assert (caught.value.segment, caught.value.field, caught.value.code) == ("MSH", 9, "200")
+
+
+def test_guarantor_and_insured_become_payor_and_subscriber() -> None:
+    text = fixture("adt_a01.hl7").replace(b"\n", b"\r") + (
+        b"GT1|1|G-77^^^GOODHOSP^GN|Doe^John||12 Main St^^Springfield^IL^62701||^WPN^PH^^^217^5550199"
+        b"|19790101|M||SPO^Spouse|123-45-6789|20240101|20241231\r"
+        b"GT1|2||||||||||SEL\r"
+        b"IN1|1|PLAN-A^Gold|INS-1^^^NAIC|Acme Insurance|||||||||||Doe^John|SPO^Spouse|19790101"
+        b"|12 Main St^^Springfield^IL^62701|||||||||||||||||||MEM-9\r"
+        b"IN2|E-55^^^ACME^EI|123-45-6789||||MC-1||MCD-2\r"
+    )
+    bundle = convert(parse(text))
+    coverages = {
+        c["identifier"][0]["system"].split(":")[3]: c for c in resources(bundle, "Coverage")
+    }
+    people = {
+        p["identifier"][0]["system"].split(":")[3]: p for p in resources(bundle, "RelatedPerson")
+    }
+    patient_url = next(
+        e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    guarantor = people["gt1"]
+    assert guarantor["name"][0]["family"] == "Doe" and guarantor["birthDate"] == "1979-01-01"
+    assert guarantor["relationship"][0]["coding"][0]["code"] == "SPO"
+    assert {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}.items() <= (
+        guarantor["identifier"][2].items()
+    )
+    self_pay = [c for c in resources(bundle, "Coverage") if c is not coverages["coverage"]]
+    assert [c["type"]["coding"][0]["code"] for c in self_pay] == ["pay", "pay"]
+    assert self_pay[0]["payor"][0]["reference"] != patient_url  # the spouse pays
+    assert self_pay[1]["payor"] == [{"reference": patient_url}]  # GT1-11 SEL: the patient
+    assert self_pay[0]["period"] == {"start": "2024-01-01", "end": "2024-12-31"}
+    insured = people["insured"]
+    assert [i["value"] for i in insured["identifier"][1:]] == ["E-55", "123-45-6789"]
+    coverage = coverages["coverage"]
+    assert coverage["subscriber"]["reference"] != patient_url
+    assert {i["value"] for i in coverage["identifier"][1:]} == {"MC-1", "MCD-2"}
+    for resource in resources(bundle, "Coverage") + resources(bundle, "RelatedPerson"):
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        assert resource_issues(resource) == [], resource
