@@ -27,12 +27,29 @@ function outcomeText(data) {
   return (data.issue || []).map((i) => i.diagnostics || i.code).join("; ");
 }
 
+/** The Authorization header of the signed-in user (the security plugin's login keeps the
+ * access token in sessionStorage); empty when authentication is off. */
+export function authHeaders() {
+  const token = sessionStorage.getItem("fhirhub.token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** After a 401: sign in (again), then come back to this page. */
+export function signIn() {
+  const here = window.top.location.pathname + window.top.location.search;
+  window.top.location.assign(`${ROOT}/plugins/security/ui/login?next=${encodeURIComponent(here)}`);
+}
+
 /** GET a FHIR URL (relative to the FHIR base, rooted, or absolute) as JSON. */
 export async function fhirGet(path, { signal } = {}) {
   const response = await fetch(localUrl(path), {
-    headers: { Accept: "application/fhir+json" },
+    headers: { Accept: "application/fhir+json", ...authHeaders() },
     signal,
   });
+  if (response.status === 401) {
+    sessionStorage.removeItem("fhirhub.token");
+    signIn();
+  }
   let data = null;
   try {
     data = await response.json();
