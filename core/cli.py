@@ -42,9 +42,25 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Load the shipped demo patients if the store is empty")
     ] = False,
+    ssl_certfile: Annotated[
+        str | None, typer.Option(help="TLS certificate chain (PEM): serve https (docs/security.md)")
+    ] = None,
+    ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies whose X-Forwarded-For/-Proto are trusted "
+            "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the FHIR API (and the UI shell) with uvicorn."""
     import uvicorn
+
+    # TLS by uvicorn itself, or behind a proxy that terminates it (docs/security.md).
+    network: dict[str, Any] = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
+    if forwarded_allow_ips is not None:
+        network["forwarded_allow_ips"] = forwarded_allow_ips
 
     if db:
         os.environ["FHIRHUB_DB"] = db
@@ -77,11 +93,12 @@ def serve(
             port=port,
             workers=workers,
             log_level="info",
+            **network,
         )
         return
     from fhirhub.core.http.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **network)
 
 
 def _check_auth(auth: str, host: str) -> None:

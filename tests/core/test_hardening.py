@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,53 @@ def test_log_records_are_redacted_whatever_the_logger(caplog: pytest.LogCaptureF
     text = caplog.text
     assert "zzz9" not in text and "abcdef.123456" not in text and "hunter2" not in text
     assert text.count("[redacted]") == 3 and "1.2.3.4" in text and " 200" in text
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_serve_with_uvicorns_own_tls(tmp_path: Path, sqlite_url: str) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    env = {**os.environ, "FHIRHUB_DATA_DIR": str(tmp_path), "FHIRHUB_HL7_PORT": "off"}
+    env["FHIRHUB_DICOM_PORT"] = "off"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(port)]
+        + ["--db", sqlite_url, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"https://127.0.0.1:{port}/fhir/metadata", verify=str(cert))
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and server.poll() is None, "no TLS server"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+    finally:
+        server.terminate()
+        server.wait(10)
