@@ -413,3 +413,37 @@ def test_storescu_into_s3_then_wado_rs_and_c_get_return_the_same_bytes(
         assert archive.rebuild_index() == len(files)
         assert archive.index.count() == len(files)
     hub.store.engine.dispose()
+
+
+def test_dicomweb_answers_503_while_the_store_is_down(
+    sqlite_url: str, tmp_path: Path, ct_small: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from fhirhub.adapters.dicom.archive import archive_for
+    from fhirhub.core.http.app import create_app
+
+    server = S3Server(free_port()).start()
+    url = server.url(server.new_bucket())
+    hub = build_hub(node_settings(sqlite_url, tmp_path, port="off", object_store=url))
+    ds = pydicom.dcmread(ct_small)
+    instance = (
+        f"/plugins/dicom/dicomweb/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    try:
+        with TestClient(create_app(hub=hub)) as client:
+            archive_for(hub).store_part10(ct_small.read_bytes())
+            assert client.get(instance).status_code == 200
+            assert client.get("/healthz").json()["checks"]["dicom-store"] == "ok"
+            server.stop()
+            for path in (instance, f"{instance}/metadata", f"{instance}/rendered"):
+                response = client.get(path)
+                assert response.status_code == 503, path
+                assert response.headers["retry-after"] and "s3://" in response.text
+            health = client.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["checks"]["dicom-store"] == "failing"
+    finally:
+        server.stop()
+        hub.store.engine.dispose()
