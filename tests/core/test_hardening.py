@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def test_redis_buckets_are_shared_between_processes() -> None:
         redis.from_url(url, socket_connect_timeout=0.5).ping()
     except redis.RedisError:
         pytest.skip("Redis is not reachable at 127.0.0.1:6379")
-    key = f"test-{id(object())}"
+    key = f"test-{uuid.uuid4()}"
 
     async def scenario() -> list[float]:
         first, second = RedisBuckets(Rate(2, 0.01), url), RedisBuckets(Rate(2, 0.01), url)
