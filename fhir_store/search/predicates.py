@@ -336,7 +336,12 @@ class Predicates:
         *,
         base_url: str,
         now_us: int,
+        visibility: Any = None,
     ) -> None:
+        #: :class:`fhirhub.fhir_store.search.visibility.Visibility` of the caller: chained and
+        #: ``_has`` criteria only consider resources the caller may see, so a filter cannot
+        #: probe another tenant's or patient's data.
+        self.visibility = visibility
         self.conn = conn
         self.registry = registry
         self.base_url = base_url.rstrip("/")
@@ -672,6 +677,7 @@ class Predicates:
                 inner.type_col == target,
                 inner.table.c.deleted.is_(False),
                 self.condition(inner, name, value, depth + 1),
+                *self._visible(inner),
             )
             per_type.append(and_(ref.target_type == target, ref.target_id.in_(matching)))
         return self._in_index(owner, index_reference, code, or_(*per_type))
@@ -686,6 +692,13 @@ class Predicates:
         if not targets:
             raise bad_request(f"No target of {definition.code!r} has an identifier")
         return self._references_to(owner, definition.code, targets, "identifier", value, depth)
+
+    def _visible(self, owner: Owner) -> list[ColumnElement[bool]]:
+        if self.visibility is None:
+            return []
+        from fhirhub.fhir_store.search.visibility import restrict
+
+        return restrict(owner, self.visibility)
 
     def _has(self, owner: Owner, name: str, value: str, depth: int) -> ColumnElement[bool]:
         """``_has:Observation:patient:code=x``: the owner is referenced, through ``patient``,
@@ -706,6 +719,7 @@ class Predicates:
             source.type_col == source_type,
             source.table.c.deleted.is_(False),
             self.condition(source, rest, value, depth + 1),
+            *self._visible(source),
         )
         ref = index_reference.c
         targets = select(ref.target_id).where(

@@ -436,7 +436,7 @@ def search(
     )
     now_us, now_text = _now()
     owner = Owner(rc, resource_type, request.types if resource_type is None else None)
-    predicates = Predicates(conn, registry, base_url=base_url, now_us=now_us)
+    predicates = Predicates(conn, registry, base_url=base_url, now_us=now_us, visibility=visibility)
     conditions: list[ColumnElement[bool]] = [rc.c.deleted.is_(False)]
     if resource_type is not None:
         conditions.append(rc.c.resource_type == resource_type)

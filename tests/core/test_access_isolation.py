@@ -332,3 +332,15 @@ def test_requests_without_credentials_are_refused_but_discovery_is_public(
     assert client.get("/fhir/metadata").status_code == 200
     assert client.get("/healthz").status_code == 200
     assert client.get("/fhir/Patient", headers={"X-Test-Caller": "nobody"}).status_code == 401
+
+
+def test_chains_and_has_do_not_probe_other_tenants_or_patients(world: dict[str, Any]) -> None:
+    a, b = caller(world, "clinician-a"), caller(world, "clinician-b")
+    # org-b's practitioner Docb performs org-b's observations; org-a may not chain onto it.
+    assert a.get("Observation?performer:Practitioner.family=Docb").json()["total"] == 0
+    assert b.get("Observation?performer:Practitioner.family=Docb").json()["total"] == 2
+    assert a.get("Practitioner?_has:Observation:performer:subject=Patient/pb1").json()["total"] == 0
+    p = caller(world, "patient-a1")
+    # pa2's observations must not reveal themselves through _has on the shared practitioner.
+    assert p.get("Practitioner?_has:Observation:performer:subject=Patient/pa2").json()["total"] == 0
+    assert p.get("Practitioner?_has:Observation:performer:subject=Patient/pa1").json()["total"] == 1
