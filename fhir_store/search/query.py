@@ -140,6 +140,10 @@ def _parse_request(
     request = _Request(count=min(default_count, max_count))
     elements: list[str] = []
     for name, value in params:
+        if "\x00" in name or "\x00" in value:
+            # No FHIR string holds a NUL, and SQLite's LIKE stops at one (``:contains=%00``
+            # would match everything): refuse it wherever the parameters came from.
+            raise bad_request(f"Search parameter {name!r} contains a NUL character")
         base = name.split(":", 1)[0]
         if base in TRANSPORT_PARAMS:
             continue

@@ -155,6 +155,16 @@ def test_injection_payloads_in_every_search_parameter_type(client: TestClient, h
         )
         assert response.status_code < 500 and matches(response.json()) == []
 
+    # A NUL in a form body never reaches SQLite's LIKE (which would stop at it and match all).
+    for name in ("family:contains", "name", "identifier"):
+        response = client.post(
+            "/fhir/Patient/_search",
+            data={name: "\x00"},
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 400, response.text
+        assert "NUL" in response.json()["issue"][0]["diagnostics"]
+
     assert table_counts(hub) == before  # nothing dropped, nothing written
     assert client.get(f"/fhir/Patient/{pid}").status_code == 200
 
