@@ -118,7 +118,8 @@ def request_completed(record: dict[str, Any], hub: Hub) -> None:
     status is known, on the event loop (keep it quick: queue work, do not write here).
 
     :param record: ``{"access": Access | None, "method", "path", "query", "status", "remote",
-        "interaction", "resource_type", "resource_id", "started", "duration_ms"}`` where
+        "interaction", "resource_type", "resource_id", "location", "started", "duration_ms"}``
+        (``location``: the response's Location header, which names what a create made) where
         ``interaction`` is the FHIR interaction (``read``, ``vread``, ``search-type``,
         ``create``, ``update``, ``patch``, ``delete``, ``history-*``, ``transaction``,
         ``batch``, ``operation``) or ``http`` for plugin routes, and ``started`` is

@@ -80,12 +80,16 @@ class AccessControl:
             self._completed(request, None, error.status, started)
             return
         status = 500
+        location: str | None = None
         audit = self.enabled
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, location
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                for key, value in message.get("headers", ()):
+                    if key.lower() == b"location":
+                        location = value.decode("latin-1")
             await send(message)
 
         with acting_as(access or SYSTEM):
@@ -93,7 +97,7 @@ class AccessControl:
                 await self.app(scope, receive, send_status)
             finally:
                 if audit and not self.is_public(path):
-                    self._completed(request, access, status, started)
+                    self._completed(request, access, status, started, location)
 
     def _authenticate(self, request: Request, path: str) -> Access | None:
         if not self.enabled:
@@ -106,7 +110,12 @@ class AccessControl:
         return access
 
     def _completed(
-        self, request: Request, access: Access | None, status: int, started: int
+        self,
+        request: Request,
+        access: Access | None,
+        status: int,
+        started: int,
+        location: str | None = None,
     ) -> None:
         record: dict[str, Any] = {
             "access": access,
@@ -118,7 +127,15 @@ class AccessControl:
             "started": started,
             "duration_ms": (time.time_ns() // 1000 - started) / 1000,
             **classify(request.method, request.url.path),
+            "location": location,
         }
+        if record["resource_id"] is None and location and record["resource_type"]:
+            # A create names its new resource only in the response: Type/id/_history/v.
+            parts = location.split("/")
+            if record["resource_type"] in parts:
+                index = len(parts) - 1 - parts[::-1].index(record["resource_type"])
+                if index + 1 < len(parts):
+                    record["resource_id"] = parts[index + 1]
         try:
             self.hub.hook.request_completed(record=record, hub=self.hub)
         except Exception:  # an audit consumer must never turn a served request into a 500

@@ -74,6 +74,7 @@ def test_each_interaction_is_one_audit_event(audited: TestClient, audited_hub: H
         assert agent["network"] == {"address": "testclient", "type": "2"}
         assert event["source"]["observer"] == {"display": "fhirhub"}
         assert event["period"]["start"] <= event["period"]["end"] == event["recorded"]
+    assert events[0]["entity"][0]["what"] == {"reference": f"Patient/{pid}"}  # from Location
     read = events[1]
     assert read["entity"][0]["what"] == {"reference": f"Patient/{pid}"}
     assert read["entity"][0]["role"]["code"] == "1"  # the patient
@@ -145,7 +146,12 @@ def test_admins_query_the_trail_over_the_api(audited: TestClient, audited_hub: H
         return [e["resource"]["agent"][0]["altId"] for e in response.json().get("entry", [])]
 
     assert found("agent=Practitioner/p-1") == ["user:dr"]
-    assert sorted(found(f"entity=Patient/{pid}&date=ge2020-01-01")) == ["user:alice", "user:dr"]
+    # alice created and read the patient, dr read it.
+    assert sorted(found(f"entity=Patient/{pid}&date=ge2020-01-01")) == [
+        "user:alice",
+        "user:alice",
+        "user:dr",
+    ]
     assert found(f"entity=Patient/{pid}&altid=user:dr&subtype=read") == ["user:dr"]
     assert found("date=lt2000-01-01") == []
     # A clinician's wildcard scope does not reach the audit trail.
