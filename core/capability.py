@@ -77,6 +77,10 @@ def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
         if type_ops:
             entry["operation"] = type_ops
         resources.append(entry)
+    rest: dict[str, Any] = {"mode": "server"}
+    security = hub.hook.capability_security(hub=hub, base_url=base_url)
+    if security:
+        rest["security"] = security
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -90,7 +94,7 @@ def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
         "patchFormat": ["application/json-patch+json"],
         "rest": [
             {
-                "mode": "server",
+                **rest,
                 "resource": resources,
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
                 "searchParam": [

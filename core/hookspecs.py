@@ -100,6 +100,17 @@ def authenticate_request(request: Any, hub: Hub) -> Access | None:
     """
 
 
+@hookspec(firstresult=True)
+def capability_security(hub: Hub, base_url: str) -> dict[str, Any] | None:
+    """Called on each ``GET /fhir/metadata`` (``firstresult``).
+
+    :param hub: the running hub.
+    :param base_url: the FHIR base URL the statement describes.
+    :returns: the ``CapabilityStatement.rest.security`` element (for SMART on FHIR: the
+        ``oauth-uris`` extension and the ``SMART-on-FHIR`` service code), or ``None``.
+    """
+
+
 @hookspec
 def public_paths(hub: Hub) -> list[str] | None:
     """Called once when the FastAPI app is created.

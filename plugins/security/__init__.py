@@ -98,6 +98,43 @@ def authenticate_request(request: Any, hub: Hub) -> Access | None:
 
 
 @hookimpl
+def capability_security(hub: Hub, base_url: str) -> dict[str, Any] | None:
+    """SMART App Launch §2.4: the OAuth endpoints in ``rest.security`` of the metadata."""
+    from fhirhub.core.http.access_control import auth_enabled
+    from fhirhub.plugins.security.routes import endpoints
+
+    if not auth_enabled(hub):
+        return None
+    origin = base_url.rstrip("/").removesuffix("/fhir")
+    urls = endpoints(origin)
+    names = {
+        "authorize": "authorization_endpoint",
+        "token": "token_endpoint",
+        "introspect": "introspection_endpoint",
+        "revoke": "revocation_endpoint",
+    }
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": name, "valueUri": urls[key]} for name, key in names.items()],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "description": "OAuth 2 bearer tokens per SMART App Launch 2.0 and Backend Services",
+    }
+
+
+@hookimpl
 def public_paths(hub: Hub) -> list[str]:
     return list(PUBLIC)
 

@@ -27,6 +27,12 @@ def test_smart_configuration_lists_the_endpoints(secure_client: Any) -> None:
     assert "permission-v2" in config["capabilities"]
     keys = secure_client.get(config["jwks_uri"].removeprefix("http://testserver")).json()
     assert keys["keys"][0]["kty"] == "EC" and "d" not in keys["keys"][0]
+    # The same endpoints in the CapabilityStatement (SMART App Launch, rest.security).
+    security = secure_client.get("/fhir/metadata").json()["rest"][0]["security"]
+    uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert uris["token"] == config["token_endpoint"]
+    assert uris["authorize"] == config["authorization_endpoint"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
 
 
 def test_without_a_token_the_api_answers_401(secure_client: Any) -> None:
