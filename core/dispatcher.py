@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import dispatch_cursor, outbox, resource_version
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -71,7 +72,10 @@ def read_versions(conn: Connection, after: int, limit: int = BATCH) -> list[Stor
         .order_by(resource_version.c.seq)
         .limit(limit)
     ).all()
-    return [StoredVersion(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+    return [
+        StoredVersion(r[0], r[1], r[2], r[3], bool(r[4]), opened(conn, r[5]), r[6], r[7])
+        for r in rows
+    ]
 
 
 @dataclass

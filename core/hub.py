@@ -68,6 +68,18 @@ class Hub:
         self.store.engine.dispose()
 
 
+def content_cipher(settings: Settings, engine: Any) -> Any:
+    """The encryption-at-rest cipher when ``FHIRHUB_ENCRYPT_AT_REST`` is on, else None."""
+    if not settings.encrypt_at_rest:
+        return None
+    from pathlib import Path
+
+    from fhirhub.fhir_store.encryption import ContentCipher, load_master_key
+
+    path = Path(settings.encryption_key_file or settings.data_dir / "keys" / "content-master.key")
+    return ContentCipher(engine, load_master_key(path))
+
+
 def build_hub(
     settings: Settings,
     *,
@@ -82,7 +94,7 @@ def build_hub(
     from fhirhub.core.plugins import activate_plugins, make_plugin_manager
 
     engine = make_engine(settings.database_url)
-    store = FhirStore(engine)
+    store = FhirStore(engine, cipher=content_cipher(settings, engine))
     store.create_schema()
     pm = plugin_manager or make_plugin_manager(settings, extra_plugins=extra_plugins)
     hub = Hub(settings=settings, store=store, plugins=pm)

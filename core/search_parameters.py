@@ -29,6 +29,7 @@ import orjson
 from sqlalchemy import select
 
 from fhirhub.core.hookspecs import hookimpl
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.versions import StoredVersion
@@ -65,7 +66,7 @@ def load_stored(hub: Any) -> None:
         ).all()
     for (content,) in rows:
         try:
-            hub.store.registry.add(orjson.loads(content))
+            hub.store.registry.add(orjson.loads(opened(hub.store.engine, content) or b"{}"))
         except Exception as exc:
             log.error("Stored SearchParameter could not be registered: %s", exc)
 

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     dicom_port: str = "11112"
     dicom_aet: str = "FHIRHUB"
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    encrypt_at_rest: bool = Field(
+        default=False, description="Seal resource content with per-tenant keys (AES-256-GCM)"
+    )
+    encryption_key_file: str = Field(
+        default="", description="Master key file; default <data_dir>/keys/content-master.key"
+    )
     cors_origins: str = Field(
         default="", description="Comma list of origins allowed to call the API from a browser"
     )

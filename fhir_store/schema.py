@@ -106,3 +106,15 @@ chain_signature = Table(
     Column("key_id", String(64), nullable=False),
     Column("signed_at", BigInteger, nullable=False),
 )
+
+#: Data keys of the optional encryption at rest (``fhir_store.encryption``), one or more per
+#: tenant ("" for resources without one), each wrapped by the master key kept outside the DB.
+content_key = Table(
+    "content_key",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant", String(ID_LENGTH), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Index("ix_content_key_tenant", "tenant"),
+)

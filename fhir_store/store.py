@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.chain import hash_rows, read_head_link
 from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
 from fhirhub.fhir_store.search.index import Indexer
@@ -182,7 +183,15 @@ class UnitOfWork:
         writes, self._order, self._pending = self._order, [], {}
         if not is_sqlite(self.conn.engine):
             self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOG_LOCK})")
-        rows = [
+        cipher = self.store.cipher
+        # Encryption at rest: the log and the projection hold sealed bytes.
+        contents: list[bytes | None] = [
+            cipher.seal(self.conn, w.version.tenant, w.version.content)
+            if cipher is not None and w.version.content is not None
+            else w.version.content
+            for w in writes
+        ]
+        rows: list[dict[str, Any]] = [
             {
                 "resource_type": w.version.resource_type,
                 "resource_id": w.version.resource_id,
@@ -190,10 +199,10 @@ class UnitOfWork:
                 "last_updated": w.version.last_updated,
                 "method": w.version.method,
                 "deleted": w.version.deleted,
-                "content": w.version.content,
+                "content": content,
                 "tenant": w.version.tenant,
             }
-            for w in writes
+            for w, content in zip(writes, contents, strict=True)
         ]
         # Tamper evidence (fhir_store.chain): chain each row to the head, under the log lock.
         hash_rows(read_head_link(self.conn), rows)
@@ -225,9 +234,11 @@ class UnitOfWork:
         ]
         # A resource written twice in one unit keeps only its last version as current.
         latest: dict[tuple[str, str], tuple[StoredVersion, dict[str, Any] | None]] = {}
-        for version, write in zip(versions, writes, strict=True):
+        stored: dict[tuple[str, str], bytes | None] = {}
+        for version, write, content in zip(versions, writes, contents, strict=True):
             latest[(version.resource_type, version.resource_id)] = (version, write.resource)
-        self._upsert_current([v for v, _ in latest.values()])
+            stored[(version.resource_type, version.resource_id)] = content
+        self._upsert_current([v for v, _ in latest.values()], stored)
         self.store.indexer.replace_many(
             self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()]
         )
@@ -246,7 +257,9 @@ class UnitOfWork:
         self.committed.extend(versions)
         return versions
 
-    def _upsert_current(self, versions: Sequence[StoredVersion]) -> None:
+    def _upsert_current(
+        self, versions: Sequence[StoredVersion], stored: dict[tuple[str, str], bytes | None]
+    ) -> None:
         rows = [
             {
                 "resource_type": v.resource_type,
@@ -255,7 +268,7 @@ class UnitOfWork:
                 "last_updated": v.last_updated,
                 "deleted": v.deleted,
                 "seq": v.seq,
-                "content": v.content,
+                "content": stored[(v.resource_type, v.resource_id)],
                 "tenant": v.tenant,
             }
             for v in versions
@@ -282,11 +295,21 @@ class UnitOfWork:
 class FhirStore:
     """Entry point of the storage layer: owns the engine, the search registry and indexer."""
 
-    def __init__(self, engine: Engine, registry: SearchParameterRegistry | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: SearchParameterRegistry | None = None,
+        *,
+        cipher: ContentCipher | None = None,
+    ) -> None:
         self.engine = engine
         self.registry = registry if registry is not None else default_registry()
         self.indexer = Indexer(self.registry)
         self.clock = _Clock()
+        #: Encryption at rest (fhir_store.encryption), None when off.
+        self.cipher = cipher
+        if cipher is not None:
+            cipher.attach()
         self._listeners: list[CommitListener] = []
         self._before_commit: list[BeforeCommit] = []
 
@@ -368,9 +391,10 @@ _VERSION_COLUMNS = (
 )
 
 
-def _version_from_row(row: Any) -> StoredVersion:
+def _version_from_row(conn: Connection, row: Any) -> StoredVersion:
+    content = opened(conn, row[5])
     return StoredVersion(
-        row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8]
+        row[0], row[1], row[2], row[3], bool(row[4]), content, row[6], row[7], row[8]
     )
 
 
@@ -384,7 +408,7 @@ def read_current(
     if for_update and not is_sqlite(conn.engine):
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return _version_from_row(row) if row is not None else None
+    return _version_from_row(conn, row) if row is not None else None
 
 
 def read_version(
@@ -397,7 +421,7 @@ def read_version(
             resource_version.c.version_id == version_id,
         )
     ).first()
-    return _version_from_row(row) if row is not None else None
+    return _version_from_row(conn, row) if row is not None else None
 
 
 def read_history(
@@ -456,7 +480,7 @@ def read_history(
         base.order_by(resource_version.c.seq.desc()).limit(count).offset(offset)
     ).all()
     total = conn.execute(total_query).scalar_one()
-    return [_version_from_row(r) for r in rows], int(total)
+    return [_version_from_row(conn, r) for r in rows], int(total)
 
 
 def _history_restriction(

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import select
 
 from fhirhub.adapters.hl7.convert.provenance import ER7_MEDIA_TYPE
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def list_dead_letters(hub: Hub, *, include_resolved: bool = False) -> list[dict[
         .order_by(resource_current.c.last_updated)
     )
     with hub.store.read() as conn:
-        tasks = [orjson.loads(bytes(row[0])) for row in conn.execute(query)]
+        tasks = [orjson.loads(opened(conn, row[0]) or b"{}") for row in conn.execute(query)]
     return [t for t in tasks if include_resolved or t.get("status") == "failed"]
 
 

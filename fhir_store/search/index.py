@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.extract import Extractor
 from fhirhub.fhir_store.search.index_tables import INDEX_TABLES
@@ -248,7 +249,7 @@ class Indexer:
             if not batch:
                 return done
             items = [
-                (row.resource_type, row.resource_id, orjson.loads(row.content))
+                (row.resource_type, row.resource_id, orjson.loads(opened(conn, row.content) or b""))
                 for row in batch
                 if row.content is not None
             ]

@@ -45,6 +45,7 @@ from sqlalchemy import (
     union,
 )
 
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.errors import FhirError, Issue
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search import bundle
@@ -280,8 +281,9 @@ def _fetch(
                 )
             )
             for resource_id, content in rows:
-                if content is not None:
-                    out[(resource_type, resource_id)] = bytes(content)
+                plain = opened(conn, content)
+                if plain is not None:
+                    out[(resource_type, resource_id)] = plain
     return out
 
 
@@ -504,7 +506,7 @@ def search(
     if request.warnings:
         entries.append(bundle.outcome_entry(request.warnings))
     for row in rows:
-        content = subsetter.apply(row.resource_type, bytes(row.content))
+        content = subsetter.apply(row.resource_type, opened(conn, row.content) or b"{}")
         entries.append(
             bundle.entry(base_url, row.resource_type, row.resource_id, content, bundle.MATCH)
         )
@@ -657,7 +659,9 @@ def everything(
             )
         )
     entries = [
-        bundle.entry(base_url, r.resource_type, r.resource_id, bytes(r.content), bundle.MATCH)
+        bundle.entry(
+            base_url, r.resource_type, r.resource_id, opened(conn, r.content) or b"{}", bundle.MATCH
+        )
         for r in rows
     ]
     path = f"{base_url}/Patient/{patient_id}/$everything"
