@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     dicom_port: str = "11112"
     dicom_aet: str = "FHIRHUB"
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_tenant: str = Field(
+        default="",
+        description="Organization id owning what adapters and loaders write without a tenant",
+    )
     encrypt_at_rest: bool = Field(
         default=False, description="Seal resource content with per-tenant keys (AES-256-GCM)"
     )

@@ -19,7 +19,7 @@ from fhirhub.core.access import Access, current_access, forbidden
 from fhirhub.core.interactions.references import check_references
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid, not_found
 from fhirhub.fhir_store.store import UnitOfWork
-from fhirhub.fhir_store.tenancy import SHARED_TYPES
+from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of, with_tenant
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES, validate_resource
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -96,6 +96,11 @@ def store_resource(
     access = current_access()
     if not access.is_system:
         _authorize_write(access, interaction, resource_type, resource, previous)
+    elif hub.settings.default_tenant and resource_type not in SHARED_TYPES:
+        # An HL7 feed, a DICOM node or a bulk load writes as the system; in a deployment with
+        # tenants its data must still belong to one, or no clinician would ever see it.
+        if tenant_of(resource) is None:
+            with_tenant(resource, hub.settings.default_tenant)
     context = WriteContext(hub, interaction, resource_type, resource_id, uow, previous)
     hub.hook.resource_before_write(resource=resource, context=context)
     if check_refs:

@@ -344,3 +344,33 @@ def test_chains_and_has_do_not_probe_other_tenants_or_patients(world: dict[str, 
     # pa2's observations must not reveal themselves through _has on the shared practitioner.
     assert p.get("Practitioner?_has:Observation:performer:subject=Patient/pa2").json()["total"] == 0
     assert p.get("Practitioner?_has:Observation:performer:subject=Patient/pa1").json()["total"] == 1
+
+
+def test_system_writes_belong_to_the_default_tenant(database_url: str, tmp_path: Path) -> None:
+    """An HL7 feed writes as the system; with FHIRHUB_DEFAULT_TENANT its patients belong to
+    that tenant, so its clinicians see them and others do not."""
+    from fhirhub.adapters.hl7.processing import process
+    from fhirhub.core.http.app import create_app
+    from tests.adapters.hl7.conftest import fixture
+
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        auth="on",
+        hl7_port="off",
+        dicom_port="off",
+        default_tenant="org-a",
+    )
+    hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
+    try:
+        assert b"MSA|AA" in process(hub, fixture("adt_a01.hl7"))
+        with TestClient(create_app(hub=hub), base_url="http://testserver") as client:
+            a, b = Caller(client, "clinician-a"), Caller(client, "clinician-b")
+            patients = a.get("Patient").json()
+            assert patients["total"] == 1
+            labels = patients["entry"][0]["resource"]["meta"]["security"]
+            assert {"system": TENANT_SYSTEM, "code": "org-a"} in labels
+            assert b.get("Patient").json()["total"] == 0
+            assert a.get("Provenance").json()["total"] == 1  # the message's own Provenance
+    finally:
+        hub.close()
