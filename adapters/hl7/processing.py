@@ -352,9 +352,17 @@ def process(hub: Hub, raw_bytes: bytes) -> bytes:
 
 def process_batch(hub: Hub, raw: bytes) -> list[Outcome]:
     """A single message or an FHS/BHS batch (chapter 2.10.3): one outcome per message, the
-    batch's messages committed together (each on its own if that fails)."""
+    batch's messages committed in groups of at most ``MAX_GROUP`` (so a large batch does not
+    hold the SQLite write lock for long)."""
+    from fhirhub.adapters.hl7.group_commit import MAX_GROUP
+
     text = decode(raw)
     parts = split_batch(text)
     if len(parts) <= 1:
         return [handle(hub, raw)]
-    return handle_many(hub, [part.encode("utf-8") for part in parts])
+    encoded = [part.encode("utf-8") for part in parts]
+    return [
+        outcome
+        for start in range(0, len(encoded), MAX_GROUP)
+        for outcome in handle_many(hub, encoded[start : start + MAX_GROUP])
+    ]

@@ -173,3 +173,17 @@ def test_concurrent_connections_with_interleaved_patients(hub: Hub) -> None:
     assert committer is not None
     assert committer.messages == connections * per_connection
     assert committer.groups < committer.messages  # messages did share commits
+
+
+def test_a_large_fhs_batch_is_committed_in_bounded_groups(hub: Hub) -> None:
+    from fhirhub.adapters.hl7.group_commit import MAX_GROUP
+    from fhirhub.adapters.hl7.processing import process_batch
+
+    count = MAX_GROUP + 3
+    body = b"FHS|^~\\&\rBHS|^~\\&\r"
+    body += b"".join(adt(f"B-{i}", "MRN-B").replace(b"\n", b"\r") for i in range(count))
+    body += b"BTS|%d\rFTS|1\r" % count
+    outcomes = process_batch(hub, body)
+    assert [o.code for o in outcomes] == ["AA"] * count
+    [patient] = patients(hub, "MRN-B")  # one patient, updated by each message in order
+    assert patient["meta"]["versionId"] == str(count)
