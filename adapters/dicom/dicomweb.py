@@ -20,6 +20,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for, read_part10
 from fhirhub.adapters.dicom.content_store import StoreUnavailable
 from fhirhub.adapters.dicom.instance_index import COLUMN, QueryError
+from fhirhub.adapters.dicom.mapping import DICOM_UID_SYSTEM
 from fhirhub.adapters.dicom.render import MEDIA_TYPES, RenderError, Window, render_frame
 from fhirhub.fhir_store.errors import FhirError
 
@@ -135,6 +136,41 @@ def parse_multipart(body: bytes, content_type: str) -> list[bytes]:
     return parts
 
 
+def visible_studies(hub: Hub, uids: set[str]) -> set[str]:
+    """The Study Instance UIDs among ``uids`` whose ImagingStudy the caller may read.
+
+    DICOMweb reads the instance catalogue, not FHIR, so it asks FHIR here: a study is served
+    to a caller exactly when its ImagingStudy is visible to that caller (scope, tenant,
+    patient compartment; see :mod:`fhirhub.core.access`). The system sees every study.
+    """
+    from fhirhub.core.access import current_access
+    from fhirhub.fhir_store.search.query import search
+
+    access = current_access()
+    if access.is_system or not uids:
+        return set(uids)
+    access.require("r", "ImagingStudy")
+    identifiers = ",".join(f"{DICOM_UID_SYSTEM}|urn:oid:{uid}" for uid in sorted(uids))
+    with hub.store.read() as conn:
+        bundle = orjson.loads(
+            search(
+                conn,
+                hub.store.registry,
+                "ImagingStudy",
+                [("identifier", identifiers), ("_elements", "identifier"), ("_count", "1000")],
+                base_url="",
+                visibility=access.visibility("r"),
+            )
+        )
+    found: set[str] = set()
+    for entry in bundle.get("entry", []):
+        for identifier in entry["resource"].get("identifier", []):
+            value = identifier.get("value", "")
+            if identifier.get("system") == DICOM_UID_SYSTEM and value.startswith("urn:oid:"):
+                found.add(value[len("urn:oid:") :])
+    return found & uids
+
+
 def make_router(hub: Hub) -> APIRouter:
     router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
 
@@ -148,6 +184,13 @@ def make_router(hub: Hub) -> APIRouter:
             rows = archive_for(hub).index.find(level, keys, limit=limit, offset=offset)
         except (QueryError, ValueError) as exc:
             return Response(str(exc), status_code=400, media_type="text/plain")
+        uids = {str(fixed.get("StudyInstanceUID") or row.get("StudyInstanceUID")) for row in rows}
+        allowed = visible_studies(hub, uids)
+        rows = [
+            row
+            for row in rows
+            if str(fixed.get("StudyInstanceUID") or row.get("StudyInstanceUID")) in allowed
+        ]
         if not rows:
             return Response(status_code=204)
         root = base(request)
@@ -179,6 +222,8 @@ def make_router(hub: Hub) -> APIRouter:
         return qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     def stored(study: str, series: str | None = None, sop: str | None = None) -> list[Any]:
+        if not visible_studies(hub, {study}):
+            return []  # another tenant's or patient's study answers like a missing one
         return archive_for(hub).index.instances(study, series, sop)
 
     def retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:

@@ -123,6 +123,13 @@ def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
 
 
 @hookimpl
+def public_paths(hub: Hub) -> list[str]:
+    """The viewer pages are shells (no data in them) loaded into frames, which cannot send a
+    bearer token; their scripts fetch DICOMweb and FHIR with the signed-in user's token."""
+    return ["/plugins/dicom/ui/"]
+
+
+@hookimpl
 def register_routes(hub: Hub) -> Any:
     from fhirhub.adapters.dicom.dicomweb import make_router
     from fhirhub.adapters.dicom.viewer import make_viewer_router

@@ -25,7 +25,7 @@ def _page(title: str, body: str, script: str) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
         f"<link rel='stylesheet' href='{PREFIX}/ui/static/viewer.css'></head><body>"
-        f"{body}<script src='{PREFIX}/ui/static/{script}'></script></body></html>"
+        f"{body}<script type='module' src='{PREFIX}/ui/static/{script}'></script></body></html>"
     )
 
 

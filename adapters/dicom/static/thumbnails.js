@@ -1,5 +1,7 @@
 // Thumbnails of a patient's imaging studies: FHIR ImagingStudy + DICOMweb (QIDO-RS, WADO-RS).
-"use strict";
+import { authHeaders, signIn } from "/ui/static/fhir.js";
+import { authorizedImage } from "./images.js";
+
 const root = document.getElementById("studies");
 const prefix = root.dataset.prefix;
 const web = `${prefix}/dicomweb`;
@@ -16,7 +18,8 @@ function studyUid(study) {
 }
 
 async function json(url) {
-  const response = await fetch(url, { headers: { Accept: "application/fhir+json, application/dicom+json" } });
+  const response = await fetch(url, { headers: { Accept: "application/fhir+json, application/dicom+json", ...authHeaders() } });
+  if (response.status === 401) signIn();
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.status === 204 ? [] : response.json();
 }
@@ -27,7 +30,9 @@ async function thumbnail(study, series) {
   const label = `${(series.modality || {}).code || ""} ${series.description || ""} (${instances.length})`.trim();
   if (instances.length) {
     const sop = instances[0]["00080018"].Value[0];
-    link.append(el("img", { src: `${web}/studies/${study}/series/${series.uid}/instances/${sop}/rendered`, alt: label, loading: "lazy" }));
+    const img = el("img", { alt: label });
+    authorizedImage(img, `${web}/studies/${study}/series/${series.uid}/instances/${sop}/rendered`);
+    link.append(img);
   }
   link.append(el("span", { textContent: label }));
   return link;

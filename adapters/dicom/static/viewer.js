@@ -1,5 +1,7 @@
 // Scroll through a series' rendered frames (WADO-RS), with CT window/level presets.
-"use strict";
+import { authHeaders, signIn } from "/ui/static/fhir.js";
+import { authorizedImage } from "./images.js";
+
 const root = document.getElementById("viewer");
 const web = `${root.dataset.prefix}/dicomweb`;
 const params = new URLSearchParams(location.search);
@@ -22,13 +24,14 @@ function show(index) {
   slider.value = String(i);
   const sop = instances[i]["00080018"].Value[0];
   const query = windowPreset ? `?window=${encodeURIComponent(windowPreset)}` : "";
-  image.src = `${web}/studies/${study}/series/${series}/instances/${sop}/rendered${query}`;
+  authorizedImage(image, `${web}/studies/${study}/series/${series}/instances/${sop}/rendered${query}`);
   image.dataset.index = String(i);
   position.textContent = `${i + 1} / ${instances.length}`;
 }
 
 async function main() {
-  const response = await fetch(`${web}/studies/${study}/series/${series}/instances`, { headers: { Accept: "application/dicom+json" } });
+  const response = await fetch(`${web}/studies/${study}/series/${series}/instances`, { headers: { Accept: "application/dicom+json", ...authHeaders() } });
+  if (response.status === 401) signIn();
   if (!response.ok) throw new Error(`QIDO-RS: HTTP ${response.status}`);
   instances = (response.status === 204 ? [] : await response.json()).sort((a, b) => number(a) - number(b));
   slider.max = String(Math.max(0, instances.length - 1));

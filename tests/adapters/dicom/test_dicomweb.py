@@ -153,3 +153,37 @@ def test_qido_study_search_under_50ms_with_1000_studies(
     start = time.perf_counter()
     assert len(client.get(f"{BASE}/studies", params={"PatientName": "Doe^Pat1*"}).json()) == 111
     assert time.perf_counter() - start < 0.5
+
+
+def test_dicomweb_serves_a_study_only_to_callers_who_may_see_its_imaging_study(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """DICOMweb reads the instance catalogue, so it must ask FHIR who may see each study:
+    another tenant's clinician gets no QIDO hits and 404 from WADO (as for a missing study)."""
+    from fhirhub.core.http.app import create_app
+    from tests.core.test_access_isolation import HeaderAuthenticator
+
+    settings = node_settings(sqlite_url, tmp_path, port="off").model_copy(
+        update={"auth": "on", "default_tenant": "org-a"}
+    )
+    hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
+    try:
+        with TestClient(create_app(hub=hub)) as client:
+            body, content_type = multipart([(TEST_FILES / "CT_small.dcm").read_bytes()])
+            super_admin = {"X-Test-Caller": "super", "content-type": content_type}
+            assert client.post(f"{BASE}/studies", content=body, headers=super_admin).is_success
+            assert archive_for(hub).recorder.drain()
+            a, b = {"X-Test-Caller": "clinician-a"}, {"X-Test-Caller": "clinician-b"}
+            studies = client.get(f"{BASE}/studies", headers=a)
+            assert studies.status_code == 200 and len(studies.json()) == 1
+            uid = studies.json()[0]["0020000D"]["Value"][0]
+            assert client.get(f"{BASE}/studies", headers=b).status_code == 204
+            assert client.get(f"{BASE}/studies/{uid}/series", headers=b).status_code == 204
+            assert client.get(f"{BASE}/studies/{uid}", headers=a).status_code == 200
+            assert client.get(f"{BASE}/studies/{uid}", headers=b).status_code == 404
+            assert client.get(f"{BASE}/studies/{uid}/metadata", headers=b).status_code == 404
+            assert client.get(f"{BASE}/studies", headers={}).status_code == 401
+            # The viewer pages themselves are public shells; their data needs the token.
+            assert client.get("/plugins/dicom/ui/patient/x").status_code == 200
+    finally:
+        hub.close()
