@@ -205,7 +205,11 @@ class DicomArchive:
                     self._study_ids.pop(study_uid, None)
                     continue
                 raise
-            location = response["entry"][-1]["response"]["location"]
+            location = next(
+                entry["response"]["location"]
+                for entry in response["entry"]
+                if entry["response"].get("location", "").startswith("ImagingStudy/")
+            )
             study_id = location.split("/")[1]
             self._study_ids[study_uid] = study_id
             return f"ImagingStudy/{study_id}"

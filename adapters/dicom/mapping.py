@@ -515,9 +515,10 @@ def transaction_bundle(
         add_orders(study, referrer_ref)
         for h in batch:
             merge_instance(study, h)
+        study_url = next(keys)
         entries.append(
             {
-                "fullUrl": next(keys),
+                "fullUrl": study_url,
                 "resource": study,
                 "request": {
                     "method": "PUT",
@@ -525,10 +526,13 @@ def transaction_bundle(
                 },
             }
         )
+        entries.append(provenance_entry(batch, [e["fullUrl"] for e in entries], "CREATE"))
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
     study = _copy(current.resource)
-    study.pop("meta", None)
+    meta = study.pop("meta", None)
+    if isinstance(meta, dict) and meta.get("security"):
+        study["meta"] = {"security": meta["security"]}  # the tenant label stays with the study
     changed = False
     for h in batch:
         changed = merge_instance(study, h) or changed
@@ -545,7 +549,61 @@ def transaction_bundle(
             },
         }
     )
+    targets = [e["fullUrl"] for e in entries if "fullUrl" in e]
+    entries.append(
+        provenance_entry(batch, [*targets, f"ImagingStudy/{current.resource_id}"], "UPDATE")
+    )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def provenance_entry(
+    batch: Sequence[InstanceHeaders], targets: list[str], activity: str
+) -> dict[str, Any]:
+    """The Provenance of one recorder transaction: what it wrote (``target``), when, by this
+    DICOM node, from which SOP instances (``entity.what`` by SOP Instance UID), so every
+    ImagingStudy version traces back to the instances that made it."""
+    from datetime import UTC, datetime
+
+    recorded = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "resource": {
+            "resourceType": "Provenance",
+            "target": [{"reference": target} for target in targets],
+            "recorded": recorded,
+            "activity": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                        "code": activity,
+                    }
+                ]
+            },
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "assembler",
+                            }
+                        ]
+                    },
+                    "who": {"display": "fhirhub DICOM node"},
+                }
+            ],
+            "entity": [
+                {
+                    "role": "source",
+                    "what": {
+                        "identifier": {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{h.sop_uid}"},
+                        "display": f"SOP Instance {h.sop_uid}",
+                    },
+                }
+                for h in batch
+            ],
+        },
+        "request": {"method": "POST", "url": "Provenance"},
+    }
 
 
 def _copy(value: Any) -> Any:

@@ -109,11 +109,25 @@ def test_first_instance_bundle_creates_everything_conditionally() -> None:
     bundle = transaction_bundle(h, None, "http://hub.example/dicomweb")
     assert bundle is not None and bundle["type"] == "transaction"
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds == ["Patient", "Practitioner", "Endpoint", "ServiceRequest", "ImagingStudy"]
+    assert kinds == [
+        "Patient",
+        "Practitioner",
+        "Endpoint",
+        "ServiceRequest",
+        "ImagingStudy",
+        "Provenance",
+    ]
     for entry in bundle["entry"][:4]:
         assert entry["request"]["method"] == "POST"
         assert entry["request"]["ifNoneExist"].startswith("identifier=")
-    study_entry = bundle["entry"][-1]
+    study_entry = bundle["entry"][-2]
+    # The Provenance names everything written and the SOP instance it came from.
+    provenance = bundle["entry"][-1]["resource"]
+    assert [t["reference"] for t in provenance["target"]] == [
+        e["fullUrl"] for e in bundle["entry"][:-1]
+    ]
+    assert provenance["entity"][0]["what"]["identifier"]["value"] == f"urn:oid:{h.sop_uid}"
+    assert provenance["activity"]["coding"][0]["code"] == "CREATE"
     assert study_entry["request"]["method"] == "PUT"
     assert study_entry["request"]["url"] == (
         f"ImagingStudy?identifier={DICOM_UID_SYSTEM}|urn:oid:{h.study_uid}"
@@ -144,8 +158,10 @@ def test_later_instance_bundle_is_a_guarded_put_or_nothing(ct_small: Path) -> No
     ds.SOPInstanceUID = ds.SOPInstanceUID + ".1"
     bundle = transaction_bundle(headers_from_dataset(ds), current, None)
     assert bundle is not None
-    (entry,) = bundle["entry"]
+    entry, provenance = bundle["entry"]
     assert entry["request"] == {"method": "PUT", "url": "ImagingStudy/abc", "ifMatch": 'W/"3"'}
+    assert provenance["resource"]["target"] == [{"reference": "ImagingStudy/abc"}]
+    assert provenance["resource"]["activity"]["coding"][0]["code"] == "UPDATE"
     assert entry["resource"]["numberOfInstances"] == 2
     assert study["numberOfInstances"] == 1  # the current study is not modified
 
