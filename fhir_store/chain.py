@@ -102,11 +102,12 @@ def previous_link(stored: bytes | None) -> bytes:
     return stored[HASH_SIZE:]
 
 
+_HEAD_LINK = select(resource_version.c.hash).order_by(resource_version.c.seq.desc()).limit(1)
+
+
 def read_head_link(conn: Connection) -> bytes:
     """The newest row's link (one indexed lookup); the caller holds the log's write lock."""
-    stored = conn.execute(
-        select(resource_version.c.hash).order_by(resource_version.c.seq.desc()).limit(1)
-    ).scalar()
+    stored = conn.execute(_HEAD_LINK).scalar()
     return previous_link(stored)
 
 

@@ -19,6 +19,7 @@ earlier one.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     insert,
     literal_column,
     or_,
@@ -208,9 +210,7 @@ class UnitOfWork:
         hash_rows(read_head_link(self.conn), rows)
         try:
             result = self.conn.execute(
-                insert(resource_version).returning(
-                    resource_version.c.seq, sort_by_parameter_order=True
-                ),
+                _APPEND_VERSIONS,
                 rows,
             )
         except IntegrityError as exc:
@@ -243,7 +243,7 @@ class UnitOfWork:
             self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()]
         )
         self.conn.execute(
-            insert(outbox),
+            _APPEND_OUTBOX,
             [
                 {
                     "seq": v.seq,
@@ -273,23 +273,35 @@ class UnitOfWork:
             }
             for v in versions
         ]
-        if is_sqlite(self.conn.engine):
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-        statement = dialect_insert(resource_current)
-        statement = statement.on_conflict_do_update(
-            index_elements=[resource_current.c.resource_type, resource_current.c.resource_id],
-            set_={
-                "version_id": statement.excluded.version_id,
-                "last_updated": statement.excluded.last_updated,
-                "deleted": statement.excluded.deleted,
-                "seq": statement.excluded.seq,
-                "content": statement.excluded.content,
-                "tenant": statement.excluded.tenant,
-            },
-        )
-        self.conn.execute(statement, rows)
+        self.conn.execute(_upsert_current_statement(is_sqlite(self.conn.engine)), rows)
+
+
+# The flush's statements, built once (building and cache-keying them per flush was a visible
+# part of writing small transactions such as one HL7 message).
+_APPEND_VERSIONS = insert(resource_version).returning(
+    resource_version.c.seq, sort_by_parameter_order=True
+)
+_APPEND_OUTBOX = insert(outbox)
+
+
+@functools.cache
+def _upsert_current_statement(sqlite: bool) -> Any:
+    if sqlite:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+    statement = dialect_insert(resource_current)
+    return statement.on_conflict_do_update(
+        index_elements=[resource_current.c.resource_type, resource_current.c.resource_id],
+        set_={
+            "version_id": statement.excluded.version_id,
+            "last_updated": statement.excluded.last_updated,
+            "deleted": statement.excluded.deleted,
+            "seq": statement.excluded.seq,
+            "content": statement.excluded.content,
+            "tenant": statement.excluded.tenant,
+        },
+    )
 
 
 class FhirStore:
@@ -398,16 +410,20 @@ def _version_from_row(conn: Connection, row: Any) -> StoredVersion:
     )
 
 
+# Built once: read_current runs for every read and every written resource, and building the
+# statement (then its cache key) each time cost more than SQLite's own lookup.
+_READ_CURRENT = select(*_CURRENT_COLUMNS).where(
+    resource_current.c.resource_type == bindparam("resource_type"),
+    resource_current.c.resource_id == bindparam("resource_id"),
+)
+_READ_CURRENT_FOR_UPDATE = _READ_CURRENT.with_for_update()
+
+
 def read_current(
     conn: Connection, resource_type: str, resource_id: str, *, for_update: bool = False
 ) -> StoredVersion | None:
-    query = select(*_CURRENT_COLUMNS).where(
-        resource_current.c.resource_type == resource_type,
-        resource_current.c.resource_id == resource_id,
-    )
-    if for_update and not is_sqlite(conn.engine):
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _READ_CURRENT_FOR_UPDATE if for_update and not is_sqlite(conn.engine) else _READ_CURRENT
+    row = conn.execute(query, {"resource_type": resource_type, "resource_id": resource_id}).first()
     return _version_from_row(conn, row) if row is not None else None
 
 
