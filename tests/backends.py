@@ -53,6 +53,49 @@ def ensure_postgres() -> None:
     pytest.skip(message)
 
 
+def ensure_redis(url: str = "redis://127.0.0.1:6379/0") -> None:
+    """Redis must answer: start it as ../shared/SERVICES.md says if it does not; on CI a Redis
+    that cannot be started fails the test rather than skipping it."""
+    import redis
+
+    def answers() -> bool:
+        try:
+            return bool(redis.from_url(url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    if answers():
+        return
+    if shutil.which("redis-server"):
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        for _ in range(50):
+            if answers():
+                return
+            import time
+
+            time.sleep(0.1)
+    message = f"Redis is not reachable at {url}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def sqlite_template(directory: Path) -> Path:
     template = directory / "template.db"
     if not template.exists():
