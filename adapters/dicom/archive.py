@@ -20,6 +20,7 @@ ImagingStudy catches a writer in another process, and the merge is retried.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -138,7 +139,12 @@ class DicomArchive:
     # -- writing ------------------------------------------------------------------------------
 
     def store_part10(
-        self, data: bytes, ds: Dataset | None = None, *, wait: bool = True
+        self,
+        data: bytes,
+        ds: Dataset | None = None,
+        *,
+        wait: bool = True,
+        tenant: str | None = None,
     ) -> StoredResult:
         """Store a Part 10 file given as bytes; ``ds`` saves a second parse if the caller has
         already decoded it. Raises :class:`InstanceRejected` for bad input. With ``wait``
@@ -150,6 +156,8 @@ class DicomArchive:
             headers = headers_from_dataset(ds)
         except MissingAttribute as exc:
             raise InstanceRejected(0xA900, str(exc)) from exc
+        if tenant:
+            headers = dataclasses.replace(headers, tenant=tenant)
         try:
             check_pixel_data(ds)
             values = index_values(ds, headers)
@@ -187,9 +195,21 @@ class DicomArchive:
     def record(self, instances: Sequence[InstanceHeaders]) -> str:
         """Run the FHIR transaction for instances of one study; return the ImagingStudy
         reference. Called by the recorder thread only."""
-        from fhirhub.core.interactions.bundle import process_bundle
 
         study_uid = instances[0].study_uid
+        tenant = instances[0].tenant
+        if tenant:
+            # Written for that tenant: labelled with it, and conditional matches (the patient
+            # by its identifier) stay inside it. Without one, FHIRHUB_DEFAULT_TENANT applies.
+            from fhirhub.core.access import Access, acting_as
+
+            with acting_as(Access(subject="system:dicom", tenant=tenant)):
+                return self._record(instances, study_uid)
+        return self._record(instances, study_uid)
+
+    def _record(self, instances: Sequence[InstanceHeaders], study_uid: str) -> str:
+        from fhirhub.core.interactions.bundle import process_bundle
+
         for attempt in range(MERGE_ATTEMPTS):
             current = self.current_study(study_uid)
             bundle = transaction_bundle(instances, current, self.dicomweb_address)

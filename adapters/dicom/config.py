@@ -11,6 +11,7 @@ file::
     pacs = { aet = "ORTHANC", host = "pacs.example", port = 4242 }  # remote PACS (SCU)
     wait_for_fhir = false   # true: C-STORE answers only after the ImagingStudy committed
     fsync = false           # true: fsync each stored file (power-loss durability)
+    tenants = { MODALITY1 = "org-a" }  # calling AE -> tenant of what it stores (C-STORE)
     object_store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"  # default: files
                             # under FHIRHUB_DATA_DIR; FHIRHUB_DICOM_STORE when not set here
 """
@@ -65,6 +66,7 @@ class DicomConfig:
     pacs: RemoteNode | None = None
     max_associations: int = 32
     wait_for_fhir: bool = False  # C-STORE answers after the FHIR commit (slower; see recorder)
+    tenants: dict[str, str] = field(default_factory=dict)  # calling AE -> tenant
 
     @classmethod
     def from_settings(cls, settings: Any) -> DicomConfig:
@@ -92,4 +94,5 @@ class DicomConfig:
             pacs=pacs,
             max_associations=int(section.get("max_associations", 32)),
             wait_for_fhir=bool(section.get("wait_for_fhir", False)),
+            tenants={str(k): str(v) for k, v in dict(section.get("tenants", {})).items()},
         )

@@ -331,6 +331,16 @@ def make_router(hub: Hub) -> APIRouter:
         archive = archive_for(hub)
         root = base(request)
         referenced: list[dict[str, Any]] = []
+
+        def store_for_caller(part: bytes, ds: Any) -> Any:
+            """STOW-RS stores for the uploader's tenant (its clinicians then see the study)."""
+            from fhirhub.core.access import current_access
+
+            access = current_access()
+            if not access.is_system:
+                access.require("c", "ImagingStudy")
+            return archive.store_part10(part, ds, tenant=access.tenant)
+
         failed: list[dict[str, Any]] = []
         for part in parts:
             sop_class = sop_uid = ""
@@ -340,7 +350,7 @@ def make_router(hub: Hub) -> APIRouter:
                 sop_uid = str(ds.get("SOPInstanceUID", ""))
                 if study and str(ds.get("StudyInstanceUID", "")) != study:
                     raise InstanceRejected(0xA900, "Study Instance UID differs from the URL")
-                result = await _run(archive.store_part10, part, ds)
+                result = await _run(store_for_caller, part, ds)
             except InstanceRejected as rejected:
                 failed.append(_sop_item(sop_class, sop_uid, failure=rejected.status))
                 continue

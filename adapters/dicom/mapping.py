@@ -95,6 +95,9 @@ class InstanceHeaders:
     body_part: str = ""
     instance_number: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: The tenant (Organization id) the instance was received for: the uploader's over
+    #: STOW-RS, the calling AE's (``[plugin.dicom] tenants``) over C-STORE; "" for none.
+    tenant: str = ""
 
 
 def _text(ds: Dataset, keyword: str) -> str:

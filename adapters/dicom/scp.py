@@ -229,7 +229,13 @@ class DicomNode:
         try:
             data = event.encoded_dataset(include_meta=True)
             ds = read_part10(data)
-            self.archive.store_part10(data, ds, wait=self.config.wait_for_fhir)
+            caller = str(event.assoc.requestor.ae_title).strip()
+            self.archive.store_part10(
+                data,
+                ds,
+                wait=self.config.wait_for_fhir,
+                tenant=self.config.tenants.get(caller),
+            )
         except InstanceRejected as rejected:
             log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, rejected)
             return _status(rejected.status, str(rejected))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.adapters.dicom.conftest import (
@@ -152,3 +153,50 @@ def test_storescu_then_find_move_get(running_node: RunningNode, tmp_path: Path) 
         port,
     )
     assert "MoveDestinationUnknown" in unknown.stdout + unknown.stderr
+
+
+def test_storescu_calling_ae_decides_the_tenant(sqlite_url: str, tmp_path: Path) -> None:
+    """``[plugin.dicom] tenants``: what a modality stores belongs to its hospital."""
+    from fhirhub.adapters.dicom.archive import archive_for
+    from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.scp import DicomNode
+    from fhirhub.core.hub import build_hub
+    from fhirhub.fhir_store.store import read_current
+    from fhirhub.fhir_store.tenancy import tenant_of
+    from tests.adapters.dicom.conftest import node_settings
+
+    settings = node_settings(sqlite_url, tmp_path, tenants={"CT_WARD_B": "org-b"})
+    hub = build_hub(settings)
+    archive = archive_for(hub)
+    node = DicomNode(archive, DicomConfig.from_settings(settings))
+    port = node.start(host="127.0.0.1", port=0)
+    try:
+        sent = dcmtk(
+            "storescu",
+            "-aet",
+            "CT_WARD_B",
+            "-aec",
+            NODE_AET,
+            "127.0.0.1",
+            str(port),
+            str(TEST_FILES / "CT_small.dcm"),
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert archive.drain()
+        with hub.store.read() as conn:
+            (study_id,) = [
+                row[0]
+                for row in conn.exec_driver_sql(
+                    "SELECT resource_id FROM resource_current WHERE resource_type='ImagingStudy'"
+                )
+            ]
+            study = read_current(conn, "ImagingStudy", study_id)
+            assert study is not None and study.tenant == "org-b"
+            patient_ref = orjson.loads(study.content or b"{}")["subject"]["reference"]
+            patient = read_current(conn, *patient_ref.split("/"))
+            assert patient is not None
+            assert tenant_of(orjson.loads(patient.content or b"{}")) == "org-b"
+    finally:
+        node.stop()
+        archive.close()
+        hub.store.engine.dispose()

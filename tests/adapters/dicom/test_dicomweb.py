@@ -185,5 +185,16 @@ def test_dicomweb_serves_a_study_only_to_callers_who_may_see_its_imaging_study(
             assert client.get(f"{BASE}/studies", headers={}).status_code == 401
             # The viewer pages themselves are public shells; their data needs the token.
             assert client.get("/plugins/dicom/ui/patient/x").status_code == 200
+            # STOW-RS by org-b's clinician stores for org-b: b sees it, a does not.
+            mr, mr_type = multipart([(TEST_FILES / "MR_small.dcm").read_bytes()])
+            stow = client.post(
+                f"{BASE}/studies", content=mr, headers={**b, "content-type": mr_type}
+            )
+            assert stow.is_success, stow.text
+            assert archive_for(hub).recorder.drain()
+            assert len(client.get(f"{BASE}/studies", headers=b).json()) == 1
+            assert len(client.get(f"{BASE}/studies", headers=a).json()) == 1  # still only CT
+            mr_patient = client.get("/fhir/ImagingStudy", headers=b).json()["entry"]
+            assert mr_patient[0]["resource"]["meta"]["security"][0]["code"] == "org-b"
     finally:
         hub.close()
