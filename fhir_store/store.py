@@ -48,7 +48,7 @@ from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
-from fhirhub.fhir_store.search.index import Indexer
+from fhirhub.fhir_store.search.index import Indexer, positional
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.search.visibility import Visibility
 from fhirhub.fhir_store.tenancy import tenant_of
@@ -208,16 +208,13 @@ class UnitOfWork:
         ]
         # Tamper evidence (fhir_store.chain): chain each row to the head, under the log lock.
         hash_rows(read_head_link(self.conn), rows)
+        sqlite = is_sqlite(self.conn.engine)
         try:
-            result = self.conn.execute(
-                _APPEND_VERSIONS,
-                rows,
-            )
+            seqs = _append_sqlite(self.conn, rows) if sqlite else _append(self.conn, rows)
         except IntegrityError as exc:
             raise conflict(
                 "Another request wrote a version of this resource at the same time; retry"
             ) from exc
-        seqs = [row[0] for row in result]
         versions = [
             StoredVersion(
                 w.version.resource_type,
@@ -239,21 +236,24 @@ class UnitOfWork:
             latest[(version.resource_type, version.resource_id)] = (version, write.resource)
             stored[(version.resource_type, version.resource_id)] = content
         self._upsert_current([v for v, _ in latest.values()], stored)
+        # A first version has no index rows to replace.
+        new = {key for key, (version, _) in latest.items() if version.version_id == 1}
         self.store.indexer.replace_many(
-            self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()]
+            self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()], new=new
         )
-        self.conn.execute(
-            _APPEND_OUTBOX,
-            [
-                {
-                    "seq": v.seq,
-                    "resource_type": v.resource_type,
-                    "resource_id": v.resource_id,
-                    "version_id": v.version_id,
-                }
-                for v in versions
-            ],
-        )
+        outbox_rows = [
+            {
+                "seq": v.seq,
+                "resource_type": v.resource_type,
+                "resource_id": v.resource_id,
+                "version_id": v.version_id,
+            }
+            for v in versions
+        ]
+        if sqlite:
+            _driver_executemany(self.conn, _APPEND_OUTBOX, outbox_rows)
+        else:
+            self.conn.execute(_APPEND_OUTBOX, outbox_rows)
         self.committed.extend(versions)
         return versions
 
@@ -273,7 +273,10 @@ class UnitOfWork:
             }
             for v in versions
         ]
-        self.conn.execute(_upsert_current_statement(is_sqlite(self.conn.engine)), rows)
+        if is_sqlite(self.conn.engine):
+            _driver_executemany(self.conn, _upsert_current_statement(True), rows)
+        else:
+            self.conn.execute(_upsert_current_statement(False), rows)
 
 
 # The flush's statements, built once (building and cache-keying them per flush was a visible
@@ -282,6 +285,43 @@ _APPEND_VERSIONS = insert(resource_version).returning(
     resource_version.c.seq, sort_by_parameter_order=True
 )
 _APPEND_OUTBOX = insert(outbox)
+_APPEND_VERSIONS_SQLITE = insert(resource_version).values(
+    {
+        column.name: bindparam(column.name)
+        for column in resource_version.columns
+        if column.name != "seq"
+    }
+)
+
+_driver_statements: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], Any]]] = {}
+
+
+def _driver_executemany(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """``conn.execute(statement, rows)`` through the driver with the statement compiled once:
+    these columns need no type conversion, and SQLAlchemy's per-call work was most of the cost
+    of writing a small transaction."""
+    key = (id(statement), id(conn.dialect))
+    compiled = _driver_statements.get(key)
+    if compiled is None:
+        compiled = _driver_statements[key] = positional(statement, conn.dialect)
+    sql, to_tuple = compiled
+    conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
+
+
+def _append(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the version rows and return their ``seq`` in row order."""
+    return [row[0] for row in conn.execute(_APPEND_VERSIONS, rows)]
+
+
+def _append_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """:func:`_append` for SQLite in one driver ``executemany``. SQLAlchemy cannot batch an
+    ``INSERT .. RETURNING`` whose results must follow the parameters' order on SQLite, and
+    sent one statement per row. The caller holds SQLite's only write lock, so the rows take
+    consecutive ``seq`` values ending at ``last_insert_rowid()``."""
+    _driver_executemany(conn, _APPEND_VERSIONS_SQLITE, rows)
+    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    first = int(last) - len(rows) + 1
+    return list(range(first, first + len(rows)))
 
 
 @functools.cache

@@ -64,7 +64,7 @@ class MllpServer:
         self._handler = handler
         #: With a hub and no custom handler, messages are committed in groups by one writer.
         self.committer = (
-            GroupCommitter(hub, max_group=max_group)
+            GroupCommitter(hub, max_group=max_group, senders=lambda: self.connections)
             if handler is None and hub is not None
             else None
         )

@@ -187,3 +187,27 @@ def test_a_large_fhs_batch_is_committed_in_bounded_groups(hub: Hub) -> None:
     assert [o.code for o in outcomes] == ["AA"] * count
     [patient] = patients(hub, "MRN-B")  # one patient, updated by each message in order
     assert patient["meta"]["versionId"] == str(count)
+
+
+def test_the_writer_lingers_for_the_other_open_connections(hub: Hub) -> None:
+    """Senders answered by one commit send again a moment later: the writer waits (briefly)
+    for them, so they share the next commit instead of splitting into alternating cohorts."""
+    import time
+
+    from fhirhub.adapters.hl7.group_commit import GroupCommitter
+
+    committer = GroupCommitter(hub, senders=lambda: 3, linger=0.5).start()
+    try:
+        first = committer.submit(adt("L-1", "MRN-L1"))
+        time.sleep(0.05)
+        others = [committer.submit(adt(f"L-{i}", f"MRN-L{i}")) for i in (2, 3)]
+        assert [f.result(30).code for f in [first, *others]] == ["AA"] * 3
+        assert (committer.groups, committer.largest_group) == (1, 3)
+        # A sender that stays quiet delays a group by at most the linger.
+        committer.linger = 0.05
+        started = time.monotonic()
+        assert committer.submit(adt("L-4", "MRN-L4")).result(30).code == "AA"
+        assert committer.groups == 2
+        assert time.monotonic() - started < 5
+    finally:
+        committer.stop()
