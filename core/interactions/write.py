@@ -103,12 +103,45 @@ def store_resource(
             with_tenant(resource, hub.settings.default_tenant)
     context = WriteContext(hub, interaction, resource_type, resource_id, uow, previous)
     hub.hook.resource_before_write(resource=resource, context=context)
+    if (
+        interaction == "update"
+        and access.patient is None
+        and previous is not None
+        and _unchanged(previous, resource)
+    ):
+        return previous
     if check_refs:
         check_references(uow, [(resource_type, resource)], hub.base_url)
     version = uow.put(resource_type, resource_id, resource, method=method, previous=previous)
     if access.patient is not None:
         _require_in_patient_compartment(uow, access, version)
     return version
+
+
+_VERSION_META = ("versionId", "lastUpdated")
+
+
+def _without_version_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = resource.get("meta")
+    if not isinstance(meta, dict) or not any(key in meta for key in _VERSION_META):
+        return resource
+    rest = {key: value for key, value in meta.items() if key not in _VERSION_META}
+    out = {key: value for key, value in resource.items() if key != "meta"}
+    if rest:
+        out["meta"] = rest
+    return out
+
+
+def _unchanged(previous: StoredVersion, resource: dict[str, Any]) -> bool:
+    """Whether an update would store what the current version already holds (apart from
+    ``meta.versionId``/``lastUpdated``). Such an update is answered with the current version
+    and no new one (HAPI's "suppress no-op updates"): feeds resend the same demographics with
+    every HL7 message, and a version per resend would bury the real changes in ``_history``,
+    fire subscriptions and outbound messages for nothing, and cost a full write each."""
+    if previous.deleted or previous.content is None:
+        return False
+    stored = orjson.loads(previous.content)
+    return bool(_without_version_meta(stored) == _without_version_meta(resource))
 
 
 def _authorize_write(

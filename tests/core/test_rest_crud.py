@@ -48,6 +48,25 @@ def test_read_vread_and_update_make_versions(client: TestClient) -> None:
     assert client.get(f"/fhir/Patient/{pid}/_history/9").status_code == 404
 
 
+def test_an_update_that_changes_nothing_makes_no_version(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR).json()
+    pid = created["id"]
+    again = {**created, "meta": {"versionId": "1", "lastUpdated": "2001-01-01T00:00:00Z"}}
+    response = client.put(f"/fhir/Patient/{pid}", content=orjson.dumps(again), headers=FHIR)
+    assert response.status_code == 200
+    assert response.headers["etag"] == 'W/"1"'
+    assert response.json()["meta"]["lastUpdated"] == created["meta"]["lastUpdated"]
+    history = client.get(f"/fhir/Patient/{pid}/_history").json()
+    assert history["total"] == 1
+    changed = {**created, "gender": "other"}
+    response = client.put(f"/fhir/Patient/{pid}", content=orjson.dumps(changed), headers=FHIR)
+    assert response.headers["etag"] == 'W/"2"'
+    # After a delete the same content is a new version again (the resource comes back).
+    assert client.delete(f"/fhir/Patient/{pid}").status_code in (200, 204)
+    response = client.put(f"/fhir/Patient/{pid}", content=orjson.dumps(changed), headers=FHIR)
+    assert (response.status_code, response.headers["etag"]) == (201, 'W/"4"')
+
+
 def test_update_as_create_with_client_id(client: TestClient) -> None:
     response = client.put(
         "/fhir/Patient/mine-1", content=orjson.dumps({**patient(), "id": "mine-1"}), headers=FHIR

@@ -181,7 +181,9 @@ def test_a_large_fhs_batch_is_committed_in_bounded_groups(hub: Hub) -> None:
 
     count = MAX_GROUP + 3
     body = b"FHS|^~\\&\rBHS|^~\\&\r"
-    body += b"".join(adt(f"B-{i}", "MRN-B").replace(b"\n", b"\r") for i in range(count))
+    body += b"".join(
+        adt(f"B-{i}", "MRN-B", family=f"Doe{i}").replace(b"\n", b"\r") for i in range(count)
+    )
     body += b"BTS|%d\rFTS|1\r" % count
     outcomes = process_batch(hub, body)
     assert [o.code for o in outcomes] == ["AA"] * count
