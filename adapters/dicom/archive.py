@@ -176,7 +176,12 @@ class DicomArchive:
         except OSError as exc:
             raise InstanceRejected(0xA700, f"Cannot write the file: {exc}") from exc
         self.index.upsert(
-            values, transfer_syntax=syntax, digest=digest, size=len(data), recorded=False
+            values,
+            transfer_syntax=syntax,
+            digest=digest,
+            size=len(data),
+            recorded=False,
+            tenant=headers.tenant,
         )
         pending = self.recorder.submit(headers)
         if not wait:
@@ -239,9 +244,11 @@ class DicomArchive:
         """Instances stored before a crash but never recorded in FHIR go through again. An
         object store that cannot be reached now keeps them for the next opening: the bytes
         are not lost, only out of reach."""
-        for sop_uid, digest in self.index.unrecorded():
+        for sop_uid, digest, tenant in self.index.unrecorded():
             try:
                 headers = headers_from_dataset(self.dataset(digest, stop_before_pixels=True))
+                if tenant:
+                    headers = dataclasses.replace(headers, tenant=tenant)
             except StoreUnavailable as exc:
                 log.error("Unrecorded instance %s kept for the next start: %s", sop_uid, exc)
                 continue

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS instance (
     digest TEXT NOT NULL,
     size INTEGER NOT NULL,
     recorded INTEGER NOT NULL DEFAULT 0,
+    tenant TEXT,
     stored_at REAL NOT NULL DEFAULT (julianday('now'))
 );
 CREATE INDEX IF NOT EXISTS instance_study ON instance (study_uid, series_uid);
@@ -98,6 +99,9 @@ class InstanceIndex:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(instance)")}
+        if "tenant" not in columns:  # a catalogue from before tenants
+            self._conn.execute("ALTER TABLE instance ADD COLUMN tenant TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -111,10 +115,14 @@ class InstanceIndex:
         digest: str,
         size: int,
         recorded: bool = True,
+        tenant: str | None = None,
     ) -> None:
+        """Catalogue an instance; ``tenant`` is the Organization it was stored for, kept so
+        that an instance recorded in FHIR only after a crash still goes to that tenant."""
         columns = [c for _k, c, _l in ATTRIBUTES]
-        row = [values.get(c) for c in columns] + [transfer_syntax, digest, size, int(recorded)]
-        names = columns + ["transfer_syntax", "digest", "size", "recorded"]
+        row = [values.get(c) for c in columns]
+        row += [transfer_syntax, digest, size, int(recorded), tenant or None]
+        names = columns + ["transfer_syntax", "digest", "size", "recorded", "tenant"]
         sql = (
             f"INSERT INTO instance ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT (sop_uid) DO UPDATE SET "
@@ -130,13 +138,14 @@ class InstanceIndex:
                 "UPDATE instance SET recorded = 1 WHERE sop_uid = ?", [(u,) for u in sop_uids]
             )
 
-    def unrecorded(self) -> list[tuple[str, str]]:
-        """(sop_uid, digest) of instances stored but not yet in FHIR (after a crash)."""
+    def unrecorded(self) -> list[tuple[str, str, str]]:
+        """(sop_uid, digest, tenant or "") of instances stored but not yet in FHIR (after a
+        crash)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT sop_uid, digest FROM instance WHERE recorded = 0 ORDER BY stored_at"
+                "SELECT sop_uid, digest, tenant FROM instance WHERE recorded = 0 ORDER BY stored_at"
             ).fetchall()
-        return [(str(a), str(b)) for a, b in rows]
+        return [(str(a), str(b), str(c or "")) for a, b, c in rows]
 
     def recorded_digest(self, sop_uid: str) -> str | None:
         with self._lock:

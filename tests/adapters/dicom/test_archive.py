@@ -101,6 +101,35 @@ def test_unrecorded_instances_are_recorded_when_the_archive_reopens(
         hub.store.engine.dispose()
 
 
+def test_an_instance_recorded_after_a_crash_keeps_its_tenant(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from fhirhub.fhir_store.tenancy import tenant_of
+
+    hub = build_hub(node_settings(sqlite_url, tmp_path, port="off"))
+    archive = DicomArchive(hub)
+    path = dicomdir_files()[0]
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    archive.index.upsert(
+        index_values(ds, headers_from_dataset(ds)),
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        digest=archive.files.put(data),
+        size=len(data),
+        recorded=False,
+        tenant="org-b",
+    )
+    archive.close()
+    reopened = DicomArchive(hub)
+    try:
+        assert reopened.drain()
+        (study,) = current(hub, "ImagingStudy")
+        assert tenant_of(study) == "org-b"
+    finally:
+        reopened.close()
+        hub.store.engine.dispose()
+
+
 def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
