@@ -48,7 +48,7 @@ from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
-from fhirhub.fhir_store.search.index import Indexer, positional
+from fhirhub.fhir_store.search.index import Indexer, executemany
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.search.visibility import Visibility
 from fhirhub.fhir_store.tenancy import tenant_of
@@ -208,9 +208,9 @@ class UnitOfWork:
         ]
         # Tamper evidence (fhir_store.chain): chain each row to the head, under the log lock.
         hash_rows(read_head_link(self.conn), rows)
-        sqlite = is_sqlite(self.conn.engine)
+        append = _append_sqlite if is_sqlite(self.conn.engine) else _append
         try:
-            seqs = _append_sqlite(self.conn, rows) if sqlite else _append(self.conn, rows)
+            seqs = append(self.conn, rows)
         except IntegrityError as exc:
             raise conflict(
                 "Another request wrote a version of this resource at the same time; retry"
@@ -250,10 +250,7 @@ class UnitOfWork:
             }
             for v in versions
         ]
-        if sqlite:
-            _driver_executemany(self.conn, _APPEND_OUTBOX, outbox_rows)
-        else:
-            self.conn.execute(_APPEND_OUTBOX, outbox_rows)
+        executemany(self.conn, _APPEND_OUTBOX, outbox_rows)
         self.committed.extend(versions)
         return versions
 
@@ -273,10 +270,7 @@ class UnitOfWork:
             }
             for v in versions
         ]
-        if is_sqlite(self.conn.engine):
-            _driver_executemany(self.conn, _upsert_current_statement(True), rows)
-        else:
-            self.conn.execute(_upsert_current_statement(False), rows)
+        executemany(self.conn, _upsert_current_statement(is_sqlite(self.conn.engine)), rows)
 
 
 # The flush's statements, built once (building and cache-keying them per flush was a visible
@@ -293,20 +287,6 @@ _APPEND_VERSIONS_SQLITE = insert(resource_version).values(
     }
 )
 
-_driver_statements: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], Any]]] = {}
-
-
-def _driver_executemany(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
-    """``conn.execute(statement, rows)`` through the driver with the statement compiled once:
-    these columns need no type conversion, and SQLAlchemy's per-call work was most of the cost
-    of writing a small transaction."""
-    key = (id(statement), id(conn.dialect))
-    compiled = _driver_statements.get(key)
-    if compiled is None:
-        compiled = _driver_statements[key] = positional(statement, conn.dialect)
-    sql, to_tuple = compiled
-    conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
-
 
 def _append(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Insert the version rows and return their ``seq`` in row order."""
@@ -318,7 +298,7 @@ def _append_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     ``INSERT .. RETURNING`` whose results must follow the parameters' order on SQLite, and
     sent one statement per row. The caller holds SQLite's only write lock, so the rows take
     consecutive ``seq`` values ending at ``last_insert_rowid()``."""
-    _driver_executemany(conn, _APPEND_VERSIONS_SQLITE, rows)
+    executemany(conn, _APPEND_VERSIONS_SQLITE, rows)
     last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     first = int(last) - len(rows) + 1
     return list(range(first, first + len(rows)))

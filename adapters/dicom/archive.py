@@ -200,8 +200,6 @@ class DicomArchive:
     def record(self, instances: Sequence[InstanceHeaders]) -> str:
         """Run the FHIR transaction for instances of one study; return the ImagingStudy
         reference. Called by the recorder thread only."""
-
-        study_uid = instances[0].study_uid
         tenant = instances[0].tenant
         if tenant:
             # Written for that tenant: labelled with it, and conditional matches (the patient
@@ -209,12 +207,13 @@ class DicomArchive:
             from fhirhub.core.access import Access, acting_as
 
             with acting_as(Access(subject="system:dicom", tenant=tenant)):
-                return self._record(instances, study_uid)
-        return self._record(instances, study_uid)
+                return self._record(instances)
+        return self._record(instances)
 
-    def _record(self, instances: Sequence[InstanceHeaders], study_uid: str) -> str:
+    def _record(self, instances: Sequence[InstanceHeaders]) -> str:
         from fhirhub.core.interactions.bundle import process_bundle
 
+        study_uid = instances[0].study_uid
         for attempt in range(MERGE_ATTEMPTS):
             current = self.current_study(study_uid)
             bundle = transaction_bundle(instances, current, self.dicomweb_address)

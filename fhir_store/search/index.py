@@ -86,7 +86,6 @@ class Indexer:
         #: PostgreSQL statements by (tables to delete from, tables to insert into): a handful
         #: of shapes per resource type, each compiled and prepared once.
         self._pg_statements: dict[tuple[frozenset[str], frozenset[str]], Executable] = {}
-        self._compiled: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], Any]]] = {}
         #: Per resource type, the tables its parameters have ever written to in this process.
         self._kinds: dict[str, set[str]] = {}
         self._kinds_generation = -1
@@ -130,7 +129,7 @@ class Indexer:
             self._delete_rows(conn, to_clear, wanted)
         for kind, kind_rows in rows.items():
             if kind_rows:
-                self._executemany(conn, self._insert[kind], kind_rows)
+                executemany(conn, self._insert[kind], kind_rows)
 
     def _replace_postgresql(
         self,
@@ -196,24 +195,7 @@ class Indexer:
             kinds |= self.tables_of(resource_type)
         for kind in INDEX_TABLES:
             if kind in kinds and owners:
-                self._executemany(conn, statements[kind], owners)
-
-    def _executemany(
-        self, conn: Connection, statement: Executable, rows: list[dict[str, Any]]
-    ) -> None:
-        """``conn.execute(statement, rows)``; on SQLite through the driver with positional
-        parameters of the statement compiled once (these columns need no type conversion)."""
-        dialect = conn.dialect
-        if dialect.name != "sqlite":
-            conn.execute(statement, rows)
-            return
-        key = (id(statement), id(dialect))
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = positional(statement, dialect)
-            self._compiled[key] = compiled
-        sql, to_tuple = compiled
-        conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
+                executemany(conn, statements[kind], owners)
 
     def reindex(
         self,
@@ -263,13 +245,29 @@ class Indexer:
             last = (batch[-1].resource_type, batch[-1].resource_id)
 
 
-def positional(
+_compiled: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+
+
+def executemany(conn: Connection, statement: Executable, rows: list[dict[str, Any]]) -> None:
+    """``conn.execute(statement, rows)``; on SQLite through the driver with the statement
+    compiled once to positional SQL (the index, version, current-state and outbox columns need
+    no type conversion, and SQLAlchemy's per-call work was most of the cost of writing a small
+    transaction). ``statement`` must be a long-lived object: compilations are kept by its id."""
+    dialect = conn.dialect
+    if dialect.name != "sqlite":
+        conn.execute(statement, rows)
+        return
+    key = (id(statement), id(dialect))
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compiled[key] = _positional(statement, dialect)
+    sql, to_tuple = compiled
+    conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
+
+
+def _positional(
     statement: Executable, dialect: Dialect
 ) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
-    """``statement`` compiled once for ``dialect`` (SQL with positional placeholders) and a
-    function turning a row dictionary into its parameter tuple: for ``exec_driver_sql``
-    executemany of columns that need no type conversion, skipping SQLAlchemy's per-call
-    compilation-cache and parameter processing."""
     compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
     names = list(compiled.positiontup or ())
     if not names:

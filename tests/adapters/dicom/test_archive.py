@@ -4,6 +4,7 @@ batching by study, and recovery of instances stored but not yet recorded (a cras
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pydicom
@@ -70,24 +71,29 @@ def object_store(request: pytest.FixtureRequest) -> str:
     return "" if request.param == "file" else str(request.getfixturevalue("s3_url"))
 
 
+def catalogue_unrecorded(archive: DicomArchive, path: Path, tenant: str | None = None) -> Any:
+    """What a crash between the catalogue row and the FHIR commit leaves behind: the file and
+    its row, not recorded. Returns the data set."""
+    data = path.read_bytes()
+    ds = pydicom.dcmread(path)
+    archive.index.upsert(
+        index_values(ds, headers_from_dataset(ds)),
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        digest=archive.files.put(data),
+        size=len(data),
+        recorded=False,
+        tenant=tenant,
+    )
+    return ds
+
+
 def test_unrecorded_instances_are_recorded_when_the_archive_reopens(
     sqlite_url: str, tmp_path: Path, object_store: str
 ) -> None:
     settings = node_settings(sqlite_url, tmp_path, port="off", object_store=object_store)
     hub = build_hub(settings)
     archive = DicomArchive(hub)
-    # what a crash between the catalogue row and the FHIR commit leaves behind
-    path = dicomdir_files()[0]
-    data = path.read_bytes()
-    ds = pydicom.dcmread(path)
-    digest = archive.files.put(data)
-    archive.index.upsert(
-        index_values(ds, headers_from_dataset(ds)),
-        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
-        digest=digest,
-        size=len(data),
-        recorded=False,
-    )
+    ds = catalogue_unrecorded(archive, dicomdir_files()[0])
     archive.close()
     assert current(hub, "ImagingStudy") == []
     reopened = DicomArchive(hub)
@@ -108,17 +114,7 @@ def test_an_instance_recorded_after_a_crash_keeps_its_tenant(
 
     hub = build_hub(node_settings(sqlite_url, tmp_path, port="off"))
     archive = DicomArchive(hub)
-    path = dicomdir_files()[0]
-    data = path.read_bytes()
-    ds = pydicom.dcmread(path)
-    archive.index.upsert(
-        index_values(ds, headers_from_dataset(ds)),
-        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
-        digest=archive.files.put(data),
-        size=len(data),
-        recorded=False,
-        tenant="org-b",
-    )
+    catalogue_unrecorded(archive, dicomdir_files()[0], tenant="org-b")
     archive.close()
     reopened = DicomArchive(hub)
     try:
@@ -166,15 +162,7 @@ def test_unrecorded_instances_wait_for_an_unreachable_store_and_vanished_ones_ar
     archive = DicomArchive(hub)
     kept, vanished = dicomdir_files()[:2]
     for path in (kept, vanished):
-        ds = pydicom.dcmread(path)
-        data = path.read_bytes()
-        archive.index.upsert(
-            index_values(ds, headers_from_dataset(ds)),
-            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
-            digest=archive.files.put(data),
-            size=len(data),
-            recorded=False,
-        )
+        catalogue_unrecorded(archive, path)
     archive.files.delete(archive.files.put(vanished.read_bytes()))
     archive.close()
     server.stop()
