@@ -79,18 +79,29 @@ class Segment:
     name: str
     fields: list[str]
     separators: Separators
+    #: Memo of :meth:`get` and :meth:`repetitions`: converters read the same fields many
+    #: times (MSH-3/4/10 for every full URL, PID-3 for every identifier), and a parsed
+    #: segment never changes. Callers get shared lists: they must not mutate them.
+    _memo: dict[tuple[int, ...], object] = field(default_factory=dict, repr=False, compare=False)
 
     def raw(self, number: int) -> str:
         """Field ``number`` as sent (escapes and separators untouched), "" if absent."""
         return self.fields[number] if number < len(self.fields) else ""
 
     def repetitions(self, number: int) -> list[str]:
+        key = (number,)
+        found = self._memo.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
         value = self.raw(number)
         if not value:
-            return []
-        if self.name == "MSH" and number <= 2:
-            return [value]
-        return [r for r in value.split(self.separators.repetition) if r != ""]
+            reps: list[str] = []
+        elif self.name == "MSH" and number <= 2:
+            reps = [value]
+        else:
+            reps = [r for r in value.split(self.separators.repetition) if r != ""]
+        self._memo[key] = reps
+        return reps
 
     def components(self, number: int, repetition: int = 0) -> list[str]:
         reps = self.repetitions(number)
@@ -101,14 +112,21 @@ class Segment:
     def get(self, number: int, component: int = 1, sub: int = 0, repetition: int = 0) -> str:
         """Unescaped value of field ``number``, component ``component`` (1-based), optional
         sub-component ``sub`` (1-based; 0 = whole component), repetition ``repetition``."""
+        key = (number, component, sub, repetition)
+        found = self._memo.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
         comps = self.components(number, repetition)
         if component > len(comps):
-            return ""
-        value = comps[component - 1]
-        if sub:
-            subs = value.split(self.separators.subcomponent)
-            value = subs[sub - 1] if sub <= len(subs) else ""
-        return unescape(value, self.separators).strip()
+            value = ""
+        else:
+            value = comps[component - 1]
+            if sub:
+                subs = value.split(self.separators.subcomponent)
+                value = subs[sub - 1] if sub <= len(subs) else ""
+            value = unescape(value, self.separators).strip()
+        self._memo[key] = value
+        return value
 
 
 @dataclass
