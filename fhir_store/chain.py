@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.driver import fetch_first
 from fhirhub.fhir_store.schema import chain_signature, resource_version
 
 HASH_SIZE = 32
@@ -102,13 +103,13 @@ def previous_link(stored: bytes | None) -> bytes:
     return stored[HASH_SIZE:]
 
 
-_HEAD_LINK = select(resource_version.c.hash).order_by(resource_version.c.seq.desc()).limit(1)
+_HEAD_LINK_SQL = f"SELECT hash FROM {resource_version.name} ORDER BY seq DESC LIMIT 1"
 
 
 def read_head_link(conn: Connection) -> bytes:
     """The newest row's link (one indexed lookup); the caller holds the log's write lock."""
-    stored = conn.execute(_HEAD_LINK).scalar()
-    return previous_link(stored)
+    row = fetch_first(conn, _HEAD_LINK_SQL)
+    return previous_link(row[0] if row is not None else None)
 
 
 def hash_rows(previous: bytes, rows: list[dict[str, Any]]) -> bytes:

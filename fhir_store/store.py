@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.chain import hash_rows, read_head_link
 from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.driver import fetch_first
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
@@ -299,8 +300,9 @@ def _append_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     sent one statement per row. The caller holds SQLite's only write lock, so the rows take
     consecutive ``seq`` values ending at ``last_insert_rowid()``."""
     executemany(conn, _APPEND_VERSIONS_SQLITE, rows)
-    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
-    first = int(last) - len(rows) + 1
+    last = fetch_first(conn, "SELECT last_insert_rowid()")
+    assert last is not None
+    first = int(last[0]) - len(rows) + 1
     return list(range(first, first + len(rows)))
 
 
@@ -437,12 +439,21 @@ _READ_CURRENT = select(*_CURRENT_COLUMNS).where(
     resource_current.c.resource_id == bindparam("resource_id"),
 )
 _READ_CURRENT_FOR_UPDATE = _READ_CURRENT.with_for_update()
+#: The same, as the SQLite driver takes it (fhir_store.driver): every written resource reads
+#: its current version, and SQLAlchemy's per-statement work was most of that read's cost.
+_READ_CURRENT_SQLITE = (
+    "SELECT resource_type, resource_id, version_id, last_updated, deleted, content, seq, "
+    f"'PUT', tenant FROM {resource_current.name} WHERE resource_type = ? AND resource_id = ?"
+)
 
 
 def read_current(
     conn: Connection, resource_type: str, resource_id: str, *, for_update: bool = False
 ) -> StoredVersion | None:
-    query = _READ_CURRENT_FOR_UPDATE if for_update and not is_sqlite(conn.engine) else _READ_CURRENT
+    if conn.dialect.name == "sqlite":
+        found = fetch_first(conn, _READ_CURRENT_SQLITE, (resource_type, resource_id))
+        return _version_from_row(conn, found) if found is not None else None
+    query = _READ_CURRENT_FOR_UPDATE if for_update else _READ_CURRENT
     row = conn.execute(query, {"resource_type": resource_type, "resource_id": resource_id}).first()
     return _version_from_row(conn, row) if row is not None else None
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection
 
 from fhirhub.core.access import current_access
 from fhirhub.core.interactions.references import rewrite_references
 from fhirhub.core.interactions.search import parse_query
+from fhirhub.fhir_store.driver import fetch_all
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.index_tables import index_token
@@ -43,11 +44,12 @@ if TYPE_CHECKING:
 
 #: Live resources carrying given identifiers, one ``(type, code, system)`` triple per
 #: ``OR`` term (each an index lookup on ``ix_token_lookup``): one statement per message, its
-#: text cached per number of terms (a message has a handful of shapes).
-_LOOKUPS: dict[int, TextClause] = {}
+#: text cached per number of terms (a message has a handful of shapes), run through
+#: :mod:`fhirhub.fhir_store.driver`.
+_LOOKUPS: dict[int, str] = {}
 
 
-def _lookup_statement(terms: int) -> TextClause:
+def _lookup_statement(terms: int) -> str:
     statement = _LOOKUPS.get(terms)
     if statement is None:
         token, current = index_token.name, resource_current.name
@@ -55,7 +57,7 @@ def _lookup_statement(terms: int) -> TextClause:
             f"(t.resource_type = :t{i} AND t.code = :c{i} AND t.system = :s{i})"
             for i in range(terms)
         )
-        statement = _LOOKUPS[terms] = text(
+        statement = _LOOKUPS[terms] = (
             f"SELECT t.resource_type, t.system, t.code, t.resource_id FROM {token} t "
             f"JOIN {current} c ON c.resource_type = t.resource_type "
             f"AND c.resource_id = t.resource_id "
@@ -105,7 +107,7 @@ def lookup_identifiers(
     params: dict[str, Any] = {"deleted": False}
     for i, (rtype, system, value) in enumerate(unique):
         params[f"t{i}"], params[f"s{i}"], params[f"c{i}"] = rtype, system, value
-    for rtype, system, code, resource_id in conn.execute(_lookup_statement(len(unique)), params):
+    for rtype, system, code, resource_id in fetch_all(conn, _lookup_statement(len(unique)), params):
         ids = found.get((rtype, system, code))
         if ids is not None:
             ids.add(resource_id)

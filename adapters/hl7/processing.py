@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import text
-
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
 from fhirhub.adapters.hl7.conditionals import resolve_conditionals
 from fhirhub.adapters.hl7.convert import ConversionError, convert, message_key
@@ -35,6 +33,7 @@ from fhirhub.adapters.hl7.dead_letters import (
     write_to_disk,
 )
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, decode, parse, split_batch
+from fhirhub.fhir_store.driver import fetch_first, savepoint
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.store import UnitOfWork
@@ -93,9 +92,8 @@ class Outcome:
         return self.acks[-1] if self.acks else b""
 
 
-#: Whether a (live) Provenance exists: the duplicate check of every message, so one cached
-#: statement rather than a query built per call.
-_PROVENANCE_EXISTS = text(
+#: Whether a (live) Provenance exists: the duplicate check of every message.
+_PROVENANCE_EXISTS = (
     f"SELECT 1 FROM {resource_current.name} WHERE resource_type = 'Provenance' "
     "AND resource_id = :id AND deleted = :deleted"
 )
@@ -109,7 +107,7 @@ def _stored_text(conn: Connection, key: str) -> str | None:
 
     from fhirhub.fhir_store.store import read_current
 
-    if conn.execute(_PROVENANCE_EXISTS, {"id": key, "deleted": False}).first() is None:
+    if fetch_first(conn, _PROVENANCE_EXISTS, {"id": key, "deleted": False}) is None:
         return None
     binary = read_current(conn, "Binary", key)
     if binary is None or binary.content is None:
@@ -247,15 +245,10 @@ def _process(
 def _in_savepoint(hub: Hub, batch: UnitOfWork, work: Callable[[UnitOfWork], _T]) -> _T:
     """Run ``work`` with its own unit of work on the group's connection, in a SAVEPOINT:
     released (and its versions joined to the group's) on success, rolled back on any error."""
-    savepoint = batch.conn.begin_nested()
     uow = UnitOfWork(hub.store, batch.conn)
-    try:
+    with savepoint(batch.conn):
         result = work(uow)
         uow.flush()
-    except BaseException:
-        savepoint.rollback()
-        raise
-    savepoint.commit()
     batch.committed.extend(uow.committed)
     return result
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from fhirhub.fhir_store.driver import fetch_all
 from fhirhub.fhir_store.errors import FhirError, Issue
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.store import UnitOfWork
@@ -23,11 +24,11 @@ _CHECK_CHUNK = 200
 
 
 @functools.cache
-def _live_targets_sql(count: int, marker: str) -> str:
+def _live_targets_sql(count: int) -> str:
     """Which of ``count`` (type, id) pairs are live, and their tenants: one statement text per
     count, sent through the driver (building an OR of SQLAlchemy clauses per written resource
     was a tenth of an HL7 message's cost)."""
-    pairs = ", ".join([f"({marker}, {marker})"] * count)
+    pairs = ", ".join(["(?, ?)"] * count)
     # A join with the VALUES list, not ``(type, id) IN (VALUES ..)``: SQLite scans the whole
     # table for the row-value IN, and looks each pair up by primary key for the join.
     return (
@@ -106,11 +107,10 @@ def check_references(
         return
     keys = list(wanted)
     found: set[tuple[str, str]] = set()
-    marker = "?" if uow.conn.dialect.paramstyle == "qmark" else "%s"
     for start in range(0, len(keys), _CHECK_CHUNK):
         chunk = keys[start : start + _CHECK_CHUNK]
-        rows = uow.conn.exec_driver_sql(
-            _live_targets_sql(len(chunk), marker), tuple(v for key in chunk for v in key)
+        rows = fetch_all(
+            uow.conn, _live_targets_sql(len(chunk)), tuple(v for key in chunk for v in key)
         )
         found.update(
             (row[0], row[1])

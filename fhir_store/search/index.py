@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from fhirhub.fhir_store.driver import run_many
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.extract import Extractor
@@ -262,7 +263,7 @@ def executemany(conn: Connection, statement: Executable, rows: list[dict[str, An
     if compiled is None:
         compiled = _compiled[key] = _positional(statement, dialect)
     sql, to_tuple = compiled
-    conn.exec_driver_sql(sql, [to_tuple(row) for row in rows])
+    run_many(conn, sql, [to_tuple(row) for row in rows])
 
 
 def _positional(
