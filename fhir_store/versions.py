@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+#: The last whole second formatted by :func:`format_instant` (writes come in bursts within
+#: one second, and ``strftime`` was a visible part of writing a small resource).
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_instant(microseconds: int) -> str:
-    """An ``instant`` as FHIR writes it (``2026-11-23T14:50:00.123456Z``)."""
-    moment = datetime.fromtimestamp(microseconds / 1_000_000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """An ``instant`` as FHIR writes it (``2026-11-23T14:50:00.123456Z``); integer arithmetic,
+    so the microseconds are exact."""
+    global _last_second
+    seconds, fraction = divmod(microseconds, 1_000_000)
+    cached_second, prefix = _last_second
+    if seconds != cached_second:
+        prefix = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{fraction:06d}Z"
 
 
 def http_date(microseconds: int) -> str:

@@ -26,6 +26,7 @@ same group commit.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -66,9 +67,17 @@ def _lookup_statement(terms: int) -> str:
     return statement
 
 
+#: ``identifier=system|value`` with nothing to decode or unescape (the common case: what
+#: the converters build for plain identifiers), read without the general query parser.
+_PLAIN_IDENTIFIER = re.compile(r"identifier=([^|%+&;=?\\,]+)\|([^|%+&;=?\\,]+)")
+
+
 def identifier_criteria(query: str) -> tuple[str, str] | None:
     """``identifier=system|value`` (URL-encoded, search escapes) -> (system, value); None for
     any other criteria."""
+    plain = _PLAIN_IDENTIFIER.fullmatch(query)
+    if plain is not None:
+        return plain[1], plain[2]
     try:
         params = parse_query(query)
     except FhirError:
