@@ -26,13 +26,12 @@ same group commit.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from sqlalchemy import Connection
 
 from fhirhub.core.access import current_access
-from fhirhub.core.interactions.references import rewrite_references
 from fhirhub.core.interactions.search import parse_query
 from fhirhub.fhir_store.driver import fetch_all
 from fhirhub.fhir_store.errors import FhirError
@@ -67,17 +66,25 @@ def _lookup_statement(terms: int) -> str:
     return statement
 
 
-#: ``identifier=system|value`` with nothing to decode or unescape (the common case: what
-#: the converters build for plain identifiers), read without the general query parser.
-_PLAIN_IDENTIFIER = re.compile(r"identifier=([^|%+&;=?\\,]+)\|([^|%+&;=?\\,]+)")
+def _plain_identifier(query: str) -> tuple[str, str] | None:
+    """The fast path of :func:`identifier_criteria`: one ``identifier`` parameter whose
+    decoded value has exactly one ``|`` and no search escapes (what the converters build),
+    read without the general query parser; None when the general parser must decide."""
+    if not query.startswith("identifier=") or any(c in query for c in "&;+?"):
+        return None
+    decoded = unquote(query[11:])
+    if "\\" in decoded or decoded.count("|") != 1:
+        return None
+    system, _, value = decoded.partition("|")
+    return (system, value) if system and value else None
 
 
 def identifier_criteria(query: str) -> tuple[str, str] | None:
     """``identifier=system|value`` (URL-encoded, search escapes) -> (system, value); None for
     any other criteria."""
-    plain = _PLAIN_IDENTIFIER.fullmatch(query)
+    plain = _plain_identifier(query)
     if plain is not None:
-        return plain[1], plain[2]
+        return plain
     try:
         params = parse_query(query)
     except FhirError:
@@ -123,11 +130,14 @@ def lookup_identifiers(
     return {key: sorted(ids) for key, ids in found.items()}
 
 
-def resolve_conditionals(hub: Hub, conn: Connection, bundle: dict[str, Any]) -> int:
+def resolve_conditionals(hub: Hub, conn: Connection, bundle: dict[str, Any]) -> dict[str, str]:
     """Rewrite, in place, the identifier-conditional entries of transaction ``bundle`` into
-    their resolved form (see the module docstring); returns how many were resolved."""
+    their resolved form (see the module docstring). Returns ``fullUrl -> Type/id`` for the
+    conditional creates that matched and were dropped: references to them are rewritten by
+    the transaction (``process_transaction_in(..., resolved=...)``), in the one walk over
+    the resources it makes anyway."""
     if not current_access().is_system:  # a caller's tenant and scopes limit what may match:
-        return 0  # the transaction's conditional matching applies them
+        return {}  # the transaction's conditional matching applies them
     entries: list[dict[str, Any]] = bundle.get("entry", [])
     wanted: dict[int, tuple[str, str, str]] = {}
     for index, entry in enumerate(entries):
@@ -142,18 +152,16 @@ def resolve_conditionals(hub: Hub, conn: Connection, bundle: dict[str, Any]) -> 
         if key is not None:
             wanted[index] = key
     if not wanted:
-        return 0
+        return {}
     matches = lookup_identifiers(conn, list(wanted.values()))
     kept: list[dict[str, Any]] = []
     redirect: dict[str, str] = {}
-    resolved = 0
     for index, entry in enumerate(entries):
         key = wanted.get(index)
         found = matches[key] if key is not None else None
         if key is None or found is None or len(found) > 1:  # left to the transaction
             kept.append(entry)
             continue
-        resolved += 1
         rtype = key[0]
         request, resource = entry["request"], entry.get("resource")
         if request["method"] == "PUT":
@@ -171,9 +179,5 @@ def resolve_conditionals(hub: Hub, conn: Connection, bundle: dict[str, Any]) -> 
         else:
             entry["request"] = {k: v for k, v in request.items() if k != "ifNoneExist"}
         kept.append(entry)
-    if redirect:
-        for entry in kept:
-            if isinstance(entry.get("resource"), dict):
-                rewrite_references(entry["resource"], redirect.get)
     bundle["entry"] = kept
-    return resolved
+    return redirect

@@ -224,8 +224,8 @@ def _process(
 
     entries = list(bundle["entry"])
     try:
-        resolve_conditionals(hub, uow.conn, bundle)
-        process_transaction_in(hub, uow, bundle, base_url=hub.base_url)
+        resolved = resolve_conditionals(hub, uow.conn, bundle)
+        process_transaction_in(hub, uow, bundle, base_url=hub.base_url, resolved=resolved)
     except FhirError as error:
         segment = "MSH"
         if error.entry_index is not None:

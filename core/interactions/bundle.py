@@ -15,6 +15,7 @@ reference each other in any order. A batch runs each entry in its own unit of wo
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -175,9 +176,16 @@ def _transaction(hub: Hub, entries: list[_Entry], base_url: str, return_pref: st
 
 
 def _transaction_in(
-    hub: Hub, uow: UnitOfWork, entries: list[_Entry], base_url: str, return_pref: str
+    hub: Hub,
+    uow: UnitOfWork,
+    entries: list[_Entry],
+    base_url: str,
+    return_pref: str,
+    resolved: Mapping[str, str] | None = None,
 ) -> None:
     mapping = _assign_identities(hub, uow, entries, base_url)
+    if resolved:
+        mapping = {**resolved, **mapping}
     _rewrite(hub, uow, entries, mapping, base_url)
     _validate(hub, entries)
     written: list[tuple[str, dict[str, Any]]] = []
@@ -193,12 +201,22 @@ def _transaction_in(
 
 
 def process_transaction_in(
-    hub: Hub, uow: UnitOfWork, body: Any, *, base_url: str, return_pref: str = "minimal"
+    hub: Hub,
+    uow: UnitOfWork,
+    body: Any,
+    *,
+    base_url: str,
+    return_pref: str = "minimal",
+    resolved: Mapping[str, str] | None = None,
 ) -> bytes:
     """Run a transaction Bundle inside the caller's unit of work and return the response
     Bundle's JSON bytes; the caller commits. Its writes are flushed on return, so a later
     transaction in the same unit (an adapter grouping several messages per commit, each in a
-    savepoint) sees them in its conditional matching."""
+    savepoint) sees them in its conditional matching.
+
+    ``resolved``: ``fullUrl -> Type/id`` of entries the caller already resolved to existing
+    resources and removed from ``body`` (a conditional create that matched); references to
+    those fullUrls are rewritten like references to the Bundle's own entries."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise invalid("Expected a Bundle resource")
     if body.get("type") != "transaction":
@@ -206,7 +224,7 @@ def process_transaction_in(
     entries = _entries(body, base_url)
     _check_unique_full_urls(entries)
     try:
-        _transaction_in(hub, uow, entries, base_url, return_pref)
+        _transaction_in(hub, uow, entries, base_url, return_pref, resolved)
     except FhirError as error:
         raise _located(error, entries) from None
     return _response_bundle("transaction-response", entries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fhirhub.fhir_store.driver import fetch_all
@@ -21,6 +21,7 @@ RELATIVE_REFERENCE = re.compile(
     r"^(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})(/_history/[A-Za-z0-9\-\.]{1,64})?$"
 )
 _CHECK_CHUNK = 200
+_CONTAINERS = (dict, list)
 
 
 @functools.cache
@@ -39,17 +40,30 @@ def _live_targets_sql(count: int) -> str:
     )
 
 
-def iter_references(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Yield ``(path, reference)`` for every ``Reference.reference`` in a resource."""
+def iter_references(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """``(path, reference)`` for every ``Reference.reference`` in a resource, in document
+    order. Paths are joined only for the references found (every write walks its resource
+    here, and building a path string per element was most of the walk)."""
+    found: list[tuple[str, str]] = []
+    _collect_references(node, [path] if path else [], found)
+    return found
+
+
+def _collect_references(node: Any, parts: list[str], found: list[tuple[str, str]]) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                yield path, value
-            elif isinstance(value, dict | list):
-                yield from iter_references(value, f"{path}.{key}" if path else key)
+                found.append(("".join(parts), value))
+            elif isinstance(value, _CONTAINERS):
+                parts.append(f".{key}" if parts else key)
+                _collect_references(value, parts, found)
+                parts.pop()
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            yield from iter_references(item, f"{path}[{index}]")
+            if isinstance(item, _CONTAINERS):
+                parts.append(f"[{index}]")
+                _collect_references(item, parts, found)
+                parts.pop()
 
 
 def rewrite_references(node: Any, replace: Callable[[str], str | None]) -> None:
@@ -60,11 +74,11 @@ def rewrite_references(node: Any, replace: Callable[[str], str | None]) -> None:
                 new = replace(value)
                 if new is not None:
                     node[key] = new
-            elif isinstance(value, dict | list):
+            elif isinstance(value, _CONTAINERS):
                 rewrite_references(value, replace)
     elif isinstance(node, list):
         for item in node:
-            if isinstance(item, dict | list):
+            if isinstance(item, _CONTAINERS):
                 rewrite_references(item, replace)
 
 
