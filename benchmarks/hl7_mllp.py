@@ -6,8 +6,10 @@ messages built from the synthetic fixtures (unique MSH-10 each, 500 distinct pat
 The client runs in its own process, as a sending system does (``--same-process`` runs its
 threads inside the hub's process instead, where they compete for the hub's interpreter lock). Printed:
 messages/s per type, and hl7apy's parse-only rate for the same messages in the same run (the
-mean of one measurement just before and one just after the MLLP run), with the ratio, and the mean number of messages the listener committed per transaction (group
-commit). Run: ``.venv/bin/python benchmarks/hl7_mllp.py --count 2000``.
+mean of one measurement just before and one just after the MLLP run), with the ratio, the mean
+number of messages the listener committed per transaction (group commit), and the share of
+messages whose conversion a worker process had ready (``--convert-processes``, default as the
+hub configures it: one worker on a machine with more than one core). Run: ``.venv/bin/python benchmarks/hl7_mllp.py --count 2000``.
 """
 
 from __future__ import annotations
@@ -101,7 +103,14 @@ def main() -> None:
     parser.add_argument(
         "--same-process", action="store_true", help="run the client threads in the hub's process"
     )
+    parser.add_argument(
+        "--convert-processes",
+        type=int,
+        default=None,
+        help="conversion worker processes (default: as the hub configures it; 0 = off)",
+    )
     args = parser.parse_args()
+    from fhirhub.adapters.hl7.convert_pool import configured_processes
     from fhirhub.adapters.hl7.mllp_server import MllpServer
     from fhirhub.core.hub import build_hub
     from fhirhub.core.settings import Settings
@@ -111,18 +120,30 @@ def main() -> None:
             db=f"sqlite:///{folder}/bench.db", data_dir=Path(folder), hl7_port="off"
         )
         hub = build_hub(settings)
-        server = MllpServer(hub, "127.0.0.1", 0).start()
+        processes = (
+            args.convert_processes
+            if args.convert_processes is not None
+            else configured_processes(hub)
+        )
+        server = MllpServer(hub, "127.0.0.1", 0, convert_processes=processes).start()
+        if server.convert_pool is not None:  # let the worker import before timing starts
+            deadline = time.monotonic() + 30
+            while not server.convert_pool.ready and time.monotonic() < deadline:
+                time.sleep(0.05)
+        print(f"conversion worker processes: {processes}")
         print(
             "| Message | Count | Connections | End-to-end msg/s | hl7apy parse-only msg/s | ratio "
-            "| msgs/commit |"
+            "| msgs/commit | converted by workers |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         committer = server.committer
         assert committer is not None
         for name, kind in (("adt_a01.hl7", "ADT^A01"), ("oru_r01.hl7", "ORU^R01")):
             batch = messages(name, args.count)
             parse_before = hl7apy_rate(batch)  # before and after: the machine's load drifts
             groups_before, messages_before = committer.groups, committer.messages
+            pool = server.convert_pool
+            prepared_before = pool.prepared if pool is not None else 0
             send = send_all if args.same_process else send_from_process
             elapsed = send(server.port, batch, args.connections)
             per_commit = (committer.messages - messages_before) / max(
@@ -130,9 +151,10 @@ def main() -> None:
             )
             rate = len(batch) / elapsed
             parse_rate = (parse_before + hl7apy_rate(batch)) / 2
+            ahead = (pool.prepared - prepared_before) / len(batch) if pool is not None else 0.0
             print(
                 f"| {kind} | {len(batch)} | {args.connections} | {rate:.0f} | "
-                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {per_commit:.1f} |"
+                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {per_commit:.1f} | {ahead:.0%} |"
             )
         server.stop()
         hub.store.engine.dispose()

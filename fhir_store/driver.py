@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 Params = Mapping[str, Any] | Sequence[Any]
 
@@ -42,7 +42,8 @@ def _text(sql: str) -> Any:
     return text(sql)
 
 
-def _translated(error: sqlite3.Error, sql: str, params: Any) -> DBAPIError:
+def _translated(error: sqlite3.Error, sql: str, params: Any) -> StatementError:
+    """The exception SQLAlchemy would have raised (``IntegrityError`` for a constraint...)."""
     return DBAPIError.instance(sql, params, error, sqlite3.Error)
 
 

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fhirhub.adapters.hl7.convert_pool import Prepared
     from fhirhub.adapters.hl7.processing import Outcome
     from fhirhub.core.hub import Hub
 
@@ -40,7 +41,8 @@ MAX_GROUP = 32
 #: Longest wait for the messages of other open connections before a group is committed.
 LINGER_SECONDS = 0.002
 
-_Job = tuple[bytes, "Future[Outcome]"]
+#: (raw message, its conversion by a worker process or None, the outcome's future)
+_Job = tuple[bytes, "Prepared | None", "Future[Outcome]"]
 
 
 class GroupCommitter:
@@ -78,9 +80,10 @@ class GroupCommitter:
         self._thread.join(timeout)
         self._thread = None
 
-    def submit(self, raw: bytes) -> Future[Outcome]:
+    def submit(self, raw: bytes, prepared: Prepared | None = None) -> Future[Outcome]:
+        """Queue ``raw`` (with its conversion by a worker process, if one was started)."""
         future: Future[Outcome] = Future()
-        self._queue.put((raw, future))
+        self._queue.put((raw, prepared, future))
         return future
 
     def _run(self) -> None:
@@ -113,14 +116,16 @@ class GroupCommitter:
         from fhirhub.adapters.hl7.processing import handle_many
 
         try:
-            outcomes = handle_many(self.hub, [raw for raw, _ in jobs])
+            outcomes = handle_many(
+                self.hub, [raw for raw, _, _ in jobs], prepared=[p for _, p, _ in jobs]
+            )
         except BaseException as error:  # handle_many answers failures itself; this is a bug
             log.exception("HL7 group of %d messages failed", len(jobs))
-            for _, future in jobs:
+            for _, _, future in jobs:
                 future.set_exception(error)
             return
         self.groups += 1
         self.messages += len(jobs)
         self.largest_group = max(self.largest_group, len(jobs))
-        for (_, future), outcome in zip(jobs, outcomes, strict=True):
+        for (_, _, future), outcome in zip(jobs, outcomes, strict=True):
             future.set_result(outcome)

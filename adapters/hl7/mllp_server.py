@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+from fhirhub.adapters.hl7.convert_pool import ConvertPool
 from fhirhub.adapters.hl7.group_commit import MAX_GROUP, GroupCommitter
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class MllpServer:
         frame_timeout: float = 30.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_group: int = MAX_GROUP,
+        convert_processes: int = 0,
     ) -> None:
         self.hub = hub
         self.host = host
@@ -68,6 +70,13 @@ class MllpServer:
             if handler is None and hub is not None
             else None
         )
+        #: Worker processes converting messages ahead of the writer (``convert_processes``,
+        #: see :mod:`fhirhub.adapters.hl7.convert_pool`); None when off.
+        self.convert_pool = (
+            ConvertPool(convert_processes)
+            if self.committer is not None and convert_processes > 0
+            else None
+        )
         self._store_dead_letter = dead_letter or self._dead_letter_in_store
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -78,7 +87,9 @@ class MllpServer:
 
     async def _process(self, raw: bytes) -> list[bytes]:
         if self.committer is not None:
-            outcome = await asyncio.wrap_future(self.committer.submit(raw))
+            pool = self.convert_pool
+            prepared = pool.submit(raw) if pool is not None else None
+            outcome = await asyncio.wrap_future(self.committer.submit(raw, prepared))
             return outcome.acks
         if self._handler is None:
             raise RuntimeError("an MllpServer without a hub needs a handler")
@@ -104,12 +115,16 @@ class MllpServer:
     def start(self) -> MllpServer:
         if self.committer is not None:
             self.committer.start()
+        if self.convert_pool is not None:
+            self.convert_pool.start()
         self._thread = threading.Thread(target=self._run, name="fhirhub-mllp", daemon=True)
         self._thread.start()
         self._ready.wait(10)
         if self._error is not None:
             if self.committer is not None:
                 self.committer.stop()
+            if self.convert_pool is not None:
+                self.convert_pool.stop()
             raise RuntimeError(f"MLLP listener failed to start: {self._error}")
         return self
 
@@ -152,6 +167,8 @@ class MllpServer:
             self._thread.join(5)
         if self.committer is not None:
             self.committer.stop()
+        if self.convert_pool is not None:
+            self.convert_pool.stop()
 
     # -- one connection -------------------------------------------------------------------
 

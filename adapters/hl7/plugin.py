@@ -23,13 +23,16 @@ def listener_port(value: str) -> int | None:
 
 @hookimpl
 def startup(hub: Any) -> None:
+    from fhirhub.adapters.hl7.convert_pool import configured_processes
     from fhirhub.adapters.hl7.mllp_server import MllpServer
 
     port = listener_port(hub.settings.hl7_port)
     if port is None:
         log.info("MLLP listener disabled (FHIRHUB_HL7_PORT=off)")
         return
-    server = MllpServer(hub, hub.settings.host, port).start()
+    server = MllpServer(
+        hub, hub.settings.host, port, convert_processes=configured_processes(hub)
+    ).start()
     hub.extra["hl7_mllp"] = server
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+import orjson
+
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
 from fhirhub.adapters.hl7.conditionals import resolve_conditionals
 from fhirhub.adapters.hl7.convert import ConversionError, convert, message_key
@@ -41,6 +43,7 @@ from fhirhub.fhir_store.store import UnitOfWork
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from fhirhub.adapters.hl7.convert_pool import Prepared
     from fhirhub.core.hub import Hub
 
 log = logging.getLogger("fhirhub.hl7")
@@ -102,8 +105,6 @@ _PROVENANCE_EXISTS = (
 def _stored_text(conn: Connection, key: str) -> str | None:
     """The normalised text of the message recorded under ``key``, or None if none was."""
     import base64
-
-    import orjson
 
     from fhirhub.fhir_store.store import read_current
 
@@ -187,9 +188,15 @@ def _failure(
 
 
 def _process(
-    hub: Hub, uow: UnitOfWork, raw: bytes, check_duplicates: bool
+    hub: Hub,
+    uow: UnitOfWork,
+    raw: bytes,
+    check_duplicates: bool,
+    prepared: Prepared | None = None,
 ) -> tuple[Outcome, _DeadLetter | None]:
-    """Parse, convert and write one message in ``uow``; a failure is returned, not raised."""
+    """Parse, convert and write one message in ``uow``; a failure is returned, not raised.
+    ``prepared``: a worker's conversion of ``raw`` for its default key
+    (:mod:`fhirhub.adapters.hl7.convert_pool`), used when finished and that is the key."""
     if len(raw) > MAX_MESSAGE_BYTES:
         header = Header.salvage(raw)
         where = ErrorLocation(
@@ -211,7 +218,13 @@ def _process(
         acks = acknowledgments(header, "AA", "duplicate: already processed")
         return Outcome("AA", acks, message, duplicate=True), None
     try:
-        bundle = convert(message, key=key)
+        ahead = None
+        if prepared is not None:  # the worker converted for the default key only
+            if key == message_key(message):
+                ahead = prepared.take()
+            else:
+                prepared.cancel()
+        bundle = orjson.loads(ahead) if ahead is not None else convert(message, key=key)
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
@@ -254,12 +267,12 @@ def _in_savepoint(hub: Hub, batch: UnitOfWork, work: Callable[[UnitOfWork], _T])
 
 
 def _handle_in(
-    hub: Hub, batch: UnitOfWork, raw: bytes, check_duplicates: bool
+    hub: Hub, batch: UnitOfWork, raw: bytes, check_duplicates: bool, prepared: Prepared | None
 ) -> tuple[Outcome, _DeadLetter | None]:
     """One message of a group: its writes, or its dead letter, each in a savepoint."""
 
     def attempt(uow: UnitOfWork) -> tuple[Outcome, _DeadLetter | None]:
-        result = _process(hub, uow, raw, check_duplicates)
+        result = _process(hub, uow, raw, check_duplicates, prepared)
         if result[1] is not None:
             raise _Rejected(result)
         return result
@@ -303,16 +316,24 @@ class _Rejected(Exception):
         self.result = result
 
 
-def handle_many(hub: Hub, raws: Sequence[bytes], *, check_duplicates: bool = True) -> list[Outcome]:
+def handle_many(
+    hub: Hub,
+    raws: Sequence[bytes],
+    *,
+    check_duplicates: bool = True,
+    prepared: Sequence[Prepared | None] | None = None,
+) -> list[Outcome]:
     """Process ``raws`` in order in one transaction (group commit); one outcome each, all
-    final only once this returns, i.e. after the commit."""
+    final only once this returns, i.e. after the commit. ``prepared``: per message, its
+    conversion by a worker process (:mod:`fhirhub.adapters.hl7.convert_pool`), or None."""
     if not raws:
         return []
+    ahead: list[Prepared | None] = list(prepared) if prepared is not None else [None] * len(raws)
     results: list[tuple[Outcome, _DeadLetter | None]] = []
     try:
         with hub.store.unit_of_work() as batch:
-            for raw in raws:
-                results.append(_handle_in(hub, batch, raw, check_duplicates))
+            for raw, bundle in zip(raws, ahead, strict=True):
+                results.append(_handle_in(hub, batch, raw, check_duplicates, bundle))
     except Exception as error:
         if len(raws) > 1:  # nothing of the group is stored: each message on its own
             log.warning("HL7 group commit of %d messages failed (%s); one by one", len(raws), error)

@@ -1,0 +1,50 @@
+"""The write path's driver-level statements behave like SQLAlchemy's on both backends:
+same transaction, same exception classes, savepoints that roll back only their block."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from fhirhub.core.hub import Hub
+from fhirhub.fhir_store.driver import fetch_all, fetch_first, run_many, savepoint, sqlite_driver
+from fhirhub.fhir_store.schema import outbox
+
+ROW = "INSERT INTO outbox (seq, resource_type, resource_id, version_id) VALUES (?, ?, ?, ?)"
+COUNT = f"SELECT count(*) FROM {outbox.name} WHERE seq >= ?"
+
+
+def test_statements_join_the_callers_transaction(hub: Hub) -> None:
+    with pytest.raises(RuntimeError), hub.store.unit_of_work() as uow:
+        run_many(uow.conn, ROW, [(9_000_001, "Patient", "a", 1), (9_000_002, "Patient", "b", 1)])
+        assert fetch_first(uow.conn, COUNT, (9_000_000,)) == (2,)
+        raise RuntimeError("roll back")
+    with hub.store.read() as conn:
+        assert fetch_all(conn, COUNT, (9_000_000,)) == [(0,)]
+        assert (sqlite_driver(conn) is not None) == hub.store.is_sqlite
+
+
+def test_named_parameters(hub: Hub) -> None:
+    with hub.store.read() as conn:
+        assert fetch_first(conn, "SELECT :a + :b", {"a": 1, "b": 2}) == (3,)
+
+
+def test_a_savepoint_rolls_back_only_its_block(hub: Hub) -> None:
+    with hub.store.unit_of_work() as uow:
+        run_many(uow.conn, ROW, [(9_000_011, "Patient", "kept", 1)])
+        with pytest.raises(IntegrityError), savepoint(uow.conn):
+            run_many(uow.conn, ROW, [(9_000_012, "Patient", "gone", 1)])
+            run_many(uow.conn, ROW, [(9_000_011, "Patient", "duplicate seq", 1)])
+        with savepoint(uow.conn):
+            run_many(uow.conn, ROW, [(9_000_013, "Patient", "released", 1)])
+    with hub.store.read() as conn:
+        rows = fetch_all(conn, f"SELECT seq FROM {outbox.name} WHERE seq > ? ORDER BY seq", (9e6,))
+    assert rows == [(9_000_011,), (9_000_013,)]
+
+
+def test_driver_errors_are_sqlalchemy_errors(hub: Hub) -> None:
+    with hub.store.read() as conn, pytest.raises(DBAPIError) as caught:
+        fetch_all(conn, "SELECT * FROM no_such_table")
+    assert "no_such_table" in str(caught.value)
+    if hub.store.is_sqlite:
+        assert isinstance(caught.value, OperationalError)
