@@ -9,7 +9,8 @@ messages/s per type, and hl7apy's parse-only rate for the same messages in the s
 mean of one measurement just before and one just after the MLLP run), with the ratio, the mean
 number of messages the listener committed per transaction (group commit), and the share of
 messages whose conversion a worker process had ready (``--convert-processes``, default as the
-hub configures it: one worker on a machine with more than one core). Run: ``.venv/bin/python benchmarks/hl7_mllp.py --count 2000``.
+hub configures it: one worker on a machine with more than one core), and the hub process's
+own CPU time per message (all its threads; not the workers', not the client's). Run: ``.venv/bin/python benchmarks/hl7_mllp.py --count 2000``.
 """
 
 from __future__ import annotations
@@ -133,9 +134,9 @@ def main() -> None:
         print(f"conversion worker processes: {processes}")
         print(
             "| Message | Count | Connections | End-to-end msg/s | hl7apy parse-only msg/s | ratio "
-            "| msgs/commit | converted by workers |"
+            "| msgs/commit | converted by workers | hub process CPU ms/msg |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         committer = server.committer
         assert committer is not None
         for name, kind in (("adt_a01.hl7", "ADT^A01"), ("oru_r01.hl7", "ORU^R01")):
@@ -145,7 +146,9 @@ def main() -> None:
             pool = server.convert_pool
             prepared_before = pool.prepared if pool is not None else 0
             send = send_all if args.same_process else send_from_process
+            cpu_before = time.process_time()
             elapsed = send(server.port, batch, args.connections)
+            cpu = (time.process_time() - cpu_before) / len(batch) * 1000
             per_commit = (committer.messages - messages_before) / max(
                 1, committer.groups - groups_before
             )
@@ -154,7 +157,7 @@ def main() -> None:
             ahead = (pool.prepared - prepared_before) / len(batch) if pool is not None else 0.0
             print(
                 f"| {kind} | {len(batch)} | {args.connections} | {rate:.0f} | "
-                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {per_commit:.1f} | {ahead:.0%} |"
+                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {per_commit:.1f} | {ahead:.0%} | {cpu:.2f} |"
             )
         server.stop()
         hub.store.engine.dispose()

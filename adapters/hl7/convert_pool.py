@@ -9,8 +9,14 @@ The worker's Bundle is only a head start, never a second way of processing: the 
 parses the message, checks duplicates, and converts it itself whenever the worker's result
 does not apply (the worker failed on the message, so the writer produces the precise error;
 the sender reused a control id with different content, so the Binary/Provenance key differs;
-the pool is still starting, or broke). A message's outcome is therefore the same with or
-without the pool.
+the result has not arrived yet; the pool is still starting, or a worker died). A message's
+outcome is therefore the same with or without the pool.
+
+Plumbing: one pipe per worker, written by the thread that submits (the listener's event loop)
+and read by that same loop (``add_reader``), so the pool adds no thread of its own to the hub
+process. (A ``ProcessPoolExecutor`` was measured first: its feeder and manager threads, each
+taking the interpreter lock per message, cost the hub process as much CPU as the conversions
+saved.) Without an event loop (tests, scripts) a reader thread takes the loop's place.
 
 Configuration: ``FHIRHUB_HL7_CONVERT_PROCESSES`` or ``[plugin.hl7] convert_processes``; the
 default is one worker on a machine with more than one core, none on a single core (where a
@@ -19,24 +25,37 @@ worker would only compete with the writer). ``0`` turns it off.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import multiprocessing
 import os
+import selectors
+import struct
 import threading
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 import orjson
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from fhirhub.core.hub import Hub
 
 log = logging.getLogger("fhirhub.hl7.mllp")
 
+#: Messages larger than this are converted by the writer (a pipe write must not stall the
+#: event loop that sends it).
+MAX_PREPARED_BYTES = 64 * 1024
+
+_JOB = struct.Struct("!Q")  # job number, prefixed to every request and reply
+_READY = 0  # the job number of a worker's "imports done" reply
+
 
 def prepare(raw: bytes) -> bytes | None:
-    """In a worker: the message's transaction Bundle (for its default key) as JSON bytes, or
-    None when it cannot be converted (the writer then produces the error itself)."""
+    """The message's transaction Bundle (for its default key) as JSON bytes, or None when it
+    cannot be converted (the writer then produces the error itself)."""
     from fhirhub.adapters.hl7.convert import convert, message_key
     from fhirhub.adapters.hl7.parsing import parse
 
@@ -47,11 +66,18 @@ def prepare(raw: bytes) -> bytes | None:
         return None
 
 
-def _warm_up() -> bool:
-    """Import the converters in the worker before the first message needs them."""
+def _worker(conn: Connection) -> None:
+    """A worker process: import, say ready, then answer each request until the pipe closes."""
     import fhirhub.adapters.hl7.convert  # noqa: F401
 
-    return True
+    conn.send_bytes(_JOB.pack(_READY))
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        head, raw = request[: _JOB.size], request[_JOB.size :]
+        conn.send_bytes(head + (prepare(raw) or b""))
 
 
 def configured_processes(hub: Hub | None) -> int:
@@ -71,97 +97,174 @@ def configured_processes(hub: Hub | None) -> int:
 class Prepared:
     """A worker's conversion of one message, taken by the writer when it reaches the message.
 
-    The writer never waits for it: a conversion not finished by then is cancelled (or its
-    result ignored) and the writer converts the message itself. With one message in flight
-    per connection, all connections answer a group's ACKs at once, so the worker would
-    otherwise convert a whole group while the writer idles; this way the writer converts the
+    The writer never waits for it: a result that has not arrived by then is dropped when it
+    does, and the writer converts the message itself. With one message in flight per
+    connection, all connections answer a group's ACKs at once, so waiting would leave the
+    writer idle while a worker converts the whole group; this way the writer converts the
     first message of a group itself and finds the others' Bundles ready."""
 
-    def __init__(self, pool: ConvertPool, future: Future[bytes | None]) -> None:
+    __slots__ = ("_pool", "_done", "_result", "_wanted")
+
+    def __init__(self, pool: ConvertPool) -> None:
         self._pool = pool
-        self._future = future
+        self._done = threading.Event()
+        self._result: bytes | None = None
+        self._wanted = True
+
+    def _arrived(self, result: bytes | None) -> None:
+        self._result = result if self._wanted else None
+        self._done.set()
 
     def finished(self, timeout: float | None = 0) -> bool:
-        """Whether the worker is done with it, waiting up to ``timeout`` seconds."""
-        try:
-            self._future.exception(timeout)
-        except TimeoutError:
-            return False
-        except CancelledError:
-            pass
-        return True
+        """Whether the worker's answer arrived, waiting up to ``timeout`` seconds."""
+        return self._done.wait(timeout)
 
     def cancel(self) -> None:
         """Not needed after all (the writer converts the message itself)."""
-        self._future.cancel()
+        self._wanted = False
+        self._result = None
 
     def take(self) -> bytes | None:
-        """The worker's Bundle if it is ready now; otherwise None (and the job is cancelled)."""
-        future = self._future
-        if not future.done():
-            future.cancel()
+        """The worker's Bundle if it is here now; otherwise None (and it is not wanted)."""
+        if not self._done.is_set():
+            self.cancel()
             return None
-        if future.cancelled() or future.exception() is not None:
-            return None
-        result = future.result()
-        if isinstance(result, bytes):
+        result = self._result
+        if result is not None:
             self._pool.prepared += 1
-            return result
-        return None
+        return result
 
 
 class ConvertPool:
     """``start()`` spawns the workers (without waiting for them); ``submit(raw)`` starts a
-    conversion, or returns None when the pool has none to offer (starting, broken)."""
+    conversion, or returns None when the pool has none to offer (starting, broken, or the
+    message is too large)."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        self._executor: ProcessPoolExecutor | None = None
-        self._ready = threading.Event()
+        self._processes: list[BaseProcess] = []
+        self._pipes: list[Connection] = []
+        self._ready_pipes: set[int] = set()
+        self._next = itertools.cycle(range(processes))
+        self._jobs = itertools.count(1)
+        self._pending: dict[int, Prepared] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: threading.Thread | None = None
+        self._stopping = False
         self._broken = False
         #: Messages whose worker-made Bundle the writer used (for tests and tuning).
         self.prepared = 0
 
-    def start(self) -> ConvertPool:
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> ConvertPool:
+        """Spawn the workers; their replies are read on ``loop`` (from then on, ``submit``
+        must be called on that loop's thread), or on a reader thread without one."""
         # spawn, not fork: the hub process has threads (the writer, the dispatcher, uvicorn).
         context = multiprocessing.get_context("spawn")
-        self._executor = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
-        warm: list[Future[bool]] = [self._executor.submit(_warm_up) for _ in range(self.processes)]
-
-        def warmed(_: Future[bool]) -> None:
-            if all(f.done() and not f.cancelled() and f.exception() is None for f in warm):
-                self._ready.set()
-
-        for future in warm:
-            future.add_done_callback(warmed)
+        for _ in range(self.processes):
+            ours, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=_worker, args=(theirs,), name="fhirhub-hl7-convert", daemon=True
+            )
+            process.start()
+            theirs.close()
+            self._processes.append(process)
+            self._pipes.append(ours)
+        self._loop = loop
+        if loop is not None:
+            for index, pipe in enumerate(self._pipes):
+                loop.call_soon_threadsafe(loop.add_reader, pipe.fileno(), self._receive, index)
+        else:
+            self._reader = threading.Thread(
+                target=self._read_forever, name="fhirhub-hl7-convert-reader", daemon=True
+            )
+            self._reader.start()
         return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._loop is not None and not self._loop.is_closed():
+            for pipe in self._pipes:
+                try:
+                    self._loop.call_soon_threadsafe(self._loop.remove_reader, pipe.fileno())
+                except RuntimeError:  # the loop has stopped: its readers went with it
+                    pass
+        for pipe in self._pipes:
+            pipe.close()  # the workers see end of file and exit
+        for process in self._processes:
+            process.join(2)
+            if process.is_alive():
+                process.kill()
+        if self._reader is not None:
+            self._reader.join(2)
+        self._pipes, self._processes = [], []
+        for prepared in self._pending.values():
+            prepared._arrived(None)
+        self._pending.clear()
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set() and not self._broken
+        return (
+            not self._broken
+            and not self._stopping
+            and len(self._ready_pipes) == len(self._pipes) > 0
+        )
+
+    # -- jobs -----------------------------------------------------------------------------
 
     def submit(self, raw: bytes) -> Prepared | None:
-        executor = self._executor
-        if executor is None or not self.ready:
+        if not self.ready or len(raw) > MAX_PREPARED_BYTES:
             return None
+        job = next(self._jobs)
+        prepared = Prepared(self)
+        self._pending[job] = prepared
+        index = next(self._next)
         try:
-            future: Future[bytes | None] = executor.submit(prepare, raw)
-        except Exception as error:  # a crashed worker breaks the pool: the writer converts
+            self._pipes[index].send_bytes(_JOB.pack(job) + raw)
+        except (OSError, ValueError) as error:
+            self._pending.pop(job, None)
             self._mark_broken(error)
             return None
-        future.add_done_callback(self._check)
-        return Prepared(self, future)
+        return prepared
 
-    def _check(self, future: Future[bytes | None]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self._mark_broken(future.exception())
+    def _receive(self, index: int) -> None:
+        pipe = self._pipes[index] if index < len(self._pipes) else None
+        if pipe is None:
+            return
+        try:
+            reply = pipe.recv_bytes()
+        except (EOFError, OSError) as error:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(pipe.fileno())
+            if not self._stopping:
+                self._mark_broken(error)
+            return
+        (job,) = _JOB.unpack_from(reply)
+        if job == _READY:
+            self._ready_pipes.add(index)
+            return
+        prepared = self._pending.pop(job, None)
+        if prepared is not None:
+            body = reply[_JOB.size :]
+            prepared._arrived(body or None)
+
+    def _read_forever(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for index, pipe in enumerate(self._pipes):
+                selector.register(pipe.fileno(), selectors.EVENT_READ, index)
+            while not self._stopping and not self._broken:
+                try:
+                    ready = selector.select(0.2)
+                except (OSError, ValueError):  # a pipe closed under us: stopping
+                    return
+                for key, _ in ready:
+                    self._receive(key.data)
 
     def _mark_broken(self, error: BaseException | None) -> None:
         if not self._broken:
-            log.warning("HL7 conversion workers failed (%s); converting in-process", error)
+            log.warning("HL7 conversion worker failed (%s); converting in-process", error)
         self._broken = True
-
-    def stop(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for prepared in list(self._pending.values()):
+            prepared._arrived(None)
+        self._pending.clear()

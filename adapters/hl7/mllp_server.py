@@ -115,8 +115,6 @@ class MllpServer:
     def start(self) -> MllpServer:
         if self.committer is not None:
             self.committer.start()
-        if self.convert_pool is not None:
-            self.convert_pool.start()
         self._thread = threading.Thread(target=self._run, name="fhirhub-mllp", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -143,6 +141,8 @@ class MllpServer:
             self._ready.set()
             loop.close()
             return
+        if self.convert_pool is not None:  # its replies are read on this loop
+            self.convert_pool.start(loop)
         self._ready.set()
         try:
             loop.run_forever()
