@@ -18,14 +18,38 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Executable, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
 Params = Mapping[str, Any] | Sequence[Any]
+
+
+_positional: dict[tuple[int, int], tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {}
+
+
+def positional(
+    statement: Executable, dialect: Dialect
+) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+    """``statement`` compiled once for ``dialect`` to positional SQL, with the function that
+    turns a parameter mapping into the matching tuple. ``statement`` must be a long-lived
+    object: compilations are kept by its id."""
+    key = (id(statement), id(dialect))
+    found = _positional.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        names = list(compiled.positiontup or ())
+        if not names:
+            raise ValueError("the statement has no positional parameters")
+        getter = itemgetter(*names)
+        to_tuple = (lambda row: (getter(row),)) if len(names) == 1 else getter
+        found = _positional[key] = (compiled.string, to_tuple)
+    return found
 
 
 def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:

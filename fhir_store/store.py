@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.chain import hash_rows, read_head_link
 from fhirhub.fhir_store.database import is_sqlite
-from fhirhub.fhir_store.driver import fetch_first
+from fhirhub.fhir_store.driver import fetch_first, positional
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
 from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
@@ -439,19 +439,18 @@ _READ_CURRENT = select(*_CURRENT_COLUMNS).where(
     resource_current.c.resource_id == bindparam("resource_id"),
 )
 _READ_CURRENT_FOR_UPDATE = _READ_CURRENT.with_for_update()
-#: The same, as the SQLite driver takes it (fhir_store.driver): every written resource reads
-#: its current version, and SQLAlchemy's per-statement work was most of that read's cost.
-_READ_CURRENT_SQLITE = (
-    "SELECT resource_type, resource_id, version_id, last_updated, deleted, content, seq, "
-    f"'PUT', tenant FROM {resource_current.name} WHERE resource_type = ? AND resource_id = ?"
-)
 
 
 def read_current(
     conn: Connection, resource_type: str, resource_id: str, *, for_update: bool = False
 ) -> StoredVersion | None:
-    if conn.dialect.name == "sqlite":
-        found = fetch_first(conn, _READ_CURRENT_SQLITE, (resource_type, resource_id))
+    if conn.dialect.name == "sqlite":  # through the driver (fhir_store.driver): every written
+        # resource reads its current version, and SQLAlchemy's per-statement work was most of
+        # that read's cost
+        sql, to_tuple = positional(_READ_CURRENT, conn.dialect)
+        found = fetch_first(
+            conn, sql, to_tuple({"resource_type": resource_type, "resource_id": resource_id})
+        )
         return _version_from_row(conn, found) if found is not None else None
     query = _READ_CURRENT_FOR_UPDATE if for_update else _READ_CURRENT
     row = conn.execute(query, {"resource_type": resource_type, "resource_id": resource_id}).first()

@@ -23,8 +23,7 @@ transaction Bundle's worth), whatever the number of resources:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
-from operator import itemgetter
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -41,9 +40,8 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 
-from fhirhub.fhir_store.driver import run_many
+from fhirhub.fhir_store.driver import positional, run_many
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.extract import Extractor
@@ -246,9 +244,6 @@ class Indexer:
             last = (batch[-1].resource_type, batch[-1].resource_id)
 
 
-_compiled: dict[tuple[int, int], tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
-
-
 def executemany(conn: Connection, statement: Executable, rows: list[dict[str, Any]]) -> None:
     """``conn.execute(statement, rows)``; on SQLite through the driver with the statement
     compiled once to positional SQL (the index, version, current-state and outbox columns need
@@ -258,25 +253,8 @@ def executemany(conn: Connection, statement: Executable, rows: list[dict[str, An
     if dialect.name != "sqlite":
         conn.execute(statement, rows)
         return
-    key = (id(statement), id(dialect))
-    compiled = _compiled.get(key)
-    if compiled is None:
-        compiled = _compiled[key] = _positional(statement, dialect)
-    sql, to_tuple = compiled
+    sql, to_tuple = positional(statement, dialect)
     run_many(conn, sql, [to_tuple(row) for row in rows])
-
-
-def _positional(
-    statement: Executable, dialect: Dialect
-) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
-    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    names = list(compiled.positiontup or ())
-    if not names:
-        raise ValueError("the statement has no positional parameters")
-    getter = itemgetter(*names)
-    if len(names) == 1:
-        return compiled.string, lambda row: (getter(row),)
-    return compiled.string, getter
 
 
 def _pg_replace_statement(deletes: frozenset[str], inserts: frozenset[str]) -> Executable:
