@@ -18,6 +18,13 @@ process. (A ``ProcessPoolExecutor`` was measured first: its feeder and manager t
 taking the interpreter lock per message, cost the hub process as much CPU as the conversions
 saved.) Without an event loop (tests, scripts) a reader thread takes the loop's place.
 
+The worker also validates the resources it made (the structural walk of
+:mod:`fhirhub.fhir_store.validation`, ~7% of the writer's time per message) and says so with the
+Bundle; the writer then skips that walk for it (``process_transaction_in(..., validated=True)``).
+What the writer changes afterwards (server ids, references to them) keeps a resource valid.
+A Bundle with any invalid resource comes back unvalidated, so the writer validates it and
+answers with the precise error.
+
 Configuration: ``FHIRHUB_HL7_CONVERT_PROCESSES`` or ``[plugin.hl7] convert_processes``; the
 default is one worker on a machine with more than one core, none on a single core (where a
 worker would only compete with the writer). ``0`` turns it off.
@@ -34,7 +41,7 @@ import selectors
 import struct
 import threading
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
@@ -51,24 +58,50 @@ MAX_PREPARED_BYTES = 64 * 1024
 
 _JOB = struct.Struct("!Q")  # job number, prefixed to every request and reply
 _READY = 0  # the job number of a worker's "imports done" reply
+_VALIDATED = b"V"  # first byte of a reply: every resource of the Bundle is valid
+_UNCHECKED = b"-"  # first byte of a reply: some resource is not (the writer validates)
+
+
+class Converted(NamedTuple):
+    """A worker's Bundle for one message."""
+
+    bundle: bytes  # the transaction Bundle, JSON
+    validated: bool  # every resource in it passed the structural validation
 
 
 def prepare(raw: bytes) -> bytes | None:
-    """The message's transaction Bundle (for its default key) as JSON bytes, or None when it
-    cannot be converted (the writer then produces the error itself)."""
+    """The worker's reply for one message: a flag byte (``V``: all resources valid, ``-``:
+    not) and the transaction Bundle (for the message's default key) as JSON; None when the
+    message cannot be converted (the writer then produces the error itself)."""
     from fhirhub.adapters.hl7.convert import convert, message_key
     from fhirhub.adapters.hl7.parsing import parse
+    from fhirhub.fhir_store.validation.resource import resource_issues
 
     try:
         message = parse(raw)
-        return orjson.dumps(convert(message, key=message_key(message)))
+        bundle = convert(message, key=message_key(message))
+        valid = all(
+            not resource_issues(entry["resource"])
+            for entry in bundle["entry"]
+            if "resource" in entry
+        )
+        return (_VALIDATED if valid else _UNCHECKED) + orjson.dumps(bundle)
     except Exception:
         return None
+
+
+def _conversion(reply: bytes) -> Converted | None:
+    if len(reply) < 2:
+        return None
+    return Converted(reply[1:], reply[:1] == _VALIDATED)
 
 
 def _worker(conn: Connection) -> None:
     """A worker process: import, say ready, then answer each request until the pipe closes."""
     import fhirhub.adapters.hl7.convert  # noqa: F401
+    from fhirhub.fhir_store.validation.schema import schema
+
+    schema()  # compiled once, before the worker says it is ready
 
     conn.send_bytes(_JOB.pack(_READY))
     while True:
@@ -108,10 +141,10 @@ class Prepared:
     def __init__(self, pool: ConvertPool) -> None:
         self._pool = pool
         self._done = threading.Event()
-        self._result: bytes | None = None
+        self._result: Converted | None = None
         self._wanted = True
 
-    def _arrived(self, result: bytes | None) -> None:
+    def _arrived(self, result: Converted | None) -> None:
         self._result = result if self._wanted else None
         self._done.set()
 
@@ -124,7 +157,7 @@ class Prepared:
         self._wanted = False
         self._result = None
 
-    def take(self) -> bytes | None:
+    def take(self) -> Converted | None:
         """The worker's Bundle if it is here now; otherwise None (and it is not wanted)."""
         if not self._done.is_set():
             self.cancel()
@@ -246,8 +279,7 @@ class ConvertPool:
             return
         prepared = self._pending.pop(job, None)
         if prepared is not None:
-            body = reply[_JOB.size :]
-            prepared._arrived(body or None)
+            prepared._arrived(_conversion(reply[_JOB.size :]))
 
     def _read_forever(self) -> None:
         with selectors.DefaultSelector() as selector:

@@ -224,7 +224,7 @@ def _process(
                 ahead = prepared.take()
             else:
                 prepared.cancel()
-        bundle = orjson.loads(ahead) if ahead is not None else convert(message, key=key)
+        bundle = orjson.loads(ahead.bundle) if ahead is not None else convert(message, key=key)
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
@@ -238,7 +238,14 @@ def _process(
     entries = list(bundle["entry"])
     try:
         resolved = resolve_conditionals(hub, uow.conn, bundle)
-        process_transaction_in(hub, uow, bundle, base_url=hub.base_url, resolved=resolved)
+        process_transaction_in(
+            hub,
+            uow,
+            bundle,
+            base_url=hub.base_url,
+            resolved=resolved,
+            validated=ahead is not None and ahead.validated,
+        )
     except FhirError as error:
         segment = "MSH"
         if error.entry_index is not None:

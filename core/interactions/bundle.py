@@ -182,12 +182,13 @@ def _transaction_in(
     base_url: str,
     return_pref: str,
     resolved: Mapping[str, str] | None = None,
+    validated: bool = False,
 ) -> None:
     mapping = _assign_identities(hub, uow, entries, base_url)
     if resolved:
         mapping = {**resolved, **mapping}
     _rewrite(hub, uow, entries, mapping, base_url)
-    _validate(hub, entries)
+    _validate(hub, entries, structure=not validated)
     written: list[tuple[str, dict[str, Any]]] = []
     for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
         if entry.method == "GET" or entry.method == "HEAD":
@@ -208,6 +209,7 @@ def process_transaction_in(
     base_url: str,
     return_pref: str = "minimal",
     resolved: Mapping[str, str] | None = None,
+    validated: bool = False,
 ) -> bytes:
     """Run a transaction Bundle inside the caller's unit of work and return the response
     Bundle's JSON bytes; the caller commits. Its writes are flushed on return, so a later
@@ -216,7 +218,13 @@ def process_transaction_in(
 
     ``resolved``: ``fullUrl -> Type/id`` of entries the caller already resolved to existing
     resources and removed from ``body`` (a conditional create that matched); references to
-    those fullUrls are rewritten like references to the Bundle's own entries."""
+    those fullUrls are rewritten like references to the Bundle's own entries.
+
+    ``validated``: every resource in ``body`` already passed
+    :func:`fhirhub.fhir_store.validation.resource.resource_issues` (an adapter's conversion
+    worker checked its own output in another process), so the structural walk is not repeated
+    here; the type/URL check and the model check (``validate_models``) still run. Server ids
+    and rewritten references keep a valid resource valid."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise invalid("Expected a Bundle resource")
     if body.get("type") != "transaction":
@@ -224,7 +232,7 @@ def process_transaction_in(
     entries = _entries(body, base_url)
     _check_unique_full_urls(entries)
     try:
-        _transaction_in(hub, uow, entries, base_url, return_pref, resolved)
+        _transaction_in(hub, uow, entries, base_url, return_pref, resolved, validated)
     except FhirError as error:
         raise _located(error, entries) from None
     return _response_bundle("transaction-response", entries)
@@ -344,7 +352,9 @@ def _rewrite(
                 raise
 
 
-def _validate(hub: Hub, entries: list[_Entry]) -> None:
+def _validate(hub: Hub, entries: list[_Entry], *, structure: bool = True) -> None:
+    """Type/URL agreement, the structural walk (unless ``structure`` is False: the caller
+    validated the resources already) and the model check, for the entries written."""
     targets = [e for e in entries if e.method in ("POST", "PUT") and e.existing is None]
     for entry in targets:
         if entry.url.resource_type and isinstance(entry.resource, dict):
@@ -355,7 +365,7 @@ def _validate(hub: Hub, entries: list[_Entry]) -> None:
                 )
                 error.entry_index = entry.index
                 raise error
-    results = validate_many([e.resource for e in targets])
+    results = validate_many([e.resource for e in targets]) if structure else [None] * len(targets)
     for entry, result in zip(targets, results, strict=True):
         if result is None:
             try:

@@ -12,8 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from fhirhub.adapters.hl7.convert import message_key
-from fhirhub.adapters.hl7.convert_pool import ConvertPool, Prepared, configured_processes
+from fhirhub.adapters.hl7.convert import convert, message_key
+from fhirhub.adapters.hl7 import convert_pool
+from fhirhub.adapters.hl7.convert_pool import (
+    ConvertPool,
+    Converted,
+    Prepared,
+    configured_processes,
+    prepare,
+)
 from fhirhub.adapters.hl7.mllp_server import MllpServer, frame
 from fhirhub.adapters.hl7.parsing import parse
 from fhirhub.adapters.hl7.processing import handle_many
@@ -72,9 +79,61 @@ def test_an_unfinished_conversion_is_cancelled_and_the_writer_converts(
     before = pool.prepared
     [outcome] = handle_many(hub, [raw], prepared=[pending])
     assert outcome.code == "AA" and stored(hub, raw)
-    pending._arrived(b"{}")  # an answer arriving late is dropped
+    pending._arrived(Converted(b"{}", True))  # an answer arriving late is dropped
     assert pending.take() is None
     assert pool.prepared == before
+
+
+def test_the_writer_does_not_repeat_the_workers_validation(
+    hub: Hub, pool: ConvertPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhirhub.core.interactions import bundle as transactions
+
+    walked: list[int] = []
+    original = transactions.validate_many
+
+    def counting(resources: list[object]) -> list[object]:
+        walked.append(len(resources))
+        return original(resources)
+
+    monkeypatch.setattr(transactions, "validate_many", counting)
+    raw = adt("POOL-V1", "MRN-V1")
+    prepared = submitted(pool, raw)
+    assert prepared._result is not None and prepared._result.validated
+    [outcome] = handle_many(hub, [raw], prepared=[prepared])
+    assert outcome.code == "AA" and stored(hub, raw)
+    assert walked == []  # the worker walked them
+    [outcome] = handle_many(hub, [adt("POOL-V2", "MRN-V2")])  # converted by the writer
+    assert outcome.code == "AA" and walked and walked[-1] > 0
+
+
+def _with_invalid_gender(message: object, *, key: str | None = None) -> dict[str, object]:
+    bundle = convert(message, key=key)  # type: ignore[arg-type]
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["gender"] = 7  # not a code
+    return bundle
+
+
+def test_a_bundle_with_an_invalid_resource_is_flagged_and_validated_by_the_writer(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = adt("POOL-V3", "MRN-V3")
+    reply = prepare(raw)
+    assert reply is not None and reply[:1] == b"V"
+    import fhirhub.adapters.hl7.convert as converter
+
+    monkeypatch.setattr(converter, "convert", _with_invalid_gender)
+    reply = prepare(raw)
+    assert reply is not None and reply[:1] == b"-"
+    conversion = convert_pool._conversion(reply)
+    assert conversion is not None and not conversion.validated
+    prepared = Prepared(ConvertPool(0))
+    prepared._arrived(conversion)
+    [outcome] = handle_many(hub, [raw], prepared=[prepared])
+    assert outcome.code == "AE"
+    assert b"gender" in outcome.ack
+    assert not stored(hub, raw) and patients(hub, "MRN-V3") == []
 
 
 def test_a_reused_control_id_is_converted_by_the_writer_under_its_own_key(
