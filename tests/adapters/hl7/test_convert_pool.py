@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from fhirhub.adapters.hl7.convert import convert, message_key
 from fhirhub.adapters.hl7 import convert_pool
+from fhirhub.adapters.hl7.convert import convert, message_key
 from fhirhub.adapters.hl7.convert_pool import (
-    ConvertPool,
     Converted,
+    ConvertPool,
     Prepared,
     configured_processes,
     prepare,
