@@ -19,7 +19,7 @@ taking the interpreter lock per message, cost the hub process as much CPU as the
 saved.) Without an event loop (tests, scripts) a reader thread takes the loop's place.
 
 The worker also validates the resources it made (the structural walk of
-:mod:`fhirhub.fhir_store.validation`, ~7% of the writer's time per message) and says so with the
+:mod:`fhirhub.fhir_store.validation`, ~6% of the writer's time per message) and says so with the
 Bundle; the writer then skips that walk for it (``process_transaction_in(..., validated=True)``).
 What the writer changes afterwards (server ids, references to them) keeps a resource valid.
 A Bundle with any invalid resource comes back unvalidated, so the writer validates it and
