@@ -181,6 +181,16 @@ def current_access() -> Access:
     return _current.get()
 
 
+def system_for(tenant: str | None) -> Access:
+    """The system acting for one tenant: what an adapter writes for a hospital (an HL7 feed
+    or DICOM node mapped to it). Its writes are labelled with ``tenant``, its conditional
+    matching and reads see only that tenant's resources, and it can never change another
+    tenant's; no scope limits it. ``None`` is :data:`SYSTEM` (every tenant)."""
+    if tenant is None:
+        return SYSTEM
+    return Access(subject="system", tenant=tenant)
+
+
 @contextmanager
 def acting_as(access: Access) -> Iterator[Access]:
     """Run the block as ``access`` (the HTTP layer sets it per request)."""
@@ -218,4 +228,5 @@ __all__ = [
     "forbidden",
     "parse_scopes",
     "resource_tenant",
+    "system_for",
 ]

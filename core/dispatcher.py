@@ -1,22 +1,29 @@
-"""The dispatcher: delivers ``resource_committed`` to every plugin, in log order, at least once.
+"""The dispatcher: delivers committed versions to every consumer, in log order, at least once,
+each consumer on its own worker thread.
 
-Each plugin implementing ``resource_committed`` is a *consumer* with its own cursor in the
-``dispatch_cursor`` table (the last ``seq`` it handled). The writer only wakes the dispatcher
-(a commit listener sets an event); delivery runs on the dispatcher's thread, so a slow or
-failing plugin never blocks or breaks a write.
+Consumers are the plugins' ``resource_committed`` hooks (one consumer per plugin, named after
+it) and the :class:`~fhirhub.core.consumers.Consumer` objects of ``register_consumers``. Each
+has a cursor in the ``dispatch_cursor`` table (the last ``seq`` it handled) and a thread that
+reads the version log from there. The writer only wakes the threads (the core's
+``after_commit`` hook sets an event), so delivery never slows or breaks a write.
 
-* Order: versions are read from the log by ``seq``; the store makes ``seq`` order commit order
-  (one writer on SQLite, an advisory lock around log appends on PostgreSQL).
-* At least once: a cursor advances only after the hook returned. A crash between the hook and
-  the cursor update re-delivers that version after restart, so handlers must be idempotent.
-* Failures: a raising hook is logged and retried from the same version with exponential
-  back-off (up to :data:`MAX_BACKOFF_S`); other consumers go on.
-* New consumers start at the head of the log when first seen (a plugin installed today is not
-  flooded with years of history; ``fhirhub replay``-style backfills are the plugin's choice).
-* Several processes (PostgreSQL, several API workers): each consumer is served by whichever
-  process holds its session advisory lock, so deliveries are not duplicated across processes.
-* With ``FHIRHUB_BROKER`` set, each delivery runs as a Celery task on a worker (see
-  :mod:`fhirhub.core.celery_app`); the dispatcher waits for it, which keeps per-plugin order.
+* Source: the version log itself, in ``seq`` order. The store makes ``seq`` order commit
+  order (one writer on SQLite, an advisory lock around log appends on PostgreSQL). An earlier
+  design also wrote an ``outbox`` row per version; the log already is an ordered, durable,
+  immutable outbox, so the copy was dropped (one insert less per version written; see
+  docs/architecture.md for the measurement).
+* At least once: a cursor advances only after the consumer returned. A crash between the two
+  re-delivers that batch after restart, so consumers must be idempotent.
+* Isolation: one thread per consumer. A failing consumer is retried from the same position
+  with exponential back-off (up to :data:`MAX_BACKOFF_S`); one that hangs holds only its own
+  thread and is reported stalled by ``/healthz`` once past its ``timeout_s``. Others go on.
+* New consumers start at the head of the log (a plugin installed today is not flooded with
+  years of history) unless they ask for ``start="beginning"`` (a projection's backfill).
+* Several processes (PostgreSQL, several API workers): each consumer and schedule is served by
+  whichever process holds its session advisory lock, so nothing is delivered twice at once.
+* With ``FHIRHUB_BROKER`` set, a ``resource_committed`` delivery runs as a Celery task on a
+  worker (:mod:`fhirhub.core.celery_app`); the consumer's thread waits for it, which keeps
+  per-plugin order.
 """
 
 from __future__ import annotations
@@ -25,14 +32,16 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
+from fhirhub.core.consumers import DEFAULT_TIMEOUT_S, Consumer, Schedule
+from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.encryption import opened
-from fhirhub.fhir_store.schema import dispatch_cursor, outbox, resource_version
+from fhirhub.fhir_store.schema import dispatch_cursor, resource_version
 from fhirhub.fhir_store.versions import StoredVersion
 
 if TYPE_CHECKING:
@@ -40,23 +49,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fhirhub.dispatcher")
 
-BATCH = 500
 POLL_S = 1.0  # also picks up versions committed by other processes
 MAX_BACKOFF_S = 60.0
 
 
-@dataclass
-class Consumer:
-    name: str
-    deliver: Callable[[StoredVersion], None]
-    cursor: int = 0
-    failures: int = 0
-    retry_at: float = 0.0
-    last_error: str | None = None
-    delivered: int = 0
-
-
-def read_versions(conn: Connection, after: int, limit: int = BATCH) -> list[StoredVersion]:
+def read_versions(
+    conn: Connection, after: int, limit: int, upto: int | None = None
+) -> list[StoredVersion]:
+    """Versions with ``seq`` > ``after`` (and <= ``upto``), oldest first, at most ``limit``."""
+    condition = resource_version.c.seq > after
+    if upto is not None:
+        condition = condition & (resource_version.c.seq <= upto)
     rows = conn.execute(
         select(
             resource_version.c.resource_type,
@@ -67,198 +70,370 @@ def read_versions(conn: Connection, after: int, limit: int = BATCH) -> list[Stor
             resource_version.c.content,
             resource_version.c.seq,
             resource_version.c.method,
+            resource_version.c.tenant,
         )
-        .where(resource_version.c.seq > after)
+        .where(condition)
         .order_by(resource_version.c.seq)
         .limit(limit)
     ).all()
     return [
-        StoredVersion(r[0], r[1], r[2], r[3], bool(r[4]), opened(conn, r[5]), r[6], r[7])
+        StoredVersion(r[0], r[1], r[2], r[3], bool(r[4]), opened(conn, r[5]), r[6], r[7], r[8])
         for r in rows
     ]
 
 
+def log_head(conn: Connection) -> int:
+    return int(
+        conn.execute(select(func.coalesce(func.max(resource_version.c.seq), 0))).scalar_one()
+    )
+
+
 @dataclass
-class Dispatcher:
-    hub: Hub
-    consumers: dict[str, Consumer] = field(default_factory=dict)
-    _wake: threading.Event = field(default_factory=threading.Event)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _idle: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _lock_conn: Any = None
-    _owned: set[str] = field(default_factory=set)
+class ConsumerStatus:
+    """What ``/healthz`` and the status commands report of one consumer or schedule."""
+
+    name: str
+    cursor: int = 0
+    delivered: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    busy_since: float | None = None  # monotonic start of the delivery running now
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def stalled(self) -> bool:
+        return self.busy_since is not None and time.monotonic() - self.busy_since > self.timeout_s
+
+
+class _Locks:
+    """Session advisory locks on PostgreSQL, one per consumer/schedule name, held on one
+    connection for the life of the process (no-ops on SQLite, which has one process)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._conn: Any = None
+        self._owned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def owns(self, name: str) -> bool:
+        if self._hub.store.is_sqlite or name in self._owned:
+            return True
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._hub.store.engine.connect()
+            owned = self._conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
+            self._conn.commit()
+        if owned:
+            self._owned.add(name)
+        return bool(owned)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._owned.clear()
+
+
+class _Worker:
+    """One consumer's thread: read from its cursor, deliver, save the cursor, repeat."""
+
+    def __init__(self, dispatcher: Dispatcher, consumer: Consumer, cursor: int) -> None:
+        self.dispatcher = dispatcher
+        self.consumer = consumer
+        self.status = ConsumerStatus(consumer.name, cursor, timeout_s=consumer.timeout_s)
+        self._wake = threading.Event()
+        self.idle = threading.Event()
+        self._retry_at = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name=f"fhirhub-consumer-{consumer.name}", daemon=True
+        )
 
     def start(self) -> None:
-        self._load_consumers()
-        if not self.consumers:
-            return
-        self.hub.store.add_commit_listener(lambda _versions: self.wake())
-        self._thread = threading.Thread(target=self._run, name="fhirhub-dispatcher", daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
-        self._idle.clear()
+        self.idle.clear()
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def join(self, timeout: float) -> None:
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if self._lock_conn is not None:
-            self._lock_conn.close()
-            self._lock_conn = None
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        stop = self.dispatcher.stopping
+        while not stop.is_set():
+            self._wake.wait(timeout=POLL_S)
+            self._wake.clear()
+            delay = self._retry_at - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
+                continue
+            try:
+                more = self._step()
+            except Exception:  # the worker must survive anything (e.g. a database restart)
+                log.exception("Consumer %s: reading the log failed; retrying", self.consumer.name)
+                more = False
+                stop.wait(POLL_S)
+            if more:
+                self._wake.set()
+            else:
+                self.idle.set()
+
+    def _step(self) -> bool:
+        """Deliver one batch; True when more may be waiting."""
+        consumer, hub = self.consumer, self.dispatcher.hub
+        if not self.dispatcher.locks.owns(f"consumer:{consumer.name}"):
+            return False
+        with hub.store.read() as conn:
+            batch = read_versions(conn, self.status.cursor, consumer.batch_size)
+        if not batch:
+            return False
+        wanted = [v for v in batch if consumer.types is None or v.resource_type in consumer.types]
+        self.status.busy_since = time.monotonic()
+        try:
+            if wanted:
+                consumer.handle(wanted)
+        except Exception as exc:
+            if isinstance(exc, PartialDelivery) and exc.done > self.status.cursor:
+                self.dispatcher.save_cursor(consumer.name, exc.done)
+                self.status.cursor = exc.done
+            self.status.failures += 1
+            delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(self.status.failures, 10))
+            self._retry_at = time.monotonic() + delay
+            self.status.last_error = (
+                str(exc) if isinstance(exc, PartialDelivery) else f"{type(exc).__name__}: {exc}"
+            )
+            log.error(
+                "Consumer %s failed at seq %s; retrying in %.1f s: %s",
+                consumer.name,
+                batch[0].seq,
+                delay,
+                self.status.last_error,
+            )
+            return False
+        finally:
+            self.status.busy_since = None
+        position = batch[-1].seq
+        self.dispatcher.save_cursor(consumer.name, position)
+        # Only once persisted: a failed save re-delivers (at least once), and the cursor seen
+        # in memory (wait_idle) is always the one in the table.
+        self.status.cursor = position
+        self.status.delivered += len(wanted)
+        self.status.failures = 0
+        self.status.last_error = None
+        return len(batch) == consumer.batch_size
+
+
+class _ScheduleRunner:
+    """One schedule's thread: run it every ``every_s`` seconds while the hub serves."""
+
+    def __init__(self, dispatcher: Dispatcher, schedule: Schedule) -> None:
+        self.dispatcher = dispatcher
+        self.schedule = schedule
+        self.status = ConsumerStatus(schedule.name, timeout_s=schedule.timeout_s)
+        self._thread = threading.Thread(
+            target=self._run, name=f"fhirhub-schedule-{schedule.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        stop, schedule = self.dispatcher.stopping, self.schedule
+        while not stop.wait(schedule.every_s):
+            if not self.dispatcher.locks.owns(f"schedule:{schedule.name}"):
+                continue
+            self.status.busy_since = time.monotonic()
+            try:
+                schedule.run(self.dispatcher.hub)
+                self.status.delivered += 1
+                self.status.last_error = None
+            except Exception as exc:
+                self.status.failures += 1
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception(
+                    "Schedule %s failed; next run in %s s", schedule.name, schedule.every_s
+                )
+            finally:
+                self.status.busy_since = None
+
+
+@dataclass(eq=False)
+class Dispatcher:
+    hub: Hub
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+    schedules: list[Schedule] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _workers: dict[str, _Worker] = field(default_factory=dict)
+    _runners: list[_ScheduleRunner] = field(default_factory=list)
+    locks: _Locks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.locks = _Locks(self.hub)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._workers or self._runners)
+
+    def start(self) -> None:
+        """Start one thread per consumer and per schedule (idempotent)."""
+        if self.running:
+            return
+        self.stopping.clear()
+        self.consumers = collect_consumers(self.hub)
+        self.schedules = collect_schedules(self.hub)
+        cursors = self._load_cursors()
+        for name, consumer in self.consumers.items():
+            self._workers[name] = _Worker(self, consumer, cursors[name])
+        self._runners = [_ScheduleRunner(self, schedule) for schedule in self.schedules]
+        for worker in self._workers.values():
+            worker.start()
+        for runner in self._runners:
+            runner.start()
+
+    def wake(self) -> None:
+        for worker in self._workers.values():
+            worker.wake()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for worker in self._workers.values():
+            worker.join(timeout=10)
+        for runner in self._runners:
+            runner.join(timeout=10)
+        self._workers.clear()
+        self._runners.clear()
+        self.locks.close()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every consumer has caught up with the log (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.wake()
-            if self._idle.wait(timeout=0.05) and self._caught_up():
+            with self.hub.store.read() as conn:
+                head = log_head(conn)
+            lagging = [w for w in self._workers.values() if w.status.cursor < head]
+            if not lagging:
                 return True
+            for worker in lagging:
+                worker.wake()
+            lagging[0].idle.wait(timeout=0.05)
         return False
 
-    # -- internals -----------------------------------------------------------------------------
+    def status(self) -> list[ConsumerStatus]:
+        return [w.status for w in self._workers.values()] + [r.status for r in self._runners]
 
-    def _load_consumers(self) -> None:
-        from fhirhub.core.celery_app import broker_delivery
-
-        remote = broker_delivery(self.hub)
-        for impl in self.hub.plugins.hook.resource_committed.get_hookimpls():
-            self.consumers[impl.plugin_name] = Consumer(
-                impl.plugin_name, self._delivery(impl.plugin_name, impl.function, remote)
+    def save_cursor(self, name: str, position: int) -> None:
+        with self.hub.store.engine.begin() as conn:
+            conn.execute(
+                update(dispatch_cursor)
+                .where(dispatch_cursor.c.consumer == name)
+                .values(last_seq=position)
             )
-        with self.hub.store.unit_of_work() as uow:
-            head = uow.conn.execute(
-                select(func.coalesce(func.max(resource_version.c.seq), 0))
-            ).scalar_one()
+
+    def _load_cursors(self) -> dict[str, int]:
+        with self.hub.store.engine.begin() as conn:
+            head = log_head(conn)
             known = dict(
-                uow.conn.execute(
-                    select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)
-                ).all()
+                conn.execute(select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)).all()
             )
-            for consumer in self.consumers.values():
-                if consumer.name in known:
-                    consumer.cursor = int(known[consumer.name])
-                else:
-                    consumer.cursor = int(head)
-                    uow.conn.execute(
-                        insert(dispatch_cursor).values(consumer=consumer.name, last_seq=int(head))
-                    )
+            cursors: dict[str, int] = {}
+            for name, consumer in self.consumers.items():
+                if name in known:
+                    cursors[name] = int(known[name])
+                    continue
+                cursors[name] = head if consumer.start == "head" else 0
+                conn.execute(insert(dispatch_cursor).values(consumer=name, last_seq=cursors[name]))
+        return cursors
 
-    def _delivery(
-        self,
-        name: str,
-        function: Callable[..., Any],
-        remote: Callable[[str, int], None] | None,
-    ) -> Callable[[StoredVersion], None]:
-        """In-process call of the plugin's hook, or a Celery round trip when a broker is set."""
 
-        def deliver(version: StoredVersion) -> None:
-            if remote is not None:
-                remote(name, version.seq)
-            else:
-                function(event=version, hub=self.hub)
+def reset_consumers(hub: Hub) -> list[str]:
+    """For ``fhirhub replay``: every consumer that keeps a projection (``reset`` given) drops
+    it and will be delivered the whole log again. Returns their names."""
+    names: list[str] = []
+    for name, consumer in collect_consumers(hub).items():
+        if consumer.reset is None:
+            continue
+        consumer.reset()
+        with hub.store.engine.begin() as conn:
+            updated = conn.execute(
+                update(dispatch_cursor).where(dispatch_cursor.c.consumer == name).values(last_seq=0)
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(dispatch_cursor).values(consumer=name, last_seq=0))
+        names.append(name)
+    return names
 
-        return deliver
 
-    def _caught_up(self) -> bool:
-        with self.hub.store.read() as conn:
-            head = conn.execute(
-                select(func.coalesce(func.max(resource_version.c.seq), 0))
-            ).scalar_one()
-        return all(c.cursor >= head for c in self.consumers.values())
+def collect_consumers(hub: Hub) -> dict[str, Consumer]:
+    """Every consumer of this hub: one per ``resource_committed`` implementation (named after
+    its plugin) and those of ``register_consumers``; a duplicate name is an error."""
+    from fhirhub.core.celery_app import broker_delivery
+    from fhirhub.core.plugins import call_hook
 
-    def _owns(self, consumer: Consumer) -> bool:
-        """Whether this process serves ``consumer`` (a session advisory lock, kept once won)."""
-        if self.hub.store.is_sqlite or consumer.name in self._owned:
-            return True
-        if self._lock_conn is None:
-            self._lock_conn = self.hub.store.engine.connect()
-        key = int.from_bytes(
-            hashlib.sha256(consumer.name.encode()).digest()[:8], "big", signed=True
-        )
-        owned = self._lock_conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
-        self._lock_conn.commit()
-        if owned:
-            self._owned.add(consumer.name)
-        return bool(owned)
+    remote = broker_delivery(hub)
+    out: dict[str, Consumer] = {}
+    for impl in hub.plugins.hook.resource_committed.get_hookimpls():
+        name = impl.plugin_name
+        out[name] = Consumer(name, _per_version(hub, name, impl.function, remote))
+    for _plugin, consumers in call_hook(hub, "register_consumers", hub=hub):
+        for consumer in consumers:
+            if consumer.name in out:
+                raise ValueError(f"Consumer name {consumer.name!r} is used twice")
+            out[consumer.name] = consumer
+    return out
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=POLL_S)
-            self._wake.clear()
+
+def collect_schedules(hub: Hub) -> list[Schedule]:
+    from fhirhub.core.plugins import call_hook
+
+    return [
+        schedule
+        for _plugin, schedules in call_hook(hub, "register_schedules", hub=hub)
+        for schedule in schedules
+    ]
+
+
+def _per_version(
+    hub: Hub,
+    name: str,
+    function: Callable[..., Any],
+    remote: Callable[[str, int], None] | None,
+) -> Callable[[Sequence[StoredVersion]], None]:
+    """A ``resource_committed`` implementation as a consumer: one call per version, in
+    process or as a Celery round trip when a broker is configured. A failure part-way keeps
+    the versions already handled (the batch is retried from the failed one)."""
+
+    def handle(versions: Sequence[StoredVersion]) -> None:
+        done = 0
+        for version in versions:
             try:
-                busy = self._round()
-            except Exception:  # the dispatcher must survive anything (e.g. a DB restart)
-                log.exception("Dispatcher round failed; retrying")
-                busy = False
-                time.sleep(POLL_S)
-            if busy:
-                self._wake.set()
-            else:
-                self._idle.set()
+                if remote is not None:
+                    remote(name, version.seq)
+                else:
+                    function(event=version, hub=hub)
+            except Exception as exc:
+                raise PartialDelivery(done, exc) from exc
+            done = version.seq
 
-    def _round(self) -> bool:
-        """Deliver one batch to each consumer that is due; True if more work may be waiting."""
-        busy = False
-        advanced: dict[str, int] = {}
-        now = time.monotonic()
-        due = [c for c in self.consumers.values() if c.retry_at <= now and self._owns(c)]
-        if not due:
-            return False
-        # One read of the log per round, shared by every consumer that is due.
-        with self.hub.store.read() as conn:
-            batch = read_versions(conn, min(c.cursor for c in due))
-        for consumer in due:
-            versions = [v for v in batch if v.seq > consumer.cursor]
-            if not versions:
-                continue
-            delivered_to = consumer.cursor
-            for version in versions:
-                try:
-                    consumer.deliver(version)
-                except Exception as exc:
-                    consumer.failures += 1
-                    delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(consumer.failures, 10))
-                    consumer.retry_at = time.monotonic() + delay
-                    consumer.last_error = f"{type(exc).__name__}: {exc}"
-                    log.error(
-                        "Plugin %s failed on %s/%s (seq %s); retrying in %.1f s: %s",
-                        consumer.name,
-                        version.resource_type,
-                        version.resource_id,
-                        version.seq,
-                        delay,
-                        consumer.last_error,
-                    )
-                    busy = True
-                    break
-                delivered_to = version.seq
-                consumer.delivered += 1
-                consumer.failures = 0
-                consumer.last_error = None
-            if delivered_to != consumer.cursor:
-                advanced[consumer.name] = delivered_to
-                busy = busy or len(batch) == BATCH
-        if advanced:
-            self._save_cursors(advanced)
-            # Only once persisted: a failed save re-delivers (at least once), and a cursor seen
-            # in memory (wait_idle) is always the one in the table.
-            for name, position in advanced.items():
-                self.consumers[name].cursor = position
-        return busy
+    return handle
 
-    def _save_cursors(self, advanced: dict[str, int]) -> None:
-        """Persist cursors and drop outbox rows every consumer has passed, in one transaction."""
-        low = min(advanced.get(c.name, c.cursor) for c in self.consumers.values())
-        with self.hub.store.unit_of_work() as uow:
-            for name, position in advanced.items():
-                uow.conn.execute(
-                    update(dispatch_cursor)
-                    .where(dispatch_cursor.c.consumer == name)
-                    .values(last_seq=position)
-                )
-            uow.conn.execute(delete(outbox).where(outbox.c.seq <= low))
+
+class PartialDelivery(Exception):
+    """A batch failed part-way: versions up to ``done`` (a seq; 0 for none) were handled, so
+    the retry starts after it instead of handing them over again."""
+
+    def __init__(self, done: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.done = done
+
+
+@hookimpl
+def after_commit(versions: list[StoredVersion], hub: Hub) -> None:
+    """The writer's only part in delivery: wake the consumers' threads."""
+    if hub.dispatcher is not None:
+        hub.dispatcher.wake()

@@ -17,8 +17,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from fhirhub.core.access import Access
+    from fhirhub.core.consumers import Consumer
     from fhirhub.core.hub import Hub, WriteContext
     from fhirhub.core.operations import Operation
+    from fhirhub.core.schedules import Schedule
+    from fhirhub.core.transaction import Transaction
     from fhirhub.fhir_store.versions import StoredVersion
 
 PROJECT_NAME = "fhirhub"
@@ -153,6 +156,57 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
         id, the unit of work.
     :returns: nothing. Raise :class:`fhirhub.sdk.FhirError` to veto the write: it becomes an
         OperationOutcome and the whole transaction rolls back.
+    """
+
+
+@hookspec
+def before_commit(transaction: Transaction) -> None:
+    """Called for every unit of work that ends normally (a REST interaction, a transaction or
+    batch entry, an adapter's message, a plugin's :func:`fhirhub.sdk.transaction`), inside its
+    database transaction, after its last write and before commit.
+
+    :param transaction: the :class:`fhirhub.sdk.Transaction` about to commit;
+        ``transaction.written`` lists every version it wrote (deletion tombstones included).
+        A hook may still write through it (a Provenance for what the unit wrote: validated,
+        hooked and reference-checked like any write) or read.
+    :returns: nothing. Raise :class:`fhirhub.sdk.FhirError` to refuse the whole unit: nothing
+        of it is stored. Keep it quick: it runs inside the writer's transaction.
+    """
+
+
+@hookspec
+def after_commit(versions: list[StoredVersion], hub: Hub) -> None:
+    """Called in the committing thread right after a unit of work committed.
+
+    :param versions: the versions the unit wrote, with their log positions (``seq``).
+    :param hub: the hub.
+    :returns: nothing. Must be quick and must not raise (wake a worker, invalidate a cache):
+        the write has already succeeded. Durable work belongs in ``resource_committed`` or a
+        consumer from ``register_consumers``, which survive restarts.
+    """
+
+
+@hookspec
+def register_consumers(hub: Hub) -> list[Consumer] | None:
+    """Called once while the hub is built.
+
+    :param hub: the hub being built.
+    :returns: :class:`fhirhub.sdk.Consumer` objects: named readers of the version log, each
+        with its own durable cursor and its own worker thread, so a slow one delays nobody
+        else. Use one to keep a projection (an index, a graph, a vector store) in step: it can
+        start from the beginning of the log, receives versions in batches, and is reset and
+        replayed by ``fhirhub replay``.
+    """
+
+
+@hookspec
+def register_schedules(hub: Hub) -> list[Schedule] | None:
+    """Called once while the hub is built.
+
+    :param hub: the hub being built.
+    :returns: :class:`fhirhub.sdk.Schedule` objects: functions the hub runs every so many
+        seconds while it serves (a sync poller, an escalation check, a reminder sender), in one
+        API process at a time (PostgreSQL: whichever holds the schedule's advisory lock).
     """
 
 

@@ -1,15 +1,22 @@
 """The ``Hub``: what the core and every plugin share at run time.
 
-It holds the settings, the store, the plugin manager, the operation registry and the task
-runner. Adapters and plugins receive it in hooks and use it instead of talking to the hub over
-HTTP (one write path for every source).
+It holds the settings, the store, the plugin manager, the operation registry, the task runner
+and the dispatcher. Adapters and plugins receive it in hooks and use it through
+:mod:`fhirhub.sdk` instead of talking to the hub over HTTP (one write path for every source).
+
+What a plugin keeps per hub (a listener, a writer thread) lives in a :class:`HubLocal` the
+plugin owns, not in an untyped dictionary on the hub: tests and embedders build several hubs
+in one process, and each must have its own.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
@@ -17,8 +24,10 @@ from fhirhub.core.operations import OperationRegistry
 from fhirhub.core.settings import Settings
 from fhirhub.fhir_store.database import make_engine
 from fhirhub.fhir_store.store import FhirStore, UnitOfWork
+from fhirhub.fhir_store.versions import StoredVersion
 
 if TYPE_CHECKING:
+    from fhirhub.core.dispatcher import Dispatcher
     from fhirhub.core.tasks import TaskRunner
 
 log = logging.getLogger("fhirhub")
@@ -36,14 +45,16 @@ class WriteContext:
     previous: Any = None  # the StoredVersion being replaced, if any
 
 
-@dataclass
+@dataclass(eq=False)
 class Hub:
     settings: Settings
     store: FhirStore
     plugins: pluggy.PluginManager
     operations: OperationRegistry = field(default_factory=OperationRegistry)
     tasks: TaskRunner | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Delivers committed versions to consumers; created by :func:`build_hub`, started with
+    #: the app (or by a plugin's own tests through ``hub.dispatcher.start()``).
+    dispatcher: Dispatcher | None = None
 
     @property
     def hook(self) -> Any:
@@ -53,19 +64,78 @@ class Hub:
     def base_url(self) -> str:
         return self.settings.base_url.rstrip("/")
 
-    @property
-    def dispatcher(self) -> Any:
-        """The running :class:`fhirhub.core.dispatcher.Dispatcher`, if the app started one."""
-        return self.extra.get("dispatcher")
-
     def close(self) -> None:
         """Stop background work and release the database."""
-        dispatcher = self.extra.get("dispatcher")
-        if dispatcher is not None:
-            dispatcher.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self.tasks is not None:
             self.tasks.close()
         self.store.engine.dispose()
+
+
+class _HookedStore:
+    """The store's :class:`~fhirhub.fhir_store.store.StoreHooks`, answered by the hook
+    catalogue: ``before_commit`` and ``after_commit`` go through pluggy like every hook."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    def before_commit(self, unit: UnitOfWork) -> None:
+        hub = self._hub()
+        if hub is None:
+            return
+        from fhirhub.core.transaction import Transaction
+
+        hub.hook.before_commit(transaction=Transaction(hub, unit))
+
+    def after_commit(self, versions: list[StoredVersion]) -> None:
+        hub = self._hub()
+        if hub is not None:
+            hub.hook.after_commit(versions=versions, hub=hub)
+
+
+_T = TypeVar("_T")
+
+
+class HubLocal(Generic[_T]):
+    """A value a plugin keeps per hub (its listener, its writer thread), typed and private
+    to the plugin::
+
+        _server: HubLocal[MllpServer] = HubLocal("hl7.mllp")
+
+        @hookimpl
+        def startup(hub):
+            _server.set(hub, MllpServer(hub))
+
+    Several hubs in one process (tests, embedding) each get their own value; a hub that is
+    garbage-collected takes its values with it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._values: weakref.WeakKeyDictionary[Hub, _T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, hub: Hub) -> _T | None:
+        return self._values.get(hub)
+
+    def set(self, hub: Hub, value: _T) -> _T:
+        self._values[hub] = value
+        return value
+
+    def pop(self, hub: Hub) -> _T | None:
+        return self._values.pop(hub, None)
+
+    def setdefault(self, hub: Hub, factory: Callable[[], _T]) -> _T:
+        """The hub's value, created by ``factory`` (once, under a lock) when there is none."""
+        value = self._values.get(hub)
+        if value is not None:
+            return value
+        with self._lock:
+            value = self._values.get(hub)
+            if value is None:
+                value = self._values[hub] = factory()
+            return value
 
 
 def content_cipher(settings: Settings, engine: Any) -> Any:
@@ -91,6 +161,7 @@ def build_hub(
     ``extra_plugins`` registers plugin objects directly (tests, embedding), in addition to the
     built-in and entry-point plugins.
     """
+    from fhirhub.core.dispatcher import Dispatcher
     from fhirhub.core.plugins import activate_plugins, make_plugin_manager
 
     engine = make_engine(settings.database_url)
@@ -98,5 +169,7 @@ def build_hub(
     store.create_schema()
     pm = plugin_manager or make_plugin_manager(settings, extra_plugins=extra_plugins)
     hub = Hub(settings=settings, store=store, plugins=pm)
+    store.hooks = _HookedStore(hub)
     activate_plugins(hub)
+    hub.dispatcher = Dispatcher(hub)
     return hub

@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "fhirhub.plugins"
 
 #: Built-in plugins: (name, module). Registered like entry-point plugins.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("core-dispatch", "fhirhub.core.dispatcher"),
     ("core-operations", "fhirhub.core.builtin_operations"),
     ("core-search-parameters", "fhirhub.core.search_parameters"),
     ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
@@ -148,20 +149,34 @@ def _disable(pm: pluggy.PluginManager, plugin: object, exc: BaseException, stage
     pm.unregister(plugin)
 
 
-def call_each(hub: Hub, hook_name: str, /, **kwargs: Any) -> list[tuple[object, Any]]:
-    """Call one hook implementation at a time so a failing plugin is disabled alone."""
+def call_hook(hub: Hub, hook_name: str, /, **kwargs: Any) -> list[tuple[object, Any]]:
+    """Call a hook through pluggy, one implementation at a time, so that a plugin whose
+    implementation raises is disabled alone and the others still answer.
+
+    The implementations run in pluggy's own order (``tryfirst`` first, then the most recently
+    registered, ``trylast`` last) and through pluggy's executor, so ``FHIRHUB_TRACE_HOOKS``
+    traces them like any other call. Returns ``(plugin, result)`` for each non-None result.
+    For hooks on the write path (``resource_before_write``, ``before_commit``) call
+    ``hub.hook.<name>(...)`` directly instead: there a raising plugin vetoes the write.
+    """
+    pm = hub.plugins
+    caller = getattr(pm.hook, hook_name)
+    impls = caller.get_hookimpls()
+    plain = [impl for impl in impls if not (impl.hookwrapper or impl.wrapper)]
     results: list[tuple[object, Any]] = []
-    caller = getattr(hub.plugins.hook, hook_name)
-    for impl in list(caller.get_hookimpls()):
+    for impl in reversed(plain):  # pluggy calls the last of get_hookimpls() first
         plugin = impl.plugin
-        try:
-            args = {name: kwargs[name] for name in impl.argnames}
-            result = impl.function(**args)
-        except Exception as exc:
-            _disable(hub.plugins, plugin, exc, hook_name)
+        if not pm.is_registered(plugin):  # disabled by an earlier failure in this call
             continue
-        if result is not None:
-            results.append((plugin, result))
+        others = [other.plugin for other in plain if other.plugin is not plugin]
+        try:
+            result = pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+        except Exception as exc:
+            _disable(pm, plugin, exc, hook_name)
+            continue
+        for value in result if isinstance(result, list) else [result]:
+            if value is not None:
+                results.append((plugin, value))
     return results
 
 
@@ -169,44 +184,31 @@ def activate_plugins(hub: Hub) -> None:
     """Collect operations, search parameters and tasks from the enabled plugins."""
     from fhirhub.core.tasks import TaskRunner
 
-    for _plugin, operations in call_each(hub, "register_operations", hub=hub):
+    for _plugin, operations in call_hook(hub, "register_operations", hub=hub):
         for operation in operations:
             hub.operations.add(operation)
-    for _plugin, parameters in call_each(hub, "register_search_parameters", hub=hub):
+    for _plugin, parameters in call_hook(hub, "register_search_parameters", hub=hub):
         for parameter in parameters:
             hub.store.registry.add(parameter)
     tasks: dict[str, Any] = {}
-    for _plugin, registered in call_each(hub, "register_tasks", hub=hub):
+    for _plugin, registered in call_hook(hub, "register_tasks", hub=hub):
         tasks.update(registered)
     hub.tasks = TaskRunner(hub, tasks)
     _store_code_systems(hub)
 
 
 def _store_code_systems(hub: Hub) -> None:
-    """Store plugin CodeSystems/ValueSets idempotently: a conditional update by canonical url
-    writes a new version only when the content differs from what is stored."""
-    import orjson
+    """Store plugin CodeSystems/ValueSets idempotently: a conditional update by canonical url,
+    which writes no new version when the content is what is stored (no-op updates are
+    suppressed by the write path)."""
+    from fhirhub.core.transaction import Transaction
 
-    from fhirhub.core.interactions import write as writes
-
-    for plugin, resources in call_each(hub, "register_code_systems", hub=hub):
+    for plugin, resources in call_hook(hub, "register_code_systems", hub=hub):
         try:
-            with hub.store.unit_of_work() as uow:
+            with hub.store.unit_of_work() as unit:
+                transaction = Transaction(hub, unit)
                 for resource in resources:
-                    resource_type = resource["resourceType"]
-                    query = f"url={resource['url']}"
-                    from fhirhub.core.interactions.search import match_ids
-
-                    matches = match_ids(hub, uow, resource_type, query)
-                    if len(matches) == 1:
-                        current = uow.current(resource_type, matches[0])
-                        stored = orjson.loads(current.content or b"{}") if current else {}
-                        stored.pop("meta", None)
-                        wanted = {**resource, "id": matches[0]}
-                        wanted.pop("meta", None)
-                        if stored == wanted:
-                            continue
-                    writes.conditional_update(hub, uow, resource_type, query, dict(resource))
+                    transaction.conditional_update(f"url={resource['url']}", dict(resource))
         except Exception as exc:
             _disable(hub.plugins, plugin, exc, "register_code_systems")
 
@@ -220,8 +222,11 @@ def register_cli_commands(cli: Any) -> None:
     except Exception as exc:  # the CLI must work even when plugin loading fails
         log.error("Plugins could not be loaded for the CLI: %s", exc)
         return
-    for impl in pm.hook.register_commands.get_hookimpls():
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        others = [other.plugin for other in pm.hook.register_commands.get_hookimpls()]
         try:
-            impl.function(cli=cli)
+            pm.subset_hook_caller(
+                "register_commands", remove_plugins=[p for p in others if p is not impl.plugin]
+            )(cli=cli)
         except Exception as exc:
             log.error("Plugin %s failed to register commands: %s", impl.plugin_name, exc)

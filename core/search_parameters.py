@@ -9,7 +9,7 @@ SearchParameter is registered again.
 
 Registration happens in two places on purpose:
 
-* a commit listener in the writing process registers the parameter right after commit, so the
+* an ``after_commit`` hook in the writing process registers the parameter right after commit, so the
   writes that follow are indexed by it even when ``resource_committed`` runs on a Celery
   worker (the registry lives in each process);
 * ``resource_committed`` registers it in the delivering process (idempotent: the same url
@@ -22,7 +22,6 @@ their next start (or, for a worker, when it runs that parameter's re-indexing jo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -52,7 +51,15 @@ def resource_before_write(resource: dict[str, Any], context: Any) -> None:
 @hookimpl
 def startup(hub: Any) -> None:
     load_stored(hub)
-    hub.store.add_commit_listener(_register_committed(hub))
+
+
+@hookimpl
+def after_commit(versions: list[StoredVersion], hub: Any) -> None:
+    """Register committed SearchParameters in this process (cheap: one expression compile,
+    only for SearchParameter versions)."""
+    for version in versions:
+        if version.resource_type == "SearchParameter" and not version.deleted:
+            _register(hub, version)
 
 
 def load_stored(hub: Any) -> None:
@@ -71,19 +78,11 @@ def load_stored(hub: Any) -> None:
             log.error("Stored SearchParameter could not be registered: %s", exc)
 
 
-def _register_committed(hub: Any) -> Callable[[Sequence[StoredVersion]], None]:
-    """A commit listener: register committed SearchParameters in this process (cheap: one
-    expression compile, only for SearchParameter versions)."""
-
-    def listener(versions: Sequence[StoredVersion]) -> None:
-        for version in versions:
-            if version.resource_type == "SearchParameter" and not version.deleted:
-                try:
-                    hub.store.registry.add(orjson.loads(version.content or b"{}"))
-                except Exception as exc:  # validated before the write; never break a commit
-                    log.error("SearchParameter %s not registered: %s", version.resource_id, exc)
-
-    return listener
+def _register(hub: Any, version: StoredVersion) -> None:
+    try:
+        hub.store.registry.add(orjson.loads(version.content or b"{}"))
+    except Exception as exc:  # validated before the write; never break a commit
+        log.error("SearchParameter %s not registered: %s", version.resource_id, exc)
 
 
 @hookimpl

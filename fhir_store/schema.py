@@ -6,9 +6,10 @@ from it by ``fhirhub replay``:
 
 * ``resource_current``: the latest version of each resource (a tombstone row for deleted ones,
   so reads can answer 410 Gone);
-* the search index tables (``fhir_store.search.index_tables``), one per search parameter type;
-* ``outbox``: one row per committed version, consumed by the dispatcher that feeds the
-  ``resource_committed`` hooks.
+* the search index tables (``fhir_store.search.index_tables``), one per search parameter type.
+
+The log is also the dispatcher's outbox: consumers of committed versions read it in ``seq``
+order from their own cursor (``dispatch_cursor``).
 
 Content is stored as the exact JSON bytes returned to clients (the client's JSON plus ``id`` and
 ``meta``), not as JSONB: PostgreSQL's JSONB reorders keys, and FHIR clients expect what they sent.
@@ -77,17 +78,8 @@ resource_current = Table(
     Index("ix_current_tenant", "tenant", "resource_type"),
 )
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("resource_type", String(TYPE_LENGTH), nullable=False),
-    Column("resource_id", String(ID_LENGTH), nullable=False),
-    Column("version_id", Integer, nullable=False),
-)
-
-#: Named cursors over the outbox: one per ``resource_committed`` consumer, so a failing plugin
-#: is retried from its own position without holding others back.
+#: Named cursors over the version log: one per consumer of committed versions, so a failing
+#: plugin is retried from its own position without holding others back.
 dispatch_cursor = Table(
     "dispatch_cursor",
     metadata,

@@ -5,7 +5,8 @@ Every write goes through :class:`UnitOfWork`, which
 1. appends an immutable version to the log (``resource_version``),
 2. updates the projections in the same database transaction: the current state
    (``resource_current``) and the search indexes,
-3. writes an outbox row per version for the dispatcher (``resource_committed`` hooks).
+3. tells its owner (``StoreHooks``: the hub's ``before_commit`` / ``after_commit`` hooks),
+   whose dispatcher then delivers the new versions from the log to every consumer.
 
 Writes are buffered inside the unit of work and flushed in batches (one ``executemany`` per
 table) just before commit, because a 300-entry transaction Bundle would otherwise cost thousands
@@ -22,10 +23,10 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
@@ -48,7 +49,7 @@ from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.driver import fetch_first, positional
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
-from fhirhub.fhir_store.schema import metadata, outbox, resource_current, resource_version
+from fhirhub.fhir_store.schema import metadata, resource_current, resource_version
 from fhirhub.fhir_store.search.index import Indexer, executemany
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.search.visibility import Visibility
@@ -58,8 +59,18 @@ from fhirhub.fhir_store.versions import StoredVersion, format_instant
 #: Arbitrary constant naming the PostgreSQL advisory lock that orders log appends.
 _PG_LOG_LOCK = 0x46484952  # "FHIR"
 
-CommitListener = Callable[[list[StoredVersion]], None]
-BeforeCommit = Callable[["UnitOfWork"], None]
+
+class StoreHooks(Protocol):
+    """What the store tells its owner about each unit of work. The hub implements it by
+    calling the ``before_commit`` / ``after_commit`` hooks of the catalogue, so the store
+    needs no plugin machinery of its own."""
+
+    def before_commit(self, unit: UnitOfWork) -> None:
+        """Inside the transaction, before its final flush: may still write, or raise to roll
+        the whole unit back."""
+
+    def after_commit(self, versions: list[StoredVersion]) -> None:
+        """In the committing thread, after commit, with the versions it wrote (be quick)."""
 
 
 class _Clock:
@@ -180,7 +191,7 @@ class UnitOfWork:
         self._order.append(write)
 
     def flush(self) -> list[StoredVersion]:
-        """Write buffered versions, projections, indexes and outbox rows in batches."""
+        """Write buffered versions, projections and indexes in batches."""
         if not self._order:
             return []
         writes, self._order, self._pending = self._order, [], {}
@@ -242,16 +253,6 @@ class UnitOfWork:
         self.store.indexer.replace_many(
             self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()], new=new
         )
-        outbox_rows = [
-            {
-                "seq": v.seq,
-                "resource_type": v.resource_type,
-                "resource_id": v.resource_id,
-                "version_id": v.version_id,
-            }
-            for v in versions
-        ]
-        executemany(self.conn, _APPEND_OUTBOX, outbox_rows)
         self.committed.extend(versions)
         return versions
 
@@ -279,7 +280,6 @@ class UnitOfWork:
 _APPEND_VERSIONS = insert(resource_version).returning(
     resource_version.c.seq, sort_by_parameter_order=True
 )
-_APPEND_OUTBOX = insert(outbox)
 _APPEND_VERSIONS_SQLITE = insert(resource_version).values(
     {
         column.name: bindparam(column.name)
@@ -344,8 +344,8 @@ class FhirStore:
         self.cipher = cipher
         if cipher is not None:
             cipher.attach()
-        self._listeners: list[CommitListener] = []
-        self._before_commit: list[BeforeCommit] = []
+        #: Set by the owner of the store (the hub) to hear about units of work.
+        self.hooks: StoreHooks | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -360,18 +360,6 @@ class FhirStore:
     def drop_schema(self) -> None:
         metadata.drop_all(self.engine)
 
-    def add_commit_listener(self, listener: CommitListener) -> None:
-        """Call ``listener`` with the versions of every committed unit of work (in the
-        committing thread, after commit; it must be quick: the dispatcher just wakes up)."""
-        self._listeners.append(listener)
-
-    def add_before_commit(self, callback: BeforeCommit) -> None:
-        """Call ``callback`` with every unit of work that ends normally, inside its transaction
-        and before its final flush: it may still write (a Provenance for what the unit wrote)
-        or raise to roll everything back."""
-        if callback not in self._before_commit:
-            self._before_commit.append(callback)
-
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """A write transaction; commits on normal exit, rolls back on any exception."""
@@ -381,16 +369,15 @@ class FhirStore:
                 with conn.begin():
                     work = UnitOfWork(self, conn)
                     yield work
-                    for callback in self._before_commit:
-                        callback(work)
+                    if self.hooks is not None:
+                        self.hooks.before_commit(work)
                     work.flush()
             except OperationalError as exc:
                 if "locked" in str(exc).lower():
                     raise FhirError(503, "The database is busy; retry", code="transient") from exc
                 raise
-        if work.committed:
-            for listener in self._listeners:
-                listener(work.committed)
+        if work.committed and self.hooks is not None:
+            self.hooks.after_commit(work.committed)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

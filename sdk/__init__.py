@@ -1,18 +1,34 @@
 """The fhirhub plugin SDK: everything a plugin author imports.
 
-    from fhirhub.sdk import hookimpl, Operation, FhirError
+    from fhirhub.sdk import hookimpl, transaction, Operation, FhirError
 
-The surface is deliberately small (see ``__all__``); everything else in fhirhub is internal
-and may change. The hooks themselves are documented in ``fhirhub.core.hookspecs`` and in
-docs/plugins.md.
+A plugin (built-in or third-party) imports this module and its own, nothing else of fhirhub;
+an import-linter contract keeps the built-ins to that rule. The surface is deliberately
+small (see ``__all__``, checked by ``tests/sdk/test_public_surface.py``); everything else in
+fhirhub is internal and may change. The hooks are documented in ``fhirhub.core.hookspecs``
+and, with a guided tour of this module, in docs/plugins.md.
 """
 
 from __future__ import annotations
 
-from fhirhub.core.access import SYSTEM, Access, Scope, acting_as, current_access, parse_scopes
+from fhirhub.core.access import (
+    SYSTEM,
+    Access,
+    Scope,
+    acting_as,
+    current_access,
+    forbidden,
+    parse_scopes,
+    system_for,
+)
+from fhirhub.core.consumers import Consumer, Schedule
 from fhirhub.core.hookspecs import hookimpl
-from fhirhub.core.hub import Hub, WriteContext
+from fhirhub.core.hub import Hub, HubLocal, WriteContext
+from fhirhub.core.interactions.write import new_id
 from fhirhub.core.operations import Operation, OperationCall
+from fhirhub.core.plugins import call_hook
+from fhirhub.core.settings import PluginSettings
+from fhirhub.core.transaction import Transaction, WriteResult
 from fhirhub.fhir_store.errors import (
     FhirError,
     Issue,
@@ -21,32 +37,76 @@ from fhirhub.fhir_store.errors import (
     not_found,
     not_supported,
 )
-from fhirhub.fhir_store.versions import StoredVersion
-from fhirhub.sdk._resources import create, delete, plugin_settings, read, search, update
+from fhirhub.fhir_store.tenancy import SHARED_TYPES, TENANT_SYSTEM, tenant_of, with_tenant
+from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
+from fhirhub.fhir_store.versions import StoredVersion, format_instant
+from fhirhub.sdk._commands import command_hub
+from fhirhub.sdk._database import PluginDatabase
+from fhirhub.sdk._integrity import ChainReport, SignedHead, chain_key_id, sign_log_head, verify_log
+from fhirhub.sdk._resources import (
+    create,
+    delete,
+    match,
+    plugin_settings,
+    process_bundle,
+    read,
+    search,
+    transaction,
+    update,
+)
+from fhirhub.sdk._validation import prepare_validation, validation_issues
 
 __all__ = [
+    "RESOURCE_TYPES",
+    "SHARED_TYPES",
     "SYSTEM",
+    "TENANT_SYSTEM",
     "Access",
+    "ChainReport",
+    "Consumer",
     "FhirError",
     "Hub",
+    "HubLocal",
     "Issue",
     "Operation",
     "OperationCall",
+    "PluginDatabase",
+    "PluginSettings",
+    "Schedule",
     "Scope",
+    "SignedHead",
     "StoredVersion",
+    "Transaction",
     "WriteContext",
+    "WriteResult",
     "acting_as",
+    "call_hook",
+    "chain_key_id",
+    "command_hub",
     "conflict",
     "create",
     "current_access",
     "delete",
+    "forbidden",
+    "format_instant",
     "hookimpl",
     "invalid",
+    "match",
+    "new_id",
     "not_found",
     "not_supported",
     "parse_scopes",
     "plugin_settings",
+    "prepare_validation",
+    "process_bundle",
     "read",
     "search",
+    "sign_log_head",
+    "system_for",
+    "tenant_of",
+    "transaction",
     "update",
+    "validation_issues",
+    "verify_log",
+    "with_tenant",
 ]

@@ -1,75 +1,112 @@
-"""Typed in-process access to FHIR resources for plugins.
+"""In-process FHIR interactions for plugins: one-shot helpers and :func:`transaction`.
 
-Each helper runs the same interaction as the REST API (validation, ``resource_before_write``
-hooks, versions, indexes, ``resource_committed``), without HTTP.
+Each helper runs the same interaction as the REST API (validation, access control with the
+caller's :func:`~fhirhub.core.access.current_access`, ``resource_before_write`` hooks, reference
+checks, versions, indexes, ``before_commit``/``after_commit`` and the consumers of committed
+versions), without HTTP. Several writes that must commit together go in one
+:func:`transaction`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
 from fhirhub.core.hub import Hub
-from fhirhub.core.interactions import read as _read
-from fhirhub.core.interactions import write as _write
-from fhirhub.core.interactions.search import search_bundle
+from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
+from fhirhub.core.settings import PluginSettings
+from fhirhub.core.settings import plugin_settings as _plugin_settings
+from fhirhub.core.transaction import Transaction, WriteResult
+
+
+@contextmanager
+def transaction(hub: Hub) -> Iterator[Transaction]:
+    """A unit of work: every write inside the block commits together when it ends normally,
+    nothing of it when it raises. ``before_commit`` hooks see it before it commits."""
+    with hub.store.unit_of_work() as unit:
+        yield Transaction(hub, unit)
 
 
 def read(hub: Hub, resource_type: str, resource_id: str) -> dict[str, Any]:
-    """The current version of a resource; raises ``FhirError`` 404/410."""
+    """The current version of a resource; raises ``FhirError`` 404 (unknown, or not visible
+    to the caller) or 410 (deleted)."""
+    from fhirhub.core.interactions import read as reads
+
     with hub.store.read() as conn:
-        version = _read.read(conn, resource_type, resource_id)
+        version = reads.read(conn, resource_type, resource_id)
     content: dict[str, Any] = orjson.loads(version.content or b"{}")
     return content
 
 
 def search(
-    hub: Hub, resource_type: str, params: dict[str, str] | list[tuple[str, str]] | None = None
+    hub: Hub,
+    resource_type: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Matching resources (the first page, ``_count`` applies), as dicts."""
-    pairs = list(params.items()) if isinstance(params, dict) else list(params or [])
+    """The first page of matches (``_count``, ``_sort``, ``_offset`` apply) as dicts, with
+    the caller's access. Repeat a parameter by passing pairs: ``[("code", a), ("code", b)]``."""
+    from fhirhub.core.interactions.search import search_resources
+
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params or [])
     with hub.store.read() as conn:
-        bundle = orjson.loads(search_bundle(hub, conn, resource_type, pairs, base_url=hub.base_url))
-    return [
-        entry["resource"]
-        for entry in bundle.get("entry", [])
-        if entry.get("search", {}).get("mode") == "match"
-    ]
+        return search_resources(hub, conn, resource_type, pairs)
+
+
+def match(hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]]) -> list[str]:
+    """Ids matching conditional criteria (at most two: none, one or several), from the
+    indexes only, with the caller's access."""
+    with transaction(hub) as tx:
+        return tx.match(resource_type, criteria)
 
 
 def create(
     hub: Hub, resource: dict[str, Any], *, if_none_exist: str | None = None
 ) -> dict[str, Any]:
-    """Create a resource (server-assigned id) and return it as stored."""
-    with hub.store.unit_of_work() as uow:
-        result = _write.create(
-            hub, uow, str(resource.get("resourceType")), dict(resource), if_none_exist=if_none_exist
-        )
-    stored: dict[str, Any] = orjson.loads(result.version.content or b"{}")
-    return stored
+    """Create a resource (server-assigned id) and return it as stored (with a matching
+    ``if_none_exist``: the existing resource)."""
+    with transaction(hub) as tx:
+        result = tx.create(resource, if_none_exist=if_none_exist)
+    return _stored(hub, result)
 
 
 def update(hub: Hub, resource: dict[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
     """Update (or create with its id) a resource and return it as stored."""
-    with hub.store.unit_of_work() as uow:
-        result = _write.update(
-            hub,
-            uow,
-            str(resource.get("resourceType")),
-            str(resource.get("id")),
-            dict(resource),
-            if_match=if_match,
-        )
-    stored: dict[str, Any] = orjson.loads(result.version.content or b"{}")
-    return stored
+    with transaction(hub) as tx:
+        result = tx.update(resource, if_match=if_match)
+    return _stored(hub, result)
 
 
 def delete(hub: Hub, resource_type: str, resource_id: str) -> None:
-    with hub.store.unit_of_work() as uow:
-        _write.delete(hub, uow, resource_type, resource_id)
+    """Delete a resource (a tombstone version; its history stays)."""
+    with transaction(hub) as tx:
+        tx.delete(resource_type, resource_id)
 
 
-def plugin_settings(hub: Hub, name: str) -> dict[str, Any]:
-    """The ``[plugin.<name>]`` table of the TOML configuration (empty when absent)."""
-    return dict(hub.settings.plugin_config.get(name, {}))
+def process_bundle(hub: Hub, bundle: dict[str, Any]) -> dict[str, Any]:
+    """Run a ``batch`` or ``transaction`` Bundle as ``POST [base]`` would and return the
+    response Bundle."""
+    response = _process_bundle(hub, bundle, base_url=hub.base_url)
+    result: dict[str, Any] = orjson.loads(response)
+    return result
+
+
+def _stored(hub: Hub, result: WriteResult) -> dict[str, Any]:
+    content = result.version.content
+    if content is None:
+        return read(hub, result.version.resource_type, result.version.resource_id)
+    stored: dict[str, Any] = orjson.loads(content)
+    return stored
+
+
+def plugin_settings(hub: Hub, name: str, model: type[Any] | None = None, /, **flags: Any) -> Any:
+    """A plugin's settings. With ``model`` (a :class:`PluginSettings` subclass): an instance
+    filled from ``flags`` > ``FHIRHUB_<NAME>_*`` environment variables > the ``[plugin.<name>]``
+    table of the TOML file > the class's defaults. Without: the raw TOML table as a dict."""
+    if model is None:
+        return dict(hub.settings.plugin_config.get(name, {}))
+    if not issubclass(model, PluginSettings):
+        raise TypeError("plugin_settings needs a subclass of fhirhub.sdk.PluginSettings")
+    return _plugin_settings(hub.settings, name, model, **flags)

@@ -1,7 +1,7 @@
 """The shell's navigation: core pages plus the ``ui_pages`` of every enabled plugin.
 
 Navigation is collected on every request, so a plugin that is disabled (by configuration, or
-because one of its hooks raised and :func:`fhirhub.core.plugins.call_each` unregistered it)
+because one of its hooks raised and :func:`fhirhub.core.plugins.call_hook` unregistered it)
 disappears from the menu without a restart. Page descriptions are plain data from plugins;
 malformed ones are reported in the log with the plugin's name and left out, rather than
 breaking the shell for every other plugin.
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.core.plugins import call_each
+from fhirhub.core.plugins import call_hook
 
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
@@ -49,7 +49,7 @@ def core_pages(root: str = "") -> list[NavItem]:
 def plugin_pages(hub: Hub, root: str = "") -> list[NavItem]:
     """``ui_pages`` of the enabled plugins, validated, sorted by (order, title)."""
     items: list[NavItem] = []
-    for plugin, pages in call_each(hub, "ui_pages", hub=hub):
+    for plugin, pages in call_hook(hub, "ui_pages", hub=hub):
         name = hub.plugins.get_name(plugin) or repr(plugin)
         for page in pages if isinstance(pages, list | tuple) else [pages]:
             item = _page_item(name, page, root)

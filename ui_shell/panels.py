@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.core.plugins import call_each
+from fhirhub.core.plugins import call_hook
 from fhirhub.ui_shell.navigation import LOCAL_PATH
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def patient_panels(hub: Hub) -> list[Panel]:
     """Panels of the enabled plugins, validated, sorted by (order, title); ids are unique."""
     panels: list[Panel] = []
     seen: set[str] = set()
-    for plugin, results in call_each(hub, "ui_patient_panels", hub=hub):
+    for plugin, results in call_hook(hub, "ui_patient_panels", hub=hub):
         name = hub.plugins.get_name(plugin) or repr(plugin)
         for spec in results if isinstance(results, list | tuple) else [results]:
             panel = _panel(name, spec)

@@ -24,11 +24,10 @@ import dataclasses
 import hashlib
 import io
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import pydicom
@@ -49,10 +48,7 @@ from fhirhub.adapters.dicom.mapping import (
     transaction_bundle,
 )
 from fhirhub.adapters.dicom.recorder import StudyRecorder
-from fhirhub.fhir_store.errors import FhirError
-
-if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+from fhirhub.sdk import FhirError, Hub, HubLocal, acting_as, system_for
 
 log = logging.getLogger("fhirhub.dicom")
 
@@ -204,9 +200,7 @@ class DicomArchive:
         if tenant:
             # Written for that tenant: labelled with it, and conditional matches (the patient
             # by its identifier) stay inside it. Without one, FHIRHUB_DEFAULT_TENANT applies.
-            from fhirhub.core.access import Access, acting_as
-
-            with acting_as(Access(subject="system:dicom", tenant=tenant)):
+            with acting_as(system_for(tenant)):
                 return self._record(instances)
         return self._record(instances)
 
@@ -325,16 +319,22 @@ def dicomweb_address(settings: Any) -> str:
     return base + DICOMWEB_PATH
 
 
+_ARCHIVE: HubLocal[DicomArchive] = HubLocal("dicom.archive")
+
+
 def archive_for(hub: Hub) -> DicomArchive:
     """The hub's one archive (created on first use; shared by the SCP, DICOMweb and SCU)."""
-    archive = hub.extra.get("dicom.archive")
-    if archive is None:
-        with _create_lock:
-            archive = hub.extra.get("dicom.archive")
-            if archive is None:
-                archive = DicomArchive(hub, dicomweb_address=dicomweb_address(hub.settings))
-                hub.extra["dicom.archive"] = archive
-    return archive
+    return _ARCHIVE.setdefault(
+        hub, lambda: DicomArchive(hub, dicomweb_address=dicomweb_address(hub.settings))
+    )
 
 
-_create_lock = threading.Lock()
+def existing_archive(hub: Hub) -> DicomArchive | None:
+    """The hub's archive if something has used it, without creating one."""
+    return _ARCHIVE.get(hub)
+
+
+def close_archive(hub: Hub) -> None:
+    archive = _ARCHIVE.pop(hub)
+    if archive is not None:
+        archive.close()

@@ -13,19 +13,23 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.adapters.dicom.archive import archive_for
+from fhirhub.adapters.dicom.archive import archive_for, close_archive, existing_archive
 from fhirhub.adapters.dicom.config import DicomConfig, RemoteNode
-from fhirhub.core.hookspecs import hookimpl
-from fhirhub.core.operations import Operation, OperationCall
-from fhirhub.fhir_store.errors import FhirError, invalid
+from fhirhub.sdk import FhirError, Hub, HubLocal, Operation, OperationCall, hookimpl, invalid
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.adapters.dicom.scp import DicomNode
 
 __version__ = "0.1.0"
 log = logging.getLogger("fhirhub.dicom")
 
-NODE_KEY = "dicom.node"
+_NODE: HubLocal[DicomNode] = HubLocal("dicom.node")
+
+
+def dicom_node(hub: Hub) -> DicomNode | None:
+    """The hub's running DICOM listener, if ``startup`` started one."""
+    return _NODE.get(hub)
+
 
 #: $pacs-query input parameter -> DICOM matching key (PS3.4 C.6.2.1.2).
 QUERY_PARAMETERS = {
@@ -98,25 +102,24 @@ def startup(hub: Hub) -> None:
         # e.g. a second uvicorn worker: one process owns the port; this one serves HTTP only
         log.error("DICOM listener not started on port %s: %s", config.port, exc)
         return
-    hub.extra[NODE_KEY] = node
+    _NODE.set(hub, node)
 
 
 @hookimpl
 def shutdown(hub: Hub) -> None:
-    node = hub.extra.pop(NODE_KEY, None)
+    node = _NODE.pop(hub)
     if node is not None:
         node.stop()
-    archive = hub.extra.pop("dicom.archive", None)
-    if archive is not None:
-        archive.close()
+    close_archive(hub)
 
 
 @hookimpl
 def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
     checks: list[tuple[str, Any]] = []
-    if NODE_KEY in hub.extra:
-        checks.append(("dicom-listener", lambda: hub.extra[NODE_KEY].running))
-    archive = hub.extra.get("dicom.archive")
+    node = _NODE.get(hub)
+    if node is not None:
+        checks.append(("dicom-listener", lambda: node.running))
+    archive = existing_archive(hub)
     if archive is not None:
         checks.append(("dicom-store", archive.files.check))  # S3: the bucket answers
     return checks or None
@@ -217,7 +220,7 @@ def _pacs_retrieve(call: OperationCall) -> dict[str, Any]:
     if method not in ("move", "get"):
         raise invalid("method must be 'move' or 'get'")
     hub = call.hub
-    if method == "move" and NODE_KEY not in hub.extra:
+    if method == "move" and _NODE.get(hub) is None:
         raise FhirError(
             409, "C-MOVE needs the DICOM listener running; use method=get", code="conflict"
         )

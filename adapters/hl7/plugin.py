@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fhirhub.core.hookspecs import hookimpl
+from fhirhub.sdk import HubLocal, hookimpl
+
+if TYPE_CHECKING:
+    from fhirhub.adapters.hl7.mllp_server import MllpServer
 
 log = logging.getLogger("fhirhub.hl7")
 __version__ = "0.1.0"
@@ -19,6 +22,9 @@ def listener_port(value: str) -> int | None:
     if value in ("off", "", "none", "false", "disabled"):
         return None
     return int(value)
+
+
+_SERVER: HubLocal[MllpServer] = HubLocal("hl7.mllp")
 
 
 @hookimpl
@@ -33,12 +39,12 @@ def startup(hub: Any) -> None:
     server = MllpServer(
         hub, hub.settings.host, port, convert_processes=configured_processes(hub)
     ).start()
-    hub.extra["hl7_mllp"] = server
+    _SERVER.set(hub, server)
 
 
 @hookimpl
 def shutdown(hub: Any) -> None:
-    server = hub.extra.pop("hl7_mllp", None)
+    server = _SERVER.pop(hub)
     if server is not None:
         server.stop()
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirhub.core.access import SYSTEM, Access, acting_as
 from fhirhub.core.http.responses import error_response
-from fhirhub.core.plugins import call_each
+from fhirhub.core.plugins import call_hook
 from fhirhub.fhir_store.errors import FhirError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class AccessControl:
         self.hub = hub
         self.enabled = auth_enabled(hub)
         extra: list[str] = []
-        for _plugin, paths in call_each(hub, "public_paths", hub=hub):
+        for _plugin, paths in call_hook(hub, "public_paths", hub=hub):
             extra.extend(paths or ())
         self.public = CORE_PUBLIC_PATHS + tuple(extra)
 

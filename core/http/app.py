@@ -13,11 +13,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhirhub import __version__
-from fhirhub.core.dispatcher import Dispatcher
 from fhirhub.core.http import rest
 from fhirhub.core.http.responses import error_response, fhir_response, outcome_response
 from fhirhub.core.hub import Hub, build_hub
-from fhirhub.core.plugins import call_each
+from fhirhub.core.plugins import call_hook
 from fhirhub.core.settings import Settings, load_settings
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.ui_shell import mount_ui
@@ -32,15 +31,15 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        call_each(hub, "startup", hub=hub)
-        dispatcher = Dispatcher(hub)
-        hub.extra["dispatcher"] = dispatcher
+        call_hook(hub, "startup", hub=hub)
+        dispatcher = hub.dispatcher
+        assert dispatcher is not None
         dispatcher.start()
         try:
             yield
         finally:
             dispatcher.stop()
-            call_each(hub, "shutdown", hub=hub)
+            call_hook(hub, "shutdown", hub=hub)
             if hub.tasks is not None:
                 hub.tasks.close()
 
@@ -70,7 +69,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         except Exception as exc:  # the point of a health check is to report, not raise
             checks["database"] = f"failing: {exc}"
             healthy = False
-        for _plugin, registered in call_each(hub, "health_checks", hub=hub):
+        for status in hub.dispatcher.status() if hub.dispatcher is not None else []:
+            if status.stalled:
+                checks[f"consumer:{status.name}"] = (
+                    f"stalled: one delivery has run over {status.timeout_s:.0f} s"
+                )
+                healthy = False
+        for _plugin, registered in call_hook(hub, "health_checks", hub=hub):
             for name, check in registered:
                 try:
                     ok = bool(check())
@@ -88,7 +93,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
 
 
 def _mount_plugin_routes(app: FastAPI, hub: Hub) -> None:
-    for plugin, routers in call_each(hub, "register_routes", hub=hub):
+    for plugin, routers in call_hook(hub, "register_routes", hub=hub):
         name = hub.plugins.get_name(plugin) or "plugin"
         for router in routers if isinstance(routers, list | tuple) else [routers]:
             if getattr(router, "mount_at_root", False):

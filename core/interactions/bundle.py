@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhirhub.core.access import current_access
 from fhirhub.core.interactions import read as read_interactions
 from fhirhub.core.interactions import write as write_interactions
 from fhirhub.core.interactions.references import (
@@ -30,8 +31,9 @@ from fhirhub.core.interactions.references import (
     local_reference,
     rewrite_references,
 )
-from fhirhub.core.interactions.search import match_ids, search_bundle
+from fhirhub.core.interactions.search import match_ids, parse_query, search_bundle
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid
+from fhirhub.fhir_store.search import identifiers
 from fhirhub.fhir_store.store import UnitOfWork
 from fhirhub.fhir_store.validation import validate_many
 from fhirhub.fhir_store.versions import StoredVersion
@@ -94,6 +96,7 @@ class _Entry:
     resource_type: str | None = None
     assigned_id: str | None = None
     existing: StoredVersion | None = None  # for a POST whose ifNoneExist matched
+    fresh: bool = False  # a PUT given a new server id: nothing to read before writing it
     response: bytes = b""
     result_issues: list[Issue] = field(default_factory=list)
 
@@ -267,11 +270,62 @@ def _check_unique_full_urls(entries: list[_Entry]) -> None:
             seen[entry.full_url] = entry.index
 
 
+def _identifier_matches(
+    hub: Hub, uow: UnitOfWork, entries: list[_Entry]
+) -> dict[int, list[identifiers.Match]]:
+    """Entry index -> matches, for every conditional entry keyed by one identifier, answered
+    together by one index lookup (:mod:`fhirhub.fhir_store.search.identifiers`); the other
+    conditional entries are matched one by one by the general search."""
+    visibility = current_access().visibility("r")
+    wanted: dict[int, identifiers.IdentifierKey] = {}
+    for entry in entries:
+        rtype = entry.url.resource_type or ""
+        if entry.method == "POST" and entry.request.get("ifNoneExist"):
+            criteria = str(entry.request["ifNoneExist"])
+        elif entry.method == "PUT" and entry.url.conditional:
+            criteria = entry.url.query or ""
+        else:
+            continue
+        definition = hub.store.registry.get(rtype, "identifier")
+        if definition is None or definition.type != "token":
+            continue
+        if not identifiers.answers(visibility, rtype):
+            continue
+        plain = identifiers.plain_identifier(criteria)
+        if plain is None:
+            try:
+                plain = identifiers.identifier_of(parse_query(criteria))
+            except FhirError:
+                continue  # the general path reports the malformed criteria for this entry
+        if plain is not None:
+            wanted[entry.index] = identifiers.IdentifierKey(rtype, plain[0], plain[1])
+    if not wanted:
+        return {}
+    uow.flush()
+    found = identifiers.lookup(uow.conn, list(wanted.values()), visibility)
+    return {index: found[key] for index, key in wanted.items()}
+
+
+def _matched(
+    hub: Hub,
+    uow: UnitOfWork,
+    entry: _Entry,
+    prefetched: dict[int, list[identifiers.Match]],
+    rtype: str,
+    criteria: str,
+) -> list[str]:
+    found = prefetched.get(entry.index)
+    if found is None:
+        return match_ids(hub, uow, rtype, criteria)
+    return [match.resource_id for match in found]
+
+
 def _assign_identities(
     hub: Hub, uow: UnitOfWork, entries: list[_Entry], base_url: str
 ) -> dict[str, str]:
     """fullUrl -> ``Type/id`` for every entry that creates or updates a resource."""
     mapping: dict[str, str] = {}
+    prefetched = _identifier_matches(hub, uow, entries)
     for entry in entries:
         try:
             if entry.method == "POST":
@@ -279,7 +333,7 @@ def _assign_identities(
                 write_interactions.require_type(rtype)
                 condition = entry.request.get("ifNoneExist")
                 if condition:
-                    matches = match_ids(hub, uow, rtype, condition)
+                    matches = _matched(hub, uow, entry, prefetched, rtype, condition)
                     if len(matches) > 1:
                         raise FhirError(
                             412,
@@ -287,14 +341,15 @@ def _assign_identities(
                             code="multiple-matches",
                         )
                     if matches:
-                        entry.existing = uow.current(rtype, matches[0])
+                        entry.existing = _existing(uow, entry, prefetched, rtype, matches[0])
                         entry.assigned_id = matches[0]
                 entry.assigned_id = entry.assigned_id or write_interactions.new_id()
             elif entry.method == "PUT":
                 rtype = entry.url.resource_type or ""
                 write_interactions.require_type(rtype)
                 if entry.url.conditional:
-                    matches = match_ids(hub, uow, rtype, entry.url.query or "")
+                    query = entry.url.query or ""
+                    matches = _matched(hub, uow, entry, prefetched, rtype, query)
                     if len(matches) > 1:
                         raise FhirError(
                             412,
@@ -302,9 +357,13 @@ def _assign_identities(
                             code="multiple-matches",
                         )
                     body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
-                    entry.assigned_id = (
-                        matches[0] if matches else body_id or write_interactions.new_id()
-                    )
+                    if matches:
+                        entry.assigned_id = matches[0]
+                    elif body_id:
+                        entry.assigned_id = body_id
+                    else:
+                        entry.assigned_id = write_interactions.new_id()
+                        entry.fresh = True
                 else:
                     entry.assigned_id = entry.url.resource_id
             else:
@@ -316,6 +375,30 @@ def _assign_identities(
         if entry.full_url:
             mapping[entry.full_url] = target
     return mapping
+
+
+def _existing(
+    uow: UnitOfWork,
+    entry: _Entry,
+    prefetched: dict[int, list[identifiers.Match]],
+    rtype: str,
+    resource_id: str,
+) -> StoredVersion | None:
+    """The version a matched conditional create answers with: from the identifier lookup
+    when it found it (the response names version and time; content is read only for
+    ``return=representation``, see :func:`_entry_response`), else read."""
+    for match in prefetched.get(entry.index, ()):
+        if match.resource_id == resource_id:
+            return StoredVersion(
+                rtype,
+                resource_id,
+                match.version_id,
+                match.last_updated,
+                False,
+                None,
+                tenant=match.tenant,
+            )
+    return uow.current(rtype, resource_id)
 
 
 def _rewrite(
@@ -410,7 +493,10 @@ def _run_write(
             return
         if entry.method == "POST":
             if entry.existing is not None:
-                entry.response = _entry_response(entry.existing, 200, base_url, return_pref)
+                existing = entry.existing
+                if return_pref == "representation" and existing.content is None:
+                    existing = uow.current(rtype, existing.resource_id) or existing
+                entry.response = _entry_response(existing, 200, base_url, return_pref)
                 return
             resource = entry.resource
             version = write_interactions.store_resource(
@@ -435,7 +521,11 @@ def _run_write(
                 raise invalid(
                     f"Resource id {resource.get('id')!r} does not match the url {entry.raw_url!r}"
                 )
-            current = uow.current(rtype, entry.assigned_id or "", for_update=True)
+            current = (
+                None
+                if entry.fresh
+                else uow.current(rtype, entry.assigned_id or "", for_update=True)
+            )
             write_interactions.check_if_match(current, entry.request.get("ifMatch"))
             version = write_interactions.store_resource(
                 hub,

@@ -14,11 +14,11 @@ from typing import Any
 
 from fhirhub.fhir_store.driver import fetch_all
 from fhirhub.fhir_store.errors import FhirError, Issue
-from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.schema import resource_current, resource_version
 from fhirhub.fhir_store.store import UnitOfWork
 
 RELATIVE_REFERENCE = re.compile(
-    r"^(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})(/_history/[A-Za-z0-9\-\.]{1,64})?$"
+    r"^(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})(/_history/(?P<version>[A-Za-z0-9\-\.]{1,64}))?$"
 )
 _CHECK_CHUNK = 200
 _CONTAINERS = (dict, list)
@@ -103,12 +103,21 @@ def check_references(
 
     tenant = current_access().tenant
     wanted: dict[tuple[str, str], str] = {}
+    versioned: dict[tuple[str, str, int], str] = {}
     for resource_type, resource in resources:
         for path, reference in iter_references(resource):
             match = RELATIVE_REFERENCE.match(local_reference(reference, base_url))
             if match is None:
                 continue
             key = (match["type"], match["id"])
+            if match["version"] is not None:
+                # A version-specific reference (a Provenance's target) names a log entry,
+                # which may be a deletion: it must exist, not be live.
+                if not match["version"].isdigit():
+                    versioned[(key[0], key[1], 0)] = f"{resource_type}.{path}"
+                else:
+                    versioned[(key[0], key[1], int(match["version"]))] = f"{resource_type}.{path}"
+                continue
             if key in wanted:
                 continue
             pending = uow._pending.get(key)
@@ -117,6 +126,7 @@ def check_references(
                     wanted[key] = f"{resource_type}.{path}"
                 continue
             wanted[key] = f"{resource_type}.{path}"
+    _check_versions(uow, versioned, tenant)
     if not wanted:
         return
     keys = list(wanted)
@@ -143,5 +153,46 @@ def check_references(
                     (wanted[(t, i)],),
                 )
                 for t, i in missing
+            ],
+        )
+
+
+def _check_versions(
+    uow: UnitOfWork, versioned: dict[tuple[str, str, int], str], tenant: str | None
+) -> None:
+    """Raise 422 for version-specific references to versions the log does not hold (those
+    written by this unit of work count as present)."""
+    if not versioned:
+        return
+    from fhirhub.fhir_store.tenancy import SHARED_TYPES
+
+    written = {(v.resource_type, v.resource_id, v.version_id) for v in uow.committed}
+    written.update(
+        (w.version.resource_type, w.version.resource_id, w.version.version_id)
+        for w in uow._pending.values()
+    )
+    missing = []
+    for key in versioned:
+        if key in written:
+            continue
+        row = fetch_all(
+            uow.conn,
+            f"SELECT tenant FROM {resource_version.name} WHERE resource_type = ? "
+            "AND resource_id = ? AND version_id = ?",
+            key,
+        )
+        if not row or not (tenant is None or row[0][0] == tenant or key[0] in SHARED_TYPES):
+            missing.append(key)
+    if missing:
+        raise FhirError(
+            422,
+            issues=[
+                Issue(
+                    "error",
+                    "not-found",
+                    f"Reference {t}/{i}/_history/{v} does not resolve to a stored version",
+                    (versioned[(t, i, v)],),
+                )
+                for t, i, v in missing
             ],
         )

@@ -407,28 +407,30 @@ def _included(
 # Search
 
 
-def search(
+@dataclass
+class _Plan:
+    """A parsed search: its result parameters and the SQL conditions of its filters."""
+
+    request: _Request
+    owner: Owner
+    conditions: list[ColumnElement[bool]]
+    kept_filters: list[tuple[str, str]]
+    now_text: str
+
+
+def _plan(
     conn: Connection,
     registry: SearchParameterRegistry,
     resource_type: str | None,
-    params: list[tuple[str, str]],
+    params: Sequence[tuple[str, str]],
     *,
     base_url: str,
-    compartment: tuple[str, str] | None = None,
-    strict: bool = False,
-    default_count: int = 20,
-    max_count: int = 1000,
-    visibility: Visibility | None = None,
-) -> bytes:
-    """Run a search and return the JSON bytes of its ``searchset`` Bundle.
-
-    ``resource_type`` None is a system-level search (restricted by ``_type`` when given);
-    ``compartment`` (``("Patient", "123")``) restricts to that compartment. ``params`` are the
-    decoded query parameters in request order. Raises ``FhirError`` (400) as described in the
-    module docstring. ``visibility`` restricts matches, totals and included resources to what
-    the caller may see.
-    """
-    base_url = base_url.rstrip("/")
+    compartment: tuple[str, str] | None,
+    strict: bool,
+    default_count: int,
+    max_count: int,
+    visibility: Visibility | None,
+) -> _Plan:
     known = frozenset(registry.resource_types())
     if resource_type is not None and resource_type not in known:
         raise FhirError(404, f"Unknown resource type {resource_type!r}", code="not-supported")
@@ -459,6 +461,120 @@ def search(
             _unknown(request, strict, name, unknown.reason)
             continue
         kept_filters.append((name, value))
+    return _Plan(request, owner, conditions, kept_filters, now_text)
+
+
+def matching_ids(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    limit: int,
+    visibility: Visibility | None = None,
+) -> list[str]:
+    """Ids of the first ``limit`` resources matching ``params`` (strictly parsed: an unknown
+    parameter is a 400, never a silent match-everything), in id order, without reading or
+    serialising any content: what conditional create, update and delete need."""
+    plan = _plan(
+        conn,
+        registry,
+        resource_type,
+        params,
+        base_url="",
+        compartment=None,
+        strict=True,
+        default_count=limit,
+        max_count=limit,
+        visibility=visibility,
+    )
+    query = select(rc.c.resource_id).where(*plan.conditions).order_by(rc.c.resource_id).limit(limit)
+    return [row[0] for row in conn.execute(query)]
+
+
+def search_rows(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    default_count: int = 20,
+    max_count: int = 1000,
+    visibility: Visibility | None = None,
+) -> list[bytes]:
+    """The stored content of the first page of matches (``_count``, ``_offset`` and
+    ``_sort`` apply; ``_include`` and totals do not): the in-process search of plugins,
+    which want resources rather than a searchset Bundle."""
+    plan = _plan(
+        conn,
+        registry,
+        resource_type,
+        params,
+        base_url="",
+        compartment=None,
+        strict=False,
+        default_count=default_count,
+        max_count=max_count,
+        visibility=visibility,
+    )
+    order = _sort_keys(registry, plan.owner, plan.request.sort)
+    query = (
+        select(rc.c.content)
+        .where(*plan.conditions)
+        .order_by(*order)
+        .limit(plan.request.count)
+        .offset(plan.request.offset)
+    )
+    out: list[bytes] = []
+    for (content,) in conn.execute(query):
+        plain = opened(conn, content)
+        if plain is not None:
+            out.append(plain)
+    return out
+
+
+def search(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    resource_type: str | None,
+    params: list[tuple[str, str]],
+    *,
+    base_url: str,
+    compartment: tuple[str, str] | None = None,
+    strict: bool = False,
+    default_count: int = 20,
+    max_count: int = 1000,
+    visibility: Visibility | None = None,
+) -> bytes:
+    """Run a search and return the JSON bytes of its ``searchset`` Bundle.
+
+    ``resource_type`` None is a system-level search (restricted by ``_type`` when given);
+    ``compartment`` (``("Patient", "123")``) restricts to that compartment. ``params`` are the
+    decoded query parameters in request order. Raises ``FhirError`` (400) as described in the
+    module docstring. ``visibility`` restricts matches, totals and included resources to what
+    the caller may see.
+    """
+    base_url = base_url.rstrip("/")
+    known = frozenset(registry.resource_types())
+    plan = _plan(
+        conn,
+        registry,
+        resource_type,
+        params,
+        base_url=base_url,
+        compartment=compartment,
+        strict=strict,
+        default_count=default_count,
+        max_count=max_count,
+        visibility=visibility,
+    )
+    request, owner, conditions, kept_filters, now_text = (
+        plan.request,
+        plan.owner,
+        plan.conditions,
+        plan.kept_filters,
+        plan.now_text,
+    )
     subsetter = Subsetter(request.summary, request.elements)
     includes = _parse_includes(registry, known, request.includes)
     order = _sort_keys(registry, owner, request.sort)

@@ -5,7 +5,8 @@
   system (:mod:`.writer`), so auditing costs the request path one deque append. Each event
   carries its caller's tenant label, so an organisation's admin searching
   ``AuditEvent?agent=...&date=...&entity=...`` sees its own tenant's events only.
-* Writes by a user or client get a ``Provenance`` in the same transaction (:mod:`.provenance`).
+* Writes by a user or client get a ``Provenance`` in the same transaction, written through the
+  normal write path from the ``before_commit`` hook (:mod:`.provenance`).
 
 ``GET /healthz`` reports ``audit`` failing while the store refuses AuditEvents.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from fhirhub.plugins.audit.provenance import add_provenance
 from fhirhub.plugins.audit.writer import AuditWriter
-from fhirhub.sdk import Hub, WriteContext, hookimpl
+from fhirhub.sdk import Hub, HubLocal, Transaction, hookimpl
 
 __version__ = "1.0.0"
 PLUGIN_NAME = "audit"
@@ -26,33 +27,31 @@ MANIFEST = {
     "scopes": ["system/AuditEvent.c", "system/Provenance.c"],
 }
 
-_KEY = "audit_writer"
+_WRITER: HubLocal[AuditWriter] = HubLocal("audit.writer")
 _lock = threading.Lock()
 
 
 def audit_writer(hub: Hub) -> AuditWriter:
     """This hub's writer, started on first use (requests may arrive before ``startup`` when an
     app is served without its lifespan)."""
-    writer: AuditWriter | None = hub.extra.get(_KEY)
+    writer = _WRITER.get(hub)
     if writer is not None and writer.alive:
         return writer
     with _lock:
-        writer = hub.extra.get(_KEY)
+        writer = _WRITER.get(hub)
         if writer is None or not writer.alive:
-            writer = AuditWriter(hub)
-            hub.extra[_KEY] = writer
+            writer = _WRITER.set(hub, AuditWriter(hub))
         return writer
 
 
 @hookimpl
 def startup(hub: Hub) -> None:
-    hub.store.add_before_commit(add_provenance)
     audit_writer(hub)
 
 
 @hookimpl
 def shutdown(hub: Hub) -> None:
-    writer: AuditWriter | None = hub.extra.pop(_KEY, None)
+    writer = _WRITER.pop(hub)
     if writer is not None:
         writer.stop()
 
@@ -63,15 +62,14 @@ def request_completed(record: dict[str, Any], hub: Hub) -> None:
 
 
 @hookimpl
-def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
-    # Hubs used without the app (in-process SDK calls) never run ``startup``.
-    context.hub.store.add_before_commit(add_provenance)
+def before_commit(transaction: Transaction) -> None:
+    add_provenance(transaction)
 
 
 @hookimpl
 def health_checks(hub: Hub) -> list[tuple[str, Any]]:
     def stored() -> bool:
-        writer: AuditWriter | None = hub.extra.get(_KEY)
+        writer = _WRITER.get(hub)
         return writer is None or writer.last_error is None
 
     return [("audit", stored)]

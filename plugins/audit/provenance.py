@@ -1,10 +1,12 @@
 """A ``Provenance`` for every write by a user or client, in the same transaction
 (http://hl7.org/fhir/R4/provenance.html).
 
-Where: a before-commit callback of the store (``FhirStore.add_before_commit``), which sees every
-unit of work that is about to commit, whatever wrote it: a REST create, update, patch or
-delete, a transaction or batch entry, a plugin route calling the SDK. ``resource_before_write``
-alone would miss deletions (they write a tombstone without a resource to hook).
+Where: the ``before_commit`` hook, which sees every unit of work that is about to commit,
+whatever wrote it: a REST create, update, patch or delete, a transaction or batch entry, a
+plugin route calling the SDK. ``resource_before_write`` alone would miss deletions (they write
+a tombstone without a resource to hook). The Provenance is written through the transaction
+like any resource (validated, hooked, its targets reference-checked), as the system: the
+audit trail is append-only for everyone else.
 
 What: ``target`` is every version the unit wrote (``Type/id/_history/n``, tombstones
 included), ``recorded`` the commit time, the agent the caller (its FHIR user when known, on
@@ -17,14 +19,21 @@ here: the HL7 adapter records its own Provenance naming the source message.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
-from fhirhub.core.access import SYSTEM, Access, current_access
-from fhirhub.fhir_store.store import UnitOfWork
-from fhirhub.fhir_store.tenancy import with_tenant
-from fhirhub.fhir_store.versions import StoredVersion, format_instant
 from fhirhub.plugins.audit.events import APPLICATION, CLIENT_SYSTEM, text, who
+from fhirhub.sdk import (
+    SYSTEM,
+    Access,
+    StoredVersion,
+    Transaction,
+    acting_as,
+    current_access,
+    format_instant,
+    with_tenant,
+)
 
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
@@ -38,18 +47,20 @@ def activity_of(version: StoredVersion) -> str:
     return "CREATE" if version.version_id == 1 else "UPDATE"
 
 
-def add_provenance(uow: UnitOfWork) -> None:
-    """The before-commit callback: add the Provenance(s) for what ``uow`` wrote."""
+def add_provenance(transaction: Transaction) -> None:
+    """The ``before_commit`` hook: add the Provenance(s) for what ``transaction`` wrote."""
     access = current_access()
     if access is SYSTEM or access.subject == "system":
         return
-    uow.flush()  # every version of the unit is now in ``committed``, with its number
     by_activity: dict[str, list[StoredVersion]] = {}
-    for version in uow.committed:
+    for version in transaction.written:  # flushed: every version carries its number
         by_activity.setdefault(activity_of(version), []).append(version)
-    for activity, versions in by_activity.items():
-        provenance = provenance_for(access, activity, versions, uow.store.clock.now())
-        uow.put("Provenance", provenance["id"], provenance, method="POST", previous=None)
+    if not by_activity:
+        return
+    now = time.time_ns() // 1000
+    with acting_as(SYSTEM):
+        for activity, versions in by_activity.items():
+            transaction.create(provenance_for(access, activity, versions, now))
 
 
 def provenance_for(

@@ -20,24 +20,24 @@ from typing import Any
 from fhirhub.fhir_store.chain import Report, verify_chain
 from fhirhub.plugins.integrity.keys import load_signing_key, sign_interval, trusted_keys
 from fhirhub.plugins.integrity.signer import HeadSigner
-from fhirhub.sdk import Hub, Operation, OperationCall, current_access, hookimpl
+from fhirhub.sdk import Hub, HubLocal, Operation, OperationCall, current_access, hookimpl
 
 __version__ = "1.0.0"
 PLUGIN_NAME = "integrity"
 MANIFEST: dict[str, list[str]] = {"resource_types": [], "scopes": []}
 
-_SIGNER = "integrity.signer"
+_SIGNER: HubLocal[HeadSigner] = HubLocal("integrity.signer")
 
 
 def _signer(hub: Hub) -> HeadSigner:
     """The hub's signer (made on first use, so operations work without the lifespan too)."""
-    signer = hub.extra.get(_SIGNER)
-    if signer is None:
+
+    def create() -> HeadSigner:
         key = load_signing_key(hub.settings)
         assert key is not None
-        signer = HeadSigner(hub.store.engine, key, sign_interval(hub.settings))
-        hub.extra[_SIGNER] = signer
-    return signer
+        return HeadSigner(hub, key, sign_interval(hub.settings))
+
+    return _SIGNER.setdefault(hub, create)
 
 
 @hookimpl
@@ -47,7 +47,7 @@ def startup(hub: Hub) -> None:
 
 @hookimpl
 def shutdown(hub: Hub) -> None:
-    signer = hub.extra.pop(_SIGNER, None)
+    signer = _SIGNER.pop(hub)
     if signer is not None:
         signer.stop()
 

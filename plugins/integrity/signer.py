@@ -12,16 +12,15 @@ import logging
 import threading
 
 from nacl.signing import SigningKey
-from sqlalchemy import Engine
 
-from fhirhub.fhir_store.chain import SignedHead, sign_head
+from fhirhub.sdk import Hub, SignedHead, sign_log_head
 
 log = logging.getLogger("fhirhub.integrity")
 
 
 class HeadSigner:
-    def __init__(self, engine: Engine, key: SigningKey, interval: float) -> None:
-        self.engine = engine
+    def __init__(self, hub: Hub, key: SigningKey, interval: float) -> None:
+        self.hub = hub
         self.key = key
         self.interval = interval
         self._stop = threading.Event()
@@ -34,7 +33,7 @@ class HeadSigner:
         self._thread.start()
 
     def sign_now(self, *, force: bool = False) -> SignedHead | None:
-        return sign_head(self.engine, self.key, force=force)
+        return sign_log_head(self.hub, self.key, force=force)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -14,13 +14,10 @@ from joserfc.jwk import ECKey
 from fhirhub.plugins.security.config import SecurityConfig
 from fhirhub.plugins.security.keys import load_or_create_key
 from fhirhub.plugins.security.tables import ensure_tables
+from fhirhub.sdk import Hub, HubLocal
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-    from fhirhub.core.hub import Hub
-
-STATE_KEY = "security"
 
 
 @dataclass
@@ -56,18 +53,21 @@ class Security:
 
 def security(hub: Hub) -> Security:
     """The plugin's state for ``hub`` (created, with its tables, on first use)."""
-    state: Security | None = hub.extra.get(STATE_KEY)
-    if state is None:
+
+    def create() -> Security:
         from fhirhub.sdk import plugin_settings
 
         ensure_tables(hub.store.engine)
-        state = Security(
+        return Security(
             hub=hub,
             config=SecurityConfig.load(plugin_settings(hub, "security")),
             key=load_or_create_key(hub.settings.data_dir),
         )
-        hub.extra[STATE_KEY] = state
-    return state
+
+    return _STATE.setdefault(hub, create)
+
+
+_STATE: HubLocal[Security] = HubLocal("security")
 
 
 def now() -> int:

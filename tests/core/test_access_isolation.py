@@ -22,6 +22,7 @@ from fhirhub.core.hub import Hub, build_hub
 from fhirhub.fhir_store.tenancy import TENANT_SYSTEM
 from tests.conftest import make_settings
 from tests.core.fhir_samples import observation, patient
+from tests.tenants import add_tenants
 
 CALLERS: dict[str, Access] = {
     "clinician-a": Access(
@@ -69,6 +70,7 @@ class HeaderAuthenticator:
 def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
     settings = make_settings(database_url, tmp_path, auth="on", hl7_port="off", dicom_port="off")
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
+    add_tenants(hub, "org-a", "org-b")
     yield hub
     hub.close()
 

@@ -8,15 +8,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhirhub.core.hub import Hub
 from fhirhub.fhir_store.driver import fetch_all, fetch_first, run_many, savepoint, sqlite_driver
-from fhirhub.fhir_store.schema import outbox
+from fhirhub.fhir_store.schema import dispatch_cursor
 
-ROW = "INSERT INTO outbox (seq, resource_type, resource_id, version_id) VALUES (?, ?, ?, ?)"
-COUNT = f"SELECT count(*) FROM {outbox.name} WHERE seq >= ?"
+# A scratch use of a small store table: cursors named "test-...", keyed by name.
+ROW = f"INSERT INTO {dispatch_cursor.name} (consumer, last_seq) VALUES (?, ?)"
+COUNT = f"SELECT count(*) FROM {dispatch_cursor.name} WHERE last_seq >= ?"
 
 
 def test_statements_join_the_callers_transaction(hub: Hub) -> None:
     with pytest.raises(RuntimeError), hub.store.unit_of_work() as uow:
-        run_many(uow.conn, ROW, [(9_000_001, "Patient", "a", 1), (9_000_002, "Patient", "b", 1)])
+        run_many(uow.conn, ROW, [("test-a", 9_000_001), ("test-b", 9_000_002)])
         assert fetch_first(uow.conn, COUNT, (9_000_000,)) == (2,)
         raise RuntimeError("roll back")
     with hub.store.read() as conn:
@@ -31,14 +32,18 @@ def test_named_parameters(hub: Hub) -> None:
 
 def test_a_savepoint_rolls_back_only_its_block(hub: Hub) -> None:
     with hub.store.unit_of_work() as uow:
-        run_many(uow.conn, ROW, [(9_000_011, "Patient", "kept", 1)])
+        run_many(uow.conn, ROW, [("test-kept", 9_000_011)])
         with pytest.raises(IntegrityError), savepoint(uow.conn):
-            run_many(uow.conn, ROW, [(9_000_012, "Patient", "gone", 1)])
-            run_many(uow.conn, ROW, [(9_000_011, "Patient", "duplicate seq", 1)])
+            run_many(uow.conn, ROW, [("test-gone", 9_000_012)])
+            run_many(uow.conn, ROW, [("test-kept", 9_000_014)])  # duplicate name
         with savepoint(uow.conn):
-            run_many(uow.conn, ROW, [(9_000_013, "Patient", "released", 1)])
+            run_many(uow.conn, ROW, [("test-released", 9_000_013)])
     with hub.store.read() as conn:
-        rows = fetch_all(conn, f"SELECT seq FROM {outbox.name} WHERE seq > ? ORDER BY seq", (9e6,))
+        rows = fetch_all(
+            conn,
+            f"SELECT last_seq FROM {dispatch_cursor.name} WHERE last_seq > ? ORDER BY last_seq",
+            (9e6,),
+        )
     assert rows == [(9_000_011,), (9_000_013,)]
 
 

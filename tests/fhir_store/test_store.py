@@ -1,4 +1,4 @@
-"""The store's unit of work: immutable versions, projections, outbox, replay."""
+"""The store's unit of work: immutable versions, projections, replay."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from fhirhub.fhir_store.database import make_engine
 from fhirhub.fhir_store.replay import replay
-from fhirhub.fhir_store.schema import outbox, resource_current, resource_version
+from fhirhub.fhir_store.schema import resource_current, resource_version
 from fhirhub.fhir_store.search.index_tables import INDEX_TABLES
 from fhirhub.fhir_store.search.query import search
 from fhirhub.fhir_store.store import FhirStore, read_current, read_history
@@ -35,12 +35,10 @@ def test_every_write_appends_an_immutable_version(store: FhirStore) -> None:
     with store.read() as conn:
         versions, total = read_history(conn, "Patient", "p1")
         current = read_current(conn, "Patient", "p1")
-        outbox_rows = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
     assert total == 3 and [v.version_id for v in versions] == [3, 2, 1]
     assert versions[2].seq < versions[1].seq < versions[0].seq  # the global sequence
     assert orjson.loads(versions[2].content or b"")["name"][0]["family"] == "One"
     assert current is not None and current.deleted and current.version_id == 3
-    assert outbox_rows == 3
 
 
 def test_meta_is_stamped_and_element_order_kept(store: FhirStore) -> None:

@@ -15,29 +15,57 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 def test_sdk_exports_exactly_this() -> None:
     assert sorted(fhirhub.sdk.__all__) == [
         "Access",
+        "ChainReport",
+        "Consumer",
         "FhirError",
         "Hub",
+        "HubLocal",
         "Issue",
         "Operation",
         "OperationCall",
+        "PluginDatabase",
+        "PluginSettings",
+        "RESOURCE_TYPES",
+        "SHARED_TYPES",
         "SYSTEM",
+        "Schedule",
         "Scope",
+        "SignedHead",
         "StoredVersion",
+        "TENANT_SYSTEM",
+        "Transaction",
         "WriteContext",
+        "WriteResult",
         "acting_as",
+        "call_hook",
+        "chain_key_id",
+        "command_hub",
         "conflict",
         "create",
         "current_access",
         "delete",
+        "forbidden",
+        "format_instant",
         "hookimpl",
         "invalid",
+        "match",
+        "new_id",
         "not_found",
         "not_supported",
         "parse_scopes",
         "plugin_settings",
+        "prepare_validation",
+        "process_bundle",
         "read",
         "search",
+        "sign_log_head",
+        "system_for",
+        "tenant_of",
+        "transaction",
         "update",
+        "validation_issues",
+        "verify_log",
+        "with_tenant",
     ]
     assert (Path(fhirhub.sdk.__file__).parent / "py.typed").exists()
 
@@ -53,10 +81,18 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 17
+    assert len(specs) == 21
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]
         assert re.search(rf"`{name}\({re.escape(parameters)}\)`", catalogue), (
             f"docs/plugins.md does not list `{name}({parameters})`"
+        )
+
+
+def test_every_sdk_name_is_documented_for_plugin_authors() -> None:
+    guide = DOCS.read_text()
+    for name in fhirhub.sdk.__all__:
+        assert re.search(rf"`{re.escape(name)}[`(\[ ]", guide), (
+            f"docs/plugins.md does not document fhirhub.sdk.{name}"
         )

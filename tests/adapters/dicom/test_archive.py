@@ -16,6 +16,7 @@ from sqlalchemy import text
 from fhirhub.adapters.dicom.archive import DicomArchive, archive_for
 from fhirhub.adapters.dicom.instance_index import index_values
 from fhirhub.adapters.dicom.mapping import headers_from_dataset
+from fhirhub.adapters.dicom.plugin import dicom_node
 from fhirhub.adapters.dicom.s3_store import S3Store
 from fhirhub.core.hub import Hub, build_hub
 from tests.adapters.dicom.conftest import NODE_AET, dicomdir_files, node_settings
@@ -133,7 +134,7 @@ def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path
 
     hub = build_hub(node_settings(sqlite_url, tmp_path))  # dicom_port "0": any free port
     with TestClient(create_app(hub=hub)) as client:
-        node = hub.extra["dicom.node"]
+        node = dicom_node(hub)
         assert node.running
         ae = AE(ae_title="ANYONE")
         ae.add_requested_context(Verification)
@@ -143,7 +144,7 @@ def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path
         health = client.get("/healthz").json()
         assert health["checks"]["dicom-listener"] == "ok"
         assert "pacs-retrieve" in client.get("/fhir/metadata").text
-    assert "dicom.node" not in hub.extra
+    assert dicom_node(hub) is None
     hub.store.engine.dispose()
 
 

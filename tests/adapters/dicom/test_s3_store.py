@@ -18,10 +18,11 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
-from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected
+from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, existing_archive
 from fhirhub.adapters.dicom.config import STORE_ENV, object_store_url
 from fhirhub.adapters.dicom.content_store import ContentStore, StoreUnavailable, open_content_store
 from fhirhub.adapters.dicom.file_store import FileStore
+from fhirhub.adapters.dicom.plugin import dicom_node
 from fhirhub.adapters.dicom.s3_store import S3Store
 from fhirhub.core.hub import build_hub
 from tests.adapters.dicom.conftest import (
@@ -343,9 +344,12 @@ def test_storescu_into_s3_then_wado_rs_and_c_get_return_the_same_bytes(
     hub = build_hub(settings)
     files = dicomdir_files()
     with TestClient(create_app(hub=hub)) as client:
-        archive: DicomArchive = hub.extra["dicom.archive"]
+        archive = existing_archive(hub)
+        assert archive is not None
         assert isinstance(archive.files, S3Store)
-        port = str(hub.extra["dicom.node"].server.server_address[1])
+        node = dicom_node(hub)
+        assert node is not None
+        port = str(node.server.server_address[1])
         sent = dcmtk(
             "storescu", "-aet", "STORESCU", "-aec", NODE_AET, "127.0.0.1", port, *map(str, files)
         )

@@ -13,7 +13,8 @@ from typing import Any
 
 from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.settings import Settings
-from fhirhub.sdk import Access, hookimpl, parse_scopes
+from fhirhub.sdk import SYSTEM, Access, acting_as, hookimpl, parse_scopes, transaction
+from tests.tenants import add_tenants
 
 
 class HeaderAuth:
@@ -44,7 +45,14 @@ def auth_hub(database_url: str, data_dir: Path, **settings: Any) -> Hub:
     values: dict[str, Any] = {"db": database_url, "data_dir": data_dir, "auth": "on"}
     values |= {"hl7_port": "off", "dicom_port": "off"}  # no listeners: tests run in parallel
     values.update(settings)
-    return build_hub(Settings(**values), extra_plugins=[HeaderAuth()])
+    hub = build_hub(Settings(**values), extra_plugins=[HeaderAuth()])
+    # What the callers of these tests name (their tenants, their FHIR users) exists, as a
+    # Provenance naming them must reference stored resources.
+    add_tenants(hub, "org-a", "org-b", "org-1")
+    with acting_as(SYSTEM), transaction(hub) as tx:
+        for practitioner in ("p-1", "p-7"):
+            tx.update({"resourceType": "Practitioner", "id": practitioner})
+    return hub
 
 
 def as_user(user: str = "alice", **headers: str) -> dict[str, str]:

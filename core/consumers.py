@@ -1,0 +1,61 @@
+"""Consumers of committed versions and scheduled jobs, as plugins declare them.
+
+A :class:`Consumer` is a named reader of the version log: the dispatcher gives it its own
+durable cursor (the ``dispatch_cursor`` table) and its own worker thread, so it sees every
+committed version in log order, at least once, and a slow or failing consumer delays nobody
+else. A plugin's ``resource_committed`` hook is a consumer named after the plugin; plugins that
+keep a projection (an index, a graph, a vector store) declare their own with
+``register_consumers`` to start from the beginning of the log and take versions in batches.
+
+A :class:`Schedule` is a function the hub runs every so many seconds (``register_schedules``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from fhirhub.fhir_store.versions import StoredVersion
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+
+#: Seconds a delivery may run before the consumer is reported stalled (``/healthz``).
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A named reader of the version log (see the module docstring).
+
+    ``handle`` receives a batch of versions in ``seq`` order; it must be idempotent (a crash
+    between handling and saving the cursor delivers the batch again). Raising retries the
+    same batch with exponential back-off; the cursor never skips a version.
+
+    ``start``: where a consumer seen for the first time begins: ``"head"`` (only what is
+    committed from now on) or ``"beginning"`` (the whole log: a projection's backfill).
+    ``reset``: called by ``fhirhub replay`` before the consumer is delivered the log again
+    from the beginning (drop the projection it keeps); None for consumers that keep nothing.
+    ``types``: only versions of these resource types are handed over (others still advance
+    the cursor); None for all.
+    """
+
+    name: str
+    handle: Callable[[Sequence[StoredVersion]], None]
+    start: Literal["head", "beginning"] = "head"
+    batch_size: int = 100
+    types: frozenset[str] | None = None
+    reset: Callable[[], None] | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job run every ``every_s`` seconds while the hub serves, on its own thread, in one
+    API process at a time; a run that raises is logged and retried at the next interval."""
+
+    name: str
+    every_s: float
+    run: Callable[[Hub], None]
+    timeout_s: float = DEFAULT_TIMEOUT_S

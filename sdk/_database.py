@@ -1,0 +1,42 @@
+"""Tables a plugin owns, in the hub's database.
+
+Most plugins need none: they store FHIR resources. A plugin that keeps state FHIR has no place
+for (login sessions, a DICOM file catalogue, a terminology's concept table, a graph index)
+declares its tables on its own SQLAlchemy ``MetaData`` and gets them created here. Name them
+after the plugin (``security_user``, ``dicom_instance``), since all plugins share one database.
+A table that derives from FHIR resources is a projection: keep it with a
+:class:`fhirhub.sdk.Consumer` that can ``reset`` and rebuild it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, MetaData
+
+from fhirhub.core.hub import Hub
+
+
+class PluginDatabase:
+    """The hub's database as seen by one plugin: its engine and a write transaction that
+    behaves the same on SQLite (one writer: ``BEGIN IMMEDIATE``) and PostgreSQL."""
+
+    def __init__(self, hub: Hub, metadata: MetaData | None = None) -> None:
+        self.engine: Engine = hub.store.engine
+        self.is_sqlite = hub.store.is_sqlite
+        if metadata is not None:
+            metadata.create_all(self.engine, checkfirst=True)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: commits on normal exit, rolls back on an exception."""
+        options = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (a consistent snapshot)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
