@@ -13,37 +13,13 @@ on RabbitMQ, so the API side can wait for a delivery (which keeps per-plugin ord
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from fhirhub.core.broker import make_celery
 
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
-
-DELIVERY_TIMEOUT_S = 120
-
-
-def _backend_for(broker: str) -> str:
-    return broker if broker.startswith("redis") else "rpc://"
-
-
-@cache
-def make_celery(broker: str, queue: str) -> Celery:
-    celery = Celery("fhirhub", broker=broker, backend=_backend_for(broker))
-    celery.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_default_queue=queue,
-        task_acks_late=True,  # a worker that dies mid-task leaves it for another: at least once
-        worker_prefetch_multiplier=1,
-        broker_connection_retry_on_startup=True,
-    )
-    celery.task(name="fhirhub.deliver")(_deliver)
-    celery.task(name="fhirhub.run_task")(_run_task)
-    return celery
 
 
 @cache
@@ -80,20 +56,9 @@ def _run_task(name: str, args: list[Any]) -> Any:
     return hub.tasks.tasks[name](*args)
 
 
-def broker_delivery(hub: Hub) -> Callable[[str, int], None] | None:
-    """A function delivering (consumer, seq) through Celery, or None without a broker."""
-    if not hub.settings.broker:
-        return None
-    celery = make_celery(hub.settings.broker, hub.settings.broker_queue)
-
-    def deliver(consumer: str, seq: int) -> None:
-        result = celery.send_task("fhirhub.deliver", args=[consumer, seq])
-        result.get(timeout=DELIVERY_TIMEOUT_S)
-
-    return deliver
-
-
 #: The app the ``celery -A fhirhub.core.celery_app worker`` command line finds.
 app = make_celery(
     os.environ.get("FHIRHUB_BROKER", "memory://"), os.environ.get("FHIRHUB_BROKER_QUEUE", "fhirhub")
 )
+app.task(name="fhirhub.deliver")(_deliver)
+app.task(name="fhirhub.run_task")(_run_task)

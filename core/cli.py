@@ -148,13 +148,21 @@ def load(
 
 @app.command()
 def replay(db: DbOption = None) -> None:
-    """Rebuild current state and search indexes from the version log."""
+    """Rebuild current state, search indexes and the plugins' projections from the version
+    log (projection consumers are reset and re-fed from the log by the next ``serve``)."""
+    from fhirhub.core.dispatcher import reset_consumers
     from fhirhub.core.hub import build_hub
     from fhirhub.fhir_store.replay import replay as run_replay
 
-    hub = build_hub(_settings(db))
-    count = run_replay(hub.store)
+    hub = build_hub(_settings(db, hl7_port="off", dicom_port="off"))
+    try:
+        count = run_replay(hub.store)
+        projections = reset_consumers(hub)
+    finally:
+        hub.close()
     typer.echo(f"Replayed the version log: {count} current resources re-indexed")
+    if projections:
+        typer.echo(f"Projections reset, rebuilt from the log when the hub serves: {projections}")
 
 
 @app.command()

@@ -22,7 +22,7 @@ reads the version log from there. The writer only wakes the threads (the core's
 * Several processes (PostgreSQL, several API workers): each consumer and schedule is served by
   whichever process holds its session advisory lock, so nothing is delivered twice at once.
 * With ``FHIRHUB_BROKER`` set, a ``resource_committed`` delivery runs as a Celery task on a
-  worker (:mod:`fhirhub.core.celery_app`); the consumer's thread waits for it, which keeps
+  worker (:mod:`fhirhub.core.broker`, :mod:`fhirhub.core.celery_app`); the consumer's thread waits for it, which keeps
   per-plugin order.
 """
 
@@ -372,7 +372,7 @@ def reset_consumers(hub: Hub) -> list[str]:
 def collect_consumers(hub: Hub) -> dict[str, Consumer]:
     """Every consumer of this hub: one per ``resource_committed`` implementation (named after
     its plugin) and those of ``register_consumers``; a duplicate name is an error."""
-    from fhirhub.core.celery_app import broker_delivery
+    from fhirhub.core.broker import broker_delivery
     from fhirhub.core.plugins import call_hook
 
     remote = broker_delivery(hub)

@@ -18,7 +18,8 @@ import pluggy
 if TYPE_CHECKING:
     from fhirhub.core.access import Access
     from fhirhub.core.consumers import Consumer
-    from fhirhub.core.hub import Hub, WriteContext
+    from fhirhub.core.hub import Hub
+    from fhirhub.core.interactions.write import WriteContext
     from fhirhub.core.operations import Operation
     from fhirhub.core.schedules import Schedule
     from fhirhub.core.transaction import Transaction
@@ -131,7 +132,8 @@ def request_completed(record: dict[str, Any], hub: Hub) -> None:
     """Called after every HTTP request that was authenticated or refused, once the response
     status is known, on the event loop (keep it quick: queue work, do not write here).
 
-    :param record: ``{"access": Access | None, "method", "path", "query", "status", "remote",
+    :param record: ``{"access": Access | None, "method", "path", "query" (secret parameter
+        values such as tokens and codes already redacted), "status", "remote",
         "interaction", "resource_type", "resource_id", "location", "started", "duration_ms"}``
         (``location``: the response's Location header, which names what a create made) where
         ``interaction`` is the FHIR interaction (``read``, ``vread``, ``search-type``,

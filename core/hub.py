@@ -33,18 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fhirhub")
 
 
-@dataclass
-class WriteContext:
-    """Passed to ``resource_before_write``: which interaction is writing what, and where."""
-
-    hub: Hub
-    interaction: str  # create | update | patch | transaction-entry
-    resource_type: str
-    resource_id: str
-    unit_of_work: UnitOfWork
-    previous: Any = None  # the StoredVersion being replaced, if any
-
-
 @dataclass(eq=False)
 class Hub:
     settings: Settings

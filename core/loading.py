@@ -15,6 +15,7 @@ import orjson
 
 from fhirhub.core.interactions import write as writes
 from fhirhub.core.interactions.bundle import process_bundle
+from fhirhub.core.interactions.checks import require_id
 from fhirhub.core.interactions.references import check_references
 from fhirhub.fhir_store.errors import FhirError, invalid
 from fhirhub.fhir_store.validation import validate_many
@@ -58,7 +59,7 @@ def put_resources(hub: Hub, resources: Sequence[Any]) -> int:
         for resource in resources:
             rtype = resource["resourceType"]
             rid = resource.get("id") or writes.new_id()
-            writes.require_id(rid)
+            require_id(rid)
             previous = uow.current(rtype, rid)
             writes.store_resource(
                 hub,

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-dispatch", "fhirhub.core.dispatcher"),
     ("core-operations", "fhirhub.core.builtin_operations"),
     ("core-search-parameters", "fhirhub.core.search_parameters"),
+    ("core-ui", "fhirhub.ui_shell.plugin"),
     ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),

@@ -89,10 +89,14 @@ def _register(hub: Any, version: StoredVersion) -> None:
 def register_tasks(hub: Any) -> dict[str, Any]:
     def reindex(resource_id: str) -> int:
         """Register the stored SearchParameter ``resource_id`` and index its base types."""
-        from fhirhub.sdk import FhirError, read
+        from fhirhub.core.interactions.read import read as read_version
+        from fhirhub.fhir_store.errors import FhirError
 
         try:
-            stored = read(hub, "SearchParameter", resource_id)
+            with hub.store.read() as conn:
+                stored = orjson.loads(
+                    read_version(conn, "SearchParameter", resource_id).content or b"{}"
+                )
         except FhirError as exc:
             if exc.status in (404, 410):  # deleted since: nothing to index (not an error)
                 return 0

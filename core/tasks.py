@@ -42,7 +42,7 @@ class TaskRunner:
         if name not in self.tasks:
             raise KeyError(f"No task named {name!r} is registered")
         if self.hub.settings.broker:
-            from fhirhub.core.celery_app import make_celery
+            from fhirhub.core.broker import make_celery
 
             celery = make_celery(self.hub.settings.broker, self.hub.settings.broker_queue)
             return TaskHandle(

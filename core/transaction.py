@@ -35,10 +35,23 @@ class Transaction:
     """One unit of work (see the module docstring). Obtain one with
     :func:`fhirhub.sdk.transaction`; hooks receive one in ``before_commit``."""
 
-    def __init__(self, hub: Hub, unit: UnitOfWork, *, parent: Transaction | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        unit: UnitOfWork,
+        *,
+        parent: Transaction | None = None,
+        read_only: bool = False,
+    ) -> None:
         self.hub = hub
         self._unit = unit
         self._parent = parent
+        self.read_only = read_only
+
+    def _writable(self) -> UnitOfWork:
+        if self.read_only:
+            raise RuntimeError("A snapshot is read-only: write in fhirhub.sdk.transaction(hub)")
+        return self._unit
 
     @property
     def unit_of_work(self) -> UnitOfWork:
@@ -91,7 +104,7 @@ class Transaction:
         returns the match, status 200, instead of writing)."""
         return writes.create(
             self.hub,
-            self._unit,
+            self._writable(),
             _type_of(resource),
             dict(resource),
             if_none_exist=if_none_exist,
@@ -101,7 +114,7 @@ class Transaction:
         """Update the resource with ``resource["id"]`` (or create it with that id)."""
         return writes.update(
             self.hub,
-            self._unit,
+            self._writable(),
             _type_of(resource),
             str(resource.get("id") or ""),
             dict(resource),
@@ -112,16 +125,16 @@ class Transaction:
         """``PUT Type?criteria``: create when nothing matches, update the one match, 412 for
         several."""
         return writes.conditional_update(
-            self.hub, self._unit, _type_of(resource), criteria, dict(resource)
+            self.hub, self._writable(), _type_of(resource), criteria, dict(resource)
         )
 
     def patch(self, resource_type: str, resource_id: str, operations: list[Any]) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version."""
-        return writes.patch(self.hub, self._unit, resource_type, resource_id, operations)
+        return writes.patch(self.hub, self._writable(), resource_type, resource_id, operations)
 
     def delete(self, resource_type: str, resource_id: str) -> WriteResult | None:
         """Delete (a tombstone version); 404 when the resource is unknown to the caller."""
-        return writes.delete(self.hub, self._unit, resource_type, resource_id)
+        return writes.delete(self.hub, self._writable(), resource_type, resource_id)
 
     def bundle(self, bundle: dict[str, Any], *, validated: bool = False) -> dict[str, Any]:
         """Run a ``transaction`` Bundle inside this unit and return its response Bundle.
@@ -134,7 +147,7 @@ class Transaction:
         from fhirhub.core.interactions.bundle import process_transaction_in
 
         response = process_transaction_in(
-            self.hub, self._unit, bundle, base_url=self.hub.base_url, validated=validated
+            self.hub, self._writable(), bundle, base_url=self.hub.base_url, validated=validated
         )
         result: dict[str, Any] = orjson.loads(response)
         return result
@@ -145,7 +158,7 @@ class Transaction:
         exception propagates) while the enclosing unit's earlier writes stay; on success its
         writes join the enclosing unit. An adapter that commits several messages at once
         gives each message a savepoint, so one bad message does not sink its neighbours."""
-        self._unit.flush()
+        self._writable().flush()
         nested = UnitOfWork(self._unit.store, self._unit.conn)
         with savepoint(self._unit.conn):
             yield Transaction(self.hub, nested, parent=self)

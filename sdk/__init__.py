@@ -23,8 +23,8 @@ from fhirhub.core.access import (
 )
 from fhirhub.core.consumers import Consumer, Schedule
 from fhirhub.core.hookspecs import hookimpl
-from fhirhub.core.hub import Hub, HubLocal, WriteContext
-from fhirhub.core.interactions.write import new_id
+from fhirhub.core.hub import Hub, HubLocal
+from fhirhub.core.interactions.write import WriteContext, new_id
 from fhirhub.core.operations import Operation, OperationCall
 from fhirhub.core.plugins import call_hook
 from fhirhub.core.settings import PluginSettings
@@ -51,6 +51,7 @@ from fhirhub.sdk._resources import (
     process_bundle,
     read,
     search,
+    snapshot,
     transaction,
     update,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "read",
     "search",
     "sign_log_head",
+    "snapshot",
     "system_for",
     "tenant_of",
     "transaction",

@@ -20,6 +20,7 @@ from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
 from fhirhub.core.settings import PluginSettings
 from fhirhub.core.settings import plugin_settings as _plugin_settings
 from fhirhub.core.transaction import Transaction, WriteResult
+from fhirhub.fhir_store.store import UnitOfWork
 
 
 @contextmanager
@@ -28,6 +29,14 @@ def transaction(hub: Hub) -> Iterator[Transaction]:
     nothing of it when it raises. ``before_commit`` hooks see it before it commits."""
     with hub.store.unit_of_work() as unit:
         yield Transaction(hub, unit)
+
+
+@contextmanager
+def snapshot(hub: Hub) -> Iterator[Transaction]:
+    """A read-only :class:`Transaction` over one consistent snapshot of the store (several
+    reads that must agree with each other, without taking the write lock)."""
+    with hub.store.read() as conn:
+        yield Transaction(hub, UnitOfWork(hub.store, conn), read_only=True)
 
 
 def read(hub: Hub, resource_type: str, resource_id: str) -> dict[str, Any]:

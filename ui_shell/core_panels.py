@@ -1,6 +1,6 @@
 """The patient chart's own panels, registered through ``ui_patient_panels`` like any plugin's.
 
-Listed in :data:`fhirhub.core.plugins.DEFAULT_PLUGINS` as ``core-ui-panels``. Search
+A built-in plugin named ``core-ui-panels``. Search
 parameters are the R4 ``patient`` parameters of each type (clinical-patient, or
 ``Immunization-patient`` / ``AllergyIntolerance-patient``); vital signs are selected by the
 observation category from http://hl7.org/fhir/R4/observation-vitalsigns.html.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirhub.core.hookspecs import hookimpl
+from fhirhub.sdk import hookimpl
 
 PANELS: list[dict[str, Any]] = [
     {"id": "demographics", "title": "Demographics", "order": 10, "resource_types": ["Patient"],

@@ -1,7 +1,7 @@
 """The shell's navigation: core pages plus the ``ui_pages`` of every enabled plugin.
 
 Navigation is collected on every request, so a plugin that is disabled (by configuration, or
-because one of its hooks raised and :func:`fhirhub.core.plugins.call_hook` unregistered it)
+because one of its hooks raised and :func:`fhirhub.sdk.call_hook` unregistered it)
 disappears from the menu without a restart. Page descriptions are plain data from plugins;
 malformed ones are reported in the log with the plugin's name and left out, rather than
 breaking the shell for every other plugin.
@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.core.plugins import call_hook
+from fhirhub.sdk import call_hook
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.ui_shell")
 

@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.core.plugins import call_hook
+from fhirhub.sdk import call_hook
 from fhirhub.ui_shell.navigation import LOCAL_PATH
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.ui_shell")
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -23,7 +23,7 @@ from fhirhub.ui_shell.navigation import find_plugin_page, navigation
 from fhirhub.ui_shell.panels import patient_panels
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 HERE = Path(__file__).parent
 #: http://hl7.org/fhir/R4/datatypes.html#id
@@ -37,14 +37,17 @@ CSP = (
 )
 
 
-def mount_ui(app: FastAPI, hub: Hub) -> None:
-    """Serve the shell at ``/`` and ``/ui/...`` and its static files at ``/ui/static``."""
-    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
-    app.include_router(_router(hub))
-
-
-def _router(hub: Hub) -> APIRouter:
+def router(hub: Hub) -> APIRouter:
+    """The shell at ``/`` and ``/ui/...`` and its static files at ``/ui/static/`` (mounted at
+    the root: these paths are the shell's, not under ``/plugins/``)."""
     router = APIRouter(include_in_schema=False)
+    router.mount_at_root = True  # type: ignore[attr-defined]
+    static = StaticFiles(directory=HERE / "static")
+
+    @router.get("/ui/static/{name:path}")
+    async def static_file(request: Request, name: str) -> Response:
+        # StaticFiles resolves inside its folder only (no ``..``) and answers 404 otherwise.
+        return await static.get_response(name, request.scope)
 
     def render(request: Request, template: str, active: str, **context: Any) -> Response:
         root = request.scope.get("root_path", "").rstrip("/")

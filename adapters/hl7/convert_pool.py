@@ -19,7 +19,7 @@ taking the interpreter lock per message, cost the hub process as much CPU as the
 saved.) Without an event loop (tests, scripts) a reader thread takes the loop's place.
 
 The worker also validates the resources it made (the structural walk of
-:mod:`fhirhub.fhir_store.validation`, ~6% of the writer's time per message) and says so with the
+:func:`fhirhub.sdk.validation_issues`, ~6% of the writer's time per message) and says so with the
 Bundle; the writer then skips that walk for it (``process_transaction_in(..., validated=True)``).
 What the writer changes afterwards (server ids, references to them) keeps a resource valid.
 A Bundle with any invalid resource comes back unvalidated, so the writer validates it and
@@ -48,7 +48,7 @@ import orjson
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.hl7.mllp")
 
@@ -75,13 +75,13 @@ def prepare(raw: bytes) -> bytes | None:
     message cannot be converted (the writer then produces the error itself)."""
     from fhirhub.adapters.hl7.convert import convert, message_key
     from fhirhub.adapters.hl7.parsing import parse
-    from fhirhub.fhir_store.validation.resource import resource_issues
+    from fhirhub.sdk import validation_issues
 
     try:
         message = parse(raw)
         bundle = convert(message, key=message_key(message))
         valid = all(
-            not resource_issues(entry["resource"])
+            not validation_issues(entry["resource"])
             for entry in bundle["entry"]
             if "resource" in entry
         )
@@ -99,9 +99,9 @@ def _conversion(reply: bytes) -> Converted | None:
 def _worker(conn: Connection) -> None:
     """A worker process: import, say ready, then answer each request until the pipe closes."""
     import fhirhub.adapters.hl7.convert  # noqa: F401
-    from fhirhub.fhir_store.validation.schema import schema
+    from fhirhub.sdk import prepare_validation
 
-    schema()  # compiled once, before the worker says it is ready
+    prepare_validation()  # compiled once, before the worker says it is ready
 
     conn.send_bytes(_JOB.pack(_READY))
     while True:

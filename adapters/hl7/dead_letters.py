@@ -15,15 +15,11 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from sqlalchemy import select
-
 from fhirhub.adapters.hl7.convert.provenance import ER7_MEDIA_TYPE
-from fhirhub.fhir_store.encryption import opened
-from fhirhub.fhir_store.schema import resource_current
+from fhirhub.sdk import process_bundle, read, search
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.hl7")
 TASK_CODE = {"system": "urn:fhirhub:hl7v2", "code": "dead-letter"}
@@ -76,11 +72,9 @@ def store_dead_letter(
     hub: Hub, raw: bytes, *, reason: str, ack_code: str, description: str = ""
 ) -> str:
     """Record ``raw`` as a dead letter in its own transaction; returns the Task id."""
-    from fhirhub.core.interactions.bundle import process_bundle
-
     key, bundle = dead_letter_bundle(raw, reason=reason, ack_code=ack_code, description=description)
     try:
-        process_bundle(hub, bundle, base_url=hub.base_url)
+        process_bundle(hub, bundle)
     except Exception as exc:  # the store is unusable: keep the bytes on disk instead
         write_to_disk(hub, raw, reason, exc)
     log.warning("HL7 message dead-lettered as Task/%s: %s", key, reason)
@@ -97,35 +91,40 @@ def write_to_disk(hub: Hub, raw: bytes, reason: str, error: BaseException) -> No
     log.error("Dead letter %s written to %s (store failed: %s)", key, folder, error)
 
 
+#: Dead letters listed per search page (a search answers at most the hub's page size).
+_PAGE = 500
+
+
 def list_dead_letters(hub: Hub, *, include_resolved: bool = False) -> list[dict[str, Any]]:
-    """The dead-letter Tasks, oldest first (read from the current-state projection)."""
-    query = (
-        select(resource_current.c.content)
-        .where(
-            resource_current.c.resource_type == "Task",
-            resource_current.c.resource_id.like(PREFIX + "%"),
-            resource_current.c.deleted.is_(False),
+    """The dead-letter Tasks (the caller's access applies), oldest first."""
+    params = [("code", f"{TASK_CODE['system']}|{TASK_CODE['code']}")]
+    if not include_resolved:
+        params.append(("status", "failed"))
+    tasks: list[dict[str, Any]] = []
+    while True:
+        page = search(
+            hub,
+            "Task",
+            [
+                *params,
+                ("_sort", "_lastUpdated"),
+                ("_count", str(_PAGE)),
+                ("_offset", str(len(tasks))),
+            ],
         )
-        .order_by(resource_current.c.last_updated)
-    )
-    with hub.store.read() as conn:
-        tasks = [orjson.loads(opened(conn, row[0]) or b"{}") for row in conn.execute(query)]
-    return [t for t in tasks if include_resolved or t.get("status") == "failed"]
+        tasks.extend(page)
+        if len(page) < _PAGE:
+            return tasks
 
 
 def load_dead_letter(hub: Hub, task_id: str) -> tuple[dict[str, Any], bytes]:
     """The Task and the original bytes of dead letter ``task_id``."""
-    from fhirhub.core.interactions.read import read
-
-    with hub.store.read() as conn:
-        task = orjson.loads(read(conn, "Task", task_id).content or b"{}")
-        binary = orjson.loads(read(conn, "Binary", task_id).content or b"{}")
+    task = read(hub, "Task", task_id)
+    binary = read(hub, "Binary", task_id)
     return task, base64.b64decode(binary.get("data", ""))
 
 
 def mark_resolved(hub: Hub, task: dict[str, Any], note: str) -> None:
-    from fhirhub.core.interactions.bundle import process_bundle
-
     task = dict(task)
     task.pop("meta", None)
     task["status"] = "completed"
@@ -141,5 +140,4 @@ def mark_resolved(hub: Hub, task: dict[str, Any], note: str) -> None:
                 {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
             ],
         },
-        base_url=hub.base_url,
     )

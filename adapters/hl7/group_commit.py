@@ -27,16 +27,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from fhirhub.adapters.hl7.processing import MAX_GROUP, Outcome, handle_many
+
 if TYPE_CHECKING:
     from fhirhub.adapters.hl7.convert_pool import Prepared
-    from fhirhub.adapters.hl7.processing import Outcome
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.hl7.mllp")
-
-#: Most messages committed in one transaction: bounds the time the SQLite write lock is held
-#: (and the work redone one by one if a group's commit fails).
-MAX_GROUP = 32
 
 #: Longest wait for the messages of other open connections before a group is committed.
 LINGER_SECONDS = 0.002
@@ -113,8 +110,6 @@ class GroupCommitter:
             self._commit(jobs)
 
     def _commit(self, jobs: list[_Job]) -> None:
-        from fhirhub.adapters.hl7.processing import handle_many
-
         try:
             outcomes = handle_many(
                 self.hub, [raw for raw, _, _ in jobs], prepared=[p for _, p, _ in jobs]

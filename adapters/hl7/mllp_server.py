@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
 from fhirhub.adapters.hl7.convert_pool import ConvertPool
-from fhirhub.adapters.hl7.group_commit import MAX_GROUP, GroupCommitter
+from fhirhub.adapters.hl7.group_commit import GroupCommitter
+from fhirhub.adapters.hl7.processing import MAX_GROUP
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.hl7.mllp")
 

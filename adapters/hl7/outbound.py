@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhirhub.adapters.hl7.parsing import escape
+from fhirhub.sdk import FhirError, process_bundle, read
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
-    from fhirhub.fhir_store.versions import StoredVersion
+    from fhirhub.sdk import Hub, StoredVersion
 
 log = logging.getLogger("fhirhub.hl7.outbound")
 _control = count(1)
@@ -318,8 +318,6 @@ def deliver(
 
 
 def store_outbound_dead_letter(hub: Hub, payload: bytes, reason: str) -> str:
-    from fhirhub.core.interactions.bundle import process_bundle
-
     key = "hl7out-" + hashlib.sha256(payload).hexdigest()[:40]
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     task = {
@@ -349,22 +347,19 @@ def store_outbound_dead_letter(hub: Hub, payload: bytes, reason: str) -> str:
                 {"resource": task, "request": {"method": "PUT", "url": f"Task/{key}"}},
             ],
         },
-        base_url=hub.base_url,
     )
     log.error("HL7 outbound message dead-lettered as Task/%s: %s", key, reason)
     return key
 
 
 def _read(hub: Hub, reference: str) -> dict[str, Any] | None:
-    from fhirhub.fhir_store.store import read_current
-
     rtype, _, rid = reference.partition("/")
-    with hub.store.read() as conn:
-        found = read_current(conn, rtype, rid)
-    if found is None or found.deleted or found.content is None:
+    if not rtype or not rid:
         return None
-    loaded: dict[str, Any] = orjson.loads(found.content)
-    return loaded
+    try:
+        return read(hub, rtype, rid)
+    except FhirError:  # deleted or gone since the report named it
+        return None
 
 
 def message_for(hub: Hub, event: StoredVersion) -> bytes | None:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.sdk import HubLocal, hookimpl
+from fhirhub.sdk import HubLocal, command_hub, hookimpl
 
 if TYPE_CHECKING:
     from fhirhub.adapters.hl7.mllp_server import MllpServer
@@ -71,25 +71,20 @@ def register_commands(cli: Any) -> None:
 
     group = typer.Typer(help="HL7 v2 adapter: load files, inspect and replay dead letters")
 
-    def _hub(db: str | None) -> Any:
-        from fhirhub.core.hub import build_hub
-        from fhirhub.core.settings import load_settings
-
-        return build_hub(load_settings(db=db))
-
     @group.command("load")
     def load(files: list[Path], db: str | None = typer.Option(None, "--db")) -> None:
         """Process HL7 v2 files (one message or a batch per file)."""
         from fhirhub.adapters.hl7.processing import process_batch
 
-        hub = _hub(db)
         failed = 0
-        for path in files:
-            for outcome in process_batch(hub, path.read_bytes()):
-                control = outcome.message.control_id if outcome.message else "?"
-                note = " (duplicate)" if outcome.duplicate else ""
-                typer.echo(f"{path}: {outcome.code} {control}{note} {outcome.error or ''}".rstrip())
-                failed += outcome.code != "AA"
+        with command_hub(db=db) as hub:
+            for path in files:
+                for outcome in process_batch(hub, path.read_bytes()):
+                    control = outcome.message.control_id if outcome.message else "?"
+                    note = " (duplicate)" if outcome.duplicate else ""
+                    line = f"{path}: {outcome.code} {control}{note} {outcome.error or ''}"
+                    typer.echo(line.rstrip())
+                    failed += outcome.code != "AA"
         raise typer.Exit(1 if failed else 0)
 
     @group.command("dead-letters")
@@ -100,7 +95,9 @@ def register_commands(cli: Any) -> None:
         """List messages that were rejected or failed, with the reason."""
         from fhirhub.adapters.hl7.dead_letters import list_dead_letters
 
-        for task in list_dead_letters(_hub(db), include_resolved=all_):
+        with command_hub(db=db) as hub:
+            tasks = list_dead_letters(hub, include_resolved=all_)
+        for task in tasks:
             typer.echo(
                 f"{task['id']}\t{task['status']}\t{task.get('businessStatus', {}).get('text', '')}\t"
                 f"{task.get('description', '')}\t{task.get('statusReason', {}).get('text', '')}"
@@ -112,11 +109,11 @@ def register_commands(cli: Any) -> None:
         from fhirhub.adapters.hl7.dead_letters import load_dead_letter, mark_resolved
         from fhirhub.adapters.hl7.processing import handle
 
-        hub = _hub(db)
-        task, raw = load_dead_letter(hub, task_id)
-        outcome = handle(hub, raw)
-        if outcome.code == "AA":
-            mark_resolved(hub, task, "replayed successfully")
+        with command_hub(db=db) as hub:
+            task, raw = load_dead_letter(hub, task_id)
+            outcome = handle(hub, raw)
+            if outcome.code == "AA":
+                mark_resolved(hub, task, "replayed successfully")
         typer.echo(f"{task_id}: {outcome.code} {outcome.error or ''}".rstrip())
         raise typer.Exit(0 if outcome.code == "AA" else 1)
 

@@ -6,8 +6,8 @@ first, so an AE/AR never means "dropped". A message whose (sender, MSH-10) was a
 processed is acknowledged AA without touching the store again: its Provenance, whose id is
 derived from that pair, exists.
 
-Group commit: :func:`handle_many` processes several messages, in order, in ONE database
-transaction, each inside its own SAVEPOINT. A message that fails rolls back alone (its dead
+Group commit: :func:`handle_many` processes several messages, in order, in ONE transaction
+(:func:`fhirhub.sdk.transaction`), each inside its own savepoint (``Transaction.savepoint``). A message that fails rolls back alone (its dead
 letter is written in its place) while its neighbours commit; on SQLite, where commits are
 serialised, this turns N lock acquisitions and commits into one. Each message's conditional
 entries are resolved on the transaction's connection after the previous message's writes were
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, TypeVar
 import orjson
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
-from fhirhub.adapters.hl7.conditionals import resolve_conditionals
 from fhirhub.adapters.hl7.convert import ConversionError, convert, message_key
 from fhirhub.adapters.hl7.dead_letters import (
     dead_letter_bundle,
@@ -35,22 +34,20 @@ from fhirhub.adapters.hl7.dead_letters import (
     write_to_disk,
 )
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, decode, parse, split_batch
-from fhirhub.fhir_store.driver import fetch_first, savepoint
-from fhirhub.fhir_store.errors import FhirError
-from fhirhub.fhir_store.schema import resource_current
-from fhirhub.fhir_store.store import UnitOfWork
+from fhirhub.sdk import FhirError, Hub, Transaction, snapshot, transaction
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from fhirhub.adapters.hl7.convert_pool import Prepared
-    from fhirhub.core.hub import Hub
 
 log = logging.getLogger("fhirhub.hl7")
 _T = TypeVar("_T")
 
 #: Largest message accepted (bytes); bigger ones are rejected (AR) and dead-lettered.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+#: Most messages committed in one transaction: bounds the time the SQLite write lock is held
+#: (and the work redone one by one if a group's commit fails).
+MAX_GROUP = 32
 
 #: FHIR resource type -> the segment its data came from, to name it in ERR.
 SOURCE_SEGMENT = {
@@ -95,22 +92,15 @@ class Outcome:
         return self.acks[-1] if self.acks else b""
 
 
-#: Whether a (live) Provenance exists: the duplicate check of every message.
-_PROVENANCE_EXISTS = (
-    f"SELECT 1 FROM {resource_current.name} WHERE resource_type = 'Provenance' "
-    "AND resource_id = :id AND deleted = :deleted"
-)
-
-
-def _stored_text(conn: Connection, key: str) -> str | None:
-    """The normalised text of the message recorded under ``key``, or None if none was."""
+def _stored_text(tx: Transaction, key: str) -> str | None:
+    """The normalised text of the message recorded under ``key``, or None if none was (its
+    Provenance, whose id is the key, is the duplicate check of every message)."""
     import base64
 
-    from fhirhub.fhir_store.store import read_current
-
-    if fetch_first(conn, _PROVENANCE_EXISTS, {"id": key, "deleted": False}) is None:
+    provenance = tx.current("Provenance", key)
+    if provenance is None or provenance.deleted:
         return None
-    binary = read_current(conn, "Binary", key)
+    binary = tx.current("Binary", key)
     if binary is None or binary.content is None:
         return ""
     data = base64.b64decode(orjson.loads(binary.content).get("data", ""))
@@ -120,19 +110,19 @@ def _stored_text(conn: Connection, key: str) -> str | None:
         return ""
 
 
-def resolve_key(hub: Hub, message: Message, conn: Connection | None = None) -> tuple[str, bool]:
-    """``(key, duplicate)`` for ``message``, read on ``conn`` (default: a fresh snapshot).
+def resolve_key(hub: Hub, message: Message, tx: Transaction | None = None) -> tuple[str, bool]:
+    """``(key, duplicate)`` for ``message``, read in ``tx`` (default: a fresh snapshot).
 
     The same (sender, MSH-10) with the same content is a retransmission: acknowledge, do not
     re-process (chapter 2.9.2, MSH-10 uniqueness). The same pair with *different* content is
     a sender reusing control ids: it is processed under a content-qualified key, so neither
     message is lost or mistaken for the other.
     """
-    if conn is None:
-        with hub.store.read() as snapshot:
-            return resolve_key(hub, message, snapshot)
+    if tx is None:
+        with snapshot(hub) as reading:
+            return resolve_key(hub, message, reading)
     key = message_key(message)
-    stored = _stored_text(conn, key)
+    stored = _stored_text(tx, key)
     if stored is None:
         return key, False
     if stored == message.text:
@@ -141,7 +131,7 @@ def resolve_key(hub: Hub, message: Message, conn: Connection | None = None) -> t
     log.warning(
         "HL7 %s reuses MSH-10 %s with different content", message.sender, message.control_id
     )
-    return qualified, _stored_text(conn, qualified) is not None
+    return qualified, _stored_text(tx, qualified) is not None
 
 
 def already_processed(hub: Hub, message: Message) -> bool:
@@ -189,12 +179,12 @@ def _failure(
 
 def _process(
     hub: Hub,
-    uow: UnitOfWork,
+    tx: Transaction,
     raw: bytes,
     check_duplicates: bool,
     prepared: Prepared | None = None,
 ) -> tuple[Outcome, _DeadLetter | None]:
-    """Parse, convert and write one message in ``uow``; a failure is returned, not raised.
+    """Parse, convert and write one message in ``tx``; a failure is returned, not raised.
     ``prepared``: a worker's conversion of ``raw`` for its default key
     (:mod:`fhirhub.adapters.hl7.convert_pool`), used when finished and that is the key."""
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -212,7 +202,7 @@ def _process(
         return _failure(raw, header, "AR", where, None, description)
     header = Header.of(message)
     label = f"{message.message_type} {message.control_id} from {message.sender}"
-    key, duplicate = resolve_key(hub, message, uow.conn)
+    key, duplicate = resolve_key(hub, message, tx)
     if check_duplicates and duplicate:
         log.info("HL7 duplicate %s acknowledged without re-processing", label)
         acks = acknowledgments(header, "AA", "duplicate: already processed")
@@ -233,19 +223,11 @@ def _process(
         log.exception("HL7 conversion crashed for %s", label)
         where = ErrorLocation("207", f"Conversion failed: {type(error).__name__}: {error}")
         return _failure(raw, header, "AE", where, message, label)
-    from fhirhub.core.interactions.bundle import process_transaction_in
-
     entries = list(bundle["entry"])
     try:
-        resolved = resolve_conditionals(hub, uow.conn, bundle)
-        process_transaction_in(
-            hub,
-            uow,
-            bundle,
-            base_url=hub.base_url,
-            resolved=resolved,
-            validated=ahead is not None and ahead.validated,
-        )
+        # Conditional entries keyed by identifier are matched together in one index lookup
+        # by the SDK's transaction, for this tenant only when the feed writes for one.
+        tx.bundle(bundle, validated=ahead is not None and ahead.validated)
     except FhirError as error:
         segment = "MSH"
         if error.entry_index is not None:
@@ -262,30 +244,26 @@ def _process(
     return Outcome("AA", acknowledgments(header, "AA"), message, bundle_entries=len(entries)), None
 
 
-def _in_savepoint(hub: Hub, batch: UnitOfWork, work: Callable[[UnitOfWork], _T]) -> _T:
-    """Run ``work`` with its own unit of work on the group's connection, in a SAVEPOINT:
-    released (and its versions joined to the group's) on success, rolled back on any error."""
-    uow = UnitOfWork(hub.store, batch.conn)
-    with savepoint(batch.conn):
-        result = work(uow)
-        uow.flush()
-    batch.committed.extend(uow.committed)
-    return result
+def _in_savepoint(batch: Transaction, work: Callable[[Transaction], _T]) -> _T:
+    """Run ``work`` in a savepoint of the group's transaction: its writes join the group's
+    on success and are rolled back on any error."""
+    with batch.savepoint() as inner:
+        return work(inner)
 
 
 def _handle_in(
-    hub: Hub, batch: UnitOfWork, raw: bytes, check_duplicates: bool, prepared: Prepared | None
+    hub: Hub, batch: Transaction, raw: bytes, check_duplicates: bool, prepared: Prepared | None
 ) -> tuple[Outcome, _DeadLetter | None]:
     """One message of a group: its writes, or its dead letter, each in a savepoint."""
 
-    def attempt(uow: UnitOfWork) -> tuple[Outcome, _DeadLetter | None]:
-        result = _process(hub, uow, raw, check_duplicates, prepared)
+    def attempt(tx: Transaction) -> tuple[Outcome, _DeadLetter | None]:
+        result = _process(hub, tx, raw, check_duplicates, prepared)
         if result[1] is not None:
             raise _Rejected(result)
         return result
 
     try:
-        return _in_savepoint(hub, batch, attempt)
+        return _in_savepoint(batch, attempt)
     except _Rejected as rejected:
         outcome, letter = rejected.result
     except Exception as error:  # the savepoint itself failed (flush, driver): AE
@@ -295,19 +273,17 @@ def _handle_in(
         outcome, letter = _failure(raw, header, "AE", where, None, "commit failed")
     assert letter is not None
 
-    def record(uow: UnitOfWork) -> None:
-        from fhirhub.core.interactions.bundle import process_transaction_in
-
+    def record(tx: Transaction) -> None:
         _, bundle = dead_letter_bundle(
             letter.raw,
             reason=letter.reason,
             ack_code=letter.ack_code,
             description=letter.description,
         )
-        process_transaction_in(hub, uow, bundle, base_url=hub.base_url)
+        tx.bundle(bundle)
 
     try:
-        _in_savepoint(hub, batch, record)
+        _in_savepoint(batch, record)
     except Exception as error:  # the store cannot take it: the bytes go to disk
         write_to_disk(hub, letter.raw, letter.reason, error)
         return outcome, None
@@ -338,7 +314,7 @@ def handle_many(
     ahead: list[Prepared | None] = list(prepared) if prepared is not None else [None] * len(raws)
     results: list[tuple[Outcome, _DeadLetter | None]] = []
     try:
-        with hub.store.unit_of_work() as batch:
+        with transaction(hub) as batch:
             for raw, bundle in zip(raws, ahead, strict=True):
                 results.append(_handle_in(hub, batch, raw, check_duplicates, bundle))
     except Exception as error:
@@ -375,8 +351,6 @@ def process_batch(hub: Hub, raw: bytes) -> list[Outcome]:
     """A single message or an FHS/BHS batch (chapter 2.10.3): one outcome per message, the
     batch's messages committed in groups of at most ``MAX_GROUP`` (so a large batch does not
     hold the SQLite write lock for long)."""
-    from fhirhub.adapters.hl7.group_commit import MAX_GROUP
-
     text = decode(raw)
     parts = split_batch(text)
     if len(parts) <= 1:

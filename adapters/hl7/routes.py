@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from fhirhub.adapters.hl7.convert.provenance import ER7_MEDIA_TYPE
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 SUMMARY = "Process one HL7 v2 message or an FHS/BHS batch"
 

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirhub.core.access import SYSTEM, Access, acting_as
+from fhirhub.core.http.hardening import redact_query
 from fhirhub.core.http.responses import error_response
 from fhirhub.core.plugins import call_hook
 from fhirhub.fhir_store.errors import FhirError
@@ -29,20 +30,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fhirhub.access")
 
-#: Paths every caller may reach: discovery, health, the UI shell (its data comes from the
-#: protected API), and static files.
+#: Paths every caller may reach: discovery, health, the front page. Plugins add theirs with
+#: ``public_paths`` (the UI shell: its pages, whose data comes from the protected API).
 CORE_PUBLIC_PATHS = (
     "/healthz",
     "/fhir/metadata",
     "/fhir/.well-known/",
     "/.well-known/",
-    "/ui",
     "/favicon.ico",
 )
 
 
 def auth_enabled(hub: Hub) -> bool:
-    return hub.settings.auth.strip().lower() not in ("off", "false", "0", "no")
+    return hub.settings.auth_enabled
 
 
 class AccessControl:
@@ -121,7 +121,7 @@ class AccessControl:
             "access": access,
             "method": request.method,
             "path": request.url.path,
-            "query": request.url.query,
+            "query": redact_query(request.url.query),
             "status": status,
             "remote": request.client.host if request.client else None,
             "started": started,

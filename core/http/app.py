@@ -19,7 +19,6 @@ from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.plugins import call_hook
 from fhirhub.core.settings import Settings, load_settings
 from fhirhub.fhir_store.errors import FhirError
-from fhirhub.ui_shell import mount_ui
 
 log = logging.getLogger("fhirhub.http")
 
@@ -49,7 +48,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     # (/fhir/.well-known/smart-configuration) must win over /fhir/{type}/{id}.
     _mount_plugin_routes(app, hub)
     app.include_router(rest.router, prefix="/fhir")
-    mount_ui(app, hub)
     _install_error_handlers(app)
     from fhirhub.core.http import hardening
     from fhirhub.core.http.access_control import AccessControl

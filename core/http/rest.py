@@ -29,6 +29,7 @@ from fhirhub.core.hub import Hub
 from fhirhub.core.interactions import read as reads
 from fhirhub.core.interactions import write as writes
 from fhirhub.core.interactions.bundle import process_bundle
+from fhirhub.core.interactions.checks import require_type
 from fhirhub.core.interactions.search import search_bundle
 from fhirhub.core.operations import OperationCall
 from fhirhub.fhir_store.errors import FhirError, invalid
@@ -161,7 +162,7 @@ async def _operation(
     hub = hub_of(request)
     operation = hub.operations.find(name, level, resource_type)
     if resource_type is not None:
-        writes.require_type(resource_type)
+        require_type(resource_type)
     operation.authorize(resource_type)
     body: dict[str, Any] | None = None
     parameters: dict[str, list[str]] = {}

@@ -25,6 +25,7 @@ import orjson
 from fhirhub.core.access import current_access
 from fhirhub.core.interactions import read as read_interactions
 from fhirhub.core.interactions import write as write_interactions
+from fhirhub.core.interactions.checks import require_type
 from fhirhub.core.interactions.references import (
     RELATIVE_REFERENCE,
     check_references,
@@ -330,7 +331,7 @@ def _assign_identities(
         try:
             if entry.method == "POST":
                 rtype = entry.url.resource_type or ""
-                write_interactions.require_type(rtype)
+                require_type(rtype)
                 condition = entry.request.get("ifNoneExist")
                 if condition:
                     matches = _matched(hub, uow, entry, prefetched, rtype, condition)
@@ -346,7 +347,7 @@ def _assign_identities(
                 entry.assigned_id = entry.assigned_id or write_interactions.new_id()
             elif entry.method == "PUT":
                 rtype = entry.url.resource_type or ""
-                write_interactions.require_type(rtype)
+                require_type(rtype)
                 if entry.url.conditional:
                     query = entry.url.query or ""
                     matches = _matched(hub, uow, entry, prefetched, rtype, query)

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from fhirhub.core.access import current_access
-from fhirhub.core.interactions.write import require_type
+from fhirhub.core.interactions.checks import require_type
 from fhirhub.fhir_store.errors import FhirError, invalid, not_found
 from fhirhub.fhir_store.schema import resource_version
 from fhirhub.fhir_store.search.normalize import date_range

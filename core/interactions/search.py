@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy import Connection
 
 from fhirhub.core.access import current_access
-from fhirhub.core.interactions.write import require_type
+from fhirhub.core.interactions.checks import require_type
 from fhirhub.fhir_store.errors import invalid
 from fhirhub.fhir_store.search import identifiers
 from fhirhub.fhir_store.search.identifiers import identifier_of, plain_identifier

@@ -16,17 +16,17 @@ import jsonpatch
 import orjson
 
 from fhirhub.core.access import Access, current_access, forbidden
+from fhirhub.core.interactions.checks import require_id, require_type
 from fhirhub.core.interactions.references import check_references
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid, not_found
 from fhirhub.fhir_store.store import UnitOfWork
 from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of, with_tenant
-from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES, validate_resource
+from fhirhub.fhir_store.validation import validate_resource
 from fhirhub.fhir_store.versions import StoredVersion
 
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-\.]{1,64}$")
 ETAG_PATTERN = re.compile(r'^\s*(W/)?"?(?P<version>[^"]+)"?\s*$')
 
 
@@ -40,18 +40,20 @@ class WriteResult:
     issues: tuple[Issue, ...] = ()
 
 
+@dataclass
+class WriteContext:
+    """Passed to ``resource_before_write``: which interaction is writing what, and where."""
+
+    hub: Hub
+    interaction: str  # create | update | patch | transaction-entry
+    resource_type: str
+    resource_id: str
+    unit_of_work: UnitOfWork
+    previous: Any = None  # the StoredVersion being replaced, if any
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def require_type(resource_type: str) -> None:
-    if resource_type not in R4_RESOURCE_TYPES:
-        raise FhirError(404, f"Unknown resource type {resource_type!r}", code="not-supported")
-
-
-def require_id(resource_id: str) -> None:
-    if not ID_PATTERN.match(resource_id):
-        raise invalid(f"Invalid resource id {resource_id!r}: 1-64 of A-Z a-z 0-9 - .")
 
 
 def parse_etag(value: str) -> int:
@@ -90,8 +92,6 @@ def store_resource(
 ) -> StoredVersion:
     """Authorize the caller, run the before-write hooks, check references and append the
     version."""
-    from fhirhub.core.hub import WriteContext
-
     resource["id"] = resource_id
     access = current_access()
     if not access.is_system:

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, or_, select, tuple_
 
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.search.index_tables import index_reference
-from fhirhub.fhir_store.search.predicates import Owner
+from fhirhub.fhir_store.search.owner import Owner
 
 DEFINITION_FILE = (
     Path(__file__).resolve().parent.parent / "definitions" / "compartmentdefinition-patient.json"

@@ -61,10 +61,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fhirhub.fhir_store.search.definitions import SearchParameterDef, split_union
 from fhirhub.fhir_store.search.normalize import (
     MAX_INSTANT,
     MIN_INSTANT,
@@ -72,11 +73,9 @@ from fhirhub.fhir_store.search.normalize import (
     fold_string,
     number_range,
 )
-from fhirhub.fhir_store.search.parameters import (
-    SearchParameterDef,
-    SearchParameterRegistry,
-    split_union,
-)
+
+if TYPE_CHECKING:
+    from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    FromClause,
     and_,
     bindparam,
     false,
@@ -48,7 +47,6 @@ from sqlalchemy import (
 )
 
 from fhirhub.fhir_store.errors import FhirError
-from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search.index_tables import (
     index_composite,
     index_date,
@@ -60,6 +58,7 @@ from fhirhub.fhir_store.search.index_tables import (
     index_uri,
 )
 from fhirhub.fhir_store.search.normalize import date_range, fold_string, number_range
+from fhirhub.fhir_store.search.owner import Owner, current_alias
 from fhirhub.fhir_store.search.parameters import SearchParameterDef, SearchParameterRegistry
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -171,35 +170,6 @@ def parse_name(name: str) -> ParamName:
 
 # --------------------------------------------------------------------------------------------
 # The owner of a condition
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The rows a condition filters: ``resource_current`` or an alias of it.
-
-    ``resource_type`` is the searched type (None for a system-level search, where
-    ``types`` lists the candidate types, or None for all of them).
-    """
-
-    table: FromClause
-    resource_type: str | None
-    types: tuple[str, ...] | None = None
-
-    @property
-    def type_col(self) -> ColumnElement[Any]:
-        return self.table.c.resource_type
-
-    @property
-    def id_col(self) -> ColumnElement[Any]:
-        return self.table.c.resource_id
-
-    @property
-    def updated_col(self) -> ColumnElement[Any]:
-        return self.table.c.last_updated
-
-
-def current_alias(resource_type: str) -> Owner:
-    return Owner(resource_current.alias(), resource_type)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, false, or_, select
 
 from fhirhub.fhir_store.schema import resource_current
-from fhirhub.fhir_store.search.predicates import Owner
+from fhirhub.fhir_store.search.owner import Owner
 from fhirhub.fhir_store.tenancy import SHARED_TYPES
 
 

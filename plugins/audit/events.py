@@ -19,11 +19,7 @@ import re
 import uuid
 from typing import Any
 
-from fhirhub.core.access import Access
-from fhirhub.core.http.hardening import redact_query
-from fhirhub.fhir_store.tenancy import with_tenant
-from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES
-from fhirhub.fhir_store.versions import format_instant
+from fhirhub.sdk import RESOURCE_TYPES, Access, format_instant, with_tenant
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -192,8 +188,8 @@ def agents(access: Access | None, remote: Any, record: dict[str, Any]) -> list[d
 def entity_of(record: dict[str, Any], interaction: str) -> dict[str, Any] | None:
     resource_type = record.get("resource_type")
     resource_id = record.get("resource_id")
-    known_type = isinstance(resource_type, str) and resource_type in R4_RESOURCE_TYPES
-    query = redact_query(str(record.get("query") or ""))
+    known_type = isinstance(resource_type, str) and resource_type in RESOURCE_TYPES
+    query = str(record.get("query") or "")  # the core redacted secrets before the hook
     if interaction.startswith("search"):
         # entity-1: a query or a name, not both; the description says what was searched.
         entity: dict[str, Any] = {

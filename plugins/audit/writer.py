@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fhirhub.core.access import SYSTEM, acting_as
 from fhirhub.plugins.audit.events import audit_event
+from fhirhub.sdk import SYSTEM, acting_as, transaction
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 log = logging.getLogger("fhirhub.audit")
 
@@ -161,9 +161,12 @@ class AuditWriter:
     def _store(self, events: list[dict[str, Any]]) -> None:
         if not events:
             return
-        with acting_as(SYSTEM), self.hub.store.unit_of_work() as uow:
+        # Through the normal write path (validated, hooked; references checked except the
+        # record-only ones), with the event's own id: a retried batch updates to the same
+        # content, which writes nothing, so a retry never duplicates an event.
+        with acting_as(SYSTEM), transaction(self.hub) as tx:
             for event in events:
-                uow.put("AuditEvent", event["id"], event, method="POST", previous=None)
+                tx.update(event)
 
     # -- the spool ----------------------------------------------------------------------------
     def _write_spool(self, events: list[dict[str, Any]]) -> None:

@@ -1,6 +1,6 @@
 """Tamper evidence for the version log (built-in plugin ``integrity``).
 
-The store chains every log row to the one before it (``fhirhub.fhir_store.chain``); this plugin
+The store chains every log row to the one before it (see docs/architecture.md); this plugin
 adds what needs a key and an operator:
 
 * ``startup``/``shutdown`` — a background thread signs the chain head with the server's Ed25519
@@ -17,10 +17,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirhub.fhir_store.chain import Report, verify_chain
 from fhirhub.plugins.integrity.keys import load_signing_key, sign_interval, trusted_keys
 from fhirhub.plugins.integrity.signer import HeadSigner
-from fhirhub.sdk import Hub, HubLocal, Operation, OperationCall, current_access, hookimpl
+from fhirhub.sdk import (
+    ChainReport,
+    Hub,
+    HubLocal,
+    Operation,
+    OperationCall,
+    chain_key_id,
+    command_hub,
+    current_access,
+    hookimpl,
+    sign_log_head,
+    verify_log,
+)
 
 __version__ = "1.0.0"
 PLUGIN_NAME = "integrity"
@@ -55,7 +66,7 @@ def shutdown(hub: Hub) -> None:
 # -- operations --------------------------------------------------------------------------------
 
 
-def report_parameters(report: Report) -> dict[str, Any]:
+def report_parameters(report: ChainReport) -> dict[str, Any]:
     """A verification report as a FHIR ``Parameters`` resource."""
     parameter: list[dict[str, Any]] = [
         {"name": "intact", "valueBoolean": report.intact},
@@ -84,7 +95,7 @@ def report_parameters(report: Report) -> dict[str, Any]:
 
 def _verify(call: OperationCall) -> dict[str, Any]:
     current_access().require_role("super_admin")
-    report = verify_chain(call.hub.store.engine, trusted_keys(call.hub.settings))
+    report = verify_log(call.hub, trusted_keys(call.hub.settings))
     return report_parameters(report)
 
 
@@ -143,15 +154,8 @@ def register_commands(cli: Any) -> None:
     ) -> None:
         """Check the version log's hash chain and signed heads (exit 1 naming the first bad
         entry)."""
-        from fhirhub.core.settings import load_settings
-        from fhirhub.fhir_store.database import make_engine
-
-        settings = load_settings(db=db)
-        engine = make_engine(settings.database_url)
-        try:
-            report = verify_chain(engine, trusted_keys(settings))
-        finally:
-            engine.dispose()
+        with command_hub(db=db) as hub:
+            report = verify_log(hub, trusted_keys(hub.settings))
         typer.echo(report.summary())
         if report.unsigned_entries and report.intact:
             typer.echo(f"{report.unsigned_entries} entries after the last signed head")
@@ -171,21 +175,14 @@ def register_commands(cli: Any) -> None:
         force: bool = typer.Option(False, help="Sign again even if the head is signed"),
     ) -> None:
         """Sign the version log's chain head now with the server's key."""
-        from fhirhub.core.settings import load_settings
-        from fhirhub.fhir_store.chain import key_id, sign_head
-        from fhirhub.fhir_store.database import make_engine
-
-        settings = load_settings(db=db)
-        key = load_signing_key(settings)
-        assert key is not None
-        engine = make_engine(settings.database_url)
-        try:
-            signed = sign_head(engine, key, force=force)
-        finally:
-            engine.dispose()
+        with command_hub(db=db) as hub:
+            key = load_signing_key(hub.settings)
+            assert key is not None
+            signed = sign_log_head(hub, key, force=force)
         if signed is None:
             typer.echo(
-                f"Nothing to sign: the log is empty or its head is signed (key {key_id(key.verify_key)})"
+                "Nothing to sign: the log is empty or its head is signed "
+                f"(key {chain_key_id(key.verify_key)})"
             )
             return
         typer.echo(f"Signed the head at seq {signed.seq} with key {signed.key_id}")

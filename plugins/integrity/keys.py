@@ -22,7 +22,7 @@ from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
 
-from fhirhub.fhir_store.chain import key_id
+from fhirhub.sdk import chain_key_id as key_id
 
 log = logging.getLogger("fhirhub.integrity")
 

@@ -184,3 +184,134 @@ def test_a_consumer_that_keeps_failing_holds_only_its_own_cursor(
 
 def status_of(hub: Any, name: str) -> Any:
     return next(s for s in hub.dispatcher.status() if s.name == name)
+
+
+class Sleeper:
+    """A consumer whose first delivery hangs for up to 60 s (a downstream system that never
+    answers), released by the test."""
+
+    PLUGIN_NAME = "sleeper"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    @hookimpl
+    def resource_committed(self, event: StoredVersion, hub: Any) -> None:
+        self.entered.set()
+        self.release.wait(timeout=60)
+
+
+class Clock:
+    """Records when each version reached it."""
+
+    PLUGIN_NAME = "clock"
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+
+    @hookimpl
+    def resource_committed(self, event: StoredVersion, hub: Any) -> None:
+        self.arrived[event.resource_id] = time.monotonic()
+
+
+def test_a_consumer_stuck_for_a_minute_delays_no_other_consumer(
+    database_url: str, tmp_path: Path
+) -> None:
+    sleeper, clock = Sleeper(), Clock()
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[sleeper, clock])
+    with TestClient(create_app(hub=hub)) as client:
+        latencies = []
+        for mrn in ("s1", "s2", "s3", "s4", "s5"):
+            sent = time.monotonic()
+            created = client.post(
+                "/fhir/Patient", content=orjson.dumps(patient(mrn=mrn)), headers=FHIR
+            ).json()
+            deadline = time.monotonic() + 5
+            while created["id"] not in clock.arrived and time.monotonic() < deadline:
+                time.sleep(0.005)
+            latencies.append(clock.arrived[created["id"]] - sent)
+        assert sleeper.entered.is_set()  # the sleeper is inside its first delivery, hanging
+        assert max(latencies) < 1.0, latencies  # measured: a few milliseconds each
+        sleeper.release.set()
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+    hub.close()
+
+
+def test_a_consumer_past_its_timeout_is_reported_stalled_by_healthz(
+    database_url: str, tmp_path: Path
+) -> None:
+    from fhirhub.sdk import Consumer
+
+    release = __import__("threading").Event()
+
+    class Slow:
+        PLUGIN_NAME = "slow-projection"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [Consumer("slow-projection", lambda _versions: release.wait(30), timeout_s=0.2)]
+
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Slow()])
+    with TestClient(create_app(hub=hub)) as client:
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="t")), headers=FHIR)
+        deadline = time.monotonic() + 10
+        health = client.get("/healthz")
+        while health.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            health = client.get("/healthz")
+        assert health.status_code == 503
+        assert "stalled" in health.json()["checks"]["consumer:slow-projection"]
+        release.set()
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        assert client.get("/healthz").status_code == 200
+    hub.close()
+
+
+def test_a_projection_consumer_starts_from_the_beginning_and_is_reset_by_replay(
+    database_url: str, tmp_path: Path
+) -> None:
+    from fhirhub.core.dispatcher import reset_consumers
+    from fhirhub.sdk import Consumer
+
+    seen: list[str] = []
+    resets: list[bool] = []
+
+    class Projection:
+        PLUGIN_NAME = "projection"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [
+                Consumer(
+                    "patient-names",
+                    lambda versions: seen.extend(v.resource_id for v in versions),
+                    start="beginning",
+                    types=frozenset({"Patient"}),
+                    reset=lambda: (resets.append(True), seen.clear()),
+                )
+            ]
+
+    hub = build_hub(settings(database_url, tmp_path))
+    with hub.store.unit_of_work() as uow:  # written before the plugin was installed
+        uow.put("Patient", "early", {"resourceType": "Patient"})
+        uow.put(
+            "Observation",
+            "o",
+            {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+        )
+    hub.close()
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Projection()])
+    with TestClient(create_app(hub=hub)) as client:
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="late")), headers=FHIR)
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        assert seen[0] == "early" and len(seen) == 2  # the backfill, then the new one
+    hub.close()
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Projection()])
+    assert reset_consumers(hub) == ["patient-names"] and resets == [True] and seen == []
+    with TestClient(create_app(hub=hub)):
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+    assert seen[0] == "early" and len(seen) == 2
+    hub.close()
