@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fhirhub.core.access import SYSTEM, Access, acting_as
 from fhirhub.core.http.hardening import redact_query
 from fhirhub.core.http.responses import error_response
+from fhirhub.core.interactions import urls
 from fhirhub.core.plugins import call_hook
 from fhirhub.fhir_store.errors import FhirError
 
@@ -150,46 +151,14 @@ def _challenge(error: FhirError) -> str:
 
 
 def classify(method: str, path: str) -> dict[str, Any]:
-    """The FHIR interaction a request is (http://hl7.org/fhir/R4/http.html), with the type and
-    id it names; ``http`` for paths outside ``/fhir``."""
-    out: dict[str, Any] = {"interaction": "http", "resource_type": None, "resource_id": None}
-    if not path.startswith("/fhir"):
-        return out
-    parts = [p for p in path[len("/fhir") :].split("/") if p]
-    method = method.upper()
-    if not parts:
-        out["interaction"] = "transaction" if method == "POST" else "search-system"
-        return out
-    if parts[0].startswith("$") or any(p.startswith("$") for p in parts):
-        out["interaction"] = "operation"
-    elif parts[0] == "_history":
-        out["interaction"] = "history-system"
-    elif parts[0] == "metadata":
-        out["interaction"] = "capabilities"
-    else:
-        out["resource_type"] = parts[0]
-        rest = parts[1:]
-        if not rest or rest == ["_search"]:
-            out["interaction"] = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(
-                method, "search-type"
-            )
-            if rest == ["_search"]:
-                out["interaction"] = "search-type"
-        elif rest[0] == "_history":
-            out["interaction"] = "history-type"
-        else:
-            out["resource_id"] = rest[0]
-            if len(rest) == 1:
-                out["interaction"] = {
-                    "GET": "read",
-                    "PUT": "update",
-                    "PATCH": "patch",
-                    "DELETE": "delete",
-                }.get(method, "read")
-            elif rest[1] == "_history":
-                out["interaction"] = "vread" if len(rest) > 2 else "history-instance"
-            else:
-                out["interaction"] = "search-compartment"
-    if parts and parts[0] not in ("_history", "metadata") and not parts[0].startswith("$"):
-        out["resource_type"] = parts[0]
-    return out
+    """The FHIR interaction a request is (http://hl7.org/fhir/R4/http.html), read with the REST
+    API's own grammar (:mod:`fhirhub.core.interactions.urls`), with the type and id it names;
+    ``http`` for paths outside ``/fhir``."""
+    if not (path == "/fhir" or path.startswith("/fhir/")):
+        return {"interaction": "http", "resource_type": None, "resource_id": None}
+    request = urls.parse(method, path)
+    return {
+        "interaction": request.interaction or "http",
+        "resource_type": request.resource_type,
+        "resource_id": request.resource_id,
+    }

@@ -24,15 +24,16 @@ import orjson
 
 from fhirhub.core.access import current_access
 from fhirhub.core.interactions import read as read_interactions
+from fhirhub.core.interactions import urls
 from fhirhub.core.interactions import write as write_interactions
 from fhirhub.core.interactions.checks import require_type
 from fhirhub.core.interactions.references import (
     RELATIVE_REFERENCE,
     check_references,
-    local_reference,
     rewrite_references,
 )
 from fhirhub.core.interactions.search import match_ids, parse_query, search_bundle
+from fhirhub.core.interactions.urls import FhirRequest
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid
 from fhirhub.fhir_store.search import identifiers
 from fhirhub.fhir_store.store import UnitOfWork
@@ -48,48 +49,17 @@ STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "3
 CONDITIONAL_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+\?.+")
 
 
-@dataclass
-class EntryUrl:
-    resource_type: str | None
-    resource_id: str | None = None
-    version_id: str | None = None
-    query: str | None = None
-    operation: str | None = None
-
-    @property
-    def conditional(self) -> bool:
-        return self.query is not None and self.resource_id is None
-
-
-def parse_entry_url(url: str, base_url: str = "") -> EntryUrl:
-    """``Patient``, ``Patient/1``, ``Patient/1/_history/2``, ``Patient?x=y``, ``_history``..."""
-    url = local_reference(url, base_url).lstrip("/")
-    path, _, query = url.partition("?")
-    parts = [p for p in path.split("/") if p]
-    result = EntryUrl(None, query=query if "?" in url else None)
-    if not parts:
-        return result
-    if parts[0].startswith("$"):
-        result.operation = parts[0][1:]
-        return result
-    result.resource_type = parts[0]
-    if len(parts) > 1:
-        if parts[1].startswith("$"):
-            result.operation = parts[1][1:]
-        elif parts[1] != "_history" and parts[1] != "_search":
-            result.resource_id = parts[1]
-    if len(parts) > 2 and parts[2].startswith("$"):
-        result.operation = parts[2][1:]
-    if len(parts) > 3 and parts[2] == "_history":
-        result.version_id = parts[3]
-    return result
+def parse_entry_url(url: str, base_url: str = "", method: str = "GET") -> FhirRequest:
+    """What a ``Bundle.entry.request`` asks for (``Patient``, ``Patient/1/_history/2``,
+    ``Patient?x=y``, ``_history``...), by the REST API's own grammar."""
+    return urls.parse(method, url, base_url)
 
 
 @dataclass
 class _Entry:
     index: int
     method: str
-    url: EntryUrl
+    url: FhirRequest
     raw_url: str
     full_url: str | None
     resource: Any
@@ -119,7 +89,7 @@ def _entries(bundle: dict[str, Any], base_url: str) -> list[_Entry]:
                 f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url",
                 expression=(f"{where}.request",),
             )
-        parsed = parse_entry_url(url, base_url)
+        parsed = parse_entry_url(url, base_url, method)
         resource = raw.get("resource")
         entry = _Entry(index, method, parsed, url, raw.get("fullUrl"), resource, request)
         entry.resource_type = parsed.resource_type
@@ -565,15 +535,15 @@ def _run_write(
 def _run_read(hub: Hub, uow: UnitOfWork, entry: _Entry, base_url: str) -> None:
     url = entry.url
     try:
-        if url.resource_type and url.resource_id and url.version_id:
+        if url.interaction == "vread" and url.resource_type and url.resource_id:
             version = read_interactions.vread(
-                uow.conn, url.resource_type, url.resource_id, url.version_id
+                uow.conn, url.resource_type, url.resource_id, url.version_id or ""
             )
             entry.response = _entry_response(version, 200, base_url, "representation")
-        elif url.resource_type and url.resource_id and "_history" not in entry.raw_url:
+        elif url.interaction == "read" and url.resource_type and url.resource_id:
             version = read_interactions.read(uow.conn, url.resource_type, url.resource_id)
             entry.response = _entry_response(version, 200, base_url, "representation")
-        elif url.operation is None and "_history" not in entry.raw_url:
+        elif url.interaction in ("search-type", "search-system"):
             params = parse_qsl(url.query or "", keep_blank_values=True)
             bundle = search_bundle(hub, uow.conn, url.resource_type, params, base_url=base_url)
             entry.response = b'{"resource":' + bundle + b',"response":{"status":"200 OK"}}'

@@ -59,6 +59,7 @@ def test_sdk_exports_exactly_this() -> None:
         "read",
         "search",
         "sign_log_head",
+        "snapshot",
         "system_for",
         "tenant_of",
         "transaction",
