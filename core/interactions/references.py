@@ -154,20 +154,13 @@ def check_references(
             for row in rows
             if tenant is None or row[2] == tenant or row[0] in SHARED_TYPES
         )
-    missing = [key for key in keys if key not in found]
-    if missing:
-        raise FhirError(
-            422,
-            issues=[
-                Issue(
-                    "error",
-                    "not-found",
-                    f"Reference {t}/{i} does not resolve to a stored resource",
-                    (wanted[(t, i)],),
-                )
-                for t, i in missing
-            ],
-        )
+    _refuse(
+        [
+            (f"Reference {t}/{i} does not resolve to a stored resource", wanted[(t, i)])
+            for t, i in keys
+            if (t, i) not in found
+        ]
+    )
 
 
 def _check_versions(
@@ -196,16 +189,21 @@ def _check_versions(
         )
         if not row or not (tenant is None or row[0][0] == tenant or key[0] in SHARED_TYPES):
             missing.append(key)
-    if missing:
+    _refuse(
+        [
+            (
+                f"Reference {'/'.join(map(str, key[:2]))}/_history/{key[2]} does not resolve to "
+                "a stored version",
+                versioned[key],
+            )
+            for key in missing
+        ]
+    )
+
+
+def _refuse(unresolved: list[tuple[str, str]]) -> None:
+    """422 with one ``not-found`` issue per (diagnostics, element path), if there are any."""
+    if unresolved:
         raise FhirError(
-            422,
-            issues=[
-                Issue(
-                    "error",
-                    "not-found",
-                    f"Reference {t}/{i}/_history/{v} does not resolve to a stored version",
-                    (versioned[(t, i, v)],),
-                )
-                for t, i, v in missing
-            ],
+            422, issues=[Issue("error", "not-found", text, (path,)) for text, path in unresolved]
         )

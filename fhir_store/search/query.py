@@ -464,6 +464,31 @@ def _plan(
     return _Plan(request, owner, conditions, kept_filters, now_text)
 
 
+def _plan_in_process(
+    conn: Connection,
+    registry: SearchParameterRegistry,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    strict: bool,
+    default_count: int,
+    max_count: int,
+    visibility: Visibility | None,
+) -> _Plan:
+    """A plan for a search that builds no Bundle (no links, so no base URL or compartment)."""
+    return _plan(
+        conn,
+        registry,
+        resource_type,
+        params,
+        base_url="",
+        compartment=None,
+        strict=strict,
+        default_count=default_count,
+        max_count=max_count,
+        visibility=visibility,
+    )
+
+
 def matching_ids(
     conn: Connection,
     registry: SearchParameterRegistry,
@@ -476,18 +501,7 @@ def matching_ids(
     """Ids of the first ``limit`` resources matching ``params`` (strictly parsed: an unknown
     parameter is a 400, never a silent match-everything), in id order, without reading or
     serialising any content: what conditional create, update and delete need."""
-    plan = _plan(
-        conn,
-        registry,
-        resource_type,
-        params,
-        base_url="",
-        compartment=None,
-        strict=True,
-        default_count=limit,
-        max_count=limit,
-        visibility=visibility,
-    )
+    plan = _plan_in_process(conn, registry, resource_type, params, True, limit, limit, visibility)
     query = select(rc.c.resource_id).where(*plan.conditions).order_by(rc.c.resource_id).limit(limit)
     return [row[0] for row in conn.execute(query)]
 
@@ -505,17 +519,8 @@ def search_rows(
     """The stored content of the first page of matches (``_count``, ``_offset`` and
     ``_sort`` apply; ``_include`` and totals do not): the in-process search of plugins,
     which want resources rather than a searchset Bundle."""
-    plan = _plan(
-        conn,
-        registry,
-        resource_type,
-        params,
-        base_url="",
-        compartment=None,
-        strict=False,
-        default_count=default_count,
-        max_count=max_count,
-        visibility=visibility,
+    plan = _plan_in_process(
+        conn, registry, resource_type, params, False, default_count, max_count, visibility
     )
     order = _sort_keys(registry, plan.owner, plan.request.sort)
     query = (
