@@ -152,12 +152,16 @@ def replay(db: DbOption = None) -> None:
     log (projection consumers are reset and re-fed from the log by the next ``serve``)."""
     from fhirhub.core.dispatcher import reset_consumers
     from fhirhub.core.hub import build_hub
+    from fhirhub.fhir_store.replay import TamperedLog
     from fhirhub.fhir_store.replay import replay as run_replay
 
     hub = build_hub(_settings(db, hl7_port="off", dicom_port="off"))
     try:
         count = run_replay(hub.store)
         projections = reset_consumers(hub)
+    except TamperedLog as refused:
+        typer.echo(refused.message, err=True)
+        raise typer.Exit(1) from None
     finally:
         hub.close()
     typer.echo(f"Replayed the version log: {count} current resources re-indexed")

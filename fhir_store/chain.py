@@ -322,102 +322,114 @@ def verify_chain(
     bad entry. Each row is checked against the stored link of the row before it, so one
     tampered row does not hide later, independent ones.
     """
+    with engine.connect() as conn, conn.begin():
+        return verify_on(conn, verify_keys, chunk=chunk, max_problems=max_problems)
+
+
+def verify_on(
+    conn: Connection,
+    verify_keys: Mapping[str, VerifyKey] | None = None,
+    *,
+    chunk: int = 2000,
+    max_problems: int = 50,
+) -> Report:
+    """:func:`verify_chain` on the caller's connection and transaction (``fhirhub replay``
+    verifies the very snapshot it copies)."""
     keys = dict(verify_keys or {})
     report = Report()
-    with engine.connect() as conn, conn.begin():
-        signatures = _chunks(conn, _SIGNATURE_COLUMNS, chain_signature.c.seq, chunk)
-        pending_signature = next(signatures, None)
-        previous = GENESIS
-        broken_at: list[tuple[int, str, bytes, bytes]] = []  # (seq, ref, digest, link)
+    signatures = _chunks(conn, _SIGNATURE_COLUMNS, chain_signature.c.seq, chunk)
+    pending_signature = next(signatures, None)
+    previous = GENESIS
+    broken_at: list[tuple[int, str, bytes, bytes]] = []  # (seq, ref, digest, link)
 
-        def add(problem: Problem) -> None:
-            if len(report.problems) < max_problems:
-                report.problems.append(problem)
-            else:
-                report.truncated = True
+    def add(problem: Problem) -> None:
+        if len(report.problems) < max_problems:
+            report.problems.append(problem)
+        else:
+            report.truncated = True
 
-        def check_signature(signature: Any, link: bytes | None, reference: str | None) -> None:
-            seq, head_hash, sig, kid, signed_at = signature
-            report.signatures += 1
-            report.last_signed_seq = int(seq)
-            if link is None:
-                add(
-                    Problem(
-                        SIGNED_HEAD_MISSING,
-                        int(seq),
-                        None,
-                        "a signed head is no longer in the log: the entry was deleted "
-                        "(or the log was cut back)",
-                    )
+    def check_signature(signature: Any, link: bytes | None, reference: str | None) -> None:
+        seq, head_hash, sig, kid, signed_at = signature
+        report.signatures += 1
+        report.last_signed_seq = int(seq)
+        if link is None:
+            add(
+                Problem(
+                    SIGNED_HEAD_MISSING,
+                    int(seq),
+                    None,
+                    "a signed head is no longer in the log: the entry was deleted "
+                    "(or the log was cut back)",
                 )
-                return
-            key = keys.get(kid)
-            if key is None:
-                add(Problem(UNKNOWN_KEY, int(seq), reference, f"signed by unknown key {kid}"))
-                return
-            try:
-                key.verify(head_message(int(seq), bytes(head_hash), int(signed_at)), bytes(sig))
-            except BadSignatureError:
-                add(
-                    Problem(
-                        SIGNATURE_INVALID,
-                        int(seq),
-                        reference,
-                        f"the signature by key {kid} does not verify",
-                    )
+            )
+            return
+        key = keys.get(kid)
+        if key is None:
+            add(Problem(UNKNOWN_KEY, int(seq), reference, f"signed by unknown key {kid}"))
+            return
+        try:
+            key.verify(head_message(int(seq), bytes(head_hash), int(signed_at)), bytes(sig))
+        except BadSignatureError:
+            add(
+                Problem(
+                    SIGNATURE_INVALID,
+                    int(seq),
+                    reference,
+                    f"the signature by key {kid} does not verify",
                 )
-                return
-            if bytes(head_hash) != link:
-                add(
-                    Problem(
-                        SIGNATURE_INVALID,
-                        int(seq),
-                        reference,
-                        "the signed head hash differs from the entry's hash: "
-                        "the log was rewritten up to here",
-                    )
+            )
+            return
+        if bytes(head_hash) != link:
+            add(
+                Problem(
+                    SIGNATURE_INVALID,
+                    int(seq),
+                    reference,
+                    "the signed head hash differs from the entry's hash: "
+                    "the log was rewritten up to here",
                 )
+            )
 
-        for row in _chunks(conn, _ROW_COLUMNS, resource_version.c.seq, chunk):
-            seq = int(row[0])
-            while pending_signature is not None and pending_signature[0] < seq:
-                check_signature(pending_signature, None, None)
-                pending_signature = next(signatures, None)
-            report.entries += 1
-            report.unsigned_entries += 1
-            report.head_seq = seq
-            stored = row[9]
-            reference = _reference(row)
-            if stored is None or len(stored) != STORED_SIZE:
-                add(Problem(UNHASHED, seq, reference, "the entry has no valid hash"))
-                previous = GENESIS
-                link: bytes | None = None
-            else:
-                stored = bytes(stored)
-                digest, link = stored[:HASH_SIZE], stored[HASH_SIZE:]
-                if _digest_of(row) != digest:
-                    add(
-                        Problem(
-                            ALTERED,
-                            seq,
-                            reference,
-                            "the entry's content or fields differ from what was hashed",
-                        )
-                    )
-                elif chain_link(previous, digest) != link:
-                    broken_at.append((seq, reference, digest, link))
-                    add(Problem(DELETED, seq, reference, ""))  # refined below
-                previous = link
-            report.head_hash = link
-            if pending_signature is not None and pending_signature[0] == seq:
-                report.unsigned_entries = 0
-                check_signature(pending_signature, link, reference)
-                pending_signature = next(signatures, None)
-        while pending_signature is not None:
+    for row in _chunks(conn, _ROW_COLUMNS, resource_version.c.seq, chunk):
+        seq = int(row[0])
+        while pending_signature is not None and pending_signature[0] < seq:
             check_signature(pending_signature, None, None)
             pending_signature = next(signatures, None)
-        if broken_at:
-            _explain_broken_links(conn, report, broken_at, chunk)
+        report.entries += 1
+        report.unsigned_entries += 1
+        report.head_seq = seq
+        stored = row[9]
+        reference = _reference(row)
+        if stored is None or len(stored) != STORED_SIZE:
+            add(Problem(UNHASHED, seq, reference, "the entry has no valid hash"))
+            previous = GENESIS
+            link: bytes | None = None
+        else:
+            stored = bytes(stored)
+            digest, link = stored[:HASH_SIZE], stored[HASH_SIZE:]
+            if _digest_of(row) != digest:
+                add(
+                    Problem(
+                        ALTERED,
+                        seq,
+                        reference,
+                        "the entry's content or fields differ from what was hashed",
+                    )
+                )
+            elif chain_link(previous, digest) != link:
+                broken_at.append((seq, reference, digest, link))
+                add(Problem(DELETED, seq, reference, ""))  # refined below
+            previous = link
+        report.head_hash = link
+        if pending_signature is not None and pending_signature[0] == seq:
+            report.unsigned_entries = 0
+            check_signature(pending_signature, link, reference)
+            pending_signature = next(signatures, None)
+    while pending_signature is not None:
+        check_signature(pending_signature, None, None)
+        pending_signature = next(signatures, None)
+    if broken_at:
+        _explain_broken_links(conn, report, broken_at, chunk)
     return report
 
 

@@ -331,3 +331,22 @@ def test_a_row_inserted_without_a_hash_is_named(store: FhirStore) -> None:
     first = verify_chain(store.engine, KEYS).first_problem
     assert first is not None and first.kind == chain.UNHASHED
     assert first.reference == "Patient/forged/_history/1"
+
+
+def test_replay_refuses_a_tampered_log_and_changes_nothing(store: FhirStore) -> None:
+    from fhirhub.fhir_store.replay import TamperedLog
+    from fhirhub.fhir_store.store import read_current
+
+    write_log(store)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(resource_version)
+            .where(resource_version.c.resource_id == "c")
+            .values(content=b'{"resourceType":"Patient","id":"c","name":[{"family":"Forged"}]}')
+        )
+    with pytest.raises(TamperedLog) as refused:
+        replay(store)
+    assert "altered" in refused.value.message and "Patient/c" in refused.value.message
+    with store.read() as conn:  # the projection still holds what was written, not the forgery
+        current = read_current(conn, "Patient", "c")
+    assert current is not None and b"Forged" not in (current.content or b"")
