@@ -67,25 +67,33 @@ class Converted(NamedTuple):
 
     bundle: bytes  # the transaction Bundle, JSON
     validated: bool  # every resource in it passed the structural validation
+    warnings: bytes = b""  # the conversion's warnings (ErrorLocation fields), JSON; "" if none
 
 
 def prepare(raw: bytes) -> bytes | None:
     """The worker's reply for one message: a flag byte (``V``: all resources valid, ``-``:
-    not) and the transaction Bundle (for the message's default key) as JSON; None when the
-    message cannot be converted (the writer then produces the error itself)."""
-    from fhirhub.adapters.hl7.convert import convert, message_key
+    not), the transaction Bundle (for the message's default key) as JSON and, after a line
+    feed (which JSON text never holds unescaped), its warnings; None when the message cannot
+    be converted (the writer then produces the error itself)."""
+    from dataclasses import astuple
+
+    from fhirhub.adapters.hl7.convert import convert_message, message_key
     from fhirhub.adapters.hl7.parsing import parse
     from fhirhub.sdk import validation_issues
 
     try:
         message = parse(raw)
-        bundle = convert(message, key=message_key(message))
+        converted = convert_message(message, key=message_key(message))
+        bundle = converted.bundle
         valid = all(
             not validation_issues(entry["resource"])
             for entry in bundle["entry"]
             if "resource" in entry
         )
-        return (_VALIDATED if valid else _UNCHECKED) + orjson.dumps(bundle)
+        reply = (_VALIDATED if valid else _UNCHECKED) + orjson.dumps(bundle)
+        if converted.warnings:
+            reply += b"\n" + orjson.dumps([astuple(w) for w in converted.warnings])
+        return reply
     except Exception:
         return None
 
@@ -93,7 +101,8 @@ def prepare(raw: bytes) -> bytes | None:
 def _conversion(reply: bytes) -> Converted | None:
     if len(reply) < 2:
         return None
-    return Converted(reply[1:], reply[:1] == _VALIDATED)
+    bundle, _, warnings = reply[1:].partition(b"\n")
+    return Converted(bundle, reply[:1] == _VALIDATED, warnings)
 
 
 def _worker(conn: Connection) -> None:

@@ -23,9 +23,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
+from fhirhub.adapters.hl7.ack import (
+    ErrorLocation,
+    Header,
+    acknowledgments,
+    batch_acknowledgment,
+)
 from fhirhub.adapters.hl7.convert_pool import ConvertPool
 from fhirhub.adapters.hl7.group_commit import GroupCommitter
+from fhirhub.adapters.hl7.parsing import split_messages
 from fhirhub.adapters.hl7.processing import MAX_GROUP
 
 if TYPE_CHECKING:
@@ -87,6 +93,23 @@ class MllpServer:
         self.connections = 0
 
     async def _process(self, raw: bytes) -> list[bytes]:
+        """The response frames for one received frame. A frame holding several messages
+        (concatenated, or an FHS/BHS batch) is split at each MSH and every message processed
+        on its own, in order, never merged; their ACKs go back in ONE frame, since an MLLP
+        sender reads one response per frame (for a batch: wrapped in a batch envelope)."""
+        frame_content = split_messages(raw)
+        if len(frame_content.messages) == 1 and not frame_content.batch:
+            return await self._process_one(raw)
+        if self.committer is not None:  # submitted in order: the writer keeps that order
+            answers = await asyncio.gather(*(self._process_one(m) for m in frame_content.messages))
+        else:
+            answers = [await self._process_one(m) for m in frame_content.messages]
+        acks = [ack for answer in answers for ack in answer]
+        if frame_content.batch:
+            return [batch_acknowledgment(frame_content.batch, acks)]
+        return [b"".join(acks)] if acks else []
+
+    async def _process_one(self, raw: bytes) -> list[bytes]:
         if self.committer is not None:
             pool = self.convert_pool
             prepared = pool.submit(raw) if pool is not None else None

@@ -7,10 +7,19 @@ that carry segments unknown to their declared version (``PRT`` in a v2.5.1 ORU).
 messier than the standard (HL7 v2.x chapter 2, "Message construction rules": receivers must
 ignore unexpected segments and fields), so this module only splits:
 
-* segments on ``\\r``, ``\\n`` or ``\\r\\n`` (files and some senders use line feeds),
+* segments on ``\\r`` (the standard's segment terminator) or ``\\r\\n``; on ``\\n`` alone when the
+  message has no ``\\r`` at all (files saved with line feeds). Where ``\\r`` separates segments, a
+  bare ``\\n`` is a segment break only when a segment name and field separator follow it;
+  anywhere else it is part of the field (a report or an embedded document with raw line
+  breaks, sent by some senders instead of ``\\.br\\``),
 * fields, repetitions, components and sub-components on the separators declared in MSH-1/MSH-2
   (a v2.7+ truncation character in MSH-2 is accepted),
-* escape sequences (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ \\Xhh\\``) when a value is read.
+* escape sequences (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ \\Xhh\\``) when a value is read; the bytes
+  of ``\\Xhh..\\`` are decoded with the message's character set (MSH-18, HL7 table 0211;
+  UTF-8 when MSH-18 is empty), as are the message's own bytes.
+
+One message per call: a second MSH is refused (the messages of a frame or file are split
+with :func:`split_messages` first, never merged).
 
 Missing trailing fields and components read as empty strings. ``hl7apy`` is used where its
 strictness is wanted: :func:`parse_strict` (versions passed explicitly, never the process-wide
@@ -23,10 +32,63 @@ import re
 from dataclasses import dataclass, field
 
 #: Versions this adapter accepts (MSH-12); HL7 table 0104.
-SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8")
+SUPPORTED_VERSIONS = (
+    "2.3",
+    "2.3.1",
+    "2.4",
+    "2.5",
+    "2.5.1",
+    "2.6",
+    "2.7",
+    "2.7.1",
+    "2.8",
+    "2.8.1",
+    "2.8.2",
+)
 _SEGMENT_SPLIT = re.compile(r"\r\n|\n|\r")
+#: Where ``\r`` ends segments: ``\r``, ``\r\n``, or a bare ``\n`` that starts a segment
+#: (three characters of a segment name, then a field separator: any non-alphanumeric).
+_CR_SEGMENT_SPLIT = re.compile(r"\r\n?|\n(?=[A-Z][A-Z0-9]{2}[^A-Za-z0-9\s])")
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _HEX_ESCAPE = re.compile(r"^X([0-9A-Fa-f]{2})+$")
+
+#: MSH-18 character sets (HL7 table 0211) -> Python codecs. An unknown or empty MSH-18 means
+#: UTF-8 (a superset of the ASCII default the standard names, and what senders use today).
+CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4",
+    "8859/5": "iso8859-5",
+    "8859/6": "iso8859-6",
+    "8859/7": "iso8859-7",
+    "8859/8": "iso8859-8",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "UNICODE UTF-16": "utf-16",
+    "UNICODE UTF-32": "utf-32",
+    "ISO IR6": "ascii",
+    "ISO IR14": "shift_jis",
+    "ISO IR87": "iso2022_jp",
+    "ISO IR159": "iso2022_jp_2",
+    "ISO IR100": "latin-1",
+    "ISO IR192": "utf-8",
+    "GB 18030-2000": "gb18030",
+    "KS X 1001": "euc_kr",
+    "CNS 11643-1992": "big5",
+    "BIG-5": "big5",
+    "WINDOWS-1252": "cp1252",
+}
+_MSH_LINE = re.compile(rb"MSH(.)[^\r\n]*")
+
+
+def charset_codec(msh18: str) -> str:
+    """The Python codec for an MSH-18 value (its first repetition); UTF-8 when unknown."""
+    name = msh18.strip().upper()
+    return CHARSETS.get(name) or CHARSETS.get(name.replace("_", " ")) or "utf-8"
 
 
 class Hl7ParseError(ValueError):
@@ -62,6 +124,8 @@ class Separators:
     repetition: str = "~"
     escape: str = "\\"
     subcomponent: str = "&"
+    #: The codec ``\\Xhh\\`` escapes decode with: MSH-18's character set (UTF-8 by default).
+    charset: str = "utf-8"
 
     @property
     def encoding_characters(self) -> str:
@@ -79,6 +143,9 @@ class Segment:
     name: str
     fields: list[str]
     separators: Separators
+    #: Which occurrence of this segment name in the message (1 for the first OBX): the
+    #: "segment sequence" an ERR segment names (ERR-2.2).
+    sequence: int = 1
     #: Memo of :meth:`get` and :meth:`repetitions`: converters read the same fields many
     #: times (MSH-3/4/10 for every full URL, PID-3 for every identifier), and a parsed
     #: segment never changes. Callers get shared lists: they must not mutate them.
@@ -207,9 +274,9 @@ def unescape(value: str, separators: Separators = DEFAULT_SEPARATORS) -> str:
         elif code == ".br":
             out.append("\n")
         elif _HEX_ESCAPE.match(code):
-            try:
-                out.append(bytes.fromhex(code[1:]).decode("latin-1"))
-            except ValueError:
+            try:  # the bytes are in the message's character set (MSH-18), not always Latin-1
+                out.append(bytes.fromhex(code[1:]).decode(separators.charset))
+            except (ValueError, LookupError):
                 out.append(esc + code + esc)
         elif code.startswith((".sp", ".in", ".ti", ".fi", ".nf", ".sk", ".ce", "H", "N")):
             pass  # formatting hints (2.7.6) carry no data
@@ -233,18 +300,48 @@ def escape(value: str, separators: Separators = DEFAULT_SEPARATORS) -> str:
     return value.replace("\r", " ").replace("\n", " ")
 
 
-def decode(raw: bytes) -> str:
-    """Bytes to text: UTF-8 (BOM stripped) when valid, else ISO 8859-1, which never fails.
+def declared_charset(raw: bytes) -> str:
+    """MSH-18 read straight from the bytes (MSH itself is ASCII), "" when absent."""
+    found = _MSH_LINE.search(raw[:4096])
+    if found is None:
+        return ""
+    separator = found.group(1)
+    fields = found.group(0).split(separator)
+    if len(fields) <= 17:
+        return ""
+    component = fields[1][:1] or b"^"
+    repetition = fields[1][1:2] or b"~"
+    value = fields[17].split(repetition)[0].split(component)[0]
+    return value.decode("latin-1").strip()
 
-    MSH-18 (character set) is advisory and often wrong on the wire; falling back keeps every
-    byte, and the stored Binary keeps the original bytes regardless.
+
+def decode(raw: bytes) -> str:
+    """Bytes to text with the character set MSH-18 declares (HL7 table 0211).
+
+    Without MSH-18, or where it names UTF-8 or ASCII: UTF-8 (BOM stripped) when valid, else
+    ISO 8859-1, which never fails. A single-byte set that MSH-18 names (8859/5, ...) is used
+    as declared; if the bytes do not decode with it, the same fallback applies. The stored
+    Binary keeps the original bytes regardless.
     """
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    declared = declared_charset(raw)
+    codec = charset_codec(declared) if declared else "utf-8"
+    if codec not in ("utf-8", "ascii"):
+        try:
+            return raw.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            pass
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def split_segments(text: str) -> list[str]:
+    """The non-empty segment lines of ``text`` (see the module docstring for the rules)."""
+    splitter = _CR_SEGMENT_SPLIT if "\r" in text else _SEGMENT_SPLIT
+    return [line for line in splitter.split(text) if line.strip()]
 
 
 def parse(raw: bytes | str) -> Message:
@@ -252,7 +349,7 @@ def parse(raw: bytes | str) -> Message:
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
     text = decode(data) if isinstance(raw, bytes) else raw.lstrip("\ufeff")
     text = text.strip("\x0b\x1c\r\n \t\x00")
-    lines = [line for line in _SEGMENT_SPLIT.split(text) if line.strip()]
+    lines = split_segments(text)
     if not lines or not lines[0].startswith("MSH"):
         found = lines[0][:3] if lines else "nothing"
         raise Hl7ParseError(
@@ -279,6 +376,7 @@ def parse(raw: bytes | str) -> Message:
         )
     separators = Separators(field_sep, encoding[0], encoding[1], encoding[2], encoding[3])
     segments: list[Segment] = []
+    seen: dict[str, int] = {}
     for index, line in enumerate(lines):
         line = line.rstrip()
         name = line[:3]
@@ -289,12 +387,27 @@ def parse(raw: bytes | str) -> Message:
                 segment=name if _SEGMENT_NAME.match(name) else "MSH",
                 sequence=index + 1,
             )
+        if name == "MSH" and index:  # never merge two messages into one
+            raise Hl7ParseError(
+                f"A second message starts at line {index + 1} (MSH): send one message per "
+                "MLLP frame, or an FHS/BHS batch",
+                code="100",
+                segment="MSH",
+                sequence=2,
+            )
         parts = line.split(field_sep)
         if name == "MSH":
             parts = ["MSH", field_sep, *parts[1:]]
-        segments.append(Segment(name, parts, separators))
+        seen[name] = sequence = seen.get(name, 0) + 1
+        segments.append(Segment(name, parts, separators, sequence))
+    msh = segments[0]
+    if msh.raw(18):
+        codec = charset_codec(msh.get(18))
+        if codec != separators.charset:
+            separators = Separators(field_sep, *encoding[:4], charset=codec)  # type: ignore[misc]
+            for segment in segments:
+                segment.separators = separators
     message = Message(segments, separators, "\r".join(lines), data)
-    msh = message.msh
     if not msh.get(9, 1):
         raise Hl7ParseError("MSH-9 (message type) is empty", code="101", field=9)
     if not msh.get(10):
@@ -328,16 +441,50 @@ def parse_strict(text: str, version: str) -> object:
     return parse_message(normalised, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False)
 
 
-def split_batch(text: str) -> list[str]:
-    """Messages of an FHS/BHS batch (chapter 2.10.3), or ``[text]`` for a single message."""
-    lines = [line for line in _SEGMENT_SPLIT.split(text.lstrip("\ufeff")) if line.strip()]
-    messages: list[list[str]] = []
-    for line in lines:
-        name = line[:3]
-        if name in ("FHS", "BHS", "FTS", "BTS"):
+#: A segment that starts a message or opens or closes a batch (chapter 2.10.3), at the start
+#: of the data or of a line, followed by a field separator.
+_MESSAGE_BOUNDARY = re.compile(rb"(?:^|(?<=[\r\n]))(MSH|FHS|BHS|BTS|FTS)(?=[^A-Za-z0-9\s])")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The messages of one MLLP frame, file or HTTP body, each as its exact bytes.
+
+    ``batch`` holds the FHS/BHS header lines when the messages came as a batch (chapter
+    2.10.3; their answer is then a batch of ACKs), empty for loose messages.
+    """
+
+    messages: list[bytes]
+    batch: list[bytes]
+
+
+def split_messages(raw: bytes) -> Frame:
+    """Cut ``raw`` at every MSH into messages (never merged), dropping FHS/BHS/BTS/FTS lines.
+
+    Bytes stay as sent (no decoding), so each message's stored Binary is exactly its part of
+    the input. Anything before the first MSH that is not a batch header stays with the first
+    message (where :func:`parse` reports it); input without an MSH is one "message".
+    """
+    marks = [(m.start(), m.group(1)) for m in _MESSAGE_BOUNDARY.finditer(raw)]
+    starts = [position for position, name in marks if name == b"MSH"]
+    if len(starts) <= 1 and all(name == b"MSH" for _, name in marks):
+        return Frame([raw], [])
+    batch = [
+        raw[p:].split(b"\r", 1)[0].split(b"\n", 1)[0] for p, n in marks if n in (b"FHS", b"BHS")
+    ]
+    messages: list[bytes] = []
+    for index, (position, name) in enumerate(marks):
+        if name != b"MSH":
             continue
-        if name == "MSH" or not messages:
-            messages.append([line])
-        else:
-            messages[-1].append(line)
-    return ["\r".join(m) for m in messages]
+        end = marks[index + 1][0] if index + 1 < len(marks) else len(raw)
+        begin = 0 if position == marks[0][0] and not batch else position
+        messages.append(raw[begin:end])
+    return Frame(messages or [raw], batch)
+
+
+def split_batch(text: str) -> list[str]:
+    """Messages of an FHS/BHS batch or of several concatenated messages (chapter 2.10.3), or
+    ``[text]`` for a single message."""
+    return [
+        m.decode("utf-8") for m in split_messages(text.lstrip("\ufeff").encode("utf-8")).messages
+    ]

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, TypeVar
 import orjson
 
 from fhirhub.adapters.hl7.ack import ErrorLocation, Header, acknowledgments
-from fhirhub.adapters.hl7.convert import ConversionError, convert, message_key
+from fhirhub.adapters.hl7.convert import ConversionError, convert_message, message_key
 from fhirhub.adapters.hl7.dead_letters import (
     dead_letter_bundle,
     dead_letter_id,
     store_dead_letter,
     write_to_disk,
 )
-from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, decode, parse, split_batch
+from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, parse, split_messages
 from fhirhub.sdk import FhirError, Hub, Transaction, snapshot, transaction
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ class Outcome:
     dead_letter: str | None = None
     bundle_entries: int = 0
     notes: list[str] = field(default_factory=list)
+    #: Fields stored other than sent (coerced or dropped): ERR segments, severity W, in the AA.
+    warnings: list[ErrorLocation] = field(default_factory=list)
 
     @property
     def ack(self) -> bytes:
@@ -214,11 +216,15 @@ def _process(
                 ahead = prepared.take()
             else:
                 prepared.cancel()
-        bundle = orjson.loads(ahead.bundle) if ahead is not None else convert(message, key=key)
+        if ahead is not None:
+            bundle = orjson.loads(ahead.bundle)
+            warnings = [ErrorLocation(*w) for w in orjson.loads(ahead.warnings or b"[]")]
+        else:
+            converted = convert_message(message, key=key)
+            bundle, warnings = converted.bundle, converted.warnings
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
-        where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
-        return _failure(raw, header, code, where, message, label)
+        return _failure(raw, header, code, error.location, message, label)
     except Exception as error:  # a converter bug must not lose the message
         log.exception("HL7 conversion crashed for %s", label)
         where = ErrorLocation("207", f"Conversion failed: {type(error).__name__}: {error}")
@@ -241,7 +247,10 @@ def _process(
         log.exception("HL7 commit failed for %s", label)
         where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
         return _failure(raw, header, "AE", where, message, label)
-    return Outcome("AA", acknowledgments(header, "AA"), message, bundle_entries=len(entries)), None
+    for warning in warnings:
+        log.info("HL7 %s stored with a warning: %s", label, warning.text)
+    acks = acknowledgments(header, "AA", warnings=warnings)
+    return Outcome("AA", acks, message, bundle_entries=len(entries), warnings=warnings), None
 
 
 def _in_savepoint(batch: Transaction, work: Callable[[Transaction], _T]) -> _T:
@@ -348,14 +357,13 @@ def process(hub: Hub, raw_bytes: bytes) -> bytes:
 
 
 def process_batch(hub: Hub, raw: bytes) -> list[Outcome]:
-    """A single message or an FHS/BHS batch (chapter 2.10.3): one outcome per message, the
+    """A single message, several concatenated ones or an FHS/BHS batch (chapter 2.10.3),
+    split at each MSH (never merged): one outcome per message, the
     batch's messages committed in groups of at most ``MAX_GROUP`` (so a large batch does not
     hold the SQLite write lock for long)."""
-    text = decode(raw)
-    parts = split_batch(text)
-    if len(parts) <= 1:
+    encoded = split_messages(raw).messages
+    if len(encoded) <= 1:
         return [handle(hub, raw)]
-    encoded = [part.encode("utf-8") for part in parts]
     return [
         outcome
         for start in range(0, len(encoded), MAX_GROUP)

@@ -9,8 +9,10 @@ resource produced. Unsupported types raise :class:`ConversionError` with HL7 err
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from fhirhub.adapters.hl7.ack import ErrorLocation
 from fhirhub.adapters.hl7.convert.adt import EVENTS as ADT_EVENTS
 from fhirhub.adapters.hl7.convert.adt import convert_adt
 from fhirhub.adapters.hl7.convert.builder import BundleBuilder
@@ -54,9 +56,23 @@ def supported(message: Message) -> bool:
     return (message.message_code, message.trigger_event) in CONVERTERS
 
 
+@dataclass
+class Converted:
+    """A message's transaction Bundle and the fields that were coerced or dropped on the way
+    (each an ERR segment with severity W in the AA)."""
+
+    bundle: dict[str, Any]
+    warnings: list[ErrorLocation]
+
+
 def convert(message: Message, *, key: str | None = None) -> dict[str, Any]:
-    """The transaction Bundle for ``message`` (a dict ready for ``process_bundle``); ``key`` is
-    the id of its Binary and Provenance (default :func:`message_key`)."""
+    """The transaction Bundle for ``message`` (see :func:`convert_message`)."""
+    return convert_message(message, key=key).bundle
+
+
+def convert_message(message: Message, *, key: str | None = None) -> Converted:
+    """The transaction Bundle for ``message`` (a dict ready for ``process_bundle``) and its
+    warnings; ``key`` is the id of its Binary and Provenance (default :func:`message_key`)."""
     kind = (message.message_code, message.trigger_event)
     converter = CONVERTERS.get(kind)
     if converter is None:
@@ -70,7 +86,16 @@ def convert(message: Message, *, key: str | None = None) -> dict[str, Any]:
     ctx = Conversion(message, BundleBuilder(message))
     converter(ctx)
     add_provenance(ctx, message.raw or message.text.encode("utf-8"), key)
-    return ctx.builder.bundle()
+    return Converted(ctx.builder.bundle(), ctx.warnings)
 
 
-__all__ = ["CONVERTERS", "ER7_MEDIA_TYPE", "ConversionError", "convert", "message_key", "supported"]
+__all__ = [
+    "CONVERTERS",
+    "ER7_MEDIA_TYPE",
+    "ConversionError",
+    "Converted",
+    "convert",
+    "convert_message",
+    "message_key",
+    "supported",
+]

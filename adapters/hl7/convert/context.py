@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhirhub.adapters.hl7.ack import ErrorLocation
 from fhirhub.adapters.hl7.convert.builder import BundleBuilder
-from fhirhub.adapters.hl7.convert.datatypes import uri_for
-from fhirhub.adapters.hl7.parsing import Message
+from fhirhub.adapters.hl7.convert.datatypes import dtm, uri_for, zone_of
+from fhirhub.adapters.hl7.parsing import Message, Segment
 
 
 class ConversionError(ValueError):
@@ -21,12 +22,20 @@ class ConversionError(ValueError):
         field: int | None = None,
         sequence: int = 1,
         code: str = "101",
+        component: int | None = None,
     ) -> None:
         super().__init__(message)
         self.segment = segment
         self.field = field
         self.sequence = sequence
         self.code = code
+        self.component = component
+
+    @property
+    def location(self) -> ErrorLocation:
+        return ErrorLocation(
+            self.code, str(self), self.segment, self.sequence, self.field, self.component
+        )
 
 
 @dataclass
@@ -41,6 +50,70 @@ class Conversion:
     owns_patient: bool = False
     #: ``system|value`` of the patient's matching identifier, URL-quoted (scopes NK1 ids).
     patient_key: str = ""
+    #: Fields that were coerced or dropped: the ACK's ERR segments with severity W.
+    warnings: list[ErrorLocation] = field(default_factory=list)
+    _zone: str | None = None
+    _zone_read: bool = False
+
+    def warn(
+        self,
+        segment: Segment,
+        number: int,
+        text: str,
+        *,
+        component: int | None = None,
+        code: str = "102",
+    ) -> None:
+        """Record that field ``number`` (component ``component``) of ``segment`` was not
+        stored as sent; ``code`` from table 0357 (102 data type error, 103 table value not
+        found, 207 application error)."""
+        place = f"{segment.name}-{number}" + (f".{component}" if component else "")
+        self.warnings.append(
+            ErrorLocation(
+                code,
+                f"{place}: {text}",
+                segment.name,
+                segment.sequence,
+                number,
+                component,
+                severity="W",
+            )
+        )
+
+    @property
+    def zone(self) -> str | None:
+        """The sender's UTC offset, from MSH-7, for timestamps sent without one (chapter 2A
+        DTM: "the time zone defaults to that of the local time zone of the sender")."""
+        if not self._zone_read:
+            self._zone = zone_of(self.message.msh.get(7))
+            self._zone_read = True
+        return self._zone
+
+    def date(
+        self,
+        segment: Segment | None,
+        number: int,
+        component: int = 1,
+        *,
+        precision: str = "dateTime",
+        repetition: int = 0,
+    ) -> str | None:
+        """The DTM in ``segment``-``number``.``component`` as FHIR ``precision``; a value that
+        is not a valid DTM is dropped with a warning naming the field (never guessed)."""
+        if segment is None:
+            return None
+        value = segment.get(number, component, repetition=repetition)
+        if not value:
+            return None
+        found = dtm(value, precision=precision, zone=self.zone)
+        if found is None:
+            self.warn(
+                segment,
+                number,
+                f"{value!r} is not a valid date/time (YYYY[MM[DD[HHMM[SS]]]][+/-ZZZZ]); not stored",
+                component=component if component > 1 else None,
+            )
+        return found
 
     @property
     def sender_system(self) -> str:

@@ -8,6 +8,7 @@ handled in one place; empty input gives ``None`` (FHIR forbids empty elements).
 
 from __future__ import annotations
 
+import calendar
 import re
 from typing import Any
 from urllib.parse import quote
@@ -26,26 +27,75 @@ def _clean(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "", [], {})}
 
 
-def dtm(value: str, *, precision: str = "dateTime") -> str | None:
-    """``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`` as a FHIR date, dateTime or instant.
+#: Years a DTM may carry here: the FHIR date grammar allows 0001-9999, but a year outside
+#: this range on an HL7 feed is a misread value (``800101`` sent as YYMMDD reads as year
+#: 8001 under the DTM grammar YYYY[MM[DD..]]), not a date to store.
+PLAUSIBLE_YEARS = range(1000, 3000)
 
-    FHIR dateTime needs a time zone once hours are given; HL7 v2 often omits it (the sender's
-    local time). Without an offset the value is read as UTC, documented in docs/hl7.md.
+
+def dtm(value: str, *, precision: str = "dateTime", zone: str | None = None) -> str | None:
+    """``YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`` (HL7 v2 DTM/TS, chapter 2A) as a FHIR
+    date, dateTime or instant; None when ``value`` is not a valid DTM (wrong shape, a
+    calendar day or time that does not exist, an implausible year).
+
+    FHIR dateTime needs a time zone once hours are given; HL7 v2 says a DTM without an offset
+    is in the sender's local zone. ``zone`` (``+01:00``) is that zone when known (the offset
+    of MSH-7); otherwise the value is read as UTC, documented in docs/hl7.md. The value keeps
+    its own precision: a date stays a date, an hour gets ``:00`` minutes because FHIR has no
+    hour-only time.
     """
     match = _DTM.match(value.strip())
     if not match:
         return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if not _valid_dtm(year, month, day, hour, minute, second, offset):
+        return None
     if precision == "date" or (hour is None and precision != "instant"):
         return "-".join(p for p in (year, month, day) if p)
     if month is None or day is None:
         return None
     hour = hour or "00"
-    tz = f"{zone[:3]}:{zone[3:]}" if zone else "Z"
-    if tz in ("+00:00", "-00:00"):
-        tz = "Z" if not zone else tz
+    if offset:
+        tz = f"{offset[:3]}:{offset[3:]}"
+    else:
+        tz = zone or "Z"
     frac = fraction if fraction and len(fraction) > 1 else ""
     return f"{year}-{month}-{day}T{hour}:{minute or '00'}:{second or '00'}{frac}{tz}"
+
+
+def _valid_dtm(
+    year: str,
+    month: str | None,
+    day: str | None,
+    hour: str | None,
+    minute: str | None,
+    second: str | None,
+    offset: str | None,
+) -> bool:
+    if int(year) not in PLAUSIBLE_YEARS:
+        return False
+    if month is not None and not 1 <= int(month) <= 12:
+        return False
+    if day is not None:
+        assert month is not None
+        if not 1 <= int(day) <= calendar.monthrange(int(year), int(month))[1]:
+            return False
+    if hour is not None and int(hour) > 23:
+        return False
+    if minute is not None and int(minute) > 59:
+        return False
+    if second is not None and int(second) > 60:  # 60: a leap second (FHIR allows it)
+        return False
+    return offset is None or (int(offset[1:3]) <= 14 and int(offset[3:]) <= 59)
+
+
+def zone_of(value: str) -> str | None:
+    """The UTC offset of a DTM as FHIR writes it (``+01:00``), None when it has none."""
+    match = _DTM.match(value.strip())
+    if not match or not match.group(8):
+        return None
+    offset = match.group(8)
+    return f"{offset[:3]}:{offset[3:]}"
 
 
 def uri_for(name: str) -> str:

@@ -51,3 +51,31 @@ def test_enhanced_mode_rejection_reaches_a_sender_that_wants_application_acks_on
     assert b"MSA|AA|CTRL-BAR-1" in accepted
     never = Header.of(parse(fixture("bar_p01.hl7").replace(b"|P|2.5.1", b"|P|2.5.1|||NE|NE")))
     assert acknowledgments(never, "AR", where.text, where) == []
+
+
+def test_an_aa_carries_its_warnings_as_err_segments_with_severity_w() -> None:
+    dropped = ErrorLocation("102", "OBX-14: not a date", "OBX", 3, 14, severity="W")
+    coerced = ErrorLocation("102", "OBX-6.1: not UCUM", "OBX", 2, 6, 1, severity="W")
+    header = Header.of(parse(fixture("adt_a01.hl7")))  # original mode: AA
+    (ack,) = acknowledgments(header, "AA", warnings=[dropped, coerced])
+    lines = ack.decode().rstrip("\r").split("\r")
+    assert lines[1].startswith("MSA|AA|CTRL-A01-1")
+    first, second = (line.split("|") for line in lines[2:])
+    assert (first[2], first[4], first[8]) == ("OBX^3^14", "W", "OBX-14: not a date")
+    assert (second[2], second[4]) == ("OBX^2^6^1^1", "W")
+    # enhanced mode, MSH-15 AL / MSH-16 NE: the accept ACK is the only one, so it tells
+    (accept,) = acknowledgments(Header.of(parse(fixture("oru_r01.hl7"))), "AA", warnings=[dropped])
+    assert b"MSA|CA|" in accept and b"|OBX^3^14|" in accept and b"|W|" in accept
+
+
+def test_a_batch_is_answered_with_the_same_envelope() -> None:
+    from fhirhub.adapters.hl7.ack import batch_acknowledgment
+
+    header = Header.of(parse(fixture("adt_a01.hl7")))
+    answer = batch_acknowledgment(
+        [b"BHS|^~\\&|APP|FAC|HUB|HF|20240101||||B-1"], acknowledgments(header, "AA")
+    )
+    lines = answer.decode().rstrip("\r").split("\r")
+    assert lines[0].split("|")[2:6] == ["HUB", "HF", "APP", "FAC"]
+    assert lines[0].split("|")[11] == "B-1"
+    assert lines[-1] == "BTS|1"

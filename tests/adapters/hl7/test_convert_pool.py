@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from fhirhub.adapters.hl7 import convert_pool
-from fhirhub.adapters.hl7.convert import convert, message_key
+from fhirhub.adapters.hl7.convert import convert_message, message_key
 from fhirhub.adapters.hl7.convert_pool import (
     Converted,
     ConvertPool,
@@ -107,12 +107,12 @@ def test_the_writer_does_not_repeat_the_workers_validation(
     assert outcome.code == "AA" and walked and walked[-1] > 0
 
 
-def _with_invalid_gender(message: object, *, key: str | None = None) -> dict[str, object]:
-    bundle = convert(message, key=key)  # type: ignore[arg-type]
-    for entry in bundle["entry"]:
+def _with_invalid_gender(message: object, *, key: str | None = None) -> object:
+    converted = convert_message(message, key=key)  # type: ignore[arg-type]
+    for entry in converted.bundle["entry"]:
         if entry["resource"]["resourceType"] == "Patient":
             entry["resource"]["gender"] = 7  # not a code
-    return bundle
+    return converted
 
 
 def test_a_bundle_with_an_invalid_resource_is_flagged_and_validated_by_the_writer(
@@ -123,7 +123,7 @@ def test_a_bundle_with_an_invalid_resource_is_flagged_and_validated_by_the_write
     assert reply is not None and reply[:1] == b"V"
     import fhirhub.adapters.hl7.convert as converter
 
-    monkeypatch.setattr(converter, "convert", _with_invalid_gender)
+    monkeypatch.setattr(converter, "convert_message", _with_invalid_gender)
     reply = prepare(raw)
     assert reply is not None and reply[:1] == b"-"
     conversion = convert_pool._conversion(reply)
