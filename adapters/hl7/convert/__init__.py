@@ -83,8 +83,10 @@ def convert_message(message: Message, *, key: str | None = None) -> Converted:
             field=9,
             code="200",
         )
-    ctx = Conversion(message, BundleBuilder(message))
+    key = key or message_key(message)
+    ctx = Conversion(message, BundleBuilder(message), key=key)
     converter(ctx)
+    ctx.report_unmapped()
     add_provenance(ctx, message.raw or message.text.encode("utf-8"), key)
     return Converted(ctx.builder.bundle(), ctx.warnings)
 

@@ -36,7 +36,7 @@ def convert_adt(ctx: Conversion) -> None:
         convert_nk1(ctx, nk1, index)
     convert_pv1(ctx, message.first("PV1"))
     for index, obx in enumerate(message.all("OBX"), 1):
-        convert_obx(ctx, obx, f"{message.control_id}-{obx.get(1) or index}")
+        convert_obx(ctx, obx, str(index))
     for index, al1 in enumerate(message.all("AL1"), 1):
         convert_al1(ctx, al1, index)
     for index, dg1 in enumerate(message.all("DG1"), 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm
+from fhirhub.adapters.hl7.convert.datatypes import codeable
 from fhirhub.adapters.hl7.convert.tables import ALLERGY_CATEGORY, ALLERGY_CRITICALITY
 from fhirhub.adapters.hl7.parsing import Segment
 
@@ -41,7 +41,10 @@ def convert_al1(ctx: Conversion, al1: Segment, index: int) -> str | None:
     reactions = [r for r in reactions if r]
     if reactions:
         allergy["reaction"] = [{"manifestation": [{"text": r} for r in reactions]}]
-    onset = dtm(al1.get(6))
+    onset = ctx.date(al1, 6)
     if onset:
         allergy["onsetDateTime"] = onset
+    notes = ctx.notes(al1)
+    if notes:
+        allergy["note"] = notes
     return ctx.add(allergy, identifier=identifier, upsert=ctx.owns_patient)

@@ -10,6 +10,9 @@ from fhirhub.adapters.hl7.convert.builder import BundleBuilder
 from fhirhub.adapters.hl7.convert.datatypes import dtm, uri_for, zone_of
 from fhirhub.adapters.hl7.parsing import Message, Segment
 
+#: Segments between a segment and its NTE comments (v2.7+ participations: OBX, PRT, NTE).
+_BESIDE_NOTES = frozenset({"NTE", "PRT", "ROL"})
+
 
 class ConversionError(ValueError):
     """The message is readable but its content cannot be mapped (AE with an ERR segment)."""
@@ -52,6 +55,11 @@ class Conversion:
     patient_key: str = ""
     #: Fields that were coerced or dropped: the ACK's ERR segments with severity W.
     warnings: list[ErrorLocation] = field(default_factory=list)
+    #: The id of the message's Binary and Provenance; other ids derived from the message
+    #: (embedded documents' Binary) start with it.
+    key: str = ""
+    _notes_taken: set[int] = field(default_factory=set)
+    _positions: dict[int, int] = field(default_factory=dict)
     _zone: str | None = None
     _zone_read: bool = False
 
@@ -68,6 +76,14 @@ class Conversion:
         stored as sent; ``code`` from table 0357 (102 data type error, 103 table value not
         found, 207 application error)."""
         place = f"{segment.name}-{number}" + (f".{component}" if component else "")
+        for known in self.warnings:  # a field read twice (OBR-7 for two resources) warns once
+            if (known.segment, known.sequence, known.field, known.component) == (
+                segment.name,
+                segment.sequence,
+                number,
+                component,
+            ):
+                return
         self.warnings.append(
             ErrorLocation(
                 code,
@@ -79,6 +95,59 @@ class Conversion:
                 severity="W",
             )
         )
+
+    def notes(self, segment: Segment | None) -> list[dict[str, Any]]:
+        """The NTE segments right after ``segment`` as FHIR Annotations (IG "NTE[...]":
+        NTE-3 -> ``note.text``), marked as mapped; see :meth:`report_unmapped`."""
+        if segment is None:
+            return []
+        segments = self.message.segments
+        if not self._positions:
+            self._positions = {id(s): i for i, s in enumerate(segments)}
+        notes: list[dict[str, Any]] = []
+        index = self._positions.get(id(segment), len(segments)) + 1
+        while index < len(segments) and segments[index].name in _BESIDE_NOTES:
+            nte = segments[index]
+            index += 1
+            if nte.name != "NTE":
+                continue
+            self._notes_taken.add(id(nte))
+            text = "\n".join(nte.get(3, 1, repetition=r) for r in range(len(nte.repetitions(3))))
+            if text.strip():
+                note: dict[str, Any] = {"text": text}
+                when = self.date(nte, 6)
+                if when:
+                    note["time"] = when
+                notes.append(note)
+        return notes
+
+    def report_unmapped(self) -> None:
+        """Warn for every NTE no FHIR element took (its text is kept only in the stored
+        message), and note every Z-segment, which are ignored (severity I, code 0)."""
+        owner = self.message.segments[0]
+        for segment in self.message.segments:
+            if segment.name == "NTE":
+                if id(segment) not in self._notes_taken and segment.get(3):
+                    self.warn(
+                        segment,
+                        3,
+                        f"comment after {owner.name} has no FHIR element to go to; kept only "
+                        "in the stored message",
+                        code="207",
+                    )
+                continue
+            if segment.name not in _BESIDE_NOTES:
+                owner = segment
+            if segment.name.startswith("Z"):
+                self.warnings.append(
+                    ErrorLocation(
+                        "0",
+                        f"{segment.name}: local Z-segment ignored",
+                        segment.name,
+                        segment.sequence,
+                        severity="I",
+                    )
+                )
 
     @property
     def zone(self) -> str | None:

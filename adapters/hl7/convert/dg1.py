@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm
+from fhirhub.adapters.hl7.convert.datatypes import codeable
 from fhirhub.adapters.hl7.parsing import Segment
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
@@ -30,10 +30,13 @@ def convert_dg1(ctx: Conversion, dg1: Segment, index: int) -> str | None:
     }
     if ctx.encounter:
         condition["encounter"] = {"reference": ctx.encounter}
-    onset = dtm(dg1.get(5))
+    onset = ctx.date(dg1, 5)
     if onset:
         condition["onsetDateTime"] = onset
-    recorded = dtm(dg1.get(19))
+    recorded = ctx.date(dg1, 19)
     if recorded:
         condition["recordedDate"] = recorded
+    notes = ctx.notes(dg1)
+    if notes:
+        condition["note"] = notes
     return ctx.add(condition, identifier=identifier, upsert=True)

@@ -17,7 +17,6 @@ from fhirhub.adapters.hl7.convert.context import Conversion
 from fhirhub.adapters.hl7.convert.datatypes import (
     addresses,
     codeable,
-    dtm,
     human_names,
     identifiers,
     telecoms,
@@ -82,7 +81,7 @@ def related_person(
     telecom += extra_telecom or []
     if telecom:
         person["telecom"] = telecom
-    born = dtm(segment.get(birth), precision="date") if birth is not None else None
+    born = ctx.date(segment, birth, precision="date") if birth is not None else None
     if born:
         person["birthDate"] = born
     gender = GENDER.get(segment.get(sex).upper()) if sex is not None else None
@@ -131,7 +130,7 @@ def convert_gt1(ctx: Conversion, gt1: Segment, index: int) -> str | None:
         "beneficiary": {"reference": ctx.patient},
         "payor": [payor],
     }
-    start, end = dtm(gt1.get(13)), dtm(gt1.get(14))
+    start, end = ctx.date(gt1, 13), ctx.date(gt1, 14)
     if start or end:
         coverage["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
     return ctx.add(coverage, identifier=identifier, upsert=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm, identifiers, telecoms
+from fhirhub.adapters.hl7.convert.datatypes import codeable, identifiers, telecoms
 from fhirhub.adapters.hl7.convert.gt1 import SELF, related_person, ssn_identifier
 from fhirhub.adapters.hl7.convert.participants import organization
 from fhirhub.adapters.hl7.parsing import Message, Segment
@@ -60,7 +60,7 @@ def convert_in1(
     kind = codeable(in1, 15)
     if kind:
         coverage["type"] = kind
-    start, end = dtm(in1.get(12)), dtm(in1.get(13))
+    start, end = ctx.date(in1, 12), ctx.date(in1, 13)
     if start or end:
         coverage["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
     relationship = codeable(in1, 17, table="0063")

@@ -39,4 +39,4 @@ def convert_mdm(ctx: Conversion) -> None:
     convert_txa(ctx, txa, body, [o for o in orders if o])
     for index, obx in enumerate(message.all("OBX"), 1):
         if obx.get(2).upper() not in DOCUMENT_TYPES:
-            convert_obx(ctx, obx, f"{message.control_id}-{index}")
+            convert_obx(ctx, obx, str(index))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm, entity_identifier
+from fhirhub.adapters.hl7.convert.datatypes import codeable, entity_identifier
 from fhirhub.adapters.hl7.convert.participants import practitioner
 from fhirhub.adapters.hl7.convert.tables import ORDER_STATUS, REPORT_STATUS, concept
 from fhirhub.adapters.hl7.parsing import Segment
@@ -33,6 +33,10 @@ def order_identifier(
     }
 
 
+#: R5's DiagnosticReport.note, usable in R4 through the cross-version extension.
+REPORT_NOTE = "http://hl7.org/fhir/5.0/StructureDefinition/extension-DiagnosticReport.note"
+
+
 def _match(identifier: dict[str, Any]) -> dict[str, Any]:
     return {"system": identifier.get("system"), "value": identifier["value"]}
 
@@ -44,7 +48,14 @@ def convert_service_request(
     position: int,
     code_segment: Segment | None = None,
     code_field: int = 4,
+    *,
+    part: str | None = None,
+    obr_notes: bool = True,
 ) -> str | None:
+    """``part``: set for the second and later OBRs of one message that share order numbers;
+    it becomes an identifier of its own to match on, so they are not merged into one.
+    ``obr_notes``: whether the NTEs after the OBR are the order's (in a result message they
+    are the report's)."""
     source = code_segment or obr
     code = codeable(source, code_field) if source is not None else None
     if code is None and orc is None:
@@ -66,7 +77,7 @@ def convert_service_request(
         request["code"] = code
     if ctx.encounter:
         request["encounter"] = {"reference": ctx.encounter}
-    authored = dtm(orc.get(9)) if orc is not None else None
+    authored = ctx.date(orc, 9) if orc is not None else None
     if authored:
         request["authoredOn"] = authored
     if obr is not None:
@@ -75,7 +86,7 @@ def convert_service_request(
             request["priority"] = "stat"
         elif priority in ("A", "ASAP"):
             request["priority"] = "asap"
-        occurrence = dtm(obr.get(7))
+        occurrence = ctx.date(obr, 7)
         if occurrence:
             request["occurrenceDateTime"] = occurrence
         reason = codeable(obr, 31)
@@ -87,7 +98,15 @@ def convert_service_request(
             requester = practitioner(ctx, segment, number)
     if requester and "reference" in requester:
         request["requester"] = requester
-    return ctx.add(request, identifier=_match(identifier), upsert=True)
+    notes = ctx.notes(orc) + ctx.notes(code_segment) + (ctx.notes(obr) if obr_notes else [])
+    if notes:
+        request["note"] = notes
+    match = _match(identifier)
+    if part is not None:  # the shared order number would match two requests: a requisition
+        match = {"system": f"urn:fhirhub:hl7v2:order-part:{ctx.patient_key}", "value": part}
+        request["identifier"] = [match]
+        request["requisition"] = identifier
+    return ctx.add(request, identifier=match, upsert=True)
 
 
 def convert_report(
@@ -97,24 +116,38 @@ def convert_report(
     position: int,
     results: list[str],
     order: str | None,
+    *,
+    presented: list[dict[str, Any]] | None = None,
+    specimens: list[str] | None = None,
+    part: str | None = None,
 ) -> str | None:
+    """The DiagnosticReport of one OBR: ``results`` its Observations, ``presented`` the
+    attachments of its embedded documents, ``specimens`` its SPM Specimens; ``part`` as
+    for :func:`convert_service_request`. OBR-level NTE comments have no element in R4's
+    DiagnosticReport: they go in R5's ``note`` through its cross-version extension."""
     code = codeable(obr, 4)
     if code is None:
+        ctx.warn(
+            obr,
+            4,
+            "universal service identifier is empty (required); no DiagnosticReport",
+            code="101",
+        )
         return None
     identifier = order_identifier(ctx, orc, obr, filler=True, position=position)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "identifier": [identifier],
-        "status": REPORT_STATUS.get(obr.get(25).upper(), "final"),
+        "status": _report_status(ctx, obr),
         "code": code,
         "subject": {"reference": ctx.patient},
     }
     if ctx.encounter:
         report["encounter"] = {"reference": ctx.encounter}
-    effective = dtm(obr.get(7))
+    effective = ctx.date(obr, 7)
     if effective:
         report["effectiveDateTime"] = effective
-    issued = dtm(obr.get(22), precision="instant")
+    issued = ctx.date(obr, 22, precision="instant")
     if issued:
         report["issued"] = issued
     category = codeable(obr, 24)
@@ -127,4 +160,26 @@ def convert_report(
     performer = practitioner(ctx, obr, 32) if obr.get(32) else None
     if performer and "reference" in performer:
         report["resultsInterpreter"] = [performer]
-    return ctx.add(report, identifier=_match(identifier), upsert=True)
+    if specimens:
+        report["specimen"] = [{"reference": s} for s in specimens]
+    if presented:
+        report["presentedForm"] = presented
+    notes = ctx.notes(obr)
+    if notes:
+        report["extension"] = [{"url": REPORT_NOTE, "valueAnnotation": n} for n in notes]
+    match = _match(identifier)
+    if part is not None:  # the shared filler number stays with the first report only
+        match = {"system": f"urn:fhirhub:hl7v2:report-part:{ctx.patient_key}", "value": part}
+        report["identifier"] = [match]
+    return ctx.add(report, identifier=match, upsert=True)
+
+
+def _report_status(ctx: Conversion, obr: Segment) -> str:
+    """OBR-25 (table 0123) by the IG's map; ``unknown`` when missing or not in the table."""
+    sent = obr.get(25).upper()
+    status = REPORT_STATUS.get(sent)
+    if status is None:
+        text = f"result status {sent!r} is not in table 0123" if sent else "result status is empty"
+        ctx.warn(obr, 25, f"{text}; stored as unknown", code="103" if sent else "101")
+        return "unknown"
+    return status

@@ -30,4 +30,4 @@ def convert_orders(ctx: Conversion) -> None:
         order_control = orc if orc.name == "ORC" else None
         convert_service_request(ctx, order_control, obr, position)
     for index, obx in enumerate(message.all("OBX"), 1):
-        convert_obx(ctx, obx, f"{message.control_id}-{index}")
+        convert_obx(ctx, obx, str(index))

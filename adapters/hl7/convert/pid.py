@@ -9,7 +9,6 @@ from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
 from fhirhub.adapters.hl7.convert.datatypes import (
     addresses,
     codeable,
-    dtm,
     human_names,
     identifiers,
     telecoms,
@@ -55,7 +54,7 @@ def patient_resource(ctx: Conversion, pid: Segment) -> dict[str, Any]:
     names = human_names(pid, 5) + [dict(n, use="nickname") for n in human_names(pid, 9)]
     if names:
         patient["name"] = names
-    birth = dtm(pid.get(7), precision="date")
+    birth = ctx.date(pid, 7, precision="date")
     if birth:
         patient["birthDate"] = birth
     gender = GENDER.get(pid.get(8).upper())
@@ -73,7 +72,7 @@ def patient_resource(ctx: Conversion, pid: Segment) -> dict[str, Any]:
     language = codeable(pid, 15)
     if language:
         patient["communication"] = [{"language": language, "preferred": True}]
-    deceased_at = dtm(pid.get(29))
+    deceased_at = ctx.date(pid, 29)
     if deceased_at:
         patient["deceasedDateTime"] = deceased_at
     elif pid.get(30) in ("Y", "N"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm
+from fhirhub.adapters.hl7.convert.datatypes import codeable
 from fhirhub.adapters.hl7.convert.participants import practitioner
 from fhirhub.adapters.hl7.parsing import Segment
 
@@ -27,7 +27,7 @@ def convert_pr1(ctx: Conversion, pr1: Segment, index: int) -> str | None:
     }
     if ctx.encounter:
         procedure["encounter"] = {"reference": ctx.encounter}
-    performed = dtm(pr1.get(5))
+    performed = ctx.date(pr1, 5)
     if performed:
         procedure["performedDateTime"] = performed
     performers = [
@@ -35,4 +35,7 @@ def convert_pr1(ctx: Conversion, pr1: Segment, index: int) -> str | None:
     ]
     if performers:
         procedure["performer"] = [{"actor": p} for p in performers]
+    notes = ctx.notes(pr1)
+    if notes:
+        procedure["note"] = notes
     return ctx.add(procedure, identifier=identifier, upsert=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm, hd_system
+from fhirhub.adapters.hl7.convert.datatypes import codeable, hd_system
 from fhirhub.adapters.hl7.convert.participants import location, practitioner
 from fhirhub.adapters.hl7.convert.tables import (
     ENCOUNTER_CLASS,
@@ -68,7 +68,7 @@ def convert_pv1(ctx: Conversion, pv1: Segment | None, *, status: str | None = No
     service = codeable(pv1, 10)
     if service:
         encounter["serviceType"] = service
-    start, end = dtm(pv1.get(44)), dtm(pv1.get(45))
+    start, end = ctx.date(pv1, 44), ctx.date(pv1, 45)
     if start or end:
         encounter["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
     places = []

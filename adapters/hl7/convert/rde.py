@@ -32,4 +32,4 @@ def convert_rde(ctx: Conversion) -> None:
         assert rxe is not None
         convert_rxe(ctx, order, rxe, route, position)
     for index, obx in enumerate(message.all("OBX"), 1):
-        convert_obx(ctx, obx, f"{message.control_id}-{index}")
+        convert_obx(ctx, obx, str(index))

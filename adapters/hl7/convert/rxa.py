@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal, dtm
+from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal
 from fhirhub.adapters.hl7.convert.participants import organization_xon, practitioner
 from fhirhub.adapters.hl7.parsing import Segment
 
@@ -17,7 +17,7 @@ def convert_rxa(
     ctx: Conversion, rxa: Segment, rxr: Segment | None, orc: Segment | None, index: int
 ) -> str | None:
     vaccine = codeable(rxa, 5)
-    occurrence = dtm(rxa.get(3))
+    occurrence = ctx.date(rxa, 3)
     if vaccine is None or occurrence is None or ctx.patient is None:
         return None
     order_id = orc.get(3, 1) if orc is not None else ""
@@ -47,7 +47,7 @@ def convert_rxa(
     lot = rxa.get(15)
     if lot:
         immunization["lotNumber"] = lot
-    expires = dtm(rxa.get(16), precision="date")
+    expires = ctx.date(rxa, 16, precision="date")
     if expires:
         immunization["expirationDate"] = expires
     manufacturer = organization_xon(ctx, rxa, 17)
@@ -68,4 +68,7 @@ def convert_rxa(
             immunization["site"] = site
     if ctx.encounter:
         immunization["encounter"] = {"reference": ctx.encounter}
+    notes = ctx.notes(rxa)
+    if notes:
+        immunization["note"] = notes
     return ctx.add(immunization, identifier=identifier, upsert=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal, dtm
+from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal
 from fhirhub.adapters.hl7.convert.obr import order_identifier
 from fhirhub.adapters.hl7.convert.participants import practitioner
 from fhirhub.adapters.hl7.parsing import Segment
@@ -42,7 +42,7 @@ def convert_rxe(
     if ctx.encounter:
         request["encounter"] = {"reference": ctx.encounter}
     if orc is not None:
-        authored = dtm(orc.get(9))
+        authored = ctx.date(orc, 9)
         if authored:
             request["authoredOn"] = authored
         requester = practitioner(ctx, orc, 12)
@@ -78,5 +78,8 @@ def convert_rxe(
         dispense["numberOfRepeatsAllowed"] = int(rxe.get(12))
     if dispense:
         request["dispenseRequest"] = dispense
+    notes = ctx.notes(rxe)
+    if notes:
+        request["note"] = notes
     match = {"system": identifier.get("system"), "value": identifier["value"]}
     return ctx.add(request, identifier=match, upsert=True)

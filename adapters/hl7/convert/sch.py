@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal, dtm, entity_identifier
+from fhirhub.adapters.hl7.convert.datatypes import codeable, decimal, entity_identifier
 from fhirhub.adapters.hl7.convert.participants import location, practitioner
 from fhirhub.adapters.hl7.convert.tables import APPOINTMENT_STATUS
 from fhirhub.adapters.hl7.parsing import Segment
@@ -40,12 +40,12 @@ def convert_sch(ctx: Conversion, sch: Segment) -> str | None:
     start = end = None
     tq1 = ctx.message.first("TQ1")
     if tq1 is not None:
-        start, end = dtm(tq1.get(7)), dtm(tq1.get(8))
+        start, end = ctx.date(tq1, 7), ctx.date(tq1, 8)
     ais = ctx.message.first("AIS")
     if not start and ais is not None:
-        start = dtm(ais.get(4))
+        start = ctx.date(ais, 4)
     if not start:
-        start, end = dtm(sch.get(11, 4)), dtm(sch.get(11, 5))
+        start, end = ctx.date(sch, 11, 4), ctx.date(sch, 11, 5)
     duration = decimal(sch.get(9))
     if start:
         appointment["start"] = start
@@ -86,5 +86,14 @@ def convert_sch(ctx: Conversion, sch: Segment) -> str | None:
         appointment["participant"] = [
             {"status": "needs-action", "actor": {"display": "unspecified"}}
         ]
+    # NTE after SCH or a resource segment (AIS/AIG/AIL/AIP, TQ1): Appointment.comment
+    notes = [
+        note["text"]
+        for segment in ctx.message.segments
+        if segment.name in ("SCH", "TQ1", "RGS", "AIS", "AIG", "AIL", "AIP")
+        for note in ctx.notes(segment)
+    ]
+    if notes:
+        appointment["comment"] = "\n".join(notes)
     match = {"system": identifier["system"], "value": identifier["value"]}
     return ctx.add(appointment, identifier=match, upsert=True)

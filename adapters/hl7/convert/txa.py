@@ -9,7 +9,7 @@ import base64
 from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
-from fhirhub.adapters.hl7.convert.datatypes import codeable, dtm, entity_identifier
+from fhirhub.adapters.hl7.convert.datatypes import codeable, entity_identifier
 from fhirhub.adapters.hl7.convert.participants import practitioner
 from fhirhub.adapters.hl7.parsing import Segment
 
@@ -45,7 +45,7 @@ def convert_txa(
     kind = codeable(txa, 2)
     if kind:
         document["type"] = kind
-    when = dtm(txa.get(4), precision="instant") or dtm(txa.get(6), precision="instant")
+    when = ctx.date(txa, 4, precision="instant") or ctx.date(txa, 6, precision="instant")
     if when:
         document["date"] = when
     authors = [

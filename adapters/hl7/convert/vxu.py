@@ -32,5 +32,5 @@ def convert_vxu(ctx: Conversion) -> None:
     for index, (order, administration, route) in enumerate(pending, 1):
         convert_rxa(ctx, administration, route, order, index)
     for index, obx in enumerate(message.all("OBX"), 1):
-        convert_obx(ctx, obx, f"{message.control_id}-{index}")
+        convert_obx(ctx, obx, str(index))
     _ = rxa
