@@ -121,7 +121,7 @@ class Header:
             msh.get(10),
             msh.get(11, 1) or "P",
             msh.get(12) or "2.5.1",
-            msh.get(9, 2),
+            message.trigger_event,
             msh.get(15),
             msh.get(16),
             message.separators,

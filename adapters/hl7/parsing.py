@@ -231,11 +231,19 @@ class Message:
 
     @property
     def message_code(self) -> str:
-        return self.msh.get(9, 1)
+        return self._message_type()[0]
 
     @property
     def trigger_event(self) -> str:
-        return self.msh.get(9, 2)
+        return self._message_type()[1]
+
+    def _message_type(self) -> tuple[str, str]:
+        """MSH-9.1 and MSH-9.2; a sender writing the structure name alone (``ADT_A01`` in
+        MSH-9.1, no MSH-9.2) means the same message type."""
+        code, event = self.msh.get(9, 1), self.msh.get(9, 2)
+        if not event and len(code) == 7 and code[3] in "_-":
+            return code[:3].upper(), code[4:].upper()
+        return code.upper(), event.upper()
 
     @property
     def message_type(self) -> str:

@@ -33,6 +33,7 @@ from fhirhub.adapters.hl7.dead_letters import (
     store_dead_letter,
     write_to_disk,
 )
+from fhirhub.adapters.hl7.keep_stored import apply_keep_stored
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, parse, split_messages
 from fhirhub.sdk import FhirError, Hub, Transaction, snapshot, transaction
 
@@ -233,6 +234,7 @@ def _process(
     try:
         # Conditional entries keyed by identifier are matched together in one index lookup
         # by the SDK's transaction, for this tenant only when the feed writes for one.
+        apply_keep_stored(tx, bundle)
         tx.bundle(bundle, validated=ahead is not None and ahead.validated)
     except FhirError as error:
         segment = "MSH"

@@ -23,6 +23,12 @@ from fhirhub.adapters.hl7.parsing import Message
 
 _NAMESPACE = uuid.UUID("5b0f4c1e-6a55-4cf1-9f1e-3d0f2d4c7a11")
 
+#: A Bundle.entry extension (valueString: element names, comma-separated) asking that those
+#: elements keep their stored values when the conditional update matches an existing
+#: resource: the message says nothing about them (an ADT^A08 carries no encounter status).
+#: Read and removed before the transaction (:mod:`fhirhub.adapters.hl7.keep_stored`).
+KEEP_STORED = "urn:fhirhub:hl7v2:keep-stored"
+
 
 #: Characters ``quote(..., safe=":/|.\\")`` leaves alone: most identifiers are made of these
 #: only, and skipping ``quote`` for them saves most of its cost.
@@ -69,11 +75,13 @@ class BundleBuilder:
         identifier: dict[str, Any] | None = None,
         upsert: bool = False,
         url: str | None = None,
+        keep: tuple[str, ...] = (),
     ) -> str:
         """Add ``resource``; return the reference other entries use for it.
 
         ``identifier``: the business identifier to match on (conditional create, or
         conditional update with ``upsert``). ``url``: an explicit ``PUT Type/id``.
+        ``keep``: elements whose stored values an update keeps (see :data:`KEEP_STORED`).
         """
         rtype = resource["resourceType"]
         query = identifier_query(identifier) if identifier is not None else ""
@@ -94,7 +102,10 @@ class BundleBuilder:
             }
         else:
             request = {"method": "POST", "url": rtype}
-        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        entry: dict[str, Any] = {"fullUrl": full_url, "resource": resource, "request": request}
+        if keep:
+            entry["extension"] = [{"url": KEEP_STORED, "valueString": ",".join(keep)}]
+        self.entries.append(entry)
         if identifier is not None:
             self._by_key[(rtype, query)] = full_url
         return full_url

@@ -6,10 +6,12 @@ from typing import Any
 
 from fhirhub.adapters.hl7.convert.context import Conversion
 from fhirhub.adapters.hl7.convert.datatypes import codeable
+from fhirhub.adapters.hl7.convert.tables import concept
 from fhirhub.adapters.hl7.parsing import Segment
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+VERIFICATION_BY_TYPE = {"A": "provisional", "W": "provisional", "F": "confirmed"}
 
 
 def convert_dg1(ctx: Conversion, dg1: Segment, index: int) -> str | None:
@@ -26,8 +28,17 @@ def convert_dg1(ctx: Conversion, dg1: Segment, index: int) -> str | None:
         "subject": {"reference": ctx.patient},
         "code": code,
         "category": [{"coding": [{"system": CATEGORY, "code": "encounter-diagnosis"}]}],
-        "verificationStatus": {"coding": [{"system": VERIFICATION, "code": "confirmed"}]},
     }
+    # DG1-6 diagnosis type (table 0052: A admitting, W working, F final) is kept as a
+    # category; a working or admitting diagnosis is provisional, a final one confirmed.
+    kind = dg1.get(6, 1).upper()
+    if kind:
+        condition["category"].append(concept("0052", kind))
+        verification = VERIFICATION_BY_TYPE.get(kind)
+        if verification:
+            condition["verificationStatus"] = {
+                "coding": [{"system": VERIFICATION, "code": verification}]
+            }
     if ctx.encounter:
         condition["encounter"] = {"reference": ctx.encounter}
     onset = ctx.date(dg1, 5)

@@ -82,7 +82,51 @@ def patient_resource(ctx: Conversion, pid: Segment) -> dict[str, Any]:
         if pid.get(25).isdigit() and pid.get(24) == "Y":
             patient["multipleBirthInteger"] = int(pid.get(25))
             del patient["multipleBirthBoolean"]
+    extensions = [
+        e
+        for e in (
+            _us_core_category(pid, 10, RACE, RACE_OMB),
+            _us_core_category(pid, 22, ETHNICITY, ETHNICITY_OMB),
+        )
+        if e
+    ]
+    if extensions:
+        patient["extension"] = extensions
     return patient
+
+
+#: US Core race and ethnicity extensions (PID-10, PID-22; IG "PID[Patient]" maps them there):
+#: OMB categories as ``ombCategory``, finer CDC race and ethnicity codes as ``detailed``,
+#: the text always (required by the extension).
+RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+CDC_RACE_ETHNICITY = "urn:oid:2.16.840.1.113883.6.238"
+RACE_OMB = frozenset({"1002-5", "2028-9", "2054-5", "2076-8", "2106-3"})
+ETHNICITY_OMB = frozenset({"2135-2", "2186-5"})
+#: Table 0189 (v2.3-2.4 ethnic group) letters for the OMB ethnicity categories.
+ETHNICITY_LETTERS = {"H": "2135-2", "N": "2186-5"}
+_CDC_NAMES = frozenset({"CDCREC", "HL70005", "HL70189", "2.16.840.1.113883.6.238", ""})
+
+
+def _us_core_category(
+    pid: Segment, number: int, url: str, omb: frozenset[str]
+) -> dict[str, Any] | None:
+    parts: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for rep in range(len(pid.repetitions(number))):
+        code, text, system = (pid.get(number, c, repetition=rep) for c in (1, 2, 3))
+        code = ETHNICITY_LETTERS.get(code, code) if url == ETHNICITY else code
+        if text or code:
+            texts.append(text or code)
+        if not code or system.upper() not in _CDC_NAMES or not code[:4].isdigit():
+            continue  # a local code: its text is kept, no coding invented
+        coding = {"system": CDC_RACE_ETHNICITY, "code": code}
+        if text:
+            coding["display"] = text
+        parts.append({"url": "ombCategory" if code in omb else "detailed", "valueCoding": coding})
+    if not texts:
+        return None
+    return {"url": url, "extension": [*parts, {"url": "text", "valueString": ", ".join(texts)}]}
 
 
 def convert_patient(ctx: Conversion, pid: Segment | None) -> str:

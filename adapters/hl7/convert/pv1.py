@@ -14,6 +14,7 @@ from fhirhub.adapters.hl7.convert.participants import location, practitioner
 from fhirhub.adapters.hl7.convert.tables import (
     ENCOUNTER_CLASS,
     ENCOUNTER_STATUS_BY_EVENT,
+    NULL_FLAVOR,
     V3_ACT_CODE,
     concept,
 )
@@ -49,7 +50,6 @@ def convert_pv1(ctx: Conversion, pv1: Segment | None, *, status: str | None = No
         return None
     event = ctx.message.trigger_event or ctx.message.msh.get(9, 2)
     patient_class = pv1.get(2).upper()
-    code, shown = ENCOUNTER_CLASS.get(patient_class, ("AMB", "ambulatory"))
     if patient_class in ("", "N", "U") and not pv1.get(3) and not pv1.get(19) and not pv1.get(44):
         return None  # an empty PV1 (ORU, SIU) says nothing about a visit
     identifier = encounter_identifier(ctx, pv1)
@@ -57,11 +57,16 @@ def convert_pv1(ctx: Conversion, pv1: Segment | None, *, status: str | None = No
         "resourceType": "Encounter",
         "identifier": [identifier],
         "status": status or ENCOUNTER_STATUS_BY_EVENT.get(event, "unknown"),
-        "class": {"system": V3_ACT_CODE, "code": code, "display": shown},
+        "class": _encounter_class(ctx, pv1, patient_class),
         "subject": {"reference": ctx.patient},
     }
+    # An event that is not a status change (A08 update, A31...) says nothing about the
+    # status: a stored encounter keeps its own (the update is otherwise applied).
+    keep: tuple[str, ...] = ()
     if pv1.get(45) and not status:
         encounter["status"] = "finished"
+    elif not status and event not in ENCOUNTER_STATUS_BY_EVENT:
+        keep = ("status",)
     kind = codeable(pv1, 4, table="0007")
     if kind:
         encounter["type"] = [kind]
@@ -125,5 +130,24 @@ def convert_pv1(ctx: Conversion, pv1: Segment | None, *, status: str | None = No
         encounter,
         identifier={"system": identifier["system"], "value": identifier["value"]},
         upsert=ctx.owns_patient,
+        keep=keep if ctx.owns_patient else (),
     )
     return ctx.encounter
+
+
+def _encounter_class(ctx: Conversion, pv1: Segment, patient_class: str) -> dict[str, Any]:
+    """PV1-2 by the IG's table 0004 map; anything the map lacks is UNK, with a warning."""
+    found = ENCOUNTER_CLASS.get(patient_class)
+    if found is not None:
+        return {"system": V3_ACT_CODE, "code": found[0], "display": found[1]}
+    if patient_class:
+        ctx.warn(
+            pv1,
+            2,
+            f"patient class {patient_class!r} has no encounter class in the v2-to-FHIR map; "
+            "stored as unknown",
+            code="103",
+        )
+    else:
+        ctx.warn(pv1, 2, "patient class is empty (required); stored as unknown", code="101")
+    return {"system": NULL_FLAVOR, "code": "UNK", "display": "unknown"}

@@ -3,6 +3,7 @@ Observation per OBX (results the order depends on)."""
 
 from __future__ import annotations
 
+from fhirhub.adapters.hl7.convert.al1 import convert_al1
 from fhirhub.adapters.hl7.convert.context import Conversion, ConversionError
 from fhirhub.adapters.hl7.convert.obx import convert_obx
 from fhirhub.adapters.hl7.convert.pid import convert_patient
@@ -15,6 +16,8 @@ def convert_rde(ctx: Conversion) -> None:
     message = ctx.message
     convert_patient(ctx, message.first("PID"))
     convert_pv1(ctx, message.first("PV1"))
+    for index, al1 in enumerate(message.all("AL1"), 1):
+        convert_al1(ctx, al1, index)
     orc: Segment | None = None
     groups: list[list[Segment | None]] = []
     for segment in message.segments:

@@ -95,18 +95,17 @@ def code_system_url(name: str) -> str:
 #: Table 0001 -> AdministrativeGender (IG ConceptMap "Table 0001 to Administrative Gender").
 GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "other", "U": "unknown"}
 
-#: Table 0004 -> v3 ActEncounterCode (IG ConceptMap "Table 0004 to Encounter Class").
+#: Table 0004 -> v3 ActEncounterCode (IG ConceptMap "Table 0004 to Encounter Class"). Codes
+#: the map leaves out (R recurring patient, C commercial account, N not applicable, U unknown)
+#: have no encounter class: they become the v3 null flavor UNK, never a guessed class.
 ENCOUNTER_CLASS = {
     "E": ("EMER", "emergency"),
     "I": ("IMP", "inpatient encounter"),
     "O": ("AMB", "ambulatory"),
     "P": ("PRENC", "pre-admission"),
-    "R": ("IMP", "inpatient encounter"),
     "B": ("IMP", "inpatient encounter"),
-    "C": ("AMB", "ambulatory"),
-    "N": ("AMB", "ambulatory"),
-    "U": ("AMB", "ambulatory"),
 }
+NULL_FLAVOR = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 #: Table 0085 -> ObservationStatus (IG ConceptMap "Table 0085 to Observation Status").
