@@ -69,6 +69,7 @@ SOURCE_SEGMENT = {
     "MedicationRequest": "RXE",
     "Appointment": "SCH",
     "DocumentReference": "TXA",
+    "Specimen": "SPM",
     "Binary": "MSH",
     "Provenance": "MSH",
 }
