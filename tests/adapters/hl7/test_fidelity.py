@@ -10,11 +10,11 @@ from tests.adapters.hl7.stored import errs, stored
 
 def test_a_report_with_raw_line_breaks_and_a_charset_is_stored_as_sent(hub: Hub) -> None:
     raw = (
-        "MSH|^~\\&|PACS|RAD|HUB|HUB|20240301||ORU^R01|NL-9|P|2.5.1|||||||UNICODE UTF-8\r"
-        "PID|1||NL-9^^^RAD^MR||M\\XC3BC\\ller^J\\XC3A9\\r\\XC3B4\\me||19700101|M\r"
-        "OBR|1||ACC-9^RAD|36643-5^XR Chest^LN||||||||||||||||||||F\r"
-        "OBX|1|TX|18782-3^Findings^LN||No focal consolidation.\nHeart size normal.||||||F\r"
-    ).encode()
+        b"MSH|^~\\&|PACS|RAD|HUB|HUB|20240301||ORU^R01|NL-9|P|2.5.1||||||UNICODE UTF-8\r"
+        b"PID|1||NL-9^^^RAD^MR||M\\XC3BC\\ller^J\\XC3A9\\r\\XC3B4\\me||19700101|M\r"
+        b"OBR|1||ACC-9^RAD|36643-5^XR Chest^LN||||||||||||||||||||F\r"
+        b"OBX|1|TX|18782-3^Findings^LN||No focal consolidation.\nHeart size normal.||||||F\r"
+    )
     outcome = handle(hub, raw)
     assert outcome.code == "AA", outcome.error
     (patient,) = stored(hub, "Patient", identifier="urn:fhirhub:hl7v2:RAD|NL-9")
