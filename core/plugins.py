@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core-ui-panels", "fhirhub.ui_shell.core_panels"),
     ("hl7", "fhirhub.adapters.hl7.plugin"),
     ("dicom", "fhirhub.adapters.dicom.plugin"),
+    ("oscar", "fhirhub.adapters.oscar.plugin"),
     ("hello", "fhirhub.plugins.hello"),
     ("security", "fhirhub.plugins.security"),
     ("audit", "fhirhub.plugins.audit"),

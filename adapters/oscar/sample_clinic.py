@@ -109,15 +109,16 @@ def generate(patients: int = 60, *, seed: int = 7, per_patient: int = 20, today:
             "lastUpdateDate": stamp - timedelta(days=400),
         })
     doctors = [p[0] for p in providers if p[3] == "doctor"]
-    for i, (code, display, description, instruction) in enumerate(MEASUREMENT_TYPES, start=1):
+    # Ids well above OSCAR's seed rows (oscardata.sql fills measurementType and issue).
+    for i, (code, display, description, instruction) in enumerate(MEASUREMENT_TYPES, start=9001):
         rows["measurementType"].append({"id": i, "type": code, "typeDisplayName": display,
                                         "typeDescription": description, "measuringInstruction": instruction,
                                         "validation": "", "createDate": stamp - timedelta(days=3000)})
-    for i, (code, description) in enumerate(ISSUES, start=1):
+    for i, (code, description) in enumerate(ISSUES, start=9001):
         rows["issue"].append({"issue_id": i, "code": code, "description": description, "role": "doctor",
                               "update_date": stamp - timedelta(days=3000), "priority": None, "type": "system",
                               "sortOrderId": 0})
-    issue_ids = {code: i for i, (code, _d) in enumerate(ISSUES, start=1)}
+    issue_ids = {code: i for i, (code, _d) in enumerate(ISSUES, start=9001)}
     counters = dict.fromkeys(("allergy", "drug", "measurement", "ext", "appointment", "note", "cissue"), 0)
 
     def next_id(name: str) -> int:
