@@ -21,8 +21,8 @@ from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
 from tests.adapters.oscar.mariadb_server import _free_port
 
-CONSUMER = ("fhirhub-consumer-key-0001", "consumer-secret-abcdefgh")
-TOKEN = ("access-token-oscar-000001", "token-secret-ijklmnop")
+CONSUMER = ("fhirhubconsumerkey0001", "consumer-secret-abcdefgh")
+TOKEN = ("accesstokenoscar000001", "token-secret-ijklmnop")
 
 
 class _Validator(RequestValidator):
@@ -65,11 +65,11 @@ class _Validator(RequestValidator):
 
     @property
     def dummy_client(self) -> str:
-        return "dummy-client-key-000000"
+        return "dummyclientkey000000"
 
     @property
     def dummy_access_token(self) -> str:
-        return "dummy-access-token-0000"
+        return "dummyaccesstoken0000"
 
     def get_rsa_key(self, client_key: str, request: Any) -> str:
         return ""
@@ -97,7 +97,7 @@ class OscarRestSimulator:
         self.rows = rows
         self.validator = _Validator()
         self.endpoint = SignatureOnlyEndpoint(self.validator)
-        self.faults: list[str] = []  # "timeout" | "500" | "truncated", consumed in order
+        self.faults: list[str | None] = []  # "timeout" | "500" | "truncated" | None (pass), in order
         self.booked: list[dict[str, Any]] = []
         self.requests = 0
         self.rejected = 0
@@ -209,8 +209,8 @@ class OscarRestSimulator:
             if not valid:
                 self.rejected += 1
                 return Response(status_code=401, content=b"OAuth signature invalid")
-            if self.faults:
-                fault = self.faults.pop(0)
+            fault = self.faults.pop(0) if self.faults else None
+            if fault is not None:
                 if fault == "timeout":
                     time.sleep(3)
                     return Response(status_code=504)
