@@ -70,7 +70,13 @@ ROSTER_STATUS_DISPLAY = {
 #: allergies.TYPECODE (OSCAR's drug-database allergen types) -> AllergyIntolerance.category.
 #: 8 ATC class, 10 generic name, 11 brand composite, 12 ingredient (``medication``);
 #: 13 brand name (``medication``); 14 and 0 a non-drug or custom entry: no category.
-ALLERGY_CATEGORY = {8: "medication", 10: "medication", 11: "medication", 12: "medication", 13: "medication"}
+ALLERGY_CATEGORY = {
+    8: "medication",
+    10: "medication",
+    11: "medication",
+    12: "medication",
+    13: "medication",
+}
 #: allergies.severity_of_reaction: 1 mild, 2 moderate, 3 severe, 4 unknown.
 ALLERGY_SEVERITY = {"1": "mild", "2": "moderate", "3": "severe"}
 #: allergies.onset_of_reaction: 1 immediate, 2 gradual, 3 slow, 4 unknown (kept as text).
@@ -115,25 +121,52 @@ MEASUREMENT_CODES: dict[str, MeasurementCode] = {
     "HR": MeasurementCode("8867-4", "Heart rate", "/min", True),
     "PULS": MeasurementCode("8867-4", "Heart rate", "/min", True),
     "RESP": MeasurementCode("9279-1", "Respiratory rate", "/min", True),
-    "02": MeasurementCode("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", True),
-    "O2SA": MeasurementCode("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", True),
+    "02": MeasurementCode(
+        "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", True
+    ),
+    "O2SA": MeasurementCode(
+        "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", True
+    ),
     "BMI": MeasurementCode("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", True),
-    "WAIS": MeasurementCode("8280-0", "Waist Circumference at umbilicus by Tape measure", "cm", True),
+    "WAIS": MeasurementCode(
+        "8280-0", "Waist Circumference at umbilicus by Tape measure", "cm", True
+    ),
     "WC": MeasurementCode("8280-0", "Waist Circumference at umbilicus by Tape measure", "cm", True),
     "HEAD": MeasurementCode("9843-4", "Head Occipital-frontal circumference", "cm", True),
     "A1C": MeasurementCode("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", False),
-    "LDL": MeasurementCode("22748-8", "Cholesterol in LDL [Moles/volume] in Serum or Plasma", "mmol/L", False),
-    "HDL": MeasurementCode("14646-4", "Cholesterol in HDL [Moles/volume] in Serum or Plasma", "mmol/L", False),
-    "TCHL": MeasurementCode("14647-2", "Cholesterol [Moles/volume] in Serum or Plasma", "mmol/L", False),
-    "TG": MeasurementCode("14927-8", "Triglyceride [Moles/volume] in Serum or Plasma", "mmol/L", False),
-    "FBS": MeasurementCode("14771-0", "Fasting glucose [Moles/volume] in Serum or Plasma", "mmol/L", False),
+    "LDL": MeasurementCode(
+        "22748-8", "Cholesterol in LDL [Moles/volume] in Serum or Plasma", "mmol/L", False
+    ),
+    "HDL": MeasurementCode(
+        "14646-4", "Cholesterol in HDL [Moles/volume] in Serum or Plasma", "mmol/L", False
+    ),
+    "TCHL": MeasurementCode(
+        "14647-2", "Cholesterol [Moles/volume] in Serum or Plasma", "mmol/L", False
+    ),
+    "TG": MeasurementCode(
+        "14927-8", "Triglyceride [Moles/volume] in Serum or Plasma", "mmol/L", False
+    ),
+    "FBS": MeasurementCode(
+        "14771-0", "Fasting glucose [Moles/volume] in Serum or Plasma", "mmol/L", False
+    ),
     "BG": MeasurementCode("15074-8", "Glucose [Moles/volume] in Blood", "mmol/L", False),
-    "EGFR": MeasurementCode("33914-3", "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum or Plasma by Creatinine-based formula (MDRD)", "mL/min/{1.73_m2}", False),
-    "SCR": MeasurementCode("14682-9", "Creatinine [Moles/volume] in Serum or Plasma", "umol/L", False),
+    "EGFR": MeasurementCode(
+        "33914-3",
+        "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] in Serum or Plasma by Creatinine-based formula (MDRD)",
+        "mL/min/{1.73_m2}",
+        False,
+    ),
+    "SCR": MeasurementCode(
+        "14682-9", "Creatinine [Moles/volume] in Serum or Plasma", "umol/L", False
+    ),
     "ACR": MeasurementCode("32294-1", "Albumin/Creatinine [Ratio] in Urine", "mg/mmol", False),
-    "INR": MeasurementCode("6301-6", "INR in Platelet poor plasma by Coagulation assay", "{INR}", False),
+    "INR": MeasurementCode(
+        "6301-6", "INR in Platelet poor plasma by Coagulation assay", "{INR}", False
+    ),
 }
-BP_PANEL = MeasurementCode("85354-9", "Blood pressure panel with all children optional", "mm[Hg]", True)
+BP_PANEL = MeasurementCode(
+    "85354-9", "Blood pressure panel with all children optional", "mm[Hg]", True
+)
 BP_COMPONENTS = (
     ("8480-6", "Systolic blood pressure"),
     ("8462-4", "Diastolic blood pressure"),
@@ -196,7 +229,12 @@ FAMILY_HISTORY_ISSUES = {"FamHistory"}
 CONDITION_ISSUES = {"MedHistory", "Concerns"}
 
 #: provider.provider_type -> practitioner-role code (http://terminology.hl7.org/CodeSystem/practitioner-role).
-PRACTITIONER_ROLE = {"doctor": "doctor", "nurse": "nurse", "resident": "doctor", "pharmacist": "pharmacist"}
+PRACTITIONER_ROLE = {
+    "doctor": "doctor",
+    "nurse": "nurse",
+    "resident": "doctor",
+    "pharmacist": "pharmacist",
+}
 #: provider.practitionerNoType -> the licence's NamingSystem (Infoway URIs).
 LICENCE_SYSTEMS = {
     "CPSBC": "https://fhir.infoway-inforoute.ca/NamingSystem/ca-bc-license-physician",

@@ -108,7 +108,11 @@ def fhir_datetime(value: Temporal, zone: ZoneInfo, *, field: str = "date") -> st
 
 def fhir_instant(value: Temporal, zone: ZoneInfo, *, field: str = "date") -> str | None:
     parsed = parse_datetime(value, zone, field=field)
-    return parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if parsed else None
+    return (
+        parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if parsed
+        else None
+    )
 
 
 def parse_time(value: Temporal, *, field: str = "time") -> time | None:

@@ -20,14 +20,20 @@ from fhirhub.adapters.oscar.model import OscarRecord
 from fhirhub.adapters.oscar.state import now_text
 from fhirhub.sdk import Transaction
 
-TASK_CODE = {"system": OSCAR_TAG_SYSTEM, "code": "dead-letter", "display": "OSCAR record not synced"}
+TASK_CODE = {
+    "system": OSCAR_TAG_SYSTEM,
+    "code": "dead-letter",
+    "display": "OSCAR record not synced",
+}
 
 
 def task_id(ctx: MappingContext, stream: str, key: str) -> str:
     return ctx.resource_id("dl", f"{stream}.{key}")
 
 
-def write_dead_letter(tx: Transaction, ctx: MappingContext, stream: str, record: OscarRecord, reason: str) -> str:
+def write_dead_letter(
+    tx: Transaction, ctx: MappingContext, stream: str, record: OscarRecord, reason: str
+) -> str:
     """Store the Binary and the failed Task of ``record``; returns the Task id."""
     key = task_id(ctx, stream, record.key)
     stamp = now_text()
@@ -36,7 +42,9 @@ def write_dead_letter(tx: Transaction, ctx: MappingContext, stream: str, record:
         "id": key,
         "meta": ctx.meta(),
         "contentType": "application/json",
-        "data": base64.b64encode(orjson.dumps({"table": record.table, "row": record.raw})).decode("ascii"),
+        "data": base64.b64encode(orjson.dumps({"table": record.table, "row": record.raw})).decode(
+            "ascii"
+        ),
     }
     task: dict[str, Any] = {
         "resourceType": "Task",
@@ -50,7 +58,9 @@ def write_dead_letter(tx: Transaction, ctx: MappingContext, stream: str, record:
         "statusReason": {"text": reason[:4000]},
         "authoredOn": stamp,
         "lastModified": stamp,
-        "input": [{"type": {"text": "source record"}, "valueReference": {"reference": f"Binary/{key}"}}],
+        "input": [
+            {"type": {"text": "source record"}, "valueReference": {"reference": f"Binary/{key}"}}
+        ],
     }
     tx.update(binary)
     tx.update(task)

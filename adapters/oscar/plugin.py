@@ -19,9 +19,21 @@ __version__ = "0.1.0"
 PLUGIN_NAME = "oscar"
 MANIFEST = {
     "resource_types": [
-        "Patient", "Practitioner", "PractitionerRole", "AllergyIntolerance", "MedicationRequest",
-        "Observation", "Appointment", "Slot", "Schedule", "Encounter", "DocumentReference",
-        "Condition", "Provenance", "Task", "Binary",
+        "Patient",
+        "Practitioner",
+        "PractitionerRole",
+        "AllergyIntolerance",
+        "MedicationRequest",
+        "Observation",
+        "Appointment",
+        "Slot",
+        "Schedule",
+        "Encounter",
+        "DocumentReference",
+        "Condition",
+        "Provenance",
+        "Task",
+        "Binary",
     ],
     "scopes": ["system/*.cruds"],
 }
@@ -35,7 +47,9 @@ def startup(hub: Hub) -> None:
     if current is None:
         log.info("OSCAR adapter: no source configured ([plugin.oscar]); idle")
         return
-    log.info("OSCAR adapter: %s source %s", current.settings.source_kind, current.settings.instance_name)
+    log.info(
+        "OSCAR adapter: %s source %s", current.settings.source_kind, current.settings.instance_name
+    )
     if current.settings.source_kind == "demo":
         current.sync_in_background()  # the demo clinic is there as soon as the hub is
 
@@ -56,7 +70,9 @@ def register_schedules(hub: Hub) -> list[Schedule]:
         return []
     schedules = []
     if current.settings.interval_s > 0:
-        schedules.append(Schedule("oscar-sync", current.settings.interval_s, _scheduled_sync, timeout_s=3600))
+        schedules.append(
+            Schedule("oscar-sync", current.settings.interval_s, _scheduled_sync, timeout_s=3600)
+        )
     if current.settings.writeback:
         schedules.append(Schedule("oscar-writeback", 10.0, _scheduled_writeback, timeout_s=600))
     return schedules
@@ -91,7 +107,15 @@ def register_consumers(hub: Hub) -> list[Consumer]:
     current = runtime(hub)
     if current is None or not current.settings.writeback:
         return []
-    return [Consumer("oscar-writeback", consumer_handler(current), types=WRITEBACK_TYPES, batch_size=50, timeout_s=300)]
+    return [
+        Consumer(
+            "oscar-writeback",
+            consumer_handler(current),
+            types=WRITEBACK_TYPES,
+            batch_size=50,
+            timeout_s=300,
+        )
+    ]
 
 
 @hookimpl
@@ -111,5 +135,3 @@ def register_commands(cli: Any) -> None:
     from fhirhub.adapters.oscar.cli import add_commands
 
     add_commands(cli)
-
-

@@ -44,7 +44,9 @@ def router(hub: Hub) -> APIRouter:
         if current is None:
             return JSONResponse({"configured": False}, status_code=409)
         started = current.sync_in_background(full=full)
-        return RedirectResponse("/plugins/oscar/?started=" + ("1" if started else "0"), status_code=303)
+        return RedirectResponse(
+            "/plugins/oscar/?started=" + ("1" if started else "0"), status_code=303
+        )
 
     @api.get("/", response_class=HTMLResponse)
     def page(started: str | None = None) -> HTMLResponse:
@@ -78,43 +80,118 @@ def _table(headers: list[str], rows: list[list[Any]], empty: str, test_id: str) 
     if not rows:
         return f'<p class="muted" data-testid="{test_id}">{html.escape(empty)}</p>'
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c if c is not None else ''))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(c if c is not None else ''))}</td>" for c in row)
+        + "</tr>"
+        for row in rows
+    )
     return f'<table data-testid="{test_id}"><tr>{head}</tr>{body}</table>'
 
 
 def _page(current: OscarRuntime | None, started: str | None) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>OSCAR</title><style>{_STYLE}</style></head><body>",
-             "<h1>OSCAR EMR</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>OSCAR</title><style>{_STYLE}</style></head><body>",
+        "<h1>OSCAR EMR</h1>",
+    ]
     if current is None:
-        parts.append('<p data-testid="not-configured">No OSCAR source is configured. Set <code>[plugin.oscar]</code> '
-                     "<code>database</code> (a read-only replica) or <code>url</code> with OAuth credentials; see docs/oscar.md.</p>")
+        parts.append(
+            '<p data-testid="not-configured">No OSCAR source is configured. Set <code>[plugin.oscar]</code> '
+            "<code>database</code> (a read-only replica) or <code>url</code> with OAuth credentials; see docs/oscar.md.</p>"
+        )
         return "".join(parts) + "</body></html>"
     info = current.status()
     label = " (demo data: a synthetic clinic, not a live OSCAR)" if info["source"] == "demo" else ""
-    parts.append(f'<p data-testid="summary">Instance <b>{html.escape(info["instance"])}</b>, source '
-                 f'<b>{html.escape(str(info["source"]))}</b>{html.escape(label)}; tenant '
-                 f'{html.escape(info["tenant"] or "none")}; periodic sync every {info["interval_s"]:g} s.</p>')
+    parts.append(
+        f'<p data-testid="summary">Instance <b>{html.escape(info["instance"])}</b>, source '
+        f"<b>{html.escape(str(info['source']))}</b>{html.escape(label)}; tenant "
+        f"{html.escape(info['tenant'] or 'none')}; periodic sync every {info['interval_s']:g} s.</p>"
+    )
     if started == "1":
         parts.append('<p class="ok" data-testid="started">Sync started.</p>')
     elif started == "0":
         parts.append('<p class="muted" data-testid="started">A sync is already running.</p>')
     if info["last_error"]:
-        parts.append(f'<p class="error" data-testid="last-error">Last error: {html.escape(info["last_error"])}</p>')
-    parts.append('<form method="post" action="/plugins/oscar/sync"><button type="submit" data-testid="run-now">Run now</button></form>')
+        parts.append(
+            f'<p class="error" data-testid="last-error">Last error: {html.escape(info["last_error"])}</p>'
+        )
+    parts.append(
+        '<form method="post" action="/plugins/oscar/sync"><button type="submit" data-testid="run-now">Run now</button></form>'
+    )
     parts.append("<h2>Cursors</h2>")
-    parts.append(_table(["stream", "last update", "last key", "records", "synced at"],
-                        [[n, c["updated"], c["key"], c["records"], c["synced_at"]] for n, c in sorted(info["cursors"].items())],
-                        "No sync has run yet.", "cursors"))
+    parts.append(
+        _table(
+            ["stream", "last update", "last key", "records", "synced at"],
+            [
+                [n, c["updated"], c["key"], c["records"], c["synced_at"]]
+                for n, c in sorted(info["cursors"].items())
+            ],
+            "No sync has run yet.",
+            "cursors",
+        )
+    )
     parts.append("<h2>Recent runs</h2>")
-    parts.append(_table(["#", "mode", "status", "started", "finished", "records", "written", "dead letters", "error"],
-                        [[r["id"], r["mode"], r["status"], r["started"], r["finished"], r["records"], r["resources"], r["dead_letters"], r["error"]] for r in info["runs"]],
-                        "No runs yet.", "runs"))
+    parts.append(
+        _table(
+            [
+                "#",
+                "mode",
+                "status",
+                "started",
+                "finished",
+                "records",
+                "written",
+                "dead letters",
+                "error",
+            ],
+            [
+                [
+                    r["id"],
+                    r["mode"],
+                    r["status"],
+                    r["started"],
+                    r["finished"],
+                    r["records"],
+                    r["resources"],
+                    r["dead_letters"],
+                    r["error"],
+                ]
+                for r in info["runs"]
+            ],
+            "No runs yet.",
+            "runs",
+        )
+    )
     parts.append(f"<h2>Dead letters ({info['dead_letter_count']} open)</h2>")
-    parts.append(_table(["stream", "key", "reason", "task", "at"],
-                        [[d["stream"], d["key"], d["reason"], "Task/" + d["task_id"], d["at"]] for d in info["dead_letters"]],
-                        "None.", "dead-letters"))
+    parts.append(
+        _table(
+            ["stream", "key", "reason", "task", "at"],
+            [
+                [d["stream"], d["key"], d["reason"], "Task/" + d["task_id"], d["at"]]
+                for d in info["dead_letters"]
+            ],
+            "None.",
+            "dead-letters",
+        )
+    )
     parts.append("<h2>Write-back to OSCAR</h2>")
-    parts.append(_table(["resource", "version", "status", "attempts", "OSCAR key", "last error", "updated"],
-                        [[f"{w['resource_type']}/{w['resource_id']}", w["version_id"], w["status"], w["attempts"], w["oscar_key"], w["last_error"], w["updated"]] for w in info["writeback"]],
-                        "Nothing sent.", "writeback"))
+    parts.append(
+        _table(
+            ["resource", "version", "status", "attempts", "OSCAR key", "last error", "updated"],
+            [
+                [
+                    f"{w['resource_type']}/{w['resource_id']}",
+                    w["version_id"],
+                    w["status"],
+                    w["attempts"],
+                    w["oscar_key"],
+                    w["last_error"],
+                    w["updated"],
+                ]
+                for w in info["writeback"]
+            ],
+            "Nothing sent.",
+            "writeback",
+        )
+    )
     return "".join(parts) + "</body></html>"

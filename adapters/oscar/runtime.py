@@ -63,6 +63,7 @@ class OscarRuntime:
 
     def sync_in_background(self, *, full: bool = False) -> bool:
         """Start a sync on a thread; False when one is already running."""
+
         def work() -> None:
             try:
                 self.sync(full=full)

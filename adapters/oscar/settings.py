@@ -66,7 +66,9 @@ class OscarSettings(PluginSettings):
         if chosen in ("database", "rest", "soap", "demo"):
             return chosen  # type: ignore[return-value]
         if chosen:
-            raise ValueError(f"[plugin.oscar] source {self.source!r}: use database, rest, soap or demo")
+            raise ValueError(
+                f"[plugin.oscar] source {self.source!r}: use database, rest, soap or demo"
+            )
         if self.database_url:
             return "database"
         if self.url and self.consumer_key:

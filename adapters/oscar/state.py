@@ -136,7 +136,9 @@ class SyncState:
     # -- cursors --------------------------------------------------------------------------
     def cursors(self) -> dict[str, dict[str, Any]]:
         with self.db.read() as conn:
-            rows = conn.execute(select(cursor_table).where(cursor_table.c.instance == self.instance)).mappings()
+            rows = conn.execute(
+                select(cursor_table).where(cursor_table.c.instance == self.instance)
+            ).mappings()
             return {row["stream"]: dict(row) for row in rows}
 
     def cursor(self, stream: str) -> Cursor:
@@ -154,13 +156,22 @@ class SyncState:
             done = conn.execute(
                 update(cursor_table)
                 .where(cursor_table.c.instance == self.instance, cursor_table.c.stream == stream)
-                .values(updated=cursor.updated, key=cursor.key, records=cursor_table.c.records + records, synced_at=now_text())
+                .values(
+                    updated=cursor.updated,
+                    key=cursor.key,
+                    records=cursor_table.c.records + records,
+                    synced_at=now_text(),
+                )
             ).rowcount
             if not done:
                 conn.execute(
                     insert(cursor_table).values(
-                        instance=self.instance, stream=stream, updated=cursor.updated, key=cursor.key,
-                        records=records, synced_at=now_text(),
+                        instance=self.instance,
+                        stream=stream,
+                        updated=cursor.updated,
+                        key=cursor.key,
+                        records=records,
+                        synced_at=now_text(),
                     )
                 )
 
@@ -172,24 +183,52 @@ class SyncState:
     def start_run(self, mode: str) -> int:
         with self.db.begin() as conn:
             result = conn.execute(
-                insert(run_table).values(instance=self.instance, mode=mode, started=now_text(), status="running",
-                                         records=0, resources=0, dead_letters=0, warnings=0)
+                insert(run_table).values(
+                    instance=self.instance,
+                    mode=mode,
+                    started=now_text(),
+                    status="running",
+                    records=0,
+                    resources=0,
+                    dead_letters=0,
+                    warnings=0,
+                )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def finish_run(self, run_id: int, *, status: str, records: int, resources: int, dead_letters: int, warnings: int, error: str | None) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        records: int,
+        resources: int,
+        dead_letters: int,
+        warnings: int,
+        error: str | None,
+    ) -> None:
         with self.db.begin() as conn:
             conn.execute(
-                update(run_table).where(run_table.c.id == run_id).values(
-                    finished=now_text(), status=status, records=records, resources=resources,
-                    dead_letters=dead_letters, warnings=warnings, error=error,
+                update(run_table)
+                .where(run_table.c.id == run_id)
+                .values(
+                    finished=now_text(),
+                    status=status,
+                    records=records,
+                    resources=resources,
+                    dead_letters=dead_letters,
+                    warnings=warnings,
+                    error=error,
                 )
             )
 
     def runs(self, limit: int = 10) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             rows = conn.execute(
-                select(run_table).where(run_table.c.instance == self.instance).order_by(run_table.c.id.desc()).limit(limit)
+                select(run_table)
+                .where(run_table.c.instance == self.instance)
+                .order_by(run_table.c.id.desc())
+                .limit(limit)
             ).mappings()
             return [dict(r) for r in rows]
 
@@ -209,8 +248,15 @@ class SyncState:
             conn.execute(
                 insert(dead_letter_table),
                 [
-                    {"instance": self.instance, "stream": d.stream, "key": d.key, "task_id": d.task_id,
-                     "reason": d.reason, "at": d.at, "resolved": int(d.resolved)}
+                    {
+                        "instance": self.instance,
+                        "stream": d.stream,
+                        "key": d.key,
+                        "task_id": d.task_id,
+                        "reason": d.reason,
+                        "at": d.at,
+                        "resolved": int(d.resolved),
+                    }
                     for d in letters
                 ],
             )
@@ -246,17 +292,25 @@ class SyncState:
         if not include_resolved:
             query = query.where(dead_letter_table.c.resolved == 0)
         with self.db.read() as conn:
-            rows = conn.execute(query.order_by(dead_letter_table.c.at.desc()).limit(limit)).mappings()
+            rows = conn.execute(
+                query.order_by(dead_letter_table.c.at.desc()).limit(limit)
+            ).mappings()
             return [
-                DeadLetter(r["stream"], r["key"], r["task_id"], r["reason"], r["at"], bool(r["resolved"])) for r in rows
+                DeadLetter(
+                    r["stream"], r["key"], r["task_id"], r["reason"], r["at"], bool(r["resolved"])
+                )
+                for r in rows
             ]
 
     def dead_letter_count(self) -> int:
         with self.db.read() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(dead_letter_table).where(
-                        dead_letter_table.c.instance == self.instance, dead_letter_table.c.resolved == 0
+                    select(func.count())
+                    .select_from(dead_letter_table)
+                    .where(
+                        dead_letter_table.c.instance == self.instance,
+                        dead_letter_table.c.resolved == 0,
                     )
                 ).scalar_one()
             )
@@ -265,7 +319,9 @@ class SyncState:
     def links(self) -> dict[tuple[str, str], str]:
         with self.db.read() as conn:
             rows = conn.execute(
-                select(link_table.c.stream, link_table.c.key, link_table.c.resource_id).where(link_table.c.instance == self.instance)
+                select(link_table.c.stream, link_table.c.key, link_table.c.resource_id).where(
+                    link_table.c.instance == self.instance
+                )
             ).all()
         return {(str(s), str(k)): str(r) for s, k, r in rows}
 
@@ -273,12 +329,19 @@ class SyncState:
         with self.db.begin() as conn:
             conn.execute(
                 delete(link_table).where(
-                    link_table.c.instance == self.instance, link_table.c.stream == stream, link_table.c.key == key
+                    link_table.c.instance == self.instance,
+                    link_table.c.stream == stream,
+                    link_table.c.key == key,
                 )
             )
             conn.execute(
-                insert(link_table).values(instance=self.instance, stream=stream, key=key,
-                                          resource_type=resource_type, resource_id=resource_id)
+                insert(link_table).values(
+                    instance=self.instance,
+                    stream=stream,
+                    key=key,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                )
             )
 
     # -- outbox ---------------------------------------------------------------------------
@@ -301,9 +364,15 @@ class SyncState:
             stamp = now_text()
             conn.execute(
                 insert(outbox_table).values(
-                    instance=self.instance, resource_type=resource_type, resource_id=resource_id,
-                    version_id=version_id, status="pending", attempts=0, next_attempt=0.0,
-                    created=stamp, updated=stamp,
+                    instance=self.instance,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    version_id=version_id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt=0.0,
+                    created=stamp,
+                    updated=stamp,
                 )
             )
             return True
@@ -325,16 +394,33 @@ class SyncState:
     def outbox(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             rows = conn.execute(
-                select(outbox_table).where(outbox_table.c.instance == self.instance).order_by(outbox_table.c.id.desc()).limit(limit)
+                select(outbox_table)
+                .where(outbox_table.c.instance == self.instance)
+                .order_by(outbox_table.c.id.desc())
+                .limit(limit)
             ).mappings()
             return [dict(r) for r in rows]
 
-    def outbox_result(self, row_id: int, *, status: str, attempts: int, next_attempt: float = 0.0,
-                      error: str | None = None, oscar_key: str | None = None) -> None:
+    def outbox_result(
+        self,
+        row_id: int,
+        *,
+        status: str,
+        attempts: int,
+        next_attempt: float = 0.0,
+        error: str | None = None,
+        oscar_key: str | None = None,
+    ) -> None:
         with self.db.begin() as conn:
             conn.execute(
-                update(outbox_table).where(outbox_table.c.id == row_id).values(
-                    status=status, attempts=attempts, next_attempt=next_attempt, last_error=error,
-                    oscar_key=oscar_key, updated=now_text(),
+                update(outbox_table)
+                .where(outbox_table.c.id == row_id)
+                .values(
+                    status=status,
+                    attempts=attempts,
+                    next_attempt=next_attempt,
+                    last_error=error,
+                    oscar_key=oscar_key,
+                    updated=now_text(),
                 )
             )

@@ -100,7 +100,9 @@ def _lock(hub: Hub) -> threading.Lock:
         return lock
 
 
-def mapping_context(settings: OscarSettings, links: dict[tuple[str, str], str] | None = None) -> MappingContext:
+def mapping_context(
+    settings: OscarSettings, links: dict[tuple[str, str], str] | None = None
+) -> MappingContext:
     return MappingContext(
         instance=settings.instance_name,
         source_uri=settings.source_uri,
@@ -154,7 +156,9 @@ class OscarSync:
         self.ctx = mapping_context(settings)
         self.access = system_for(settings.tenant)
 
-    def run(self, *, full: bool = False, since: str | None = None, streams: Iterable[str] | None = None) -> SyncReport:
+    def run(
+        self, *, full: bool = False, since: str | None = None, streams: Iterable[str] | None = None
+    ) -> SyncReport:
         lock = _lock(self.hub)
         if not lock.acquire(blocking=False):
             raise SyncBusy("an OSCAR sync is already running")
@@ -172,7 +176,9 @@ class OscarSync:
             for stream in self.source.streams:
                 if wanted is not None and stream not in wanted:
                     continue
-                report.streams[stream] = self._stream(stream, mapper, providers, patients, full=full, since=since, report=report)
+                report.streams[stream] = self._stream(
+                    stream, mapper, providers, patients, full=full, since=since, report=report
+                )
         except Exception as exc:  # reported in the run row, the CLI and the UI
             report.error = f"{type(exc).__name__}: {exc}"
             log.exception("OSCAR sync failed")
@@ -201,9 +207,21 @@ class OscarSync:
         with transaction(self.hub) as tx:
             org = tx.current("Organization", tenant)
         if org is None or org.deleted:
-            raise RuntimeError(f"the tenant Organization/{tenant} does not exist: create it before syncing")
+            raise RuntimeError(
+                f"the tenant Organization/{tenant} does not exist: create it before syncing"
+            )
 
-    def _stream(self, stream: str, mapper: Mapper, providers: _Known, patients: _Known, *, full: bool, since: str | None, report: SyncReport) -> StreamReport:
+    def _stream(
+        self,
+        stream: str,
+        mapper: Mapper,
+        providers: _Known,
+        patients: _Known,
+        *,
+        full: bool,
+        since: str | None,
+        report: SyncReport,
+    ) -> StreamReport:
         out = StreamReport()
         cursor = Cursor() if (full or since) else self.state.cursor(stream)
         open_letters = self.state.open_dead_letters(stream)
@@ -215,7 +233,9 @@ class OscarSync:
                 log.warning("OSCAR %s: %s (cursor kept)", stream, exc)
                 return out
             if page.records:
-                written, letters, resolved = self._write_page(stream, page, mapper, providers, patients, open_letters, report)
+                written, letters, resolved = self._write_page(
+                    stream, page, mapper, providers, patients, open_letters, report
+                )
                 out.records += len(page.records)
                 out.resources += written
                 out.dead_letters += len(letters)
@@ -231,16 +251,52 @@ class OscarSync:
                 return out
 
     # -- one page --------------------------------------------------------------------------
-    def _write_page(self, stream: str, page: Page, mapper: Mapper, providers: _Known, patients: _Known,
-                    open_letters: dict[str, str], report: SyncReport) -> tuple[int, list[DeadLetter], list[str]]:
+    def _write_page(
+        self,
+        stream: str,
+        page: Page,
+        mapper: Mapper,
+        providers: _Known,
+        patients: _Known,
+        open_letters: dict[str, str],
+        report: SyncReport,
+    ) -> tuple[int, list[DeadLetter], list[str]]:
         try:
-            return self._attempt(stream, page.records, mapper, providers, patients, open_letters, report, isolate=False)
+            return self._attempt(
+                stream,
+                page.records,
+                mapper,
+                providers,
+                patients,
+                open_letters,
+                report,
+                isolate=False,
+            )
         except FhirError as exc:
             log.info("OSCAR %s page rejected (%s); writing record by record", stream, exc)
-            return self._attempt(stream, page.records, mapper, providers, patients, open_letters, report, isolate=True)
+            return self._attempt(
+                stream,
+                page.records,
+                mapper,
+                providers,
+                patients,
+                open_letters,
+                report,
+                isolate=True,
+            )
 
-    def _attempt(self, stream: str, records: list[OscarRecord], mapper: Mapper, providers: _Known, patients: _Known,
-                 open_letters: dict[str, str], report: SyncReport, *, isolate: bool) -> tuple[int, list[DeadLetter], list[str]]:
+    def _attempt(
+        self,
+        stream: str,
+        records: list[OscarRecord],
+        mapper: Mapper,
+        providers: _Known,
+        patients: _Known,
+        open_letters: dict[str, str],
+        report: SyncReport,
+        *,
+        isolate: bool,
+    ) -> tuple[int, list[DeadLetter], list[str]]:
         letters: list[DeadLetter] = []
         succeeded: list[tuple[str, str]] = []
         warnings: list[str] = []
@@ -250,7 +306,9 @@ class OscarSync:
                 try:
                     if isolate:
                         with tx.savepoint() as inner:
-                            wrote = self._write_record(inner, stream, record, mapper, patients, warnings)
+                            wrote = self._write_record(
+                                inner, stream, record, mapper, patients, warnings
+                            )
                     else:
                         wrote = self._write_record(tx, stream, record, mapper, patients, warnings)
                 except MappingError as exc:
@@ -259,19 +317,28 @@ class OscarSync:
                 except FhirError as exc:
                     if not isolate:
                         raise
-                    letters.append(self._dead_letter(tx, stream, record, f"rejected by the store: {exc}"))
+                    letters.append(
+                        self._dead_letter(tx, stream, record, f"rejected by the store: {exc}")
+                    )
                     continue
                 if wrote:
                     succeeded.append((record.table, record.key))
                 if stream == "provider":
                     providers.add(record.key)
             written = tx.written
-            resources = [v for v in written if v.resource_type not in ("Task", "Binary") or not v.resource_id.startswith(self.ctx.id_prefix + "-dl-")]
+            resources = [
+                v
+                for v in written
+                if v.resource_type not in ("Task", "Binary")
+                or not v.resource_id.startswith(self.ctx.id_prefix + "-dl-")
+            ]
             resolved = [key for table, key in succeeded if key in open_letters]
             for key in resolved:
                 dead_letters.resolve(tx, open_letters[key], "synced after a later change in OSCAR")
             if resources:
-                tx.create(batch_provenance(self.ctx, resources, succeeded, f"OSCAR sync of {stream}"))
+                tx.create(
+                    batch_provenance(self.ctx, resources, succeeded, f"OSCAR sync of {stream}")
+                )
             providers.tx = patients.tx = None
         for v in resources:
             if v.resource_type == "Patient":
@@ -281,27 +348,53 @@ class OscarSync:
             log.warning("OSCAR: %s", message)
         return len(resources), letters, resolved
 
-    def _dead_letter(self, tx: Transaction, stream: str, record: OscarRecord, reason: str) -> DeadLetter:
+    def _dead_letter(
+        self, tx: Transaction, stream: str, record: OscarRecord, reason: str
+    ) -> DeadLetter:
         task = dead_letters.write_dead_letter(tx, self.ctx, stream, record, reason)
         log.warning("OSCAR %s %s dead-lettered as Task/%s: %s", stream, record.key, task, reason)
         return DeadLetter(stream, record.key, task, reason, now_text(), False)
 
-    def _write_record(self, tx: Transaction, stream: str, record: OscarRecord, mapper: Mapper, patients: _Known, warnings: list[str]) -> bool:
+    def _write_record(
+        self,
+        tx: Transaction,
+        stream: str,
+        record: OscarRecord,
+        mapper: Mapper,
+        patients: _Known,
+        warnings: list[str],
+    ) -> bool:
         """Write one record's resources; True when it produced any."""
         if isinstance(record, DeletedMeasurement):
-            return self._withdraw(tx, "Observation", self.ctx.linked_id("measurements", str(record.originalId), "ms"),
-                                  lambda current: withdrawn(current, record, self.ctx))
+            return self._withdraw(
+                tx,
+                "Observation",
+                self.ctx.linked_id("measurements", str(record.originalId), "ms"),
+                lambda current: withdrawn(current, record, self.ctx),
+            )
         if isinstance(record, DeletedAppointment):
-            wrote = self._withdraw(tx, "Appointment", self.ctx.linked_id("appointment", str(record.appointment_no), "ap"),
-                                   lambda current: cancelled(current, record, self.ctx))
-            wrote |= self._withdraw(tx, "Slot", self.ctx.resource_id("slot", record.appointment_no),
-                                    lambda current: cancelled(current, record, self.ctx))
+            wrote = self._withdraw(
+                tx,
+                "Appointment",
+                self.ctx.linked_id("appointment", str(record.appointment_no), "ap"),
+                lambda current: cancelled(current, record, self.ctx),
+            )
+            wrote |= self._withdraw(
+                tx,
+                "Slot",
+                self.ctx.resource_id("slot", record.appointment_no),
+                lambda current: cancelled(current, record, self.ctx),
+            )
             return wrote
         mapped: Mapped = mapper.map(record)
         patient_id = mapped.patient_id
         if patient_id is not None and patient_id not in patients:
-            number = getattr(record, "demographic_no", None) or getattr(record, "demographicNo", None)
-            raise MappingError(f"demographic_no {number} is not in fhirhub (missing in OSCAR or not synced)")
+            number = getattr(record, "demographic_no", None) or getattr(
+                record, "demographicNo", None
+            )
+            raise MappingError(
+                f"demographic_no {number} is not in fhirhub (missing in OSCAR or not synced)"
+            )
         resources = mapped.resources
         if isinstance(record, Note):
             current = tx.current("DocumentReference", resources[0]["id"])
@@ -313,7 +406,13 @@ class OscarSync:
         warnings.extend(mapped.warnings)
         return True
 
-    def _withdraw(self, tx: Transaction, resource_type: str, resource_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    def _withdraw(
+        self,
+        tx: Transaction,
+        resource_type: str,
+        resource_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> bool:
         current = tx.current(resource_type, resource_id)
         if current is None or current.deleted or not current.content:
             return False

@@ -53,7 +53,9 @@ def consumer_handler(current: OscarRuntime) -> Callable[[Sequence[StoredVersion]
                 _payload(resource, current)  # decide now: only what OSCAR can take is queued
             except NotForOscar:
                 continue
-            queued |= current.state.enqueue(version.resource_type, version.resource_id, str(version.version_id))
+            queued |= current.state.enqueue(
+                version.resource_type, version.resource_id, str(version.version_id)
+            )
         if queued:
             drain(current)
 
@@ -67,7 +69,10 @@ def _from_oscar(resource: dict[str, Any], current: OscarRuntime) -> bool:
         return True
     prefix = settings.source_uri + "/"
     systems = {i.get("system", "") for i in resource.get("identifier", [])}
-    return any(s.startswith(prefix) and s[len(prefix):] in ("appointment", "measurements") for s in systems)
+    return any(
+        s.startswith(prefix) and s[len(prefix) :] in ("appointment", "measurements")
+        for s in systems
+    )
 
 
 def _oscar_key(reference: str, kind: str, current: OscarRuntime) -> str | None:
@@ -105,7 +110,11 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
         if start is None:
             raise NotForOscar("no start")
         local = start.astimezone(zone)
-        minutes = int((end - start).total_seconds() // 60) if end else int(resource.get("minutesDuration") or 15)
+        minutes = (
+            int((end - start).total_seconds() // 60)
+            if end
+            else int(resource.get("minutesDuration") or 15)
+        )
         return "appointment", {
             "providerNo": provider,
             "demographicNo": int(patient),
@@ -114,7 +123,9 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             "duration": max(1, minutes),
             "status": "t",
             "type": (resource.get("appointmentType") or {}).get("text", ""),
-            "reason": ", ".join(c.get("text", "") for c in resource.get("reasonCode", []) if c.get("text")),
+            "reason": ", ".join(
+                c.get("text", "") for c in resource.get("reasonCode", []) if c.get("text")
+            ),
             "notes": resource.get("comment", ""),
             "name": "",
             "location": "",
@@ -122,16 +133,36 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             "urgency": "",
         }
     if resource.get("resourceType") == "Observation":
-        categories = {c.get("code") for cat in resource.get("category", []) for c in cat.get("coding", [])}
-        loinc = next((c.get("code") for c in resource.get("code", {}).get("coding", []) if c.get("system") == codes.LOINC), None)
+        categories = {
+            c.get("code") for cat in resource.get("category", []) for c in cat.get("coding", [])
+        }
+        loinc = next(
+            (
+                c.get("code")
+                for c in resource.get("code", {}).get("coding", [])
+                if c.get("system") == codes.LOINC
+            ),
+            None,
+        )
         kind = codes.OSCAR_TYPE_BY_LOINC.get(loinc or "")
-        if "vital-signs" not in categories or kind is None or resource.get("status") not in ("final", "amended", "preliminary"):
+        if (
+            "vital-signs" not in categories
+            or kind is None
+            or resource.get("status") not in ("final", "amended", "preliminary")
+        ):
             raise NotForOscar("not a vital sign OSCAR has a type for")
-        patient = _oscar_key(resource.get("subject", {}).get("reference", ""), "demographic", current)
+        patient = _oscar_key(
+            resource.get("subject", {}).get("reference", ""), "demographic", current
+        )
         if not patient:
             raise NotForOscar("patient not linked to this OSCAR")
         if kind == "BP":
-            parts = {c.get("code", {}).get("coding", [{}])[0].get("code"): c.get("valueQuantity", {}).get("value") for c in resource.get("component", [])}
+            parts = {
+                c.get("code", {}).get("coding", [{}])[0].get("code"): c.get(
+                    "valueQuantity", {}
+                ).get("value")
+                for c in resource.get("component", [])
+            }
             systolic, diastolic = parts.get("8480-6"), parts.get("8462-4")
             if systolic is None or diastolic is None:
                 raise NotForOscar("blood pressure without both components")
@@ -141,9 +172,20 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             if "value" not in quantity:
                 raise NotForOscar("no value")
             value = _plain(quantity["value"])
-        performer = next((p.get("reference", "") for p in resource.get("performer", []) if p.get("reference", "").startswith("Practitioner/")), "")
-        provider = (_oscar_key(performer, "provider", current) if performer else None) or current.settings.writeback_provider_no
-        observed = parse_datetime(resource.get("effectiveDateTime"), zone, field="effectiveDateTime")
+        performer = next(
+            (
+                p.get("reference", "")
+                for p in resource.get("performer", [])
+                if p.get("reference", "").startswith("Practitioner/")
+            ),
+            "",
+        )
+        provider = (
+            _oscar_key(performer, "provider", current) if performer else None
+        ) or current.settings.writeback_provider_no
+        observed = parse_datetime(
+            resource.get("effectiveDateTime"), zone, field="effectiveDateTime"
+        )
         return "measurement", {
             "type": kind,
             "demographicId": int(patient),
@@ -151,7 +193,9 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             "dataField": value,
             "measuringInstruction": "",
             "comments": "sent from fhirhub",
-            "dateObserved": (observed or parse_datetime(time.strftime("%Y-%m-%d %H:%M:%S"), zone)).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"),
+            "dateObserved": (observed or parse_datetime(time.strftime("%Y-%m-%d %H:%M:%S"), zone))
+            .astimezone(zone)
+            .strftime("%Y-%m-%dT%H:%M:%S"),
         }
     raise NotForOscar(resource.get("resourceType", "?"))
 
@@ -169,16 +213,27 @@ def drain(current: OscarRuntime) -> int:
         try:
             key = _send(current, row)
         except NotForOscar as exc:
-            current.state.outbox_result(row["id"], status="failed", attempts=attempts, error=f"not sendable: {exc}")
+            current.state.outbox_result(
+                row["id"], status="failed", attempts=attempts, error=f"not sendable: {exc}"
+            )
             continue
         except Exception as exc:  # network, OSCAR refused: retried with back-off, then failed
             final = attempts >= current.settings.writeback_attempts
             delay = min(3600.0, 2.0 * 2 ** (attempts - 1))
             current.state.outbox_result(
-                row["id"], status="failed" if final else "pending", attempts=attempts,
-                next_attempt=time.time() + delay, error=f"{type(exc).__name__}: {exc}",
+                row["id"],
+                status="failed" if final else "pending",
+                attempts=attempts,
+                next_attempt=time.time() + delay,
+                error=f"{type(exc).__name__}: {exc}",
             )
-            log.warning("OSCAR write-back of %s/%s attempt %d failed: %s", row["resource_type"], row["resource_id"], attempts, exc)
+            log.warning(
+                "OSCAR write-back of %s/%s attempt %d failed: %s",
+                row["resource_type"],
+                row["resource_id"],
+                attempts,
+                exc,
+            )
             continue
         current.state.outbox_result(row["id"], status="sent", attempts=attempts, oscar_key=key)
         sent += 1
@@ -215,7 +270,15 @@ def _send(current: OscarRuntime, row: dict[str, Any]) -> str:
     return key
 
 
-def _link(current: OscarRuntime, resource_type: str, resource_id: str, stream: str, system: str, key: str, tenant: str | None) -> None:
+def _link(
+    current: OscarRuntime,
+    resource_type: str,
+    resource_id: str,
+    stream: str,
+    system: str,
+    key: str,
+    tenant: str | None,
+) -> None:
     """Record OSCAR's key on the resource (an identifier; the update is not sent again, see
     :func:`_from_oscar`) and in ``oscar_link`` for the next sync."""
     current.state.link(stream, key, resource_type, resource_id)

@@ -38,7 +38,11 @@ class Mapped:
         """The Patient the resources need (a missing one makes the record a dead letter)."""
         for resource in self.resources:
             for key in ("subject", "patient"):
-                ref = resource.get(key, {}).get("reference", "") if isinstance(resource.get(key), dict) else ""
+                ref = (
+                    resource.get(key, {}).get("reference", "")
+                    if isinstance(resource.get(key), dict)
+                    else ""
+                )
                 if ref.startswith("Patient/"):
                     return str(ref[len("Patient/") :])
             for participant in resource.get("participant", []):
@@ -53,7 +57,12 @@ class Mapper:
     synced as Practitioners) decides between a literal and a logical practitioner reference;
     None trusts every number."""
 
-    def __init__(self, ctx: MappingContext, known_providers: set[str] | None = None, today: date | None = None) -> None:
+    def __init__(
+        self,
+        ctx: MappingContext,
+        known_providers: set[str] | None = None,
+        today: date | None = None,
+    ) -> None:
         self.ctx = ctx
         self.known_providers = known_providers
         self.today = today or date.today()

@@ -18,7 +18,9 @@ def _patient(ctx: MappingContext, demographic_no: int | None, what: str) -> dict
     return ctx.patient_ref(demographic_no)
 
 
-def allergy(record: Allergy, ctx: MappingContext, known_providers: set[str] | None) -> dict[str, Any]:
+def allergy(
+    record: Allergy, ctx: MappingContext, known_providers: set[str] | None
+) -> dict[str, Any]:
     """AllergyIntolerance (R4 §9.1). OSCAR "deletes" an allergy by archiving it: archived
     rows become ``verificationStatus = entered-in-error`` with no clinicalStatus (invariant
     ait-2 forbids one then), so the record stays visible as withdrawn, never removed."""
@@ -34,14 +36,22 @@ def allergy(record: Allergy, ctx: MappingContext, known_providers: set[str] | No
         "patient": _patient(ctx, record.demographic_no, f"allergy {record.allergyid}"),
     }
     if flag(record.archived):
-        resource["verificationStatus"] = {"coding": [{"system": codes.ALLERGY_VERIFICATION, "code": "entered-in-error"}]}
+        resource["verificationStatus"] = {
+            "coding": [{"system": codes.ALLERGY_VERIFICATION, "code": "entered-in-error"}]
+        }
     else:
-        resource["clinicalStatus"] = {"coding": [{"system": codes.ALLERGY_CLINICAL, "code": "active"}]}
-        resource["verificationStatus"] = {"coding": [{"system": codes.ALLERGY_VERIFICATION, "code": "confirmed"}]}
+        resource["clinicalStatus"] = {
+            "coding": [{"system": codes.ALLERGY_CLINICAL, "code": "active"}]
+        }
+        resource["verificationStatus"] = {
+            "coding": [{"system": codes.ALLERGY_VERIFICATION, "code": "confirmed"}]
+        }
     try:
         typecode = int(record.TYPECODE) if record.TYPECODE not in (None, "") else 0
     except (TypeError, ValueError):
-        raise MappingError(f"allergy {record.allergyid}: TYPECODE {record.TYPECODE!r} is not a number") from None
+        raise MappingError(
+            f"allergy {record.allergyid}: TYPECODE {record.TYPECODE!r} is not a number"
+        ) from None
     category = codes.ALLERGY_CATEGORY.get(typecode)
     if category:
         resource["category"] = [category]
@@ -58,9 +68,16 @@ def allergy(record: Allergy, ctx: MappingContext, known_providers: set[str] | No
     elif text(record.age_of_onset) and text(record.age_of_onset) != "0":
         age = number(record.age_of_onset)
         if age is not None:
-            resource["onsetAge"] = {"value": fhir_decimal(age), "unit": "years", "system": codes.UCUM, "code": "a"}
+            resource["onsetAge"] = {
+                "value": fhir_decimal(age),
+                "unit": "years",
+                "system": codes.UCUM,
+                "code": "a",
+            }
     if text(record.life_stage) in codes.LIFE_STAGE:
-        resource.setdefault("note", []).append({"text": f"Life stage at onset: {codes.LIFE_STAGE[str(text(record.life_stage))]}"})
+        resource.setdefault("note", []).append(
+            {"text": f"Life stage at onset: {codes.LIFE_STAGE[str(text(record.life_stage))]}"}
+        )
     recorded = fhir_date(record.entry_date, zone, field="entry_date")
     if recorded:
         resource["recordedDate"] = recorded
@@ -81,7 +98,9 @@ def allergy(record: Allergy, ctx: MappingContext, known_providers: set[str] | No
     return resource
 
 
-def medication_request(record: Drug, ctx: MappingContext, known_providers: set[str] | None, today: date) -> dict[str, Any]:
+def medication_request(
+    record: Drug, ctx: MappingContext, known_providers: set[str] | None, today: date
+) -> dict[str, Any]:
     """MedicationRequest (R4 §12.13) from an OSCAR prescription row."""
     zone = ctx.zone
     names = [text(record.BN), text(record.GN), text(record.customName)]
@@ -94,7 +113,13 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
         coding.append({"system": codes.DIN, "code": din, "display": text(record.BN) or label})
     atc = text(record.ATC)
     if atc:
-        coding.append({"system": codes.ATC, "code": atc, **({"display": text(record.GN)} if text(record.GN) else {})})
+        coding.append(
+            {
+                "system": codes.ATC,
+                "code": atc,
+                **({"display": text(record.GN)} if text(record.GN) else {}),
+            }
+        )
     medication: dict[str, Any] = {"text": label}
     if coding:
         medication["coding"] = coding
@@ -124,10 +149,28 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
     if status == "stopped" and text(record.archived_reason):
         resource["statusReason"] = {"text": text(record.archived_reason)}
     if flag(record.long_term):
-        resource["courseOfTherapyType"] = {"coding": [{"system": codes.COURSE_OF_THERAPY, "code": "continuous", "display": "Continuous long term therapy"}]}
+        resource["courseOfTherapyType"] = {
+            "coding": [
+                {
+                    "system": codes.COURSE_OF_THERAPY,
+                    "code": "continuous",
+                    "display": "Continuous long term therapy",
+                }
+            ]
+        }
     elif flag(record.short_term):
-        resource["courseOfTherapyType"] = {"coding": [{"system": codes.COURSE_OF_THERAPY, "code": "acute", "display": "Short course (acute) therapy"}]}
-    authored = fhir_date(record.written_date, zone, field="written_date") or (rx_date.isoformat() if rx_date else None)
+        resource["courseOfTherapyType"] = {
+            "coding": [
+                {
+                    "system": codes.COURSE_OF_THERAPY,
+                    "code": "acute",
+                    "display": "Short course (acute) therapy",
+                }
+            ]
+        }
+    authored = fhir_date(record.written_date, zone, field="written_date") or (
+        rx_date.isoformat() if rx_date else None
+    )
     if authored:
         resource["authoredOn"] = authored
     requester = ctx.practitioner_ref(record.provider_no, known_providers)
@@ -135,7 +178,9 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
         resource["requester"] = requester
 
     dosage: dict[str, Any] = {}
-    instructions = " ".join(t for t in (text(record.special), text(record.special_instruction)) if t)
+    instructions = " ".join(
+        t for t in (text(record.special), text(record.special_instruction)) if t
+    )
     if instructions:
         dosage["text"] = instructions
     if text(record.special_instruction):
@@ -143,7 +188,11 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
     freq = (text(record.freqcode) or "").upper().replace(" ", "")
     if freq in codes.FREQUENCIES:
         frequency, period, unit = codes.FREQUENCIES[freq]
-        repeat: dict[str, Any] = {"frequency": frequency, "period": fhir_decimal(period), "periodUnit": unit}
+        repeat: dict[str, Any] = {
+            "frequency": frequency,
+            "period": fhir_decimal(period),
+            "periodUnit": unit,
+        }
         if freq in codes.FREQUENCY_WHEN:
             repeat["when"] = [codes.FREQUENCY_WHEN[freq]]
         dosage["timing"] = {"repeat": repeat, "code": {"text": freq}}
@@ -153,7 +202,20 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
         dosage["asNeededBoolean"] = True
     route = (text(record.route) or "").upper()
     if route:
-        dosage["route"] = {"coding": [{"system": codes.SNOMED, "code": codes.ROUTES[route][0], "display": codes.ROUTES[route][1]}], "text": route} if route in codes.ROUTES else {"text": route}
+        dosage["route"] = (
+            {
+                "coding": [
+                    {
+                        "system": codes.SNOMED,
+                        "code": codes.ROUTES[route][0],
+                        "display": codes.ROUTES[route][1],
+                    }
+                ],
+                "text": route,
+            }
+            if route in codes.ROUTES
+            else {"text": route}
+        )
     low, high = number(record.takemin), number(record.takemax)
     unit_name = text(record.unit)
     if low is not None and low > 0:
@@ -167,18 +229,28 @@ def medication_request(record: Drug, ctx: MappingContext, known_providers: set[s
 
     dispense: dict[str, Any] = {}
     if rx_date or end:
-        dispense["validityPeriod"] = {k: v.isoformat() for k, v in (("start", rx_date), ("end", end)) if v}
+        dispense["validityPeriod"] = {
+            k: v.isoformat() for k, v in (("start", rx_date), ("end", end)) if v
+        }
     repeats = number(record.repeat)
     if repeats is not None and repeats >= 0:
         dispense["numberOfRepeatsAllowed"] = int(repeats)
     quantity = number(record.quantity)
     if quantity is not None and quantity > 0:
-        dispense["quantity"] = {"value": fhir_decimal(quantity), **({"unit": unit_name} if unit_name else {})}
+        dispense["quantity"] = {
+            "value": fhir_decimal(quantity),
+            **({"unit": unit_name} if unit_name else {}),
+        }
     duration = number(record.duration)
     unit_code = (text(record.durunit) or "").upper()
     if duration is not None and duration > 0 and unit_code in codes.DURATION_UNITS:
         code, label_unit = codes.DURATION_UNITS[unit_code]
-        dispense["expectedSupplyDuration"] = {"value": fhir_decimal(duration), "unit": label_unit, "system": codes.UCUM, "code": code}
+        dispense["expectedSupplyDuration"] = {
+            "value": fhir_decimal(duration),
+            "unit": label_unit,
+            "system": codes.UCUM,
+            "code": code,
+        }
     if dispense:
         resource["dispenseRequest"] = dispense
     if flag(record.nosubs):

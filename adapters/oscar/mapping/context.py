@@ -54,7 +54,9 @@ class MappingContext:
     def practitioner_id(self, provider_no: str) -> str:
         return self.resource_id("pr", provider_no)
 
-    def practitioner_ref(self, provider_no: str | None, known: set[str] | None) -> dict[str, Any] | None:
+    def practitioner_ref(
+        self, provider_no: str | None, known: set[str] | None
+    ) -> dict[str, Any] | None:
         """A reference to the provider's Practitioner when it was synced; else a logical
         reference (identifier and display) so that a provider number OSCAR keeps for a
         provider it no longer has (or a system user) loses nothing and breaks no reference."""

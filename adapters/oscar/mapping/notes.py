@@ -35,7 +35,9 @@ def revision_of(resource: dict[str, Any], ctx: MappingContext) -> int:
     return 0
 
 
-def document_reference(record: Note, ctx: MappingContext, known_providers: set[str] | None) -> list[dict[str, Any]]:
+def document_reference(
+    record: Note, ctx: MappingContext, known_providers: set[str] | None
+) -> list[dict[str, Any]]:
     if not record.demographic_no:
         raise MappingError(f"note {record.note_id} has no demographic_no")
     body = record.note if record.note is not None else ""
@@ -49,7 +51,10 @@ def document_reference(record: Note, ctx: MappingContext, known_providers: set[s
         "identifier": [ctx.identifier("casemgmt_note", record.note_id)],
         "status": "entered-in-error" if archived else "current",
         "docStatus": "final" if flag(record.signed) else "preliminary",
-        "type": {"coding": [PROGRESS_NOTE], **({"text": text(record.encounter_type)} if text(record.encounter_type) else {})},
+        "type": {
+            "coding": [PROGRESS_NOTE],
+            **({"text": text(record.encounter_type)} if text(record.encounter_type) else {}),
+        },
         "category": [{"text": "Encounter note"}],
         "subject": ctx.patient_ref(record.demographic_no),
         "content": [
@@ -69,14 +74,20 @@ def document_reference(record: Note, ctx: MappingContext, known_providers: set[s
     author = ctx.practitioner_ref(record.provider_no, known_providers)
     if author:
         resource["author"] = [author]
-    signer = ctx.practitioner_ref(record.signing_provider_no, known_providers) if flag(record.signed) else None
+    signer = (
+        ctx.practitioner_ref(record.signing_provider_no, known_providers)
+        if flag(record.signed)
+        else None
+    )
     if signer and "reference" in signer:
         resource["authenticator"] = signer
     context: dict[str, Any] = {}
     if observed:
         context["period"] = {"start": observed}
     if record.appointmentNo:
-        context["encounter"] = [{"reference": f"Encounter/{ctx.resource_id('enc', record.appointmentNo)}"}]
+        context["encounter"] = [
+            {"reference": f"Encounter/{ctx.resource_id('enc', record.appointmentNo)}"}
+        ]
     if context:
         resource["context"] = context
     if record.issues:
@@ -84,27 +95,59 @@ def document_reference(record: Note, ctx: MappingContext, known_providers: set[s
     return [resource, *_history_entries(record, ctx, observed, archived)]
 
 
-def _history_entries(record: Note, ctx: MappingContext, observed: str | None, archived: bool) -> list[dict[str, Any]]:
+def _history_entries(
+    record: Note, ctx: MappingContext, observed: str | None, archived: bool
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     summary = text(record.note)
     if not summary:
         return out
-    issue_coding = lambda issue: {"system": ctx.system(ISSUE_SYSTEM_NAME), "code": issue.code, **({"display": issue.description} if issue.description else {})}  # noqa: E731
+
+    def issue_coding(issue):
+        return {
+            "system": ctx.system(ISSUE_SYSTEM_NAME),
+            "code": issue.code,
+            **({"display": issue.description} if issue.description else {}),
+        }  # noqa: E731
+
     for issue in record.issues:
         if issue.code in codes.SOCIAL_HISTORY_ISSUES or issue.code in codes.FAMILY_HISTORY_ISSUES:
             social = issue.code in codes.SOCIAL_HISTORY_ISSUES
-            loinc = ("29762-2", "Social history Narrative") if social else ("10157-6", "History of family member diseases Narrative")
+            loinc = (
+                ("29762-2", "Social history Narrative")
+                if social
+                else ("10157-6", "History of family member diseases Narrative")
+            )
             entry: dict[str, Any] = {
                 "resourceType": "Observation",
                 "id": ctx.resource_id("sh" if social else "fh", record.document_key),
                 "meta": ctx.meta(),
                 "identifier": [ctx.identifier("casemgmt_note", record.note_id)],
                 "status": "entered-in-error" if archived else "final",
-                "category": [{"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "social-history", "display": "Social History"}]}],
-                "code": {"coding": [{"system": codes.LOINC, "code": loinc[0], "display": loinc[1]}, issue_coding(issue)]},
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": codes.OBSERVATION_CATEGORY,
+                                "code": "social-history",
+                                "display": "Social History",
+                            }
+                        ]
+                    }
+                ],
+                "code": {
+                    "coding": [
+                        {"system": codes.LOINC, "code": loinc[0], "display": loinc[1]},
+                        issue_coding(issue),
+                    ]
+                },
                 "subject": ctx.patient_ref(record.demographic_no),
                 "valueString": summary,
-                "derivedFrom": [{"reference": f"DocumentReference/{ctx.resource_id('doc', record.document_key)}"}],
+                "derivedFrom": [
+                    {
+                        "reference": f"DocumentReference/{ctx.resource_id('doc', record.document_key)}"
+                    }
+                ],
             }
             if observed:
                 entry["effectiveDateTime"] = observed
@@ -115,16 +158,42 @@ def _history_entries(record: Note, ctx: MappingContext, observed: str | None, ar
                 "id": ctx.resource_id("cond", record.document_key),
                 "meta": ctx.meta(),
                 "identifier": [ctx.identifier("casemgmt_note", record.note_id)],
-                "category": [{"coding": [{"system": codes.CONDITION_CATEGORY, "code": "problem-list-item", "display": "Problem List Item"}]}],
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": codes.CONDITION_CATEGORY,
+                                "code": "problem-list-item",
+                                "display": "Problem List Item",
+                            }
+                        ]
+                    }
+                ],
                 "code": {"text": summary},
                 "subject": ctx.patient_ref(record.demographic_no),
                 "note": [{"text": f"OSCAR {issue.description or issue.code}"}],
             }
             if archived:
-                condition["verificationStatus"] = {"coding": [{"system": codes.CONDITION_VERIFICATION, "code": "entered-in-error"}]}
+                condition["verificationStatus"] = {
+                    "coding": [{"system": codes.CONDITION_VERIFICATION, "code": "entered-in-error"}]
+                }
             else:
-                condition["clinicalStatus"] = {"coding": [{"system": codes.CONDITION_CLINICAL, "code": "resolved" if issue.resolved else "active"}]}
-                condition["verificationStatus"] = {"coding": [{"system": codes.CONDITION_VERIFICATION, "code": "confirmed" if issue.certain else "unconfirmed"}]}
+                condition["clinicalStatus"] = {
+                    "coding": [
+                        {
+                            "system": codes.CONDITION_CLINICAL,
+                            "code": "resolved" if issue.resolved else "active",
+                        }
+                    ]
+                }
+                condition["verificationStatus"] = {
+                    "coding": [
+                        {
+                            "system": codes.CONDITION_VERIFICATION,
+                            "code": "confirmed" if issue.certain else "unconfirmed",
+                        }
+                    ]
+                }
             if observed:
                 condition["recordedDate"] = observed
             out.append(condition)

@@ -26,14 +26,26 @@ LOCAL_TYPE_SYSTEM = "urn:fhirhub:oscar:measurement-type"
 
 def _category(vital: bool) -> list[dict[str, Any]]:
     code = "vital-signs" if vital else "laboratory"
-    return [{"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": code, "display": "Vital Signs" if vital else "Laboratory"}]}]
+    return [
+        {
+            "coding": [
+                {
+                    "system": codes.OBSERVATION_CATEGORY,
+                    "code": code,
+                    "display": "Vital Signs" if vital else "Laboratory",
+                }
+            ]
+        }
+    ]
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": fhir_decimal(value), "unit": unit, "system": codes.UCUM, "code": unit}
 
 
-def observation(record: Measurement, ctx: MappingContext, known_providers: set[str] | None, warnings: list[str]) -> dict[str, Any]:
+def observation(
+    record: Measurement, ctx: MappingContext, known_providers: set[str] | None, warnings: list[str]
+) -> dict[str, Any]:
     if not record.demographicNo:
         raise MappingError(f"measurement {record.id} has no demographicNo")
     kind = (record.type or "").strip()
@@ -53,7 +65,14 @@ def observation(record: Measurement, ctx: MappingContext, known_providers: set[s
         "status": "final",
         "subject": ctx.patient_ref(record.demographicNo),
     }
-    ext_loinc = next((text(record.ext.get(k)) for k in ("identifier", "loinc", "LOINC") if text(record.ext.get(k))), None)
+    ext_loinc = next(
+        (
+            text(record.ext.get(k))
+            for k in ("identifier", "loinc", "LOINC")
+            if text(record.ext.get(k))
+        ),
+        None,
+    )
     known = codes.MEASUREMENT_CODES.get(kind.upper())
     display = record.type_display or kind
     if kind.upper() == "BP":
@@ -64,7 +83,17 @@ def observation(record: Measurement, ctx: MappingContext, known_providers: set[s
         if known:
             coding.append({"system": codes.LOINC, "code": known.loinc, "display": known.display})
         elif ext_loinc and _LOINC.match(ext_loinc):
-            coding.append({"system": codes.LOINC, "code": ext_loinc, **({"display": text(record.ext.get("name"))} if text(record.ext.get("name")) else {})})
+            coding.append(
+                {
+                    "system": codes.LOINC,
+                    "code": ext_loinc,
+                    **(
+                        {"display": text(record.ext.get("name"))}
+                        if text(record.ext.get("name"))
+                        else {}
+                    ),
+                }
+            )
         coding.append(local)
         resource["category"] = _category(bool(known and known.vital))
         resource["code"] = {"coding": coding, "text": display}
@@ -78,7 +107,9 @@ def observation(record: Measurement, ctx: MappingContext, known_providers: set[s
             resource["valueQuantity"] = {"value": fhir_decimal(value)}
         else:
             resource["valueString"] = raw_value
-            warnings.append(f"measurement {record.id} ({kind}): non-numeric value {raw_value!r} kept as text")
+            warnings.append(
+                f"measurement {record.id} ({kind}): non-numeric value {raw_value!r} kept as text"
+            )
     if when:
         resource["effectiveDateTime"] = when
     else:
@@ -94,28 +125,40 @@ def observation(record: Measurement, ctx: MappingContext, known_providers: set[s
         resource["note"] = [{"text": t} for t in notes]
     flag_value = (text(record.ext.get("abnormal")) or "").upper()
     if flag_value in _ABNORMAL:
-        resource["interpretation"] = [{"coding": [{"system": codes.INTERPRETATION, "code": _ABNORMAL[flag_value]}]}]
+        resource["interpretation"] = [
+            {"coding": [{"system": codes.INTERPRETATION, "code": _ABNORMAL[flag_value]}]}
+        ]
     if text(record.ext.get("range")):
         resource["referenceRange"] = [{"text": text(record.ext.get("range"))}]
     if record.appointmentNo:
-        resource["encounter"] = {"reference": f"Encounter/{ctx.resource_id('enc', record.appointmentNo)}"}
+        resource["encounter"] = {
+            "reference": f"Encounter/{ctx.resource_id('enc', record.appointmentNo)}"
+        }
     return resource
 
 
-def _blood_pressure(resource: dict[str, Any], raw_value: str, record: Measurement, warnings: list[str]) -> None:
+def _blood_pressure(
+    resource: dict[str, Any], raw_value: str, record: Measurement, warnings: list[str]
+) -> None:
     panel = codes.BP_PANEL
     resource["category"] = _category(True)
     resource["code"] = {
         "coding": [
             {"system": codes.LOINC, "code": panel.loinc, "display": panel.display},
-            {"system": LOCAL_TYPE_SYSTEM, "code": record.type, "display": record.type_display or "Blood Pressure"},
+            {
+                "system": LOCAL_TYPE_SYSTEM,
+                "code": record.type,
+                "display": record.type_display or "Blood Pressure",
+            },
         ],
         "text": "Blood pressure",
     }
     found = _BP.match(raw_value)
     if not found:
         resource["valueString"] = raw_value
-        warnings.append(f"measurement {record.id} (BP): {raw_value!r} is not systolic/diastolic; kept as text")
+        warnings.append(
+            f"measurement {record.id} (BP): {raw_value!r} is not systolic/diastolic; kept as text"
+        )
         return
     resource["component"] = [
         {
@@ -126,12 +169,17 @@ def _blood_pressure(resource: dict[str, Any], raw_value: str, record: Measuremen
     ]
 
 
-def withdrawn(current: dict[str, Any], record: DeletedMeasurement, ctx: MappingContext) -> dict[str, Any]:
+def withdrawn(
+    current: dict[str, Any], record: DeletedMeasurement, ctx: MappingContext
+) -> dict[str, Any]:
     """The stored Observation of a measurement OSCAR deleted, now ``entered-in-error``
     (R4 §8.1 Observation.status: "the observation was withdrawn")."""
     resource = {k: v for k, v in current.items() if k != "meta"}
     resource["meta"] = ctx.meta()
     resource["status"] = "entered-in-error"
     deleted = fhir_datetime(record.dateDeleted, ctx.zone, field="dateDeleted")
-    resource["note"] = [*resource.get("note", []), {"text": f"Deleted in OSCAR{' on ' + deleted if deleted else ''}"}]
+    resource["note"] = [
+        *resource.get("note", []),
+        {"text": f"Deleted in OSCAR{' on ' + deleted if deleted else ''}"},
+    ]
     return resource

@@ -17,7 +17,9 @@ _EXT_CELL = ("demo_cell", "cell")
 _EXT_WORK_PHONE_EXT = "wPhoneExt"
 
 
-def patient(record: Demographic, ctx: MappingContext, known_providers: set[str] | None) -> dict[str, Any]:
+def patient(
+    record: Demographic, ctx: MappingContext, known_providers: set[str] | None
+) -> dict[str, Any]:
     """Patient (R4 §8.1). Never invents: a partial birth date stays partial, an unknown sex
     stays absent, an impossible birth date is a :class:`MappingError`."""
     zone = ctx.zone
@@ -28,7 +30,11 @@ def patient(record: Demographic, ctx: MappingContext, known_providers: set[str] 
         "identifier": [
             {
                 "use": "usual",
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                    ]
+                },
                 **ctx.identifier("demographic", record.demographic_no),
             }
         ],
@@ -37,7 +43,11 @@ def patient(record: Demographic, ctx: MappingContext, known_providers: set[str] 
     if hin:
         ident: dict[str, Any] = {
             "use": "official",
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "JHN"}]},
+            "type": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "JHN"}
+                ]
+            },
             "system": codes.health_number_system(record.hc_type, ctx.source_uri),
             "value": hin.replace(" ", ""),
         }
@@ -120,7 +130,11 @@ def patient(record: Demographic, ctx: MappingContext, known_providers: set[str] 
                 "valueCoding": {
                     "system": ctx.system("patient-status"),
                     "code": status,
-                    **({"display": codes.PATIENT_STATUS_DISPLAY[status]} if status in codes.PATIENT_STATUS_DISPLAY else {}),
+                    **(
+                        {"display": codes.PATIENT_STATUS_DISPLAY[status]}
+                        if status in codes.PATIENT_STATUS_DISPLAY
+                        else {}
+                    ),
                 },
             }
         )
@@ -132,7 +146,11 @@ def patient(record: Demographic, ctx: MappingContext, known_providers: set[str] 
                 "valueCoding": {
                     "system": ctx.system("roster-status"),
                     "code": roster,
-                    **({"display": codes.ROSTER_STATUS_DISPLAY[roster]} if roster in codes.ROSTER_STATUS_DISPLAY else {}),
+                    **(
+                        {"display": codes.ROSTER_STATUS_DISPLAY[roster]}
+                        if roster in codes.ROSTER_STATUS_DISPLAY
+                        else {}
+                    ),
                 },
             }
         )
@@ -154,14 +172,26 @@ def practitioner(record: Provider, ctx: MappingContext) -> list[dict[str, Any]]:
     if text(record.billing_no):
         identifiers.append(ctx.identifier("billing-no", text(record.billing_no) or ""))
     if text(record.ohip_no):
-        identifiers.append({"system": "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-provider-billing-number", "value": text(record.ohip_no)})
+        identifiers.append(
+            {
+                "system": "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-provider-billing-number",
+                "value": text(record.ohip_no),
+            }
+        )
     licence = text(record.practitionerNo)
     if licence:
         kind = (text(record.practitionerNoType) or "").upper()
         identifiers.append(
             {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MD"}], "text": kind or "licence"},
-                "system": codes.LICENCE_SYSTEMS.get(kind, ctx.system(f"licence/{kind or 'unknown'}")),
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MD"}
+                    ],
+                    "text": kind or "licence",
+                },
+                "system": codes.LICENCE_SYSTEMS.get(
+                    kind, ctx.system(f"licence/{kind or 'unknown'}")
+                ),
                 "value": licence,
             }
         )
@@ -207,7 +237,16 @@ def practitioner(record: Provider, ctx: MappingContext) -> list[dict[str, Any]]:
     }
     kind = (text(record.provider_type) or "").lower()
     if kind:
-        coding = [{"system": "http://terminology.hl7.org/CodeSystem/practitioner-role", "code": codes.PRACTITIONER_ROLE[kind]}] if kind in codes.PRACTITIONER_ROLE else []
+        coding = (
+            [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/practitioner-role",
+                    "code": codes.PRACTITIONER_ROLE[kind],
+                }
+            ]
+            if kind in codes.PRACTITIONER_ROLE
+            else []
+        )
         role["code"] = [{"coding": coding, "text": kind}] if coding else [{"text": kind}]
     if text(record.specialty):
         role["specialty"] = [{"text": text(record.specialty)}]

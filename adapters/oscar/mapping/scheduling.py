@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhirhub.adapters.oscar import codes
-from fhirhub.adapters.oscar.dates import MappingError, fhir_instant, local_datetime, parse_date, parse_time
+from fhirhub.adapters.oscar.dates import (
+    MappingError,
+    fhir_instant,
+    local_datetime,
+    parse_date,
+    parse_time,
+)
 from fhirhub.adapters.oscar.mapping.context import MappingContext
 from fhirhub.adapters.oscar.mapping.values import text
 from fhirhub.adapters.oscar.model import Appointment, DeletedAppointment
@@ -30,15 +36,21 @@ def _period(record: Appointment, ctx: MappingContext) -> tuple[str, str]:
     begin = datetime.combine(day, start)
     finish = datetime.combine(day, end) + timedelta(minutes=1) if end is not None else begin
     if finish < begin:
-        raise MappingError(f"appointment {record.appointment_no} ends ({end}) before it starts ({start})")
-    return local_datetime(day, start, ctx.zone), local_datetime(finish.date(), finish.time(), ctx.zone)
+        raise MappingError(
+            f"appointment {record.appointment_no} ends ({end}) before it starts ({start})"
+        )
+    return local_datetime(day, start, ctx.zone), local_datetime(
+        finish.date(), finish.time(), ctx.zone
+    )
 
 
 def is_block(record: Appointment) -> bool:
     return not record.demographic_no
 
 
-def appointment(record: Appointment, ctx: MappingContext, known_providers: set[str] | None) -> list[dict[str, Any]]:
+def appointment(
+    record: Appointment, ctx: MappingContext, known_providers: set[str] | None
+) -> list[dict[str, Any]]:
     start, end = _period(record, ctx)
     provider = text(record.provider_no)
     if is_block(record):
@@ -55,12 +67,25 @@ def appointment(record: Appointment, ctx: MappingContext, known_providers: set[s
         "status": status,
         "start": start,
         "end": end,
-        "minutesDuration": max(1, int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() // 60)),
-        "participant": [{"actor": ctx.patient_ref(record.demographic_no or 0), "required": "required", "status": "accepted"}],
+        "minutesDuration": max(
+            1,
+            int(
+                (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() // 60
+            ),
+        ),
+        "participant": [
+            {
+                "actor": ctx.patient_ref(record.demographic_no or 0),
+                "required": "required",
+                "status": "accepted",
+            }
+        ],
     }
     practitioner = ctx.practitioner_ref(provider, known_providers)
     if practitioner:
-        resource["participant"].append({"actor": practitioner, "required": "required", "status": "accepted"})
+        resource["participant"].append(
+            {"actor": practitioner, "required": "required", "status": "accepted"}
+        )
     if text(record.type):
         resource["appointmentType"] = {"text": text(record.type)}
     if text(record.reason):
@@ -87,7 +112,9 @@ def appointment(record: Appointment, ctx: MappingContext, known_providers: set[s
             "period": {"start": start, **({"end": end} if encounter_status == "finished" else {})},
         }
         if practitioner:
-            encounter["participant"] = [{"individual": practitioner}] if "reference" in practitioner else []
+            encounter["participant"] = (
+                [{"individual": practitioner}] if "reference" in practitioner else []
+            )
             if not encounter["participant"]:
                 del encounter["participant"]
         if text(record.reason):
@@ -97,7 +124,12 @@ def appointment(record: Appointment, ctx: MappingContext, known_providers: set[s
 
 
 def _slot(
-    record: Appointment, ctx: MappingContext, start: str, end: str, provider: str | None, known: set[str] | None
+    record: Appointment,
+    ctx: MappingContext,
+    start: str,
+    end: str,
+    provider: str | None,
+    known: set[str] | None,
 ) -> list[dict[str, Any]]:
     """A blocked slot on the provider's Schedule (Slot.schedule is 1..1, so the Schedule is
     written with it; an unchanged Schedule is a no-op)."""
@@ -109,7 +141,9 @@ def _slot(
         "active": True,
         "actor": [ctx.practitioner_ref(provider, known) or {"display": "Clinic"}],
     }
-    comment = " - ".join(t for t in (text(record.name), text(record.notes), text(record.reason)) if t)
+    comment = " - ".join(
+        t for t in (text(record.name), text(record.notes), text(record.reason)) if t
+    )
     slot: dict[str, Any] = {
         "resourceType": "Slot",
         "id": ctx.resource_id("slot", record.appointment_no),
@@ -125,7 +159,9 @@ def _slot(
     return [schedule, slot]
 
 
-def cancelled(current: dict[str, Any], record: DeletedAppointment, ctx: MappingContext) -> dict[str, Any]:
+def cancelled(
+    current: dict[str, Any], record: DeletedAppointment, ctx: MappingContext
+) -> dict[str, Any]:
     """The stored Appointment or Slot of an appointment OSCAR deleted: an Appointment becomes
     ``entered-in-error`` (deleted rather than cancelled: OSCAR cancels with status C), a Slot
     becomes ``entered-in-error`` as well."""

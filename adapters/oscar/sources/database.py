@@ -54,12 +54,44 @@ class StreamQuery:
 
 
 QUERIES: dict[str, StreamQuery] = {
-    "provider": StreamQuery(Provider, "SELECT t.* FROM provider t", "t.lastUpdateDate", "t.provider_no", False, "t.lastUpdateDate"),
-    "demographic": StreamQuery(Demographic, "SELECT t.* FROM demographic t", "t.lastUpdateDate", "t.demographic_no", True, "t.lastUpdateDate"),
-    "allergies": StreamQuery(Allergy, "SELECT t.* FROM allergies t", "t.lastUpdateDate", "t.allergyid", True, "t.lastUpdateDate"),
-    "drugs": StreamQuery(Drug, "SELECT t.* FROM drugs t", "t.lastUpdateDate", "t.drugid", True, "t.lastUpdateDate"),
-    "measurements": StreamQuery(Measurement, "SELECT t.* FROM measurements t", None, "t.id", True, "t.dateEntered"),
-    "measurementsDeleted": StreamQuery(DeletedMeasurement, "SELECT t.* FROM measurementsDeleted t", None, "t.id", True, "t.dateDeleted"),
+    "provider": StreamQuery(
+        Provider,
+        "SELECT t.* FROM provider t",
+        "t.lastUpdateDate",
+        "t.provider_no",
+        False,
+        "t.lastUpdateDate",
+    ),
+    "demographic": StreamQuery(
+        Demographic,
+        "SELECT t.* FROM demographic t",
+        "t.lastUpdateDate",
+        "t.demographic_no",
+        True,
+        "t.lastUpdateDate",
+    ),
+    "allergies": StreamQuery(
+        Allergy,
+        "SELECT t.* FROM allergies t",
+        "t.lastUpdateDate",
+        "t.allergyid",
+        True,
+        "t.lastUpdateDate",
+    ),
+    "drugs": StreamQuery(
+        Drug, "SELECT t.* FROM drugs t", "t.lastUpdateDate", "t.drugid", True, "t.lastUpdateDate"
+    ),
+    "measurements": StreamQuery(
+        Measurement, "SELECT t.* FROM measurements t", None, "t.id", True, "t.dateEntered"
+    ),
+    "measurementsDeleted": StreamQuery(
+        DeletedMeasurement,
+        "SELECT t.* FROM measurementsDeleted t",
+        None,
+        "t.id",
+        True,
+        "t.dateDeleted",
+    ),
     "appointment": StreamQuery(
         Appointment,
         "SELECT t.* FROM appointment t",
@@ -78,7 +110,9 @@ QUERIES: dict[str, StreamQuery] = {
         True,
         None,
     ),
-    "casemgmt_note": StreamQuery(Note, "SELECT t.* FROM casemgmt_note t", "t.update_date", "t.note_id", True, "t.update_date"),
+    "casemgmt_note": StreamQuery(
+        Note, "SELECT t.* FROM casemgmt_note t", "t.update_date", "t.note_id", True, "t.update_date"
+    ),
 }
 
 
@@ -92,13 +126,15 @@ def _stamp(value: Any) -> str:
 
 class DatabaseSource:
     kind = "database"
-    streams = STREAMS
+    streams: tuple[str, ...] = STREAMS
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         args: dict[str, Any] = {}
         if url.startswith("mysql"):
             args = {"connect_timeout": int(timeout_s), "read_timeout": int(max(timeout_s, 60))}
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=args)
+        self.engine: Engine = create_engine(
+            url, pool_pre_ping=True, pool_recycle=3600, connect_args=args
+        )
         if self.engine.dialect.name in ("mysql", "mariadb"):
             event.listen(self.engine, "connect", _read_only_session)
         self._types: dict[str, str] | None = None
@@ -130,7 +166,9 @@ class DatabaseSource:
                 rows = [dict(r) for r in conn.execute(text(sql), params).mappings()]
                 records = self._records(conn, stream, query, rows)
         except SQLAlchemyError as exc:
-            raise SourceError(f"reading {stream}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+            raise SourceError(
+                f"reading {stream}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
         if not rows:
             return Page([], after, True)
         last = rows[-1]
@@ -144,15 +182,21 @@ class DatabaseSource:
         cursor = Cursor(updated_value, str(last[query.key.split(".")[-1]]))
         return Page(records, cursor, len(rows) < limit)
 
-    def _records(self, conn: Connection, stream: str, query: StreamQuery, rows: list[dict[str, Any]]) -> list[OscarRecord]:
+    def _records(
+        self, conn: Connection, stream: str, query: StreamQuery, rows: list[dict[str, Any]]
+    ) -> list[OscarRecord]:
         if stream == "demographic" and rows:
             ext = self._demographic_ext(conn, [r["demographic_no"] for r in rows])
-            return [Demographic.from_row(r, ext=ext.get(int(r["demographic_no"]), {})) for r in rows]
+            return [
+                Demographic.from_row(r, ext=ext.get(int(r["demographic_no"]), {})) for r in rows
+            ]
         if stream == "measurements" and rows:
             ext = self._measurement_ext(conn, [r["id"] for r in rows])
             types = self.measurement_types(conn)
             return [
-                Measurement.from_row(r, ext=ext.get(int(r["id"]), {}), type_display=types.get(str(r["type"])))
+                Measurement.from_row(
+                    r, ext=ext.get(int(r["id"]), {}), type_display=types.get(str(r["type"]))
+                )
                 for r in rows
             ]
         if stream == "casemgmt_note" and rows:
@@ -162,7 +206,9 @@ class DatabaseSource:
 
     def measurement_types(self, conn: Connection) -> dict[str, str]:
         if self._types is None:
-            rows = conn.execute(text("SELECT type, typeDisplayName, typeDescription FROM measurementType")).all()
+            rows = conn.execute(
+                text("SELECT type, typeDisplayName, typeDescription FROM measurementType")
+            ).all()
             self._types = {}
             for kind, display, description in rows:
                 self._types.setdefault(str(kind), str(description or display or kind))
@@ -173,10 +219,14 @@ class DatabaseSource:
         names = {f"v{i}": v for i, v in enumerate(values)}
         return ", ".join(f":{n}" for n in names), names
 
-    def _demographic_ext(self, conn: Connection, numbers: Sequence[Any]) -> dict[int, dict[str, str]]:
+    def _demographic_ext(
+        self, conn: Connection, numbers: Sequence[Any]
+    ) -> dict[int, dict[str, str]]:
         marks, params = self._in(numbers)
         rows = conn.execute(
-            text(f"SELECT demographic_no, key_val, value FROM demographicExt WHERE demographic_no IN ({marks}) ORDER BY date_time, id"),
+            text(
+                f"SELECT demographic_no, key_val, value FROM demographicExt WHERE demographic_no IN ({marks}) ORDER BY date_time, id"
+            ),
             params,
         ).all()
         out: dict[int, dict[str, str]] = {}
@@ -188,7 +238,9 @@ class DatabaseSource:
     def _measurement_ext(self, conn: Connection, ids: Sequence[Any]) -> dict[int, dict[str, str]]:
         marks, params = self._in(ids)
         rows = conn.execute(
-            text(f"SELECT measurement_id, keyval, val FROM measurementsExt WHERE measurement_id IN ({marks}) ORDER BY id"),
+            text(
+                f"SELECT measurement_id, keyval, val FROM measurementsExt WHERE measurement_id IN ({marks}) ORDER BY id"
+            ),
             params,
         ).all()
         out: dict[int, dict[str, str]] = {}
@@ -209,7 +261,14 @@ class DatabaseSource:
         out: dict[int, list[NoteIssue]] = {}
         for note_id, code, description, resolved, certain, major, acute in rows:
             out.setdefault(int(note_id), []).append(
-                NoteIssue(str(code), str(description or ""), bool(resolved), bool(certain), bool(major), bool(acute))
+                NoteIssue(
+                    str(code),
+                    str(description or ""),
+                    bool(resolved),
+                    bool(certain),
+                    bool(major),
+                    bool(acute),
+                )
             )
         return out
 

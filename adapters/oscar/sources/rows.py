@@ -51,12 +51,15 @@ def _stamp(value: Any) -> str:
 class RowsSource:
     """Reads OSCAR rows from ``{table: [row, ...]}``."""
 
-    streams = STREAMS
+    streams: tuple[str, ...] = STREAMS
 
     def __init__(self, rows: dict[str, list[dict[str, Any]]], kind: str = "demo") -> None:
         self.kind = kind
         self.rows = rows
-        self.types = {str(r["type"]): str(r.get("typeDescription") or r["type"]) for r in rows.get("measurementType", [])}
+        self.types = {
+            str(r["type"]): str(r.get("typeDescription") or r["type"])
+            for r in rows.get("measurementType", [])
+        }
 
     def close(self) -> None:
         return None
@@ -72,7 +75,14 @@ class RowsSource:
         def position(row: dict[str, Any]) -> tuple[str, Any]:
             return (_stamp(row.get(updated)) if updated else "", row[key])
 
-        start = (after.updated, (int(after.key) if after.key and isinstance(rows[0][key] if rows else 0, int) else after.key))
+        start = (
+            after.updated,
+            (
+                int(after.key)
+                if after.key and isinstance(rows[0][key] if rows else 0, int)
+                else after.key
+            ),
+        )
         selected = sorted(rows, key=position)
         if not after.is_start:
             selected = [r for r in selected if position(r) > start]
@@ -85,24 +95,46 @@ class RowsSource:
         cursor = Cursor(_stamp(last.get(updated)) if updated else "", str(last[key]))
         return Page([self._record(stream, record_type, r) for r in page], cursor, len(page) < limit)
 
-    def _record(self, stream: str, record_type: type[OscarRecord], row: dict[str, Any]) -> OscarRecord:
+    def _record(
+        self, stream: str, record_type: type[OscarRecord], row: dict[str, Any]
+    ) -> OscarRecord:
         if stream == "demographic":
-            ext = {str(e["key_val"]): str(e["value"]) for e in self.rows.get("demographicExt", []) if e["demographic_no"] == row["demographic_no"]}
+            ext = {
+                str(e["key_val"]): str(e["value"])
+                for e in self.rows.get("demographicExt", [])
+                if e["demographic_no"] == row["demographic_no"]
+            }
             return Demographic.from_row(row, ext=ext)
         if stream == "measurements":
-            ext = {str(e["keyval"]): str(e["val"]) for e in self.rows.get("measurementsExt", []) if e["measurement_id"] == row["id"]}
+            ext = {
+                str(e["keyval"]): str(e["val"])
+                for e in self.rows.get("measurementsExt", [])
+                if e["measurement_id"] == row["id"]
+            }
             return Measurement.from_row(row, ext=ext, type_display=self.types.get(str(row["type"])))
         if stream == "casemgmt_note":
             return Note.from_row(row, issues=self._issues(int(row["note_id"])))
         return record_type.from_row(row)
 
     def _issues(self, note_id: int) -> list[NoteIssue]:
-        links = [link["id"] for link in self.rows.get("casemgmt_issue_notes", []) if link["note_id"] == note_id]
+        links = [
+            link["id"]
+            for link in self.rows.get("casemgmt_issue_notes", [])
+            if link["note_id"] == note_id
+        ]
         issues = {i["issue_id"]: i for i in self.rows.get("issue", [])}
         out = []
         for case_issue in self.rows.get("casemgmt_issue", []):
             if case_issue["id"] in links and case_issue["issue_id"] in issues:
                 issue = issues[case_issue["issue_id"]]
-                out.append(NoteIssue(str(issue["code"]), str(issue["description"]), bool(case_issue["resolved"]),
-                                     bool(case_issue["certain"]), bool(case_issue["major"]), bool(case_issue["acute"])))
+                out.append(
+                    NoteIssue(
+                        str(issue["code"]),
+                        str(issue["description"]),
+                        bool(case_issue["resolved"]),
+                        bool(case_issue["certain"]),
+                        bool(case_issue["major"]),
+                        bool(case_issue["acute"]),
+                    )
+                )
         return out

@@ -34,7 +34,9 @@ def _plain(value: Any) -> dict[str, Any]:
 class OscarSoapClient:
     def __init__(self, settings: OscarSettings) -> None:
         if not settings.url or not settings.soap_username:
-            raise ValueError("[plugin.oscar] url, soap_username and soap_password are needed for SOAP")
+            raise ValueError(
+                "[plugin.oscar] url, soap_username and soap_password are needed for SOAP"
+            )
         self.settings = settings
         self.base = settings.url.rstrip("/") + "/ws"
         self._services: dict[str, Any] = {}
@@ -62,7 +64,11 @@ class OscarSoapClient:
 
         if name not in self._services:
             user, token = self._login()
-            client = Client(f"{self.base}/{name}Service?wsdl", transport=self._transport(), wsse=UsernameToken(user, token))
+            client = Client(
+                f"{self.base}/{name}Service?wsdl",
+                transport=self._transport(),
+                wsse=UsernameToken(user, token),
+            )
             self._services[name] = client.service
         return self._services[name]
 
@@ -83,16 +89,20 @@ class OscarSoapClient:
         factory = client.type_factory("ns0")
         observed = datetime.fromisoformat(payload["dateObserved"])
         transfer = factory.measurementTransfer(
-            type=payload["type"], demographicId=payload["demographicId"], providerNo=payload["providerNo"],
-            dataField=payload["dataField"], measuringInstruction=payload["measuringInstruction"],
-            comments=payload["comments"], dateObserved=observed,
+            type=payload["type"],
+            demographicId=payload["demographicId"],
+            providerNo=payload["providerNo"],
+            dataField=payload["dataField"],
+            measuringInstruction=payload["measuringInstruction"],
+            comments=payload["comments"],
+            dateObserved=observed,
         )
         return self.call("Measurement", "addMeasurement", transfer)
 
 
 class SoapSource:
     kind = "soap"
-    streams = ("demographic", "allergies", "measurements", "appointment")
+    streams: tuple[str, ...] = ("demographic", "allergies", "measurements", "appointment")
 
     def __init__(self, settings: OscarSettings, client: OscarSoapClient | None = None) -> None:
         self.settings = settings
@@ -103,7 +113,9 @@ class SoapSource:
 
     def read(self, stream: str, after: Cursor, limit: int, since: str | None = None) -> Page:
         start_text = max(after.updated or EPOCH, since or EPOCH)
-        start = parse_datetime(start_text, self.settings.zone, field="cursor") or parse_datetime(EPOCH, self.settings.zone)
+        start = parse_datetime(start_text, self.settings.zone, field="cursor") or parse_datetime(
+            EPOCH, self.settings.zone
+        )
         if stream == "demographic":
             items = self.client.call("Demographic", "getActiveDemographicsAfter", start, "") or []
             records: list[OscarRecord] = [self._demographic(_plain(i)) for i in items]
@@ -113,11 +125,17 @@ class SoapSource:
             records = [self._allergy(_plain(i)) for i in items]
             updated_field = "lastUpdateDate"
         elif stream == "measurements":
-            items = self.client.call("Measurement", "getMeasurementsCreatedAfterDate", start, limit) or []
+            items = (
+                self.client.call("Measurement", "getMeasurementsCreatedAfterDate", start, limit)
+                or []
+            )
             records = [self._measurement(_plain(i)) for i in items]
             updated_field = "dateEntered"
         elif stream == "appointment":
-            items = self.client.call("Schedule", "getAppointmentsUpdatedAfterDate", start, limit, False) or []
+            items = (
+                self.client.call("Schedule", "getAppointmentsUpdatedAfterDate", start, limit, False)
+                or []
+            )
             records = [self._appointment(_plain(i)) for i in items]
             updated_field = "updatedatetime"
         else:
@@ -138,16 +156,34 @@ class SoapSource:
     @staticmethod
     def _demographic(data: dict[str, Any]) -> Demographic:
         row = {
-            "demographic_no": data.get("demographicNo"), "title": data.get("title"), "last_name": data.get("lastName"),
-            "first_name": data.get("firstName"), "alias": data.get("alias"), "address": data.get("address"),
-            "city": data.get("city"), "province": data.get("province"), "postal": data.get("postal"),
-            "phone": data.get("phone"), "phone2": data.get("phone2"), "email": data.get("email"),
-            "year_of_birth": data.get("yearOfBirth"), "month_of_birth": data.get("monthOfBirth"),
-            "date_of_birth": data.get("dateOfBirth"), "hin": data.get("hin"), "ver": data.get("ver"),
-            "hc_type": data.get("hcType"), "hc_renew_date": data.get("hcRenewDate"), "roster_status": data.get("rosterStatus"),
-            "patient_status": data.get("patientStatus"), "patient_status_date": data.get("patientStatusDate"),
-            "date_joined": data.get("dateJoined"), "chart_no": data.get("chartNo"), "official_lang": data.get("officialLanguage"),
-            "spoken_lang": data.get("spokenLanguage"), "provider_no": data.get("providerNo"), "sex": data.get("sex"),
+            "demographic_no": data.get("demographicNo"),
+            "title": data.get("title"),
+            "last_name": data.get("lastName"),
+            "first_name": data.get("firstName"),
+            "alias": data.get("alias"),
+            "address": data.get("address"),
+            "city": data.get("city"),
+            "province": data.get("province"),
+            "postal": data.get("postal"),
+            "phone": data.get("phone"),
+            "phone2": data.get("phone2"),
+            "email": data.get("email"),
+            "year_of_birth": data.get("yearOfBirth"),
+            "month_of_birth": data.get("monthOfBirth"),
+            "date_of_birth": data.get("dateOfBirth"),
+            "hin": data.get("hin"),
+            "ver": data.get("ver"),
+            "hc_type": data.get("hcType"),
+            "hc_renew_date": data.get("hcRenewDate"),
+            "roster_status": data.get("rosterStatus"),
+            "patient_status": data.get("patientStatus"),
+            "patient_status_date": data.get("patientStatusDate"),
+            "date_joined": data.get("dateJoined"),
+            "chart_no": data.get("chartNo"),
+            "official_lang": data.get("officialLanguage"),
+            "spoken_lang": data.get("spokenLanguage"),
+            "provider_no": data.get("providerNo"),
+            "sex": data.get("sex"),
             "lastUpdateDate": data.get("lastUpdateDate"),
         }
         return Demographic.from_row(row)
@@ -155,22 +191,36 @@ class SoapSource:
     @staticmethod
     def _allergy(data: dict[str, Any]) -> Allergy:
         row = {
-            "allergyid": data.get("id"), "demographic_no": data.get("demographicNo"), "entry_date": data.get("entryDate"),
-            "DESCRIPTION": data.get("description"), "TYPECODE": data.get("typeCode"), "reaction": data.get("reaction"),
-            "regional_identifier": data.get("regionalIdentifier"), "archived": data.get("archived"),
-            "start_date": data.get("startDate"), "age_of_onset": data.get("ageOfOnset"),
-            "severity_of_reaction": data.get("severityOfReaction"), "onset_of_reaction": data.get("onsetOfReaction"),
-            "life_stage": data.get("lifeStage"), "providerNo": data.get("providerNo"), "lastUpdateDate": data.get("lastUpdateDate"),
+            "allergyid": data.get("id"),
+            "demographic_no": data.get("demographicNo"),
+            "entry_date": data.get("entryDate"),
+            "DESCRIPTION": data.get("description"),
+            "TYPECODE": data.get("typeCode"),
+            "reaction": data.get("reaction"),
+            "regional_identifier": data.get("regionalIdentifier"),
+            "archived": data.get("archived"),
+            "start_date": data.get("startDate"),
+            "age_of_onset": data.get("ageOfOnset"),
+            "severity_of_reaction": data.get("severityOfReaction"),
+            "onset_of_reaction": data.get("onsetOfReaction"),
+            "life_stage": data.get("lifeStage"),
+            "providerNo": data.get("providerNo"),
+            "lastUpdateDate": data.get("lastUpdateDate"),
         }
         return Allergy.from_row(row)
 
     @staticmethod
     def _measurement(data: dict[str, Any]) -> Measurement:
         row = {
-            "id": data.get("id"), "type": data.get("type"), "demographicNo": data.get("demographicId"),
-            "providerNo": data.get("providerNo"), "dataField": data.get("dataField"),
-            "measuringInstruction": data.get("measuringInstruction"), "comments": data.get("comments"),
-            "dateObserved": data.get("dateObserved"), "dateEntered": data.get("createDate"),
+            "id": data.get("id"),
+            "type": data.get("type"),
+            "demographicNo": data.get("demographicId"),
+            "providerNo": data.get("providerNo"),
+            "dataField": data.get("dataField"),
+            "measuringInstruction": data.get("measuringInstruction"),
+            "comments": data.get("comments"),
+            "dateObserved": data.get("dateObserved"),
+            "dateEntered": data.get("createDate"),
             "appointmentNo": data.get("appointmentNo") or None,
         }
         return Measurement.from_row(row)
@@ -181,13 +231,22 @@ class SoapSource:
         local_start = start.astimezone(self.settings.zone) if start else None
         local_end = end.astimezone(self.settings.zone) if end else None
         row = {
-            "appointment_no": data.get("id"), "provider_no": data.get("providerNo"),
+            "appointment_no": data.get("id"),
+            "provider_no": data.get("providerNo"),
             "appointment_date": local_start.date() if local_start else None,
-            "start_time": local_start.time() if local_start else None, "end_time": local_end.time() if local_end else None,
-            "name": data.get("name"), "demographic_no": data.get("demographicNo"), "notes": data.get("notes"),
-            "reason": data.get("reason"), "location": data.get("location"), "type": data.get("type"),
-            "status": data.get("status"), "createdatetime": data.get("createDateTime"),
-            "updatedatetime": data.get("updateDateTime"), "remarks": data.get("remarks"), "urgency": data.get("urgency"),
+            "start_time": local_start.time() if local_start else None,
+            "end_time": local_end.time() if local_end else None,
+            "name": data.get("name"),
+            "demographic_no": data.get("demographicNo"),
+            "notes": data.get("notes"),
+            "reason": data.get("reason"),
+            "location": data.get("location"),
+            "type": data.get("type"),
+            "status": data.get("status"),
+            "createdatetime": data.get("createDateTime"),
+            "updatedatetime": data.get("updateDateTime"),
+            "remarks": data.get("remarks"),
+            "urgency": data.get("urgency"),
         }
         return Appointment.from_row(row)
 

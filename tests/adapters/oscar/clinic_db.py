@@ -39,7 +39,9 @@ def insert_rows(url: str, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> 
                     f"VALUES ({', '.join(['%s'] * len(columns))})"
                 )
                 for start in range(0, len(rows), 2000):
-                    cur.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows[start : start + 2000]])
+                    cur.executemany(
+                        sql, [tuple(r.get(c) for c in columns) for r in rows[start : start + 2000]]
+                    )
     finally:
         conn.close()
 

@@ -16,9 +16,23 @@ from fhirhub.adapters.oscar.settings import OscarSettings
 from tests.adapters.oscar.clinic_db import insert_rows
 from tests.adapters.oscar.mariadb_server import mariadb_server, oscar_database
 
-TABLES = ("provider", "demographic", "demographicExt", "allergies", "drugs", "measurementType", "measurements",
-          "measurementsExt", "measurementsDeleted", "appointment", "appointmentArchive", "issue",
-          "casemgmt_note", "casemgmt_issue", "casemgmt_issue_notes")
+TABLES = (
+    "provider",
+    "demographic",
+    "demographicExt",
+    "allergies",
+    "drugs",
+    "measurementType",
+    "measurements",
+    "measurementsExt",
+    "measurementsDeleted",
+    "appointment",
+    "appointmentArchive",
+    "issue",
+    "casemgmt_note",
+    "casemgmt_issue",
+    "casemgmt_issue_notes",
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +49,9 @@ def clinic_rows() -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def oscar_url(oscar_template: tuple[str, int, str], clinic_rows: dict[str, list[dict[str, Any]]]) -> Iterator[str]:
+def oscar_url(
+    oscar_template: tuple[str, int, str], clinic_rows: dict[str, list[dict[str, Any]]]
+) -> Iterator[str]:
     """A fresh OSCAR database for one test: the adapter's tables copied from the template
     (``CREATE TABLE ... LIKE``, with OSCAR's seed rows) and the clinic's 60 patients."""
     host, port, template = oscar_template
@@ -61,8 +77,15 @@ def hub(tmp_path: Path) -> Iterator[Any]:
     from fhirhub.core.hub import build_hub
     from fhirhub.core.settings import Settings
 
-    hub = build_hub(Settings(db=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path, hl7_port="off",
-                             dicom_port="off", auth="off"))
+    hub = build_hub(
+        Settings(
+            db=f"sqlite:///{tmp_path / 'hub.db'}",
+            data_dir=tmp_path,
+            hl7_port="off",
+            dicom_port="off",
+            auth="off",
+        )
+    )
     yield hub
     hub.close()
 

@@ -61,19 +61,38 @@ def mariadb_server() -> Iterator[tuple[str, int]]:
     datadir, sock = folder / "data", folder / "mysqld.sock"
     user = ["--user=root"] if os.geteuid() == 0 else []
     subprocess.run(
-        [install, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", *user],
-        check=True, capture_output=True,
+        [
+            install,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            *user,
+        ],
+        check=True,
+        capture_output=True,
     )
     port = _free_port()
     log = open(folder / "server.log", "wb")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
-        [mariadbd, "--no-defaults", f"--datadir={datadir}", f"--port={port}",
-         f"--socket={sock}", "--bind-address=127.0.0.1", "--skip-name-resolve",
-         "--innodb-buffer-pool-size=256M", "--innodb-flush-log-at-trx-commit=2",
-         "--innodb-strict-mode=0", "--sql-mode=", "--character-set-server=utf8mb3",
-         "--collation-server=utf8mb3_general_ci", *user],
-        stdout=log, stderr=log,
+        [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            f"--port={port}",
+            f"--socket={sock}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--innodb-strict-mode=0",
+            "--sql-mode=",
+            "--character-set-server=utf8mb3",
+            "--collation-server=utf8mb3_general_ci",
+            *user,
+        ],
+        stdout=log,
+        stderr=log,
     )
     try:
         _wait(port)

@@ -56,8 +56,15 @@ class _Validator(RequestValidator):
     def get_access_token_secret(self, client_key: str, token: str, request: Any) -> str:
         return TOKEN[1]
 
-    def validate_timestamp_and_nonce(self, client_key: str, timestamp: str, nonce: str, request: Any,
-                                     request_token: str | None = None, access_token: str | None = None) -> bool:
+    def validate_timestamp_and_nonce(
+        self,
+        client_key: str,
+        timestamp: str,
+        nonce: str,
+        request: Any,
+        request_token: str | None = None,
+        access_token: str | None = None,
+    ) -> bool:
         if (timestamp, nonce) in self.nonces:
             return False  # a replayed request
         self.nonces.add((timestamp, nonce))
@@ -97,13 +104,17 @@ class OscarRestSimulator:
         self.rows = rows
         self.validator = _Validator()
         self.endpoint = SignatureOnlyEndpoint(self.validator)
-        self.faults: list[str | None] = []  # "timeout" | "500" | "truncated" | None (pass), in order
+        self.faults: list[
+            str | None
+        ] = []  # "timeout" | "500" | "truncated" | None (pass), in order
         self.booked: list[dict[str, Any]] = []
         self.requests = 0
         self.rejected = 0
         self.app = self._app()
         self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -124,79 +135,163 @@ class OscarRestSimulator:
     # -- OSCAR's JSON shapes ------------------------------------------------------------
     def _demographic(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
-            "demographicNo": row["demographic_no"], "title": row["title"], "lastName": row["last_name"],
-            "firstName": row["first_name"], "address": {"address": row["address"], "city": row["city"],
-                                                        "province": row["province"], "postal": row["postal"]},
-            "phone": row["phone"], "alternativePhone": row["phone2"], "email": row["email"],
-            "dobYear": row["year_of_birth"], "dobMonth": row["month_of_birth"], "dobDay": row["date_of_birth"],
-            "hin": row["hin"], "ver": row["ver"], "hcType": row["hc_type"], "rosterStatus": row["roster_status"],
-            "patientStatus": row["patient_status"], "patientStatusDate": _millis(row["patient_status_date"]) if not isinstance(row["patient_status_date"], str) else None,
-            "dateJoined": _day(row["date_joined"]), "chartNo": row["chart_no"], "officialLanguage": row["official_lang"],
-            "spokenLanguage": row["spoken_lang"], "providerNo": row["provider_no"], "sex": row["sex"],
+            "demographicNo": row["demographic_no"],
+            "title": row["title"],
+            "lastName": row["last_name"],
+            "firstName": row["first_name"],
+            "address": {
+                "address": row["address"],
+                "city": row["city"],
+                "province": row["province"],
+                "postal": row["postal"],
+            },
+            "phone": row["phone"],
+            "alternativePhone": row["phone2"],
+            "email": row["email"],
+            "dobYear": row["year_of_birth"],
+            "dobMonth": row["month_of_birth"],
+            "dobDay": row["date_of_birth"],
+            "hin": row["hin"],
+            "ver": row["ver"],
+            "hcType": row["hc_type"],
+            "rosterStatus": row["roster_status"],
+            "patientStatus": row["patient_status"],
+            "patientStatusDate": _millis(row["patient_status_date"])
+            if not isinstance(row["patient_status_date"], str)
+            else None,
+            "dateJoined": _day(row["date_joined"]),
+            "chartNo": row["chart_no"],
+            "officialLanguage": row["official_lang"],
+            "spokenLanguage": row["spoken_lang"],
+            "providerNo": row["provider_no"],
+            "sex": row["sex"],
             "lastUpdateDate": _millis(row["lastUpdateDate"]),
         }
 
     def _allergy(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": row["allergyid"], "demographicNo": row["demographic_no"], "entryDate": _day(row["entry_date"]),
-            "description": row["DESCRIPTION"], "typeCode": row["TYPECODE"], "reaction": row["reaction"],
-            "regionalIdentifier": row["regional_identifier"], "archived": row["archived"] == "1",
+            "id": row["allergyid"],
+            "demographicNo": row["demographic_no"],
+            "entryDate": _day(row["entry_date"]),
+            "description": row["DESCRIPTION"],
+            "typeCode": row["TYPECODE"],
+            "reaction": row["reaction"],
+            "regionalIdentifier": row["regional_identifier"],
+            "archived": row["archived"] == "1",
             "startDate": None if isinstance(row["start_date"], str) else _day(row["start_date"]),
-            "severityOfReaction": row["severity_of_reaction"], "onsetOfReaction": row["onset_of_reaction"],
-            "lifeStage": row["life_stage"], "providerNo": row["providerNo"], "lastUpdateDate": _millis(row["lastUpdateDate"]),
+            "severityOfReaction": row["severity_of_reaction"],
+            "onsetOfReaction": row["onset_of_reaction"],
+            "lifeStage": row["life_stage"],
+            "providerNo": row["providerNo"],
+            "lastUpdateDate": _millis(row["lastUpdateDate"]),
         }
 
     def _drug(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
-            "drugId": row["drugid"], "brandName": row["BN"], "genericName": row["GN"], "atc": row["ATC"],
-            "regionalIdentifier": row["regional_identifier"], "demographicNo": row["demographic_no"],
-            "providerNo": row["provider_no"], "takeMin": row["takemin"], "takeMax": row["takemax"],
-            "rxDate": _millis(row["rx_date"]), "endDate": _millis(row["end_date"]) if not isinstance(row["end_date"], str) else None,
-            "writtenDate": _millis(row["written_date"]), "frequency": row["freqcode"], "duration": int(row["duration"]),
-            "durationUnit": row["durunit"], "route": row["route"], "method": row["method"], "prn": bool(row["prn"]),
-            "repeats": row["repeat"], "quantity": int(row["quantity"]), "instructions": row["special"],
-            "additionalInstructions": row["special_instruction"], "archived": bool(row["archived"]),
-            "archivedReason": row["archived_reason"], "longTerm": bool(row["long_term"]), "strengthUnit": row["unit"],
+            "drugId": row["drugid"],
+            "brandName": row["BN"],
+            "genericName": row["GN"],
+            "atc": row["ATC"],
+            "regionalIdentifier": row["regional_identifier"],
+            "demographicNo": row["demographic_no"],
+            "providerNo": row["provider_no"],
+            "takeMin": row["takemin"],
+            "takeMax": row["takemax"],
+            "rxDate": _millis(row["rx_date"]),
+            "endDate": _millis(row["end_date"]) if not isinstance(row["end_date"], str) else None,
+            "writtenDate": _millis(row["written_date"]),
+            "frequency": row["freqcode"],
+            "duration": int(row["duration"]),
+            "durationUnit": row["durunit"],
+            "route": row["route"],
+            "method": row["method"],
+            "prn": bool(row["prn"]),
+            "repeats": row["repeat"],
+            "quantity": int(row["quantity"]),
+            "instructions": row["special"],
+            "additionalInstructions": row["special_instruction"],
+            "archived": bool(row["archived"]),
+            "archivedReason": row["archived_reason"],
+            "longTerm": bool(row["long_term"]),
+            "strengthUnit": row["unit"],
         }
 
     def _measurement(self, row: dict[str, Any]) -> dict[str, Any]:
         observed = row["dateObserved"]
         return {
-            "id": row["id"], "type": row["type"], "demographicId": row["demographicNo"], "providerNo": row["providerNo"],
-            "dataField": row["dataField"], "measuringInstruction": row["measuringInstruction"], "comments": row["comments"],
-            "dateObserved": None if isinstance(observed, str) else observed.strftime("%Y-%m-%dT%H:%M:%S"),
-            "createDate": _millis(row["dateEntered"]), "appointmentNo": 0,
+            "id": row["id"],
+            "type": row["type"],
+            "demographicId": row["demographicNo"],
+            "providerNo": row["providerNo"],
+            "dataField": row["dataField"],
+            "measuringInstruction": row["measuringInstruction"],
+            "comments": row["comments"],
+            "dateObserved": None
+            if isinstance(observed, str)
+            else observed.strftime("%Y-%m-%dT%H:%M:%S"),
+            "createDate": _millis(row["dateEntered"]),
+            "appointmentNo": 0,
         }
 
     def _appointment(self, row: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": row["appointment_no"], "providerNo": row["provider_no"], "appointmentDate": _day(row["appointment_date"]),
-            "startTime": row["start_time"].strftime("%H:%M:%S"), "endTime": row["end_time"].strftime("%H:%M:%S"),
-            "name": row["name"], "demographicNo": row["demographic_no"], "notes": row["notes"], "reason": row["reason"],
-            "location": row["location"], "type": row["type"], "status": row["status"],
-            "createDateTime": _millis(row["createdatetime"]), "updateDateTime": _millis(row["updatedatetime"]),
+            "id": row["appointment_no"],
+            "providerNo": row["provider_no"],
+            "appointmentDate": _day(row["appointment_date"]),
+            "startTime": row["start_time"].strftime("%H:%M:%S"),
+            "endTime": row["end_time"].strftime("%H:%M:%S"),
+            "name": row["name"],
+            "demographicNo": row["demographic_no"],
+            "notes": row["notes"],
+            "reason": row["reason"],
+            "location": row["location"],
+            "type": row["type"],
+            "status": row["status"],
+            "createDateTime": _millis(row["createdatetime"]),
+            "updateDateTime": _millis(row["updatedatetime"]),
         }
 
     def _notes(self, number: int) -> list[dict[str, Any]]:
         current: dict[str, dict[str, Any]] = {}
         for row in self.rows["casemgmt_note"]:
-            if row["demographic_no"] == number and (row["uuid"] not in current or current[row["uuid"]]["note_id"] < row["note_id"]):
+            if row["demographic_no"] == number and (
+                row["uuid"] not in current or current[row["uuid"]]["note_id"] < row["note_id"]
+            ):
                 current[row["uuid"]] = row
         issues = {i["issue_id"]: i for i in self.rows["issue"]}
         out = []
         for row in current.values():
-            links = {link["id"] for link in self.rows["casemgmt_issue_notes"] if link["note_id"] == row["note_id"]}
+            links = {
+                link["id"]
+                for link in self.rows["casemgmt_issue_notes"]
+                if link["note_id"] == row["note_id"]
+            }
             assigned = [
-                {"issue": {"code": issues[ci["issue_id"]]["code"], "description": issues[ci["issue_id"]]["description"]},
-                 "resolved": bool(ci["resolved"]), "certain": bool(ci["certain"])}
-                for ci in self.rows["casemgmt_issue"] if ci["id"] in links
+                {
+                    "issue": {
+                        "code": issues[ci["issue_id"]]["code"],
+                        "description": issues[ci["issue_id"]]["description"],
+                    },
+                    "resolved": bool(ci["resolved"]),
+                    "certain": bool(ci["certain"]),
+                }
+                for ci in self.rows["casemgmt_issue"]
+                if ci["id"] in links
             ]
-            out.append({
-                "noteId": row["note_id"], "uuid": row["uuid"], "note": row["note"], "isSigned": bool(row["signed"]),
-                "providerNo": row["provider_no"], "observationDate": _millis(row["observation_date"]),
-                "updateDate": _millis(row["update_date"]), "archived": bool(row["archived"]),
-                "encounterType": row["encounter_type"], "assignedIssues": one_or_many(assigned) if assigned else [],
-            })
+            out.append(
+                {
+                    "noteId": row["note_id"],
+                    "uuid": row["uuid"],
+                    "note": row["note"],
+                    "isSigned": bool(row["signed"]),
+                    "providerNo": row["provider_no"],
+                    "observationDate": _millis(row["observation_date"]),
+                    "updateDate": _millis(row["update_date"]),
+                    "archived": bool(row["archived"]),
+                    "encounterType": row["encounter_type"],
+                    "assignedIssues": one_or_many(assigned) if assigned else [],
+                }
+            )
         return out
 
     def _app(self) -> FastAPI:
@@ -205,7 +300,9 @@ class OscarRestSimulator:
         @app.middleware("http")
         async def oauth_and_faults(request: Request, call_next: Any) -> Response:
             self.requests += 1
-            valid, _ = self.endpoint.validate_request(str(request.url), request.method, None, dict(request.headers))
+            valid, _ = self.endpoint.validate_request(
+                str(request.url), request.method, None, dict(request.headers)
+            )
             if not valid:
                 self.rejected += 1
                 return Response(status_code=401, content=b"OAuth signature invalid")
@@ -218,7 +315,9 @@ class OscarRestSimulator:
                     return Response(status_code=500, content=b"java.lang.NullPointerException")
                 response = await call_next(request)
                 body = b"".join([chunk async for chunk in response.body_iterator])
-                return Response(content=body[: max(1, len(body) // 2)], media_type="application/json")
+                return Response(
+                    content=body[: max(1, len(body) // 2)], media_type="application/json"
+                )
             return await call_next(request)
 
         def json(value: Any) -> Response:
@@ -228,22 +327,47 @@ class OscarRestSimulator:
 
         @app.get(base + "/providerService/providers_json")
         def providers() -> Response:
-            items = [{"providerNo": p["provider_no"], "lastName": p["last_name"], "firstName": p["first_name"],
-                      "providerType": p["provider_type"], "specialty": p["specialty"], "sex": {"name": p["sex"]},
-                      "workPhone": p["work_phone"], "email": p["email"], "billingNo": p["billing_no"],
-                      "practitionerNo": p["practitionerNo"], "practitionerNoType": p["practitionerNoType"],
-                      "enabled": p["status"] == "1", "lastUpdateDate": _millis(p["lastUpdateDate"])} for p in self.rows["provider"]]
+            items = [
+                {
+                    "providerNo": p["provider_no"],
+                    "lastName": p["last_name"],
+                    "firstName": p["first_name"],
+                    "providerType": p["provider_type"],
+                    "specialty": p["specialty"],
+                    "sex": {"name": p["sex"]},
+                    "workPhone": p["work_phone"],
+                    "email": p["email"],
+                    "billingNo": p["billing_no"],
+                    "practitionerNo": p["practitionerNo"],
+                    "practitionerNoType": p["practitionerNoType"],
+                    "enabled": p["status"] == "1",
+                    "lastUpdateDate": _millis(p["lastUpdateDate"]),
+                }
+                for p in self.rows["provider"]
+            ]
             return json({"offset": 0, "limit": len(items), "total": len(items), "content": items})
 
         @app.get(base + "/demographics")
         def demographics(offset: int = 0, limit: int = 10) -> Response:
-            rows = sorted(self.rows["demographic"], key=lambda r: r["demographic_no"])[offset : offset + limit]
-            return json({"offset": offset, "limit": limit, "total": len(self.rows["demographic"]),
-                         "content": one_or_many([self._demographic(r) for r in rows]) if rows else []})
+            rows = sorted(self.rows["demographic"], key=lambda r: r["demographic_no"])[
+                offset : offset + limit
+            ]
+            return json(
+                {
+                    "offset": offset,
+                    "limit": limit,
+                    "total": len(self.rows["demographic"]),
+                    "content": one_or_many([self._demographic(r) for r in rows]) if rows else [],
+                }
+            )
 
         @app.get(base + "/allergies/active")
         def allergies(demographicNo: int) -> Response:
-            items = [self._allergy(r) for r in self.rows["allergies"] if r["demographic_no"] == demographicNo and r["archived"] != "1"]
+            items = [
+                self._allergy(r)
+                for r in self.rows["allergies"]
+                if r["demographic_no"] == demographicNo and r["archived"] != "1"
+            ]
             return json({"allergies": one_or_many(items) if items else []})
 
         @app.get(base + "/rx/drugs/all/{number}")
@@ -261,7 +385,11 @@ class OscarRestSimulator:
 
         @app.post(base + "/schedule/{number}/appointmentHistory")
         def history(number: int) -> Response:
-            items = [self._appointment(r) for r in self.rows["appointment"] if r["demographic_no"] == number]
+            items = [
+                self._appointment(r)
+                for r in self.rows["appointment"]
+                if r["demographic_no"] == number
+            ]
             return json({"appointments": one_or_many(items) if items else []})
 
         @app.post(base + "/notes/{number}/all")
@@ -274,11 +402,22 @@ class OscarRestSimulator:
             body = orjson.loads(await request.body())
             number = 90000 + len(self.booked) + 1
             start = datetime.fromisoformat(f"{body['appointmentDate']}T{body['startTime']}")
-            row = {"appointment_no": number, "provider_no": body["providerNo"], "appointment_date": start.date(),
-                   "start_time": start.time(), "end_time": (start + timedelta(minutes=int(body["duration"]) - 1)).time(),
-                   "name": body.get("name", ""), "demographic_no": body["demographicNo"], "notes": body.get("notes", ""),
-                   "reason": body.get("reason", ""), "location": "", "type": body.get("type", ""), "status": body.get("status", "t"),
-                   "createdatetime": datetime.now(), "updatedatetime": datetime.now()}
+            row = {
+                "appointment_no": number,
+                "provider_no": body["providerNo"],
+                "appointment_date": start.date(),
+                "start_time": start.time(),
+                "end_time": (start + timedelta(minutes=int(body["duration"]) - 1)).time(),
+                "name": body.get("name", ""),
+                "demographic_no": body["demographicNo"],
+                "notes": body.get("notes", ""),
+                "reason": body.get("reason", ""),
+                "location": "",
+                "type": body.get("type", ""),
+                "status": body.get("status", "t"),
+                "createdatetime": datetime.now(),
+                "updatedatetime": datetime.now(),
+            }
             self.booked.append(row)
             return json({"appointment": self._appointment(row)})
 

@@ -38,13 +38,17 @@ def test_page_shows_status_and_runs_a_sync(client: Any, hub: Any) -> None:
     from fhirhub.adapters.oscar.runtime import runtime
 
     page = client.get("/plugins/oscar/")
-    assert page.status_code == 200 and "clinic-ui" in page.text and "No sync has run yet" in page.text
+    assert (
+        page.status_code == 200 and "clinic-ui" in page.text and "No sync has run yet" in page.text
+    )
     started = client.post("/plugins/oscar/sync", follow_redirects=False)
     assert started.status_code == 303
     import time
 
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (runtime(hub).state.runs(1) and runtime(hub).state.runs(1)[0]["status"] != "running"):
+    while time.monotonic() < deadline and not (
+        runtime(hub).state.runs(1) and runtime(hub).state.runs(1)[0]["status"] != "running"
+    ):
         time.sleep(0.5)
     status = client.get("/plugins/oscar/status").json()
     assert status["runs"][0]["status"] == "ok" and status["cursors"]["demographic"]["records"] == 60
@@ -52,12 +56,21 @@ def test_page_shows_status_and_runs_a_sync(client: Any, hub: Any) -> None:
 
 
 def test_only_admins_of_the_clinic_see_it(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    as_caller(monkeypatch, Access(subject="u1", tenant="clinic-a", roles=frozenset({"clinician"}), scopes=()))
+    as_caller(
+        monkeypatch,
+        Access(subject="u1", tenant="clinic-a", roles=frozenset({"clinician"}), scopes=()),
+    )
     assert client.get("/plugins/oscar/status").status_code == 403
-    as_caller(monkeypatch, Access(subject="u2", tenant="clinic-b", roles=frozenset({"org_admin"}), scopes=()))
+    as_caller(
+        monkeypatch,
+        Access(subject="u2", tenant="clinic-b", roles=frozenset({"org_admin"}), scopes=()),
+    )
     assert client.get("/plugins/oscar/status").status_code == 403
     assert client.post("/plugins/oscar/sync").status_code == 403
-    as_caller(monkeypatch, Access(subject="u3", tenant="clinic-a", roles=frozenset({"org_admin"}), scopes=()))
+    as_caller(
+        monkeypatch,
+        Access(subject="u3", tenant="clinic-a", roles=frozenset({"org_admin"}), scopes=()),
+    )
     assert client.get("/plugins/oscar/status").status_code == 200
 
 
