@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy fhirhub/fhir_store fhirhub/sdk fhirhub/core
+	$(BIN)/mypy fhirhub
 
 ## The whole suite: lint, types, unit and integration tests (SQLite and PostgreSQL).
 test: setup system-deps lint typecheck

@@ -179,10 +179,10 @@ def generate(
         ("100004", "Dhillon", "Simran", "nurse", "", "F", "R7788", "BCCNP"),
         ("100005", "Front", "Desk", "receptionist", "", "U", None, None),
     ]
-    for number, last, first, kind, specialty, sex, licence, licence_type in providers:
+    for provider_no, last, first, kind, specialty, sex, licence, licence_type in providers:
         rows["provider"].append(
             {
-                "provider_no": number,
+                "provider_no": provider_no,
                 "last_name": last,
                 "first_name": first,
                 "provider_type": kind,
@@ -194,7 +194,7 @@ def generate(
                 "work_phone": "604-555-0100",
                 "email": f"{first.lower()}@clinic.example",
                 "ohip_no": "",
-                "billing_no": number[-5:] if kind == "doctor" else "",
+                "billing_no": provider_no[-5:] if kind == "doctor" else "",
                 "status": "1",
                 "practitionerNo": licence,
                 "practitionerNoType": licence_type,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -193,9 +194,7 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             "dataField": value,
             "measuringInstruction": "",
             "comments": "sent from fhirhub",
-            "dateObserved": (observed or parse_datetime(time.strftime("%Y-%m-%d %H:%M:%S"), zone))
-            .astimezone(zone)
-            .strftime("%Y-%m-%dT%H:%M:%S"),
+            "dateObserved": _oscar_time(observed, zone),
         }
     raise NotForOscar(resource.get("resourceType", "?"))
 
@@ -289,3 +288,10 @@ def _link(
         if identifier not in resource.get("identifier", []):
             resource["identifier"] = [*resource.get("identifier", []), identifier]
             tx.update(resource)
+
+
+def _oscar_time(observed: datetime | None, zone: Any) -> str:
+    """When a measurement was taken, in the clinic's time zone as OSCAR writes it (now when
+    the Observation does not say)."""
+    when = observed or datetime.now(zone)
+    return str(when.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"))

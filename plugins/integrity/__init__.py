@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
 from fhirhub.plugins.integrity.keys import load_signing_key, sign_interval, trusted_keys
 from fhirhub.plugins.integrity.signer import HeadSigner
 from fhirhub.sdk import (
@@ -145,9 +147,7 @@ def register_operations(hub: Hub) -> list[Operation]:
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
-    import typer
-
+def register_commands(cli: typer.Typer) -> None:
     @cli.command("verify")
     def verify(
         db: str | None = typer.Option(None, "--db", help="Database URL (default: FHIRHUB_DB)"),

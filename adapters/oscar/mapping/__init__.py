@@ -4,6 +4,7 @@ read it) into the FHIR resources that represent it. docs/oscar.md has the field-
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -60,7 +61,7 @@ class Mapper:
     def __init__(
         self,
         ctx: MappingContext,
-        known_providers: set[str] | None = None,
+        known_providers: Container[str] | None = None,
         today: date | None = None,
     ) -> None:
         self.ctx = ctx

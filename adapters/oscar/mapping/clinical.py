@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import date
 from typing import Any
 
@@ -19,7 +20,7 @@ def _patient(ctx: MappingContext, demographic_no: int | None, what: str) -> dict
 
 
 def allergy(
-    record: Allergy, ctx: MappingContext, known_providers: set[str] | None
+    record: Allergy, ctx: MappingContext, known_providers: Container[str] | None
 ) -> dict[str, Any]:
     """AllergyIntolerance (R4 §9.1). OSCAR "deletes" an allergy by archiving it: archived
     rows become ``verificationStatus = entered-in-error`` with no clinicalStatus (invariant
@@ -99,7 +100,7 @@ def allergy(
 
 
 def medication_request(
-    record: Drug, ctx: MappingContext, known_providers: set[str] | None, today: date
+    record: Drug, ctx: MappingContext, known_providers: Container[str] | None, today: date
 ) -> dict[str, Any]:
     """MedicationRequest (R4 §12.13) from an OSCAR prescription row."""
     zone = ctx.zone
@@ -219,7 +220,10 @@ def medication_request(
     low, high = number(record.takemin), number(record.takemax)
     unit_name = text(record.unit)
     if low is not None and low > 0:
-        dose = lambda v: {"value": fhir_decimal(v), **({"unit": unit_name} if unit_name else {})}  # noqa: E731
+
+        def dose(value: Any) -> dict[str, Any]:
+            return {"value": fhir_decimal(value), **({"unit": unit_name} if unit_name else {})}
+
         if high is not None and high > low:
             dosage["doseAndRate"] = [{"doseRange": {"low": dose(low), "high": dose(high)}}]
         else:

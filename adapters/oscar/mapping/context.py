@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,7 +56,7 @@ class MappingContext:
         return self.resource_id("pr", provider_no)
 
     def practitioner_ref(
-        self, provider_no: str | None, known: set[str] | None
+        self, provider_no: str | None, known: Container[str] | None
     ) -> dict[str, Any] | None:
         """A reference to the provider's Practitioner when it was synced; else a logical
         reference (identifier and display) so that a provider number OSCAR keeps for a

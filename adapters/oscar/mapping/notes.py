@@ -14,6 +14,7 @@ social history (``SocHistory``) and family history (``FamHistory``) as Observati
 from __future__ import annotations
 
 import base64
+from collections.abc import Container
 from typing import Any
 
 from fhirhub.adapters.oscar import codes
@@ -36,7 +37,7 @@ def revision_of(resource: dict[str, Any], ctx: MappingContext) -> int:
 
 
 def document_reference(
-    record: Note, ctx: MappingContext, known_providers: set[str] | None
+    record: Note, ctx: MappingContext, known_providers: Container[str] | None
 ) -> list[dict[str, Any]]:
     if not record.demographic_no:
         raise MappingError(f"note {record.note_id} has no demographic_no")
@@ -103,7 +104,7 @@ def _history_entries(
     if not summary:
         return out
 
-    def issue_coding(issue):
+    def issue_coding(issue: Any) -> dict[str, Any]:
         return {
             "system": ctx.system(ISSUE_SYSTEM_NAME),
             "code": issue.code,

@@ -10,6 +10,7 @@ warning, never dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from typing import Any
 
 from fhirhub.adapters.oscar import codes
@@ -44,7 +45,10 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
 
 
 def observation(
-    record: Measurement, ctx: MappingContext, known_providers: set[str] | None, warnings: list[str]
+    record: Measurement,
+    ctx: MappingContext,
+    known_providers: Container[str] | None,
+    warnings: list[str],
 ) -> dict[str, Any]:
     if not record.demographicNo:
         raise MappingError(f"measurement {record.id} has no demographicNo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from fhirhub.adapters.oscar import codes
@@ -18,7 +19,7 @@ _EXT_WORK_PHONE_EXT = "wPhoneExt"
 
 
 def patient(
-    record: Demographic, ctx: MappingContext, known_providers: set[str] | None
+    record: Demographic, ctx: MappingContext, known_providers: Container[str] | None
 ) -> dict[str, Any]:
     """Patient (R4 §8.1). Never invents: a partial birth date stays partial, an unknown sex
     stays absent, an impossible birth date is a :class:`MappingError`."""

@@ -9,6 +9,7 @@ on the provider's Schedule.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +50,7 @@ def is_block(record: Appointment) -> bool:
 
 
 def appointment(
-    record: Appointment, ctx: MappingContext, known_providers: set[str] | None
+    record: Appointment, ctx: MappingContext, known_providers: Container[str] | None
 ) -> list[dict[str, Any]]:
     start, end = _period(record, ctx)
     provider = text(record.provider_no)
@@ -129,7 +130,7 @@ def _slot(
     start: str,
     end: str,
     provider: str | None,
-    known: set[str] | None,
+    known: Container[str] | None,
 ) -> list[dict[str, Any]]:
     """A blocked slot on the provider's Schedule (Slot.schedule is 1..1, so the Schedule is
     written with it; an unchanged Schedule is a no-op)."""
