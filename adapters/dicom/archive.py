@@ -13,6 +13,11 @@ the rules hold for all of them:
 4. the catalogue row (C-FIND, QIDO, retrieve) says whether FHIR has recorded the instance.
    (A file without a row is harmless: the content store dedupes it.)
 
+Every instance is stored for one tenant (the calling AE's, the uploader's, else
+``FHIRHUB_DEFAULT_TENANT``): its catalogue row is keyed by (tenant, SOP Instance UID) and its
+FHIR resources are written and matched inside that tenant, so the same UIDs stored by two
+tenants are two objects and two ImagingStudies, and neither store touches the other's.
+
 Step 3 runs on the :mod:`recorder` thread, in batches per study; step 4 is written before it
 with ``recorded = 0`` and flagged when the transaction commits. The ``If-Match`` on the merged
 ImagingStudy catches a writer in another process, and the merge is retried.
@@ -48,7 +53,7 @@ from fhirhub.adapters.dicom.mapping import (
     transaction_bundle,
 )
 from fhirhub.adapters.dicom.recorder import StudyRecorder
-from fhirhub.sdk import FhirError, Hub, HubLocal, acting_as, system_for
+from fhirhub.sdk import SYSTEM, FhirError, Hub, HubLocal, acting_as, search, system_for
 
 log = logging.getLogger("fhirhub.dicom")
 
@@ -121,10 +126,12 @@ class DicomArchive:
             object_store_url(hub.settings), self.root / "files", fsync=bool(config.get("fsync"))
         )
         log.info("DICOM files in %s", self.files.describe())  # describe(): no credentials
-        self.index = InstanceIndex(self.root / "index.db")
+        #: Whose instances arrive without a tenant (a "*" AE, a hub-wide admin's STOW-RS).
+        self.default_tenant = str(hub.settings.default_tenant or "")
+        self.index = InstanceIndex(self.root / "index.db", default_tenant=self.default_tenant)
         self.dicomweb_address = dicomweb_address
-        self._study_ids: dict[str, str] = {}
-        self.recorder = StudyRecorder(self.record, self.index.mark_recorded)
+        self._study_ids: dict[tuple[str, str], str] = {}  # (tenant, Study UID) -> resource id
+        self.recorder = StudyRecorder(self.record)
         self._requeue_unrecorded()
 
     def close(self) -> None:
@@ -142,18 +149,18 @@ class DicomArchive:
         wait: bool = True,
         tenant: str | None = None,
     ) -> StoredResult:
-        """Store a Part 10 file given as bytes; ``ds`` saves a second parse if the caller has
-        already decoded it. Raises :class:`InstanceRejected` for bad input. With ``wait``
-        the FHIR transaction has committed on return (its failure raises and un-stores the
-        instance); without, it is queued (see :mod:`recorder`)."""
+        """Store a Part 10 file given as bytes for ``tenant`` (None or "": the default
+        tenant); ``ds`` saves a second parse if the caller has already decoded it. Raises
+        :class:`InstanceRejected` for bad input. With ``wait`` the FHIR transaction has
+        committed on return (its failure raises and un-stores the instance); without, it is
+        queued (see :mod:`recorder`)."""
         if ds is None:
             ds = read_part10(data)
         try:
             headers = headers_from_dataset(ds)
         except MissingAttribute as exc:
             raise InstanceRejected(0xA900, str(exc)) from exc
-        if tenant:
-            headers = dataclasses.replace(headers, tenant=tenant)
+        headers = dataclasses.replace(headers, tenant=tenant or self.default_tenant)
         try:
             check_pixel_data(ds)
             values = index_values(ds, headers)
@@ -164,7 +171,8 @@ class DicomArchive:
         syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
         try:
             digest = hashlib.sha256(data).hexdigest()
-            if self.index.recorded_digest(headers.sop_uid) == digest and self.files.exists(digest):
+            recorded = self.index.recorded_digest(headers.tenant, headers.sop_uid)
+            if recorded == digest and self.files.exists(digest):
                 return StoredResult(headers, digest, None, False)  # the same bytes again
             digest = self.files.put(data)
         except StoreUnavailable as exc:
@@ -185,7 +193,7 @@ class DicomArchive:
         try:
             reference = pending.wait()
         except Exception:
-            self.index.delete(headers.sop_uid)
+            self.index.delete(headers.tenant, headers.sop_uid)
             raise
         return StoredResult(headers, digest, reference, True)
 
@@ -194,44 +202,70 @@ class DicomArchive:
         return self.recorder.drain(timeout)
 
     def record(self, instances: Sequence[InstanceHeaders]) -> str:
-        """Run the FHIR transaction for instances of one study; return the ImagingStudy
+        """Run the FHIR transaction for instances of one study and tenant, then flag their
+        catalogue rows recorded under the study's Patient; return the ImagingStudy
         reference. Called by the recorder thread only."""
         tenant = instances[0].tenant
         if tenant:
             # Written for that tenant: labelled with it, and conditional matches (the patient
-            # by its identifier) stay inside it. Without one, FHIRHUB_DEFAULT_TENANT applies.
+            # by its identifier, the study by its UID) stay inside it.
             with acting_as(system_for(tenant)):
-                return self._record(instances)
-        return self._record(instances)
+                reference, patient = self._record(instances)
+        else:
+            reference, patient = self._record(instances)
+        self.index.mark_recorded(tenant, [h.sop_uid for h in instances], patient)
+        return reference
 
-    def _record(self, instances: Sequence[InstanceHeaders]) -> str:
+    def _record(self, instances: Sequence[InstanceHeaders]) -> tuple[str, str | None]:
+        """(ImagingStudy reference, id of the Patient it names) after the transaction."""
         from fhirhub.core.interactions.bundle import process_bundle
 
-        study_uid = instances[0].study_uid
+        study_uid, tenant = instances[0].study_uid, instances[0].tenant
         for attempt in range(MERGE_ATTEMPTS):
-            current = self.current_study(study_uid)
-            bundle = transaction_bundle(instances, current, self.dicomweb_address)
+            current = self.current_study(study_uid, tenant)
+            # Untenanted, the system's conditional PUT would match another tenant's study
+            # with this UID and replace it: create ours outright instead.
+            conditional = (
+                bool(tenant) or current is not None or not self._study_elsewhere(study_uid)
+            )
+            bundle = transaction_bundle(
+                instances, current, self.dicomweb_address, conditional=conditional
+            )
             if bundle is None:
                 assert current is not None
-                return f"ImagingStudy/{current.resource_id}"
+                return f"ImagingStudy/{current.resource_id}", _patient_id(current.resource)
             try:
                 response = orjson.loads(
                     process_bundle(self.hub, bundle, base_url=self.hub.base_url)
                 )
             except FhirError as error:
                 if error.status == 412 and attempt + 1 < MERGE_ATTEMPTS:
-                    self._study_ids.pop(study_uid, None)
+                    self._study_ids.pop((tenant, study_uid), None)
                     continue
                 raise
+            study_entry = next(
+                entry
+                for entry in bundle["entry"]
+                if entry["resource"]["resourceType"] == "ImagingStudy"
+            )
             location = next(
                 entry["response"]["location"]
                 for entry in response["entry"]
                 if entry["response"].get("location", "").startswith("ImagingStudy/")
             )
             study_id = location.split("/")[1]
-            self._study_ids[study_uid] = study_id
-            return f"ImagingStudy/{study_id}"
+            self._study_ids[(tenant, study_uid)] = study_id
+            subject = str(study_entry["resource"]["subject"]["reference"])
+            if subject.startswith("urn:uuid:"):  # the Patient created or matched just now
+                subject = _location_of(bundle, response, subject)
+            return f"ImagingStudy/{study_id}", _patient_id({"subject": {"reference": subject}})
         raise AssertionError("unreachable")
+
+    def _study_elsewhere(self, study_uid: str) -> bool:
+        """Whether any ImagingStudy (any tenant: the system's view) has this UID."""
+        identifier = ("identifier", token(study_identifier(study_uid)))
+        with acting_as(SYSTEM):
+            return bool(search(self.hub, "ImagingStudy", [identifier, ("_count", "1")]))
 
     def _requeue_unrecorded(self) -> None:
         """Instances stored before a crash but never recorded in FHIR go through again. An
@@ -240,38 +274,43 @@ class DicomArchive:
         for sop_uid, digest, tenant in self.index.unrecorded():
             try:
                 headers = headers_from_dataset(self.dataset(digest, stop_before_pixels=True))
-                if tenant:
-                    headers = dataclasses.replace(headers, tenant=tenant)
+                headers = dataclasses.replace(headers, tenant=tenant)
             except StoreUnavailable as exc:
                 log.error("Unrecorded instance %s kept for the next start: %s", sop_uid, exc)
                 continue
             except Exception as exc:
                 log.error("Unrecorded instance %s unreadable, dropped: %s", sop_uid, exc)
-                self.index.delete(sop_uid)
+                self.index.delete(tenant, sop_uid)
                 continue
             self.recorder.submit(headers)
 
-    def current_study(self, study_uid: str) -> CurrentStudy | None:
-        """The stored ImagingStudy for a Study Instance UID (by cached id, else by search)."""
+    def current_study(self, study_uid: str, tenant: str) -> CurrentStudy | None:
+        """``tenant``'s stored ImagingStudy for a Study Instance UID (by cached id, else by
+        search). Another tenant's study with the same UID is never returned, whoever asks."""
         from fhirhub.core.interactions.search import match_ids
         from fhirhub.fhir_store.store import UnitOfWork, read_current
 
+        owner = tenant or None  # the store's tenant column: NULL for no tenant
+        key = (tenant, study_uid)
         with self.hub.store.read() as conn:
-            study_id = self._study_ids.get(study_uid)
-            if study_id is None:
+            cached = self._study_ids.get(key)
+            if cached is not None:
+                candidates = [cached]
+            else:
                 query = f"identifier={token(study_identifier(study_uid))}"
-                matches = match_ids(
+                candidates = match_ids(
                     self.hub, UnitOfWork(self.hub.store, conn), "ImagingStudy", query
                 )
-                if not matches:
-                    return None
-                study_id = matches[0]
-            version = read_current(conn, "ImagingStudy", study_id)
-        if version is None or version.deleted or version.content is None:
-            self._study_ids.pop(study_uid, None)
-            return None
-        self._study_ids[study_uid] = study_id
-        return CurrentStudy(study_id, version.version_id, orjson.loads(version.content))
+            for study_id in candidates:
+                version = read_current(conn, "ImagingStudy", study_id)
+                if version is None or version.deleted or version.content is None:
+                    continue
+                if version.tenant != owner:
+                    continue
+                self._study_ids[key] = study_id
+                return CurrentStudy(study_id, version.version_id, orjson.loads(version.content))
+        self._study_ids.pop(key, None)
+        return None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -288,6 +327,7 @@ class DicomArchive:
         if not self.files.check():
             raise StoreUnavailable(f"{self.files.describe()} cannot be reached")
 
+        # The files do not say which tenant stored them: all go to the default tenant.
         def rows() -> Any:
             for digest, size in self.files.stored():
                 try:
@@ -301,7 +341,22 @@ class DicomArchive:
                 syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
                 yield index_values(ds, headers), syntax, digest, size
 
-        return self.index.rebuild(rows())
+        return self.index.rebuild(rows(), tenant=self.default_tenant)
+
+
+def _patient_id(resource: dict[str, Any]) -> str | None:
+    """The id of the Patient an ImagingStudy's ``subject`` names (``Patient/<id>``)."""
+    reference = str(resource.get("subject", {}).get("reference", ""))
+    kind, _, rest = reference.partition("/")
+    return rest.split("/")[0] if kind == "Patient" and rest else None
+
+
+def _location_of(bundle: dict[str, Any], response: dict[str, Any], full_url: str) -> str:
+    """Where a transaction put the entry with ``full_url`` (its response ``location``)."""
+    for entry, answer in zip(bundle["entry"], response["entry"], strict=True):
+        if entry.get("fullUrl") == full_url:
+            return str(answer["response"].get("location", ""))
+    return ""
 
 
 #: Where the plugin's routes are mounted (core/http/app.py: /plugins/<name>) plus ours.

@@ -100,20 +100,28 @@ def retrieve(
     PACS must know fhirhub's AE title at that address; stop ``fhirhub serve`` first, or run
     ``$pacs-retrieve`` against the server instead)."""
     from fhirhub.adapters.dicom.archive import archive_for
-    from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.config import DicomConfig, UnknownAE
     from fhirhub.adapters.dicom.scp import DicomNode
     from fhirhub.adapters.dicom.scu import retrieve as run_retrieve
 
     hub = _hub(db)
     config = DicomConfig.from_settings(hub.settings)
     archive = archive_for(hub)
+    pacs = _pacs(hub, host, port, aet)
     node = None
+    tenant = None  # C-GET: the default tenant
     if method == "move":
+        try:  # the listener stores what the PACS sends for the tenant of its AE title
+            tenant = config.tenant_of_ae(pacs.aet)
+        except UnknownAE as exc:
+            raise typer.BadParameter(
+                f"{exc}: the listener would refuse the PACS's C-STOREs; use --method get"
+            ) from exc
         node = DicomNode(archive, config)
         node.start()
     try:
         result = run_retrieve(
-            archive, _pacs(hub, host, port, aet), studies, own_aet=config.aet, method=method
+            archive, pacs, studies, own_aet=config.aet, method=method, tenant=tenant
         )
     finally:
         if node is not None:

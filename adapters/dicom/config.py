@@ -5,13 +5,20 @@
 file::
 
     [plugin.dicom]
-    allowed_aes = ["MODALITY1", "VIEWER"]    # calling AE titles accepted (empty: any)
-    allowed_hosts = ["127.0.0.1"]            # peer addresses accepted (empty: any)
+    tenants = { CT_WARD_A = "org-a", PACS_B = "org-b", ROUTER = "*" }  # calling AE -> tenant
+    allowed_aes = ["VIEWER"]       # further AEs accepted, acting for FHIRHUB_DEFAULT_TENANT
+    accept_unknown_aes = false     # true: any other AE too, as for allowed_aes
+    allowed_hosts = ["127.0.0.1"]  # peer addresses accepted (empty: any)
     destinations = { VIEWER = "10.0.0.5:104" }  # C-MOVE destinations: AE -> host:port
     pacs = { aet = "ORTHANC", host = "pacs.example", port = 4242 }  # remote PACS (SCU)
+    pacs_allowed = ["pacs-b.example:104", "10.0.0.7"]  # Endpoint targets $pacs-* may reach
+    max_associations = 32          # at once, all peers together
+    max_associations_per_peer = 8  # at once, from one peer address
+    acse_timeout = 10              # s: A-ASSOCIATE-RQ after connecting, A-RELEASE replies
+    idle_timeout = 30              # s without a PDU on an association: aborted
+    dimse_timeout = 60             # s: waiting for a DIMSE message (C-GET/C-MOVE peers)
     wait_for_fhir = false   # true: C-STORE answers only after the ImagingStudy committed
     fsync = false           # true: fsync each stored file (power-loss durability)
-    tenants = { MODALITY1 = "org-a" }  # calling AE -> tenant of what it stores (C-STORE)
     object_store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"  # default: files
                             # under FHIRHUB_DATA_DIR; FHIRHUB_DICOM_STORE when not set here
 """
@@ -27,6 +34,13 @@ AE_TITLE_MAX = 16
 DEFAULT_PORT = 11112
 #: Environment variable naming the object store when ``[plugin.dicom] object_store`` is unset.
 STORE_ENV = "FHIRHUB_DICOM_STORE"
+#: ``tenants`` value for a node trusted with every tenant's instances (a hub-wide router).
+ALL_TENANTS = "*"
+
+
+class UnknownAE(LookupError):
+    """A calling AE title the node does not accept (PS3.8 9.3.4: A-ASSOCIATE-RJ, permanent,
+    "calling AE title not recognized")."""
 
 
 def object_store_url(settings: Any) -> str:
@@ -66,7 +80,27 @@ class DicomConfig:
     pacs: RemoteNode | None = None
     max_associations: int = 32
     wait_for_fhir: bool = False  # C-STORE answers after the FHIR commit (slower; see recorder)
-    tenants: dict[str, str] = field(default_factory=dict)  # calling AE -> tenant
+    tenants: dict[str, str] = field(default_factory=dict)  # calling AE -> tenant ("*": all)
+    accept_unknown_aes: bool = False
+    default_tenant: str = ""  # FHIRHUB_DEFAULT_TENANT: what accepted, unmapped AEs act for
+    pacs_allowed: tuple[str, ...] = ()  # "host:port" or "host": Endpoint targets allowed
+    max_associations_per_peer: int = 8
+    acse_timeout: float = 10
+    idle_timeout: float = 30
+    dimse_timeout: float = 60
+
+    def tenant_of_ae(self, calling_aet: str) -> str | None:
+        """The tenant a calling AE acts for: its ``tenants`` entry (``"*"``: None, every
+        tenant), else, for an AE in ``allowed_aes`` or with ``accept_unknown_aes``, the
+        default tenant ("" where none is set: the instances no tenant owns). Raises
+        :class:`UnknownAE` for any other AE: refused at association."""
+        aet = calling_aet.strip()
+        tenant = self.tenants.get(aet)
+        if tenant is not None:
+            return None if tenant == ALL_TENANTS else tenant
+        if aet in self.allowed_aes or self.accept_unknown_aes:
+            return self.default_tenant
+        raise UnknownAE(f"Calling AE title {aet!r} is not configured ([plugin.dicom] tenants)")
 
     @classmethod
     def from_settings(cls, settings: Any) -> DicomConfig:
@@ -95,4 +129,11 @@ class DicomConfig:
             max_associations=int(section.get("max_associations", 32)),
             wait_for_fhir=bool(section.get("wait_for_fhir", False)),
             tenants={str(k): str(v) for k, v in dict(section.get("tenants", {})).items()},
+            accept_unknown_aes=bool(section.get("accept_unknown_aes", False)),
+            default_tenant=str(getattr(settings, "default_tenant", None) or ""),
+            pacs_allowed=tuple(str(t) for t in section.get("pacs_allowed", ())),
+            max_associations_per_peer=int(section.get("max_associations_per_peer", 8)),
+            acse_timeout=float(section.get("acse_timeout", 10)),
+            idle_timeout=float(section.get("idle_timeout", 30)),
+            dimse_timeout=float(section.get("dimse_timeout", 60)),
         )

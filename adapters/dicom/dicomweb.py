@@ -4,6 +4,12 @@ Mounted at ``/plugins/dicom/dicomweb`` (the plugin's prefix plus ``/dicomweb``),
 address ImagingStudy.endpoint advertises. Search answers from the instance catalogue (no file
 is opened), retrieve streams the stored Part 10 files as they were received, and STOW-RS goes
 through the same :meth:`DicomArchive.store_part10` as C-STORE, so one rule set holds for both.
+
+Who sees what is decided by the archive's own record (:class:`TenantView`): a caller sees the
+instances stored for its tenant (all of them for the system and a hub-wide admin), and a
+patient-facing app those the hub recorded under its launch patient. No FHIR resource takes
+part in the decision, since a caller who may write an ImagingStudy could name any Study
+Instance UID in it. The view is applied in SQL before ``limit``/``offset``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for, read_part10
 from fhirhub.adapters.dicom.content_store import StoreUnavailable
-from fhirhub.adapters.dicom.instance_index import COLUMN, QueryError
-from fhirhub.adapters.dicom.mapping import DICOM_UID_SYSTEM
+from fhirhub.adapters.dicom.instance_index import ALL_TENANTS, COLUMN, QueryError, TenantView
 from fhirhub.adapters.dicom.render import MEDIA_TYPES, RenderError, Window, render_frame
 from fhirhub.fhir_store.errors import FhirError
 
@@ -136,39 +141,34 @@ def parse_multipart(body: bytes, content_type: str) -> list[bytes]:
     return parts
 
 
-def visible_studies(hub: Hub, uids: set[str]) -> set[str]:
-    """The Study Instance UIDs among ``uids`` whose ImagingStudy the caller may read.
-
-    DICOMweb reads the instance catalogue, not FHIR, so it asks FHIR here: a study is served
-    to a caller exactly when its ImagingStudy is visible to that caller (scope, tenant,
-    patient compartment; see :mod:`fhirhub.core.access`). The system sees every study.
-    """
-    from fhirhub.core.access import current_access
-    from fhirhub.fhir_store.search.query import search
+def caller_view() -> TenantView:
+    """The part of the archive the current caller sees: its tenant's instances (every
+    tenant's for the system and a hub-wide admin), and with a launch patient only those
+    recorded under that Patient. Needs read (``r``) on ImagingStudy, as the FHIR API does."""
+    from fhirhub.sdk import current_access
 
     access = current_access()
-    if access.is_system or not uids:
-        return set(uids)
+    if access.is_system:
+        return ALL_TENANTS
     access.require("r", "ImagingStudy")
-    identifiers = ",".join(f"{DICOM_UID_SYSTEM}|urn:oid:{uid}" for uid in sorted(uids))
-    with hub.store.read() as conn:
-        bundle = orjson.loads(
-            search(
-                conn,
-                hub.store.registry,
-                "ImagingStudy",
-                [("identifier", identifiers), ("_elements", "identifier"), ("_count", "1000")],
-                base_url="",
-                visibility=access.visibility("r"),
-            )
-        )
-    found: set[str] = set()
-    for entry in bundle.get("entry", []):
-        for identifier in entry["resource"].get("identifier", []):
-            value = identifier.get("value", "")
-            if identifier.get("system") == DICOM_UID_SYSTEM and value.startswith("urn:oid:"):
-                found.add(value[len("urn:oid:") :])
-    return found & uids
+    return TenantView(access.tenant, access.patient)
+
+
+def stow_tenant() -> str | None:
+    """The tenant STOW-RS stores for: the uploader's (its clinicians then see the study; a
+    hub-wide admin's and the system's go to the default tenant). Needs create (``c``) on
+    ImagingStudy. The archive writes the FHIR side as the system, so a patient-facing app,
+    whose writes must stay in its patient's compartment, may not store: the Patient would
+    come from the instance's header, not from its token."""
+    from fhirhub.sdk import current_access, forbidden
+
+    access = current_access()
+    if access.is_system:
+        return None
+    access.require("c", "ImagingStudy")
+    if access.patient is not None:
+        raise forbidden("STOW-RS needs a user- or system-level token, not a patient context")
+    return access.tenant
 
 
 def make_router(hub: Hub) -> APIRouter:
@@ -178,19 +178,13 @@ def make_router(hub: Hub) -> APIRouter:
         return str(request.base_url).rstrip("/") + "/plugins/dicom/dicomweb"
 
     def qido(request: Request, level: str, fixed: dict[str, str]) -> Response:
+        view = caller_view()
         try:
             keys, limit, offset = _query_keys(request)
             keys.update(fixed)
-            rows = archive_for(hub).index.find(level, keys, limit=limit, offset=offset)
+            rows = archive_for(hub).index.find(view, level, keys, limit=limit, offset=offset)
         except (QueryError, ValueError) as exc:
             return Response(str(exc), status_code=400, media_type="text/plain")
-        uids = {str(fixed.get("StudyInstanceUID") or row.get("StudyInstanceUID")) for row in rows}
-        allowed = visible_studies(hub, uids)
-        rows = [
-            row
-            for row in rows
-            if str(fixed.get("StudyInstanceUID") or row.get("StudyInstanceUID")) in allowed
-        ]
         if not rows:
             return Response(status_code=204)
         root = base(request)
@@ -222,9 +216,8 @@ def make_router(hub: Hub) -> APIRouter:
         return qido(request, "IMAGE", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
 
     def stored(study: str, series: str | None = None, sop: str | None = None) -> list[Any]:
-        if not visible_studies(hub, {study}):
-            return []  # another tenant's or patient's study answers like a missing one
-        return archive_for(hub).index.instances(study, series, sop)
+        """The caller's instances; another tenant's or patient's answer like missing ones."""
+        return archive_for(hub).index.instances(caller_view(), study, series, sop)
 
     def retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:
         instances = stored(study, series, sop)
@@ -317,6 +310,7 @@ def make_router(hub: Hub) -> APIRouter:
 
     async def stow(request: Request, study: str | None) -> Response:
         """STOW-RS (PS3.18 10.5): 200 all stored, 202 some failed, 409 none stored."""
+        tenant = stow_tenant()  # first: a refused caller learns nothing about the body
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/related"):
             return Response(
@@ -333,13 +327,7 @@ def make_router(hub: Hub) -> APIRouter:
         referenced: list[dict[str, Any]] = []
 
         def store_for_caller(part: bytes, ds: Any) -> Any:
-            """STOW-RS stores for the uploader's tenant (its clinicians then see the study)."""
-            from fhirhub.core.access import current_access
-
-            access = current_access()
-            if not access.is_system:
-                access.require("c", "ImagingStudy")
-            return archive.store_part10(part, ds, tenant=access.tenant)
+            return archive.store_part10(part, ds, tenant=tenant)
 
         failed: list[dict[str, Any]] = []
         for part in parts:

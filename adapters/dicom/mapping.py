@@ -451,6 +451,8 @@ def transaction_bundle(
     instances: InstanceHeaders | Sequence[InstanceHeaders],
     current: CurrentStudy | None,
     endpoint_address: str | None,
+    *,
+    conditional: bool = True,
 ) -> dict[str, Any] | None:
     """The transaction that records instances of one study, or None when all are recorded.
 
@@ -461,6 +463,8 @@ def transaction_bundle(
     makes it fail with 412 and the caller merges again), plus a ServiceRequest for each
     accession number the study does not have yet. Several instances of one study make one
     Bundle (the recorder batches what arrives while the previous transaction commits).
+    ``conditional=False`` creates a new study with a plain ``POST`` instead (where the
+    conditional ``PUT`` could match a study the writer must not replace).
     """
     batch = [instances] if isinstance(instances, InstanceHeaders) else list(instances)
     if not batch:
@@ -519,16 +523,16 @@ def transaction_bundle(
         for h in batch:
             merge_instance(study, h)
         study_url = next(keys)
-        entries.append(
-            {
-                "fullUrl": study_url,
-                "resource": study,
-                "request": {
-                    "method": "PUT",
-                    "url": f"ImagingStudy?identifier={token(study_identifier(first.study_uid))}",
-                },
+        criteria = f"ImagingStudy?identifier={token(study_identifier(first.study_uid))}"
+        request = (
+            {"method": "PUT", "url": criteria}
+            if conditional
+            else {
+                "method": "POST",
+                "url": "ImagingStudy",
             }
         )
+        entries.append({"fullUrl": study_url, "resource": study, "request": request})
         entries.append(provenance_entry(batch, [e["fullUrl"] for e in entries], "CREATE"))
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 

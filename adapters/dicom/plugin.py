@@ -4,7 +4,8 @@ Hooks: ``startup`` starts the DICOM listener in a background thread (``FHIRHUB_D
 ``off`` disables it), ``shutdown`` stops it, ``register_routes`` mounts DICOMweb at
 ``/plugins/dicom/dicomweb``, ``register_operations`` adds ``$pacs-query`` and
 ``$pacs-retrieve``, ``register_commands`` adds ``fhirhub dicom ...``, ``health_checks`` reports
-whether the listener thread is alive.
+whether the listener thread is alive, ``resource_before_write`` keeps Endpoint writes to
+admins (an Endpoint names a PACS the hub will connect to: see :mod:`targets`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,20 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from fhirhub.adapters.dicom.archive import archive_for, close_archive, existing_archive
-from fhirhub.adapters.dicom.config import DicomConfig, RemoteNode
-from fhirhub.sdk import FhirError, Hub, HubLocal, Operation, OperationCall, hookimpl, invalid
+from fhirhub.adapters.dicom.config import DicomConfig, RemoteNode, UnknownAE
+from fhirhub.adapters.dicom.targets import TargetRefused, checked_target
+from fhirhub.sdk import (
+    Access,
+    FhirError,
+    Hub,
+    HubLocal,
+    Operation,
+    OperationCall,
+    WriteContext,
+    current_access,
+    hookimpl,
+    invalid,
+)
 
 if TYPE_CHECKING:
     from fhirhub.adapters.dicom.scp import DicomNode
@@ -30,6 +43,9 @@ def dicom_node(hub: Hub) -> DicomNode | None:
     """The hub's running DICOM listener, if ``startup`` started one."""
     return _NODE.get(hub)
 
+
+#: Roles that may write Endpoint resources (README: an org_admin manages its PACS Endpoint).
+ENDPOINT_WRITERS = ("org_admin", "super_admin")
 
 #: $pacs-query input parameter -> DICOM matching key (PS3.4 C.6.2.1.2).
 QUERY_PARAMETERS = {
@@ -52,7 +68,8 @@ DICOM_ENDPOINT = re.compile(r"^dicom://(?P<aet>[^@/]{1,16})@(?P<host>[^:/]+):(?P
 
 def _organization_pacs(hub: Hub, organization: str) -> RemoteNode:
     """The PACS of one Organization (tenant): an active ``Endpoint`` it manages whose address
-    is ``dicom://AET@host:port`` (AE title: at most 16 characters, PS3.5 VR AE)."""
+    is ``dicom://AET@host:port`` (AE title: at most 16 characters, PS3.5 VR AE). The search
+    runs as the caller, so another tenant's Endpoint is not found."""
     from fhirhub.sdk import search
 
     reference = organization if "/" in organization else f"Organization/{organization}"
@@ -69,10 +86,37 @@ def _organization_pacs(hub: Hub, organization: str) -> RemoteNode:
 
 
 def _pacs_for(call: OperationCall) -> RemoteNode:
+    """The checked PACS of the call: the named Organization's Endpoint, which must be on
+    ``pacs_allowed``, or the configured ``pacs``; never this hub itself (403)."""
+    hub = call.hub
+    config = _config(hub)
     organizations = _values(call, "organization")
     if organizations:
-        return _organization_pacs(call.hub, organizations[0])
-    return _pacs(call.hub)
+        node, allow_list = _organization_pacs(hub, organizations[0]), config.pacs_allowed
+    else:
+        node, allow_list = _pacs(hub), None
+    try:
+        return checked_target(
+            node, own_aet=config.aet, own_port=_own_port(hub), allow_list=allow_list
+        )
+    except TargetRefused as exc:
+        log.warning("PACS target refused: %s", exc)
+        raise FhirError(403, str(exc), code="forbidden") from exc
+
+
+def _own_port(hub: Hub) -> int | None:
+    """The port of this hub's DICOM listener: the bound one, else the configured one (the
+    listener may run in another worker process of the same hub)."""
+    node = _NODE.get(hub)
+    server = node.server if node is not None else None
+    if server is not None:
+        return int(server.server_address[1])
+    return _config(hub).port
+
+
+def _organization_id(call: OperationCall) -> str | None:
+    organizations = _values(call, "organization")
+    return organizations[0].rpartition("/")[2] if organizations else None
 
 
 def _pacs(hub: Hub) -> RemoteNode:
@@ -138,6 +182,19 @@ def register_routes(hub: Hub) -> Any:
     from fhirhub.adapters.dicom.viewer import make_viewer_router
 
     return [make_router(hub), make_viewer_router()]
+
+
+@hookimpl
+def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
+    """Endpoints are written by admins only: ``$pacs-query``/``$pacs-retrieve`` connect to
+    the PACS an Organization's Endpoint names. The system (this adapter's own ``dicom-wado-rs``
+    Endpoint, loaders) is not limited; an unprivileged caller gets 403."""
+    if context.resource_type != "Endpoint":
+        return
+    access: Access = current_access()
+    if access.scopes is None:  # the system, possibly acting for a tenant
+        return
+    access.require_role(*ENDPOINT_WRITERS)
 
 
 @hookimpl
@@ -224,9 +281,16 @@ def _pacs_retrieve(call: OperationCall) -> dict[str, Any]:
         raise FhirError(
             409, "C-MOVE needs the DICOM listener running; use method=get", code="conflict"
         )
+    pacs = _pacs_for(call)
+    tenant = _arrival_tenant(call, pacs, method)
     try:
         result = retrieve(
-            archive_for(hub), _pacs_for(call), studies, own_aet=_config(hub).aet, method=method
+            archive_for(hub),
+            pacs,
+            studies,
+            own_aet=_config(hub).aet,
+            method=method,
+            tenant=tenant,
         )
     except PacsError as exc:
         raise FhirError(502, str(exc), code="transient") from exc
@@ -239,6 +303,34 @@ def _pacs_retrieve(call: OperationCall) -> dict[str, Any]:
         for ref in result.imaging_studies
     ]
     return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def _arrival_tenant(call: OperationCall, pacs: RemoteNode, method: str) -> str | None:
+    """The tenant the retrieved instances are stored for: the caller's (a hub-wide admin's:
+    the ``organization`` named, else the default tenant). C-GET stores them so itself; with
+    C-MOVE they arrive on the listener from the PACS's AE title, whose ``tenants`` entry
+    decides, so it must be the caller's tenant or the instances would land elsewhere."""
+    access = current_access()
+    tenant = access.tenant if access.tenant is not None else _organization_id(call)
+    if method != "move":
+        return tenant
+    try:
+        arrives_for = _config(call.hub).tenant_of_ae(pacs.aet)
+    except UnknownAE as exc:
+        raise FhirError(
+            409,
+            f"The DICOM listener refuses {pacs.aet}, which would send the C-MOVE's instances: "
+            "add it to [plugin.dicom] tenants, or use method=get",
+            code="conflict",
+        ) from exc
+    if access.tenant is not None and arrives_for != access.tenant:
+        raise FhirError(
+            409,
+            f"C-MOVE from {pacs.aet} stores for the tenant its AE title maps to in "
+            f"[plugin.dicom] tenants, not for {access.tenant}; map it or use method=get",
+            code="conflict",
+        )
+    return arrives_for
 
 
 @hookimpl

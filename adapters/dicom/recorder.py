@@ -3,7 +3,8 @@
 Why a dedicated writer: an ImagingStudy holds every instance of its study, so recording
 instances one transaction each rewrites (validates, indexes) the whole growing study for every
 image, O(n²) per study. The recorder takes whatever instances have queued up while its previous
-transaction committed, groups them by study and records each group as one transaction
+transaction committed, groups them by tenant and study (two tenants' copies of one study are
+two studies) and records each group as one transaction
 (:func:`mapping.transaction_bundle` accepts several instances). Under load the batches grow by
 themselves; when idle each instance is its own batch. It is also the only FHIR writer of the
 adapter, so two instances of one study never race for the same ImagingStudy in this process.
@@ -51,15 +52,11 @@ class Pending:
 
 
 class StudyRecorder:
-    """Queue + writer thread around ``record(batch_of_one_study) -> ImagingStudy reference``."""
+    """Queue + writer thread around ``record(batch of one tenant's study) -> ImagingStudy
+    reference``; ``record`` also flags the catalogue rows once the transaction committed."""
 
-    def __init__(
-        self,
-        record: Callable[[Sequence[InstanceHeaders]], str],
-        on_recorded: Callable[[Sequence[str]], None],
-    ) -> None:
+    def __init__(self, record: Callable[[Sequence[InstanceHeaders]], str]) -> None:
         self._record = record
-        self._on_recorded = on_recorded
         self._queue: list[Pending] = []
         self._busy = False
         self._closed = False
@@ -102,9 +99,10 @@ class StudyRecorder:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 self._busy = True
             try:
-                by_study: dict[str, list[Pending]] = {}
+                by_study: dict[tuple[str, str], list[Pending]] = {}
                 for pending in batch:
-                    by_study.setdefault(pending.headers.study_uid, []).append(pending)
+                    key = (pending.headers.tenant, pending.headers.study_uid)
+                    by_study.setdefault(key, []).append(pending)
                 for group in by_study.values():
                     self._record_group(group)
             finally:
@@ -123,8 +121,5 @@ class StudyRecorder:
             log.error("DICOM instance %s not recorded in FHIR: %s", group[0].headers.sop_uid, error)
             group[0].finish(None, error)
             return
-        try:
-            self._on_recorded([p.headers.sop_uid for p in group])
-        finally:
-            for pending in group:
-                pending.finish(reference)
+        for pending in group:
+            pending.finish(reference)

@@ -6,6 +6,18 @@ information models (C-FIND at PATIENT/STUDY/SERIES/IMAGE level, C-MOVE to config
 destinations, C-GET on the same association). Each handler is a small function turning protocol
 data into a call on the :class:`DicomArchive` and its answer back into a DIMSE status.
 
+Who is calling decides what they see. The calling AE title maps to a tenant
+(``[plugin.dicom] tenants``, :meth:`DicomConfig.tenant_of_ae`); an AE the configuration does
+not name is refused at association with A-ASSOCIATE-RJ (PS3.8 9.3.4: rejected-permanent,
+service-user, calling AE title not recognized) unless ``accept_unknown_aes`` is set. Every
+C-FIND, C-MOVE and C-GET is evaluated inside that tenant's part of the catalogue, C-STORE stores
+for it, and C-MOVE sends only to destinations of the same tenant.
+
+One peer cannot starve the others: each peer address may hold ``max_associations_per_peer``
+connections at once (counted from the TCP accept, before any PDU, so connections that never
+send an A-ASSOCIATE-RQ count too), the A-ASSOCIATE-RQ must arrive within ``acse_timeout`` and
+an association silent for ``idle_timeout`` is aborted (PS3.8 9.1.5, ARTIM timer).
+
 Why TCP_NODELAY: a C-STORE exchange is a small request PDU followed by the peer waiting for a
 small response PDU; with Nagle's algorithm on one side and delayed ACK on the other, every
 round trip stalls ~40-90 ms (DESIGN.md, "Network listeners"). It is set on every accepted
@@ -37,8 +49,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, read_part10
-from fhirhub.adapters.dicom.config import DicomConfig
-from fhirhub.adapters.dicom.instance_index import LEVELS, QueryError
+from fhirhub.adapters.dicom.config import DicomConfig, UnknownAE
+from fhirhub.adapters.dicom.instance_index import LEVELS, QueryError, TenantView
 from fhirhub.fhir_store.errors import FhirError
 
 if TYPE_CHECKING:
@@ -57,6 +69,10 @@ UNABLE_TO_PROCESS = 0xC000
 
 #: Maximum PDU we accept (PS3.8 9.3.3.3: 0 means unlimited; larger PDUs mean fewer sends).
 MAX_PDU = 256 * 1024
+
+#: A-ASSOCIATE-RJ for an unknown calling AE (PS3.8 Table 9-21): rejected-permanent (1),
+#: DICOM UL service-user (1), calling-AE-title-not-recognized (3).
+REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
 
 QUERY_RETRIEVE_FIND = (
     PatientRootQueryRetrieveInformationModelFind,
@@ -85,9 +101,17 @@ def on_connection_open(event: Event) -> None:
 
 
 class NoDelayAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with TCP_NODELAY and a peer-host allow-list."""
+    """pynetdicom's threaded server with TCP_NODELAY, a peer-host allow-list and a limit on
+    the connections one peer address holds at once."""
 
     allowed_hosts: tuple[str, ...] = ()
+    max_per_peer: int = 0  # 0: no per-peer limit
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._peer_lock = threading.Lock()
+        #: Connections accepted whose association thread has not started yet, per address.
+        self._starting: dict[str, int] = {}
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         client, address = super().get_request()
@@ -95,11 +119,48 @@ class NoDelayAssociationServer(ThreadedAssociationServer):
         return client, address
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        """socketserver hook: a peer not on the host allow-list is closed before any PDU."""
-        if self.allowed_hosts and client_address[0] not in self.allowed_hosts:
-            log.warning("DICOM connection from %s refused: host not allowed", client_address[0])
+        """socketserver hook, on the accepting thread: a peer not on the host allow-list, or
+        already holding ``max_per_peer`` connections, is closed before any PDU is read."""
+        host = str(client_address[0])
+        if self.allowed_hosts and host not in self.allowed_hosts:
+            log.warning("DICOM connection from %s refused: host not allowed", host)
             return False
+        if self.max_per_peer:
+            with self._peer_lock:
+                held = self._starting.get(host, 0) + self.connections_from(host)
+                if held >= self.max_per_peer:
+                    log.warning(
+                        "DICOM connection from %s refused: it holds %d (max_associations_per_peer)",
+                        host,
+                        held,
+                    )
+                    return False
+                self._starting[host] = self._starting.get(host, 0) + 1
         return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Runs the request (which starts the association's own thread), then stops counting
+        it as starting: from here on it is counted as a live association."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            if self.max_per_peer:
+                host = str(client_address[0])
+                with self._peer_lock:
+                    left = self._starting.get(host, 0) - 1
+                    if left > 0:
+                        self._starting[host] = left
+                    else:
+                        self._starting.pop(host, None)
+
+    def connections_from(self, host: str) -> int:
+        """Live association threads (negotiating, established or closing) of one peer."""
+        count = 0
+        for assoc in self.active_associations:
+            info = assoc.requestor.address_info
+            if info is not None and info.address == host:
+                count += 1
+        return count
 
 
 # -- query identifiers -----------------------------------------------------------------------
@@ -168,16 +229,15 @@ class DicomNode:
         ae = AE(ae_title=self.config.aet)
         ae.maximum_pdu_size = MAX_PDU
         ae.maximum_associations = self.config.max_associations
-        ae.network_timeout = 30
-        ae.acse_timeout = 30
-        ae.dimse_timeout = 60
-        if self.config.allowed_aes:
-            ae.require_calling_aet = list(self.config.allowed_aes)
+        ae.network_timeout = self.config.idle_timeout  # silence on an association: A-ABORT
+        ae.acse_timeout = self.config.acse_timeout  # A-ASSOCIATE-RQ after connecting
+        ae.dimse_timeout = self.config.dimse_timeout
         return ae
 
     @property
     def handlers(self) -> list[tuple[Any, Any]]:
         return [
+            (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_C_MOVE, self.on_move),
@@ -197,6 +257,7 @@ class DicomNode:
         )
         assert isinstance(server, NoDelayAssociationServer)
         server.allowed_hosts = self.config.allowed_hosts
+        server.max_per_peer = self.config.max_associations_per_peer
         self.ae._servers.append(server)  # as AE.start_server does: server.shutdown() expects it
         self.server = server
         self._thread = threading.Thread(
@@ -224,17 +285,39 @@ class DicomNode:
 
     # -- handlers -----------------------------------------------------------------------------
 
+    def on_requested(self, event: Event) -> None:
+        """EVT_REQUESTED (the A-ASSOCIATE-RQ arrived): refuse a calling AE the configuration
+        does not name, before any presentation context is negotiated."""
+        request = event.assoc.requestor.primitive
+        assert request is not None  # EVT_REQUESTED fires once the A-ASSOCIATE-RQ is decoded
+        caller = str(request.calling_ae_title).strip()
+        try:
+            self.config.tenant_of_ae(caller)
+        except UnknownAE:
+            log.warning(
+                "DICOM association from %s refused: calling AE %r is not configured "
+                "([plugin.dicom] tenants or allowed_aes)",
+                event.assoc.requestor.address,
+                caller,
+            )
+            event.assoc.acse.send_reject(*REJECT_UNKNOWN_CALLER)
+            event.assoc.kill()
+
+    def _view(self, event: Event) -> TenantView:
+        """The part of the catalogue the calling AE sees (refused AEs never get here)."""
+        return TenantView(self.config.tenant_of_ae(str(event.assoc.requestor.ae_title)))
+
     def on_store(self, event: Event) -> int | Dataset:
-        """C-STORE: store, record in FHIR, answer 0x0000 or a failure status (B.2.3)."""
+        """C-STORE: store for the calling AE's tenant, record in FHIR, answer 0x0000 or a
+        failure status (B.2.3)."""
         try:
             data = event.encoded_dataset(include_meta=True)
             ds = read_part10(data)
-            caller = str(event.assoc.requestor.ae_title).strip()
             self.archive.store_part10(
                 data,
                 ds,
                 wait=self.config.wait_for_fhir,
-                tenant=self.config.tenants.get(caller),
+                tenant=self._view(event).tenant,
             )
         except InstanceRejected as rejected:
             log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, rejected)
@@ -269,7 +352,7 @@ class DicomNode:
         """C-FIND: pending responses, one per match, then success (C.4.1.2)."""
         try:
             level, keys, requested = self._query(event)
-            matches = self.archive.index.find(level, keys)
+            matches = self.archive.index.find(self._view(event), level, keys)
         except QueryError as exc:
             yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
             return
@@ -281,7 +364,7 @@ class DicomNode:
 
     def _datasets(self, event: Event) -> tuple[list[Any], Any]:
         level, keys, _requested = self._query(event)
-        instances = self.archive.index.instances_matching(level, keys)
+        instances = self.archive.index.instances_matching(self._view(event), level, keys)
         return instances, level
 
     def _retrieve(self, instances: list[Any], event: Event) -> Iterator[Any]:
@@ -297,9 +380,28 @@ class DicomNode:
                 continue
             yield PENDING, ds
 
+    def _destination_allowed(self, event: Event, destination_aet: str) -> bool:
+        """A C-MOVE may send a tenant's instances only to a destination of the same tenant
+        (one mapped to it, or acting for it as the default); an all-tenant caller anywhere."""
+        caller = self._view(event).tenant
+        if caller is None:
+            return True
+        try:
+            return self.config.tenant_of_ae(destination_aet) == caller
+        except UnknownAE:
+            return False
+
     def on_move(self, event: Event) -> Iterator[Any]:
         """C-MOVE: destination, number of sub-operations, then the datasets (C.4.2.2)."""
-        destination = self.config.destinations.get((event.move_destination or "").strip())
+        aet = (event.move_destination or "").strip()
+        destination = self.config.destinations.get(aet)
+        if destination is not None and not self._destination_allowed(event, aet):
+            log.warning(
+                "C-MOVE from %s to %r refused: the destination is not of the caller's tenant",
+                event.assoc.requestor.ae_title,
+                aet,
+            )
+            destination = None  # answered like an unknown one: nothing to learn from it
         if destination is None:
             log.warning("C-MOVE to unknown destination %r", event.move_destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination unknown

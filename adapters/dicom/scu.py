@@ -197,9 +197,15 @@ def move_studies(
 
 
 def get_studies(
-    pacs: RemoteNode, study_uids: Sequence[str], archive: DicomArchive, *, calling_aet: str
+    pacs: RemoteNode,
+    study_uids: Sequence[str],
+    archive: DicomArchive,
+    *,
+    calling_aet: str,
+    tenant: str | None = None,
 ) -> RetrieveResult:
-    """C-GET each study; every instance received is stored in ``archive`` as it arrives."""
+    """C-GET each study; every instance received is stored in ``archive`` for ``tenant``
+    (None: the default tenant) as it arrives."""
     result = RetrieveResult(list(study_uids))
     ae = _client_ae(calling_aet)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
@@ -211,7 +217,9 @@ def get_studies(
 
     def on_store(event: Event) -> int:
         try:
-            archive.store_part10(event.encoded_dataset(include_meta=True), wait=False)
+            archive.store_part10(
+                event.encoded_dataset(include_meta=True), wait=False, tenant=tenant
+            )
         except InstanceRejected as rejected:
             return rejected.status
         except Exception:
@@ -238,17 +246,21 @@ def retrieve(
     *,
     own_aet: str,
     method: str = "move",
+    tenant: str | None = None,
 ) -> RetrieveResult:
-    """Bring studies from the PACS into fhirhub and report their ImagingStudy references."""
+    """Bring studies from the PACS into fhirhub and report their ImagingStudy references.
+    ``tenant`` is the tenant the instances are stored for (None: the default tenant): with
+    C-GET the archive stores them so; with C-MOVE the listener does, by the PACS's AE title,
+    and the caller passes the tenant that maps to."""
     if method == "move":
         result = move_studies(pacs, study_uids, calling_aet=own_aet, destination_aet=own_aet)
     elif method == "get":
-        result = get_studies(pacs, study_uids, archive, calling_aet=own_aet)
+        result = get_studies(pacs, study_uids, archive, calling_aet=own_aet, tenant=tenant)
     else:
         raise ValueError(f"method must be 'move' or 'get', not {method!r}")
     archive.drain()
     for uid in study_uids:
-        current = archive.current_study(uid)
+        current = archive.current_study(uid, tenant or archive.default_tenant)
         if current is not None:
             result.imaging_studies.append(f"ImagingStudy/{current.resource_id}")
     return result

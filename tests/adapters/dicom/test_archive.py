@@ -72,7 +72,7 @@ def object_store(request: pytest.FixtureRequest) -> str:
     return "" if request.param == "file" else str(request.getfixturevalue("s3_url"))
 
 
-def catalogue_unrecorded(archive: DicomArchive, path: Path, tenant: str | None = None) -> Any:
+def catalogue_unrecorded(archive: DicomArchive, path: Path, tenant: str = "") -> Any:
     """What a crash between the catalogue row and the FHIR commit leaves behind: the file and
     its row, not recorded. Returns the data set."""
     data = path.read_bytes()
@@ -132,7 +132,8 @@ def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path
 
     from fhirhub.core.http.app import create_app
 
-    hub = build_hub(node_settings(sqlite_url, tmp_path))  # dicom_port "0": any free port
+    # dicom_port "0": any free port; accept_unknown_aes: any calling AE title
+    hub = build_hub(node_settings(sqlite_url, tmp_path, accept_unknown_aes=True))
     with TestClient(create_app(hub=hub)) as client:
         node = dicom_node(hub)
         assert node.running

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fhirhub.adapters.dicom.instance_index import ALL_TENANTS
 from tests.adapters.dicom.conftest import (
     MOVE_AET,
     NODE_AET,
@@ -87,7 +88,7 @@ def test_storescu_then_find_move_get(running_node: RunningNode, tmp_path: Path) 
 
     study_uid = next(
         s["StudyInstanceUID"]
-        for s in running_node.archive.index.find("STUDY", {"PatientID": "98890234"})
+        for s in running_node.archive.index.find(ALL_TENANTS, "STUDY", {"PatientID": "98890234"})
         if s["NumberOfStudyRelatedInstances"] == 11
     )
     moved = tmp_path / "moved"

@@ -22,6 +22,7 @@ from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, exist
 from fhirhub.adapters.dicom.config import STORE_ENV, object_store_url
 from fhirhub.adapters.dicom.content_store import ContentStore, StoreUnavailable, open_content_store
 from fhirhub.adapters.dicom.file_store import FileStore
+from fhirhub.adapters.dicom.instance_index import ALL_TENANTS
 from fhirhub.adapters.dicom.plugin import dicom_node
 from fhirhub.adapters.dicom.s3_store import S3Store
 from fhirhub.core.hub import build_hub
@@ -180,7 +181,9 @@ def test_store_down_answers_out_of_resources_and_writes_nothing(
         assert time.monotonic() - started < 10  # an answer, not a hang
         assert archive.drain()
         mr_uid = str(pydicom.dcmread(mr).SOPInstanceUID)
-        assert archive.index.instances_matching("IMAGE", {"SOPInstanceUID": mr_uid}) == []
+        assert (
+            archive.index.instances_matching(ALL_TENANTS, "IMAGE", {"SOPInstanceUID": mr_uid}) == []
+        )
         assert archive.index.count() == 1 and archive.index.unrecorded() == []
         assert not archive.files.check()
 
@@ -189,7 +192,7 @@ def test_store_down_answers_out_of_resources_and_writes_nothing(
         assert send(port, mr, MRImageStorage) == 0xA700
         server.client().make_bucket(bucket)
         assert send(port, mr, MRImageStorage) == 0x0000
-        (row,) = archive.index.instances_matching("IMAGE", {"SOPInstanceUID": mr_uid})
+        (row,) = archive.index.instances_matching(ALL_TENANTS, "IMAGE", {"SOPInstanceUID": mr_uid})
         assert server.client().stat_object(bucket, archive.files.key_for(row.digest))  # type: ignore[attr-defined]
     finally:
         node.stop()
@@ -365,7 +368,7 @@ def test_storescu_into_s3_then_wado_rs_and_c_get_return_the_same_bytes(
         # WADO-RS: every instance of a study, byte for byte what the bucket holds
         study_uid = next(
             s["StudyInstanceUID"]
-            for s in archive.index.find("STUDY", {"PatientID": "98890234"})
+            for s in archive.index.find(ALL_TENANTS, "STUDY", {"PatientID": "98890234"})
             if s["NumberOfStudyRelatedInstances"] == 11
         )
         response = client.get(f"/plugins/dicom/dicomweb/studies/{study_uid}")

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.slow
 def test_storescu_to_served_hub(sqlite_url: str, tmp_path: Path) -> None:
     need_dcmtk()
     dicom_port = free_port()
-    server = LiveServer(sqlite_url, tmp_path, env={"FHIRHUB_DICOM_PORT": str(dicom_port)}).start()
+    config = tmp_path / "fhirhub.toml"
+    config.write_text('[plugin.dicom]\nallowed_aes = ["STORESCU"]\n')  # storescu's default AE
+    env = {"FHIRHUB_DICOM_PORT": str(dicom_port), "FHIRHUB_CONFIG": str(config)}
+    server = LiveServer(sqlite_url, tmp_path, env=env).start()
     try:
         files = [str(p) for p in dicomdir_files() if "98892003" in p.parts]
         sent = subprocess.run(
