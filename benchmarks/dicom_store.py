@@ -3,6 +3,7 @@ storescp receiving the same files in the same run.
 
     .venv/bin/python benchmarks/dicom_store.py [--instances 2000] [--associations 4]
         [--files mixed|ct] [--wait-for-fhir] [--object-store moto|s3://bucket/prefix?endpoint=...]
+        [--tenant ORG]
 
 The pydicom test files (CT, MR, CR from ``dicomdirtests`` plus ``CT_small``/``MR_small``) are
 copied to ``--instances`` files with fresh SOP Instance UIDs, 100 instances per study and 20 per
@@ -16,6 +17,9 @@ what is measured). Runs: storescp (one association), fhirhub (one association), 
 files in an S3-API object store instead of under the data directory: an ``s3://`` URL (a fresh
 bucket per run is created next to the one named), or ``moto`` for moto's S3 server started on
 loopback as its own process (sharing the CPUs with everything else).
+storescu calls as ``STORESCU``, which the node accepts through ``[plugin.dicom] allowed_aes``
+(stored for no tenant), or with ``--tenant ORG`` through ``tenants = {STORESCU = "ORG"}``
+(stored and written to FHIR for that tenant).
 Prints a Markdown table (see docs/dicom.md for recorded figures).
 """
 
@@ -136,9 +140,11 @@ def run_fhirhub(
     *,
     wait_for_fhir: bool = False,
     object_store: str = "",
+    tenant: str = "",
 ) -> tuple[float, dict[str, int]]:
     from fhirhub.adapters.dicom.archive import archive_for
     from fhirhub.adapters.dicom.config import DicomConfig
+    from fhirhub.adapters.dicom.instance_index import ALL_TENANTS
     from fhirhub.adapters.dicom.scp import DicomNode
     from fhirhub.core.hub import build_hub
     from fhirhub.core.settings import Settings
@@ -148,7 +154,14 @@ def run_fhirhub(
         db=f"sqlite:///{data / 'hub.db'}",
         data_dir=data,
         dicom_port="0",
-        plugin_config={"dicom": {"wait_for_fhir": wait_for_fhir, "object_store": object_store}},
+        plugin_config={
+            "dicom": {
+                "wait_for_fhir": wait_for_fhir,
+                "object_store": object_store,
+                # the calling AE storescu uses must be configured (unknown AEs are refused)
+                **({"tenants": {"STORESCU": tenant}} if tenant else {"allowed_aes": ["STORESCU"]}),
+            }
+        },
     )  # type: ignore[call-arg]
     hub = build_hub(settings)
     archive = archive_for(hub)
@@ -167,7 +180,7 @@ def run_fhirhub(
         counts = {
             "acked_ms": int(acked * 1000),
             "instances": archive.index.count(),
-            "studies": len(archive.index.find("STUDY", {})),
+            "studies": len(archive.index.find(ALL_TENANTS, "STUDY", {})),
             "stored_objects": sum(1 for _ in archive.files.stored()),
         }
         with hub.store.read() as conn:
@@ -284,6 +297,11 @@ def main() -> None:
         help="also measure storing into S3: an s3:// URL, or 'moto' for a local moto server",
     )
     parser.add_argument(
+        "--tenant",
+        default="",
+        help="store for this tenant (tenants = {STORESCU = TENANT}) instead of for none",
+    )
+    parser.add_argument(
         "--only-extra",
         action="store_true",
         help="skip the default-mode fhirhub runs (storescp is always measured)",
@@ -326,7 +344,9 @@ def main() -> None:
                         run_options["object_store"] = fresh_bucket(
                             options["object_store"], number * 100 + associations
                         )
-                    elapsed, counts = run_fhirhub(files, work, associations, **run_options)
+                    elapsed, counts = run_fhirhub(
+                        files, work, associations, tenant=args.tenant, **run_options
+                    )
                     assert counts["instances"] == n and counts["fhir_instances"] == n, counts
                     assert counts["stored_objects"] == n, counts
                     rows.append((label, associations, elapsed))

@@ -15,8 +15,8 @@ for it, and C-MOVE sends only to destinations of the same tenant.
 
 One peer cannot starve the others: each peer address may hold ``max_associations_per_peer``
 connections at once (counted from the TCP accept, before any PDU, so connections that never
-send an A-ASSOCIATE-RQ count too), the A-ASSOCIATE-RQ must arrive within ``acse_timeout`` and
-an association silent for ``idle_timeout`` is aborted (PS3.8 9.1.5, ARTIM timer).
+send an A-ASSOCIATE-RQ count too), the A-ASSOCIATE-RQ must arrive within ``acse_timeout`` (the
+ARTIM timer of PS3.8 9.1.5) and an association silent for ``idle_timeout`` is aborted.
 
 Why TCP_NODELAY: a C-STORE exchange is a small request PDU followed by the peer waiting for a
 small response PDU; with Nagle's algorithm on one side and delayed ACK on the other, every
