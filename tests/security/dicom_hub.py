@@ -29,6 +29,7 @@ import uvicorn
 from pydicom.dataset import Dataset
 
 from fhirhub.adapters.dicom.archive import DicomArchive, archive_for
+from fhirhub.adapters.dicom.plugin import dicom_node
 from fhirhub.core.access import Access, parse_scopes
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, build_hub
@@ -133,7 +134,7 @@ def served_hub(db: str, data_dir: Path, **dicom: Any) -> Iterator[ServedHub]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        assert "dicom.node" in hub.extra, "the DICOM listener did not start"
+        assert dicom_node(hub) is not None, "the DICOM listener did not start"
         for tenant in ("org-a", "org-b"):
             create_tenant(hub, tenant, f"Hospital {tenant[-1].upper()}")
         yield ServedHub(hub, f"http://127.0.0.1:{http_port}", dicom_port, callers)

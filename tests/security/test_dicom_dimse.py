@@ -32,17 +32,20 @@ from tests.security.dicom_hub import (
 
 
 @pytest.fixture
-def served(sqlite_url: str, tmp_path: Path) -> Iterator[ServedHub]:
-    """Destinations: VIEWER_A (org-a's workstation), VIEWER_B (org-b's), both listening on
-    ports the tests open with movescu."""
-    viewers = {"VIEWER_A": free_port(), "VIEWER_B": free_port()}
+def viewers() -> dict[str, int]:
+    """C-MOVE destinations: VIEWER_A (org-a's workstation), VIEWER_B (org-b's), on ports the
+    tests listen on (movescu, a pynetdicom storage SCP)."""
+    return {"VIEWER_A": free_port(), "VIEWER_B": free_port()}
+
+
+@pytest.fixture
+def served(sqlite_url: str, tmp_path: Path, viewers: dict[str, int]) -> Iterator[ServedHub]:
     with served_hub(
         sqlite_url,
         tmp_path / "hub",
         tenants={"CT_A": "org-a", "CT_B": "org-b", "VIEWER_A": "org-a", "VIEWER_B": "org-b"},
         destinations={aet: f"127.0.0.1:{port}" for aet, port in viewers.items()},
     ) as hub:
-        hub.hub.extra["test.viewers"] = viewers
         yield hub
 
 
@@ -153,15 +156,13 @@ def test_c_find_answers_from_the_calling_aes_tenant_only(
 
 
 def test_c_get_and_c_move_retrieve_from_the_calling_aes_tenant_only(
-    served: ServedHub, two_studies: dict[str, Dataset], tmp_path: Path
+    served: ServedHub, two_studies: dict[str, Dataset], tmp_path: Path, viewers: dict[str, int]
 ) -> None:
     a_uid = str(two_studies["org-a"].StudyInstanceUID)
     assert [str(ds.SOPInstanceUID) for ds in c_get(served, "CT_A", a_uid)] == [
         str(two_studies["org-a"].SOPInstanceUID)
     ]
     assert c_get(served, "CT_B", a_uid) == []  # org-b asks for org-a's study: nothing
-
-    viewers = served.hub.extra["test.viewers"]
 
     def movescu(caller: str, destination: str) -> tuple[int, str]:
         out = tmp_path / f"{caller}-{destination}"
@@ -195,7 +196,7 @@ def test_c_get_and_c_move_retrieve_from_the_calling_aes_tenant_only(
 
 
 def test_c_move_never_sends_to_another_tenants_destination(
-    served: ServedHub, two_studies: dict[str, Dataset]
+    served: ServedHub, two_studies: dict[str, Dataset], viewers: dict[str, int]
 ) -> None:
     """CT_B asks the hub to push its own study to org-a's workstation: refused as an unknown
     destination (0xA801), the workstation (listening) receives nothing."""
@@ -209,7 +210,7 @@ def test_c_move_never_sends_to_another_tenants_destination(
     workstation = AE(ae_title="VIEWER_A")
     for context in StoragePresentationContexts:
         workstation.add_supported_context(context.abstract_syntax)
-    port = served.hub.extra["test.viewers"]["VIEWER_A"]
+    port = viewers["VIEWER_A"]
     scp = workstation.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
