@@ -53,7 +53,17 @@ from fhirhub.adapters.dicom.mapping import (
     transaction_bundle,
 )
 from fhirhub.adapters.dicom.recorder import StudyRecorder
-from fhirhub.sdk import SYSTEM, FhirError, Hub, HubLocal, acting_as, search, system_for
+from fhirhub.sdk import (
+    SYSTEM,
+    FhirError,
+    Hub,
+    HubLocal,
+    acting_as,
+    process_bundle,
+    search,
+    snapshot,
+    system_for,
+)
 
 log = logging.getLogger("fhirhub.dicom")
 
@@ -218,8 +228,6 @@ class DicomArchive:
 
     def _record(self, instances: Sequence[InstanceHeaders]) -> tuple[str, str | None]:
         """(ImagingStudy reference, id of the Patient it names) after the transaction."""
-        from fhirhub.core.interactions.bundle import process_bundle
-
         study_uid, tenant = instances[0].study_uid, instances[0].tenant
         for attempt in range(MERGE_ATTEMPTS):
             current = self.current_study(study_uid, tenant)
@@ -235,9 +243,7 @@ class DicomArchive:
                 assert current is not None
                 return f"ImagingStudy/{current.resource_id}", _patient_id(current.resource)
             try:
-                response = orjson.loads(
-                    process_bundle(self.hub, bundle, base_url=self.hub.base_url)
-                )
+                response = process_bundle(self.hub, bundle)
             except FhirError as error:
                 if error.status == 412 and attempt + 1 < MERGE_ATTEMPTS:
                     self._study_ids.pop((tenant, study_uid), None)
@@ -287,22 +293,17 @@ class DicomArchive:
     def current_study(self, study_uid: str, tenant: str) -> CurrentStudy | None:
         """``tenant``'s stored ImagingStudy for a Study Instance UID (by cached id, else by
         search). Another tenant's study with the same UID is never returned, whoever asks."""
-        from fhirhub.core.interactions.search import match_ids
-        from fhirhub.fhir_store.store import UnitOfWork, read_current
-
         owner = tenant or None  # the store's tenant column: NULL for no tenant
         key = (tenant, study_uid)
-        with self.hub.store.read() as conn:
+        with snapshot(self.hub) as tx:
             cached = self._study_ids.get(key)
             if cached is not None:
                 candidates = [cached]
             else:
                 query = f"identifier={token(study_identifier(study_uid))}"
-                candidates = match_ids(
-                    self.hub, UnitOfWork(self.hub.store, conn), "ImagingStudy", query
-                )
+                candidates = tx.match("ImagingStudy", query)
             for study_id in candidates:
-                version = read_current(conn, "ImagingStudy", study_id)
+                version = tx.current("ImagingStudy", study_id)
                 if version is None or version.deleted or version.content is None:
                     continue
                 if version.tenant != owner:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from fhirhub.sdk import Hub, command_hub
 
 dicom_app = typer.Typer(
     help="DICOM: query/retrieve a remote PACS, import files", no_args_is_help=True
@@ -15,11 +19,16 @@ dicom_app = typer.Typer(
 DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
 
 
-def _hub(db: str | None):  # type: ignore[no-untyped-def]
-    from fhirhub.core.hub import build_hub
-    from fhirhub.core.settings import load_settings
-
-    return build_hub(load_settings(db=db))
+@contextmanager
+def _hub(db: str | None, *, dicom_listener: bool = False) -> Iterator[Hub]:
+    """A hub for one command, closed afterwards. Listeners are off (a command must not take
+    the ports of a running hub) unless the command runs one itself (``retrieve --method
+    move``), which keeps the configured DICOM port."""
+    flags: dict[str, Any] = {"db": db}
+    if dicom_listener:
+        flags["dicom_port"] = None  # not given: the configured port applies
+    with command_hub(**flags) as hub:
+        yield hub
 
 
 def _pacs(hub, host: str | None, port: int | None, aet: str | None):  # type: ignore[no-untyped-def]
@@ -46,10 +55,9 @@ def echo(
     from fhirhub.adapters.dicom.config import DicomConfig
     from fhirhub.adapters.dicom.scu import echo as send_echo
 
-    hub = _hub(db)
-    ok = send_echo(
-        _pacs(hub, host, port, aet), calling_aet=DicomConfig.from_settings(hub.settings).aet
-    )
+    with _hub(db) as hub:
+        pacs, own = _pacs(hub, host, port, aet), DicomConfig.from_settings(hub.settings).aet
+    ok = send_echo(pacs, calling_aet=own)
     typer.echo("ok" if ok else "failed")
     raise typer.Exit(0 if ok else 1)
 
@@ -69,7 +77,6 @@ def query(
     from fhirhub.adapters.dicom.config import DicomConfig
     from fhirhub.adapters.dicom.scu import find_studies
 
-    hub = _hub(db)
     criteria = {
         k: v
         for k, v in {
@@ -80,8 +87,9 @@ def query(
         }.items()
         if v
     }
-    own = DicomConfig.from_settings(hub.settings).aet
-    for match in find_studies(_pacs(hub, host, port, aet), criteria, calling_aet=own):
+    with _hub(db) as hub:
+        pacs, own = _pacs(hub, host, port, aet), DicomConfig.from_settings(hub.settings).aet
+    for match in find_studies(pacs, criteria, calling_aet=own):
         typer.echo(json.dumps(match))
 
 
@@ -104,28 +112,28 @@ def retrieve(
     from fhirhub.adapters.dicom.scp import DicomNode
     from fhirhub.adapters.dicom.scu import retrieve as run_retrieve
 
-    hub = _hub(db)
-    config = DicomConfig.from_settings(hub.settings)
-    archive = archive_for(hub)
-    pacs = _pacs(hub, host, port, aet)
-    node = None
-    tenant = None  # C-GET: the default tenant
-    if method == "move":
-        try:  # the listener stores what the PACS sends for the tenant of its AE title
-            tenant = config.tenant_of_ae(pacs.aet)
-        except UnknownAE as exc:
-            raise typer.BadParameter(
-                f"{exc}: the listener would refuse the PACS's C-STOREs; use --method get"
-            ) from exc
-        node = DicomNode(archive, config)
-        node.start()
-    try:
-        result = run_retrieve(
-            archive, pacs, studies, own_aet=config.aet, method=method, tenant=tenant
-        )
-    finally:
-        if node is not None:
-            node.stop()
+    with _hub(db, dicom_listener=method == "move") as hub:
+        config = DicomConfig.from_settings(hub.settings)
+        archive = archive_for(hub)
+        pacs = _pacs(hub, host, port, aet)
+        node = None
+        tenant = None  # C-GET: the default tenant
+        if method == "move":
+            try:  # the listener stores what the PACS sends for the tenant of its AE title
+                tenant = config.tenant_of_ae(pacs.aet)
+            except UnknownAE as exc:
+                raise typer.BadParameter(
+                    f"{exc}: the listener would refuse the PACS's C-STOREs; use --method get"
+                ) from exc
+            node = DicomNode(archive, config)
+            node.start()
+        try:
+            result = run_retrieve(
+                archive, pacs, studies, own_aet=config.aet, method=method, tenant=tenant
+            )
+        finally:
+            if node is not None:
+                node.stop()
     typer.echo(
         json.dumps(
             {
@@ -145,19 +153,20 @@ def import_files(
     """Store local DICOM files as if they had been sent by C-STORE."""
     from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for
 
-    archive = archive_for(_hub(db))
     stored = rejected = 0
-    for path in paths:
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if not file.is_file():
-                continue
-            try:
-                archive.store_part10(file.read_bytes(), wait=False)
-                stored += 1
-            except InstanceRejected as exc:
-                rejected += 1
-                typer.echo(f"{file}: {exc}", err=True)
-    archive.drain()
+    with _hub(db) as hub:
+        archive = archive_for(hub)
+        for path in paths:
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if not file.is_file():
+                    continue
+                try:
+                    archive.store_part10(file.read_bytes(), wait=False)
+                    stored += 1
+                except InstanceRejected as exc:
+                    rejected += 1
+                    typer.echo(f"{file}: {exc}", err=True)
+        archive.drain()
     typer.echo(json.dumps({"stored": stored, "rejected": rejected}))
 
 
@@ -166,4 +175,6 @@ def rebuild_index(db: DbOption = None) -> None:
     """Re-create the C-FIND / QIDO catalogue from the stored files."""
     from fhirhub.adapters.dicom.archive import archive_for
 
-    typer.echo(json.dumps({"indexed": archive_for(_hub(db)).rebuild_index()}))
+    with _hub(db) as hub:
+        indexed = archive_for(hub).rebuild_index()
+    typer.echo(json.dumps({"indexed": indexed}))

@@ -27,10 +27,10 @@ from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for, read_p
 from fhirhub.adapters.dicom.content_store import StoreUnavailable
 from fhirhub.adapters.dicom.instance_index import ALL_TENANTS, COLUMN, QueryError, TenantView
 from fhirhub.adapters.dicom.render import MEDIA_TYPES, RenderError, Window, render_frame
-from fhirhub.fhir_store.errors import FhirError
+from fhirhub.sdk import FhirError
 
 if TYPE_CHECKING:
-    from fhirhub.core.hub import Hub
+    from fhirhub.sdk import Hub
 
 DICOM_JSON = "application/dicom+json"
 DEFAULT_LIMIT = 1000  # QIDO-RS lets the server cap results (PS3.18 8.3.4.4)

@@ -51,7 +51,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, read_part10
 from fhirhub.adapters.dicom.config import DicomConfig, UnknownAE
 from fhirhub.adapters.dicom.instance_index import LEVELS, QueryError, TenantView
-from fhirhub.fhir_store.errors import FhirError
+from fhirhub.sdk import FhirError
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
