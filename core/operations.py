@@ -43,6 +43,11 @@ class Operation:
     description: str = ""
     definition_url: str = ""
     parameters: tuple[dict[str, Any], ...] = field(default=())
+    #: For an operation that changes state by writing resources of other types than the one it
+    #: is invoked on (``Patient/1/$diet-optimise`` writes a NutritionOrder): those types.
+    #: ``authorize`` then requires only read on the invoked type; the writes themselves go
+    #: through the SDK, which checks the caller's scopes for each written type.
+    writes: tuple[str, ...] = ()
 
     def definition(self, base_url: str) -> dict[str, Any]:
         """The OperationDefinition resource describing this operation."""
@@ -70,7 +75,8 @@ class Operation:
         from fhirhub.core.access import current_access
 
         access = current_access()
-        for permission in ("r", "c", "u") if self.affects_state else ("r",):
+        state_checks = self.affects_state and not self.writes
+        for permission in ("r", "c", "u") if state_checks else ("r",):
             access.require(permission, resource_type)
 
     def applies_to(self, level: str, resource_type: str | None) -> bool:
