@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("security", "fhirhub.plugins.security"),
     ("audit", "fhirhub.plugins.audit"),
     ("integrity", "fhirhub.plugins.integrity"),
+    ("diet", "fhirhub.plugins.diet"),
 )
 
 
