@@ -58,6 +58,6 @@ def energy_requirement(
     ree = resting_energy(person)
     text = (
         f"Mifflin-St Jeor {ree:,.0f} kcal x {factor} ({person.activity} activity) "
-        f"for {person.sex}, {person.age:g} y, {person.weight_kg:g} kg, {person.height_cm:g} cm"
+        f"for {person.sex}, {person.age:g} y, {person.weight_kg:.1f} kg, {person.height_cm:.1f} cm"
     )
     return ree * factor, text
