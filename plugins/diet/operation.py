@@ -94,7 +94,7 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
 def _store(hub: Hub, plan: Any, order: dict[str, Any]) -> dict[str, Any]:
     """The order and its Provenance in one transaction (both or neither)."""
     order_url = new_urn()
-    agent = _author()
+    agent = _author(hub)
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -116,14 +116,34 @@ def _store(hub: Hub, plan: Any, order: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _author() -> dict[str, Any]:
+SUBJECT_SYSTEM = "https://fhirhub.dev/fhir/sid/subject"
+TENANT_SYSTEM = "https://fhirhub.dev/fhir/CodeSystem/tenant"
+
+
+def _resolvable(hub: Hub, reference: object) -> str | None:
+    """``reference`` when it names a resource the caller can read, else None: a stored
+    reference must resolve (the hub checks), and a token's fhirUser need not exist here."""
+    if not isinstance(reference, str) or reference.count("/") != 1:
+        return None
+    resource_type, resource_id = reference.split("/")
+    try:
+        read(hub, resource_type, resource_id)
+    except FhirError:
+        return None
+    return reference
+
+
+def _author(hub: Hub) -> dict[str, Any]:
+    """The caller as the Provenance author: its FHIR user when that resolves, otherwise a
+    logical reference by its subject; on behalf of its tenant."""
     access = current_access()
-    fhir_user = (access.extra or {}).get("fhir_user")
-    who: dict[str, Any]
-    if isinstance(fhir_user, str) and "/" in fhir_user:
+    fhir_user = _resolvable(hub, (access.extra or {}).get("fhir_user"))
+    who: dict[str, Any] = {
+        "identifier": {"system": SUBJECT_SYSTEM, "value": access.subject},
+        "display": access.subject,
+    }
+    if fhir_user is not None:
         who = {"reference": fhir_user, "display": access.subject}
-    else:
-        who = {"display": access.subject}
     agent: dict[str, Any] = {
         "type": {
             "coding": [
@@ -137,7 +157,12 @@ def _author() -> dict[str, Any]:
         "who": who,
     }
     if access.tenant is not None:
-        agent["onBehalfOf"] = {"reference": f"Organization/{access.tenant}"}
+        organization = _resolvable(hub, f"Organization/{access.tenant}")
+        agent["onBehalfOf"] = (
+            {"reference": organization}
+            if organization
+            else {"identifier": {"system": TENANT_SYSTEM, "value": access.tenant}}
+        )
     return agent
 
 
@@ -165,8 +190,8 @@ def diet_approve(call: OperationCall) -> dict[str, Any]:
     version = (order.get("meta") or {}).get("versionId")
     order["status"] = "active"
     order["dateTime"] = datetime.now(UTC).isoformat(timespec="seconds")
-    fhir_user = (access.extra or {}).get("fhir_user")
-    if isinstance(fhir_user, str) and fhir_user.startswith(("Practitioner/", "PractitionerRole/")):
+    fhir_user = _resolvable(call.hub, (access.extra or {}).get("fhir_user"))
+    if fhir_user is not None and fhir_user.startswith(("Practitioner/", "PractitionerRole/")):
         order["orderer"] = {"reference": fhir_user}
     note = call.parameters.get("note")
     order.setdefault("note", []).append(
