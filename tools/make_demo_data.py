@@ -75,6 +75,7 @@ CONDITIONS = {
     "anemia": ("271737000", "Anemia", True),
     "bronchitis": ("10509002", "Acute bronchitis", False),
     "sinusitis": ("444814009", "Viral sinusitis", False),
+    "ckd3": ("433144002", "Chronic kidney disease stage 3", True),
 }
 
 # RxNorm clinical drugs, with the condition they treat and a dosage text.
@@ -120,6 +121,7 @@ ALLERGIES = {
     "grass": ("418689008", "Allergy to grass pollen", "environment", "low"),
     "bee": ("424213003", "Allergy to bee venom", "environment", "high"),
     "latex": ("300916003", "Latex allergy", "environment", "low"),
+    "shellfish": ("300913006", "Shellfish allergy", "food", "high"),
 }
 
 # CVX vaccine codes.
@@ -220,7 +222,7 @@ PATIENTS = [
     PatientSpec(["Kwame", "Ade"], "Mensah-Boaten", "male", date(1970, 9, 17), "100239",
                 "61 Quarry Road", "Larkspur Falls", "00418", "555-0190",
                 ["diabetes", "hypertension", "hyperlipidemia"], ["metformin", "amlodipine", "simvastatin"],
-                ["bee"], ["flu", "td", "pcv13"], ["chest-xr"],
+                ["bee", "shellfish"], ["flu", "td", "pcv13"], ["chest-xr"],
                 systolic=142, diastolic=88, heart_rate=78, weight=101, height=178,
                 weight_drift=-3, systolic_drift=-3),
     PatientSpec(["Elodie"], "Fairbairnes", "female", date(1936, 12, 5), "100240",
@@ -231,7 +233,7 @@ PATIENTS = [
                 weight_drift=-1.2, systolic_drift=2, height_growth=-0.4),
     PatientSpec(["Rafael"], "Antunesco", "male", date(1963, 4, 26), "100241",
                 "19 Ferry Street", "Brightwater", "00219", "555-0126",
-                ["afib", "hypertension"], ["warfarin", "hctz"],
+                ["afib", "hypertension", "ckd3"], ["warfarin", "hctz"],
                 [], ["flu", "td", "zoster"], ["head-ct"],
                 systolic=136, diastolic=86, heart_rate=92, weight=88, height=175,
                 weight_drift=0.5, systolic_drift=-2),
