@@ -153,7 +153,10 @@ MEALS = {
 MEAL_OVERRIDES = [
     (r"^Cereals|^Oat bran|^Wheat germ|^Pancakes|^Waffles|^Muffins|^Bagels|^English muffins", "B"),
     (r"^Bread|^Rolls|^Tortillas|^Crackers|^Snacks", "BLDS"),
-    (r"^Carrots, baby|^Celery, raw|^Cucumber|^Peppers, sweet, .*, raw|^Tomatoes, red, ripe, raw|^Yambean|^Radishes", "LDS"),
+    (
+        r"^Carrots, baby|^Celery, raw|^Cucumber|^Peppers, sweet, .*, raw|^Tomatoes, red, ripe, raw|^Yambean|^Radishes",
+        "LDS",
+    ),
     (r"^Peanut butter|^Nuts, almond butter|^Hummus", "BLS"),
     (r"^Cream|^Butter|^Cheese, parmesan", "BLD"),
     (r"^Soymilk", "BLDS"),
@@ -264,7 +267,11 @@ def meals(group: str, description: str) -> str:
 def short_name(description: str) -> str:
     """A readable name: SR28's description without trailing preparation details."""
     name = re.sub(r" \(includes [^)]*\)", "", description)
-    name = re.sub(r", (with added vitamin A and vitamin D|all commercial varieties|year round average)", "", name)
+    name = re.sub(
+        r", (with added vitamin A and vitamin D|all commercial varieties|year round average)",
+        "",
+        name,
+    )
     return name
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import version as package_version
 from typing import Any
 
 from .nutrients import NUTRIENTS
@@ -184,13 +184,14 @@ def nutrition_order(plan: Plan, patient_id: str) -> dict[str, Any]:
         "note": [
             {
                 "text": "Computed by the fhirhub diet optimiser; a dietitian reviews and "
-                "approves it before it is active. "
-                + "; ".join(plan.profile_reasons)
+                "approves it before it is active. " + "; ".join(plan.profile_reasons)
             }
         ],
     }
     excluded = [
-        {"text": f"{what} ({why})"} for what, why in plan.excluded if what not in _pattern_tags(plan)
+        {"text": f"{what} ({why})"}
+        for what, why in plan.excluded
+        if what not in _pattern_tags(plan)
     ]
     if excluded:
         order["excludeFoodModifier"] = excluded
@@ -236,7 +237,7 @@ def provenance(plan: Plan, order_full_url: str, agent: dict[str, Any]) -> dict[s
             else {"display": "request parameters"},
         }
     )
-    solver = f"HiGHS via highspy {version('highspy')}"
+    solver = f"HiGHS via highspy {package_version('highspy')}"
     return {
         "resourceType": "Provenance",
         "target": [{"reference": order_full_url}],

@@ -59,9 +59,7 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
     facts = read_patient(call.hub, request.patient) if request.patient else None
     if request.patient is None and None in (request.age, request.sex, request.weight_kg):
         # Without a patient the caller describes the person; height may be absent.
-        raise invalid(
-            "$diet-optimise without a patient needs the age, sex and weight parameters"
-        )
+        raise invalid("$diet-optimise without a patient needs the age, sex and weight parameters")
     access = current_access()
     if request.store and request.patient is None:
         request.store = False
@@ -184,7 +182,8 @@ def diet_approve(call: OperationCall) -> dict[str, Any]:
         raise invalid("Only NutritionOrders made by $diet-optimise are approved here")
     if order.get("status") != "draft":
         raise FhirError(
-            409, f"NutritionOrder/{call.resource_id} is {order.get('status')}, not draft",
+            409,
+            f"NutritionOrder/{call.resource_id} is {order.get('status')}, not draft",
             code="conflict",
         )
     version = (order.get("meta") or {}).get("versionId")

@@ -81,14 +81,18 @@ def person_for(request: DietRequest, facts: PatientFacts | None) -> Person:
     return person
 
 
-def choose_profiles(request: DietRequest, facts: PatientFacts | None) -> tuple[list[str], list[str]]:
+def choose_profiles(
+    request: DietRequest, facts: PatientFacts | None
+) -> tuple[list[str], list[str]]:
     """The profiles to combine and why each was chosen."""
     if request.profiles:
         chosen = list(dict.fromkeys(request.profiles))
         return chosen, [f"{p}: requested" for p in chosen]
     if facts is not None and facts.condition_profiles:
         chosen = [p for p, _label in facts.condition_profiles]
-        return chosen, [f"{p}: from the condition '{label}'" for p, label in facts.condition_profiles]
+        return chosen, [
+            f"{p}: from the condition '{label}'" for p, label in facts.condition_profiles
+        ]
     return [BASE_PROFILE], [f"{BASE_PROFILE}: no profile requested and no matching condition"]
 
 
@@ -191,15 +195,15 @@ def optimise(
     if request.integer:
         servings = np.round(servings)
     by_food: dict[int, list[tuple[str, float]]] = {}
-    for column, (food, meal) in enumerate(model.columns):
+    for column, (position, meal) in enumerate(model.columns):
         if servings[column] > 1e-6:
-            by_food.setdefault(food, []).append((meals[meal].id, float(servings[column])))
+            by_food.setdefault(position, []).append((meals[meal].id, float(servings[column])))
     totals = model.nutrient_rows[:, : len(model.columns)] @ servings
     plan.totals = {n.id: float(totals[i]) for i, n in enumerate(NUTRIENTS)}
-    for food_index, parts in by_food.items():
-        food = foods[food_index]
+    for position, parts in by_food.items():
+        chosen = foods[position]
         amount = sum(s for _meal, s in parts)
-        plan.foods.append(PlannedFood(food, amount, amount * food.serving_g, tuple(parts)))
+        plan.foods.append(PlannedFood(chosen, amount, amount * chosen.serving_g, tuple(parts)))
     plan.foods.sort(key=lambda p: (p.food.group, p.food.name))
     plan.cost = sum(p.grams / 100 * p.food.price_per_100g for p in plan.foods)
     return plan

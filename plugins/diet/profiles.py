@@ -158,9 +158,7 @@ def _value(
     return None, ""
 
 
-def combine(
-    profile_ids: list[str], person: Person, energy: float, energy_text: str
-) -> Targets:
+def combine(profile_ids: list[str], person: Person, energy: float, energy_text: str) -> Targets:
     """The targets for ``person`` under the named profiles (see the module docstring)."""
     profiles = load_profiles()
     base = profiles[BASE_PROFILE]

@@ -28,7 +28,7 @@ PREFIX = "/plugins/diet"
 def _page(title: str, body: str, script: str) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
+        f"<title>{html.escape(title)}</title><link rel='icon' href='data:,'>"
         f"<link rel='stylesheet' href='{PREFIX}/ui/static/diet.css'></head>"
         f"<body>{body}<script type='module' src='{PREFIX}/ui/static/{script}'></script>"
         "</body></html>"

@@ -123,7 +123,7 @@ function renderBars(result) {
     if (max !== undefined) track.append(el("div", { className: "mark max", style: `left:${(100 * Number(max)) / scale}%`, title: `max ${max}` }));
     const limits = [min !== undefined ? `≥ ${Number(min).toFixed(0)}` : "", max !== undefined ? `≤ ${Number(max).toFixed(0)}` : ""].filter(Boolean).join(" ");
     bars.append(el("div", { className: "bar", "data-nutrient": nutrient },
-      el("span", { className: "label", text: nutrient }), track,
+      el("span", { className: "label", text: nutrient.replace("-", " ") }), track,
       el("span", { className: "amount", text: `${amount.toFixed(amount >= 10 ? 0 : 1)} ${part(total, "unit")} ${limits}` })));
   }
 }
@@ -182,7 +182,11 @@ async function optimise(store) {
   try {
     const result = await fhir(`Patient/${encodeURIComponent(patientId)}/$diet-optimise`, { method: "POST", body: requestBody(store) });
     const outcome = value(result, "status");
-    status.textContent = outcome === "optimal" ? `Optimal plan (${value(result, "energy")})` : "Infeasible: the targets conflict.";
+    const used = named(result, "profileVersion").map((p) => p.valueString.split("|")[0]);
+    const profiles = used.filter((p) => p !== "general" || used.length === 1);
+    for (const box of document.querySelectorAll("input[name=profile]")) box.checked = profiles.includes(box.value);
+    const lead = outcome === "optimal" ? "Optimal plan" : "Infeasible: the targets conflict";
+    status.textContent = `${lead} — profiles ${profiles.join(" + ")}; ${value(result, "energy")}`;
     document.getElementById("status").dataset.outcome = outcome;
     renderExplanation(result);
     renderMeals(result);

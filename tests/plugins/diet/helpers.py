@@ -123,10 +123,17 @@ def patient_bundle(
                 "resource": {
                     "resourceType": "Observation",
                     "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+                    "code": {
+                        "coding": [{"system": "http://loinc.org", "code": code, "display": display}]
+                    },
                     "subject": {"reference": ref},
                     "effectiveDateTime": "2026-01-10T09:00:00Z",
-                    "valueQuantity": {"value": value_, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+                    "valueQuantity": {
+                        "value": value_,
+                        "unit": unit,
+                        "system": "http://unitsofmeasure.org",
+                        "code": unit,
+                    },
                 },
                 "request": {"method": "POST", "url": "Observation"},
             }
@@ -136,8 +143,20 @@ def patient_bundle(
             {
                 "resource": {
                     "resourceType": "Condition",
-                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}], "text": display},
+                    "clinicalStatus": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                "code": "active",
+                            }
+                        ]
+                    },
+                    "code": {
+                        "coding": [
+                            {"system": "http://snomed.info/sct", "code": code, "display": display}
+                        ],
+                        "text": display,
+                    },
                     "subject": {"reference": ref},
                 },
                 "request": {"method": "POST", "url": "Condition"},
@@ -148,8 +167,20 @@ def patient_bundle(
             {
                 "resource": {
                     "resourceType": "AllergyIntolerance",
-                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
-                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}], "text": display},
+                    "clinicalStatus": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                "code": "active",
+                            }
+                        ]
+                    },
+                    "code": {
+                        "coding": [
+                            {"system": "http://snomed.info/sct", "code": code, "display": display}
+                        ],
+                        "text": display,
+                    },
                     "patient": {"reference": ref},
                 },
                 "request": {"method": "POST", "url": "AllergyIntolerance"},

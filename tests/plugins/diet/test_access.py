@@ -21,16 +21,33 @@ from tests.conftest import make_settings
 from tests.plugins.diet.helpers import parameters, patient_bundle, value
 
 CALLERS: dict[str, Access] = {
-    "dietitian-a": Access("user:diet-a", tenant="org-a", roles=frozenset({"clinician"}),
-                          scopes=parse_scopes("user/*.cruds"),
-                          extra={"fhir_user": "Practitioner/pr-a"}),
-    "clinician-b": Access("user:clin-b", tenant="org-b", roles=frozenset({"clinician"}),
-                          scopes=parse_scopes("user/*.cruds")),
-    "reader-a": Access("user:read-a", tenant="org-a", roles=frozenset({"clinician"}),
-                       scopes=parse_scopes("user/*.rs")),
+    "dietitian-a": Access(
+        "user:diet-a",
+        tenant="org-a",
+        roles=frozenset({"clinician"}),
+        scopes=parse_scopes("user/*.cruds"),
+        extra={"fhir_user": "Practitioner/pr-a"},
+    ),
+    "clinician-b": Access(
+        "user:clin-b",
+        tenant="org-b",
+        roles=frozenset({"clinician"}),
+        scopes=parse_scopes("user/*.cruds"),
+    ),
+    "reader-a": Access(
+        "user:read-a",
+        tenant="org-a",
+        roles=frozenset({"clinician"}),
+        scopes=parse_scopes("user/*.rs"),
+    ),
     "app-a": Access("client:app-a", tenant="org-a", scopes=parse_scopes("system/*.cruds")),
-    "patient-a1": Access("user:pat-a1", tenant="org-a", roles=frozenset({"patient"}),
-                         scopes=parse_scopes("patient/*.rs"), patient="pa1"),
+    "patient-a1": Access(
+        "user:pat-a1",
+        tenant="org-a",
+        roles=frozenset({"patient"}),
+        scopes=parse_scopes("patient/*.rs"),
+        patient="pa1",
+    ),
 }
 
 
@@ -48,13 +65,24 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = make_settings(database_url, tmp_path, auth="on", hl7_port="off", dicom_port="off")
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
     with TestClient(create_app(hub=hub), base_url="http://testserver") as test_client:
-        practitioner = {"resourceType": "Practitioner", "id": "pr-a", "name": [{"family": "Dietitian"}]}
-        assert test_client.put("/fhir/Practitioner/pr-a", json=practitioner,
-                               headers={"X-Test-Caller": "dietitian-a"}).status_code == 201
+        practitioner = {
+            "resourceType": "Practitioner",
+            "id": "pr-a",
+            "name": [{"family": "Dietitian"}],
+        }
+        assert (
+            test_client.put(
+                "/fhir/Practitioner/pr-a",
+                json=practitioner,
+                headers={"X-Test-Caller": "dietitian-a"},
+            ).status_code
+            == 201
+        )
         for caller, patients in (("dietitian-a", ("pa1", "pa2")), ("clinician-b", ("pb1",))):
             for patient in patients:
-                response = test_client.post("/fhir", json=patient_bundle(patient),
-                                            headers={"X-Test-Caller": caller})
+                response = test_client.post(
+                    "/fhir", json=patient_bundle(patient), headers={"X-Test-Caller": caller}
+                )
                 assert response.status_code == 200, response.text
         yield test_client
     hub.close()
@@ -85,8 +113,14 @@ def test_a_patient_context_token_computes_for_itself_only(client: TestClient) ->
     own = call(client, "patient-a1", "Patient/pa1/$diet-optimise", ("store", False))
     assert own.status_code == 200, own.text
     assert value(own.json(), "status") == "optimal"
-    assert call(client, "patient-a1", "Patient/pa2/$diet-optimise", ("store", False)).status_code == 404
-    assert call(client, "patient-a1", "Patient/pb1/$diet-optimise", ("store", False)).status_code == 404
+    assert (
+        call(client, "patient-a1", "Patient/pa2/$diet-optimise", ("store", False)).status_code
+        == 404
+    )
+    assert (
+        call(client, "patient-a1", "Patient/pb1/$diet-optimise", ("store", False)).status_code
+        == 404
+    )
     stored = call(client, "patient-a1", "Patient/pa1/$diet-optimise")
     assert stored.status_code == 403
 
@@ -100,7 +134,9 @@ def test_storing_needs_write_scope(client: TestClient) -> None:
 
 
 def test_approval_needs_a_dietitian_of_the_same_tenant(client: TestClient) -> None:
-    order = value(call(client, "dietitian-a", "Patient/pa1/$diet-optimise").json(), "nutritionOrder")
+    order = value(
+        call(client, "dietitian-a", "Patient/pa1/$diet-optimise").json(), "nutritionOrder"
+    )
     url = f"NutritionOrder/{order['id']}/$diet-approve"
     assert call(client, "clinician-b", url).status_code == 404  # other tenant: not found
     assert call(client, "patient-a1", url).status_code == 403
@@ -115,7 +151,9 @@ def test_approval_needs_a_dietitian_of_the_same_tenant(client: TestClient) -> No
 
 
 def test_activating_by_a_plain_update_needs_the_role_too(client: TestClient) -> None:
-    order = value(call(client, "dietitian-a", "Patient/pa1/$diet-optimise").json(), "nutritionOrder")
+    order = value(
+        call(client, "dietitian-a", "Patient/pa1/$diet-optimise").json(), "nutritionOrder"
+    )
     order["status"] = "active"
     headers = {"X-Test-Caller": "app-a"}
     response = client.put(f"/fhir/NutritionOrder/{order['id']}", json=order, headers=headers)

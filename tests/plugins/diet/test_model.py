@@ -17,8 +17,10 @@ from fhirhub.plugins.diet.profiles import Side, Targets, combine
 from fhirhub.plugins.diet.request import plan_spec
 from tests.plugins.diet.helpers import sr28_per_100g
 
-MEALS = [lp.Meal(m["id"], m["code"], m["title"], m["energy_min"], m["energy_max"])
-         for m in plan_spec()["meals"]]
+MEALS = [
+    lp.Meal(m["id"], m["code"], m["title"], m["energy_min"], m["energy_max"])
+    for m in plan_spec()["meals"]
+]
 
 
 def full_model(profiles: list[str]) -> lp.Model:
@@ -27,9 +29,16 @@ def full_model(profiles: list[str]) -> lp.Model:
     kcal, text = energy_requirement(person, plan_spec()["energy"]["activity_factors"], 2000)
     per_serving = table.per_100g * np.array([f.serving_g for f in table.foods])[:, None] / 100
     return lp.build(
-        list(table.foods), per_serving, combine(profiles, person, kcal, text), MEALS,
-        max_per_food=3, max_per_group=plan_spec()["max_servings_per_group"],
-        energy_tolerance=0.05, objective="cost", preferred={}, integer=False,
+        list(table.foods),
+        per_serving,
+        combine(profiles, person, kcal, text),
+        MEALS,
+        max_per_food=3,
+        max_per_group=plan_spec()["max_servings_per_group"],
+        energy_tolerance=0.05,
+        objective="cost",
+        preferred={},
+        integer=False,
     )
 
 
@@ -49,7 +58,11 @@ def test_lp_optimum_has_a_valid_duality_certificate(profiles: list[str]) -> None
     scale = np.maximum(1.0, np.abs(np.where(np.isinf(model.row_lower), 0, model.row_lower)))
     assert np.all(x >= -1e-9)
     assert np.all(activity >= model.row_lower - 1e-6 * scale)
-    assert np.all(activity <= model.row_upper + 1e-6 * np.maximum(1.0, np.abs(np.where(np.isinf(model.row_upper), 0, model.row_upper))))
+    assert np.all(
+        activity
+        <= model.row_upper
+        + 1e-6 * np.maximum(1.0, np.abs(np.where(np.isinf(model.row_upper), 0, model.row_upper)))
+    )
     assert np.all(y[np.isinf(model.row_upper)] >= -1e-9)
     assert np.all(y[np.isinf(model.row_lower)] <= 1e-9)
     reduced = c - A.T @ y
@@ -69,16 +82,28 @@ def test_small_milp_matches_brute_force() -> None:
     foods = [f.__class__(**{**f.__dict__, "meals": "B"}) for f in foods]
     raw = sr28_per_100g()
     order = list(raw[ids[0]])
-    per_serving = np.array([[raw[i][n] * f.serving_g / 100 for n in order] for i, f in zip(ids, foods, strict=True)])
+    per_serving = np.array(
+        [[raw[i][n] * f.serving_g / 100 for n in order] for i, f in zip(ids, foods, strict=True)]
+    )
     sides = {
         "protein": [Side("protein", "min", 40.0, "test", "test", "")],
         "fibre": [Side("fibre", "min", 18.0, "test", "test", "")],
         "sodium": [Side("sodium", "max", 400.0, "test", "test", "")],
     }
     targets = Targets(1100.0, "test", sides)
-    model = lp.build(foods, per_serving, targets, one_meal, max_per_food=3, max_per_group={},
-                     energy_tolerance=0.15, objective="cost", preferred={}, integer=True)
-    solution = lp.solve(model, time_limit=30)
+    model = lp.build(
+        foods,
+        per_serving,
+        targets,
+        one_meal,
+        max_per_food=3,
+        max_per_group={},
+        energy_tolerance=0.15,
+        objective="cost",
+        preferred={},
+        integer=True,
+    )
+    solution = lp.solve(model, time_limit=30, gap=0.0)
     assert solution.status == "optimal"
     price = np.array([f.price_per_100g * f.serving_g / 100 for f in foods])
     index = {n: j for j, n in enumerate(order)}
@@ -88,11 +113,14 @@ def test_small_milp_matches_brute_force() -> None:
         totals = s @ per_serving
         if not 1100 * 0.85 <= totals[index["energy"]] <= 1100 * 1.15:
             continue
-        if totals[index["protein"]] < 40 or totals[index["fibre"]] < 18 or totals[index["sodium"]] > 400:
+        if (
+            totals[index["protein"]] < 40
+            or totals[index["fibre"]] < 18
+            or totals[index["sodium"]] > 400
+        ):
             continue
         cost = float(s @ price)
         best = cost if best is None else min(best, cost)
     assert best is not None
-    # HiGHS stops within MIP_RELATIVE_GAP of the proven optimum.
-    assert best - 1e-9 <= solution.objective <= best * (1 + lp.MIP_RELATIVE_GAP) + 1e-9
+    assert solution.objective == pytest.approx(best, rel=1e-9, abs=1e-9)
     assert np.allclose(solution.servings, np.round(solution.servings), atol=1e-6)

@@ -40,9 +40,15 @@ def client(hub: Hub) -> Iterator[TestClient]:
     from fhirhub.core.http.app import create_app
 
     with TestClient(create_app(hub=hub), base_url="http://testserver") as test_client:
-        assert test_client.post("/fhir", json=patient_bundle(
-            "p1", conditions=(HYPERTENSION, DIABETES), allergies=(PEANUT, SHELLFISH)
-        )).status_code == 200
+        assert (
+            test_client.post(
+                "/fhir",
+                json=patient_bundle(
+                    "p1", conditions=(HYPERTENSION, DIABETES), allergies=(PEANUT, SHELLFISH)
+                ),
+            ).status_code
+            == 200
+        )
         assert test_client.post("/fhir", json=patient_bundle("p2")).status_code == 200
         yield test_client
 
@@ -58,7 +64,9 @@ def test_profiles_come_from_conditions_and_the_plan_meets_every_bound(client: Te
     result = response.json()
     assert value(result, "status") == "optimal"
     assert {p["valueString"] for p in named(result, "profileVersion")} == {
-        "general|1.0.0", "dash|1.0.0", "diabetes|1.0.0"
+        "general|1.0.0",
+        "dash|1.0.0",
+        "diabetes|1.0.0",
     }
     assert_meets_every_bound(result)
     totals = {parts(t)["nutrient"]: parts(t) for t in named(result, "total")}
@@ -80,13 +88,20 @@ def test_the_draft_order_and_its_provenance_are_stored_together(client: TestClie
     assert {i["extension"][0]["valueCoding"]["code"] for i in items} == {
         parts(f)["food"] for f in named(result, "food")
     }
-    limits = {n["modifier"]["coding"][0]["code"]: n["amount"]["value"] for n in stored["oralDiet"]["nutrient"]}
+    limits = {
+        n["modifier"]["coding"][0]["code"]: n["amount"]["value"]
+        for n in stored["oralDiet"]["nutrient"]
+    }
     assert limits["sodium"] == 2300
     assert "Breakfast:" in stored["oralDiet"]["instruction"]
     bundle = client.get(f"/fhir/Provenance?target=NutritionOrder/{order['id']}").json()
     ours = [
-        e["resource"] for e in bundle.get("entry", [])
-        if any("diet profile" in (x["what"].get("display") or "") for x in e["resource"].get("entity", []))
+        e["resource"]
+        for e in bundle.get("entry", [])
+        if any(
+            "diet profile" in (x["what"].get("display") or "")
+            for x in e["resource"].get("entity", [])
+        )
     ]
     assert len(ours) == 1
     displays = [x["what"].get("display", "") for x in ours[0]["entity"]]
@@ -101,8 +116,15 @@ def test_store_false_writes_nothing(client: TestClient) -> None:
 
 
 def test_allergies_exclude_foods(client: TestClient) -> None:
-    result = optimise(client, "p1", ("profile", "general"), ("objective", "preference"),
-                      ("prefer", "nut-seed"), ("prefer", "shellfish"), ("prefer", "legume")).json()
+    result = optimise(
+        client,
+        "p1",
+        ("profile", "general"),
+        ("objective", "preference"),
+        ("prefer", "nut-seed"),
+        ("prefer", "shellfish"),
+        ("prefer", "legume"),
+    ).json()
     assert value(result, "status") == "optimal"
     tags = curated_tags()
     chosen = [parts(f) for f in named(result, "food")]
@@ -118,7 +140,16 @@ def test_a_pattern_and_exclusions(client: TestClient) -> None:
     assert value(result, "status") == "optimal", value(result, "plan")
     for food in named(result, "food"):
         item = parts(food)
-        assert item["group"] not in ("grain", "dairy", "egg", "poultry", "red-meat", "pork", "fish", "shellfish")
+        assert item["group"] not in (
+            "grain",
+            "dairy",
+            "egg",
+            "poultry",
+            "red-meat",
+            "pork",
+            "fish",
+            "shellfish",
+        )
     assert_meets_every_bound(result)
 
 
@@ -148,10 +179,15 @@ def test_conflicting_profiles_are_explained(client: TestClient) -> None:
 
 
 def test_type_level_form_with_explicit_person(client: TestClient) -> None:
-    result = optimise(client, None, ("age", 45), ("sex", {"valueCode": "female"}),
-                      ("weight", {"valueQuantity": {"value": 150, "code": "[lb_av]"}}),
-                      ("height", {"valueQuantity": {"value": 165, "code": "cm"}}),
-                      ("profile", "dash-1500")).json()
+    result = optimise(
+        client,
+        None,
+        ("age", 45),
+        ("sex", {"valueCode": "female"}),
+        ("weight", {"valueQuantity": {"value": 150, "code": "[lb_av]"}}),
+        ("height", {"valueQuantity": {"value": 165, "code": "cm"}}),
+        ("profile", "dash-1500"),
+    ).json()
     assert value(result, "status") == "optimal"
     totals = {parts(t)["nutrient"]: parts(t) for t in named(result, "total")}
     assert totals["sodium"]["max"] == 1500
@@ -164,7 +200,14 @@ def test_type_level_form_with_explicit_person(client: TestClient) -> None:
     [
         ((("profile", "keto"),), "Unknown profile 'keto'"),
         ((("age", 40), ("sex", {"valueCode": "male"}), ("weight", -70)), "may not be negative"),
-        ((("age", 40), ("sex", {"valueCode": "male"}), ("weight", {"valueQuantity": {"value": 70, "code": "stone"}})), "unit 'stone'"),
+        (
+            (
+                ("age", 40),
+                ("sex", {"valueCode": "male"}),
+                ("weight", {"valueQuantity": {"value": 70, "code": "stone"}}),
+            ),
+            "unit 'stone'",
+        ),
         ((("objective", "taste"),), "objective must be one of"),
         ((("exclude", "unicorn"),), "'unicorn' is not a food id"),
         ((("colour", "blue"),), "Unknown parameter 'colour'"),
@@ -192,7 +235,9 @@ def test_get_is_refused_because_the_operation_stores(client: TestClient) -> None
 
 
 def test_whole_servings(client: TestClient) -> None:
-    result = optimise(client, "p2", ("profile", "general"), ("integer", True), ("store", False)).json()
+    result = optimise(
+        client, "p2", ("profile", "general"), ("integer", True), ("store", False)
+    ).json()
     if value(result, "status") != "optimal":  # a loaded machine may hit the time limit
         assert "Whole servings: no plan found" in value(result, "plan")
         return
