@@ -59,6 +59,7 @@ OPTIMISE_PARAMETERS: tuple[dict[str, Any], ...] = (
     {"name": "prefer", "use": "in", "min": 0, "max": "*", "type": "string"},
     {"name": "pattern", "use": "in", "min": 0, "max": "*", "type": "code"},
     {"name": "integer", "use": "in", "min": 0, "max": "1", "type": "boolean"},
+    {"name": "servingStep", "use": "in", "min": 0, "max": "1", "type": "decimal"},
     {"name": "activity", "use": "in", "min": 0, "max": "1", "type": "code"},
     {"name": "store", "use": "in", "min": 0, "max": "1", "type": "boolean"},
     {"name": "status", "use": "out", "min": 1, "max": "1", "type": "code"},

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -147,16 +147,20 @@ def optimise(
         for m in spec["meals"]
     ]
     max_per_food = request.max_servings_per_food or float(spec["max_servings_per_food"])
+    # Whole servings in steps of servingStep: the model counts steps (a half serving is one
+    # unit of half the nutrients and price), so its integer variables stay integers.
+    step = request.serving_step if request.integer else 1.0
+    stepped = [replace(food, serving_g=food.serving_g * step) for food in foods]
     model = lp.build(
-        foods,
-        per_serving,
+        stepped,
+        per_serving * step,
         targets,
         meals,
-        max_per_food=max_per_food,
-        max_per_group={k: float(v) for k, v in spec["max_servings_per_group"].items()},
+        max_per_food=max_per_food / step,
+        max_per_group={k: float(v) / step for k, v in spec["max_servings_per_group"].items()},
         energy_tolerance=energy["tolerance_percent"] / 100,
         objective=request.objective,
-        preferred=request.prefer,
+        preferred={k: (v / step if v is not None else None) for k, v in request.prefer.items()},
         integer=request.integer,
     )
     solution = lp.solve(model, time_limit=milp_time_limit)
@@ -193,12 +197,13 @@ def optimise(
         return plan
     servings = np.maximum(solution.servings[: len(model.columns)], 0.0)
     if request.integer:
-        servings = np.round(servings)
+        servings = np.round(servings)  # steps, integral up to the solver's tolerance
+    totals = model.nutrient_rows[:, : len(model.columns)] @ servings
+    servings = servings * step
     by_food: dict[int, list[tuple[str, float]]] = {}
     for column, (position, meal) in enumerate(model.columns):
         if servings[column] > 1e-6:
             by_food.setdefault(position, []).append((meals[meal].id, float(servings[column])))
-    totals = model.nutrient_rows[:, : len(model.columns)] @ servings
     plan.totals = {n.id: float(totals[i]) for i, n in enumerate(NUTRIENTS)}
     for position, parts in by_food.items():
         chosen = foods[position]

@@ -41,6 +41,7 @@ class DietRequest:
     patterns: list[str] = field(default_factory=list)
     max_servings_per_food: float | None = None
     integer: bool = False
+    serving_step: float = 1.0  # with integer: servings come in multiples of this
     store: bool = True
     activity: str | None = None
     patient: str | None = None
@@ -211,6 +212,16 @@ def _integer(request: DietRequest, parameter: dict[str, Any]) -> None:
     request.integer = _boolean(parameter)
 
 
+SERVING_STEPS = (0.25, 0.5, 1.0)
+
+
+def _serving_step(request: DietRequest, parameter: dict[str, Any]) -> None:
+    step = _number(parameter)
+    if step not in SERVING_STEPS:
+        raise invalid(f"servingStep must be one of {', '.join(f'{s:g}' for s in SERVING_STEPS)}")
+    request.serving_step = step
+
+
 def _store(request: DietRequest, parameter: dict[str, Any]) -> None:
     request.store = _boolean(parameter)
 
@@ -265,6 +276,7 @@ _HANDLERS = {
     "prefer": _prefer,
     "pattern": _pattern,
     "integer": _integer,
+    "servingStep": _serving_step,
     "activity": _activity,
     "store": _store,
 }

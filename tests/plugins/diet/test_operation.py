@@ -212,6 +212,7 @@ def test_type_level_form_with_explicit_person(client: TestClient) -> None:
         ((("exclude", "unicorn"),), "'unicorn' is not a food id"),
         ((("colour", "blue"),), "Unknown parameter 'colour'"),
         ((("maxServingsPerFood", 0),), "at least 1"),
+        ((("servingStep", 0.3),), "servingStep must be one of"),
         ((("age", 12), ("sex", {"valueCode": "male"}), ("weight", 40)), "for adults"),
         ((), "needs the age, sex and weight"),
     ],
