@@ -14,7 +14,6 @@ enteral formula) holds.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Any
@@ -351,7 +350,3 @@ def output_parameters(plan: Plan, order: dict[str, Any] | None) -> dict[str, Any
     parameters.append({"name": "dataVersion", "valueString": plan.table_version})
     parameters.append({"name": "energy", "valueString": plan.targets.energy_text})
     return {"resourceType": "Parameters", "parameter": parameters}
-
-
-def new_urn() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"

@@ -31,7 +31,7 @@ from fhirhub.sdk import (
     update,
 )
 
-from .fhir_output import ORDER_TAG, new_urn, nutrition_order, output_parameters, provenance
+from .fhir_output import ORDER_TAG, nutrition_order, output_parameters, provenance
 from .planner import PlanError, optimise
 from .record import read_patient
 from .request import parse
@@ -41,7 +41,8 @@ DEFAULT_APPROVER_ROLES = ("clinician", "dietitian")
 
 
 def settings(hub: Hub) -> dict[str, Any]:
-    return plugin_settings(hub, PLUGIN_NAME)
+    table: dict[str, Any] = plugin_settings(hub, PLUGIN_NAME)
+    return table
 
 
 def approver_roles(hub: Hub) -> tuple[str, ...]:
@@ -90,28 +91,12 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
 
 
 def _store(hub: Hub, plan: Any, order: dict[str, Any]) -> dict[str, Any]:
-    """The order and its Provenance in one transaction (both or neither)."""
-    order_url = new_urn()
-    agent = _author(hub)
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "fullUrl": order_url,
-                "resource": order,
-                "request": {"method": "POST", "url": "NutritionOrder"},
-            },
-            {
-                "fullUrl": new_urn(),
-                "resource": provenance(plan, order_url, agent),
-                "request": {"method": "POST", "url": "Provenance"},
-            },
-        ],
-    }
-    response = transaction(hub, bundle)
-    stored: dict[str, Any] = response["entry"][0]["resource"]
-    return stored
+    """The order and its Provenance in one unit of work (both or neither), as the caller."""
+    with transaction(hub) as unit:
+        created = unit.create(order).version
+        target = f"NutritionOrder/{created.resource_id}/_history/{created.version_id}"
+        unit.create(provenance(plan, target, _author(hub)))
+    return read(hub, "NutritionOrder", created.resource_id)
 
 
 SUBJECT_SYSTEM = "https://fhirhub.dev/fhir/sid/subject"

@@ -19,6 +19,7 @@ from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, build_hub
 from tests.conftest import make_settings
 from tests.plugins.diet.helpers import parameters, patient_bundle, value
+from tests.tenants import add_tenants
 
 CALLERS: dict[str, Access] = {
     "dietitian-a": Access(
@@ -64,6 +65,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
     settings = make_settings(database_url, tmp_path, auth="on", hl7_port="off", dicom_port="off")
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
+    add_tenants(hub, "org-a", "org-b")
     with TestClient(create_app(hub=hub), base_url="http://testserver") as test_client:
         practitioner = {
             "resourceType": "Practitioner",
