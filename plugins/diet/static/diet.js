@@ -75,7 +75,10 @@ function requestBody(store) {
   const max = Number(form.maxServingsPerFood.value);
   if (max) parameter.push({ name: "maxServingsPerFood", valueDecimal: max });
   if (form.activity.value) parameter.push({ name: "activity", valueCode: form.activity.value });
-  if (form.integer.checked) parameter.push({ name: "integer", valueBoolean: true });
+  if (form.integer.checked) {
+    parameter.push({ name: "integer", valueBoolean: true });
+    parameter.push({ name: "servingStep", valueDecimal: Number(form.servingStep.value) });
+  }
   for (const food of excluded) parameter.push({ name: "exclude", valueString: food });
   parameter.push({ name: "store", valueBoolean: store });
   return { resourceType: "Parameters", parameter };
