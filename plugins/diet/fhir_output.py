@@ -21,6 +21,7 @@ from typing import Any
 from .nutrients import NUTRIENTS
 from .planner import Plan, profile_versions
 from .profiles import load_profiles
+from .request import plan_spec
 
 BASE = "https://fhirhub.dev/fhir"
 FOOD_ITEM_EXTENSION = f"{BASE}/StructureDefinition/diet-food-item"
@@ -97,9 +98,6 @@ def _target_text(low: float | None, high: float | None, unit: str) -> str:
 
 def _limits(plan: Plan, nutrient: str) -> tuple[float | None, float | None]:
     if nutrient == "energy":
-        tolerance = 0.05
-        from .request import plan_spec
-
         tolerance = plan_spec()["energy"]["tolerance_percent"] / 100
         return (
             plan.targets.energy_kcal * (1 - tolerance),
