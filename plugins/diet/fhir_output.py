@@ -106,7 +106,9 @@ def _limits(plan: Plan, nutrient: str) -> tuple[float | None, float | None]:
     return plan.targets.bound(nutrient)
 
 
-def nutrition_order(plan: Plan, patient_id: str) -> dict[str, Any]:
+def nutrition_order(plan: Plan, patient_id: str | None) -> dict[str, Any]:
+    """The order; without a patient (the type-level form with explicit age, sex and weight)
+    ``patient`` is a display-only Reference (R4 requires the element) and it is not stored."""
     profiles = load_profiles()
     types = [
         {
@@ -170,7 +172,9 @@ def nutrition_order(plan: Plan, patient_id: str) -> dict[str, Any]:
         "meta": {"tag": [ORDER_TAG]},
         "status": "draft",
         "intent": "order",
-        "patient": {"reference": f"Patient/{patient_id}"},
+        "patient": {"reference": f"Patient/{patient_id}"}
+        if patient_id
+        else {"display": "the person described by the request parameters"},
         "dateTime": datetime.now(UTC).isoformat(timespec="seconds"),
         "oralDiet": {
             "type": types,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhirhub.sdk import (
+    TENANT_SYSTEM,
     FhirError,
     Hub,
     OperationCall,
@@ -81,9 +82,7 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
         raise invalid(str(error)) from None
     if plan.status != "optimal":
         return output_parameters(plan, None)
-    order = nutrition_order(plan, request.patient or "unknown")
-    if request.patient is None:
-        del order["patient"]  # not storable, and R4 requires a patient: returned as a sketch
+    order = nutrition_order(plan, request.patient)
     if not request.store:
         return output_parameters(plan, order)
     stored = _store(call.hub, plan, order)
@@ -100,7 +99,6 @@ def _store(hub: Hub, plan: Any, order: dict[str, Any]) -> dict[str, Any]:
 
 
 SUBJECT_SYSTEM = "https://fhirhub.dev/fhir/sid/subject"
-TENANT_SYSTEM = "https://fhirhub.dev/fhir/CodeSystem/tenant"
 
 
 def _resolvable(hub: Hub, reference: object) -> str | None:

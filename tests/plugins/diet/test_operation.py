@@ -189,6 +189,9 @@ def test_type_level_form_with_explicit_person(client: TestClient) -> None:
         ("profile", "dash-1500"),
     ).json()
     assert value(result, "status") == "optimal"
+    order = value(result, "nutritionOrder")
+    assert "id" not in order and order["patient"]["display"]  # computed, not stored
+    assert client.get("/fhir/NutritionOrder").json().get("total", 0) == 0
     totals = {parts(t)["nutrient"]: parts(t) for t in named(result, "total")}
     assert totals["sodium"]["max"] == 1500
     assert "68.0 kg, 165.0 cm" in value(result, "energy")
