@@ -105,6 +105,14 @@ def stamp(
     return out
 
 
+def compact_json(resource: dict[str, Any]) -> bytes:
+    """``orjson.dumps(resource)`` in a bytes object of its own size. orjson returns its
+    working buffer, which keeps at least 4 KiB allocated however short the JSON: a unit of work
+    holds every version's bytes until it commits, so a 20,000-entry transaction of small
+    resources kept 80 MB of empty buffer. The copy costs about a microsecond."""
+    return bytes(memoryview(orjson.dumps(resource)))
+
+
 @dataclass
 class _PendingWrite:
     version: StoredVersion
@@ -150,7 +158,7 @@ class UnitOfWork:
         version_id = before.version_id + 1 if before is not None else 1
         instant = self.store.clock.now()
         stamped = stamp(resource, resource_id, version_id, format_instant(instant))
-        content = orjson.dumps(stamped)
+        content = compact_json(stamped)
         version = StoredVersion(
             resource_type,
             resource_id,

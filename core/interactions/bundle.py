@@ -72,10 +72,19 @@ class _Entry:
     result_issues: list[Issue] = field(default_factory=list)
 
 
-def _entries(bundle: dict[str, Any], base_url: str) -> list[_Entry]:
+def _entries(bundle: dict[str, Any], base_url: str, max_entries: int) -> list[_Entry]:
     raw_entries = bundle.get("entry", [])
     if not isinstance(raw_entries, list):
         raise invalid("Bundle.entry must be an array")
+    if len(raw_entries) > max_entries:
+        # Work and memory grow with the entries (a unit of work holds every version until it
+        # commits), so the limit is on entries as well as on the body's bytes.
+        raise FhirError(
+            413,
+            f"The Bundle has {len(raw_entries)} entries; at most {max_entries} are processed "
+            "in one request (FHIRHUB_MAX_BUNDLE_ENTRIES): split it",
+            code="too-costly",
+        )
     entries: list[_Entry] = []
     for index, raw in enumerate(raw_entries):
         where = f"Bundle.entry[{index}]"
@@ -130,7 +139,7 @@ def process_bundle(hub: Hub, body: Any, *, base_url: str, return_pref: str = "mi
             f"Bundle.type must be batch or transaction to be processed, not {kind!r}",
             expression=("Bundle.type",),
         )
-    entries = _entries(body, base_url)
+    entries = _entries(body, base_url, hub.settings.max_bundle_entries)
     if kind == "transaction":
         return _transaction(hub, entries, base_url, return_pref)
     return _batch(hub, entries, base_url, return_pref)
@@ -203,7 +212,7 @@ def process_transaction_in(
         raise invalid("Expected a Bundle resource")
     if body.get("type") != "transaction":
         raise invalid("Bundle.type must be transaction", expression=("Bundle.type",))
-    entries = _entries(body, base_url)
+    entries = _entries(body, base_url, hub.settings.max_bundle_entries)
     _check_unique_full_urls(entries)
     try:
         _transaction_in(hub, uow, entries, base_url, return_pref, resolved, validated)

@@ -59,6 +59,7 @@ from fhirhub.fhir_store.search.predicates import (
     Predicates,
     UnknownParameter,
     bad_request,
+    too_costly,
 )
 from fhirhub.fhir_store.search.visibility import Visibility, restrict
 
@@ -87,6 +88,13 @@ UNSUPPORTED_RESULT_PARAMS = frozenset({"_contained", "_containedType", "_score",
 MAX_INCLUDE_ROUNDS = 8
 #: Resources fetched per IN-list when reading included resources.
 FETCH_CHUNK = 500
+#: ``_sort`` keys per search: each is a correlated lookup per matching resource, so 400 keys
+#: took 47 s on a tenant's data.
+MAX_SORT_KEYS = 5
+#: The deepest ``_offset`` served: the database reads and discards every skipped row, and an
+#: offset past 2**63 overflowed into a 500. The default order pages past it with ``_after``
+#: (its ``next`` links carry one); a sorted search this deep should narrow its criteria.
+MAX_OFFSET = 100_000
 
 #: $everything pulls these in when compartment members reference them
 #: (http://hl7.org/fhir/R4/patient-operation-everything.html).
@@ -211,10 +219,10 @@ def _sort_keys(
     by each resource's lowest value of the parameter, descending by its highest; resources
     without a value come last; resource type and id break ties so pages are stable."""
     keys: list[ColumnElement[Any]] = []
-    for item in (sort or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    items = [item.strip() for item in (sort or "").split(",") if item.strip()]
+    if len(items) > MAX_SORT_KEYS:
+        raise too_costly(f"_sort takes at most {MAX_SORT_KEYS} keys, not {len(items)}")
+    for item in items:
         descending = item.startswith("-")
         code = item[1:] if descending else item
         if code == "_id":
@@ -615,7 +623,7 @@ def search(
                     )
                 )
         else:
-            query = query.offset(request.offset)
+            query = query.offset(_served_offset(request.offset))
         rows = list(conn.execute(query))
         if total is None:
             has_more = len(rows) > page_size
@@ -647,6 +655,15 @@ def search(
     )
     links = _links(path, echoed, request.count, request.offset, total, has_more, count_only, cursor)
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _served_offset(offset: int) -> int:
+    if offset > MAX_OFFSET:
+        raise too_costly(
+            f"_offset {offset} is past the deepest page served ({MAX_OFFSET}); narrow the "
+            "search, or page in the default order (its next links continue with _after)"
+        )
+    return offset
 
 
 def _path(base_url: str, resource_type: str | None, compartment: tuple[str, str] | None) -> str:
@@ -685,10 +702,11 @@ def _links(
     links.append(link("first", 0))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
-    if has_more:
+    if has_more and (cursor is not None or offset + count <= MAX_OFFSET):
         links.append(link("next", offset + count, cursor))
-    if total is not None and total > 0:
-        links.append(link("last", ((total - 1) // count) * count))
+    last = ((total - 1) // count) * count if total else 0
+    if total and last <= MAX_OFFSET:
+        links.append(link("last", last))
     return links
 
 
@@ -776,7 +794,7 @@ def everything(
                 .where(*conditions)
                 .order_by(first, rc.c.resource_type, rc.c.resource_id)
                 .limit(count)
-                .offset(offset)
+                .offset(_served_offset(offset))
             )
         )
     entries = [
