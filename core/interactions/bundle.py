@@ -105,6 +105,13 @@ def _entries(bundle: dict[str, Any], base_url: str, max_entries: int) -> list[_E
         if method in ("POST", "PUT") and not isinstance(resource, dict):
             raise invalid(f"{where} ({method}) has no resource", expression=(f"{where}.resource",))
         if method == "PATCH" and not _patch_body(entry):
+            if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+                raise FhirError(
+                    415,
+                    f"{where}: FHIRPath Patch (a Parameters resource) is not supported; send a "
+                    f"JSON Patch in a Binary ({write_interactions.JSON_PATCH})",
+                    code="not-supported",
+                )
             raise invalid(
                 f"{where} (PATCH) needs a Binary resource holding a JSON Patch",
                 expression=(f"{where}.resource",),

@@ -27,6 +27,9 @@ from fhirhub.fhir_store.versions import StoredVersion
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
 
+#: The patch format supported (RFC 6902), as the CapabilityStatement declares it.
+JSON_PATCH = "application/json-patch+json"
+
 ETAG_PATTERN = re.compile(r'^\s*(W/)?"?(?P<version>[^"]+)"?\s*$')
 
 
@@ -54,6 +57,16 @@ class WriteContext:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def unsupported_patch(what: str) -> FhirError:
+    """415 for a patch in a format other than JSON Patch (http://hl7.org/fhir/R4/http.html#patch
+    lets a server choose its formats; the CapabilityStatement lists them in ``patchFormat``)."""
+    return FhirError(
+        415,
+        f"{what} is not supported as a patch: send a JSON Patch (RFC 6902) array as {JSON_PATCH}",
+        code="not-supported",
+    )
 
 
 def parse_etag(value: str) -> int:

@@ -409,9 +409,7 @@ class Predicates:
             if any(d is not None and d.type != first.type for d in found):
                 raise bad_request(f"Search parameter {code!r} has different types across types")
             definition = first
-        if definition.type == "special" or (
-            definition.expression is None and definition.code not in ("_id", "_lastUpdated")
-        ):
+        if not definition.supported:
             raise UnknownParameter(name, f"Search parameter {code!r} is not supported")
         return definition
 

@@ -51,7 +51,7 @@ from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search import bundle
 from fhirhub.fhir_store.search import compartment as compartments
 from fhirhub.fhir_store.search.elements import Subsetter, parse_elements
-from fhirhub.fhir_store.search.index_tables import index_reference
+from fhirhub.fhir_store.search.index_tables import index_date, index_reference
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
 from fhirhub.fhir_store.search.predicates import (
     SORT_COLUMNS,
@@ -104,6 +104,22 @@ EVERYTHING_REFERENCED = (
     "Organization",
     "Location",
     "Medication",
+)
+#: Date parameters that carry a resource's date of care, for ``$everything``'s ``start`` and
+#: ``end`` ("care dates, not record currency dates"): Observation/Encounter/Procedure
+#: ``date``, Condition ``onset-date``, MedicationRequest ``authoredon``...
+CARE_DATE_PARAMS = (
+    "date",
+    "onset-date",
+    "effective",
+    "effective-time",
+    "authoredon",
+    "authored",
+    "occurrence",
+    "whenhandedover",
+    "created",
+    "period",
+    "sent",
 )
 
 
@@ -729,25 +745,34 @@ def everything(
     the patient, every resource in its compartment, and the Practitioners, PractitionerRoles,
     Organizations, Locations and Medications those resources reference, as a ``searchset``
     Bundle paged with ``_count``/``_offset``. ``_since`` keeps resources updated at or after
-    that instant; ``_type`` keeps only the listed types. The patient comes first, then the
-    rest ordered by type and id.
+    that instant; ``_type`` keeps only the listed types; ``start`` and ``end`` keep resources
+    whose care dates overlap that range (:func:`_cared_for_between`). The patient comes first,
+    then the rest ordered by type and id.
     """
     base_url = base_url.rstrip("/")
     known = frozenset(registry.resource_types())
     count = min(default_count, max_count)
     offset = 0
     since: int | None = None
+    care_from: int | None = None
+    care_to: int | None = None
     types: list[str] | None = None
     kept: list[tuple[str, str]] = []
+    from fhirhub.fhir_store.search.predicates import parse_date
+
     for name, value in params:
         if name == "_count":
             count = _int_value("_count", value, 0, max_count)
         elif name == "_offset":
             offset = _int_value("_offset", value, 0, None)
         elif name == "_since":
-            from fhirhub.fhir_store.search.predicates import parse_date
-
             since = parse_date(value)[0]
+            kept.append((name, value))
+        elif name == "start":
+            care_from = parse_date(value)[0]
+            kept.append((name, value))
+        elif name == "end":
+            care_to = parse_date(value)[1]
             kept.append((name, value))
         elif name == "_type":
             types = [t.strip() for t in value.split(",") if t.strip()]
@@ -782,6 +807,8 @@ def everything(
         conditions.append(rc.c.last_updated >= since)
     if types is not None:
         conditions.append(rc.c.resource_type.in_(types))
+    if care_from is not None or care_to is not None:
+        conditions.append(_cared_for_between(care_from, care_to))
     total = conn.execute(select(func.count()).select_from(rc).where(*conditions)).scalar_one()
     rows: list[Any] = []
     if count:
@@ -807,6 +834,25 @@ def everything(
     links = _links(path, kept, count, offset, total, offset + count < total, False)
     _, now_text = _now()
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _cared_for_between(start: int | None, end: int | None) -> ColumnElement[bool]:
+    """``$everything``'s ``start``/``end``: a resource with a care date (see
+    :data:`CARE_DATE_PARAMS`) is kept when one of them overlaps the range; a resource with
+    none (the Patient, a Practitioner, an undated Condition) is not tied to a date of care and
+    is kept too."""
+    care = index_date.alias("care_date")
+    dated = select(care.c.resource_id).where(
+        care.c.resource_type == rc.c.resource_type,
+        care.c.resource_id == rc.c.resource_id,
+        care.c.param.in_(CARE_DATE_PARAMS),
+    )
+    overlapping = dated
+    if start is not None:
+        overlapping = overlapping.where(care.c.high >= start)
+    if end is not None:
+        overlapping = overlapping.where(care.c.low <= end)
+    return or_(~dated.exists(), overlapping.exists())
 
 
 __all__ = ["everything", "search"]
