@@ -8,7 +8,7 @@ enforcement layer alone; tokens are tested with the security plugin): ``clin-a``
 (patient apps of org-a's patients pa1 and pa2, ``patient/*.cruds``), ``root`` (super admin, no
 tenant).
 
-Data, written by the system with tenant labels: org-a has Patients pa1 and pa2 with the
+Data, written by the system with tenant labels (each tenant is an Organization): org-a has Patients pa1 and pa2 with the
 Observations obs-a1 and obs-a2; org-b has Patient pb1 with Observation obs-b1.
 """
 
@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import uvicorn
 
-from fhirhub.core.access import SYSTEM, Access, acting_as, parse_scopes
+from fhirhub.core.access import Access, parse_scopes
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, build_hub
-from fhirhub.core.interactions import write as writes
-from fhirhub.fhir_store.tenancy import with_tenant
+from fhirhub.sdk import SYSTEM, acting_as, transaction, with_tenant
 from tests.conftest import free_port, make_settings
+from tests.tenants import add_tenants
 
 CALLERS: dict[str, Access] = {
     "clin-a": Access(
@@ -93,6 +93,7 @@ def observation(oid: str | None, subject: str, value: float = 1.0) -> dict[str, 
 
 def seed(hub: Hub) -> None:
     """The two tenants' data (see the module docstring), written by the system."""
+    add_tenants(hub, "org-a", "org-b")
     rows = [
         ("org-a", patient("pa1", "Alpha")),
         ("org-a", patient("pa2", "Beta")),
@@ -101,10 +102,10 @@ def seed(hub: Hub) -> None:
         ("org-b", patient("pb1", "Elsewhere")),
         ("org-b", observation("obs-b1", "pb1")),
     ]
-    with acting_as(SYSTEM), hub.store.unit_of_work() as uow:
+    with acting_as(SYSTEM), transaction(hub) as tx:
         for tenant, resource in rows:
             with_tenant(resource, tenant)
-            writes.update(hub, uow, resource["resourceType"], resource["id"], resource)
+            tx.update(resource)
 
 
 class RestWorld:
