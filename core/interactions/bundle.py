@@ -347,6 +347,7 @@ def _assign_identities(
                     if matches:
                         entry.assigned_id = matches[0]
                     elif body_id:
+                        write_interactions.require_unmatched_id_free(uow, rtype, body_id)
                         entry.assigned_id = body_id
                     else:
                         entry.assigned_id = write_interactions.new_id()
@@ -463,11 +464,9 @@ def _run_write(
                     hub, uow, rtype, entry.url.query or ""
                 )
             elif entry.url.resource_id:
-                current = uow.current(rtype, entry.url.resource_id)
-                outcome = (
-                    write_interactions.delete(hub, uow, rtype, entry.url.resource_id)
-                    if current is not None
-                    else None
+                # An id that does not exist and one the caller may not see both answer 204.
+                outcome = write_interactions.delete(
+                    hub, uow, rtype, entry.url.resource_id, missing_ok=True
                 )
             else:
                 raise invalid("DELETE needs Type/id or Type?criteria")
@@ -517,7 +516,7 @@ def _run_write(
             version = write_interactions.store_resource(
                 hub,
                 uow,
-                "update",
+                "create" if entry.fresh else "update",  # fresh: an id the server assigned
                 rtype,
                 entry.assigned_id or "",
                 resource,

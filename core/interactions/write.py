@@ -108,7 +108,7 @@ def store_resource(
     resource["id"] = resource_id
     access = current_access()
     if not access.is_system:
-        _authorize_write(access, interaction, resource_type, resource, previous)
+        _authorize_write(uow, access, interaction, resource_type, resource, previous)
     elif hub.settings.default_tenant and resource_type not in SHARED_TYPES:
         # An HL7 feed, a DICOM node or a bulk load writes as the system; in a deployment with
         # tenants its data must still belong to one, or no clinician would ever see it.
@@ -158,25 +158,74 @@ def _unchanged(previous: StoredVersion, resource: dict[str, Any]) -> bool:
 
 
 def _authorize_write(
+    uow: UnitOfWork,
     access: Access,
     interaction: str,
     resource_type: str,
     resource: dict[str, Any],
     previous: StoredVersion | None,
 ) -> None:
-    """Scopes, tenant ownership and the tenant label of a write by a non-system caller.
+    """Scopes, ownership and the tenant label of a write by a non-system caller.
 
-    Another tenant's resource is refused even when it is deleted: update-as-create must not
-    take over an id another tenant used. The caller's tenant label replaces any the client
-    sent, so a write can never place data in, or move it out of, another tenant.
+    A version the caller may not see (another tenant's, even deleted; for a patient context,
+    one outside its compartment) is treated as absent: writing its id is an update-as-create,
+    which a confined caller may not do (:func:`may_choose_ids`), so the answer is the same
+    405 a free id gets and tells nothing of what exists. Nor can it take over the id, or move
+    another patient's resource into its own chart. The caller's tenant label replaces any
+    the client sent, so a write can never place data in, or move it out of, another tenant.
     """
-    exists = previous is not None and not previous.deleted
-    access.require("u" if exists or interaction == "patch" else "c", resource_type)
-    if previous is not None and not access.owns(previous.tenant, resource_type):
+    seen = previous if previous is not None and sees(uow, access, previous) else None
+    if seen is None and interaction == "update" and not may_choose_ids(access, resource_type):
+        raise FhirError(
+            405,
+            f"{resource_type}/{resource['id']} does not exist, and a caller confined to a "
+            "tenant or a patient may not create resources with ids of its choosing: create it "
+            f"with POST {resource_type}",
+            code="not-supported",
+        )
+    if previous is not None and seen is None:
         raise forbidden(f"{resource_type}/{previous.resource_id} may not be written")
+    exists = seen is not None and not seen.deleted
+    access.require("u" if exists or interaction == "patch" else "c", resource_type)
     if access.tenant is not None and resource_type in SHARED_TYPES:
         raise forbidden(f"{resource_type} is shared by every tenant; only a hub admin writes it")
     access.label_for_write(resource)
+
+
+def may_choose_ids(access: Access, resource_type: str) -> bool:
+    """Whether the caller may create a resource with an id of its choosing (update as create,
+    http://hl7.org/fhir/R4/http.html#upsert). Only a caller that sees every resource of the
+    type may: for one confined to a tenant (or, for the Patient compartment's types, to a
+    patient), ids taken outside its view would have to be refused while free ones are
+    created, and the difference would tell it which ids exist elsewhere."""
+    from fhirhub.fhir_store.search.visibility import patient_guarded_types
+
+    if access.is_system:
+        return True
+    if access.tenant is not None:
+        return False
+    return access.patient is None or resource_type not in patient_guarded_types()
+
+
+def sees(uow: UnitOfWork, access: Access, version: StoredVersion) -> bool:
+    """Whether the caller may see, and so change, ``version`` (its tenant's and, for a patient
+    context, in the patient's compartment as that version was written)."""
+    if access.is_system:
+        return True
+    if not access.owns(version.tenant, version.resource_type):
+        return False
+    if version.seq == 0:
+        return True  # written earlier in this unit of work, by this caller
+    from fhirhub.fhir_store.search.visibility import visible
+
+    return visible(
+        uow.conn,
+        access.visibility("r"),
+        version.resource_type,
+        version.resource_id,
+        version.tenant,
+        version.seq,
+    )
 
 
 def _require_in_patient_compartment(
@@ -225,7 +274,6 @@ def create(
     body: Any,
     *,
     if_none_exist: str | None = None,
-    resource_id: str | None = None,
     check_refs: bool = True,
 ) -> WriteResult:
     """Create with a server-assigned id (an ``id`` in the body is ignored, as the spec says)."""
@@ -245,7 +293,7 @@ def create(
                 f"If-None-Exist {if_none_exist!r} matches {len(matches)} resources",
                 code="multiple-matches",
             )
-    resource_id = resource_id or new_id()
+    resource_id = new_id()
     version = store_resource(
         hub,
         uow,
@@ -308,7 +356,8 @@ def conditional_update(
     *,
     if_match: str | None = None,
 ) -> WriteResult:
-    """``PUT Type?criteria``: 0 matches creates, 1 updates it, more is 412."""
+    """``PUT Type?criteria``: 0 matches creates (with the body's id, if any, as an update as
+    create: :func:`require_unmatched_id_free`), 1 updates it, more is 412."""
     from fhirhub.core.interactions.search import match_ids
 
     require_type(resource_type)
@@ -320,8 +369,11 @@ def conditional_update(
             code="multiple-matches",
         )
     if not matches:
-        resource = validated(hub, body, resource_type)
-        return create(hub, uow, resource_type, resource, resource_id=resource.get("id") or None)
+        body_id = body.get("id") if isinstance(body, dict) else None
+        if body_id:
+            require_unmatched_id_free(uow, resource_type, str(body_id))
+            return update(hub, uow, resource_type, str(body_id), body, if_match=if_match)
+        return create(hub, uow, resource_type, body)
     target = matches[0]
     if isinstance(body, dict) and body.get("id") not in (None, target):
         raise invalid(
@@ -330,6 +382,21 @@ def conditional_update(
     if isinstance(body, dict):
         body = {**body, "id": target}
     return update(hub, uow, resource_type, target, body, if_match=if_match)
+
+
+def require_unmatched_id_free(uow: UnitOfWork, resource_type: str, resource_id: str) -> None:
+    """A conditional update that matched nothing but names an id is an update as create of
+    that id; if the caller can see a resource with that id, which its criteria did not match,
+    that is a 409 (FHIR R5 states it; R4 leaves it open). An id it cannot see is left to the
+    update, which answers exactly as for a free id."""
+    current = uow.current(resource_type, resource_id, for_update=True)
+    if current is not None and not current.deleted and sees(uow, current_access(), current):
+        raise FhirError(
+            409,
+            f"{resource_type}/{resource_id} exists but does not match the conditional update's "
+            "criteria",
+            code="conflict",
+        )
 
 
 def patch(
@@ -370,13 +437,21 @@ def patch(
     return WriteResult(version, 200)
 
 
-def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> WriteResult | None:
-    """Delete (append a tombstone). Deleting what is already deleted changes nothing (204)."""
+def delete(
+    hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str, *, missing_ok: bool = False
+) -> WriteResult | None:
+    """Delete (append a tombstone). Deleting what is already deleted changes nothing (204).
+
+    What does not exist, or is not the caller's to see, is 404; with ``missing_ok`` (Bundle
+    entries, whose DELETE of an unknown id has always been a no-op) it is None for both alike.
+    """
     require_type(resource_type)
     access = current_access()
     access.require("d", resource_type)
     current = uow.current(resource_type, resource_id, for_update=True)
     if current is None or not _may_delete(uow, access, current):
+        if missing_ok:
+            return None
         raise not_found(f"{resource_type}/{resource_id} is not known")
     if current.deleted:
         return WriteResult(current, 204)
@@ -387,19 +462,9 @@ def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> W
 
 def _may_delete(uow: UnitOfWork, access: Access, current: StoredVersion) -> bool:
     """Whether the caller may change ``current`` (patch, delete): it must see it and own it."""
-    if access.is_system:
-        return True
-    from fhirhub.fhir_store.search.visibility import visible
-
     if access.tenant is not None and current.resource_type in SHARED_TYPES:
         return False
-    return access.owns(current.tenant, current.resource_type) and visible(
-        uow.conn,
-        access.visibility("r"),
-        current.resource_type,
-        current.resource_id,
-        current.tenant,
-    )
+    return sees(uow, access, current)
 
 
 def conditional_delete(
