@@ -512,7 +512,9 @@ def _run_write(
                 if entry.fresh
                 else uow.current(rtype, entry.assigned_id or "", for_update=True)
             )
-            write_interactions.check_if_match(current, entry.request.get("ifMatch"))
+            write_interactions.check_if_match(
+                write_interactions.seen_by_caller(uow, current), entry.request.get("ifMatch")
+            )
             version = write_interactions.store_resource(
                 hub,
                 uow,

@@ -197,14 +197,25 @@ def may_choose_ids(access: Access, resource_type: str) -> bool:
     http://hl7.org/fhir/R4/http.html#upsert). Only a caller that sees every resource of the
     type may: for one confined to a tenant (or, for the Patient compartment's types, to a
     patient), ids taken outside its view would have to be refused while free ones are
-    created, and the difference would tell it which ids exist elsewhere."""
+    created, and the difference would tell it which ids exist elsewhere. The system acting
+    for a tenant (:func:`fhirhub.core.access.system_for`) is no such client: it keeps its ids,
+    and another tenant's stay refused (403)."""
     from fhirhub.fhir_store.search.visibility import patient_guarded_types
 
-    if access.is_system:
-        return True
+    if access.subject == "system" and access.scopes is None:
+        return True  # the system, also acting for one tenant: an adapter keying its writes
     if access.tenant is not None:
         return False
     return access.patient is None or resource_type not in patient_guarded_types()
+
+
+def seen_by_caller(uow: UnitOfWork, version: StoredVersion | None) -> StoredVersion | None:
+    """``version`` if the current caller may see it, else None: what ``If-Match`` is checked
+    against, so that a version it may not see answers 412 "current is none" like a free id,
+    and never tells its version number."""
+    if version is None or sees(uow, current_access(), version):
+        return version
+    return None
 
 
 def sees(uow: UnitOfWork, access: Access, version: StoredVersion) -> bool:
@@ -331,7 +342,7 @@ def update(
             expression=(f"{resource_type}.id",),
         )
     current = uow.current(resource_type, resource_id, for_update=True)
-    check_if_match(current, if_match)
+    check_if_match(seen_by_caller(uow, current), if_match)
     version = store_resource(
         hub,
         uow,

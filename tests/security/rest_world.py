@@ -135,9 +135,17 @@ def served(hub: Hub) -> Iterator[str]:
     from fhirhub.core.http.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(hub=hub), host="127.0.0.1", port=port, log_level="warning")
+    # No logging configuration of its own: uvicorn's would change the level of the
+    # ``uvicorn.*`` loggers for every later test in the process.
+    config = uvicorn.Config(
+        create_app(hub=hub),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        log_level=None,
+        access_log=False,
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

@@ -117,6 +117,13 @@ def test_put_to_another_tenants_id_answers_like_a_free_id(world: RestWorld) -> N
     free = a.put("Patient/free-1", json=patient("free-1", "Stolen"))
     assert taken.status_code == 405, taken.text
     assert answer(taken, "pb1") == answer(free, "free-1")
+    # If-Match neither tells the other tenant's version nor that there is one.
+    for etag in ('W/"1"', 'W/"9"'):
+        headers = {"If-Match": etag}
+        matched = a.put("Patient/pb1", json=patient("pb1", "Stolen"), headers=headers)
+        unmatched = a.put("Patient/free-1", json=patient("free-1", "Stolen"), headers=headers)
+        assert matched.status_code == 412, matched.text
+        assert answer(matched, "pb1") == answer(unmatched, "free-1")
     # An id the other tenant deleted answers the same.
     assert b.delete("Observation/obs-b1").status_code in (200, 204)
     deleted = a.put("Observation/obs-b1", json=observation("obs-b1", "pa1"))
