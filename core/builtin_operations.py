@@ -44,6 +44,17 @@ def _reindex(call: OperationCall) -> dict[str, Any]:
     }
 
 
+def _in(name: str, kind: str, documentation: str, *, many: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "use": "in",
+        "min": 0,
+        "max": "*" if many else "1",
+        "type": kind,
+        "documentation": documentation,
+    }
+
+
 @hookimpl
 def register_operations(hub: Any) -> list[Operation]:
     return [
@@ -54,6 +65,14 @@ def register_operations(hub: Any) -> list[Operation]:
             resource_types=("Patient",),
             description="All resources in the patient's compartment and what they reference",
             definition_url="http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            parameters=(
+                _in("start", "date", "Care dates from (resources without one are kept)"),
+                _in("end", "date", "Care dates up to"),
+                _in("_since", "instant", "Only resources updated at or after"),
+                _in("_type", "code", "Only these resource types (comma-separated)", many=True),
+                _in("_count", "integer", "Page size"),
+                {"name": "return", "use": "out", "min": 1, "max": "1", "type": "Bundle"},
+            ),
         ),
         Operation(
             "reindex",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fhirhub import FHIR_VERSION, __version__
+from fhirhub.core.interactions.write import JSON_PATCH
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES
 
 if TYPE_CHECKING:
@@ -37,12 +38,31 @@ def _operation_entry(operation: Any, base_url: str) -> dict[str, str]:
     }
 
 
+def _referrers(registry: Any) -> dict[str, list[str]]:
+    """Target type -> the ``Source:param`` reference parameters that can point at it: what
+    ``_revinclude`` accepts for that type (a parameter without declared targets, such as
+    ``Observation:focus``, can point at any)."""
+    referrers: dict[str, set[str]] = {}
+    for source in registry.resource_types():
+        for code, param in registry.for_type(source).items():
+            if param.type != "reference" or not param.supported:
+                continue
+            for target in param.target or R4_RESOURCE_TYPES:
+                referrers.setdefault(target, set()).add(f"{source}:{code}")
+    return {target: sorted(names) for target, names in referrers.items()}
+
+
 def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
     registry = hub.store.registry
     operations = list(hub.operations)
+    referrers = _referrers(registry)
     resources = []
     for resource_type in sorted(R4_RESOURCE_TYPES):
-        params = registry.for_type(resource_type)
+        params = {
+            code: param
+            for code, param in registry.for_type(resource_type).items()
+            if param.supported
+        }
         entry: dict[str, Any] = {
             "type": resource_type,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -58,7 +78,7 @@ def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
             "searchInclude": sorted(
                 f"{resource_type}:{code}" for code, p in params.items() if p.type == "reference"
             ),
-            "searchRevInclude": [],
+            "searchRevInclude": referrers.get(resource_type, []),
             "searchParam": [
                 {
                     "name": code,
@@ -91,7 +111,7 @@ def capability_statement(hub: Hub, base_url: str) -> dict[str, Any]:
         "implementation": {"description": "fhirhub FHIR R4 server", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": [JSON_PATCH],
         "rest": [
             {
                 **rest,

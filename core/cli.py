@@ -69,6 +69,10 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _check_auth(settings.auth, host)
+    # Requests whose headers dribble in are cut off (core/http/server.py).
+    from fhirhub.core.http.server import uvicorn_options
+
+    network.update(uvicorn_options(settings.http_header_timeout))
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if demo:
         from fhirhub.core.demo import load_demo_data

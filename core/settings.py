@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     broker_queue: str = Field(default="fhirhub", description="Celery queue name")
     plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")
     max_body_bytes: int = 32 * 1024 * 1024
+    max_bundle_entries: int = Field(
+        default=10_000, description="Entries one batch or transaction Bundle may hold (413 past)"
+    )
+    http_header_timeout: float = Field(
+        default=10.0,
+        description="Seconds a client has to send a request's line and headers (then closed)",
+    )
     validate_models: bool = Field(
         default=False, description="Also validate with the fhir.resources R4B models"
     )

@@ -111,7 +111,8 @@ class Transaction:
         )
 
     def update(self, resource: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
-        """Update the resource with ``resource["id"]`` (or create it with that id)."""
+        """Update the resource with ``resource["id"]`` (or create it with that id, when the
+        caller may choose ids: :func:`fhirhub.core.interactions.write.may_choose_ids`)."""
         return writes.update(
             self.hub,
             self._writable(),

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, insert, select
+import orjson
+from sqlalchemy import Connection, delete, func, insert, select
 
 from fhirhub.fhir_store.chain import Report, verify_on
 from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.errors import FhirError
-from fhirhub.fhir_store.schema import resource_current, resource_version
+from fhirhub.fhir_store.schema import resource_current, resource_version, version_compartment
+from fhirhub.fhir_store.search.compartment import patients_of
+from fhirhub.fhir_store.search.index import executemany
 from fhirhub.fhir_store.search.index_tables import INDEX_TABLES
-from fhirhub.fhir_store.store import FhirStore
+from fhirhub.fhir_store.search.visibility import patient_guarded_types
+from fhirhub.fhir_store.store import FhirStore, read_version
 
 CHUNK = 2000
+_INSERT_COMPARTMENTS = insert(version_compartment)
 
 _SIGNATURE_PROBLEMS = frozenset({"unknown-key", "signature-invalid", "signed-head-missing"})
 
@@ -94,6 +100,38 @@ def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> i
             )
         )
         count = store.indexer.reindex(conn)
+        _rebuild_compartments(store, conn)
         if progress is not None:
             progress(count)
     return int(count)
+
+
+def _rebuild_compartments(store: FhirStore, conn: Connection) -> None:
+    """``version_compartment`` from every version of the log, as the write path records it: a
+    deletion takes the compartments of the version it ends."""
+    conn.execute(delete(version_compartment))
+    log = resource_version.c
+    extractor = store.indexer.extractor
+    last = 0
+    while True:
+        batch = conn.execute(
+            select(log.seq, log.resource_type, log.resource_id, log.version_id, log.content)
+            .where(log.seq > last, log.resource_type.in_(sorted(patient_guarded_types())))
+            .order_by(log.seq)
+            .limit(CHUNK)
+        ).all()
+        if not batch:
+            return
+        rows: list[dict[str, object]] = []
+        for seq, resource_type, resource_id, version_id, content in batch:
+            plain = opened(conn, content)
+            if plain is None and version_id > 1:  # a deletion: the version it ends
+                ended = read_version(conn, resource_type, resource_id, version_id - 1)
+                plain = ended.content if ended is not None else None
+            if plain is None:
+                continue
+            resource = {**orjson.loads(plain), "id": resource_id}
+            rows.extend({"patient_id": p, "seq": seq} for p in patients_of(extractor, resource))
+        if rows:
+            executemany(conn, _INSERT_COMPARTMENTS, rows)
+        last = batch[-1].seq

@@ -87,6 +87,19 @@ dispatch_cursor = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
 )
 
+#: The Patient compartments (http://hl7.org/fhir/R4/compartmentdefinition-patient.html) each
+#: version of a compartment type is in, as written: a deletion keeps those of the version it
+#: ends. A patient-context caller sees a version (read, vread, history) by the compartment it
+#: was in when written, not by where its resource is now, so moving an Observation to another
+#: patient's chart does not show that patient its earlier versions. A projection of the log:
+#: ``fhirhub replay`` rebuilds it.
+version_compartment = Table(
+    "version_compartment",
+    metadata,
+    Column("patient_id", String(ID_LENGTH), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+)
+
 #: Signed heads of the hash chain: the server's Ed25519 signature over the hash of the log row
 #: ``seq``, so rewriting the whole chain after that row needs the private key too.
 chain_signature = Table(

@@ -82,7 +82,9 @@ def create(
 
 
 def update(hub: Hub, resource: dict[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
-    """Update (or create with its id) a resource and return it as stored."""
+    """Update (or create with its id) a resource and return it as stored. Creating with an id
+    is for the system and callers that see every resource of the type: one confined to a
+    tenant or a patient gets 405 for an id it cannot see (``docs/security.md``)."""
     with transaction(hub) as tx:
         result = tx.update(resource, if_match=if_match)
     return _stored(hub, result)

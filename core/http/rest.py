@@ -41,6 +41,7 @@ JSON_TYPES = (
     "text/plain",
 )
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml")
+FORM = "application/x-www-form-urlencoded"
 
 
 def hub_of(request: Request) -> Hub:
@@ -55,13 +56,28 @@ def base_url_of(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+def media_type(request: Request, default: str = "") -> str:
+    """The request's Content-Type without parameters, lower case (``default`` when absent)."""
+    return request.headers.get("content-type", default).split(";")[0].strip().lower()
+
+
 async def read_json(request: Request) -> Any:
     """The request body as JSON, with the size limit and a clear error for anything else."""
-    hub = hub_of(request)
-    content_type = request.headers.get("content-type", FHIR_JSON).split(";")[0].strip().lower()
-    if content_type in XML_TYPES:
+    if media_type(request, FHIR_JSON) in XML_TYPES:
         raise FhirError(415, "Only JSON is supported (application/fhir+json)", code="not-supported")
-    limit = hub.settings.max_body_bytes
+    raw = await read_body(request)
+    if not raw.strip():
+        raise invalid("The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FhirError(400, f"Malformed JSON: {exc}", code="structure") from exc
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body's bytes, refused with 413 past ``FHIRHUB_MAX_BODY_BYTES`` (checked on
+    the declared length first, then while reading, so an oversized body is never buffered)."""
+    limit = hub_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FhirError(413, f"Request body exceeds {limit} bytes", code="too-costly")
@@ -72,13 +88,34 @@ async def read_json(request: Request) -> Any:
         if size > limit:
             raise FhirError(413, f"Request body exceeds {limit} bytes", code="too-costly")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def search_criteria(request: Request) -> list[tuple[str, str]]:
+    """The criteria of ``POST [base]/_search`` and ``POST [type]/_search``: the query string
+    plus the body, which http://hl7.org/fhir/R4/http.html#search defines as
+    ``application/x-www-form-urlencoded``. A body in any other form (JSON, FHIR JSON, text, no
+    Content-Type) is refused with 415 rather than ignored: ignoring it would answer an
+    unfiltered search as if it were the one asked for."""
+    params = query_params(request)
+    raw = await read_body(request)
     if not raw.strip():
-        raise invalid("The request body is empty")
+        return params
+    content_type = media_type(request)
+    if content_type != FORM:
+        sent = f"{content_type!r}" if content_type else "a body without Content-Type"
+        raise FhirError(
+            415,
+            f"POST _search takes its criteria as {FORM} (or in the URL), not {sent}",
+            code="not-supported",
+        )
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise FhirError(400, f"Malformed JSON: {exc}", code="structure") from exc
+        form = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid(f"Malformed {FORM} body: {exc}") from exc
+    return params + [(k, v) for k, v in form if k not in ("_format", "_pretty")]
 
 
 def query_params(request: Request) -> list[tuple[str, str]]:
@@ -116,21 +153,12 @@ async def system_bundle(request: Request) -> Response:
 @router.get("")
 @router.get("/")
 async def system_search(request: Request) -> Response:
-    hub = hub_of(request)
-    params = query_params(request)
+    return await _search(request, None, query_params(request))
 
-    def run() -> bytes:
-        with hub.store.read() as conn:
-            return search_bundle(
-                hub,
-                conn,
-                None,
-                params,
-                base_url=base_url_of(request),
-                strict=handling_strict(request),
-            )
 
-    return fhir_response(await run_in_threadpool(run))
+@router.post("/_search")
+async def system_search_post(request: Request) -> Response:
+    return await _search(request, None, await search_criteria(request))
 
 
 @router.get("/_history")
@@ -214,17 +242,12 @@ async def type_search(request: Request, resource_type: str) -> Response:
 
 @router.post("/{resource_type}/_search")
 async def type_search_post(request: Request, resource_type: str) -> Response:
-    content_type = request.headers.get("content-type", "")
-    params = query_params(request)
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        form = (await request.body()).decode()
-        params += parse_qsl(form, keep_blank_values=True)
-    return await _search(request, resource_type, params)
+    return await _search(request, resource_type, await search_criteria(request))
 
 
 async def _search(
     request: Request,
-    resource_type: str,
+    resource_type: str | None,
     params: list[tuple[str, str]],
     compartment: tuple[str, str] | None = None,
 ) -> Response:
@@ -334,13 +357,13 @@ async def _instance_write(
     operation: Any,
     resource_type: str,
     resource_id: str,
+    body: Any,
     *,
     location_when_created: bool,
 ) -> Response:
-    """Update and patch: read the body, run the interaction with ``If-Match``, answer per
+    """Update and patch: run the interaction on ``body`` with ``If-Match``, answer per
     ``Prefer`` (``Location`` only when an update created the resource)."""
     hub = hub_of(request)
-    body = await read_json(request)
     if_match = request.headers.get("if-match")
 
     def run() -> writes.WriteResult:
@@ -362,16 +385,37 @@ async def _instance_write(
 
 @router.put("/{resource_type}/{resource_id}")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+    body = await read_json(request)
     return await _instance_write(
-        request, writes.update, resource_type, resource_id, location_when_created=True
+        request, writes.update, resource_type, resource_id, body, location_when_created=True
     )
 
 
 @router.patch("/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     return await _instance_write(
-        request, writes.patch, resource_type, resource_id, location_when_created=False
+        request,
+        writes.patch,
+        resource_type,
+        resource_id,
+        await read_patch(request),
+        location_when_created=False,
     )
+
+
+async def read_patch(request: Request) -> Any:
+    """The body of a PATCH (http://hl7.org/fhir/R4/http.html#patch). JSON Patch is supported;
+    XML Patch and FHIRPath Patch (a ``Parameters`` resource, sent as FHIR JSON) are answered
+    415 with what to send instead, so a client learns the format is the problem."""
+    content_type = media_type(request)
+    if content_type in XML_TYPES or content_type == "application/xml-patch+xml":
+        raise writes.unsupported_patch("XML Patch")
+    body = await read_json(request)
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        raise writes.unsupported_patch("FHIRPath Patch (a Parameters resource)")
+    if not isinstance(body, list) and content_type != writes.JSON_PATCH:
+        raise writes.unsupported_patch(f"A {content_type or 'untyped'} body")
+    return body
 
 
 @router.delete("/{resource_type}/{resource_id}")

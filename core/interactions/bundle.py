@@ -72,10 +72,19 @@ class _Entry:
     result_issues: list[Issue] = field(default_factory=list)
 
 
-def _entries(bundle: dict[str, Any], base_url: str) -> list[_Entry]:
+def _entries(bundle: dict[str, Any], base_url: str, max_entries: int) -> list[_Entry]:
     raw_entries = bundle.get("entry", [])
     if not isinstance(raw_entries, list):
         raise invalid("Bundle.entry must be an array")
+    if len(raw_entries) > max_entries:
+        # Work and memory grow with the entries (a unit of work holds every version until it
+        # commits), so the limit is on entries as well as on the body's bytes.
+        raise FhirError(
+            413,
+            f"The Bundle has {len(raw_entries)} entries; at most {max_entries} are processed "
+            "in one request (FHIRHUB_MAX_BUNDLE_ENTRIES): split it",
+            code="too-costly",
+        )
     entries: list[_Entry] = []
     for index, raw in enumerate(raw_entries):
         where = f"Bundle.entry[{index}]"
@@ -96,6 +105,13 @@ def _entries(bundle: dict[str, Any], base_url: str) -> list[_Entry]:
         if method in ("POST", "PUT") and not isinstance(resource, dict):
             raise invalid(f"{where} ({method}) has no resource", expression=(f"{where}.resource",))
         if method == "PATCH" and not _patch_body(entry):
+            if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+                raise FhirError(
+                    415,
+                    f"{where}: FHIRPath Patch (a Parameters resource) is not supported; send a "
+                    f"JSON Patch in a Binary ({write_interactions.JSON_PATCH})",
+                    code="not-supported",
+                )
             raise invalid(
                 f"{where} (PATCH) needs a Binary resource holding a JSON Patch",
                 expression=(f"{where}.resource",),
@@ -130,7 +146,7 @@ def process_bundle(hub: Hub, body: Any, *, base_url: str, return_pref: str = "mi
             f"Bundle.type must be batch or transaction to be processed, not {kind!r}",
             expression=("Bundle.type",),
         )
-    entries = _entries(body, base_url)
+    entries = _entries(body, base_url, hub.settings.max_bundle_entries)
     if kind == "transaction":
         return _transaction(hub, entries, base_url, return_pref)
     return _batch(hub, entries, base_url, return_pref)
@@ -203,7 +219,7 @@ def process_transaction_in(
         raise invalid("Expected a Bundle resource")
     if body.get("type") != "transaction":
         raise invalid("Bundle.type must be transaction", expression=("Bundle.type",))
-    entries = _entries(body, base_url)
+    entries = _entries(body, base_url, hub.settings.max_bundle_entries)
     _check_unique_full_urls(entries)
     try:
         _transaction_in(hub, uow, entries, base_url, return_pref, resolved, validated)
@@ -331,6 +347,7 @@ def _assign_identities(
                     if matches:
                         entry.assigned_id = matches[0]
                     elif body_id:
+                        write_interactions.require_unmatched_id_free(uow, rtype, body_id)
                         entry.assigned_id = body_id
                     else:
                         entry.assigned_id = write_interactions.new_id()
@@ -447,11 +464,9 @@ def _run_write(
                     hub, uow, rtype, entry.url.query or ""
                 )
             elif entry.url.resource_id:
-                current = uow.current(rtype, entry.url.resource_id)
-                outcome = (
-                    write_interactions.delete(hub, uow, rtype, entry.url.resource_id)
-                    if current is not None
-                    else None
+                # An id that does not exist and one the caller may not see both answer 204.
+                outcome = write_interactions.delete(
+                    hub, uow, rtype, entry.url.resource_id, missing_ok=True
                 )
             else:
                 raise invalid("DELETE needs Type/id or Type?criteria")
@@ -497,11 +512,13 @@ def _run_write(
                 if entry.fresh
                 else uow.current(rtype, entry.assigned_id or "", for_update=True)
             )
-            write_interactions.check_if_match(current, entry.request.get("ifMatch"))
+            write_interactions.check_if_match(
+                write_interactions.seen_by_caller(uow, current), entry.request.get("ifMatch")
+            )
             version = write_interactions.store_resource(
                 hub,
                 uow,
-                "update",
+                "create" if entry.fresh else "update",  # fresh: an id the server assigned
                 rtype,
                 entry.assigned_id or "",
                 resource,

@@ -50,10 +50,19 @@ def vread(conn: Connection, resource_type: str, resource_id: str, version_id: st
 
 
 def _visible(conn: Connection, version: StoredVersion) -> bool:
-    """Whether the caller may see ``version``: an invisible resource answers exactly like a
-    missing one (404), so its existence leaks to no other tenant or patient."""
+    """Whether the caller may see ``version`` (for a patient context: whether that version was
+    in the patient's compartment, so a deletion of one of its own resources reads 410): an
+    invisible resource answers exactly like a missing one (404), so its existence leaks to no
+    other tenant or patient."""
     visibility = current_access().visibility("r")
-    return visible(conn, visibility, version.resource_type, version.resource_id, version.tenant)
+    return visible(
+        conn,
+        visibility,
+        version.resource_type,
+        version.resource_id,
+        version.tenant,
+        version.seq,
+    )
 
 
 def _instant_param(name: str, value: str, *, upper: bool) -> int:
@@ -86,7 +95,12 @@ def history_bundle(
     values = dict(params)
     if resource_id is not None:
         current = read_current(conn, resource_type or "", resource_id)
-        if current is None or not _visible(conn, current):
+        if current is None or not (
+            _visible(conn, current)
+            or read_history(conn, resource_type, resource_id, count=0, visibility=visibility)[1]
+        ):
+            # Visible when its current version is, or an earlier one (an Observation since
+            # moved to another patient's chart keeps its earlier versions in this one's).
             raise not_found(f"{resource_type}/{resource_id} is not known")
     since = _instant_param("_since", values["_since"], upper=False) if "_since" in values else None
     at = _instant_param("_at", values["_at"], upper=True) if "_at" in values else None

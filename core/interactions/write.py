@@ -27,6 +27,9 @@ from fhirhub.fhir_store.versions import StoredVersion
 if TYPE_CHECKING:
     from fhirhub.core.hub import Hub
 
+#: The patch format supported (RFC 6902), as the CapabilityStatement declares it.
+JSON_PATCH = "application/json-patch+json"
+
 ETAG_PATTERN = re.compile(r'^\s*(W/)?"?(?P<version>[^"]+)"?\s*$')
 
 
@@ -54,6 +57,16 @@ class WriteContext:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def unsupported_patch(what: str) -> FhirError:
+    """415 for a patch in a format other than JSON Patch (http://hl7.org/fhir/R4/http.html#patch
+    lets a server choose its formats; the CapabilityStatement lists them in ``patchFormat``)."""
+    return FhirError(
+        415,
+        f"{what} is not supported as a patch: send a JSON Patch (RFC 6902) array as {JSON_PATCH}",
+        code="not-supported",
+    )
 
 
 def parse_etag(value: str) -> int:
@@ -95,7 +108,7 @@ def store_resource(
     resource["id"] = resource_id
     access = current_access()
     if not access.is_system:
-        _authorize_write(access, interaction, resource_type, resource, previous)
+        _authorize_write(uow, access, interaction, resource_type, resource, previous)
     elif hub.settings.default_tenant and resource_type not in SHARED_TYPES:
         # An HL7 feed, a DICOM node or a bulk load writes as the system; in a deployment with
         # tenants its data must still belong to one, or no clinician would ever see it.
@@ -145,25 +158,85 @@ def _unchanged(previous: StoredVersion, resource: dict[str, Any]) -> bool:
 
 
 def _authorize_write(
+    uow: UnitOfWork,
     access: Access,
     interaction: str,
     resource_type: str,
     resource: dict[str, Any],
     previous: StoredVersion | None,
 ) -> None:
-    """Scopes, tenant ownership and the tenant label of a write by a non-system caller.
+    """Scopes, ownership and the tenant label of a write by a non-system caller.
 
-    Another tenant's resource is refused even when it is deleted: update-as-create must not
-    take over an id another tenant used. The caller's tenant label replaces any the client
-    sent, so a write can never place data in, or move it out of, another tenant.
+    A version the caller may not see (another tenant's, even deleted; for a patient context,
+    one outside its compartment) is treated as absent: writing its id is an update-as-create,
+    which a confined caller may not do (:func:`may_choose_ids`), so the answer is the same
+    405 a free id gets and tells nothing of what exists. Nor can it take over the id, or move
+    another patient's resource into its own chart. The caller's tenant label replaces any
+    the client sent, so a write can never place data in, or move it out of, another tenant.
     """
-    exists = previous is not None and not previous.deleted
-    access.require("u" if exists or interaction == "patch" else "c", resource_type)
-    if previous is not None and not access.owns(previous.tenant, resource_type):
+    seen = previous if previous is not None and sees(uow, access, previous) else None
+    if seen is None and interaction == "update" and not may_choose_ids(access, resource_type):
+        raise FhirError(
+            405,
+            f"{resource_type}/{resource['id']} does not exist, and a caller confined to a "
+            "tenant or a patient may not create resources with ids of its choosing: create it "
+            f"with POST {resource_type}",
+            code="not-supported",
+        )
+    if previous is not None and seen is None:
         raise forbidden(f"{resource_type}/{previous.resource_id} may not be written")
+    exists = seen is not None and not seen.deleted
+    access.require("u" if exists or interaction == "patch" else "c", resource_type)
     if access.tenant is not None and resource_type in SHARED_TYPES:
         raise forbidden(f"{resource_type} is shared by every tenant; only a hub admin writes it")
     access.label_for_write(resource)
+
+
+def may_choose_ids(access: Access, resource_type: str) -> bool:
+    """Whether the caller may create a resource with an id of its choosing (update as create,
+    http://hl7.org/fhir/R4/http.html#upsert). Only a caller that sees every resource of the
+    type may: for one confined to a tenant (or, for the Patient compartment's types, to a
+    patient), ids taken outside its view would have to be refused while free ones are
+    created, and the difference would tell it which ids exist elsewhere. The system acting
+    for a tenant (:func:`fhirhub.core.access.system_for`) is no such client: it keeps its ids,
+    and another tenant's stay refused (403)."""
+    from fhirhub.fhir_store.search.visibility import patient_guarded_types
+
+    if access.subject == "system" and access.scopes is None:
+        return True  # the system, also acting for one tenant: an adapter keying its writes
+    if access.tenant is not None:
+        return False
+    return access.patient is None or resource_type not in patient_guarded_types()
+
+
+def seen_by_caller(uow: UnitOfWork, version: StoredVersion | None) -> StoredVersion | None:
+    """``version`` if the current caller may see it, else None: what ``If-Match`` is checked
+    against, so that a version it may not see answers 412 "current is none" like a free id,
+    and never tells its version number."""
+    if version is None or sees(uow, current_access(), version):
+        return version
+    return None
+
+
+def sees(uow: UnitOfWork, access: Access, version: StoredVersion) -> bool:
+    """Whether the caller may see, and so change, ``version`` (its tenant's and, for a patient
+    context, in the patient's compartment as that version was written)."""
+    if access.is_system:
+        return True
+    if not access.owns(version.tenant, version.resource_type):
+        return False
+    if version.seq == 0:
+        return True  # written earlier in this unit of work, by this caller
+    from fhirhub.fhir_store.search.visibility import visible
+
+    return visible(
+        uow.conn,
+        access.visibility("r"),
+        version.resource_type,
+        version.resource_id,
+        version.tenant,
+        version.seq,
+    )
 
 
 def _require_in_patient_compartment(
@@ -212,7 +285,6 @@ def create(
     body: Any,
     *,
     if_none_exist: str | None = None,
-    resource_id: str | None = None,
     check_refs: bool = True,
 ) -> WriteResult:
     """Create with a server-assigned id (an ``id`` in the body is ignored, as the spec says)."""
@@ -232,7 +304,7 @@ def create(
                 f"If-None-Exist {if_none_exist!r} matches {len(matches)} resources",
                 code="multiple-matches",
             )
-    resource_id = resource_id or new_id()
+    resource_id = new_id()
     version = store_resource(
         hub,
         uow,
@@ -270,7 +342,7 @@ def update(
             expression=(f"{resource_type}.id",),
         )
     current = uow.current(resource_type, resource_id, for_update=True)
-    check_if_match(current, if_match)
+    check_if_match(seen_by_caller(uow, current), if_match)
     version = store_resource(
         hub,
         uow,
@@ -295,7 +367,8 @@ def conditional_update(
     *,
     if_match: str | None = None,
 ) -> WriteResult:
-    """``PUT Type?criteria``: 0 matches creates, 1 updates it, more is 412."""
+    """``PUT Type?criteria``: 0 matches creates (with the body's id, if any, as an update as
+    create: :func:`require_unmatched_id_free`), 1 updates it, more is 412."""
     from fhirhub.core.interactions.search import match_ids
 
     require_type(resource_type)
@@ -307,8 +380,11 @@ def conditional_update(
             code="multiple-matches",
         )
     if not matches:
-        resource = validated(hub, body, resource_type)
-        return create(hub, uow, resource_type, resource, resource_id=resource.get("id") or None)
+        body_id = body.get("id") if isinstance(body, dict) else None
+        if body_id:
+            require_unmatched_id_free(uow, resource_type, str(body_id))
+            return update(hub, uow, resource_type, str(body_id), body, if_match=if_match)
+        return create(hub, uow, resource_type, body)
     target = matches[0]
     if isinstance(body, dict) and body.get("id") not in (None, target):
         raise invalid(
@@ -317,6 +393,21 @@ def conditional_update(
     if isinstance(body, dict):
         body = {**body, "id": target}
     return update(hub, uow, resource_type, target, body, if_match=if_match)
+
+
+def require_unmatched_id_free(uow: UnitOfWork, resource_type: str, resource_id: str) -> None:
+    """A conditional update that matched nothing but names an id is an update as create of
+    that id; if the caller can see a resource with that id, which its criteria did not match,
+    that is a 409 (FHIR R5 states it; R4 leaves it open). An id it cannot see is left to the
+    update, which answers exactly as for a free id."""
+    current = uow.current(resource_type, resource_id, for_update=True)
+    if current is not None and not current.deleted and sees(uow, current_access(), current):
+        raise FhirError(
+            409,
+            f"{resource_type}/{resource_id} exists but does not match the conditional update's "
+            "criteria",
+            code="conflict",
+        )
 
 
 def patch(
@@ -357,13 +448,21 @@ def patch(
     return WriteResult(version, 200)
 
 
-def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> WriteResult | None:
-    """Delete (append a tombstone). Deleting what is already deleted changes nothing (204)."""
+def delete(
+    hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str, *, missing_ok: bool = False
+) -> WriteResult | None:
+    """Delete (append a tombstone). Deleting what is already deleted changes nothing (204).
+
+    What does not exist, or is not the caller's to see, is 404; with ``missing_ok`` (Bundle
+    entries, whose DELETE of an unknown id has always been a no-op) it is None for both alike.
+    """
     require_type(resource_type)
     access = current_access()
     access.require("d", resource_type)
     current = uow.current(resource_type, resource_id, for_update=True)
     if current is None or not _may_delete(uow, access, current):
+        if missing_ok:
+            return None
         raise not_found(f"{resource_type}/{resource_id} is not known")
     if current.deleted:
         return WriteResult(current, 204)
@@ -374,19 +473,9 @@ def delete(hub: Hub, uow: UnitOfWork, resource_type: str, resource_id: str) -> W
 
 def _may_delete(uow: UnitOfWork, access: Access, current: StoredVersion) -> bool:
     """Whether the caller may change ``current`` (patch, delete): it must see it and own it."""
-    if access.is_system:
-        return True
-    from fhirhub.fhir_store.search.visibility import visible
-
     if access.tenant is not None and current.resource_type in SHARED_TYPES:
         return False
-    return access.owns(current.tenant, current.resource_type) and visible(
-        uow.conn,
-        access.visibility("r"),
-        current.resource_type,
-        current.resource_id,
-        current.tenant,
-    )
+    return sees(uow, access, current)
 
 
 def conditional_delete(

@@ -12,13 +12,16 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, tuple_
 
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.search.index_tables import index_reference
 from fhirhub.fhir_store.search.owner import Owner
+
+if TYPE_CHECKING:
+    from fhirhub.fhir_store.search.extract import Extractor
 
 DEFINITION_FILE = (
     Path(__file__).resolve().parent.parent / "definitions" / "compartmentdefinition-patient.json"
@@ -37,6 +40,20 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
         for entry in definition["resource"]
         if entry.get("param")
     }
+
+
+def patients_of(extractor: Extractor, resource: dict[str, Any]) -> set[str]:
+    """The ids of the patients whose compartment ``resource`` (with its ``id``) is in: the
+    targets of its compartment parameters that are Patients, and a Patient itself. Extracted
+    the way the index is, so it agrees with compartment search."""
+    resource_type = resource.get("resourceType")
+    params = patient_compartment().get(resource_type or "")
+    patients = {str(resource["id"])} if resource_type == "Patient" else set()
+    if params:
+        for row in extractor.extract(resource, params).get("reference", ()):
+            if row.get("target_type") == "Patient" and row.get("target_id"):
+                patients.add(row["target_id"])
+    return patients
 
 
 def members(compartment_type: str, compartment_id: str) -> Select[Any]:

@@ -51,6 +51,15 @@ class SearchParameterDef:
     name: str = ""
     description: str = field(default="", repr=False, compare=False)
 
+    @property
+    def supported(self) -> bool:
+        """Whether searches can use it: ``special`` parameters and those without an
+        expression (``_text``, ``_content``, ``_query``; ``_id`` and ``_lastUpdated`` are read
+        from the resource's own columns) are not."""
+        return self.type != "special" and (
+            self.expression is not None or self.code in ("_id", "_lastUpdated")
+        )
+
 
 def split_union(expression: str) -> list[str]:
     """Split a FHIRPath expression on its top-level ``|`` operators (not inside parentheses,

@@ -50,6 +50,9 @@ from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
 
 #: Resources read per round trip while re-indexing.
 REINDEX_CHUNK = 500
+#: Resources whose index rows are built and written together: a 10,000-entry transaction's
+#: rows (a dict each, a few hundred thousand of them) were the peak of its memory use.
+INDEX_CHUNK = 500
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -106,10 +109,23 @@ class Indexer:
         tables); ``new`` names the ``(type, id)`` pairs that cannot have rows yet (their first
         version), whose deletes are skipped too: most writes of an ingest are creates, and
         their deletes were a fifth of the flush. Runs on ``conn`` inside the caller's
-        transaction.
+        transaction, :data:`INDEX_CHUNK` resources at a time.
         """
         if not items:
             return
+        for start in range(0, len(items), INDEX_CHUNK):
+            self._replace_chunk(
+                conn, items[start : start + INDEX_CHUNK], params, delete_existing, new
+            )
+
+    def _replace_chunk(
+        self,
+        conn: Connection,
+        items: Sequence[tuple[str, str, dict[str, Any] | None]],
+        params: Iterable[str] | None,
+        delete_existing: bool,
+        new: Container[tuple[str, str]],
+    ) -> None:
         to_clear = [item for item in items if (item[0], item[1]) not in new] if new else items
         wanted = None if params is None else list(params)
         rows: Rows = {}

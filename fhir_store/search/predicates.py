@@ -87,6 +87,15 @@ APPROXIMATE = 0.1
 
 _MAX_CHAIN_DEPTH = 6
 
+#: Values in one parameter's comma-separated OR list (http://hl7.org/fhir/R4/search.html#combining).
+#: Each becomes a term of one SQL ``OR``; SQLite refuses expressions nested deeper than 1,000
+#: and a few hundred values reached that (a 500 before this bound).
+MAX_OR_VALUES = 100
+#: SQL terms one search may build: OR values, summed over every parameter and every target
+#: type a chain or ``_has`` fans out to. It keeps the statement (and its planning) bounded
+#: whatever the shape of the request.
+MAX_SEARCH_TERMS = 1000
+
 
 class UnknownParameter(Exception):
     """A parameter name the resource type does not define (ignored in lenient handling)."""
@@ -103,6 +112,11 @@ def bad_request(message: str) -> FhirError:
 
 def not_supported(message: str) -> FhirError:
     return FhirError(400, message, code="not-supported")
+
+
+def too_costly(message: str) -> FhirError:
+    """A request over one of the search bounds: 400 with the ``too-costly`` issue code."""
+    return FhirError(400, message, code="too-costly")
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,6 +332,16 @@ class Predicates:
         self.now_us = now_us
         self.sqlite = conn.dialect.name == "sqlite"
         self.known_types = frozenset(registry.resource_types())
+        self.terms = 0  # SQL terms built so far (MAX_SEARCH_TERMS)
+
+    def _spend(self, terms: int) -> None:
+        self.terms += terms
+        if self.terms > MAX_SEARCH_TERMS:
+            raise too_costly(
+                f"The search is too complex: over {MAX_SEARCH_TERMS} criteria values once OR "
+                "lists, repeated parameters and chained target types are counted; narrow it "
+                "or split it into several searches"
+            )
 
     # -- entry point
 
@@ -329,6 +353,13 @@ class Predicates:
         """
         if depth > _MAX_CHAIN_DEPTH:
             raise bad_request(f"Chain too deep in {name!r}")
+        or_values = value.count(",") + 1
+        if or_values > MAX_OR_VALUES and len(split_unescaped(value, ",")) > MAX_OR_VALUES:
+            raise too_costly(
+                f"Search parameter {name!r} has more than {MAX_OR_VALUES} comma-separated "
+                "values; split the search"
+            )
+        self._spend(or_values)
         if name.startswith("_has:"):
             return self._has(owner, name, value, depth)
         parsed = parse_name(name)
@@ -378,9 +409,7 @@ class Predicates:
             if any(d is not None and d.type != first.type for d in found):
                 raise bad_request(f"Search parameter {code!r} has different types across types")
             definition = first
-        if definition.type == "special" or (
-            definition.expression is None and definition.code not in ("_id", "_lastUpdated")
-        ):
+        if not definition.supported:
             raise UnknownParameter(name, f"Search parameter {code!r} is not supported")
         return definition
 
@@ -641,6 +670,7 @@ class Predicates:
         ``name=value``."""
         ref = index_reference.c
         per_type = []
+        self._spend(len(targets))
         for target in targets:
             inner = current_alias(target)
             matching = select(inner.id_col).where(

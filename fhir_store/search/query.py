@@ -51,7 +51,7 @@ from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search import bundle
 from fhirhub.fhir_store.search import compartment as compartments
 from fhirhub.fhir_store.search.elements import Subsetter, parse_elements
-from fhirhub.fhir_store.search.index_tables import index_reference
+from fhirhub.fhir_store.search.index_tables import index_date, index_reference
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry
 from fhirhub.fhir_store.search.predicates import (
     SORT_COLUMNS,
@@ -59,6 +59,7 @@ from fhirhub.fhir_store.search.predicates import (
     Predicates,
     UnknownParameter,
     bad_request,
+    too_costly,
 )
 from fhirhub.fhir_store.search.visibility import Visibility, restrict
 
@@ -87,6 +88,13 @@ UNSUPPORTED_RESULT_PARAMS = frozenset({"_contained", "_containedType", "_score",
 MAX_INCLUDE_ROUNDS = 8
 #: Resources fetched per IN-list when reading included resources.
 FETCH_CHUNK = 500
+#: ``_sort`` keys per search: each is a correlated lookup per matching resource, so 400 keys
+#: took 47 s on a tenant's data.
+MAX_SORT_KEYS = 5
+#: The deepest ``_offset`` served: the database reads and discards every skipped row, and an
+#: offset past 2**63 overflowed into a 500. The default order pages past it with ``_after``
+#: (its ``next`` links carry one); a sorted search this deep should narrow its criteria.
+MAX_OFFSET = 100_000
 
 #: $everything pulls these in when compartment members reference them
 #: (http://hl7.org/fhir/R4/patient-operation-everything.html).
@@ -96,6 +104,22 @@ EVERYTHING_REFERENCED = (
     "Organization",
     "Location",
     "Medication",
+)
+#: Date parameters that carry a resource's date of care, for ``$everything``'s ``start`` and
+#: ``end`` ("care dates, not record currency dates"): Observation/Encounter/Procedure
+#: ``date``, Condition ``onset-date``, MedicationRequest ``authoredon``...
+CARE_DATE_PARAMS = (
+    "date",
+    "onset-date",
+    "effective",
+    "effective-time",
+    "authoredon",
+    "authored",
+    "occurrence",
+    "whenhandedover",
+    "created",
+    "period",
+    "sent",
 )
 
 
@@ -211,10 +235,10 @@ def _sort_keys(
     by each resource's lowest value of the parameter, descending by its highest; resources
     without a value come last; resource type and id break ties so pages are stable."""
     keys: list[ColumnElement[Any]] = []
-    for item in (sort or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    items = [item.strip() for item in (sort or "").split(",") if item.strip()]
+    if len(items) > MAX_SORT_KEYS:
+        raise too_costly(f"_sort takes at most {MAX_SORT_KEYS} keys, not {len(items)}")
+    for item in items:
         descending = item.startswith("-")
         code = item[1:] if descending else item
         if code == "_id":
@@ -615,7 +639,7 @@ def search(
                     )
                 )
         else:
-            query = query.offset(request.offset)
+            query = query.offset(_served_offset(request.offset))
         rows = list(conn.execute(query))
         if total is None:
             has_more = len(rows) > page_size
@@ -647,6 +671,15 @@ def search(
     )
     links = _links(path, echoed, request.count, request.offset, total, has_more, count_only, cursor)
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _served_offset(offset: int) -> int:
+    if offset > MAX_OFFSET:
+        raise too_costly(
+            f"_offset {offset} is past the deepest page served ({MAX_OFFSET}); narrow the "
+            "search, or page in the default order (its next links continue with _after)"
+        )
+    return offset
 
 
 def _path(base_url: str, resource_type: str | None, compartment: tuple[str, str] | None) -> str:
@@ -685,10 +718,11 @@ def _links(
     links.append(link("first", 0))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))
-    if has_more:
+    if has_more and (cursor is not None or offset + count <= MAX_OFFSET):
         links.append(link("next", offset + count, cursor))
-    if total is not None and total > 0:
-        links.append(link("last", ((total - 1) // count) * count))
+    last = ((total - 1) // count) * count if total else 0
+    if total and last <= MAX_OFFSET:
+        links.append(link("last", last))
     return links
 
 
@@ -711,25 +745,34 @@ def everything(
     the patient, every resource in its compartment, and the Practitioners, PractitionerRoles,
     Organizations, Locations and Medications those resources reference, as a ``searchset``
     Bundle paged with ``_count``/``_offset``. ``_since`` keeps resources updated at or after
-    that instant; ``_type`` keeps only the listed types. The patient comes first, then the
-    rest ordered by type and id.
+    that instant; ``_type`` keeps only the listed types; ``start`` and ``end`` keep resources
+    whose care dates overlap that range (:func:`_cared_for_between`). The patient comes first,
+    then the rest ordered by type and id.
     """
     base_url = base_url.rstrip("/")
     known = frozenset(registry.resource_types())
     count = min(default_count, max_count)
     offset = 0
     since: int | None = None
+    care_from: int | None = None
+    care_to: int | None = None
     types: list[str] | None = None
     kept: list[tuple[str, str]] = []
+    from fhirhub.fhir_store.search.predicates import parse_date
+
     for name, value in params:
         if name == "_count":
             count = _int_value("_count", value, 0, max_count)
         elif name == "_offset":
             offset = _int_value("_offset", value, 0, None)
         elif name == "_since":
-            from fhirhub.fhir_store.search.predicates import parse_date
-
             since = parse_date(value)[0]
+            kept.append((name, value))
+        elif name == "start":
+            care_from = parse_date(value)[0]
+            kept.append((name, value))
+        elif name == "end":
+            care_to = parse_date(value)[1]
             kept.append((name, value))
         elif name == "_type":
             types = [t.strip() for t in value.split(",") if t.strip()]
@@ -764,6 +807,8 @@ def everything(
         conditions.append(rc.c.last_updated >= since)
     if types is not None:
         conditions.append(rc.c.resource_type.in_(types))
+    if care_from is not None or care_to is not None:
+        conditions.append(_cared_for_between(care_from, care_to))
     total = conn.execute(select(func.count()).select_from(rc).where(*conditions)).scalar_one()
     rows: list[Any] = []
     if count:
@@ -776,7 +821,7 @@ def everything(
                 .where(*conditions)
                 .order_by(first, rc.c.resource_type, rc.c.resource_id)
                 .limit(count)
-                .offset(offset)
+                .offset(_served_offset(offset))
             )
         )
     entries = [
@@ -789,6 +834,25 @@ def everything(
     links = _links(path, kept, count, offset, total, offset + count < total, False)
     _, now_text = _now()
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _cared_for_between(start: int | None, end: int | None) -> ColumnElement[bool]:
+    """``$everything``'s ``start``/``end``: a resource with a care date (see
+    :data:`CARE_DATE_PARAMS`) is kept when one of them overlaps the range; a resource with
+    none (the Patient, a Practitioner, an undated Condition) is not tied to a date of care and
+    is kept too."""
+    care = index_date.alias("care_date")
+    dated = select(care.c.resource_id).where(
+        care.c.resource_type == rc.c.resource_type,
+        care.c.resource_id == rc.c.resource_id,
+        care.c.param.in_(CARE_DATE_PARAMS),
+    )
+    overlapping = dated
+    if start is not None:
+        overlapping = overlapping.where(care.c.high >= start)
+    if end is not None:
+        overlapping = overlapping.where(care.c.low <= end)
+    return or_(~dated.exists(), overlapping.exists())
 
 
 __all__ = ["everything", "search"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, false, or_, select
 
-from fhirhub.fhir_store.schema import resource_current
+from fhirhub.fhir_store.schema import resource_current, version_compartment
 from fhirhub.fhir_store.search.owner import Owner
 from fhirhub.fhir_store.tenancy import SHARED_TYPES
 
@@ -96,9 +96,15 @@ def visible(
     resource_type: str,
     resource_id: str,
     tenant: str | None,
+    seq: int = 0,
 ) -> bool:
-    """Whether one resource (whose stored ``tenant`` column is given) passes ``visibility``;
-    the compartment test needs the index, hence the connection."""
+    """Whether one resource (whose stored ``tenant`` column is given) passes ``visibility``.
+
+    ``seq``: the log position of the version in question. A patient-context caller then sees
+    it when that version was in the patient's compartment (``version_compartment``), which
+    also holds for a deletion (whose resource has no index rows left) and for an earlier
+    version of a resource since moved to another patient. Without one (a version not yet
+    written) the compartment is the resource's current one, from the index."""
     if visibility is None or visibility.unrestricted:
         return True
     if not visibility.shows_type(resource_type):
@@ -110,6 +116,12 @@ def visible(
     ):
         return False
     if visibility.patient is not None and resource_type in patient_guarded_types():
+        if seq:
+            vc = version_compartment.c
+            found = conn.execute(
+                select(vc.seq).where(vc.patient_id == visibility.patient, vc.seq == seq)
+            ).first()
+            return found is not None
         from fhirhub.fhir_store.search import compartment
 
         owner = Owner(resource_current, resource_type)

@@ -29,3 +29,58 @@ def test_migrated_schema_matches_the_declared_tables(database_url: str) -> None:
     assert current_revision(engine) is not None
     engine.dispose()
     assert differences == []
+
+
+def test_the_compartment_migration_places_earlier_versions_where_their_resource_is(
+    database_url: str,
+) -> None:
+    """Revision 0005 backfills ``version_compartment`` from the reference index: every version
+    of a resource in the compartments the resource is in now, a Patient in its own."""
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from fhirhub.fhir_store.migrations import alembic_config
+    from fhirhub.fhir_store.schema import resource_version, version_compartment
+    from fhirhub.fhir_store.search.index_tables import index_reference
+
+    engine = make_engine(database_url)
+    command.downgrade(alembic_config(engine), "0004")
+    row = {"last_updated": 1, "method": "PUT", "deleted": False, "content": b"{}"}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(resource_version),
+            [
+                {**row, "resource_type": "Patient", "resource_id": "p", "version_id": 1},
+                {**row, "resource_type": "Observation", "resource_id": "o", "version_id": 1},
+                {**row, "resource_type": "Observation", "resource_id": "o", "version_id": 2},
+            ],
+        )
+        conn.execute(
+            insert(index_reference),
+            [
+                {
+                    "resource_type": "Observation",
+                    "resource_id": "o",
+                    "param": "subject",
+                    "target_type": "Patient",
+                    "target_id": "p",
+                },
+                {
+                    "resource_type": "Observation",
+                    "resource_id": "o",
+                    "param": "focus",
+                    "target_type": "Patient",
+                    "target_id": "q",
+                },  # not a compartment parameter
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        log, vc = resource_version.c, version_compartment.c
+        rows = conn.execute(
+            select(vc.patient_id, log.resource_id, log.version_id).join(
+                resource_version, log.seq == vc.seq
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(tuple(r) for r in rows) == [("p", "o", 1), ("p", "o", 2), ("p", "p", 1)]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from fhirhub.fhir_store.database import make_engine
 from fhirhub.fhir_store.replay import replay
-from fhirhub.fhir_store.schema import resource_current, resource_version
+from fhirhub.fhir_store.schema import resource_current, resource_version, version_compartment
 from fhirhub.fhir_store.search.index_tables import INDEX_TABLES
 from fhirhub.fhir_store.search.query import search
 from fhirhub.fhir_store.store import FhirStore, read_current, read_history
@@ -97,3 +97,49 @@ def test_replay_rebuilds_projections_with_identical_search_results(store: FhirSt
     strip = lambda b: [e["resource"]["id"] for e in orjson.loads(b).get("entry", [])]  # noqa: E731
     assert [strip(b) for b in after] == [strip(b) for b in before]
     assert [orjson.loads(b)["total"] for b in after] == [orjson.loads(b)["total"] for b in before]
+
+
+def compartments(store: FhirStore) -> set[tuple[str, str, int]]:
+    """(patient, resource, version) of every ``version_compartment`` row."""
+    log, vc = resource_version.c, version_compartment.c
+    with store.read() as conn:
+        rows = conn.execute(
+            select(vc.patient_id, log.resource_type, log.resource_id, log.version_id).join(
+                resource_version, log.seq == vc.seq
+            )
+        ).all()
+    return {(p, f"{t}/{i}", v) for p, t, i, v in rows}
+
+
+def test_each_version_keeps_the_compartments_it_was_written_in(store: FhirStore) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pulse"},
+        "subject": {"reference": "Patient/a"},
+        "performer": [{"reference": "Patient/b"}, {"reference": "Practitioner/x"}],
+    }
+    with store.unit_of_work() as uow:
+        uow.put("Patient", "a", patient("A"))
+        uow.put("Observation", "o1", observation)
+        uow.put("Practitioner", "x", {"resourceType": "Practitioner"})
+    with store.unit_of_work() as uow:  # moved to patient c, then deleted, in one unit
+        uow.put("Observation", "o1", {**observation, "subject": {"reference": "Patient/c"}})
+        uow.delete("Observation", "o1")
+    with store.unit_of_work() as uow:
+        uow.delete("Patient", "a")
+    expected = {
+        ("a", "Patient/a", 1),
+        ("a", "Patient/a", 2),  # a deletion keeps the compartments of what it ends
+        ("a", "Observation/o1", 1),
+        ("b", "Observation/o1", 1),
+        ("c", "Observation/o1", 2),
+        ("b", "Observation/o1", 2),
+        ("c", "Observation/o1", 3),
+        ("b", "Observation/o1", 3),
+    }
+    assert compartments(store) == expected  # Practitioner/x is in no patient's compartment
+    with store.unit_of_work() as uow:
+        uow.conn.execute(version_compartment.delete())
+    replay(store)
+    assert compartments(store) == expected
