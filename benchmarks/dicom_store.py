@@ -153,16 +153,16 @@ def run_fhirhub(
     settings = Settings(
         db=f"sqlite:///{data / 'hub.db'}",
         data_dir=data,
-        dicom_port="0",
         plugin_config={
             "dicom": {
+                "port": "0",
                 "wait_for_fhir": wait_for_fhir,
                 "object_store": object_store,
                 # the calling AE storescu uses must be configured (unknown AEs are refused)
                 **({"tenants": {"STORESCU": tenant}} if tenant else {"allowed_aes": ["STORESCU"]}),
             }
         },
-    )  # type: ignore[call-arg]
+    )
     hub = build_hub(settings)
     archive = archive_for(hub)
     node = DicomNode(archive, DicomConfig.from_settings(settings))
@@ -174,7 +174,7 @@ def run_fhirhub(
         for index, study in enumerate(studies):  # whole studies per association
             groups[index % associations].extend(study)
         start = time.perf_counter()
-        acked = timed_storescu(port, settings.dicom_aet, [g for g in groups if g])
+        acked = timed_storescu(port, node.config.aet, [g for g in groups if g])
         archive.drain(600)  # until every ImagingStudy is updated
         elapsed = time.perf_counter() - start
         counts = {
@@ -208,9 +208,7 @@ def qido_latency(work: Path, studies: int = 1000) -> float:
 
     data = work / "qido"
     data.mkdir()
-    hub = build_hub(
-        Settings(db=f"sqlite:///{data / 'hub.db'}", data_dir=data, dicom_port="off")  # type: ignore[call-arg]
-    )
+    hub = build_hub(Settings(db=f"sqlite:///{data / 'hub.db'}", data_dir=data, listeners=False))
     archive = archive_for(hub)
     template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     for n in range(studies):

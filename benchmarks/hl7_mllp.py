@@ -118,7 +118,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
-            db=f"sqlite:///{folder}/bench.db", data_dir=Path(folder), hl7_port="off"
+            db=f"sqlite:///{folder}/bench.db", data_dir=Path(folder), listeners=False
         )
         hub = build_hub(settings)
         processes = (

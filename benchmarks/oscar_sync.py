@@ -35,8 +35,7 @@ def hub_at(folder: str):  # type: ignore[no-untyped-def]
         Settings(
             db=f"sqlite:///{folder}/hub.db",
             data_dir=folder,
-            hl7_port="off",
-            dicom_port="off",
+            listeners=False,
             auth="off",
         )
     )

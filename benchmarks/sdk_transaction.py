@@ -48,8 +48,7 @@ def new_hub(folder: str, name: str):  # type: ignore[no-untyped-def]
     settings = Settings(
         db=f"sqlite:///{folder}/{name}.db",
         data_dir=Path(folder),
-        hl7_port="off",
-        dicom_port="off",
+        listeners=False,
         default_tenant=TENANT,
     )
     hub = build_hub(settings)

@@ -29,7 +29,7 @@ def _worker_hub() -> Hub:
     from fhirhub.core.search_parameters import load_stored
     from fhirhub.core.settings import load_settings
 
-    hub = build_hub(load_settings(hl7_port="off", dicom_port="off"))
+    hub = build_hub(load_settings(listeners=False))
     # Writes made on the worker must be indexed by run-time SearchParameters too.
     load_stored(hub)
     return hub

@@ -159,7 +159,7 @@ def replay(db: DbOption = None) -> None:
     from fhirhub.fhir_store.replay import TamperedLog
     from fhirhub.fhir_store.replay import replay as run_replay
 
-    hub = build_hub(_settings(db, hl7_port="off", dicom_port="off"))
+    hub = build_hub(_settings(db, listeners=False))
     try:
         count = run_replay(hub.store)
         projections = reset_consumers(hub)

@@ -74,7 +74,9 @@ class _HubToml(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Every configuration value of the hub, documented in the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="FHIRHUB_", extra="ignore")
+    # Unknown keyword arguments are refused (a misspelt flag must not be ignored silently);
+    # the environment and the TOML file contribute only the fields declared here.
+    model_config = SettingsConfigDict(env_prefix="FHIRHUB_", extra="forbid")
 
     db: str = Field(default="", description="Database URL; default: SQLite under data_dir")
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -100,9 +102,11 @@ class Settings(BaseSettings):
     )
     default_page_size: int = 20
     max_page_size: int = 1000
-    hl7_port: str = "2575"
-    dicom_port: str = "11112"
-    dicom_aet: str = "FHIRHUB"
+    listeners: bool = Field(
+        default=True,
+        description="Start the adapters' network listeners (MLLP, DICOM) when the hub serves; "
+        "commands, workers and tests turn them off",
+    )
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_tenant: str = Field(
         default="",
@@ -161,9 +165,23 @@ def load_settings(config_file: str | Path | None = None, **flags: Any) -> Settin
 
 class PluginSettings(BaseSettings):
     """Base class of a plugin's settings: declare fields with defaults, then read them with
-    :func:`plugin_settings`. Unknown keys in the plugin's TOML table are ignored."""
+    :func:`plugin_settings`. Unknown keys in the plugin's TOML table are ignored. Built
+    directly (``MySettings()``) it holds its defaults and keyword arguments only: the
+    environment and the TOML file are read by :func:`plugin_settings`, which knows the
+    plugin's name."""
 
     model_config = SettingsConfigDict(extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 _P = TypeVar("_P", bound=PluginSettings)

@@ -27,7 +27,7 @@ from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.write import WriteContext, new_id
 from fhirhub.core.operations import Operation, OperationCall
 from fhirhub.core.plugins import call_hook
-from fhirhub.core.settings import PluginSettings
+from fhirhub.core.settings import PluginSettings, Settings
 from fhirhub.core.transaction import Transaction, WriteResult
 from fhirhub.fhir_store.errors import (
     FhirError,
@@ -75,6 +75,7 @@ __all__ = [
     "PluginSettings",
     "Schedule",
     "Scope",
+    "Settings",
     "SignedHead",
     "StoredVersion",
     "Transaction",

@@ -15,7 +15,7 @@ def command_hub(**flags: Any) -> Iterator[Hub]:
     """A hub for a command-line command: the same settings as ``fhirhub serve`` would use
     (``flags`` such as ``db=...`` override them; ``None`` means not given), listeners off
     (a command must not bind the HL7 or DICOM ports of a running hub), closed afterwards."""
-    flags = {"hl7_port": "off", "dicom_port": "off", **flags}
+    flags = {"listeners": False, **flags}
     hub = build_hub(load_settings(**flags))
     try:
         yield hub

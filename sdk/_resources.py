@@ -17,7 +17,7 @@ import orjson
 
 from fhirhub.core.hub import Hub
 from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
-from fhirhub.core.settings import PluginSettings
+from fhirhub.core.settings import PluginSettings, Settings
 from fhirhub.core.settings import plugin_settings as _plugin_settings
 from fhirhub.core.transaction import Transaction, WriteResult
 from fhirhub.fhir_store.store import UnitOfWork
@@ -112,12 +112,16 @@ def _stored(hub: Hub, result: WriteResult) -> dict[str, Any]:
     return stored
 
 
-def plugin_settings(hub: Hub, name: str, model: type[Any] | None = None, /, **flags: Any) -> Any:
-    """A plugin's settings. With ``model`` (a :class:`PluginSettings` subclass): an instance
-    filled from ``flags`` > ``FHIRHUB_<NAME>_*`` environment variables > the ``[plugin.<name>]``
-    table of the TOML file > the class's defaults. Without: the raw TOML table as a dict."""
+def plugin_settings(
+    hub: Hub | Settings, name: str, model: type[Any] | None = None, /, **flags: Any
+) -> Any:
+    """A plugin's settings, from the hub (or its :class:`Settings`). With ``model`` (a
+    :class:`PluginSettings` subclass): an instance filled from ``flags`` >
+    ``FHIRHUB_<NAME>_*`` environment variables > the ``[plugin.<name>]`` table of the TOML
+    file > the class's defaults. Without: the raw TOML table as a dict."""
+    settings = hub.settings if isinstance(hub, Hub) else hub
     if model is None:
-        return dict(hub.settings.plugin_config.get(name, {}))
+        return dict(settings.plugin_config.get(name, {}))
     if not issubclass(model, PluginSettings):
         raise TypeError("plugin_settings needs a subclass of fhirhub.sdk.PluginSettings")
-    return _plugin_settings(hub.settings, name, model, **flags)
+    return _plugin_settings(settings, name, model, **flags)

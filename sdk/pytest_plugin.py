@@ -37,8 +37,7 @@ def fhirhub_settings(tmp_path: Path) -> Any:
     return Settings(
         db=f"sqlite:///{tmp_path / 'fhirhub.db'}",
         data_dir=tmp_path,
-        hl7_port="off",
-        dicom_port="off",
+        listeners=False,
         auth="off",  # a plugin's own tests run as the system unless they log in
     )
 

@@ -72,7 +72,8 @@ def make_settings(url: str, data_dir: Path, **extra: object) -> Settings:
 
 @pytest.fixture
 def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    hub = build_hub(make_settings(database_url, tmp_path))
+    # No MLLP or DICOM listener: tests run in parallel and would fight over the ports.
+    hub = build_hub(make_settings(database_url, tmp_path, listeners=False))
     yield hub
     hub.store.engine.dispose()
 
@@ -100,7 +101,13 @@ class LiveServer:
         self.fhir = f"{self.base}/fhir"
         self.db_url = db_url
         self.data_dir = data_dir
-        self.env = {**os.environ, "FHIRHUB_DATA_DIR": str(data_dir), **(env or {})}
+        # Listeners off unless the test asks for them (parallel tests share the machine's ports).
+        self.env = {
+            **os.environ,
+            "FHIRHUB_DATA_DIR": str(data_dir),
+            "FHIRHUB_LISTENERS": "off",
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LiveServer:

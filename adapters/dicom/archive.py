@@ -40,7 +40,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from fhirhub.adapters.dicom.config import object_store_url
+from fhirhub.adapters.dicom.config import dicom_settings, object_store_url
 from fhirhub.adapters.dicom.content_store import StoreUnavailable, open_content_store
 from fhirhub.adapters.dicom.instance_index import InstanceIndex, index_values
 from fhirhub.adapters.dicom.mapping import (
@@ -129,11 +129,12 @@ class DicomArchive:
     def __init__(self, hub: Hub, root: Path | None = None, *, dicomweb_address: str | None = None):
         self.hub = hub
         self.root = Path(root or Path(hub.settings.data_dir) / "dicom")
-        config = hub.settings.plugin_config.get("dicom", {})
         # Same durability class as the store's SQLite WAL with synchronous=NORMAL (DESIGN.md):
         # survives a process kill, not a power loss; ``fsync = true`` buys the latter.
         self.files = open_content_store(
-            object_store_url(hub.settings), self.root / "files", fsync=bool(config.get("fsync"))
+            object_store_url(hub.settings),
+            self.root / "files",
+            fsync=dicom_settings(hub.settings).fsync,
         )
         log.info("DICOM files in %s", self.files.describe())  # describe(): no credentials
         #: Whose instances arrive without a tenant (a "*" AE, a hub-wide admin's STOW-RS).

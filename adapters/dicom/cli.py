@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,14 +20,10 @@ DbOption = Annotated[str | None, typer.Option("--db", help="Database URL")]
 
 
 @contextmanager
-def _hub(db: str | None, *, dicom_listener: bool = False) -> Iterator[Hub]:
-    """A hub for one command, closed afterwards. Listeners are off (a command must not take
-    the ports of a running hub) unless the command runs one itself (``retrieve --method
-    move``), which keeps the configured DICOM port."""
-    flags: dict[str, Any] = {"db": db}
-    if dicom_listener:
-        flags["dicom_port"] = None  # not given: the configured port applies
-    with command_hub(**flags) as hub:
+def _hub(db: str | None) -> Iterator[Hub]:
+    """A hub for one command, closed afterwards, its listeners off (a command must not take
+    the ports of a running hub; ``retrieve --method move`` starts its own node)."""
+    with command_hub(db=db) as hub:
         yield hub
 
 
@@ -112,7 +108,7 @@ def retrieve(
     from fhirhub.adapters.dicom.scp import DicomNode
     from fhirhub.adapters.dicom.scu import retrieve as run_retrieve
 
-    with _hub(db, dicom_listener=method == "move") as hub:
+    with _hub(db) as hub:
         config = DicomConfig.from_settings(hub.settings)
         archive = archive_for(hub)
         pacs = _pacs(hub, host, port, aet)

@@ -1,10 +1,10 @@
-"""DICOM node configuration, from the hub's one settings object.
-
-``FHIRHUB_DICOM_PORT`` (default 11112, ``off`` disables the listener) and ``FHIRHUB_DICOM_AET``
-(default ``FHIRHUB``) are core settings; the rest lives in the plugin's section of the TOML
-file::
+"""DICOM node configuration: the plugin's settings (:class:`DicomSettings`), read with the
+SDK's one settings mechanism: ``FHIRHUB_DICOM_<NAME>`` environment variables over the
+``[plugin.dicom]`` table of the TOML file over the defaults::
 
     [plugin.dicom]
+    port = 11112                   # FHIRHUB_DICOM_PORT; "off" disables, 0 = any free port
+    aet = "FHIRHUB"                # FHIRHUB_DICOM_AET: the node's own AE title
     tenants = { CT_WARD_A = "org-a", PACS_B = "org-b", ROUTER = "*" }  # calling AE -> tenant
     allowed_aes = ["VIEWER"]       # further AEs accepted, acting for FHIRHUB_DEFAULT_TENANT
     accept_unknown_aes = false     # true: any other AE too, as for allowed_aes
@@ -19,15 +19,18 @@ file::
     dimse_timeout = 60             # s: waiting for a DIMSE message (C-GET/C-MOVE peers)
     wait_for_fhir = false   # true: C-STORE answers only after the ImagingStudy committed
     fsync = false           # true: fsync each stored file (power-loss durability)
-    object_store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"  # default: files
-                            # under FHIRHUB_DATA_DIR; FHIRHUB_DICOM_STORE when not set here
+    object_store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000"  # FHIRHUB_DICOM_STORE;
+                            # default: files under FHIRHUB_DATA_DIR
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import AliasChoices, Field
+
+from fhirhub.sdk import Hub, PluginSettings, Settings, plugin_settings
 
 #: AE title: VR AE, at most 16 characters, no backslash or control characters (PS3.5 6.2).
 AE_TITLE_MAX = 16
@@ -43,12 +46,39 @@ class UnknownAE(LookupError):
     "calling AE title not recognized")."""
 
 
-def object_store_url(settings: Any) -> str:
-    """Where the Part 10 files go (:func:`.content_store.open_content_store`): the plugin
-    section first, like ``port`` and ``aet`` here, then ``FHIRHUB_DICOM_STORE``; empty means
-    the file store under ``FHIRHUB_DATA_DIR/dicom/files``. May hold credentials: never log it."""
-    section: dict[str, Any] = settings.plugin_config.get("dicom", {})
-    return str(section.get("object_store") or os.environ.get(STORE_ENV, "")).strip()
+class DicomSettings(PluginSettings):
+    """``[plugin.dicom]`` / ``FHIRHUB_DICOM_*``: see the module docstring."""
+
+    port: str = str(DEFAULT_PORT)
+    aet: str = "FHIRHUB"
+    host: str = ""  # default: the hub's own host (loopback unless configured otherwise)
+    tenants: dict[str, str] = {}
+    allowed_aes: list[str] = []
+    accept_unknown_aes: bool = False
+    allowed_hosts: list[str] = []
+    destinations: dict[str, Any] = {}
+    pacs: dict[str, Any] | None = None
+    pacs_allowed: list[str] = []
+    max_associations: int = 32
+    max_associations_per_peer: int = 8
+    acse_timeout: float = 10
+    idle_timeout: float = 30
+    dimse_timeout: float = 60
+    wait_for_fhir: bool = False
+    fsync: bool = False
+    object_store: str = Field(default="", validation_alias=AliasChoices("object_store", STORE_ENV))
+
+
+def dicom_settings(settings: Hub | Settings) -> DicomSettings:
+    found: DicomSettings = plugin_settings(settings, "dicom", DicomSettings)
+    return found
+
+
+def object_store_url(settings: Hub | Settings) -> str:
+    """Where the Part 10 files go (:func:`.content_store.open_content_store`):
+    ``FHIRHUB_DICOM_STORE`` or ``[plugin.dicom] object_store``; empty means the file store
+    under ``FHIRHUB_DATA_DIR/dicom/files``. May hold credentials: never log it."""
+    return dicom_settings(settings).object_store.strip()
 
 
 @dataclass(frozen=True)
@@ -103,37 +133,37 @@ class DicomConfig:
         raise UnknownAE(f"Calling AE title {aet!r} is not configured ([plugin.dicom] tenants)")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DicomConfig:
-        section: dict[str, Any] = dict(settings.plugin_config.get("dicom", {}))
-        raw_port = str(section.get("port", settings.dicom_port)).strip().lower()
+    def from_settings(cls, settings: Hub | Settings) -> DicomConfig:
+        hub_settings = settings.settings if isinstance(settings, Hub) else settings
+        section = dicom_settings(hub_settings)
+        raw_port = section.port.strip().lower()
         port = None if raw_port in ("off", "", "none", "false") else int(raw_port)
-        aet = str(section.get("aet", settings.dicom_aet)).strip()
+        aet = section.aet.strip()
         if not aet or len(aet) > AE_TITLE_MAX or "\\" in aet:
             raise ValueError(f"FHIRHUB_DICOM_AET {aet!r}: 1-{AE_TITLE_MAX} characters, no '\\'")
         destinations = {
-            name: RemoteNode.parse(name, value)
-            for name, value in dict(section.get("destinations", {})).items()
+            name: RemoteNode.parse(name, value) for name, value in section.destinations.items()
         }
-        pacs_value = section.get("pacs")
+        pacs_value = section.pacs
         pacs = (
             RemoteNode.parse(str(pacs_value.get("aet", "PACS")), pacs_value) if pacs_value else None
         )
         return cls(
             port=port,
             aet=aet,
-            host=str(section.get("host", settings.host)),  # like HTTP: loopback by default
-            allowed_aes=tuple(str(a) for a in section.get("allowed_aes", ())),
-            allowed_hosts=tuple(str(h) for h in section.get("allowed_hosts", ())),
+            host=section.host or hub_settings.host,  # like HTTP: loopback by default
+            allowed_aes=tuple(section.allowed_aes),
+            allowed_hosts=tuple(section.allowed_hosts),
             destinations=destinations,
             pacs=pacs,
-            max_associations=int(section.get("max_associations", 32)),
-            wait_for_fhir=bool(section.get("wait_for_fhir", False)),
-            tenants={str(k): str(v) for k, v in dict(section.get("tenants", {})).items()},
-            accept_unknown_aes=bool(section.get("accept_unknown_aes", False)),
-            default_tenant=str(getattr(settings, "default_tenant", None) or ""),
-            pacs_allowed=tuple(str(t) for t in section.get("pacs_allowed", ())),
-            max_associations_per_peer=int(section.get("max_associations_per_peer", 8)),
-            acse_timeout=float(section.get("acse_timeout", 10)),
-            idle_timeout=float(section.get("idle_timeout", 30)),
-            dimse_timeout=float(section.get("dimse_timeout", 60)),
+            max_associations=section.max_associations,
+            wait_for_fhir=section.wait_for_fhir,
+            tenants=dict(section.tenants),
+            accept_unknown_aes=section.accept_unknown_aes,
+            default_tenant=hub_settings.default_tenant or "",
+            pacs_allowed=tuple(section.pacs_allowed),
+            max_associations_per_peer=section.max_associations_per_peer,
+            acse_timeout=section.acse_timeout,
+            idle_timeout=section.idle_timeout,
+            dimse_timeout=section.dimse_timeout,
         )

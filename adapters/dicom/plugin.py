@@ -136,8 +136,8 @@ def startup(hub: Hub) -> None:
 
     config = _config(hub)
     archive = archive_for(hub)
-    if config.port is None:
-        log.info("DICOM listener is off (FHIRHUB_DICOM_PORT=off)")
+    if config.port is None or not hub.settings.listeners:
+        log.info("DICOM listener is off (FHIRHUB_DICOM_PORT=off or FHIRHUB_LISTENERS=off)")
         return
     node = DicomNode(archive, config)
     try:

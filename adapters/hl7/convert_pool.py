@@ -36,7 +36,6 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-import os
 import selectors
 import struct
 import threading
@@ -123,17 +122,12 @@ def _worker(conn: Connection) -> None:
 
 
 def configured_processes(hub: Hub | None) -> int:
-    """Worker processes to use (see the module docstring)."""
-    value = os.environ.get("FHIRHUB_HL7_CONVERT_PROCESSES")
-    if value is None and hub is not None:
-        setting = hub.settings.plugin_config.get("hl7", {}).get("convert_processes")
-        value = None if setting is None else str(setting)
-    if value is not None:
-        try:
-            return max(0, int(value))
-        except ValueError:
-            log.warning("Ignoring FHIRHUB_HL7_CONVERT_PROCESSES=%r (not a number)", value)
-    return 1 if (os.cpu_count() or 1) > 1 else 0
+    """Worker processes to use (see the module docstring): ``[plugin.hl7] convert_processes``
+    / ``FHIRHUB_HL7_CONVERT_PROCESSES``, by default one where there is a second core."""
+    from fhirhub.adapters.hl7.settings import hl7_settings
+    from fhirhub.sdk import Settings
+
+    return hl7_settings(hub if hub is not None else Settings()).workers
 
 
 class Prepared:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -57,9 +56,9 @@ class Destination:
 
 
 def destination(hub: Hub) -> Destination | None:
-    value = os.environ.get("FHIRHUB_HL7_OUTBOUND") or str(
-        hub.settings.plugin_config.get("hl7", {}).get("outbound", "")
-    )
+    from fhirhub.adapters.hl7.settings import hl7_settings
+
+    value = hl7_settings(hub).outbound.strip()
     if not value or value.lower() == "off":
         return None
     host, _, port = value.rpartition(":")

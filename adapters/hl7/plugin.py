@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fhirhub.adapters.hl7.settings import hl7_settings
 from fhirhub.sdk import HubLocal, command_hub, hookimpl
 
 if TYPE_CHECKING:
@@ -14,14 +15,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fhirhub.hl7")
 __version__ = "0.1.0"
-
-
-def listener_port(value: str) -> int | None:
-    """``FHIRHUB_HL7_PORT``: a port number, ``0`` for any free port, or ``off``."""
-    value = str(value).strip().lower()
-    if value in ("off", "", "none", "false", "disabled"):
-        return None
-    return int(value)
 
 
 _SERVER: HubLocal[MllpServer] = HubLocal("hl7.mllp")
@@ -32,9 +25,9 @@ def startup(hub: Any) -> None:
     from fhirhub.adapters.hl7.convert_pool import configured_processes
     from fhirhub.adapters.hl7.mllp_server import MllpServer
 
-    port = listener_port(hub.settings.hl7_port)
-    if port is None:
-        log.info("MLLP listener disabled (FHIRHUB_HL7_PORT=off)")
+    port = hl7_settings(hub).listener_port
+    if port is None or not hub.settings.listeners:
+        log.info("MLLP listener off (FHIRHUB_HL7_PORT=off or FHIRHUB_LISTENERS=off)")
         return
     server = MllpServer(
         hub, hub.settings.host, port, convert_processes=configured_processes(hub)

@@ -318,7 +318,7 @@ def to_highs(
     gap: float = MIP_RELATIVE_GAP,
 ) -> highspy.Highs:
     """A HiGHS instance holding ``model`` (quiet, deterministic)."""
-    highs = highspy.Highs()  # type: ignore[no-untyped-call]
+    highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
     highs.setOptionValue("threads", 1)

@@ -68,7 +68,7 @@ class HeaderAuthenticator:
 
 @pytest.fixture
 def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    settings = make_settings(database_url, tmp_path, auth="on", hl7_port="off", dicom_port="off")
+    settings = make_settings(database_url, tmp_path, auth="on", listeners=False)
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
     add_tenants(hub, "org-a", "org-b")
     yield hub
@@ -365,8 +365,7 @@ def test_system_writes_belong_to_the_default_tenant(database_url: str, tmp_path:
         database_url,
         tmp_path,
         auth="on",
-        hl7_port="off",
-        dicom_port="off",
+        listeners=False,
         default_tenant="org-a",
     )
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])

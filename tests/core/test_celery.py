@@ -92,8 +92,7 @@ def broker_hub(broker: str, queue: str, sqlite_url: str, tmp_path: Path) -> Hub:
             data_dir=tmp_path,
             broker=broker,
             broker_queue=queue,
-            hl7_port="off",
-            dicom_port="off",
+            listeners=False,
         )
     )
 

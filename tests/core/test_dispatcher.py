@@ -45,7 +45,7 @@ class Flaky:
 
 
 def settings(url: str, tmp_path: Path) -> Settings:
-    return Settings(db=url, data_dir=tmp_path, hl7_port="off", dicom_port="off")
+    return Settings(db=url, data_dir=tmp_path, listeners=False)
 
 
 def test_events_arrive_in_log_order_and_failures_are_isolated(
@@ -224,6 +224,12 @@ def test_a_consumer_stuck_for_a_minute_delays_no_other_consumer(
     hub = build_hub(settings(database_url, tmp_path), extra_plugins=[sleeper, clock])
     with TestClient(create_app(hub=hub)) as client:
         latencies = []
+        # The first version sends the sleeper into its hang (and warms the other thread up).
+        first = client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="s0")), headers=FHIR)
+        deadline = time.monotonic() + 20
+        while first.json()["id"] not in clock.arrived and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sleeper.entered.wait(timeout=20)
         for mrn in ("s1", "s2", "s3", "s4", "s5"):
             sent = time.monotonic()
             created = client.post(

@@ -31,7 +31,7 @@ from tests.plugins.audit.header_auth import as_user, auth_hub
 def app_client(tmp_path: Path, sqlite_url: str, **settings: Any) -> TestClient:
     from fhirhub.core.hub import build_hub
 
-    settings = {"hl7_port": "off", "dicom_port": "off", **settings}
+    settings = {"listeners": False, **settings}
     hub = build_hub(Settings(db=sqlite_url, data_dir=tmp_path, **settings))
     return TestClient(create_app(hub=hub), base_url="http://testserver")
 

@@ -71,7 +71,7 @@ class Terminology:
 
 
 def settings(url: str, tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(db=url, data_dir=tmp_path, hl7_port="off", dicom_port="off", **extra)
+    return Settings(db=url, data_dir=tmp_path, listeners=False, **extra)
 
 
 def test_failing_plugins_are_disabled_and_the_hub_still_serves(
@@ -142,9 +142,7 @@ def test_allow_and_block_lists(
     config = tmp_path / "fhirhub.toml"
     config.write_text('[fhirhub]\nplugins = "hello"\n\n[plugin.hello]\ngreeting = "hi"\n')
     monkeypatch.delenv("FHIRHUB_PLUGINS", raising=False)
-    only = build_hub(
-        load_settings(config, db=sqlite_url, data_dir=tmp_path, hl7_port="off", dicom_port="off")
-    )
+    only = build_hub(load_settings(config, db=sqlite_url, data_dir=tmp_path, listeners=False))
     enabled = {i.name for i in plugin_infos(only.plugins) if i.enabled}
     assert "hello" in enabled and "dicom" not in enabled and "hl7" not in enabled
     from fhirhub.sdk import plugin_settings

@@ -32,8 +32,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
             db=f"sqlite:///{data / 'hub.db'}",
             data_dir=data,
             auth="off",
-            hl7_port="off",
-            dicom_port="off",
+            listeners=False,
             rate_limit="off",
         )
     )

@@ -41,9 +41,7 @@ class Jobs:
 @pytest.fixture
 def jobs_hub(tmp_path: Path) -> Any:
     jobs = Jobs()
-    settings = Settings(
-        db=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path, hl7_port="off", dicom_port="off"
-    )
+    settings = Settings(db=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path, listeners=False)
     hub = build_hub(settings, extra_plugins=[jobs])
     yield hub, jobs
     hub.close()

@@ -27,7 +27,7 @@ def labelled(resource: dict[str, Any], tenant: str) -> dict[str, Any]:
 
 
 def make_hub(url: str, data_dir: Path, **extra: Any) -> Hub:
-    settings = make_settings(url, data_dir, hl7_port="off", dicom_port="off", **extra)
+    settings = make_settings(url, data_dir, listeners=False, **extra)
     return build_hub(settings)
 
 

@@ -30,6 +30,7 @@ def test_sdk_exports_exactly_this() -> None:
         "SYSTEM",
         "Schedule",
         "Scope",
+        "Settings",
         "SignedHead",
         "StoredVersion",
         "TENANT_SYSTEM",

@@ -105,11 +105,16 @@ def hub_settings(db: str, data_dir: Path, dicom_port: int, **dicom: Any) -> Sett
         db=db,
         data_dir=data_dir,
         auth="on",
-        hl7_port="off",
-        dicom_port=str(dicom_port),
-        dicom_aet=NODE_AET,
-        plugin_config={"dicom": {"tenants": dict(TENANT_AES), **dicom}},
-    )  # type: ignore[call-arg]
+        plugin_config={
+            "hl7": {"port": "off"},
+            "dicom": {
+                "port": str(dicom_port),
+                "aet": NODE_AET,
+                "tenants": dict(TENANT_AES),
+                **dicom,
+            },
+        },
+    )
 
 
 @contextmanager

@@ -167,9 +167,7 @@ def served(hub: Hub) -> Iterator[str]:
 def rest_world(database_url: str, data_dir: Path, **settings: Any) -> Iterator[RestWorld]:
     """The seeded two-tenant world on ``database_url``, served over HTTP."""
     hub = build_hub(
-        make_settings(
-            database_url, data_dir, auth="on", hl7_port="off", dicom_port="off", **settings
-        ),
+        make_settings(database_url, data_dir, auth="on", listeners=False, **settings),
         extra_plugins=[HeaderCallers()],
     )
     seed(hub)

@@ -50,10 +50,8 @@ def remote(sqlite_template: Path, tmp_path: Path) -> Iterator[RemotePacs]:
     settings = Settings(
         db=backends.fresh_sqlite_url(sqlite_template, tmp_path / "remote.db"),
         data_dir=tmp_path / "remote",
-        dicom_port="0",
-        dicom_aet=REMOTE_AET,
-        plugin_config={"dicom": {"tenants": {NODE_AET: "*"}}},
-    )  # type: ignore[call-arg]
+        plugin_config={"dicom": {"port": "0", "aet": REMOTE_AET, "tenants": {NODE_AET: "*"}}},
+    )
     hub = build_hub(settings)
     archive = archive_for(hub)
     studies = [

@@ -80,10 +80,8 @@ def node_settings(db: str, data_dir: Path, **dicom: object) -> Settings:
     return Settings(
         db=db,
         data_dir=data_dir,
-        dicom_port="0",
-        dicom_aet=NODE_AET,
-        plugin_config={"dicom": dict(dicom)},
-    )  # type: ignore[call-arg]
+        plugin_config={"dicom": {"port": "0", "aet": NODE_AET, **dicom}},
+    )
 
 
 @pytest.fixture

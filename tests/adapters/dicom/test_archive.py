@@ -132,7 +132,7 @@ def test_plugin_starts_the_listener_with_the_app(sqlite_url: str, tmp_path: Path
 
     from fhirhub.core.http.app import create_app
 
-    # dicom_port "0": any free port; accept_unknown_aes: any calling AE title
+    # port "0": any free port; accept_unknown_aes: any calling AE title
     hub = build_hub(node_settings(sqlite_url, tmp_path, accept_unknown_aes=True))
     with TestClient(create_app(hub=hub)) as client:
         node = dicom_node(hub)

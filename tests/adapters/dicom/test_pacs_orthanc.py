@@ -99,7 +99,8 @@ def pacs_setup(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Or
             tmp_path / "hub",
             pacs={"aet": orthanc.aet, "host": "127.0.0.1", "port": orthanc.dicom_port},
             allowed_aes=[orthanc.aet],  # it sends the C-MOVE's instances to the listener
-        ).model_copy(update={"dicom_port": str(node_port)})
+            port=str(node_port),
+        )
         assert DicomConfig.from_settings(settings).port == node_port
         from fhirhub.core.http.app import create_app
 
@@ -213,7 +214,8 @@ def tenant_pacs(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, O
             sqlite_url,
             tmp_path / "hub",
             pacs_allowed=[f"127.0.0.1:{orthanc.dicom_port}"],  # Endpoints may name it
-        ).model_copy(update={"dicom_port": str(node_port)})
+            port=str(node_port),
+        )
         from fhirhub.core.http.app import create_app
 
         hub = build_hub(settings)

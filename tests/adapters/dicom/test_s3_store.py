@@ -90,8 +90,10 @@ def test_credentials_and_url_from_the_environment(
     store = S3Store.from_url(object_store_url(settings))
     credentials = store._client._provider.retrieve()  # type: ignore[union-attr]
     assert (credentials.access_key, credentials.secret_key) == ("from-env", "env-secret")
-    # the plugin section wins over the environment, as for port and aet
+    # one precedence for every setting: the environment wins over the plugin's TOML table
     configured = node_settings(sqlite_url, tmp_path, port="off", object_store="s3://other")
+    assert object_store_url(configured) == "s3://bucket/p?endpoint=http://127.0.0.1:9"
+    monkeypatch.delenv(STORE_ENV)
     assert object_store_url(configured) == "s3://other"
 
 

@@ -21,7 +21,11 @@ def test_storescu_to_served_hub(sqlite_url: str, tmp_path: Path) -> None:
     dicom_port = free_port()
     config = tmp_path / "fhirhub.toml"
     config.write_text('[plugin.dicom]\nallowed_aes = ["STORESCU"]\n')  # storescu's default AE
-    env = {"FHIRHUB_DICOM_PORT": str(dicom_port), "FHIRHUB_CONFIG": str(config)}
+    env = {
+        "FHIRHUB_DICOM_PORT": str(dicom_port),
+        "FHIRHUB_CONFIG": str(config),
+        "FHIRHUB_LISTENERS": "on",
+    }
     server = LiveServer(sqlite_url, tmp_path, env=env).start()
     try:
         files = [str(p) for p in dicomdir_files() if "98892003" in p.parts]

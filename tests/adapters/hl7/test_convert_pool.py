@@ -228,4 +228,5 @@ def test_the_default_is_one_worker_where_there_is_a_second_core(
     monkeypatch.setenv("FHIRHUB_HL7_CONVERT_PROCESSES", "3")
     assert configured_processes(None) == 3
     monkeypatch.setenv("FHIRHUB_HL7_CONVERT_PROCESSES", "off-by-typo")
-    assert configured_processes(None) == 0
+    with pytest.raises(ValueError, match="convert_processes"):  # refused loudly, not guessed
+        configured_processes(None)

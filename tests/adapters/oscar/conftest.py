@@ -81,8 +81,7 @@ def hub(tmp_path: Path) -> Iterator[Any]:
         Settings(
             db=f"sqlite:///{tmp_path / 'hub.db'}",
             data_dir=tmp_path,
-            hl7_port="off",
-            dicom_port="off",
+            listeners=False,
             auth="off",
         )
     )

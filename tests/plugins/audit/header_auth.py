@@ -43,7 +43,7 @@ class HeaderAuth:
 def auth_hub(database_url: str, data_dir: Path, **settings: Any) -> Hub:
     """A hub with authentication on and :class:`HeaderAuth` as its only authenticator."""
     values: dict[str, Any] = {"db": database_url, "data_dir": data_dir, "auth": "on"}
-    values |= {"hl7_port": "off", "dicom_port": "off"}  # no listeners: tests run in parallel
+    values |= {"listeners": False}  # no listeners: tests run in parallel
     values.update(settings)
     hub = build_hub(Settings(**values), extra_plugins=[HeaderAuth()])
     # What the callers of these tests name (their tenants, their FHIR users) exists, as a

@@ -30,7 +30,7 @@ SHELLFISH = ("300913006", "Shellfish allergy")
 
 @pytest.fixture
 def hub(sqlite_url: str, tmp_path: Any) -> Iterator[Hub]:
-    hub = build_hub(make_settings(sqlite_url, tmp_path, hl7_port="off", dicom_port="off"))
+    hub = build_hub(make_settings(sqlite_url, tmp_path, listeners=False))
     yield hub
     hub.close()
 
