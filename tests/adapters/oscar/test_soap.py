@@ -29,7 +29,7 @@ def rows(clinic_rows: dict) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture
 def simulator(rows: dict) -> Any:
-    with OscarSoapSimulator(rows, delay_s=2.5) as sim:
+    with OscarSoapSimulator(rows, delay_s=9.0) as sim:
         yield sim
 
 
@@ -39,7 +39,7 @@ def soap_settings(sim: OscarSoapSimulator, **extra: Any) -> OscarSettings:
         "soap_username": SOAP_USER[0],
         "soap_password": SOAP_USER[1],
         "instance": "clinic-soap",
-        "timeout_s": 1.0,
+        "timeout_s": 6.0,  # roomy on a loaded machine; a "timeout" fault waits longer
         **extra,
     }
     return OscarSettings(**values)
