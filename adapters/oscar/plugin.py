@@ -127,7 +127,18 @@ def register_routes(hub: Hub) -> Any:
 
 @hookimpl
 def ui_pages(hub: Hub) -> list[dict[str, Any]]:
-    return [{"path": "/plugins/oscar/", "title": "OSCAR", "icon": "⇄", "order": 80}]
+    from fhirhub.adapters.oscar.routes import PAGE_PATH
+
+    return [{"path": PAGE_PATH, "title": "OSCAR", "icon": "⇄", "order": 80}]
+
+
+@hookimpl
+def public_paths(hub: Hub) -> list[str]:
+    """The admin page is a shell with no data, loaded in the UI shell's frame (which cannot
+    send a bearer token); its script reads ``/plugins/oscar/status`` with the user's token."""
+    from fhirhub.adapters.oscar.routes import PAGE_PATH
+
+    return [PAGE_PATH]
 
 
 @hookimpl

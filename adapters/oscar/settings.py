@@ -44,8 +44,9 @@ class OscarSettings(PluginSettings):
     timezone: str = "America/Vancouver"
     #: Seconds between periodic syncs while the hub serves; 0 turns the schedule off.
     interval_s: float = 300.0
-    #: Records per FHIR transaction.
-    batch_size: int = 500
+    #: Records per FHIR transaction (and per read from OSCAR). Larger pages write each hot
+    #: index page of the store fewer times: 2,000 synced ~25% faster than 500 (docs/oscar.md).
+    batch_size: int = 2000
     #: Send Appointments and vital-sign Observations booked in fhirhub to OSCAR.
     writeback: bool = True
     #: OSCAR provider_no recorded on a measurement sent without a linked performer.

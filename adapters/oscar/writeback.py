@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -193,7 +193,7 @@ def _payload(resource: dict[str, Any], current: OscarRuntime) -> tuple[str, dict
             "providerNo": provider or "",
             "dataField": value,
             "measuringInstruction": "",
-            "comments": "sent from fhirhub",
+            "comments": sent_marker(resource),
             "dateObserved": _oscar_time(observed, zone),
         }
     raise NotForOscar(resource.get("resourceType", "?"))
@@ -261,12 +261,30 @@ def _send(current: OscarRuntime, row: dict[str, Any]) -> str:
         from fhirhub.adapters.oscar.sources.soap import OscarSoapClient
 
         soap = OscarSoapClient(current.settings)
-        key = str(soap.add_measurement(payload))
+        earlier = _already_sent(soap, payload, row) if int(row["attempts"]) else None
+        key = earlier or soap.add_measurement(payload)
         stream, system = "measurements", "measurements"
     if not key or key in ("None", "0"):
         raise SourceError(f"OSCAR accepted the {kind} but returned no id")
     _link(current, resource_type, resource_id, stream, system, key, tenant_of(resource))
     return key
+
+
+def sent_marker(resource: dict[str, Any]) -> str:
+    """The ``comments`` of a measurement sent to OSCAR: names the Observation, so that a retry
+    can tell whether an earlier attempt reached OSCAR."""
+    return f"sent from fhirhub as Observation/{resource.get('id', '')}"
+
+
+def _already_sent(soap: Any, payload: dict[str, Any], row: dict[str, Any]) -> str | None:
+    """OSCAR's id of a measurement an earlier attempt added though its answer was lost (a
+    time-out after OSCAR committed): ``addMeasurement`` is not idempotent, so a retry asks
+    for the patient's measurements created since the write-back was queued, first."""
+    queued = datetime.fromisoformat(str(row["created"]).replace("Z", "+00:00"))
+    for measurement in soap.measurements_of(payload["demographicId"], queued - timedelta(hours=1)):
+        if measurement.get("comments") == payload["comments"] and measurement.get("id"):
+            return str(measurement["id"])
+    return None
 
 
 def _link(

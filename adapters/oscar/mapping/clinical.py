@@ -24,7 +24,8 @@ def allergy(
 ) -> dict[str, Any]:
     """AllergyIntolerance (R4 §9.1). OSCAR "deletes" an allergy by archiving it: archived
     rows become ``verificationStatus = entered-in-error`` with no clinicalStatus (invariant
-    ait-2 forbids one then), so the record stays visible as withdrawn, never removed."""
+    ait-2 forbids one then), so the record stays visible as withdrawn, never removed. A
+    record whose ``archived`` is unknown (None) gets neither status."""
     zone = ctx.zone
     description = text(record.DESCRIPTION)
     if not description:
@@ -36,7 +37,11 @@ def allergy(
         "identifier": [ctx.identifier("allergies", record.allergyid)],
         "patient": _patient(ctx, record.demographic_no, f"allergy {record.allergyid}"),
     }
-    if flag(record.archived):
+    if record.archived is None:
+        # The source does not say (OSCAR's SOAP AllergyTransfer has no archived flag): no
+        # status rather than an invented "active" (both are optional; ait-1 needs neither).
+        pass
+    elif flag(record.archived):
         resource["verificationStatus"] = {
             "coding": [{"system": codes.ALLERGY_VERIFICATION, "code": "entered-in-error"}]
         }

@@ -3,16 +3,32 @@
 OSCAR's SOAP API has what its REST API lacks, "updated after" queries
 (``getActiveDemographicsAfter``, ``getAllergiesUpdatedAfterDate``,
 ``getMeasurementsCreatedAfterDate``, ``getAppointmentsUpdatedAfterDate``), and the only way to
-add a measurement (``addMeasurement``). Authentication: ``LoginService.login`` gives a
-security id and token, sent as a WS-Security UsernameToken on every other call.
+add a measurement (``addMeasurement``). Authentication: ``LoginService.login`` answers a
+security id and a token, sent as a WS-Security UsernameToken (``PasswordText``) on every other
+call. The token is derived from OSCAR's start time, so after OSCAR restarts it is refused: the
+client logs in again once and repeats the call.
 
-These queries take a date, not a key: a page asks for records updated at or after the
-cursor's time and drops those at exactly that time whose key is not after the cursor's.
+These queries take a time, not a key, and OSCAR's services differ in how they use it
+(``getAllergiesUpdatedAfterDate`` is inclusive, the three others exclusive; OSCAR keeps
+seconds). A page therefore asks for records at or after the cursor's second (one second
+earlier for the exclusive ones) and keeps those after the cursor's ``(time, key)``. OSCAR
+orders its answer by time only and cuts it at ``itemsToReturn``: when an answer is full, the
+records of its last second may be incomplete, so they are left for the next page; an answer
+whose records all share one second is asked again with a larger limit. Nothing at a page
+boundary is lost or read twice.
+
+What the SOAP transfer objects do not carry is not guessed: ``AllergyTransfer`` has no
+archived flag (such allergies are mapped without a clinical or verification status), and
+``getActiveDemographicsAfter`` lists active patients only.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhirhub.adapters.oscar.dates import parse_datetime
@@ -20,84 +36,168 @@ from fhirhub.adapters.oscar.model import Allergy, Appointment, Demographic, Meas
 from fhirhub.adapters.oscar.settings import OscarSettings
 from fhirhub.adapters.oscar.sources import Cursor, Page, SourceError
 
+log = logging.getLogger("fhirhub.oscar")
+
 EPOCH = "1970-01-01 00:00:00"
+#: OSCAR's web-service namespace (its JAX-WS ``@WebService`` classes in ``org.oscarehr.ws``).
+OSCAR_WS_NAMESPACE = "http://ws.oscarehr.org/"
+#: An answer whose records all share one second is asked again with a limit up to this many
+#: times larger before the stream stops with an error (it cannot move past that second).
+MAX_LIMIT_GROWTH = 64
+
+
+def _zeep() -> Any:
+    """``zeep`` (imported when a SOAP source is used; its functions carry no annotations)."""
+    import zeep
+    import zeep.helpers
+    import zeep.transports
+    import zeep.wsse.username
+
+    return zeep
 
 
 def _plain(value: Any) -> dict[str, Any]:
     """A zeep object as a dict of its fields."""
-    from zeep.helpers import serialize_object
-
-    data = serialize_object(value, dict)
+    data = _zeep().helpers.serialize_object(value, dict)
     return dict(data) if isinstance(data, dict) else {}
 
 
+def _is_authentication_fault(exc: Exception) -> bool:
+    """A WS-Security refusal (WSS 1.1 §12: ``wsse:FailedAuthentication``, ``InvalidSecurity``
+    ...), the answer to an expired or unknown token."""
+    from zeep.exceptions import Fault
+
+    if not isinstance(exc, Fault):
+        return False
+    code = str(getattr(exc, "code", "") or "")
+    return "FailedAuthentication" in code or "InvalidSecurity" in code
+
+
 class OscarSoapClient:
-    def __init__(self, settings: OscarSettings) -> None:
+    """One OSCAR's SOAP services: log in once, call with the token, retry what is transient.
+
+    ``attempts`` counts tries of an idempotent read (timeouts, truncated or unparseable XML,
+    5xx answers and server faults are retried with back-off); ``addMeasurement`` is tried
+    once per call, its retries belong to the write-back (which checks first whether an
+    earlier try reached OSCAR)."""
+
+    def __init__(self, settings: OscarSettings, *, attempts: int = 3) -> None:
         if not settings.url or not settings.soap_username:
             raise ValueError(
                 "[plugin.oscar] url, soap_username and soap_password are needed for SOAP"
             )
         self.settings = settings
         self.base = settings.url.rstrip("/") + "/ws"
-        self._services: dict[str, Any] = {}
+        self.attempts = max(1, attempts)
+        self._clients: dict[str, Any] = {}
         self._token: tuple[str, str] | None = None
 
     def _transport(self) -> Any:
-        from zeep.transports import Transport
-
-        return Transport(timeout=self.settings.timeout_s, operation_timeout=self.settings.timeout_s)
+        return _zeep().transports.Transport(
+            timeout=self.settings.timeout_s, operation_timeout=self.settings.timeout_s
+        )
 
     def _login(self) -> tuple[str, str]:
-        from zeep import Client
+        from zeep.exceptions import Fault
 
         if self._token is None:
-            login = Client(f"{self.base}/LoginService?wsdl", transport=self._transport())
-            result = login.service.login(self.settings.soap_username, self.settings.soap_password)
+            login = _zeep().Client(f"{self.base}/LoginService?wsdl", transport=self._transport())
+            try:
+                result = login.service.login(
+                    self.settings.soap_username, self.settings.soap_password
+                )
+            except Fault as exc:
+                if "Invalid Username/Password" in str(exc):  # never retried: no lock-outs
+                    raise SourceError(f"OSCAR LoginService refused the SOAP user: {exc}") from exc
+                raise
             if result is None or not getattr(result, "securityTokenKey", None):
-                raise SourceError("OSCAR LoginService refused the SOAP user")
+                raise SourceError("OSCAR LoginService answered no security token")
             self._token = (str(result.securityId), str(result.securityTokenKey))
         return self._token
 
-    def service(self, name: str) -> Any:
-        from zeep import Client
-        from zeep.wsse.username import UsernameToken
-
-        if name not in self._services:
+    def client(self, name: str) -> Any:
+        """The zeep client of ``<name>Service``, signed with the login's UsernameToken."""
+        if name not in self._clients:
             user, token = self._login()
-            client = Client(
+            zeep = _zeep()
+            self._clients[name] = zeep.Client(
                 f"{self.base}/{name}Service?wsdl",
                 transport=self._transport(),
-                wsse=UsernameToken(user, token),
+                wsse=zeep.wsse.username.UsernameToken(user, token),
             )
-            self._services[name] = client.service
-        return self._services[name]
+        return self._clients[name]
 
-    def call(self, service: str, operation: str, *args: Any) -> Any:
+    def _forget_login(self) -> None:
+        self._token = None
+        self._clients.clear()
+
+    def call(self, service: str, operation: str, *args: Any, retry: bool = True) -> Any:
+        """``<service>Service.<operation>(*args)``; raises :class:`SourceError` when OSCAR
+        cannot be read after the attempts (or refuses the call)."""
         from requests.exceptions import RequestException
         from zeep.exceptions import Error as ZeepError
 
-        try:
-            return getattr(self.service(service), operation)(*args)
-        except (ZeepError, RequestException) as exc:
-            raise SourceError(f"SOAP {service}.{operation}: {type(exc).__name__}: {exc}") from exc
+        attempts = self.attempts if retry else 1
+        relogged = False
+        last = "no attempt"
+        attempt = 0
+        while attempt < attempts:
+            if attempt:
+                time.sleep(min(4.0, 0.25 * 2**attempt))
+            attempt += 1
+            try:
+                return getattr(self.client(service).service, operation)(*args)
+            except SourceError:
+                raise
+            except (ZeepError, RequestException, ValueError) as exc:
+                # ValueError: lxml's XMLSyntaxError (a truncated answer) derives from it.
+                if _is_authentication_fault(exc) and not relogged:
+                    relogged = True
+                    self._forget_login()  # OSCAR restarted: its tokens changed
+                    attempt -= 1
+                    continue
+                last = f"{type(exc).__name__}: {exc}"
+                if _is_authentication_fault(exc):
+                    break
+                log.info("OSCAR SOAP %s.%s attempt %d: %s", service, operation, attempt, last)
+        raise SourceError(f"SOAP {service}.{operation} failed after {attempt} attempts: {last}")
 
-    def add_measurement(self, payload: dict[str, Any]) -> Any:
-        from zeep import Client
-
-        self.service("Measurement")
-        client: Client = Client(f"{self.base}/MeasurementService?wsdl", transport=self._transport())
-        factory = client.type_factory("ns0")
-        observed = datetime.fromisoformat(payload["dateObserved"])
-        transfer = factory.measurementTransfer(
+    def add_measurement(self, payload: dict[str, Any]) -> str:
+        """``MeasurementService.addMeasurement`` (one try); OSCAR's new measurement id."""
+        transfer_type = self.client("Measurement").get_type(
+            f"{{{OSCAR_WS_NAMESPACE}}}measurementTransfer"
+        )
+        transfer = transfer_type(
             type=payload["type"],
             demographicId=payload["demographicId"],
             providerNo=payload["providerNo"],
             dataField=payload["dataField"],
             measuringInstruction=payload["measuringInstruction"],
             comments=payload["comments"],
-            dateObserved=observed,
+            dateObserved=datetime.fromisoformat(payload["dateObserved"]),
         )
-        return self.call("Measurement", "addMeasurement", transfer)
+        return str(self.call("Measurement", "addMeasurement", transfer, retry=False))
+
+    def measurements_of(self, demographic_no: int, after: datetime) -> list[dict[str, Any]]:
+        """A patient's measurements created after ``after``
+        (``getMeasurementsByDemographicIdAfter``), as plain dicts."""
+        items = self.call(
+            "Measurement", "getMeasurementsByDemographicIdAfter", after, demographic_no
+        )
+        return [_plain(item) for item in items or []]
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One SOAP stream: how to ask, which field orders it, whether the time is inclusive."""
+
+    service: str
+    ask: Callable[[OscarSoapClient, datetime, int], Any]
+    convert: Callable[[SoapSource, dict[str, Any]], OscarRecord]
+    time_field: str
+    inclusive: bool
+    #: False when the operation has no itemsToReturn (it answers everything after the time).
+    limited: bool = True
 
 
 class SoapSource:
@@ -112,46 +212,51 @@ class SoapSource:
         return None
 
     def read(self, stream: str, after: Cursor, limit: int, since: str | None = None) -> Page:
-        start_text = max(after.updated or EPOCH, since or EPOCH)
-        start = parse_datetime(start_text, self.settings.zone, field="cursor") or parse_datetime(
-            EPOCH, self.settings.zone
-        )
-        if stream == "demographic":
-            items = self.client.call("Demographic", "getActiveDemographicsAfter", start, "") or []
-            records: list[OscarRecord] = [self._demographic(_plain(i)) for i in items]
-            updated_field = "lastUpdateDate"
-        elif stream == "allergies":
-            items = self.client.call("Allergy", "getAllergiesUpdatedAfterDate", start, limit) or []
-            records = [self._allergy(_plain(i)) for i in items]
-            updated_field = "lastUpdateDate"
-        elif stream == "measurements":
-            items = (
-                self.client.call("Measurement", "getMeasurementsCreatedAfterDate", start, limit)
-                or []
-            )
-            records = [self._measurement(_plain(i)) for i in items]
-            updated_field = "dateEntered"
-        elif stream == "appointment":
-            items = (
-                self.client.call("Schedule", "getAppointmentsUpdatedAfterDate", start, limit, False)
-                or []
-            )
-            records = [self._appointment(_plain(i)) for i in items]
-            updated_field = "updatedatetime"
-        else:
+        query = _QUERIES.get(stream)
+        if query is None:
             raise SourceError(f"the SOAP API has no {stream} stream")
-        keyed = []
-        for record in records:
-            stamp = _stamp(getattr(record, updated_field), self.settings)
-            keyed.append((stamp, int(record.key), record))
-        keyed.sort(key=lambda item: (item[0], item[1]))
-        if not after.is_start:
-            keyed = [k for k in keyed if (k[0], k[1]) > (after.updated, int(after.key or -1))]
-        keyed = keyed[:limit]
-        if not keyed:
+        zone = self.settings.zone
+        start_text = max(after.updated or EPOCH, since or EPOCH)
+        start = parse_datetime(start_text, zone, field="cursor") or parse_datetime(EPOCH, zone)
+        assert start is not None
+        asked_from = start if query.inclusive else start - timedelta(seconds=1)
+        cursor_key = (after.updated, int(after.key)) if after.key else None
+        ask = limit
+        while True:
+            items = query.ask(self.client, asked_from, ask) or []
+            keyed = sorted(
+                (
+                    (
+                        _stamp(getattr(record, query.time_field), self.settings),
+                        int(record.key),
+                        record,
+                    )
+                    for record in (query.convert(self, _plain(item)) for item in items)
+                ),
+                key=lambda item: (item[0], item[1]),
+            )
+            full = query.limited and len(items) >= ask
+            if full and keyed:
+                last_second = keyed[-1][0]
+                keyed = [k for k in keyed if k[0] < last_second]  # its last second may be cut
+            wanted = [
+                k
+                for k in keyed
+                if k[0] >= start_text and (cursor_key is None or (k[0], k[1]) > cursor_key)
+            ]
+            if wanted or not full:
+                break
+            if ask >= limit * MAX_LIMIT_GROWTH:
+                raise SourceError(
+                    f"SOAP {stream}: more than {ask} records share the second after {start_text}"
+                )
+            ask *= 2
+        page = wanted[:limit]
+        if not page:
             return Page([], after, True)
-        last = keyed[-1]
-        return Page([k[2] for k in keyed], Cursor(last[0], str(last[1])), len(keyed) < limit)
+        last = page[-1]
+        done = not full and len(wanted) <= limit
+        return Page([k[2] for k in page], Cursor(last[0], str(last[1])), done)
 
     @staticmethod
     def _demographic(data: dict[str, Any]) -> Demographic:
@@ -198,7 +303,8 @@ class SoapSource:
             "TYPECODE": data.get("typeCode"),
             "reaction": data.get("reaction"),
             "regional_identifier": data.get("regionalIdentifier"),
-            "archived": data.get("archived"),
+            # AllergyTransfer carries no archived flag: None says "not known" to the mapper.
+            "archived": None,
             "start_date": data.get("startDate"),
             "age_of_onset": data.get("ageOfOnset"),
             "severity_of_reaction": data.get("severityOfReaction"),
@@ -249,6 +355,48 @@ class SoapSource:
             "urgency": data.get("urgency"),
         }
         return Appointment.from_row(row)
+
+
+_QUERIES: dict[str, _Query] = {
+    # ``fields`` must be nil: OSCAR splits it on commas and keeps only the fields named.
+    "demographic": _Query(
+        "Demographic",
+        lambda client, start, _limit: client.call(
+            "Demographic", "getActiveDemographicsAfter", start, None
+        ),
+        lambda source, data: source._demographic(data),
+        "lastUpdateDate",
+        inclusive=False,
+        limited=False,
+    ),
+    "allergies": _Query(
+        "Allergy",
+        lambda client, start, limit: client.call(
+            "Allergy", "getAllergiesUpdatedAfterDate", start, limit
+        ),
+        lambda source, data: source._allergy(data),
+        "lastUpdateDate",
+        inclusive=True,
+    ),
+    "measurements": _Query(
+        "Measurement",
+        lambda client, start, limit: client.call(
+            "Measurement", "getMeasurementsCreatedAfterDate", start, limit
+        ),
+        lambda source, data: source._measurement(data),
+        "dateEntered",
+        inclusive=False,
+    ),
+    "appointment": _Query(
+        "Schedule",
+        lambda client, start, limit: client.call(
+            "Schedule", "getAppointmentsUpdatedAfterDate", start, limit, False
+        ),
+        lambda source, data: source._appointment(data),
+        "updatedatetime",
+        inclusive=False,
+    ),
+}
 
 
 def _stamp(value: Any, settings: OscarSettings) -> str:

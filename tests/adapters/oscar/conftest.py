@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +49,37 @@ def clinic_rows() -> dict[str, list[dict[str, Any]]]:
     return generate(60, seed=11, per_patient=20)
 
 
-@pytest.fixture
-def oscar_url(
-    oscar_template: tuple[str, int, str], clinic_rows: dict[str, list[dict[str, Any]]]
+@contextmanager
+def clinic_database(
+    template: tuple[str, int, str], rows: dict[str, list[dict[str, Any]]]
 ) -> Iterator[str]:
-    """A fresh OSCAR database for one test: the adapter's tables copied from the template
-    (``CREATE TABLE ... LIKE``, with OSCAR's seed rows) and the clinic's 60 patients."""
-    host, port, template = oscar_template
+    """A fresh OSCAR database: the adapter's tables copied from the template (``CREATE TABLE
+    ... LIKE``, with OSCAR's seed rows) and ``rows``; dropped afterwards. Yields its URL."""
+    host, port, source = template
     name = f"clinic_{uuid.uuid4().hex[:10]}"
     conn = pymysql.connect(host=host, port=port, user="root", password="", autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb3")
             for table in TABLES:
-                cur.execute(f"CREATE TABLE `{name}`.`{table}` LIKE `{template}`.`{table}`")
-                cur.execute(f"INSERT INTO `{name}`.`{table}` SELECT * FROM `{template}`.`{table}`")
+                cur.execute(f"CREATE TABLE `{name}`.`{table}` LIKE `{source}`.`{table}`")
+                cur.execute(f"INSERT INTO `{name}`.`{table}` SELECT * FROM `{source}`.`{table}`")
         url = f"mysql+pymysql://root:@{host}:{port}/{name}?charset=utf8mb4"
-        insert_rows(url, clinic_rows)
+        insert_rows(url, rows)
         yield url
     finally:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
+
+
+@pytest.fixture
+def oscar_url(
+    oscar_template: tuple[str, int, str], clinic_rows: dict[str, list[dict[str, Any]]]
+) -> Iterator[str]:
+    """A fresh OSCAR database for one test holding the clinic's 60 patients."""
+    with clinic_database(oscar_template, clinic_rows) as url:
+        yield url
 
 
 @pytest.fixture

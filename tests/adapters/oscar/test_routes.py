@@ -34,15 +34,17 @@ def as_caller(monkeypatch: pytest.MonkeyPatch, access: Access | None) -> None:
         monkeypatch.setattr(routes, "current_access", lambda: access)
 
 
-def test_page_shows_status_and_runs_a_sync(client: Any, hub: Any) -> None:
+def test_page_is_a_shell_and_the_api_shows_status_and_runs_a_sync(client: Any, hub: Any) -> None:
     from fhirhub.adapters.oscar.runtime import runtime
 
-    page = client.get("/plugins/oscar/")
-    assert (
-        page.status_code == 200 and "clinic-ui" in page.text and "No sync has run yet" in page.text
-    )
-    started = client.post("/plugins/oscar/sync", follow_redirects=False)
-    assert started.status_code == 303
+    page = client.get("/plugins/oscar/ui/")
+    assert page.status_code == 200 and "/plugins/oscar/ui/static/admin.js" in page.text
+    assert "clinic-ui" not in page.text  # no data in the public shell
+    assert client.get("/plugins/oscar/ui/static/admin.js").status_code == 200
+    assert client.get("/plugins/oscar/ui/static/..%2Fplugin.py").status_code == 404
+    assert client.get("/plugins/oscar/status").json()["cursors"] == {}
+    started = client.post("/plugins/oscar/sync")
+    assert started.status_code == 202 and started.json()["started"] is True
     import time
 
     deadline = time.monotonic() + 120
@@ -51,8 +53,8 @@ def test_page_shows_status_and_runs_a_sync(client: Any, hub: Any) -> None:
     ):
         time.sleep(0.5)
     status = client.get("/plugins/oscar/status").json()
+    assert status["instance"] == "clinic-ui"
     assert status["runs"][0]["status"] == "ok" and status["cursors"]["demographic"]["records"] == 60
-    assert "demographic" in client.get("/plugins/oscar/").text
 
 
 def test_only_admins_of_the_clinic_see_it(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,4 +84,4 @@ def test_unconfigured_plugin_loads_and_does_nothing(hub: Any) -> None:
     assert info.enabled and info.error is None
     assert runtime(hub) is None
     with TestClient(create_app(hub=hub)) as client:
-        assert "No OSCAR source is configured" in client.get("/plugins/oscar/").text
+        assert client.get("/plugins/oscar/status").json() == {"configured": False}
