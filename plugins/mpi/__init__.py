@@ -106,7 +106,7 @@ def ui_pages(hub: Hub) -> list[dict[str, Any]]:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    @cli.command("mpi-train")
+    @cli.command("mpi-train")  # type: ignore[untyped-decorator]
     def train_command(
         db: str | None = None, out: str = "mpi-model.json", limit: int = 200000
     ) -> None:

@@ -142,7 +142,7 @@ def _official_name(names: list[dict[str, Any]]) -> dict[str, Any] | None:
             if name.get("use") == use:
                 return name
     current = [n for n in names if n.get("use") not in ("old", "maiden")]
-    return (current or names or [None])[0]
+    return (current or names)[0] if names else None
 
 
 def _date(value: Any) -> str | None:

@@ -71,7 +71,7 @@ def settings(blocking_columns: Sequence[str] = ("birth_date", "family")) -> Any:
             cll.ElseLevel(),
         ],
     )
-    comparisons = [
+    comparisons: list[Any] = [
         given,
         family,
         birth_date,

@@ -27,7 +27,8 @@ def linked(person: dict[str, Any]) -> set[str]:
 
 def seealso(client: TestClient, caller: str, patient_id: str) -> set[str]:
     patient = client.get(f"/fhir/Patient/{patient_id}", headers=as_(caller)).json()
-    return {l["other"]["reference"] for l in patient.get("link", []) if l["type"] == "seealso"}
+    links = patient.get("link", [])
+    return {x["other"]["reference"] for x in links if x["type"] == "seealso"}
 
 
 def open_reviews(client: TestClient, caller: str) -> list[dict[str, Any]]:
