@@ -121,6 +121,19 @@ def name_text(value: str | None) -> str | None:
     return text or None
 
 
+#: German transliteration, the other common way to write an umlaut in ASCII (``ü`` -> ``ue``);
+#: ``anyascii`` drops the diacritic (``ü`` -> ``u``). A name with one keeps both forms.
+_GERMAN = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss"}
+)
+
+
+def name_variants(value: str | None) -> set[str]:
+    """Every ASCII spelling of ``value`` the index keeps (``Müller``: muller, mueller)."""
+    variants = {name_text(value), name_text(value.translate(_GERMAN)) if value else None}
+    return {v for v in variants if v}
+
+
 @functools.cache
 def _nicknamer() -> Any:
     from nicknames import NickNamer
@@ -164,7 +177,7 @@ def features_of(patient: dict[str, Any]) -> Features:
     if family is None and official.get("text"):
         parts = str(official["text"]).split()
         family = name_text(parts[-1]) if parts else None
-    family_all = {name_text(n.get("family")) for n in names} | {family}
+    family_all = {v for n in names for v in name_variants(n.get("family"))} | {family}
     generation = None
     for suffix in official.get("suffix") or []:
         generation = GENERATIONS.get((name_text(suffix) or ""), generation)
@@ -191,7 +204,18 @@ def features_of(patient: dict[str, Any]) -> Features:
     return Features(
         patient_id=str(patient.get("id") or ""),
         given=given,
-        given_forms=given_forms(given) if given else (),
+        given_forms=tuple(
+            sorted(
+                {
+                    f
+                    for g in name_variants(given_list[0] if given_list else None)
+                    for f in given_forms(g)
+                }
+                | set(given_forms(given))
+            )
+        )
+        if given
+        else (),
         family=family,
         family_all=tuple(sorted(n for n in family_all if n)),
         birth_date=_date(patient.get("birthDate")),
