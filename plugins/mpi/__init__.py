@@ -43,6 +43,22 @@ MANIFEST = {
 
 STATIC = Path(__file__).resolve().parent / "static"
 REVIEW_PAGE = f"/plugins/{PLUGIN_NAME}/review/"
+#: What the whole-person chart panel lists: the records and their clinical content.
+CHART_TYPES = ",".join(
+    (
+        "Patient",
+        "Encounter",
+        "Condition",
+        "Observation",
+        "DiagnosticReport",
+        "ImagingStudy",
+        "MedicationRequest",
+        "AllergyIntolerance",
+        "Immunization",
+        "Procedure",
+        "DocumentReference",
+    )
+)
 
 
 @hookimpl
@@ -102,6 +118,21 @@ def public_paths(hub: Hub) -> list[str]:
 @hookimpl
 def ui_pages(hub: Hub) -> list[dict[str, Any]]:
     return [{"path": REVIEW_PAGE, "title": "Duplicate review", "order": 40}]
+
+
+@hookimpl
+def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
+    """One chart for the whole person: everything of this record and of the records linked to
+    it (``$everything?_mdm=true``), whichever source each came from."""
+    return [
+        {
+            "id": "mpi-whole-person",
+            "title": "Whole person: all linked records",
+            "order": 15,
+            "url": "/fhir/Patient/{patient_id}/$everything?_mdm=true&_count=200&_type="
+            + CHART_TYPES,
+        }
+    ]
 
 
 @hookimpl

@@ -151,29 +151,24 @@ class CandidateIndex:
         if not keys:
             return []
         shared = func.count().label("shared")
-        with self.db.read() as conn:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    select(mpi_block.c.patient_id, shared)
-                    .where(
-                        mpi_block.c.tenant == tenant,
-                        mpi_block.c.block_key.in_(keys),
-                        mpi_block.c.patient_id != features.patient_id,
-                    )
-                    .group_by(mpi_block.c.patient_id)
-                    .order_by(shared.desc(), mpi_block.c.patient_id)
-                    .limit(MAX_CANDIDATES)
-                )
-            ]
-            if not ids:
-                return []
-            rows = conn.execute(
-                select(mpi_patient.c.features).where(
-                    mpi_patient.c.tenant == tenant, mpi_patient.c.patient_id.in_(ids)
-                )
+        best = (
+            select(mpi_block.c.patient_id, shared)
+            .where(
+                mpi_block.c.tenant == tenant,
+                mpi_block.c.block_key.in_(keys),
+                mpi_block.c.patient_id != features.patient_id,
             )
-            return [Features.from_json(orjson.loads(row[0])) for row in rows]
+            .group_by(mpi_block.c.patient_id)
+            .order_by(shared.desc(), mpi_block.c.patient_id)
+            .limit(MAX_CANDIDATES)
+            .subquery()
+        )
+        query = select(mpi_patient.c.features).join(
+            best,
+            (mpi_patient.c.patient_id == best.c.patient_id) & (mpi_patient.c.tenant == tenant),
+        )
+        with self.db.read() as conn:
+            return [Features.from_json(orjson.loads(row[0])) for row in conn.execute(query)]
 
     def features(self, tenant: str, patient_ids: Iterable[str]) -> dict[str, Features]:
         ids = list(patient_ids)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fhirhub.plugins.mpi.features import Features
 from fhirhub.plugins.mpi.index import CandidateIndex
 from fhirhub.plugins.mpi.rules import Thresholds, Verdict, grade
-from fhirhub.plugins.mpi.scoring import Scorer
+from fhirhub.plugins.mpi.scoring import Scorer, SplinkScorer
 
 _ORDER = {"certain": 0, "probable": 1, "possible": 2, "certainly-not": 3}
 
@@ -19,7 +19,7 @@ _ORDER = {"certain": 0, "probable": 1, "possible": 2, "certainly-not": 3}
 @dataclass
 class Matcher:
     index: CandidateIndex
-    scorer: Scorer
+    scorer: Scorer | SplinkScorer
     thresholds: Thresholds
 
     def match(

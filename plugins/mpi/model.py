@@ -27,59 +27,69 @@ SWAPPED_DAY_MONTH = (
     " AND substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)"
 )
 
+#: The comparisons, field by field, as data: each level below "missing" (either side null)
+#: and above "anything else", best first. ``settings()`` turns them into splink comparison
+#: levels; ``scoring.levels_of`` evaluates the very same table in Python.
+#: Level kinds: ``exact``; ``jw`` (Jaro-Winkler similarity >= threshold); ``intersect`` (the
+#: two array columns share a value); ``swapped`` (day and month exchanged); ``dl`` (Damerau-
+#: Levenshtein distance <= threshold); ``same_year``.
+LEVELS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "given": (("exact", None), ("intersect", "given_forms"), ("jw", 0.92), ("jw", 0.80)),
+    "family": (("exact", None), ("jw", 0.92), ("intersect", "family_all"), ("jw", 0.80)),
+    "birth_date": (("exact", None), ("swapped", None), ("dl", 1), ("same_year", None)),
+    "sex": (("exact", None),),
+    "postcode": (("exact", None),),
+    "address": (("exact", None), ("jw", 0.9)),
+    "phone": (("exact", None),),
+    "email": (("exact", None),),
+}
+
+_LABELS = {
+    ("intersect", "given_forms"): "Nickname or formal name",
+    ("intersect", "family_all"): "Another family name (maiden, usual) agrees",
+    ("swapped", None): "Day and month swapped",
+    ("same_year", None): "Same year",
+}
+
+
+def _splink_level(field: str, kind: str, argument: Any) -> Any:
+    import splink.comparison_level_library as cll
+
+    if kind == "exact":
+        return cll.ExactMatchLevel(field)
+    if kind == "jw":
+        return cll.JaroWinklerLevel(field, argument)
+    if kind == "dl":
+        return cll.DamerauLevenshteinLevel(field, argument)
+    if kind == "intersect":
+        return cll.ArrayIntersectLevel(argument, 1).configure(
+            label_for_charts=_LABELS[(kind, argument)]
+        )
+    if kind == "swapped":
+        return cll.CustomLevel(SWAPPED_DAY_MONTH, _LABELS[(kind, None)])
+    if kind == "same_year":
+        return cll.CustomLevel(
+            f"substr({field}_l, 1, 4) = substr({field}_r, 1, 4)", _LABELS[(kind, None)]
+        )
+    raise ValueError(f"Unknown comparison level kind {kind!r}")
+
 
 def settings(blocking_columns: Sequence[str] = ("birth_date", "family")) -> Any:
-    """The splink ``SettingsCreator``: comparison levels for each field (module docstring)."""
+    """The splink ``SettingsCreator`` built from :data:`LEVELS` (module docstring)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
 
-    given = cl.CustomComparison(
-        output_column_name="given",
-        comparison_levels=[
-            cll.NullLevel("given"),
-            cll.ExactMatchLevel("given"),
-            cll.ArrayIntersectLevel("given_forms", 1).configure(
-                label_for_charts="Nickname or formal name"
-            ),
-            cll.JaroWinklerLevel("given", 0.92),
-            cll.JaroWinklerLevel("given", 0.80),
-            cll.ElseLevel(),
-        ],
-    )
-    family = cl.CustomComparison(
-        output_column_name="family",
-        comparison_levels=[
-            cll.NullLevel("family"),
-            cll.ExactMatchLevel("family"),
-            cll.JaroWinklerLevel("family", 0.92),
-            cll.ArrayIntersectLevel("family_all", 1).configure(
-                label_for_charts="Another family name (maiden, usual) agrees"
-            ),
-            cll.JaroWinklerLevel("family", 0.80),
-            cll.ElseLevel(),
-        ],
-    )
-    birth_date = cl.CustomComparison(
-        output_column_name="birth_date",
-        comparison_levels=[
-            cll.NullLevel("birth_date"),
-            cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel(SWAPPED_DAY_MONTH, "Day and month swapped"),
-            cll.DamerauLevenshteinLevel("birth_date", 1),
-            cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4)", "Same year"),
-            cll.ElseLevel(),
-        ],
-    )
     comparisons: list[Any] = [
-        given,
-        family,
-        birth_date,
-        cl.ExactMatch("sex"),
-        cl.ExactMatch("postcode"),
-        cl.JaroWinklerAtThresholds("address", [0.9]),
-        cl.ExactMatch("phone"),
-        cl.ExactMatch("email"),
+        cl.CustomComparison(
+            output_column_name=field,
+            comparison_levels=[
+                cll.NullLevel(field),
+                *(_splink_level(field, kind, argument) for kind, argument in levels),
+                cll.ElseLevel(),
+            ],
+        )
+        for field, levels in LEVELS.items()
     ]
     return SettingsCreator(
         link_type="dedupe_only",

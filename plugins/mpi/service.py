@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from fhirhub.plugins.mpi.index import CandidateIndex
 from fhirhub.plugins.mpi.matching import Matcher
 from fhirhub.plugins.mpi.model import load_model
 from fhirhub.plugins.mpi.rules import Thresholds, Verdict
-from fhirhub.plugins.mpi.scoring import FIELDS, Score, Scorer
+from fhirhub.plugins.mpi.scoring import FIELDS, Score, Scorer, SplinkScorer
 from fhirhub.sdk import Hub, HubLocal, PluginSettings, plugin_settings
 
 PLUGIN_NAME = "mpi"
@@ -30,6 +31,9 @@ class MpiSettings(PluginSettings):
     model_path: str = ""
     #: Match Patients as they are written (the consumer); off: only ``$match``.
     match_on_write: bool = True
+    #: ``python`` (the model's levels evaluated in-process, fast) or ``splink`` (splink's own
+    #: real-time SQL on DuckDB, the reference; slower): the same scores (docs/mpi.md).
+    scoring_engine: Literal["python", "splink"] = "python"
 
 
 class MpiService:
@@ -38,7 +42,9 @@ class MpiService:
         self.settings: MpiSettings = plugin_settings(hub, PLUGIN_NAME, MpiSettings)
         self.index = CandidateIndex(hub)
         model = load_model(Path(self.settings.model_path) if self.settings.model_path else None)
-        self.scorer = Scorer(model)
+        self.scorer = (
+            SplinkScorer(model) if self.settings.scoring_engine == "splink" else Scorer(model)
+        )
         self.thresholds = Thresholds(
             certain=self.settings.certain_threshold,
             probable=self.settings.probable_threshold,
