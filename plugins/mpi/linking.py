@@ -103,6 +103,16 @@ def write_provenance(tx: Transaction, provenance: dict[str, Any]) -> None:
         tx.create(provenance)
 
 
+def editable(resource: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored resource to write back: ``meta`` dropped (the server sets version
+    and time) except its security labels (the tenant)."""
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    security = (resource.get("meta") or {}).get("security")
+    if security:
+        out["meta"] = {"security": security}
+    return out
+
+
 # -- persons ---------------------------------------------------------------------------------
 
 
@@ -173,7 +183,7 @@ def link(
         keep = person_a or person_b
         other = person_b if keep is person_a else person_a
         assert keep is not None
-        person = {k: v for k, v in keep.items() if k != "meta"}
+        person = editable(keep)
         present = set(members(person))
         adding = [a, b] if other is None else members(other)
         for patient_id in adding:
@@ -203,7 +213,7 @@ def unlink(tx: Transaction, patient_id: str, *, reason: str, by: Access | None) 
         if deleted is not None:
             written.append(deleted)
     else:
-        kept = {k: v for k, v in person.items() if k != "meta"}
+        kept = editable(person)
         kept["link"] = [
             link
             for link in person.get("link") or []
@@ -237,10 +247,7 @@ def _set_seealso(tx: Transaction, patient_id: str, others: list[str]) -> list[Wr
     ]
     if wanted == (patient.get("link") or []):
         return []
-    updated = {k: v for k, v in patient.items() if k != "meta"}
-    updated["meta"] = {k: v for k, v in (patient.get("meta") or {}).items() if k == "security"}
-    if not updated["meta"]:
-        del updated["meta"]
+    updated = editable(patient)
     if wanted:
         updated["link"] = wanted
     else:
@@ -328,8 +335,7 @@ def decide(tx: Transaction, task_id: str, *, same: bool, by: Access | None) -> d
     a, b = review_candidates(task)
     if task.get("status") not in ("requested", "ready", "received", "accepted"):
         raise conflict(f"Task/{task_id} was already decided ({task.get('status')})")
-    updated = {k: v for k, v in task.items() if k != "meta"}
-    updated["meta"] = {k: v for k, v in (task.get("meta") or {}).items() if k == "security"}
+    updated = editable(task)
     updated["status"] = "completed" if same else "rejected"
     updated["output"] = [
         {"type": {"text": "decision"}, "valueCode": "same" if same else "not-same"}

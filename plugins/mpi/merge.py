@@ -59,14 +59,6 @@ def _rewrite(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in resource.items() if k != "meta"}
-    security = (resource.get("meta") or {}).get("security")
-    if security:
-        out["meta"] = {"security": security}
-    return out
-
-
 def movable(tx: Transaction, patient_id: str) -> list[tuple[str, str]]:
     """The resources a merge of ``Patient/patient_id`` moves."""
     out = []
@@ -85,7 +77,7 @@ def move_references(
     written = []
     for resource_type, resource_id in resources:
         resource = tx.read(resource_type, resource_id)
-        moved = _rewrite(_without_meta(resource), f"Patient/{old}", f"Patient/{new}")
+        moved = _rewrite(linking.editable(resource), f"Patient/{old}", f"Patient/{new}")
         written.append(tx.update(moved))
     return written
 
@@ -125,7 +117,7 @@ def merge(
             if deleted is not None:
                 written.append(deleted)
         else:
-            retired = _without_meta(source)
+            retired = linking.editable(source)
             retired["active"] = False
             retired["link"] = [
                 link for link in source.get("link") or [] if link.get("type") != "replaced-by"
@@ -140,7 +132,7 @@ def merge(
 def _merged_target(
     source: dict[str, Any], target: dict[str, Any], result_patient: dict[str, Any] | None
 ) -> dict[str, Any]:
-    merged = _without_meta(result_patient if result_patient is not None else target)
+    merged = linking.editable(result_patient if result_patient is not None else target)
     merged["id"] = target["id"]
     if "meta" not in merged and (target.get("meta") or {}).get("security"):
         merged["meta"] = {"security": target["meta"]["security"]}
@@ -244,7 +236,7 @@ def unmerge(tx: Transaction, source_id: str, *, by: Access | None) -> dict[str, 
     token = _merging.set(True)
     try:
         written = move_references(tx, moved, target_id, source_id)
-        restored = _without_meta(source)
+        restored = linking.editable(source)
         restored["active"] = True
         restored["link"] = [
             link
@@ -258,7 +250,7 @@ def unmerge(tx: Transaction, source_id: str, *, by: Access | None) -> dict[str, 
             del restored["link"]
         written.append(tx.update(restored))
         taken = {(i.get("system"), i.get("value")) for i in source.get("identifier") or []}
-        separated = _without_meta(target)
+        separated = linking.editable(target)
         separated["identifier"] = [
             i
             for i in target.get("identifier") or []
