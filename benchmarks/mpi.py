@@ -123,11 +123,17 @@ def fill(db_path: Path, work: Path, count: int, tool: Any) -> list[dict[str, Any
     return stored
 
 
-def bench_match(patients: int, queries: int, tool: Any) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="fhirhub-mpi-bench-"))
+def bench_match(patients: int, queries: int, tool: Any, reuse: Path | None) -> dict[str, Any]:
+    """(Point ``reuse`` at the folder of an earlier run to skip filling: the patients are
+    re-generated from the same seed, the database is used as it is.)"""
+    work = reuse or Path(tempfile.mkdtemp(prefix="fhirhub-mpi-bench-"))
     db_path = work / "hub.db"
     started = time.perf_counter()
-    stored = fill(db_path, work, patients, tool)
+    if reuse:
+        stored = tool.faker_patients(patients, seed=11)
+    else:
+        stored = fill(db_path, work, patients, tool)
+        print(f"  filled {work}")
     fill_seconds = time.perf_counter() - started
     rng = random.Random(5)
     kinds = ("typo-given", "typo-family", "nickname", "missing", "swapped-day-month", "exact-copy")
@@ -238,6 +244,23 @@ def bench_ingest(rounds: int) -> dict[str, Any]:
     }
 
 
+def quality(tool: Any) -> dict[str, Any]:
+    people, origin = tool.base_people()
+    with tempfile.TemporaryDirectory() as directory:
+        with tool.evaluation_service(Path(directory)) as service:
+            figures = tool.evaluate(people, service)
+    return {
+        "people": origin,
+        "records": figures["records"],
+        "true_pairs": figures["true_pairs"],
+        **{
+            f"{rule}_{key}": figures[rule][key]
+            for rule in ("mpi", "exact_identifier")
+            for key in ("precision", "recall", "recall_with_review", "sent_to_review")
+        },
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,27 +269,17 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-match", action="store_true")
+    parser.add_argument("--reuse", type=Path, help="the folder of an earlier run's 100k database")
+    parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     args = parser.parse_args()
     tool = _tool()
     figures: dict[str, Any] = {"cpu_count": os.cpu_count(), "backend": "sqlite"}
-    people, origin = tool.base_people()
-    with tempfile.TemporaryDirectory() as directory:
-        with tool.evaluation_service(Path(directory)) as service:
-            quality = tool.evaluate(people, service)
-    figures["quality"] = {
-        "people": origin,
-        "records": quality["records"],
-        "true_pairs": quality["true_pairs"],
-        **{
-            f"{rule}_{key}": quality[rule][key]
-            for rule in ("mpi", "exact_identifier")
-            for key in ("precision", "recall", "recall_with_review", "sent_to_review")
-        },
-    }
-    print(json.dumps(figures["quality"], indent=1), flush=True)
+    if not args.skip_quality:
+        figures["quality"] = quality(tool)
+        print(json.dumps(figures["quality"], indent=1), flush=True)
     if not args.skip_match:
-        figures["match"] = bench_match(args.patients, args.queries, tool)
+        figures["match"] = bench_match(args.patients, args.queries, tool, args.reuse)
         print(json.dumps(figures["match"], indent=1), flush=True)
     if not args.skip_ingest and SYNTHEA.is_dir():
         figures["ingest"] = bench_ingest(args.rounds)

@@ -27,7 +27,16 @@ from fhirhub.plugins.mpi import linking
 from fhirhub.plugins.mpi.features import Features, features_of
 from fhirhub.plugins.mpi.index import NO_TENANT
 from fhirhub.plugins.mpi.rules import Verdict
-from fhirhub.sdk import FhirError, StoredVersion, Transaction, acting_as, system_for, transaction
+from fhirhub.sdk import (
+    FhirError,
+    StoredVersion,
+    Transaction,
+    acting_as,
+    read,
+    search,
+    system_for,
+    transaction,
+)
 
 if TYPE_CHECKING:
     from fhirhub.plugins.mpi.service import MpiService
@@ -54,14 +63,22 @@ def _patient_version(service: MpiService, version: StoredVersion) -> None:
     changed = service.index.digest(tenant, version.resource_id) != features.digest()
     if changed:
         service.index.put(tenant, features)
-    with acting_as(system_for(version.tenant)), transaction(service.hub) as tx:
+    # A write transaction only when there is something to write: on SQLite it takes the
+    # single writer's lock, which the sources' own writes are waiting for.
+    with acting_as(system_for(version.tenant)):
         if not changed:
-            _restore_links(tx, version.resource_id)
+            if _links_dropped(service, version.resource_id):
+                with transaction(service.hub) as tx:
+                    _restore_links(tx, version.resource_id)
             return
         if _retired(patient):
             return  # merged away: its data moved to the surviving record
-        verdicts = service.matcher.match(tenant, features)
-        act_on(service, tx, tenant, features, verdicts)
+        verdicts = [
+            v for v in service.matcher.match(tenant, features) if v.grade != "certainly-not"
+        ]
+        if verdicts:
+            with transaction(service.hub) as tx:
+                act_on(service, tx, tenant, features, verdicts)
 
 
 def act_on(
@@ -102,6 +119,17 @@ def act_on(
                 else "a linked record was judged not the same",
                 agreement=agreement,
             )
+
+
+def _links_dropped(service: MpiService, patient_id: str) -> bool:
+    """Whether a linked Patient lost its ``seealso`` links (read-only check)."""
+    try:
+        patient = read(service.hub, "Patient", patient_id)
+    except FhirError:
+        return False
+    persons = search(service.hub, "Person", {"patient": f"Patient/{patient_id}", "_count": "2"})
+    wanted = sorted(m for m in linking.members(persons[0]) if m != patient_id) if persons else []
+    return wanted != linking.seealso_ids(patient)
 
 
 def _restore_links(tx: Transaction, patient_id: str) -> None:

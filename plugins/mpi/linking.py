@@ -255,17 +255,21 @@ def _set_seealso(tx: Transaction, patient_id: str, others: list[str]) -> list[Wr
     return [tx.update(updated)]
 
 
+def seealso_ids(patient: dict[str, Any]) -> list[str]:
+    """The Patient ids a Patient's ``seealso`` links name, sorted."""
+    return sorted(
+        str((link.get("other") or {}).get("reference", "")).removeprefix("Patient/")
+        for link in patient.get("link") or []
+        if link.get("type") == "seealso"
+    )
+
+
 def links_in_sync(tx: Transaction, patient: dict[str, Any]) -> bool:
     """Whether a stored Patient's ``seealso`` links are exactly its Person's other members
     (a source's update replaces the whole resource, links included)."""
     person = person_of(tx, str(patient["id"]))
     wanted = sorted(m for m in members(person) if m != patient["id"]) if person else []
-    present = sorted(
-        str((link.get("other") or {}).get("reference", "")).removeprefix("Patient/")
-        for link in patient.get("link") or []
-        if link.get("type") == "seealso"
-    )
-    return wanted == present
+    return wanted == seealso_ids(patient)
 
 
 # -- review ----------------------------------------------------------------------------------
