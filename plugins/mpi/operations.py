@@ -10,6 +10,7 @@ from fhirhub.plugins.mpi.features import features_of
 from fhirhub.plugins.mpi.index import NO_TENANT
 from fhirhub.plugins.mpi.service import service_of
 from fhirhub.sdk import (
+    FhirError,
     Operation,
     OperationCall,
     acting_as,
@@ -20,6 +21,7 @@ from fhirhub.sdk import (
     system_for,
     tenant_of,
     transaction,
+    validation_issues,
 )
 
 #: Roles that may merge, unmerge and decide reviews (each moves clinical data between charts).
@@ -67,6 +69,10 @@ def match_operation(call: OperationCall) -> dict[str, Any]:
         resource = parameter.get("resource") if parameter else None
     if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
         raise invalid("Patient/$match needs a Patient in the 'resource' parameter")
+    # "does not have to be complete ... but it does have to be a valid instance" (R4 $match)
+    problems = [i for i in validation_issues(resource) if i.severity in ("error", "fatal")]
+    if problems:
+        raise FhirError(400, "The Patient to match is not a valid instance", issues=problems)
     count_values = call.parameters.get("count") or []
     count = 10
     if count_values:

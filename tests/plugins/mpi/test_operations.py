@@ -94,6 +94,10 @@ def test_match_needs_a_user_level_scope_and_a_patient(hub: Hub, client: TestClie
         headers=as_("clinician-a"),
     )
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    broken = {"resourceType": "Patient", "name": [{"family": 42}], "birthDate": "yesterday"}
+    refused = match(client, "clinician-a", broken)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
 
 
 def observation(patient_id: str, code: str) -> dict[str, Any]:
