@@ -103,6 +103,7 @@ def fill(db_path: Path, work: Path, count: int, tool: Any) -> list[dict[str, Any
         data_dir=work,
         hl7_port="off",
         dicom_port="off",
+        plugins="",
         plugin_config={"mpi": {"match_on_write": False}},
     )  # type: ignore[arg-type]
     hub = build_hub(settings)
@@ -137,7 +138,9 @@ def bench_match(patients: int, queries: int, tool: Any, reuse: Path | None) -> d
     fill_seconds = time.perf_counter() - started
     rng = random.Random(5)
     kinds = ("typo-given", "typo-family", "nickname", "missing", "swapped-day-month", "exact-copy")
-    server, base = serve(f"sqlite:///{db_path}", work, {"FHIRHUB_MPI_MATCH_ON_WRITE": "false"})
+    server, base = serve(
+        f"sqlite:///{db_path}", work, {"FHIRHUB_MPI_MATCH_ON_WRITE": "false", "FHIRHUB_PLUGINS": ""}
+    )
     timings: list[float] = []
     found = certain = 0
     try:

@@ -405,6 +405,7 @@ def evaluation_service(directory: Path, model: Path | None = None) -> Iterator[A
         data_dir=directory,
         hl7_port="off",
         dicom_port="off",
+        plugins="",
         **extra,
     )  # type: ignore[arg-type]
     hub = build_hub(settings)

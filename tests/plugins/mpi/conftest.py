@@ -61,7 +61,9 @@ class HeaderAuthenticator:
 
 @pytest.fixture
 def hub(sqlite_url: str, tmp_path: Path) -> Iterator[Hub]:
-    settings = make_settings(sqlite_url, tmp_path, auth="on", hl7_port="off", dicom_port="off")
+    settings = make_settings(
+        sqlite_url, tmp_path, auth="on", hl7_port="off", dicom_port="off", plugins=""
+    )
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
     add_tenants(hub, "org-a", "org-b")
     yield hub

@@ -52,7 +52,7 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     live = LiveServer(
         f"sqlite:///{tmp_path / 'hub.db'}",
         tmp_path,
-        env={"FHIRHUB_HL7_PORT": "off", "FHIRHUB_DICOM_PORT": "off"},
+        env={"FHIRHUB_HL7_PORT": "off", "FHIRHUB_DICOM_PORT": "off", "FHIRHUB_PLUGINS": ""},
     ).start()
     yield live
     live.stop()

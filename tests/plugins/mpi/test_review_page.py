@@ -26,11 +26,13 @@ REVIEW = "http://fhirhub.org/fhir/CodeSystem/mpi|review-match"
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    hub = build_hub(make_settings(url, tmp_path, hl7_port="off", dicom_port="off"))
+    hub = build_hub(make_settings(url, tmp_path, hl7_port="off", dicom_port="off", plugins=""))
     assert load_demo_data(hub) > 0
     hub.close()
     live = LiveServer(
-        url, tmp_path, env={"FHIRHUB_HL7_PORT": "off", "FHIRHUB_DICOM_PORT": "off"}
+        url,
+        tmp_path,
+        env={"FHIRHUB_HL7_PORT": "off", "FHIRHUB_DICOM_PORT": "off", "FHIRHUB_PLUGINS": ""},
     ).start()
     yield live
     live.stop()
