@@ -18,7 +18,7 @@ def _everything(call: OperationCall) -> bytes:
 
     if call.resource_id is None:
         raise invalid("Patient/$everything needs a patient id (Patient/{id}/$everything)")
-    params = [(k, v) for k, values in call.parameters.items() for v in values if k != "_mdm"]
+    params = [(k, v) for k, values in call.parameters.items() for v in values]
     follow = [v.strip().lower() for v in call.parameters.get("_mdm", [])]
     if any(v not in ("true", "false") for v in follow):
         raise invalid("_mdm must be true or false")

@@ -783,6 +783,8 @@ def everything(
                 if t not in known:
                     raise bad_request(f"Unknown resource type {t!r} in _type")
             kept.append((name, value))
+        elif name == "_mdm":
+            kept.append((name, value))  # the caller resolved it into ``linked``; pages keep it
         elif name in TRANSPORT_PARAMS:
             continue
         else:

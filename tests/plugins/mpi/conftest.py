@@ -28,6 +28,8 @@ CALLERS: dict[str, Access] = {
         roles=frozenset({"clinician"}),
         scopes=parse_scopes("user/*.cruds"),
     ),
+    # An interface engine feeding org-a (HL7 over HTTP): the system acting for the tenant.
+    "feed-a": Access("system", tenant="org-a"),
     "reader-a": Access(
         "user:read-a",
         tenant="org-a",

@@ -144,6 +144,11 @@ def test_everything_with_mdm_follows_the_links(hub: Hub, client: TestClient) -> 
         f"Observation/{obs_b}",
     } <= followed
     assert f"Patient/{stranger}" not in followed
+    paged = client.get(
+        f"/fhir/Patient/{a}/$everything?_mdm=true&_count=1", headers=as_("clinician-a")
+    )
+    next_page = next(link["url"] for link in paged.json()["link"] if link["relation"] == "next")
+    assert "_mdm=true" in next_page
     # A patient-facing app of record a sees its own linked record b, nothing else.
     app = {"X-Test-Patient": a}
     assert ids(f"/fhir/Patient/{a}/$everything?_mdm=true", app) == followed
@@ -281,7 +286,7 @@ A40 = (
 def test_an_hl7_a40_moves_the_prior_records_data_in_its_own_transaction(
     hub: Hub, client: TestClient
 ) -> None:
-    headers = {"X-Test-Caller": "clinician-a", "Content-Type": "x-application/hl7-v2+er7"}
+    headers = {"X-Test-Caller": "feed-a", "Content-Type": "x-application/hl7-v2+er7"}
     for control, mrn, visit in (("C1", "MRN-OLD-9", "V-OLD"), ("C2", "MRN123", "V-NEW")):
         sent = client.post(
             "/hl7/v2", content=A01.format(control=control, mrn=mrn, visit=visit), headers=headers
