@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("audit", "fhirhub.plugins.audit"),
     ("integrity", "fhirhub.plugins.integrity"),
     ("diet", "fhirhub.plugins.diet"),
+    ("mpi", "fhirhub.plugins.mpi"),
 )
 
 

@@ -97,6 +97,38 @@ class Transaction:
         pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
         return search_resources(self.hub, self._unit.conn, resource_type, pairs)
 
+    def referencing(self, resource_type: str, resource_id: str) -> list[tuple[str, str]]:
+        """``(type, id)`` of the current, visible resources whose indexed references point at
+        ``resource_type/resource_id`` (any search parameter of type reference), sorted: what
+        a merge must move, or what still depends on a resource. References no search
+        parameter covers are not seen."""
+        from sqlalchemy import select
+
+        from fhirhub.core.access import current_access
+        from fhirhub.fhir_store.schema import resource_current as rc
+        from fhirhub.fhir_store.search.index_tables import index_reference as ref
+        from fhirhub.fhir_store.search.predicates import Owner
+        from fhirhub.fhir_store.search.visibility import restrict
+
+        self._unit.flush()
+        query = (
+            select(rc.c.resource_type, rc.c.resource_id)
+            .where(
+                rc.c.deleted.is_(False),
+                rc.c.resource_id.in_(
+                    select(ref.c.resource_id).where(
+                        ref.c.resource_type == rc.c.resource_type,
+                        ref.c.target_type == resource_type,
+                        ref.c.target_id == resource_id,
+                    )
+                ),
+                *restrict(Owner(rc, None), current_access().visibility("r")),
+            )
+            .distinct()
+            .order_by(rc.c.resource_type, rc.c.resource_id)
+        )
+        return [(str(t), str(i)) for t, i in self._unit.conn.execute(query)]
+
     # -- writes ----------------------------------------------------------------------------
 
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:

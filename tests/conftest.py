@@ -25,6 +25,10 @@ SHARED = REPO.parent / "shared"
 # and is tested on its own (tests/plugins/security), where each test turns it on explicitly.
 # Set here, at import, so servers started in subprocesses inherit it too.
 os.environ["FHIRHUB_AUTH"] = "off"
+# The master patient index links the records of one person, and the suite's fixtures repeat
+# the same invented person from test to test on purpose; the MPI's own tests (tests/plugins/mpi)
+# enable it explicitly (``plugins=""``).
+os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

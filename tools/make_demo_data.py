@@ -612,13 +612,65 @@ def render(bundle: dict[str, Any]) -> str:
     return f'{head},"entry":[\n{entries}\n]}}\n'
 
 
+#: The same people as other systems know them, for the master patient index (docs/mpi.md):
+#: the laboratory's record of Amara Okafor-Lindqvist (the MPI links it: one person, one chart)
+#: and the radiology system's "Toby Wrenfeld", born 1984-02-11 at another address (day and
+#: month swapped, a nickname, a typo: the MPI sends it to the duplicate review queue).
+OTHER_SOURCES_FILE = "10-other-sources.json"
+LAB_SYSTEM = "https://fhirhub.example.org/demo/lab-id"
+RIS_SYSTEM = "https://fhirhub.example.org/demo/ris-id"
+
+
+def other_sources_bundle() -> dict[str, Any]:
+    lab_patient = urn("lab", "Patient")
+    lab = {
+        "resourceType": "Patient",
+        "identifier": [{"system": LAB_SYSTEM, "value": "LAB-58814"}],
+        "name": [{"family": "Okafor-Lindqvist", "given": ["Amara"]}],
+        "telecom": [{"system": "phone", "value": "555-0134"}],
+        "gender": "female",
+        "birthDate": "1958-03-14",
+    }
+    hba1c = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {"coding": [{"system": OBS_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}
+        ],
+        "code": concept(LOINC, "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"),
+        "subject": {"reference": lab_patient},
+        "effectiveDateTime": instant(date(2026, 3, 2), 8, 40),
+        "valueQuantity": quantity(6.1, "%", "%"),
+    }
+    radiology = {
+        "resourceType": "Patient",
+        "identifier": [{"system": RIS_SYSTEM, "value": "RIS-20931"}],
+        "name": [{"family": "Wrenfeld", "given": ["Toby"]}],
+        "gender": "male",
+        "birthDate": "1984-02-11",
+        "address": [{"line": ["9 Mill Road"], "city": "Eastholm", "postalCode": "00999"}],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(lab_patient, lab),
+            entry(urn("lab", "Observation", "hba1c"), hba1c),
+            entry(urn("ris", "Patient"), radiology),
+        ],
+    }
+
+
 def generate() -> dict[str, str]:
-    """``{file name: JSON text}`` for every demo patient."""
+    """``{file name: JSON text}`` for every demo patient, then the other sources' records."""
     files: dict[str, str] = {}
     for number, spec in enumerate(PATIENTS, 1):
         bundle = BundleBuilder(spec).build()
         validate(bundle)
         files[file_name(spec, number)] = render(bundle)
+    others = other_sources_bundle()
+    validate(others)
+    files[OTHER_SOURCES_FILE] = render(others)
     return files
 
 

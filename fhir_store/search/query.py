@@ -740,6 +740,7 @@ def everything(
     default_count: int = 100,
     max_count: int = 1000,
     visibility: Visibility | None = None,
+    linked: Sequence[str] = (),
 ) -> bytes:
     """``Patient/{id}/$everything`` (http://hl7.org/fhir/R4/patient-operation-everything.html):
     the patient, every resource in its compartment, and the Practitioners, PractitionerRoles,
@@ -748,6 +749,8 @@ def everything(
     that instant; ``_type`` keeps only the listed types; ``start`` and ``end`` keep resources
     whose care dates overlap that range (:func:`_cared_for_between`). The patient comes first,
     then the rest ordered by type and id.
+    ``linked``: other records of the same person (the caller checked each is visible) whose
+    compartments are included too (``_mdm=true``).
     """
     base_url = base_url.rstrip("/")
     known = frozenset(registry.resource_types())
@@ -780,16 +783,22 @@ def everything(
                 if t not in known:
                     raise bad_request(f"Unknown resource type {t!r} in _type")
             kept.append((name, value))
+        elif name == "_mdm":
+            kept.append((name, value))  # the caller resolved it into ``linked``; pages keep it
         elif name in TRANSPORT_PARAMS:
             continue
         else:
             raise bad_request(f"Unsupported $everything parameter {name!r}")
-    members = compartments.members("Patient", patient_id)
-    patient = select(
-        literal("Patient", String()).label("resource_type"),
-        literal(patient_id, String()).label("resource_id"),
-    )
-    sources = union(patient, members).subquery()
+    owners = [patient_id, *(i for i in linked if i != patient_id)]
+    member_parts = [compartments.members("Patient", owner) for owner in owners]
+    patient_parts = [
+        select(
+            literal("Patient", String()).label("resource_type"),
+            literal(owner, String()).label("resource_id"),
+        )
+        for owner in owners
+    ]
+    sources = union(*patient_parts, *member_parts).subquery()
     ref = index_reference.c
     referenced = select(ref.target_type, ref.target_id).where(
         tuple_(ref.resource_type, ref.resource_id).in_(
@@ -797,7 +806,7 @@ def everything(
         ),
         ref.target_type.in_(EVERYTHING_REFERENCED),
     )
-    keys = union(patient, members, referenced).subquery()
+    keys = union(*patient_parts, *member_parts, referenced).subquery()
     conditions: list[ColumnElement[bool]] = [
         rc.c.deleted.is_(False),
         tuple_(rc.c.resource_type, rc.c.resource_id).in_(select(keys.c[0], keys.c[1])),

@@ -117,10 +117,11 @@ def shot(page: Any, name: str) -> None:
 def test_dashboard_search_chart_and_plugin_page(server: LiveServer, page: Any) -> None:
     page.goto(f"{server.base}/")
     patients = page.locator('[data-count-type="Patient"]')
-    expect(patients).to_have_text("9")
-    assert patients.inner_text() == "9"
+    # 9 demo patients and 2 records of them from other sources (the MPI's demo).
+    expect(patients).to_have_text("11")
+    assert patients.inner_text() == "11"
     # The counts load independently: wait for this one too before reading it.
-    expect(page.locator('[data-count-type="Observation"]')).to_have_text(str(9 * 35))
+    expect(page.locator('[data-count-type="Observation"]')).to_have_text(str(9 * 35 + 1))
     page.locator("#recent-table tbody tr").first.wait_for()
     assert page.locator("#recent-table tbody tr").count() == 15
     shot(page, "01-dashboard")
@@ -128,7 +129,7 @@ def test_dashboard_search_chart_and_plugin_page(server: LiveServer, page: Any) -
     # Search as you type: the debounce waits for the pause, then queries /fhir/Patient?name=.
     search = page.locator("#global-search")
     search.press_sequentially("okafor", delay=40)
-    result = page.locator("#search-results a", has_text="Okafor-Lindqvist")
+    result = page.locator("#search-results a", has_text="MRN 100234")
     result.wait_for()
     assert "born 1958-03-14" in result.inner_text()
     assert "MRN 100234" in result.inner_text()
@@ -194,11 +195,11 @@ def test_patient_list_pages_with_bundle_links(server: LiveServer, page: Any) -> 
     second_page = page.locator("#patient-table tbody tr").all_inner_texts()
     assert len(second_page) == 4 and not set(first_page) & set(second_page)
     page.locator("#page-next").click()
-    expect(status).to_contain_text("Patients 9–9")
+    expect(status).to_contain_text("Patients 9–11")
     assert page.locator("#page-next").is_disabled()
     page.locator("#page-previous").click()
     expect(status).to_contain_text("Patients 5–8")
-    assert "of 9" in status.inner_text()
+    assert "of 11" in status.inner_text()
     shot(page, "05-patient-list")
 
 

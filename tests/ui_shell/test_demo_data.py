@@ -33,8 +33,16 @@ def generator() -> ModuleType:
     return module
 
 
+#: The other systems' records of demo people (for the master patient index), not a patient.
+OTHER_SOURCES = "10-other-sources.json"
+
+
 def bundles() -> dict[str, dict[str, Any]]:
     return {path.name: json.loads(path.read_text()) for path in sorted(DEMO_DIR.glob("*.json"))}
+
+
+def patient_bundles() -> dict[str, dict[str, Any]]:
+    return {name: bundle for name, bundle in bundles().items() if name != OTHER_SOURCES}
 
 
 def test_committed_files_match_the_generator() -> None:
@@ -61,7 +69,7 @@ def test_every_bundle_is_a_valid_r4_transaction_of_posts() -> None:
 
 
 def test_each_patient_has_the_full_record() -> None:
-    for name, bundle in bundles().items():
+    for name, bundle in patient_bundles().items():
         resources = [entry["resource"] for entry in bundle["entry"]]
         types = Counter(r["resourceType"] for r in resources)
         assert types["Patient"] == 1, name
@@ -122,12 +130,24 @@ def test_load_demo_data_into_an_empty_store_once(hub: Hub, tmp_path: Path) -> No
     assert loaded == expected
     assert load_demo_data(hub) == 0, "a store with patients is left alone"
     client = TestClient(create_app(hub=hub))
-    assert fhir_total(client, "Patient?_summary=count") == len(bundles())
+    assert fhir_total(client, "Patient?_summary=count") == len(patient_bundles()) + 2
     assert fhir_total(client, "Organization?_summary=count") == 1, "ifNoneExist shares the clinic"
-    assert fhir_total(client, "Patient?name=okafor") == 1
-    assert fhir_total(client, "Patient?birthdate=1958-03-14") == 1
+    assert fhir_total(client, "Patient?name=okafor") == 2, "the clinic's and the lab's record"
+    assert fhir_total(client, "Patient?birthdate=1958-03-14") == 2
     assert fhir_total(client, "Patient?identifier=https://fhirhub.example.org/demo/mrn|100236") == 1
     patient = client.get("/fhir/Patient?identifier=100234").json()["entry"][0]["resource"]
     vitals = fhir_total(client, f"Observation?patient=Patient/{patient['id']}&category=vital-signs")
     assert vitals == 35
-    assert fhir_total(client, "Observation?code=http://loinc.org|85354-9") == 7 * len(bundles())
+    assert fhir_total(client, "Observation?code=http://loinc.org|85354-9") == 7 * len(
+        patient_bundles()
+    )
+
+
+def test_other_sources_hold_a_linkable_record_and_a_doubtful_one() -> None:
+    """What the master patient index shows in the demo (docs/mpi.md): the lab's record of
+    Amara Okafor-Lindqvist, and the radiology system's "Toby Wrenfeld"."""
+    resources = [entry["resource"] for entry in bundles()[OTHER_SOURCES]["entry"]]
+    patients = {r["name"][0]["family"]: r for r in resources if r["resourceType"] == "Patient"}
+    assert set(patients) == {"Okafor-Lindqvist", "Wrenfeld"}
+    assert patients["Okafor-Lindqvist"]["birthDate"] == "1958-03-14"
+    assert patients["Wrenfeld"]["birthDate"] == "1984-02-11"  # day and month swapped
