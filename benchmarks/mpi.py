@@ -101,8 +101,7 @@ def fill(db_path: Path, work: Path, count: int, tool: Any) -> list[dict[str, Any
     settings = Settings(
         db=f"sqlite:///{db_path}",
         data_dir=work,
-        hl7_port="off",
-        dicom_port="off",
+        listeners=False,
         plugins="",
         plugin_config={"mpi": {"match_on_write": False}},
     )  # type: ignore[arg-type]

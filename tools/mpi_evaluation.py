@@ -403,8 +403,7 @@ def evaluation_service(directory: Path, model: Path | None = None) -> Iterator[A
     settings = Settings(
         db=f"sqlite:///{directory / 'eval.db'}",
         data_dir=directory,
-        hl7_port="off",
-        dicom_port="off",
+        listeners=False,
         plugins="",
         **extra,
     )  # type: ignore[arg-type]

@@ -63,9 +63,7 @@ class HeaderAuthenticator:
 
 @pytest.fixture
 def hub(sqlite_url: str, tmp_path: Path) -> Iterator[Hub]:
-    settings = make_settings(
-        sqlite_url, tmp_path, auth="on", hl7_port="off", dicom_port="off", plugins=""
-    )
+    settings = make_settings(sqlite_url, tmp_path, auth="on", listeners=False, plugins="")
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
     add_tenants(hub, "org-a", "org-b")
     yield hub

@@ -26,7 +26,7 @@ REVIEW = "http://fhirhub.org/fhir/CodeSystem/mpi|review-match"
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    hub = build_hub(make_settings(url, tmp_path, hl7_port="off", dicom_port="off", plugins=""))
+    hub = build_hub(make_settings(url, tmp_path, listeners=False, plugins=""))
     assert load_demo_data(hub) > 0
     hub.close()
     live = LiveServer(
