@@ -12,14 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from fhirhub.core.access import current_access
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.invitations import invite
 from fhirhub.plugins.security.roles import ROLES, may_manage
 from fhirhub.plugins.security.routes import page
 from fhirhub.plugins.security.state import security
 from fhirhub.plugins.security.tenants import create_tenant, list_tenants, tenant_exists
 from fhirhub.plugins.security.users import create_user, find_user, list_users, set_disabled
+from fhirhub.sdk import FhirError, current_access
 
 ADMIN_ROLES = ("super_admin", "app_admin", "org_admin")
 
@@ -89,8 +88,11 @@ def admin_router(hub: Any) -> APIRouter:
             patient=body.get("patient") or None,
             fhir_user=body.get("fhirUser") or None,
         )
-        invite(sec, user, sec.origin(request))
-        return JSONResponse(user.as_json(), status_code=201)
+        invitation = invite(sec, user, sec.origin(request))
+        answer = user.as_json()
+        if not invitation.emailed:  # no SMTP: the inviter hands the link over, once
+            answer["invitation_link"] = invitation.link
+        return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
 
     @api.post("/admin/users/{username}/disable")
     def disable(username: str) -> JSONResponse:
