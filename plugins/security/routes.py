@@ -7,11 +7,14 @@ be authorized; here any valid bearer token of this hub) and the admin API in ``a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -334,7 +337,10 @@ def router(hub: Any) -> list[APIRouter]:
                 username,
                 f"Too many failed sign-ins. Try again in {wait} seconds.",
             )
-        user = await run_in_threadpool(check_password, state, username, form.get("password", ""))
+        async with hashing_slots():
+            user = await run_in_threadpool(
+                check_password, state, username, form.get("password", "")
+            )
         if user is None:
             await run_in_threadpool(throttle.record_failure, state, username, remote)
             audit_login(hub, request, ok=False, username=username, status=401, started=started)
@@ -605,17 +611,36 @@ def router(hub: Any) -> list[APIRouter]:
     return [api, root]
 
 
+#: Password checks (argon2id: tens of milliseconds of CPU and 64 MiB each) running at once,
+#: per event loop. The rest wait without holding a worker thread, so a burst of sign-ins
+#: leaves the thread pool to other requests (``/healthz``, reads) and memory stays bounded.
+MAX_CONCURRENT_HASHING = max(2, os.cpu_count() or 2)
+_hashing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hashing_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _hashing.get(loop)
+    if slots is None:
+        slots = _hashing[loop] = asyncio.Semaphore(MAX_CONCURRENT_HASHING)
+    return slots
+
+
 def safe_next(value: str) -> str:
     """Where to go after the UI shell's sign-in: a path on this origin, else ``/``. Browsers
     read ``/\\host`` and ``/<tab>/host`` (tabs and newlines are dropped) as ``//host``, another
-    origin, so a backslash, whitespace or control character anywhere sends to ``/``."""
-    if not value.startswith("/") or value.startswith("//"):
-        return "/"
-    if any(c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return "/"
+    origin, so a backslash, whitespace or control character anywhere, also percent-encoded
+    (``/%09/host``), sends to ``/``."""
+    for text in (value, unquote(value)):
+        if not text.startswith("/") or text.startswith("//"):
+            return "/"
+        if any(c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return "/"
     return value
 
 
