@@ -41,7 +41,7 @@ def _load_or_create(path: Path, kind: type[K], generate: Callable[[], K]) -> K:
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
     data: dict[str, Any] = json.loads(path.read_text())
-    key = kind.import_key(data)  # type: ignore[arg-type]
+    key = kind.import_key(data)
     if not key.kid:
         key.ensure_kid()
     return key
