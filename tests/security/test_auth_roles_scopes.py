@@ -261,6 +261,27 @@ def test_refresh_never_widens_the_grant(world: AuthWorld) -> None:
     assert narrower.json()["scope"] == "user/Patient.r online_access"
 
 
+def test_a_users_fhir_user_must_exist_in_its_tenant(world: AuthWorld) -> None:
+    headers = bearer(world.token("admin-a", "user/Practitioner.rs"))
+
+    def invite(name: str, fhir_user: str) -> int:
+        return world.http.post(
+            "/plugins/security/admin/users",
+            json={
+                "username": name,
+                "email": f"{name}@a.example",
+                "role": "clinician",
+                "fhirUser": fhir_user,
+            },
+            headers=headers,
+        ).status_code
+
+    assert invite("ghost", "Practitioner/nobody") == 400
+    assert invite("thief", "Patient/pb1") == 400  # org-b's
+    assert invite("odd", "Observation/obs-a2") == 400
+    assert invite("doc2", "Practitioner/pr-a") == 201
+
+
 # -- 14: invitation tokens are stored only as a hash ---------------------------------------------
 def test_invitation_tokens_are_never_stored_in_clear(world: AuthWorld) -> None:
     headers = bearer(world.token("admin-a", "user/Practitioner.rs"))
