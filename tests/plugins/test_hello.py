@@ -3,11 +3,27 @@ fixtures (``fhirhub_client``, ``fhirhub_server``), against the real app on SQLit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fhirhub.plugins import hello
+
+
+@pytest.fixture
+def fhirhub_settings(tmp_path: Path) -> Any:
+    """The example is opt-in (``+hello``): off in a hub that does not name it."""
+    from fhirhub.core.settings import Settings
+
+    return Settings(
+        db=f"sqlite:///{tmp_path / 'fhirhub.db'}",
+        data_dir=tmp_path,
+        listeners=False,
+        auth="off",
+        plugins="+hello",
+    )
 
 
 def test_hello_operation_answers_parameters(fhirhub_client: Any) -> None:
