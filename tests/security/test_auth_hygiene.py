@@ -22,7 +22,8 @@ pytestmark = pytest.mark.xdist_group("auth_hygiene")
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Any) -> Iterator[AuthWorld]:
     data = tmp_path_factory.mktemp("auth-hygiene")
-    with auth_world(data, backends.fresh_sqlite_url(sqlite_template, data / "hub.db")) as w:
+    url = backends.fresh_sqlite_url(sqlite_template, data / "hub.db")
+    with auth_world(data, url, plugins="+hello") as w:  # the example plugin is opt-in
         yield w
 
 
