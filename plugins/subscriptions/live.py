@@ -45,7 +45,7 @@ class _Binding:
         self.id = subscription_id
         self.last = last
 
-    async def catch_up(self, upto: int | None = None) -> list[dict[str, Any]]:
+    async def catch_up(self, upto: int | None = None) -> list[tuple[int, dict[str, Any]]]:
         """Bundles for the events after ``last`` from the durable queue (up to ``upto``)."""
         state = await run_in_threadpool(self.service.state, self.id)
         if state is None:
@@ -53,11 +53,13 @@ class _Binding:
         events = await run_in_threadpool(self.service.events, self.id, self.last, upto, 100)
         bundles = []
         for event in events:
-            bundles.append(self.service.bundle(state, "event-notification", [event]))
+            bundles.append(
+                (event.number, self.service.bundle(state, "event-notification", [event]))
+            )
             self.last = event.number
         return bundles
 
-    async def accept(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+    async def accept(self, message: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
         """What to send for a live message: nothing for numbers already sent, the queue's
         missing events first when numbers were skipped."""
         numbers: list[int] = message.get("numbers") or []
@@ -66,7 +68,7 @@ class _Binding:
         if numbers[0] != self.last + 1:
             return await self.catch_up(numbers[-1])
         self.last = numbers[-1]
-        return [message["bundle"]]
+        return [(self.last, message["bundle"])]
 
 
 def router(hub: Hub) -> APIRouter:
@@ -85,7 +87,7 @@ def router(hub: Hub) -> APIRouter:
 
         async def forward(binding: _Binding, ping_only: bool, heartbeat: float) -> None:
             with live_queue(hub, live_channel(binding.id)) as queue:
-                for bundle in await binding.catch_up():
+                for _, bundle in await binding.catch_up():
                     await send(f"ping {binding.id}" if ping_only else orjson.dumps(bundle).decode())
                 while True:
                     message = await queue.get(timeout=heartbeat or None)
@@ -96,7 +98,7 @@ def router(hub: Hub) -> APIRouter:
                                 orjson.dumps(service.bundle(state, "heartbeat", [])).decode()
                             )
                         continue
-                    for bundle in await binding.accept(message):
+                    for _, bundle in await binding.accept(message):
                         await send(
                             f"ping {binding.id}" if ping_only else orjson.dumps(bundle).decode()
                         )
@@ -157,19 +159,19 @@ def router(hub: Hub) -> APIRouter:
         async def stream() -> AsyncIterator[bytes]:
             with live_queue(hub, live_channel(subscription_id)) as queue:
                 yield b": connected\n\n"
-                for bundle in await binding.catch_up():
-                    yield _sse(bundle, binding.last)
+                for number, bundle in await binding.catch_up():
+                    yield _sse(bundle, number)
                 while not await request.is_disconnected():
                     message = await queue.get(timeout=SSE_KEEPALIVE_S)
                     if message is None:
                         # Live channel quiet: also the moment to pick up what it may have
                         # missed (events of a rest-hook subscription are not broadcast).
-                        for bundle in await binding.catch_up():
-                            yield _sse(bundle, binding.last)
+                        for number, bundle in await binding.catch_up():
+                            yield _sse(bundle, number)
                         yield b": keep-alive\n\n"
                         continue
-                    for bundle in await binding.accept(message):
-                        yield _sse(bundle, binding.last)
+                    for number, bundle in await binding.accept(message):
+                        yield _sse(bundle, number)
 
         return StreamingResponse(
             stream(),
