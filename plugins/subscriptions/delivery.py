@@ -27,7 +27,9 @@ from fhirhub.plugins.subscriptions.service import State, SubscriptionService
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
 
-LEASE_S = 120.0
+#: A claim on a subscription's queue lapses after this long unless renewed (each send
+#: renews it), so a process killed mid-send holds nobody up for longer.
+LEASE_S = 30.0
 POLL_S = 0.5
 FHIR_JSON = "application/fhir+json"
 
@@ -39,6 +41,7 @@ class Deliverer:
         self._stop = threading.Event()
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        self._leases: dict[str, float] = {}  # subscription id -> when our claim lapses
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
@@ -49,6 +52,10 @@ class Deliverer:
         )
 
     def start(self) -> Deliverer:
+        if self.service.db.is_sqlite:
+            # One process serves a SQLite hub: a claim still held was left by a killed one.
+            with self.service.db.begin() as conn:
+                conn.execute(update(model.state).values(lease_until=0.0))
         self._thread.start()
         return self
 
@@ -125,9 +132,12 @@ class Deliverer:
                 .where(model.state.c.id == subscription_id, model.state.c.lease_until <= now)
                 .values(lease_until=now + LEASE_S)
             ).rowcount
+        if claimed:
+            self._leases[subscription_id] = now + LEASE_S
         return bool(claimed)
 
     def _release(self, subscription_id: str) -> None:
+        self._leases.pop(subscription_id, None)
         with self.service.db.begin() as conn:
             conn.execute(
                 update(model.state)
@@ -169,6 +179,15 @@ class Deliverer:
         if last_number is not None:
             headers["X-Fhirhub-Event-Number"] = str(last_number)
         timeout = spec.timeout_s or self.settings.request_timeout_s
+        if self._leases.get(state.id, 0.0) < time.time() + timeout + 5:
+            until = time.time() + LEASE_S + timeout  # renew the claim for this send
+            with self.service.db.begin() as conn:
+                conn.execute(
+                    update(model.state)
+                    .where(model.state.c.id == state.id)
+                    .values(lease_until=until)
+                )
+            self._leases[state.id] = until
         try:
             response = self._client.post(
                 spec.endpoint, content=orjson.dumps(bundle), headers=headers, timeout=timeout
