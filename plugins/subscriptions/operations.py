@@ -31,6 +31,8 @@ from fhirhub.sdk import (
 
 ADMIN_ROLES = frozenset({"super_admin", "app_admin", "org_admin"})
 WS_PATH = "/plugins/subscriptions/ws"
+#: How long an operation on a Subscription written a moment ago waits for it to take effect.
+SETTLING_S = 5.0
 
 
 def owned_state(hub: Hub, subscription_id: str) -> tuple[SubscriptionService, State]:
@@ -38,6 +40,11 @@ def owned_state(hub: Hub, subscription_id: str) -> tuple[SubscriptionService, St
     read(hub, "Subscription", subscription_id)  # 404 when not visible to the caller
     service = service_of(hub)
     state = service.state(subscription_id)
+    deadline = time.monotonic() + SETTLING_S
+    while state is None and time.monotonic() < deadline:
+        # Just created: it takes effect when the log follower reaches it (milliseconds).
+        time.sleep(0.05)
+        state = service.state(subscription_id)
     if state is None:
         raise not_found(f"Subscription/{subscription_id} is not (yet) active")
     access = current_access()
