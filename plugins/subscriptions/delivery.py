@@ -42,6 +42,11 @@ class Deliverer:
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._leases: dict[str, float] = {}  # subscription id -> when our claim lapses
+        # Successful sends not yet written (subscription id -> (delivered, sent at)): written
+        # together by the picking thread, so a busy hub does one write per round, not one
+        # per notification. A crash before the write re-sends them: at least once.
+        self._sent: dict[str, tuple[int, float]] = {}
+        self._sent_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
@@ -68,6 +73,7 @@ class Deliverer:
         self.service.wake_delivery.set()
         self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._flush()
         self._client.close()
 
     # -- the picking thread ----------------------------------------------------------------
@@ -77,6 +83,7 @@ class Deliverer:
             wake.wait(POLL_S)
             wake.clear()
             try:
+                self._flush()
                 for subscription_id in self._due(time.time()):
                     with self._busy_lock:
                         if subscription_id in self._busy:
@@ -86,6 +93,31 @@ class Deliverer:
             except Exception:  # the database restarting, say: try again shortly
                 log.exception("Picking subscriptions to deliver failed")
                 self._stop.wait(POLL_S)
+
+    def _flush(self, subscription_id: str | None = None) -> None:
+        """Write the recorded successful sends (of one subscription, or all)."""
+        with self._sent_lock:
+            if subscription_id is None:
+                sent, self._sent = self._sent, {}
+            elif subscription_id in self._sent:
+                sent = {subscription_id: self._sent.pop(subscription_id)}
+            else:
+                return
+        if not sent:
+            return
+        s = model.state.c
+        with self.service.db.begin() as conn:
+            for sid, (delivered, at) in sent.items():
+                conn.execute(
+                    update(model.state)
+                    .where(s.id == sid, s.delivered < delivered)
+                    .values(delivered=delivered, last_sent_at=at)
+                )
+
+    def _delivered(self, subscription_id: str, stored: int) -> int:
+        with self._sent_lock:
+            recorded = self._sent.get(subscription_id)
+        return max(stored, recorded[0]) if recorded else stored
 
     def _due(self, now: float) -> list[str]:
         """Active rest-hook subscriptions with a handshake, events or a heartbeat due."""
@@ -103,7 +135,7 @@ class Deliverer:
                 continue
             heartbeat = spec.get("heartbeat_s") or 0
             if (
-                row.delivered < row.event_count
+                self._delivered(row.id, row.delivered) < row.event_count
                 or row.handshake_pending
                 or (heartbeat and now - row.last_sent_at >= heartbeat)
             ):
@@ -123,8 +155,11 @@ class Deliverer:
         finally:
             with self._busy_lock:
                 self._busy.discard(subscription_id)
+            self.service.wake_delivery.set()  # write what was sent, look for more
 
     def _claim(self, subscription_id: str) -> bool:
+        if self.service.db.is_sqlite:
+            return True  # one process serves a SQLite hub: the in-memory busy set suffices
         now = time.time()
         with self.service.db.begin() as conn:
             claimed = conn.execute(
@@ -137,7 +172,9 @@ class Deliverer:
         return bool(claimed)
 
     def _release(self, subscription_id: str) -> None:
-        self._leases.pop(subscription_id, None)
+        if self._leases.pop(subscription_id, None) is None:
+            return
+        self._flush(subscription_id)  # before another process may take the queue over
         with self.service.db.begin() as conn:
             conn.execute(
                 update(model.state)
@@ -160,7 +197,8 @@ class Deliverer:
                     return
                 continue
             limit = max(state.spec.max_count, self.settings.max_events_per_notification)
-            events = self.service.events(subscription_id, since=state.delivered, limit=limit)
+            delivered = self._delivered(subscription_id, state.delivered)
+            events = self.service.events(subscription_id, since=delivered, limit=limit)
             if events:
                 bundle = self.service.bundle(state, "event-notification", events)
                 if not self._attempt(state, bundle, events[-1].number):
@@ -179,7 +217,7 @@ class Deliverer:
         if last_number is not None:
             headers["X-Fhirhub-Event-Number"] = str(last_number)
         timeout = spec.timeout_s or self.settings.request_timeout_s
-        if self._leases.get(state.id, 0.0) < time.time() + timeout + 5:
+        if state.id in self._leases and self._leases[state.id] < time.time() + timeout + 5:
             until = time.time() + LEASE_S + timeout  # renew the claim for this send
             with self.service.db.begin() as conn:
                 conn.execute(
@@ -199,6 +237,10 @@ class Deliverer:
         now = time.time()
         s = model.state.c
         if ok:
+            if last_number is not None and not (state.failures or state.last_error):
+                with self._sent_lock:
+                    self._sent[state.id] = (last_number, now)
+                return True
             values: dict[str, object] = {
                 "failures": 0,
                 "first_failure_at": None,
@@ -212,6 +254,7 @@ class Deliverer:
                 values["handshake_pending"] = False
             with self.service.db.begin() as conn:
                 conn.execute(update(model.state).where(s.id == state.id).values(values))
+            state.failures, state.last_error = 0, None
             return True
         failures = state.failures + 1
         first = state.first_failure_at or now

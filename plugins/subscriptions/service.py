@@ -10,6 +10,7 @@ delivered twice (a crash before the cursor moved) adds nothing twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -80,7 +81,7 @@ class State:
         return cls(
             id=m["id"],
             tenant=m["tenant"],
-            spec=SubscriptionSpec.from_json(orjson.loads(m["spec"])),
+            spec=_spec(m["spec"]),
             status=m["status"],
             created_seq=m["created_seq"],
             last_seq=m["last_seq"],
@@ -105,6 +106,7 @@ class SubscriptionService:
         #: Woken when rest-hook events are queued (the delivery thread waits on it).
         self.wake_delivery = threading.Event()
         self.on_events: list[Callable[[], None]] = []
+        self._owners: dict[str, Access] = {}  # subscription id -> owner, until it is rewritten
 
     # -- reading state ---------------------------------------------------------------------
     def states(self) -> list[State]:
@@ -119,11 +121,15 @@ class SubscriptionService:
         return State.from_row(row) if row is not None else None
 
     def owner(self, subscription_id: str, tenant: str | None) -> Access:
+        cached = self._owners.get(subscription_id)
+        if cached is not None:
+            return cached
         with self.db.read() as conn:
             text = conn.execute(
                 select(model.owner.c.access).where(model.owner.c.id == subscription_id)
             ).scalar()
-        return access_from_json(text, tenant)
+        owner = self._owners[subscription_id] = access_from_json(text, tenant)
+        return owner
 
     def events(
         self, subscription_id: str, since: int = 0, until: int | None = None, limit: int = 1000
@@ -177,10 +183,14 @@ class SubscriptionService:
             return
         position = versions[-1].seq
         produced: dict[str, list[tuple[StoredVersion, str]]] = {}
+        answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]] = {}
         for state in states:
             if state.last_seq >= position:
                 continue
-            produced[state.id] = self._evaluate(state, versions)
+            if found := self._evaluate(state, versions, answers):
+                produced[state.id] = found
+        if not produced:
+            return  # a batch without events writes nothing (a re-delivery finds none again)
         published: list[tuple[State, list[Event]]] = []
         with self.db.begin() as conn:
             for state in states:
@@ -237,12 +247,15 @@ class SubscriptionService:
             self._after_events(published)
 
     def _evaluate(
-        self, state: State, versions: Sequence[StoredVersion]
+        self,
+        state: State,
+        versions: Sequence[StoredVersion],
+        answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]],
     ) -> list[tuple[StoredVersion, str]]:
         """The versions of the batch that are events of ``state``, in log order, with their
-        interaction; criteria are run with the owner's access by the REST search code."""
+        interaction; criteria are run with the owner's access by the REST search code (once
+        per batch for subscriptions sharing criteria and eyes: ``answers``)."""
         after = max(state.created_seq, state.last_seq)
-        owner = self.owner(state.id, state.tenant)
         hits: dict[int, str] = {}
         for trigger in state.spec.triggers:
             candidates = [
@@ -250,21 +263,24 @@ class SubscriptionService:
             ]
             if not candidates:
                 continue
+            owner = self.owner(state.id, state.tenant)
             live = [
                 v for v in candidates if not v.deleted and _interaction(v) in trigger.interactions
             ]
             if live:
-                try:
-                    with acting_as(owner):
-                        ids = matching(
-                            self.hub,
-                            trigger.resource_type,
-                            trigger.criteria,
-                            [v.resource_id for v in live],
-                        )
-                except FhirError as error:  # e.g. a search parameter removed since
-                    log.error("Subscription %s: criteria failed: %s", state.id, error)
-                    ids = set()
+                wanted = tuple(sorted({v.resource_id for v in live}))
+                key = (owner, trigger.resource_type, trigger.criteria, wanted)
+                ids = answers.get(key)
+                if ids is None:
+                    try:
+                        with acting_as(owner):
+                            ids = matching(
+                                self.hub, trigger.resource_type, trigger.criteria, wanted
+                            )
+                    except FhirError as error:  # e.g. a search parameter removed since
+                        log.error("Subscription %s: criteria failed: %s", state.id, error)
+                        ids = set()
+                    answers[key] = ids
                 for version in live:
                     if version.resource_id in ids:
                         hits[version.seq] = _interaction(version)
@@ -278,6 +294,7 @@ class SubscriptionService:
 
     def _apply_subscription(self, version: StoredVersion) -> None:
         """Take a Subscription version into effect at its log position."""
+        self._owners.pop(version.resource_id, None)
         if version.deleted:
             with self.db.begin() as conn:
                 conn.execute(delete(model.state).where(model.state.c.id == version.resource_id))
@@ -372,6 +389,12 @@ class SubscriptionService:
                 tx.update(resource)
         finally:
             internal_write.reset(token)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(text: str) -> SubscriptionSpec:
+    """Specs parsed once per distinct JSON (each batch reads every subscription's state)."""
+    return SubscriptionSpec.from_json(orjson.loads(text))
 
 
 def _interaction(version: StoredVersion) -> str:
