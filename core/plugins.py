@@ -45,6 +45,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("diet", "fhirhub.plugins.diet"),
     ("mpi", "fhirhub.plugins.mpi"),
     ("subscriptions", "fhirhub.plugins.subscriptions"),
+    ("messaging", "fhirhub.plugins.messaging"),
 )
 
 
