@@ -81,6 +81,7 @@ class Receiver:
     def __init__(self) -> None:
         self.latencies_ms: list[float] = []
         self.events = 0
+        self.since = 0.0  # events committed before this are not counted
         self.lock = threading.Lock()
         receiver = self
 
@@ -101,9 +102,11 @@ class Receiver:
                     for part in p["part"]
                     if part["name"] == "timestamp"
                 ]
+                committed = [instant_seconds(s) for s in stamps]
                 with receiver.lock:
-                    receiver.events += len(stamps)
-                    receiver.latencies_ms += [(now - instant_seconds(s)) * 1000 for s in stamps]
+                    fresh = [c for c in committed if c >= receiver.since]
+                    receiver.events += len(fresh)
+                    receiver.latencies_ms += [(now - c) * 1000 for c in fresh]
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -117,6 +120,7 @@ class Receiver:
         with self.lock:
             self.latencies_ms = []
             self.events = 0
+            self.since = time.time()
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -237,8 +241,8 @@ def _expected_events(client: httpx.Client, subscriptions: int) -> int:
         .json()
         .get("entry", [])
     ]
-    previous = -1
-    while True:
+    previous, stable = -1, 0
+    while stable < 3:
         total = 0
         for sid in ids:
             status = client.get(f"/Subscription/{sid}/$status").json()["entry"][0]["resource"]
@@ -249,10 +253,10 @@ def _expected_events(client: httpx.Client, subscriptions: int) -> int:
                     if p["name"] == "events-since-subscription-start"
                 )
             )
-        if total == previous:
-            return total
+        stable = stable + 1 if total == previous else 0
         previous = total
         time.sleep(1.0)
+    return previous
 
 
 def main() -> int:

@@ -98,9 +98,9 @@ class Deliverer:
         """Write the recorded successful sends (of one subscription, or all)."""
         with self._sent_lock:
             if subscription_id is None:
-                sent, self._sent = self._sent, {}
+                sent = dict(self._sent)
             elif subscription_id in self._sent:
-                sent = {subscription_id: self._sent.pop(subscription_id)}
+                sent = {subscription_id: self._sent[subscription_id]}
             else:
                 return
         if not sent:
@@ -113,6 +113,12 @@ class Deliverer:
                     .where(s.id == sid, s.delivered < delivered)
                     .values(delivered=delivered, last_sent_at=at)
                 )
+        # Forgotten only once stored, and only if no newer send was recorded meanwhile: a
+        # reader always sees max(stored, recorded) >= what was really delivered.
+        with self._sent_lock:
+            for sid, value in sent.items():
+                if self._sent.get(sid) == value:
+                    del self._sent[sid]
 
     def _delivered(self, subscription_id: str, stored: int) -> int:
         with self._sent_lock:
@@ -196,7 +202,7 @@ class Deliverer:
                 if not self._attempt(state, bundle, None):
                     return
                 continue
-            limit = max(state.spec.max_count, self.settings.max_events_per_notification)
+            limit = state.spec.max_count or self.settings.max_events_per_notification
             delivered = self._delivered(subscription_id, state.delivered)
             events = self.service.events(subscription_id, since=delivered, limit=limit)
             if events:

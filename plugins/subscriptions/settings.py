@@ -17,9 +17,10 @@ class SubscriptionSettings(PluginSettings):
     request_timeout_s: float = 10.0
     #: Subscriptions delivered at the same time (each one strictly in order).
     delivery_workers: int = 8
-    #: Events per rest-hook notification unless the subscription's ``backport-max-count``
-    #: says otherwise.
-    max_events_per_notification: int = 1
+    #: At most this many queued events go in one rest-hook notification unless the
+    #: subscription's ``backport-max-count`` says otherwise (a backlog drains in fewer POSTs;
+    #: without a backlog each notification carries the one event that is new).
+    max_events_per_notification: int = 20
     #: Seconds a websocket binding token stays valid.
     binding_token_s: int = 3600
     #: Public base of the websocket endpoint (``ws://host:port``); default: from the request.

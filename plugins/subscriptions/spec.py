@@ -54,7 +54,7 @@ class SubscriptionSpec:
     payload: str = "empty"
     heartbeat_s: int = 0
     timeout_s: int = 0
-    max_count: int = 1
+    max_count: int = 0  # 0: the hub's setting
     end: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -164,7 +164,7 @@ def parse_subscription(
         payload=str(payload_content),
         heartbeat_s=_non_negative(extension_value(channel, HEARTBEAT_PERIOD), "heartbeat-period"),
         timeout_s=_non_negative(extension_value(channel, TIMEOUT), "timeout"),
-        max_count=max(1, _non_negative(extension_value(channel, MAX_COUNT), "max-count")),
+        max_count=_non_negative(extension_value(channel, MAX_COUNT), "max-count"),
         end=resource.get("end"),
     )
 
