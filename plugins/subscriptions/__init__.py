@@ -86,6 +86,7 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
 
 @hookimpl
 def register_operations(hub: Hub) -> list[Operation]:
+    service_of(hub)  # while the hub is built: the tables exist before the first write
     return operations()
 
 
