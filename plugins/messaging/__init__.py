@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhirhub.plugins.messaging import identity
+from fhirhub.plugins.messaging.demo import seed_demo
 from fhirhub.plugins.messaging.messages import (
     CATEGORIES,
     CATEGORY_SYSTEM,
@@ -108,6 +109,11 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
         resource["sender"] = {"reference": mine}
     elif sender not in identity.mailboxes(context.hub, mine):
         raise forbidden(f"You cannot send a message as {sender}")
+
+
+@hookimpl
+def startup(hub: Hub) -> None:
+    seed_demo(hub)
 
 
 @hookimpl

@@ -24,6 +24,7 @@ from sqlalchemy import insert, update
 
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.delivery import Deliverer
+from fhirhub.plugins.subscriptions.demo import seed_demo
 from fhirhub.plugins.subscriptions.live import router as live_router
 from fhirhub.plugins.subscriptions.operations import operations
 from fhirhub.plugins.subscriptions.owners import access_to_json
@@ -92,6 +93,7 @@ def register_operations(hub: Hub) -> list[Operation]:
 
 @hookimpl
 def startup(hub: Hub) -> None:
+    seed_demo(hub)
     _deliverers.set(hub, Deliverer(service_of(hub)).start())
 
 
