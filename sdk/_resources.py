@@ -71,6 +71,10 @@ def match(hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]
         return tx.match(resource_type, criteria)
 
 
+#: The search takes at most 100 comma-separated values per parameter.
+_IDS_PER_QUERY = 100
+
+
 def matching(
     hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]], ids: Sequence[str]
 ) -> set[str]:
@@ -87,18 +91,22 @@ def matching(
     require_type(resource_type)
     params = parse_query(criteria) if isinstance(criteria, str) else list(criteria)
     wanted = list(dict.fromkeys(ids)) or ["-"]  # "-" is no id: the query still plans
-    params = [*params, ("_id", ",".join(wanted))]
     visibility = current_access().visibility("r")
+    found: set[str] = set()
     with hub.store.read() as conn:
-        found = matching_ids(
-            conn,
-            hub.store.registry,
-            resource_type,
-            params,
-            limit=len(wanted),
-            visibility=visibility,
-        )
-    return set(found) & set(ids)
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            found.update(
+                matching_ids(
+                    conn,
+                    hub.store.registry,
+                    resource_type,
+                    [*params, ("_id", ",".join(chunk))],
+                    limit=len(chunk),
+                    visibility=visibility,
+                )
+            )
+    return found & set(ids)
 
 
 def create(

@@ -87,3 +87,20 @@ def test_status_and_events_since_a_number(client: TestClient, hub: Hub, receiver
         f"/fhir/Subscription/{sid}/$events?eventsSinceNumber=x", headers=as_("clinician-a")
     )
     assert bad.status_code == 400
+
+
+def test_a_burst_larger_than_a_search_page_is_all_delivered(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": glucose(201 + i), "request": {"method": "POST", "url": "Observation"}}
+            for i in range(230)
+        ],
+    }
+    response = client.post("/fhir", json=bundle, headers=as_("clinician-a"))
+    assert response.status_code == 200, response.text
+    assert receiver.wait_for(230, timeout=60) == list(range(1, 231))
