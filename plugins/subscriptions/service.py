@@ -196,13 +196,9 @@ class SubscriptionService:
             for state in states:
                 if state.id not in produced:
                     continue
-                current = conn.execute(
-                    select(model.state.c.last_seq, model.state.c.event_count).where(
-                        model.state.c.id == state.id
-                    )
-                ).first()
-                if current is None or current.last_seq >= position:
-                    continue  # deleted meanwhile, or already done by an earlier delivery
+                # This thread is the only writer of last_seq and event_count: the snapshot
+                # read at the start of the batch is current.
+                current = state
                 number = current.event_count
                 events: list[Event] = []
                 rows: list[dict[str, Any]] = []
