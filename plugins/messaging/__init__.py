@@ -119,13 +119,11 @@ def startup(hub: Hub) -> None:
 @hookimpl
 def register_schedules(hub: Hub) -> list[Schedule]:
     settings = _settings(hub)
-    return [
-        Schedule(
-            "messaging-reminders",
-            settings.reminder_check_s,
-            lambda h: send_reminders(h, settings.reminder_lead_s),
-        )
-    ]
+
+    def remind(h: Hub) -> None:
+        send_reminders(h, settings.reminder_lead_s)
+
+    return [Schedule("messaging-reminders", settings.reminder_check_s, remind)]
 
 
 def _mailbox_summary(hub: Hub) -> dict[str, Any]:
@@ -243,17 +241,18 @@ def notify(hub: Hub, username: str, category: str, text: str) -> dict[str, Any]:
             "link the user to a Practitioner first"
         )
     practitioner = found[0]
-    message = {
+    recipient = f"Practitioner/{practitioner['id']}"
+    message: dict[str, Any] = {
         "resourceType": "Communication",
         "status": "in-progress",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": category}]}],
         "sent": now_instant(),
-        "recipient": [{"reference": f"Practitioner/{practitioner['id']}"}],
+        "recipient": [{"reference": recipient}],
         "payload": [{"contentString": text}],
     }
     with acting_as(system_for(tenant_of(practitioner))), transaction(hub) as tx:
         result = tx.create(message)
-    return {"id": result.version.resource_id, "recipient": message["recipient"][0]["reference"]}
+    return {"id": result.version.resource_id, "recipient": recipient}
 
 
 @hookimpl
