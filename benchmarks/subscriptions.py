@@ -11,6 +11,7 @@ and of single writes on a quiet hub afterwards.
 
     .venv/bin/python benchmarks/subscriptions.py                  # 20 bundles, 2 rounds
     .venv/bin/python benchmarks/subscriptions.py --limit 100 --rounds 3
+    .venv/bin/python benchmarks/subscriptions.py --websockets 1000   # websocket fan-out only
 
 Figures go to stdout and to benchmarks/results/subscriptions-sqlite.json.
 """
@@ -259,6 +260,86 @@ def _expected_events(client: httpx.Client, subscriptions: int) -> int:
     return previous
 
 
+def websocket_fanout(clients: int, writes: int) -> dict[str, Any]:
+    """``clients`` websockets bound to one subscription on one server; each write's delivery
+    latency (commit -> receipt) at every client."""
+    import asyncio
+
+    import websockets
+
+    work = Path(tempfile.mkdtemp(prefix="fhirhub-bench-ws-"))
+    server, base = start_server(work)
+    latencies: list[float] = []
+    try:
+        with httpx.Client(base_url=f"{base}/fhir", timeout=60) as client:
+            created = client.post(
+                "/Subscription",
+                json={
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "reason": "benchmark",
+                    "criteria": "Observation?code=http://loinc.org|2339-0",
+                    "channel": {"type": "websocket"},
+                },
+            ).json()
+            token = client.get(f"/Subscription/{created['id']}/$get-ws-binding-token").json()
+            value = next(p["valueString"] for p in token["parameter"] if p["name"] == "token")
+            url = f"ws://{base.removeprefix('http://')}/plugins/subscriptions/ws"
+
+            async def one(ready: asyncio.Event, bound: list[int]) -> None:
+                async with websockets.connect(url, open_timeout=60, ping_interval=None) as socket:
+                    await socket.send(f"bind-with-token {value}")
+                    await socket.recv()  # handshake
+                    bound.append(1)
+                    if len(bound) == clients:
+                        ready.set()
+                    received = 0
+                    while received < writes:
+                        text = await asyncio.wait_for(socket.recv(), 120)
+                        now = time.time()
+                        status = orjson.loads(text)["entry"][0]["resource"]
+                        for p in status["parameter"]:
+                            if p["name"] == "notification-event":
+                                stamp = next(x for x in p["part"] if x["name"] == "timestamp")
+                                latencies.append(
+                                    (now - instant_seconds(stamp["valueInstant"])) * 1000
+                                )
+                                received += 1
+
+            async def run() -> None:
+                ready, bound = asyncio.Event(), []
+                tasks = [asyncio.create_task(one(ready, bound)) for _ in range(clients)]
+                await asyncio.wait_for(ready.wait(), 300)
+                loop = asyncio.get_running_loop()
+                for index in range(writes):
+                    body = {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                        "valueQuantity": {"value": 100 + index, "unit": "mg/dL"},
+                    }
+                    await loop.run_in_executor(
+                        None, lambda b=body: client.post("/Observation", json=b)
+                    )
+                    await asyncio.sleep(0.5)
+                await asyncio.wait_for(asyncio.gather(*tasks), 300)
+
+            asyncio.run(run())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "websocket_clients": clients,
+        "writes": writes,
+        "deliveries": len(latencies),
+        "delivery_ms": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies, default=float("nan")),
+        },
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,7 +348,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each mode")
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--websockets", type=int, default=0, help="only the websocket fan-out: this many clients"
+    )
+    parser.add_argument("--writes", type=int, default=10, help="writes in the websocket run")
     args = parser.parse_args()
+    if args.websockets:
+        figures = websocket_fanout(args.websockets, args.writes)
+        print(json.dumps(figures, indent=2))
+        out = REPO / "benchmarks" / "results" / "subscriptions-websockets.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
     if not SYNTHEA.is_dir():
         print(f"Synthea data not found at {SYNTHEA}", file=sys.stderr)
         return 2
