@@ -31,6 +31,7 @@ log = logging.getLogger("fhirhub.subscriptions.delivery")
 #: renews it), so a process killed mid-send holds nobody up for longer.
 LEASE_S = 30.0
 POLL_S = 0.5
+FLUSH_S = 0.2
 FHIR_JSON = "application/fhir+json"
 
 
@@ -55,6 +56,11 @@ class Deliverer:
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
         )
+        # Writes what was sent on its own thread: waiting for SQLite's write lock behind a
+        # large ingest must not hold up picking the next notifications.
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="fhirhub-subscriptions-flush", daemon=True
+        )
 
     def start(self) -> Deliverer:
         if self.service.db.is_sqlite:
@@ -62,6 +68,7 @@ class Deliverer:
             with self.service.db.begin() as conn:
                 conn.execute(update(model.state).values(lease_until=0.0))
         self._thread.start()
+        self._flusher.start()
         return self
 
     @property
@@ -72,6 +79,7 @@ class Deliverer:
         self._stop.set()
         self.service.wake_delivery.set()
         self._thread.join(timeout=10)
+        self._flusher.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._flush()
         self._client.close()
@@ -83,7 +91,6 @@ class Deliverer:
             wake.wait(POLL_S)
             wake.clear()
             try:
-                self._flush()
                 for subscription_id in self._due(time.time()):
                     with self._busy_lock:
                         if subscription_id in self._busy:
@@ -93,6 +100,13 @@ class Deliverer:
             except Exception:  # the database restarting, say: try again shortly
                 log.exception("Picking subscriptions to deliver failed")
                 self._stop.wait(POLL_S)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            try:
+                self._flush()
+            except Exception:  # the database restarting: the sends stay recorded, retried
+                log.exception("Recording delivered notifications failed")
 
     def _flush(self, subscription_id: str | None = None) -> None:
         """Write the recorded successful sends (of one subscription, or all)."""
@@ -161,7 +175,7 @@ class Deliverer:
         finally:
             with self._busy_lock:
                 self._busy.discard(subscription_id)
-            self.service.wake_delivery.set()  # write what was sent, look for more
+            self.service.wake_delivery.set()  # look for more
 
     def _claim(self, subscription_id: str) -> bool:
         if self.service.db.is_sqlite:
