@@ -104,3 +104,25 @@ def test_a_burst_larger_than_a_search_page_is_all_delivered(
     response = client.post("/fhir", json=bundle, headers=as_("clinician-a"))
     assert response.status_code == 200, response.text
     assert receiver.wait_for(230, timeout=60) == list(range(1, 231))
+
+
+def test_heartbeats_and_status_of_several(client: TestClient, receiver: Receiver) -> None:
+    resource = subscription(HIGH_GLUCOSE, receiver.url)
+    resource["channel"]["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+            "valueUnsignedInt": 1,
+        }
+    ]
+    first = post(client, "clinician-a", resource)
+    second = post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    deadline = time.monotonic() + 15
+    while not receiver.notifications("heartbeat") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    heartbeat = receiver.notifications("heartbeat")[0]
+    assert validation_issues(heartbeat) == []
+    response = client.get(
+        f"/fhir/Subscription/$status?id={first['id']},{second['id']}", headers=as_("clinician-a")
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 2
