@@ -74,8 +74,9 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
         access.require("r", trigger.resource_type)
         matching(hub, trigger.resource_type, trigger.criteria, [])  # 400 when unanswerable
     if resource.get("status") in (None, "requested"):
-        resource["status"] = "active"
-    resource.pop("error", None) if resource.get("status") == "active" else None
+        resource["status"] = "active"  # accepted: the server's part of R4's status workflow
+    if resource["status"] == "active":
+        resource.pop("error", None)  # a (re)activated subscription has no current error
     owner = access_to_json(access)
     conn = context.unit_of_work.conn
     changed = conn.execute(
