@@ -45,6 +45,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("integrity", "fhirhub.plugins.integrity"),
     ("diet", "fhirhub.plugins.diet"),
     ("mpi", "fhirhub.plugins.mpi"),
+    ("subscriptions", "fhirhub.plugins.subscriptions"),
+    ("messaging", "fhirhub.plugins.messaging"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,

@@ -25,6 +25,7 @@ from fhirhub.core.consumers import Consumer, Schedule
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.write import WriteContext, new_id
+from fhirhub.core.live import LiveQueue, live_queue, publish_live
 from fhirhub.core.operations import Operation, OperationCall
 from fhirhub.core.plugins import call_hook
 from fhirhub.core.settings import PluginSettings, Settings
@@ -47,6 +48,7 @@ from fhirhub.sdk._resources import (
     create,
     delete,
     match,
+    matching,
     plugin_settings,
     process_bundle,
     read,
@@ -68,6 +70,7 @@ __all__ = [
     "FhirError",
     "Hub",
     "HubLocal",
+    "LiveQueue",
     "Issue",
     "Operation",
     "OperationCall",
@@ -94,6 +97,9 @@ __all__ = [
     "hookimpl",
     "invalid",
     "match",
+    "matching",
+    "live_queue",
+    "publish_live",
     "new_id",
     "not_found",
     "not_supported",

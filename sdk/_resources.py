@@ -71,6 +71,44 @@ def match(hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]
         return tx.match(resource_type, criteria)
 
 
+#: The search takes at most 100 comma-separated values per parameter.
+_IDS_PER_QUERY = 100
+
+
+def matching(
+    hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]], ids: Sequence[str]
+) -> set[str]:
+    """Which of ``ids`` match search ``criteria`` now, with the caller's access: the REST
+    search code (chains, ``_has``, modifiers), strictly parsed (an unknown parameter or an
+    unsupported modifier is a 400, never a silent match-everything), from the indexes only.
+    Empty criteria (``""``) match every visible id. With no ``ids`` the criteria are only
+    checked: what a plugin storing criteria (a Subscription) does before accepting them."""
+    from fhirhub.core.access import current_access
+    from fhirhub.core.interactions.checks import require_type
+    from fhirhub.core.interactions.search import parse_query
+    from fhirhub.fhir_store.search.query import matching_ids
+
+    require_type(resource_type)
+    params = parse_query(criteria) if isinstance(criteria, str) else list(criteria)
+    wanted = list(dict.fromkeys(ids)) or ["-"]  # "-" is no id: the query still plans
+    visibility = current_access().visibility("r")
+    found: set[str] = set()
+    with hub.store.read() as conn:
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            found.update(
+                matching_ids(
+                    conn,
+                    hub.store.registry,
+                    resource_type,
+                    [*params, ("_id", ",".join(chunk))],
+                    limit=len(chunk),
+                    visibility=visibility,
+                )
+            )
+    return found & set(ids)
+
+
 def create(
     hub: Hub, resource: dict[str, Any], *, if_none_exist: str | None = None
 ) -> dict[str, Any]:

@@ -1,0 +1,405 @@
+"""Subscriptions benchmark: what 100 active subscriptions cost Synthea ingest, and how long a
+notification takes from commit to receipt, over real HTTP against `fhirhub serve`.
+
+Each round starts a fresh server (its own SQLite file) and loads the same Synthea
+transaction Bundles of ../shared/data/synthea over HTTP, twice: once with no subscription
+(the reference) and once with 100 active rest-hook subscriptions of varied criteria (codes,
+value comparisons, chains, token modifiers, several types) POSTing to a receiver in this
+process on loopback. Reported: the ingest time of each and their ratio; commit->receipt
+latency of every event during the load (the event's timestamp is the version's commit time)
+and of single writes on a quiet hub afterwards.
+
+    .venv/bin/python benchmarks/subscriptions.py                  # 20 bundles, 2 rounds
+    .venv/bin/python benchmarks/subscriptions.py --limit 100 --rounds 3
+    .venv/bin/python benchmarks/subscriptions.py --websockets 1000   # websocket fan-out only
+
+Figures go to stdout and to benchmarks/results/subscriptions-sqlite.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+SYNTHEA = REPO.parent / "shared" / "data" / "synthea"
+HEADERS = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+#: Varied criteria, cycled to make 100 subscriptions.
+CRITERIA = [
+    "Observation?code=http://loinc.org|8302-2",
+    "Observation?code=http://loinc.org|29463-7&value-quantity=gt80",
+    "Observation?code=http://loinc.org|2339-0&value-quantity=gt100",
+    "Observation?code=http://loinc.org|8867-4",
+    "Observation?code:not=http://loinc.org|8302-2&category=vital-signs",
+    "Observation?subject:Patient.gender=female&code=http://loinc.org|8480-6",
+    "Condition?clinical-status=active",
+    "Condition?code=http://snomed.info/sct|44054006",
+    "Encounter?class=AMB",
+    "Encounter?status=finished",
+    "Patient?gender=female",
+    "Patient?address-state=Massachusetts",
+    "MedicationRequest?status=active",
+    "Procedure?status=completed",
+    "Immunization?status=completed",
+    "DiagnosticReport?status=final",
+    "AllergyIntolerance?criticality=high",
+    "CarePlan?status=active",
+    "Claim?status=active",
+    "Observation?status=final&code=http://loinc.org|72514-3",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def instant_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Receiver:
+    """The rest-hook endpoint: records, per event, the commit-to-receipt latency."""
+
+    def __init__(self) -> None:
+        self.latencies_ms: list[float] = []
+        self.events = 0
+        self.since = 0.0  # events committed before this are not counted
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                now = time.time()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                status = orjson.loads(body)["entry"][0]["resource"]
+                stamps = [
+                    part["valueInstant"]
+                    for p in status["parameter"]
+                    if p["name"] == "notification-event"
+                    for part in p["part"]
+                    if part["name"] == "timestamp"
+                ]
+                committed = [instant_seconds(s) for s in stamps]
+                with receiver.lock:
+                    fresh = [c for c in committed if c >= receiver.since]
+                    receiver.events += len(fresh)
+                    receiver.latencies_ms += [(now - c) * 1000 for c in fresh]
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.latencies_ms = []
+            self.events = 0
+            self.since = time.time()
+
+
+def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "FHIRHUB_DATA_DIR": str(work),
+        "FHIRHUB_PLUGINS": os.environ.get("FHIRHUB_PLUGINS", "-mpi"),
+        "FHIRHUB_AUTH": "off",
+        "FHIRHUB_LISTENERS": "off",
+    }
+    db_url = f"sqlite:///{work / 'hub.db'}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fhirhub.core.cli", "serve", "--port", str(port), "--db", db_url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "wb"),  # noqa: SIM115
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_once(
+    bundles: list[bytes], subscriptions: int, receiver: Receiver, clients: int
+) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fhirhub-bench-subs-"))
+    server, base = start_server(work)
+    try:
+        with httpx.Client(base_url=f"{base}/fhir", timeout=300) as client:
+            for index in range(subscriptions):
+                resource = {
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "reason": "benchmark",
+                    "criteria": CRITERIA[index % len(CRITERIA)],
+                    "channel": {
+                        "type": "rest-hook",
+                        "endpoint": f"{receiver.url}/{index}",
+                        "payload": "application/fhir+json",
+                    },
+                }
+                if index % 2:  # half id-only, half full-resource
+                    resource["channel"]["_payload"] = {
+                        "extension": [
+                            {
+                                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                                "valueCode": "id-only",
+                            }
+                        ]
+                    }
+                client.post("/Subscription", json=resource).raise_for_status()
+            time.sleep(1.0)  # handshakes out of the way
+            receiver.reset()
+
+            def post(raw: bytes) -> None:
+                client.post("", content=raw, headers=HEADERS).raise_for_status()
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(post, bundles))
+            ingest_s = time.perf_counter() - start
+            drained_s = float("nan")
+            if subscriptions:
+                expected = _expected_events(client, subscriptions)
+                deadline = time.monotonic() + 600
+                while receiver.events < expected and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                drained_s = time.perf_counter() - start
+            load_latencies = list(receiver.latencies_ms)
+            events = receiver.events
+            quiet: list[float] = []
+            if subscriptions:
+                receiver.reset()
+                for value in range(50):  # single writes on a quiet hub
+                    client.post(
+                        "/Observation",
+                        json={
+                            "resourceType": "Observation",
+                            "status": "final",
+                            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                            "valueQuantity": {"value": 150 + value, "unit": "mg/dL"},
+                        },
+                    ).raise_for_status()
+                    time.sleep(0.05)
+                time.sleep(1.0)
+                quiet = list(receiver.latencies_ms)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "subscriptions": subscriptions,
+        "ingest_s": ingest_s,
+        "all_delivered_s": drained_s,
+        "events": events,
+        "load_latency_ms": load_latencies,
+        "quiet_latency_ms": quiet,
+    }
+
+
+def _expected_events(client: httpx.Client, subscriptions: int) -> int:
+    """The events the hub queued, from each subscription's ``$status``, once it has caught up."""
+    ids = [
+        e["resource"]["id"]
+        for e in client.get("/Subscription", params={"_count": subscriptions, "_elements": "id"})
+        .json()
+        .get("entry", [])
+    ]
+    previous, stable = -1, 0
+    while stable < 3:
+        total = 0
+        for sid in ids:
+            status = client.get(f"/Subscription/{sid}/$status").json()["entry"][0]["resource"]
+            total += int(
+                next(
+                    p["valueString"]
+                    for p in status["parameter"]
+                    if p["name"] == "events-since-subscription-start"
+                )
+            )
+        stable = stable + 1 if total == previous else 0
+        previous = total
+        time.sleep(1.0)
+    return previous
+
+
+def websocket_fanout(clients: int, writes: int) -> dict[str, Any]:
+    """``clients`` websockets bound to one subscription on one server; each write's delivery
+    latency (commit -> receipt) at every client."""
+    import asyncio
+
+    import websockets
+
+    work = Path(tempfile.mkdtemp(prefix="fhirhub-bench-ws-"))
+    server, base = start_server(work)
+    latencies: list[float] = []
+    try:
+        with httpx.Client(base_url=f"{base}/fhir", timeout=60) as client:
+            created = client.post(
+                "/Subscription",
+                json={
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "reason": "benchmark",
+                    "criteria": "Observation?code=http://loinc.org|2339-0",
+                    "channel": {"type": "websocket"},
+                },
+            ).json()
+            token = client.get(f"/Subscription/{created['id']}/$get-ws-binding-token").json()
+            value = next(p["valueString"] for p in token["parameter"] if p["name"] == "token")
+            url = f"ws://{base.removeprefix('http://')}/plugins/subscriptions/ws"
+
+            async def one(ready: asyncio.Event, bound: list[int]) -> None:
+                async with websockets.connect(url, open_timeout=60, ping_interval=None) as socket:
+                    await socket.send(f"bind-with-token {value}")
+                    await socket.recv()  # handshake
+                    bound.append(1)
+                    if len(bound) == clients:
+                        ready.set()
+                    received = 0
+                    while received < writes:
+                        text = await asyncio.wait_for(socket.recv(), 120)
+                        now = time.time()
+                        status = orjson.loads(text)["entry"][0]["resource"]
+                        for p in status["parameter"]:
+                            if p["name"] == "notification-event":
+                                stamp = next(x for x in p["part"] if x["name"] == "timestamp")
+                                latencies.append(
+                                    (now - instant_seconds(stamp["valueInstant"])) * 1000
+                                )
+                                received += 1
+
+            async def run() -> None:
+                ready, bound = asyncio.Event(), []
+                tasks = [asyncio.create_task(one(ready, bound)) for _ in range(clients)]
+                await asyncio.wait_for(ready.wait(), 300)
+                loop = asyncio.get_running_loop()
+                for index in range(writes):
+                    body = {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                        "valueQuantity": {"value": 100 + index, "unit": "mg/dL"},
+                    }
+                    await loop.run_in_executor(
+                        None, lambda b=body: client.post("/Observation", json=b)
+                    )
+                    await asyncio.sleep(0.5)
+                await asyncio.wait_for(asyncio.gather(*tasks), 300)
+
+            asyncio.run(run())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "websocket_clients": clients,
+        "writes": writes,
+        "deliveries": len(latencies),
+        "delivery_ms": {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies, default=float("nan")),
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--limit", type=int, default=20, help="number of Synthea bundles")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each mode")
+    parser.add_argument("--subscriptions", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--websockets", type=int, default=0, help="only the websocket fan-out: this many clients"
+    )
+    parser.add_argument("--writes", type=int, default=10, help="writes in the websocket run")
+    args = parser.parse_args()
+    if args.websockets:
+        figures = websocket_fanout(args.websockets, args.writes)
+        print(json.dumps(figures, indent=2))
+        out = REPO / "benchmarks" / "results" / "subscriptions-websockets.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
+    if not SYNTHEA.is_dir():
+        print(f"Synthea data not found at {SYNTHEA}", file=sys.stderr)
+        return 2
+    bundles = [f.read_bytes() for f in sorted(SYNTHEA.glob("*.json"))[: args.limit]]
+    resources = sum(len(orjson.loads(b)["entry"]) for b in bundles)
+    receiver = Receiver()
+    runs: list[dict[str, Any]] = []
+    for _ in range(args.rounds):
+        runs.append(run_once(bundles, 0, receiver, args.clients))
+        runs.append(run_once(bundles, args.subscriptions, receiver, args.clients))
+    plain = [r["ingest_s"] for r in runs if r["subscriptions"] == 0]
+    subscribed = [r for r in runs if r["subscriptions"]]
+    ratios = [s["ingest_s"] / p for s, p in zip(subscribed, plain, strict=True)]
+    load = [x for r in subscribed for x in r["load_latency_ms"]]
+    quiet = [x for r in subscribed for x in r["quiet_latency_ms"]]
+    figures = {
+        "backend": "sqlite",
+        "bundles": len(bundles),
+        "resources": resources,
+        "subscriptions": args.subscriptions,
+        "rounds": args.rounds,
+        "ingest_s_without": plain,
+        "ingest_s_with": [r["ingest_s"] for r in subscribed],
+        "slowdown_ratio": ratios,
+        "slowdown_ratio_median": statistics.median(ratios),
+        "all_delivered_s": [r["all_delivered_s"] for r in subscribed],
+        "events_per_round": [r["events"] for r in subscribed],
+        "latency_under_load_ms": {
+            "p50": percentile(load, 0.5),
+            "p99": percentile(load, 0.99),
+            "max": max(load, default=float("nan")),
+        },
+        "latency_quiet_ms": {"p50": percentile(quiet, 0.5), "p99": percentile(quiet, 0.99)},
+    }
+    print(json.dumps(figures, indent=2))
+    results = REPO / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "subscriptions-sqlite.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""rest-hook delivery: each subscription's queue POSTed to its endpoint strictly in order.
+
+One thread picks the subscriptions with something due (a handshake, events not yet
+delivered, a heartbeat) and hands each to a small pool, one subscription per worker at a
+time. A worker claims the subscription with a lease in the database (a conditional UPDATE),
+so two API processes never send the same queue at once. A notification that fails (no
+answer, a non-2xx status) is retried after ``retry_initial_s``, then twice as long each time
+(capped at ``retry_max_interval_s``); after ``give_up_after_s`` of failing, the subscription's
+status becomes ``error`` and delivery stops, its queue kept: the owner sets it ``active``
+again and delivery resumes at the first undelivered event. Delivery is at least once: a
+notification whose answer was lost is sent again with the same event numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import orjson
+from sqlalchemy import select, update
+
+from fhirhub.plugins.subscriptions import model
+from fhirhub.plugins.subscriptions.service import State, SubscriptionService
+
+log = logging.getLogger("fhirhub.subscriptions.delivery")
+
+#: A claim on a subscription's queue lapses after this long unless renewed (each send
+#: renews it), so a process killed mid-send holds nobody up for longer.
+LEASE_S = 30.0
+POLL_S = 0.5
+FLUSH_S = 0.2
+FHIR_JSON = "application/fhir+json"
+
+
+class Deliverer:
+    def __init__(self, service: SubscriptionService) -> None:
+        self.service = service
+        self.settings = service.settings
+        self._stop = threading.Event()
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
+        self._leases: dict[str, float] = {}  # subscription id -> when our claim lapses
+        # Successful sends not yet written (subscription id -> (delivered, sent at)): written
+        # together by the picking thread, so a busy hub does one write per round, not one
+        # per notification. A crash before the write re-sends them: at least once.
+        self._sent: dict[str, tuple[int, float]] = {}
+        self._sent_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, self.settings.delivery_workers),
+            thread_name_prefix="fhirhub-subscriptions-send",
+        )
+        self._client = httpx.Client(timeout=self.settings.request_timeout_s)
+        self._thread = threading.Thread(
+            target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
+        )
+        # Writes what was sent on its own thread: waiting for SQLite's write lock behind a
+        # large ingest must not hold up picking the next notifications.
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="fhirhub-subscriptions-flush", daemon=True
+        )
+
+    def start(self) -> Deliverer:
+        if self.service.db.is_sqlite:
+            # One process serves a SQLite hub: a claim still held was left by a killed one.
+            with self.service.db.begin() as conn:
+                conn.execute(update(model.state).values(lease_until=0.0))
+        self._thread.start()
+        self._flusher.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.service.wake_delivery.set()
+        self._thread.join(timeout=10)
+        self._flusher.join(timeout=10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._flush()
+        self._client.close()
+
+    # -- the picking thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        wake = self.service.wake_delivery
+        while not self._stop.is_set():
+            wake.wait(POLL_S)
+            wake.clear()
+            try:
+                for subscription_id in self._due(time.time()):
+                    with self._busy_lock:
+                        if subscription_id in self._busy:
+                            continue
+                        self._busy.add(subscription_id)
+                    self._pool.submit(self._serve, subscription_id)
+            except Exception:  # the database restarting, say: try again shortly
+                log.exception("Picking subscriptions to deliver failed")
+                self._stop.wait(POLL_S)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            try:
+                self._flush()
+            except Exception:  # the database restarting: the sends stay recorded, retried
+                log.exception("Recording delivered notifications failed")
+
+    def _flush(self, subscription_id: str | None = None) -> None:
+        """Write the recorded successful sends (of one subscription, or all)."""
+        with self._sent_lock:
+            if subscription_id is None:
+                sent = dict(self._sent)
+            elif subscription_id in self._sent:
+                sent = {subscription_id: self._sent[subscription_id]}
+            else:
+                return
+        if not sent:
+            return
+        s = model.state.c
+        with self.service.db.begin() as conn:
+            for sid, (delivered, at) in sent.items():
+                conn.execute(
+                    update(model.state)
+                    .where(s.id == sid, s.delivered < delivered)
+                    .values(delivered=delivered, last_sent_at=at)
+                )
+        # Forgotten only once stored, and only if no newer send was recorded meanwhile: a
+        # reader always sees max(stored, recorded) >= what was really delivered.
+        with self._sent_lock:
+            for sid, value in sent.items():
+                if self._sent.get(sid) == value:
+                    del self._sent[sid]
+
+    def _delivered(self, subscription_id: str, stored: int) -> int:
+        with self._sent_lock:
+            recorded = self._sent.get(subscription_id)
+        return max(stored, recorded[0]) if recorded else stored
+
+    def _due(self, now: float) -> list[str]:
+        """Active rest-hook subscriptions with a handshake, events or a heartbeat due."""
+        s = model.state.c
+        with self.service.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    s.id, s.spec, s.last_sent_at, s.event_count, s.delivered, s.handshake_pending
+                ).where(s.status == "active", s.next_attempt_at <= now, s.lease_until <= now)
+            ).all()
+        due = []
+        for row in rows:
+            spec = orjson.loads(row.spec)
+            if spec["channel"] != "rest-hook":
+                continue
+            heartbeat = spec.get("heartbeat_s") or 0
+            if (
+                self._delivered(row.id, row.delivered) < row.event_count
+                or row.handshake_pending
+                or (heartbeat and now - row.last_sent_at >= heartbeat)
+            ):
+                due.append(row.id)
+        return due
+
+    # -- one subscription, on a pool worker ------------------------------------------------
+    def _serve(self, subscription_id: str) -> None:
+        try:
+            if self._claim(subscription_id):
+                try:
+                    self._drain(subscription_id)
+                finally:
+                    self._release(subscription_id)
+        except Exception:
+            log.exception("Delivering subscription %s failed", subscription_id)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(subscription_id)
+            self.service.wake_delivery.set()  # look for more
+
+    def _claim(self, subscription_id: str) -> bool:
+        if self.service.db.is_sqlite:
+            return True  # one process serves a SQLite hub: the in-memory busy set suffices
+        now = time.time()
+        with self.service.db.begin() as conn:
+            claimed = conn.execute(
+                update(model.state)
+                .where(model.state.c.id == subscription_id, model.state.c.lease_until <= now)
+                .values(lease_until=now + LEASE_S)
+            ).rowcount
+        if claimed:
+            self._leases[subscription_id] = now + LEASE_S
+        return bool(claimed)
+
+    def _release(self, subscription_id: str) -> None:
+        if self._leases.pop(subscription_id, None) is None:
+            return
+        self._flush(subscription_id)  # before another process may take the queue over
+        with self.service.db.begin() as conn:
+            conn.execute(
+                update(model.state)
+                .where(model.state.c.id == subscription_id)
+                .values(lease_until=0.0)
+            )
+
+    def _drain(self, subscription_id: str) -> None:
+        """Send what is due, in order, until the queue is empty or a send fails."""
+        while not self._stop.is_set():
+            state = self.service.state(subscription_id)
+            if state is None or state.status != "active" or state.spec.channel != "rest-hook":
+                return
+            now = time.time()
+            if state.next_attempt_at > now:
+                return
+            if state.handshake_pending:
+                bundle = self.service.bundle(state, "handshake", [])
+                if not self._attempt(state, bundle, None):
+                    return
+                continue
+            limit = state.spec.max_count or self.settings.max_events_per_notification
+            delivered = self._delivered(subscription_id, state.delivered)
+            events = self.service.events(subscription_id, since=delivered, limit=limit)
+            if events:
+                bundle = self.service.bundle(state, "event-notification", events)
+                if not self._attempt(state, bundle, events[-1].number):
+                    return
+                continue
+            heartbeat = state.spec.heartbeat_s
+            if heartbeat and now - state.last_sent_at >= heartbeat:
+                self._attempt(state, self.service.bundle(state, "heartbeat", []), None)
+            return
+
+    def _attempt(self, state: State, bundle: dict[str, object], last_number: int | None) -> bool:
+        """POST one notification; record success (the delivered number) or the failure."""
+        spec = state.spec
+        assert spec.endpoint is not None
+        headers = {"Content-Type": FHIR_JSON, **dict(spec.headers)}
+        if last_number is not None:
+            headers["X-Fhirhub-Event-Number"] = str(last_number)
+        timeout = spec.timeout_s or self.settings.request_timeout_s
+        if state.id in self._leases and self._leases[state.id] < time.time() + timeout + 5:
+            until = time.time() + LEASE_S + timeout  # renew the claim for this send
+            with self.service.db.begin() as conn:
+                conn.execute(
+                    update(model.state)
+                    .where(model.state.c.id == state.id)
+                    .values(lease_until=until)
+                )
+            self._leases[state.id] = until
+        try:
+            response = self._client.post(
+                spec.endpoint, content=orjson.dumps(bundle), headers=headers, timeout=timeout
+            )
+            ok = 200 <= response.status_code < 300
+            problem = None if ok else f"{spec.endpoint} answered {response.status_code}"
+        except httpx.HTTPError as exc:
+            ok, problem = False, f"{spec.endpoint}: {type(exc).__name__}: {exc}"
+        now = time.time()
+        s = model.state.c
+        if ok:
+            if last_number is not None and not (state.failures or state.last_error):
+                with self._sent_lock:
+                    self._sent[state.id] = (last_number, now)
+                return True
+            values: dict[str, object] = {
+                "failures": 0,
+                "first_failure_at": None,
+                "next_attempt_at": 0.0,
+                "last_sent_at": now,
+                "last_error": None,
+            }
+            if last_number is not None:
+                values["delivered"] = last_number
+            else:
+                values["handshake_pending"] = False
+            with self.service.db.begin() as conn:
+                conn.execute(update(model.state).where(s.id == state.id).values(values))
+            state.failures, state.last_error = 0, None
+            return True
+        failures = state.failures + 1
+        first = state.first_failure_at or now
+        wait = min(
+            self.settings.retry_initial_s * 2 ** (failures - 1), self.settings.retry_max_interval_s
+        )
+        give_up = now - first >= self.settings.give_up_after_s
+        log.warning(
+            "Subscription %s: notification failed (%s); %s",
+            state.id,
+            problem,
+            "giving up: status error" if give_up else f"retry in {wait:.1f} s",
+        )
+        with self.service.db.begin() as conn:
+            conn.execute(
+                update(model.state)
+                .where(s.id == state.id)
+                .values(
+                    failures=failures,
+                    first_failure_at=first,
+                    next_attempt_at=now + wait,
+                    last_error=problem,
+                    **({"status": "error"} if give_up else {}),
+                )
+            )
+        if give_up:
+            state.last_error = problem
+            self.service.set_resource_status(state, "error", problem)
+        else:
+            self._schedule_wake(wait)
+        return False
+
+    def _schedule_wake(self, wait: float) -> None:
+        timer = threading.Timer(wait, self.service.wake_delivery.set)
+        timer.daemon = True
+        timer.start()

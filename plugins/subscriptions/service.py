@@ -1,0 +1,406 @@
+"""The subscriptions service of one hub: follows the version log (a consumer), turns matching
+versions into numbered events in each subscription's durable queue, and answers what the
+operations, the delivery thread and the live channels ask of that queue.
+
+Ordering and durability come from the log: the consumer sees committed versions in ``seq``
+order, a Subscription takes effect at its own position in the log, and each subscription's
+``last_seq`` is saved in the same database transaction as the events it produced, so a batch
+delivered twice (a crash before the cursor moved) adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+
+from fhirhub.plugins.subscriptions import model
+from fhirhub.plugins.subscriptions.notifications import Event, notification_bundle
+from fhirhub.plugins.subscriptions.owners import access_from_json
+from fhirhub.plugins.subscriptions.settings import SubscriptionSettings
+from fhirhub.plugins.subscriptions.spec import SubscriptionSpec, parse_subscription
+from fhirhub.plugins.subscriptions.topics import known_topics
+from fhirhub.sdk import (
+    Access,
+    FhirError,
+    Hub,
+    HubLocal,
+    PluginDatabase,
+    StoredVersion,
+    acting_as,
+    format_instant,
+    matching,
+    plugin_settings,
+    publish_live,
+    system_for,
+    transaction,
+)
+
+log = logging.getLogger("fhirhub.subscriptions")
+
+PLUGIN_NAME = "subscriptions"
+
+#: Set while the plugin writes a Subscription itself (its status): such a write keeps the
+#: owner and the status it sets.
+internal_write: ContextVar[bool] = ContextVar("subscriptions_internal_write", default=False)
+
+
+def live_channel(subscription_id: str) -> str:
+    return f"subscription:{subscription_id}"
+
+
+@dataclass
+class State:
+    """A row of ``subscriptions_state`` with its spec parsed."""
+
+    id: str
+    tenant: str | None
+    spec: SubscriptionSpec
+    status: str
+    created_seq: int
+    last_seq: int
+    event_count: int
+    delivered: int
+    handshake_pending: bool
+    failures: int
+    first_failure_at: float | None
+    next_attempt_at: float
+    last_sent_at: float
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> State:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            tenant=m["tenant"],
+            spec=_spec(m["spec"]),
+            status=m["status"],
+            created_seq=m["created_seq"],
+            last_seq=m["last_seq"],
+            event_count=m["event_count"],
+            delivered=m["delivered"],
+            handshake_pending=bool(m["handshake_pending"]),
+            failures=m["failures"],
+            first_failure_at=m["first_failure_at"],
+            next_attempt_at=m["next_attempt_at"],
+            last_sent_at=m["last_sent_at"],
+            last_error=m["last_error"],
+        )
+
+
+class SubscriptionService:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings: SubscriptionSettings = plugin_settings(
+            hub, PLUGIN_NAME, SubscriptionSettings
+        )
+        self.db = PluginDatabase(hub, model.metadata)
+        #: Woken when rest-hook events are queued (the delivery thread waits on it).
+        self.wake_delivery = threading.Event()
+        self.on_events: list[Callable[[], None]] = []
+        self._owners: dict[str, Access] = {}  # subscription id -> owner, until it is rewritten
+
+    # -- reading state ---------------------------------------------------------------------
+    def states(self) -> list[State]:
+        with self.db.read() as conn:
+            return [State.from_row(r) for r in conn.execute(select(model.state))]
+
+    def state(self, subscription_id: str) -> State | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(model.state).where(model.state.c.id == subscription_id)
+            ).first()
+        return State.from_row(row) if row is not None else None
+
+    def owner(self, subscription_id: str, tenant: str | None) -> Access:
+        cached = self._owners.get(subscription_id)
+        if cached is not None:
+            return cached
+        with self.db.read() as conn:
+            text = conn.execute(
+                select(model.owner.c.access).where(model.owner.c.id == subscription_id)
+            ).scalar()
+        owner = self._owners[subscription_id] = access_from_json(text, tenant)
+        return owner
+
+    def events(
+        self, subscription_id: str, since: int = 0, until: int | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events numbered > ``since`` (and <= ``until``), oldest first."""
+        condition = (model.event.c.subscription_id == subscription_id) & (
+            model.event.c.event_number > since
+        )
+        if until is not None:
+            condition &= model.event.c.event_number <= until
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(model.event)
+                .where(condition)
+                .order_by(model.event.c.event_number)
+                .limit(limit)
+            ).all()
+        return [
+            Event(
+                r.event_number,
+                r.resource_type,
+                r.resource_id,
+                r.version_id,
+                r.interaction,
+                r.timestamp,
+                r.content,
+            )
+            for r in rows
+        ]
+
+    def bundle(self, state: State, notification_type: str, events: list[Event]) -> dict[str, Any]:
+        return notification_bundle(
+            state.spec,
+            state.status,
+            notification_type,
+            state.event_count,
+            events,
+            base_url=self.hub.base_url,
+            error=state.last_error if state.status == "error" else None,
+        )
+
+    # -- following the log -----------------------------------------------------------------
+    def handle_versions(self, versions: Sequence[StoredVersion]) -> None:
+        """The consumer: apply Subscription versions at their position, then queue the
+        events of every subscription evaluating the batch (see the module docstring)."""
+        for version in versions:
+            if version.resource_type == "Subscription":
+                self._apply_subscription(version)
+        states = [s for s in self.states() if s.status in ("active", "error")]
+        if not states:
+            return
+        position = versions[-1].seq
+        produced: dict[str, list[tuple[StoredVersion, str]]] = {}
+        answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]] = {}
+        for state in states:
+            if state.last_seq >= position:
+                continue
+            if found := self._evaluate(state, versions, answers):
+                produced[state.id] = found
+        if not produced:
+            return  # a batch without events writes nothing (a re-delivery finds none again)
+        published: list[tuple[State, list[Event]]] = []
+        with self.db.begin() as conn:
+            for state in states:
+                if state.id not in produced:
+                    continue
+                # This thread is the only writer of last_seq and event_count: the snapshot
+                # read at the start of the batch is current.
+                current = state
+                number = current.event_count
+                events: list[Event] = []
+                rows: list[dict[str, Any]] = []
+                for version, interaction in produced[state.id]:
+                    if version.seq <= current.last_seq:
+                        continue
+                    number += 1
+                    content = version.content if state.spec.payload == "full-resource" else None
+                    event = Event(
+                        number,
+                        version.resource_type,
+                        version.resource_id,
+                        str(version.version_id),
+                        interaction,
+                        format_instant(version.last_updated),
+                        content,
+                    )
+                    events.append(event)
+                    rows.append(
+                        {
+                            "subscription_id": state.id,
+                            "event_number": number,
+                            "seq": version.seq,
+                            "resource_type": event.resource_type,
+                            "resource_id": event.resource_id,
+                            "version_id": event.version_id,
+                            "interaction": interaction,
+                            "timestamp": event.timestamp,
+                            "content": content,
+                        }
+                    )
+                if rows:
+                    conn.execute(insert(model.event), rows)
+                values: dict[str, Any] = {"last_seq": position, "event_count": number}
+                if state.spec.channel == "websocket" and state.status == "active":
+                    values["delivered"] = number  # live push; $events is the durable path
+                conn.execute(update(model.state).where(model.state.c.id == state.id).values(values))
+                if events:
+                    state.event_count = number
+                    published.append((state, events))
+        if published:
+            self._after_events(published)
+
+    def _evaluate(
+        self,
+        state: State,
+        versions: Sequence[StoredVersion],
+        answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]],
+    ) -> list[tuple[StoredVersion, str]]:
+        """The versions of the batch that are events of ``state``, in log order, with their
+        interaction; criteria are run with the owner's access by the REST search code (once
+        per batch for subscriptions sharing criteria and eyes: ``answers``)."""
+        after = max(state.created_seq, state.last_seq)
+        hits: dict[int, str] = {}
+        for trigger in state.spec.triggers:
+            candidates = [
+                v for v in versions if v.seq > after and v.resource_type == trigger.resource_type
+            ]
+            if not candidates:
+                continue
+            owner = self.owner(state.id, state.tenant)
+            live = [
+                v for v in candidates if not v.deleted and _interaction(v) in trigger.interactions
+            ]
+            if live:
+                wanted = tuple(sorted({v.resource_id for v in live}))
+                key = (owner, trigger.resource_type, trigger.criteria, wanted)
+                ids = answers.get(key)
+                if ids is None:
+                    try:
+                        with acting_as(owner):
+                            ids = matching(
+                                self.hub, trigger.resource_type, trigger.criteria, wanted
+                            )
+                    except FhirError as error:  # e.g. a search parameter removed since
+                        log.error("Subscription %s: criteria failed: %s", state.id, error)
+                        ids = set()
+                    answers[key] = ids
+                for version in live:
+                    if version.resource_id in ids:
+                        hits[version.seq] = _interaction(version)
+            if "delete" in trigger.interactions and not trigger.criteria:
+                for version in candidates:
+                    if version.deleted and owner.owns(version.tenant, version.resource_type):
+                        if owner.patient is None:
+                            hits[version.seq] = "delete"
+        by_seq = {v.seq: v for v in versions}
+        return [(by_seq[seq], hits[seq]) for seq in sorted(hits)]
+
+    def _apply_subscription(self, version: StoredVersion) -> None:
+        """Take a Subscription version into effect at its log position."""
+        self._owners.pop(version.resource_id, None)
+        if version.deleted:
+            with self.db.begin() as conn:
+                conn.execute(delete(model.state).where(model.state.c.id == version.resource_id))
+                conn.execute(
+                    delete(model.event).where(model.event.c.subscription_id == version.resource_id)
+                )
+                conn.execute(delete(model.owner).where(model.owner.c.id == version.resource_id))
+            return
+        resource = orjson.loads(version.content or b"{}")
+        error: str | None = None
+        try:
+            spec = parse_subscription(resource, known_topics(self.hub))
+        except FhirError as exc:  # stored before the plugin ran, or its topic was removed
+            error = exc.message
+            spec = SubscriptionSpec(version.resource_id, "error", None, (), "rest-hook", None)
+        status = "error" if error else spec.status
+        spec_json = orjson.dumps(spec.to_json()).decode()
+        with self.db.begin() as conn:
+            existing = conn.execute(
+                select(model.state).where(model.state.c.id == version.resource_id)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    insert(model.state).values(
+                        id=version.resource_id,
+                        tenant=version.tenant,
+                        spec=spec_json,
+                        status=status,
+                        created_seq=version.seq,
+                        last_seq=version.seq,
+                        event_count=0,
+                        delivered=0,
+                        handshake_pending=status == "active" and spec.channel == "rest-hook",
+                        failures=0,
+                        next_attempt_at=0.0,
+                        last_sent_at=0.0,
+                        last_error=error,
+                        lease_until=0.0,
+                    )
+                )
+            else:
+                values: dict[str, Any] = {"spec": spec_json, "status": status}
+                if status == "active" and existing.status != "active":
+                    # Re-activated by its owner: resume where delivery stopped, at once.
+                    values.update(failures=0, first_failure_at=None, next_attempt_at=0.0)
+                    values["last_error"] = None
+                    if spec.channel == "websocket":
+                        values["delivered"] = existing.event_count
+                if error:
+                    values["last_error"] = error
+                conn.execute(
+                    update(model.state)
+                    .where(model.state.c.id == version.resource_id)
+                    .values(values)
+                )
+        self.wake_delivery.set()
+
+    def _after_events(self, published: list[tuple[State, list[Event]]]) -> None:
+        for state, events in published:
+            if state.status == "active":
+                bundle = self.bundle(state, "event-notification", events)
+                publish_live(
+                    self.hub,
+                    live_channel(state.id),
+                    {
+                        "subscription": state.id,
+                        "numbers": [e.number for e in events],
+                        "bundle": bundle,
+                    },
+                )
+            if state.spec.channel == "rest-hook":
+                self.wake_delivery.set()
+        for callback in self.on_events:
+            callback()
+
+    # -- status written back to the Subscription -------------------------------------------
+    def set_resource_status(self, state: State, status: str, error: str | None) -> None:
+        """Write ``status`` (and ``error``) into the Subscription resource, as the system for
+        its tenant; the consumer then applies that version like any other."""
+        token = internal_write.set(True)
+        try:
+            with acting_as(system_for(state.tenant)), transaction(self.hub) as tx:
+                try:
+                    resource = tx.read("Subscription", state.id)
+                except FhirError:
+                    return
+                resource["status"] = status
+                if error:
+                    resource["error"] = error[:1000]
+                else:
+                    resource.pop("error", None)
+                tx.update(resource)
+        finally:
+            internal_write.reset(token)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(text: str) -> SubscriptionSpec:
+    """Specs parsed once per distinct JSON (each batch reads every subscription's state)."""
+    return SubscriptionSpec.from_json(orjson.loads(text))
+
+
+def _interaction(version: StoredVersion) -> str:
+    if version.deleted:
+        return "delete"
+    return "create" if version.version_id == 1 else "update"
+
+
+_services: HubLocal[SubscriptionService] = HubLocal("subscriptions.service")
+
+
+def service_of(hub: Hub) -> SubscriptionService:
+    return _services.setdefault(hub, lambda: SubscriptionService(hub))

@@ -1,0 +1,128 @@
+"""rest-hook delivery to a real HTTP receiver on loopback: in order, none lost, retried with
+back-off through an outage, and the notification is a valid R4 Bundle."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from fhirhub.core.hub import Hub
+from fhirhub.sdk import validation_issues
+from tests.plugins.subscriptions.conftest import (
+    Receiver,
+    as_,
+    event_numbers,
+    glucose,
+    notification_type,
+    post,
+    settle,
+    subscription,
+)
+
+HIGH_GLUCOSE = "Observation?code=http://loinc.org|2339-0&value-quantity=gt200"
+
+
+def test_matching_versions_arrive_in_order_as_valid_notifications(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    created = post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    assert created["status"] == "active"
+    for value in (250, 100, 300, 199, 201):
+        post(client, "clinician-a", glucose(value))
+    assert receiver.wait_for(3) == [1, 2, 3]
+    handshake, *events = receiver.received
+    assert notification_type(handshake) == "handshake"
+    values = [e["resource"]["valueQuantity"]["value"] for b in events for e in b["entry"][1:]]
+    assert values == [250, 300, 201]
+    assert receiver.headers[1]["Authorization"] == "Bearer secret-for-the-receiver"
+    for bundle in receiver.received:
+        assert validation_issues(bundle) == []
+
+
+def test_an_outage_delays_but_loses_nothing_and_keeps_order(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    post(client, "clinician-a", glucose(250))
+    receiver.wait_for(1)
+    receiver.failing.set()
+    for value in range(210, 230):
+        post(client, "clinician-a", glucose(value))
+    settle(hub)
+    time.sleep(1.0)  # several failed attempts, backing off
+    failed_attempts = receiver.attempts
+    assert receiver.event_numbers() == [1]
+    receiver.failing.clear()
+    numbers = receiver.wait_for(21)
+    assert numbers == list(range(1, 22)), numbers  # in order, none lost, none twice here
+    assert failed_attempts >= 3
+    # The back-off doubles from 0.05 s (capped at 0.4 s): a second of outage is at most ~8
+    # attempts, not a busy loop.
+    assert failed_attempts < 20
+
+
+def test_status_and_events_since_a_number(client: TestClient, hub: Hub, receiver: Receiver) -> None:
+    created = post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    for value in (250, 260, 270):
+        post(client, "clinician-a", glucose(value))
+    receiver.wait_for(3)
+    sid = created["id"]
+    status = client.get(f"/fhir/Subscription/{sid}/$status", headers=as_("clinician-a"))
+    assert status.status_code == 200, status.text
+    parameters = status.json()["entry"][0]["resource"]
+    assert {"name": "events-since-subscription-start", "valueString": "3"} in parameters[
+        "parameter"
+    ]
+    events = client.get(
+        f"/fhir/Subscription/{sid}/$events?eventsSinceNumber=1", headers=as_("clinician-a")
+    )
+    assert events.status_code == 200, events.text
+    bundle = events.json()
+    assert notification_type(bundle) == "query-event"
+    assert event_numbers(bundle) == [2, 3]
+    assert [e["resource"]["valueQuantity"]["value"] for e in bundle["entry"][1:]] == [260, 270]
+    assert validation_issues(bundle) == []
+    bad = client.get(
+        f"/fhir/Subscription/{sid}/$events?eventsSinceNumber=x", headers=as_("clinician-a")
+    )
+    assert bad.status_code == 400
+
+
+def test_a_burst_larger_than_a_search_page_is_all_delivered(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": glucose(201 + i), "request": {"method": "POST", "url": "Observation"}}
+            for i in range(230)
+        ],
+    }
+    response = client.post("/fhir", json=bundle, headers=as_("clinician-a"))
+    assert response.status_code == 200, response.text
+    assert receiver.wait_for(230, timeout=60) == list(range(1, 231))
+
+
+def test_heartbeats_and_status_of_several(client: TestClient, receiver: Receiver) -> None:
+    resource = subscription(HIGH_GLUCOSE, receiver.url)
+    resource["channel"]["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+            "valueUnsignedInt": 1,
+        }
+    ]
+    first = post(client, "clinician-a", resource)
+    second = post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    deadline = time.monotonic() + 15
+    while not receiver.notifications("heartbeat") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    heartbeat = receiver.notifications("heartbeat")[0]
+    assert validation_issues(heartbeat) == []
+    response = client.get(
+        f"/fhir/Subscription/$status?id={first['id']},{second['id']}", headers=as_("clinician-a")
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 2
