@@ -1,0 +1,81 @@
+"""The AI assistant: an OpenAI-compatible chat over the hub's FHIR data, with tools that run
+with the caller's access, lexical retrieval with citations, deterministic guardrails before
+and after the model, a Provenance for every answer, and an MCP server (docs/ai.md).
+
+* ``POST /plugins/ai/v1/chat/completions`` and the chat page ``/plugins/ai/ui/`` (``api.py``,
+  ``ui.py``); ``/plugins/ai/mcp`` and ``fhirhub ai-mcp`` (``mcp_server.py``);
+* the retrieval index, kept in step by the consumer ``ai-index`` (``index.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from fhirhub.sdk import Consumer, Hub, hookimpl
+
+from .settings import PLUGIN_NAME, settings_of
+
+__version__ = "0.1.0"
+__all__ = ["PLUGIN_NAME"]
+
+MANIFEST = {
+    "resource_types": ["Communication", "Provenance", "DocumentReference", "Binary", "*"],
+    "scopes": ["user/*.rs", "patient/*.rs"],
+}
+
+
+@hookimpl
+def register_consumers(hub: Hub) -> list[Consumer]:
+    if not settings_of(hub).index:
+        return []
+    from .index import index_of
+    from .render import INDEXED_TYPES
+
+    index = index_of(hub)
+    return [
+        Consumer(
+            "ai-index",
+            index.handle,
+            start="beginning",
+            batch_size=500,
+            types=INDEXED_TYPES,
+            reset=index.clear,
+        )
+    ]
+
+
+@hookimpl
+def register_routes(hub: Hub) -> list[APIRouter]:
+    from . import api, ui
+
+    return [api.router(hub), ui.router()]
+
+
+@hookimpl
+def public_paths(hub: Hub) -> list[str]:
+    from .ui import PAGE
+
+    return [PAGE]
+
+
+@hookimpl
+def ui_pages(hub: Hub) -> list[dict[str, Any]]:
+    from .ui import PAGE
+
+    return [{"path": PAGE, "title": "AI assistant", "order": 60}]
+
+
+@hookimpl
+def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
+    from .ui import PAGE
+
+    return [
+        {
+            "id": "ai-assistant",
+            "title": "Ask the AI assistant",
+            "order": 90,
+            "url": PAGE + "panel?patient={patient_id}",
+        }
+    ]

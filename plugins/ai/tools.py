@@ -1,0 +1,162 @@
+"""The tools the model (and the router, and MCP clients) call. Each runs with the caller's
+access through the SDK; a conversation about one patient keeps every tool on that patient.
+
+A tool returns a :class:`ToolResult`: JSON for the model and the references it drew on, which
+become the answer's sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhirhub.sdk import Access, FhirError, Hub, acting_as, forbidden, invalid, read, search
+
+from .index import Source, index_of
+from .render import INDEXED_TYPES, patient_of, summary_line
+
+#: What ``fhir_search`` may ask for: the clinical types the assistant understands.
+SEARCHABLE = INDEXED_TYPES
+#: Of those, the ones searched within the conversation's patient (``patient=``).
+PATIENT_TYPES = INDEXED_TYPES - {"Patient"}
+MAX_RESULTS = 20
+
+
+@dataclass
+class ToolResult:
+    content: dict[str, Any]
+    references: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+
+
+@dataclass
+class ToolContext:
+    """Who asks and about whom: every tool call of one conversation shares it."""
+
+    hub: Hub
+    access: Access
+    patient: str | None  # the conversation's patient (a chart, or the token's patient)
+    top_k: int = 5
+
+
+def fhir_search(ctx: ToolContext, resource_type: str, params: dict[str, Any]) -> ToolResult:
+    if resource_type not in SEARCHABLE:
+        raise invalid(f"fhir_search supports {', '.join(sorted(SEARCHABLE))}")
+    query = {str(k): str(v) for k, v in (params or {}).items() if not str(k).startswith("_")}
+    if ctx.patient is not None:
+        if resource_type == "Patient":
+            query = {"_id": ctx.patient}
+        else:
+            query["patient"] = f"Patient/{ctx.patient}"
+    query["_count"] = str(min(int(str((params or {}).get("_count", MAX_RESULTS))), MAX_RESULTS))
+    if sort := (params or {}).get("_sort"):
+        query["_sort"] = str(sort)
+    with acting_as(ctx.access):
+        found = search(ctx.hub, resource_type, query)
+    refs = [f"{r['resourceType']}/{r['id']}" for r in found]
+    return ToolResult(
+        {
+            "resourceType": resource_type,
+            "count": len(found),
+            "entries": [
+                {"reference": ref, "summary": summary_line(r)}
+                for ref, r in zip(refs, found, strict=True)
+            ],
+        },
+        refs,
+    )
+
+
+def fhir_read(ctx: ToolContext, resource_type: str, id: str) -> ToolResult:
+    with acting_as(ctx.access):
+        resource = read(ctx.hub, resource_type, id)
+    about = patient_of(resource)
+    if ctx.patient is not None and about is not None and about != ctx.patient:
+        raise forbidden("That resource is about another patient than this conversation's")
+    ref = f"{resource_type}/{id}"
+    return ToolResult({"reference": ref, "summary": summary_line(resource)}, [ref])
+
+
+def search_documents(ctx: ToolContext, query: str) -> ToolResult:
+    sources = index_of(ctx.hub).search(str(query)[:500], ctx.access, ctx.patient, ctx.top_k)
+    return ToolResult(
+        {"query": query, "chunks": [{"citation": s.citation, "text": s.text} for s in sources]},
+        [s.reference for s in sources],
+        sources,
+    )
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[..., ToolResult]
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        Tool(
+            "fhir_search",
+            "Search the patient's FHIR record. resource_type: one of "
+            + ", ".join(sorted(SEARCHABLE))
+            + ". params: FHIR search parameters (code, status, date, _sort=-date, _count).",
+            {
+                "type": "object",
+                "properties": {
+                    "resource_type": {"type": "string"},
+                    "params": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+                "required": ["resource_type"],
+            },
+            fhir_search,
+        ),
+        Tool(
+            "fhir_read",
+            "Read one FHIR resource by type and id.",
+            {
+                "type": "object",
+                "properties": {"resource_type": {"type": "string"}, "id": {"type": "string"}},
+                "required": ["resource_type", "id"],
+            },
+            fhir_read,
+        ),
+        Tool(
+            "search_documents",
+            "Retrieve passages from the patient's record, notes, reports and the hospital's "
+            "guideline documents, with citations.",
+            {
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            },
+            search_documents,
+        ),
+    )
+}
+
+
+def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> ToolResult:
+    """Run one tool; a refusal or bad argument becomes the tool's answer, not a failure of the
+    whole conversation (the model is told, and may try something else)."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return ToolResult({"error": f"unknown tool {name!r}"})
+    try:
+        return tool.run(ctx, **arguments)
+    except FhirError as error:
+        return ToolResult({"error": error.message, "status": error.status})
+    except (TypeError, ValueError) as error:
+        return ToolResult({"error": f"bad arguments for {name}: {error}"})
