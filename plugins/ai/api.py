@@ -153,29 +153,40 @@ def router(hub: Hub) -> APIRouter:
     return routes
 
 
+def _as_caller(access: Any, events: Iterator[Event]) -> Iterator[Event]:
+    """Each step of ``events`` as the caller. A streamed body is iterated step by step in
+    worker threads, each with its own context, so the caller is set around every step rather
+    than once around the loop."""
+    while True:
+        with acting_as(access):
+            event = next(events, None)
+        if event is None:
+            return
+        yield event
+
+
 def _sse(turn: ChatTurn, access: Any, turn_id: str, model: str) -> Iterator[bytes]:
     """The turn as OpenAI ``chat.completion.chunk`` events; the hub's tool calls and the
     final summary ride along in a ``fhirhub`` field that OpenAI clients ignore."""
-    with acting_as(access):
-        yield _chunk(turn_id, model, {"role": "assistant", "content": ""})
-        for event in turn.events():
-            if event.kind == "text":
+    yield _chunk(turn_id, model, {"role": "assistant", "content": ""})
+    for event in _as_caller(access, turn.events()):
+        if event.kind == "text":
+            yield _chunk(turn_id, model, {"content": event.text})
+        elif event.kind == "tool":
+            yield _chunk(turn_id, model, {}, fhirhub={"tool": event.data})
+        elif event.kind == "client_tools":
+            calls = [
+                {
+                    "index": n,
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for n, c in enumerate(event.data["calls"])
+            ]
+            yield _chunk(turn_id, model, {"tool_calls": calls}, finish="tool_calls")
+        elif event.kind == "end":
+            if event.text:
                 yield _chunk(turn_id, model, {"content": event.text})
-            elif event.kind == "tool":
-                yield _chunk(turn_id, model, {}, fhirhub={"tool": event.data})
-            elif event.kind == "client_tools":
-                calls = [
-                    {
-                        "index": n,
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-                    }
-                    for n, c in enumerate(event.data["calls"])
-                ]
-                yield _chunk(turn_id, model, {"tool_calls": calls}, finish="tool_calls")
-            elif event.kind == "end":
-                if event.text:
-                    yield _chunk(turn_id, model, {"content": event.text})
-                yield _chunk(turn_id, model, {}, finish="stop", fhirhub=event.data)
-        yield b"data: [DONE]\n\n"
+            yield _chunk(turn_id, model, {}, finish="stop", fhirhub=event.data)
+    yield b"data: [DONE]\n\n"

@@ -56,11 +56,19 @@ class Redactor:
             text = pattern.sub(placeholder, text)
         return text
 
+    def _call(self, call: dict[str, Any]) -> dict[str, Any]:
+        function = dict(call.get("function") or {})
+        if isinstance(function.get("arguments"), str):
+            function["arguments"] = self.text(function["arguments"])
+        return {**call, "function": function}
+
     def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         redacted = []
         for message in messages:
             copy = dict(message)
             if isinstance(copy.get("content"), str):
                 copy["content"] = self.text(copy["content"])
+            if copy.get("tool_calls"):
+                copy["tool_calls"] = [self._call(call) for call in copy["tool_calls"]]
             redacted.append(copy)
         return redacted

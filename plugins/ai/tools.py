@@ -81,7 +81,7 @@ def fhir_read(ctx: ToolContext, resource_type: str, id: str) -> ToolResult:
 def search_documents(ctx: ToolContext, query: str) -> ToolResult:
     sources = index_of(ctx.hub).search(str(query)[:500], ctx.access, ctx.patient, ctx.top_k)
     return ToolResult(
-        {"query": query, "chunks": [{"citation": s.citation, "text": s.text} for s in sources]},
+        {"chunks": [{"citation": s.citation, "text": s.text} for s in sources]},
         [s.reference for s in sources],
         sources,
     )

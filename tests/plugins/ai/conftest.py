@@ -250,3 +250,19 @@ def model_client(
         client.hub = hub  # type: ignore[attr-defined]
         yield client
     hub.close()
+
+
+@pytest.fixture
+def served_hub(sqlite_url: str, tmp_path: Path, model: tuple[str, Script]) -> Iterator[str]:
+    """The assistant (with the scripted model) served over real HTTP; yields the base URL."""
+    from tests.security.rest_world import served
+
+    base, _script = model
+    hub = build(sqlite_url, tmp_path, base_url=base, model="scripted", external=True)
+    try:
+        with served(hub) as url:
+            seed(hub)
+            settle(hub)
+            yield url
+    finally:
+        hub.close()
