@@ -54,6 +54,38 @@ def register_routes(hub: Hub) -> list[APIRouter]:
 
 
 @hookimpl
+def shutdown(hub: Hub) -> None:
+    from .mcp_server import _endpoints
+
+    if (endpoint := _endpoints.pop(hub)) is not None:
+        endpoint.close()
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    @cli.command("ai-mcp")  # type: ignore[untyped-decorator]
+    def mcp_stdio(
+        tenant: str | None = None,
+        patient: str | None = None,
+        all_tenants: bool = False,
+        db: str | None = None,
+    ) -> None:
+        """Serve the hub as an MCP server over stdin/stdout, as the system for TENANT
+        (--patient: one patient only; --all-tenants: every tenant, for an administrator)."""
+        from fhirhub.sdk import Access, command_hub, system_for
+
+        from .mcp_server import run_stdio
+
+        if tenant is None and not all_tenants:
+            raise SystemExit("Name the tenant (--tenant ORG) or pass --all-tenants")
+        access = system_for(tenant)
+        if patient is not None:
+            access = Access("system", tenant=tenant, patient=patient)
+        with command_hub(db=db) as hub:
+            run_stdio(hub, access, patient)
+
+
+@hookimpl
 def public_paths(hub: Hub) -> list[str]:
     from .ui import PAGE
 

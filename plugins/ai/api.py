@@ -150,6 +150,12 @@ def router(hub: Hub) -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(run))
 
+    @routes.api_route("/mcp", methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    async def mcp(request: Request) -> Any:
+        from .mcp_server import AsgiPassThrough, endpoint_of
+
+        return AsgiPassThrough(endpoint_of(hub))
+
     return routes
 
 
