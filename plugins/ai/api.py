@@ -95,6 +95,7 @@ def router(hub: Hub) -> APIRouter:
             "provider": "openai-compatible" if settings.model_configured() else "extractive",
             "external": settings.is_external() if settings.model_configured() else False,
             "indexed_chunks": len(index_of(hub).bm25),
+            "indexed_resources": index_of(hub).bm25.resources(),
         }
 
     @routes.post("/v1/retrieve")

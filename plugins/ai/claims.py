@@ -25,6 +25,11 @@ _DRUGS_FILE = Path(__file__).resolve().parent / "data" / "drug_names.txt"
 _TAKES = re.compile(
     r"\b(takes?|taking|is on|are on|on|prescribed|receiv(es|ing)|uses?|using|started)\b", re.I
 )
+_NOT_CURRENT = re.compile(
+    r"\b(stopped|discontinued|previous(ly)?|formerly|history of|no longer|not (on|taking)|"
+    r"was taking|used to|ceased|allerg\w*)\b",
+    re.I,
+)
 _NUMBER = re.compile(r"(?<![\d-])(\d+(?:\.\d+)?)(?![\d-])")
 _DATE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _DIAGNOSIS = re.compile(
@@ -83,7 +88,7 @@ def check_sentence(sentence: str, facts: RecordFacts | None) -> tuple[str, list[
     """The sentence as it may be shown, and what was found wrong with it."""
     findings: list[Finding] = []
     if facts is not None:
-        if _TAKES.search(sentence):
+        if _TAKES.search(sentence) and not _NOT_CURRENT.search(sentence):
             for drug in sorted(_drugs_in(sentence, facts)):
                 if not any(drug in name for name in facts.active_medications):
                     findings.append(

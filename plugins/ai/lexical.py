@@ -83,6 +83,10 @@ class Bm25Index:
     def __len__(self) -> int:
         return len(self._lengths)
 
+    def resources(self) -> int:
+        """How many resources have chunks in the index."""
+        return len(self._by_resource)
+
     def clear(self) -> None:
         with self._lock:
             self.__init__()  # type: ignore[misc]
