@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from fhirhub.sdk import Consumer, Hub, hookimpl
+from fhirhub.sdk import Consumer, Hub, WriteContext, hookimpl
 
 from .settings import PLUGIN_NAME, settings_of
 
@@ -51,6 +51,13 @@ def register_routes(hub: Hub) -> list[APIRouter]:
     from . import api, ui
 
     return [api.router(hub), ui.router()]
+
+
+@hookimpl
+def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
+    from .drafts import guard_write
+
+    guard_write(resource, context)
 
 
 @hookimpl

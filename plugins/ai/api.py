@@ -151,6 +151,23 @@ def router(hub: Hub) -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(run))
 
+    @routes.post("/v1/drafts", status_code=201)
+    def new_draft(body: dict[str, Any]) -> dict[str, Any]:
+        """A draft note from a stored answer: ``{"answer": "Communication/ID", "title"?}``."""
+        from .drafts import create_draft
+
+        answer = body.get("answer")
+        if not isinstance(answer, str):
+            raise invalid("'answer' must be a reference to the assistant's Communication")
+        title = body.get("title")
+        return create_draft(hub, answer, str(title) if title else None)
+
+    @routes.post("/v1/drafts/{draft_id}/sign")
+    def sign(draft_id: str) -> dict[str, Any]:
+        from .drafts import sign_draft
+
+        return sign_draft(hub, draft_id)
+
     @routes.api_route("/mcp", methods=["GET", "POST", "DELETE"], include_in_schema=False)
     async def mcp(request: Request) -> Any:
         from .mcp_server import AsgiPassThrough, endpoint_of
