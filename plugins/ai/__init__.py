@@ -85,11 +85,19 @@ def register_commands(cli: Any) -> None:
 
         if tenant is None and not all_tenants:
             raise SystemExit("Name the tenant (--tenant ORG) or pass --all-tenants")
+        import sys
+
         access = system_for(tenant)
         if patient is not None:
             access = Access("system", tenant=tenant, patient=patient)
-        with command_hub(db=db) as hub:
-            run_stdio(hub, access, patient)
+        protocol = sys.stdout
+        sys.stdout = sys.stderr  # stdout carries the protocol: nothing else may print there
+        try:
+            with command_hub(db=db) as hub:
+                sys.stdout = protocol
+                run_stdio(hub, access, patient)
+        finally:
+            sys.stdout = protocol
 
 
 @hookimpl

@@ -150,7 +150,7 @@ class ChatTurn:
     def _last_user(self) -> dict[str, Any]:
         for message in reversed(self.request.messages):
             if message.get("role") == "user":
-                return message
+                return dict(message)
         raise invalid("The conversation has no user message")
 
     def _context(self, question: str) -> list[dict[str, Any]]:

@@ -109,10 +109,10 @@ def check_sentence(sentence: str, facts: RecordFacts | None) -> tuple[str, list[
     claim = _DIAGNOSIS.search(sentence)
     if claim and not _SOFT.search(sentence):
         what = claim["what"].strip().rstrip(".").lower()
-        recorded = facts is not None and any(
+        on_record = facts is not None and any(
             what in c or c in what for c in facts.active_conditions if c
         )
-        if not recorded:
+        if not on_record:
             findings.append(
                 Finding("diagnosis-as-fact", sentence, f"'{what}' is not an active Condition")
             )

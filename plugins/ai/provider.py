@@ -62,15 +62,16 @@ class OpenAIProvider:
             timeout=settings.timeout_s,
             max_retries=1,
         )
+        # Messages and tools are plain dicts in the wire format (they come from clients and
+        # from the hub's tools), not the library's TypedDicts.
+        self._completions: Any = self._client.chat.completions
 
     def turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
         import openai
 
         try:
-            response = self._client.chat.completions.create(
-                model=self.name,
-                messages=messages,  # type: ignore[arg-type]
-                **({"tools": tools} if tools else {}),  # type: ignore[arg-type]
+            response = self._completions.create(
+                model=self.name, messages=messages, **({"tools": tools} if tools else {})
             )
         except openai.OpenAIError as error:
             raise ModelUnavailable(str(error)) from error
@@ -108,11 +109,11 @@ class OpenAIProvider:
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         try:
-            chunks = self._client.chat.completions.create(
+            chunks = self._completions.create(
                 model=self.name,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 stream=True,
-                **({"tools": tools} if tools else {}),  # type: ignore[arg-type]
+                **({"tools": tools} if tools else {}),
             )
             for chunk in chunks:
                 if not chunk.choices:

@@ -87,3 +87,46 @@ def test_patient_summary_resource_and_ask(mcp_url: str) -> None:
     assert "Diabetes mellitus type 2" in text and "metformin" in text
     answer = call(mcp_url, "clin-a", "ask", {"question": "latest potassium?", "patient": "pa1"})
     assert "Observation/k2" in answer["sources"]
+
+
+@pytest.mark.slow
+def test_stdio_server_for_one_tenant(sqlite_url: str, tmp_path: Any) -> None:
+    """``fhirhub ai-mcp --tenant org-a`` as a subprocess, driven by the SDK's stdio client."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from mcp import StdioServerParameters
+
+    from tests.plugins.ai.conftest import build, seed, settle
+
+    hub = build(sqlite_url, tmp_path)
+    from fastapi.testclient import TestClient
+
+    from fhirhub.core.http.app import create_app
+
+    with TestClient(create_app(hub=hub)):
+        seed(hub)
+        settle(hub)
+    hub.close()
+    repo = str(Path(__file__).parents[3])
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "fhirhub.core.cli", "ai-mcp", "--tenant", "org-a", "--db", sqlite_url],
+        env={**os.environ, "PYTHONPATH": repo, "FHIRHUB_DATA_DIR": str(tmp_path)},
+    )
+
+    async def run() -> tuple[Any, Any]:
+        async with Client(params) as client:
+            found = await client.call_tool(
+                "fhir_search_tool", {"resource_type": "Observation", "params": {}}
+            )
+            passages = await client.call_tool(
+                "search_documents_tool", {"query": "zebrafish calcium gluconate"}
+            )
+            return found.structured_content, passages.structured_content
+
+    found, passages = asyncio.run(run())
+    assert "Observation/k2" in found["references"]
+    assert "Observation/kb" not in found["references"]
+    assert passages["references"] == ["DocumentReference/g1"]
