@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,7 +163,7 @@ class ChatTurn:
         messages.extend(m for m in self.request.messages if m.get("role") != "system")
         calls: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
-        for number, routed in enumerate(route(question)):
+        for number, routed in enumerate(route(question, self._pathway_words(question))):
             call_id = f"route-{number}"
             result = self._run(routed.tool, routed.arguments, why=routed.why)
             calls.append(
@@ -178,6 +179,19 @@ class ChatTurn:
         messages.append({"role": "assistant", "content": None, "tool_calls": calls})
         messages.extend(results)
         return messages
+
+    def _pathway_words(self, question: str) -> list[str]:
+        """Words naming the available pathways ("hyperkalaemia"), when the question asks
+        for a pathway at all."""
+        if not any(w in question.lower() for w in ("pathway", "protocol", "algorithm", "tree")):
+            return []
+        from .pathways import available
+
+        words: list[str] = []
+        for plan in available(self.ctx):
+            title = str(plan.get("title") or plan.get("name") or "").lower()
+            words.extend(w for w in re.findall(r"[a-z]{5,}", title) if w != "pathway")
+        return words
 
     def _run(self, name: str, arguments: dict[str, Any], *, why: str = "") -> ToolResult:
         result = call_tool(self.ctx, name, arguments)

@@ -161,6 +161,13 @@ class ExtractiveProvider:
                 result = json.loads(message.get("content") or "{}")
             except json.JSONDecodeError:
                 continue
+            for step in result.get("recommendations") or []:
+                lines.append(
+                    f"{result.get('title')} (version {result.get('version')}): "
+                    f"{step['title']}: {step['description']}"
+                )
+            if result.get("trace") is not None and not result.get("recommendations"):
+                lines.append(f"{result.get('title')}: no action applies (inputs missing?)")
             for entry in result.get("entries") or []:
                 lines.append(f"{entry['summary']} [{entry['reference']}]")
             for chunk in (result.get("chunks") or [])[:3]:

@@ -54,10 +54,20 @@ def lab_named(text: str) -> str | None:
     return None
 
 
-def route(question: str) -> list[Route]:
-    """The tool calls a question's patterns ask for (the retrieval fallback included)."""
+_PATHWAY = re.compile(r"\b(pathway|protocol|algorithm|decision tree)\b")
+
+
+def route(question: str, pathway_names: list[str] | None = None) -> list[Route]:
+    """The tool calls a question's patterns ask for (the retrieval fallback included).
+    ``pathway_names``: lower-case words naming the available pathways."""
     text = question.lower()
     routes: list[Route] = []
+    if _PATHWAY.search(text):
+        named = next((n for n in pathway_names or [] if n and n in text), None)
+        if named is not None:
+            routes.append(Route("run_pathway", {"name": named}, f"the {named} pathway"))
+        else:
+            routes.append(Route("list_pathways", {}, "pathways available"))
     lab = lab_named(text)
     if lab is not None:
         codes = ",".join(f"http://loinc.org|{code}" for code in LAB_CODES[lab])

@@ -87,6 +87,30 @@ def search_documents(ctx: ToolContext, query: str) -> ToolResult:
     )
 
 
+def run_pathway(ctx: ToolContext, name: str) -> ToolResult:
+    from . import pathways
+
+    plan = pathways.find(ctx, name)
+    result = pathways.run(ctx, plan)
+    refs = [i["reference"] for i in result["inputs"].values() if i["reference"]]
+    if (plan.get("meta") or {}).get("versionId"):
+        refs.insert(0, result["pathway"])  # a stored PlanDefinition (the examples are not)
+    return ToolResult(result, refs)
+
+
+def list_pathways(ctx: ToolContext) -> ToolResult:
+    from . import pathways
+
+    return ToolResult(
+        {
+            "pathways": [
+                {"name": p.get("name"), "title": p.get("title"), "version": p.get("version")}
+                for p in pathways.available(ctx)
+            ]
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -143,6 +167,23 @@ TOOLS: dict[str, Tool] = {
                 "required": ["query"],
             },
             search_documents,
+        ),
+        Tool(
+            "list_pathways",
+            "List the decision pathways (PlanDefinitions) that run_pathway can run.",
+            {"type": "object", "properties": {}},
+            list_pathways,
+        ),
+        Tool(
+            "run_pathway",
+            "Run a decision pathway for the patient deterministically; returns the inputs, "
+            "the trace of every condition and the recommendations.",
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "required": ["name"],
+            },
+            run_pathway,
         ),
     )
 }

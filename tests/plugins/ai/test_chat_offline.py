@@ -83,3 +83,21 @@ def test_malformed_requests_are_400(offline_client: TestClient) -> None:
 def test_unauthenticated_is_401(offline_client: TestClient) -> None:
     response = offline_client.post(CHAT, json={"messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 401
+
+
+def test_pathway_runs_deterministically_with_its_trace(offline_client: TestClient) -> None:
+    answer = ask(offline_client, "clin-a", "Run the hyperkalaemia pathway", patient="pa1")
+    content = answer["choices"][0]["message"]["content"]
+    assert "Potassium 5.5 mmol/L or below" in content
+    tool = answer["fhirhub"]["tools"][0]
+    assert tool["name"] == "run_pathway" and tool["references"] == ["Observation/k2"]
+    # Another patient's chart is never an input: pb1's 6.3 is org-b's.
+    other = ask(offline_client, "clin-b", "Run the hyperkalaemia pathway", patient="pb1")
+    assert "Potassium above 6.0 up to 6.5 mmol/L" in other["choices"][0]["message"]["content"]
+
+
+def test_shipped_pathways_are_valid_plan_definitions() -> None:
+    from fhirhub.plugins.ai.pathways import example_pathways
+
+    for plan in example_pathways():
+        assert validation_issues(plan) == []
