@@ -34,7 +34,7 @@ from .record import prompt_hash, write_exchange
 from .redact import Redactor
 from .router import route
 from .settings import AiSettings
-from .tools import TOOLS, ToolContext, ToolResult, call_tool
+from .tools import ToolContext, ToolResult, call_tool, offered
 
 log = logging.getLogger("fhirhub.ai")
 
@@ -219,7 +219,7 @@ class ChatTurn:
         return Redactor(patient).messages(messages)
 
     def _model(self, messages: list[dict[str, Any]], facts: RecordFacts | None) -> Iterator[Event]:
-        hub_tools = [tool.openai_schema() for tool in TOOLS.values()]
+        hub_tools = [tool.openai_schema() for tool in offered(self.hub)]
         client_names = {
             str((t.get("function") or {}).get("name")) for t in self.request.client_tools
         }

@@ -32,6 +32,12 @@ class AiSettings(PluginSettings):
     top_k: int = 5
     #: Characters per retrieval chunk.
     chunk_chars: int = 700
+    #: NCBI E-utilities (``https://eutils.ncbi.nlm.nih.gov/entrez/eutils``); unset: no PubMed tool.
+    pubmed_base_url: str | None = None
+    #: ClinicalTrials.gov API v2 (``https://clinicaltrials.gov/api/v2``); unset: no trials tool.
+    clinicaltrials_base_url: str | None = None
+    #: MedlinePlus Connect (``https://connect.medlineplus.gov/service``); unset: no tool.
+    medlineplus_base_url: str | None = None
     #: Keep the retrieval index in step with the store (a consumer of the version log).
     index: bool = True
 

@@ -111,6 +111,58 @@ def list_pathways(ctx: ToolContext) -> ToolResult:
     )
 
 
+def _outbound_terms(ctx: ToolContext, text: str) -> str:
+    """Search terms as they may leave the hub: the patient's identifiers removed."""
+    from .redact import Redactor
+
+    patient = None
+    if ctx.patient:
+        try:
+            with acting_as(ctx.access):
+                patient = read(ctx.hub, "Patient", ctx.patient)
+        except FhirError:
+            patient = None
+    return Redactor(patient).text(str(text))[:300]
+
+
+def pubmed_search(ctx: ToolContext, query: str) -> ToolResult:
+    from .literature import pubmed
+    from .settings import settings_of
+
+    base = settings_of(ctx.hub).pubmed_base_url
+    if not base:
+        raise invalid("PubMed is not configured")
+    return ToolResult({"articles": pubmed(base, _outbound_terms(ctx, query))})
+
+
+def trials_search(ctx: ToolContext, query: str) -> ToolResult:
+    from .literature import clinical_trials
+    from .settings import settings_of
+
+    base = settings_of(ctx.hub).clinicaltrials_base_url
+    if not base:
+        raise invalid("ClinicalTrials.gov is not configured")
+    return ToolResult({"studies": clinical_trials(base, _outbound_terms(ctx, query))})
+
+
+def medlineplus_lookup(ctx: ToolContext, code: str, system: str = "icd10") -> ToolResult:
+    from .literature import medlineplus
+    from .settings import settings_of
+
+    base = settings_of(ctx.hub).medlineplus_base_url
+    if not base:
+        raise invalid("MedlinePlus Connect is not configured")
+    return ToolResult({"topics": medlineplus(base, _outbound_terms(ctx, code), system)})
+
+
+#: Tool name -> the setting that must be set for the tool to be offered.
+NEEDS_SETTING = {
+    "pubmed_search": "pubmed_base_url",
+    "trials_search": "clinicaltrials_base_url",
+    "medlineplus_lookup": "medlineplus_base_url",
+}
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -185,14 +237,49 @@ TOOLS: dict[str, Tool] = {
             },
             run_pathway,
         ),
+        Tool(
+            "pubmed_search",
+            "Search PubMed (NCBI) for articles; send search terms only, never patient details.",
+            {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+            pubmed_search,
+        ),
+        Tool(
+            "trials_search",
+            "Search ClinicalTrials.gov for studies; send search terms only.",
+            {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+            trials_search,
+        ),
+        Tool(
+            "medlineplus_lookup",
+            "Patient-education topics from MedlinePlus for a code (system: icd10, snomed, "
+            "rxnorm or loinc).",
+            {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "system": {"type": "string"}},
+                "required": ["code"],
+            },
+            medlineplus_lookup,
+        ),
     )
 }
+
+
+def offered(hub: Hub) -> list[Tool]:
+    """The tools this hub offers: the literature tools only when configured."""
+    from .settings import settings_of
+
+    settings = settings_of(hub)
+    return [
+        tool
+        for tool in TOOLS.values()
+        if tool.name not in NEEDS_SETTING or getattr(settings, NEEDS_SETTING[tool.name])
+    ]
 
 
 def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> ToolResult:
     """Run one tool; a refusal or bad argument becomes the tool's answer, not a failure of the
     whole conversation (the model is told, and may try something else)."""
-    tool = TOOLS.get(name)
+    tool = next((t for t in offered(ctx.hub) if t.name == name), None)
     if tool is None:
         return ToolResult({"error": f"unknown tool {name!r}"})
     try:
