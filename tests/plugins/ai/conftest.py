@@ -204,7 +204,7 @@ def seed(hub: Hub) -> None:
 
 def build(sqlite_url: str, tmp_path: Path, **ai: Any) -> Hub:
     settings = make_settings(
-        sqlite_url, tmp_path, auth="on", listeners=False, plugin_config={"ai": ai}
+        sqlite_url, tmp_path, auth="on", listeners=False, plugins="ai", plugin_config={"ai": ai}
     )
     return build_hub(settings, extra_plugins=[HeaderCallers()])
 

@@ -113,7 +113,12 @@ def test_stdio_server_for_one_tenant(sqlite_url: str, tmp_path: Any) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "fhirhub.core.cli", "ai-mcp", "--tenant", "org-a", "--db", sqlite_url],
-        env={**os.environ, "PYTHONPATH": repo, "FHIRHUB_DATA_DIR": str(tmp_path)},
+        env={
+            **os.environ,
+            "PYTHONPATH": repo,
+            "FHIRHUB_DATA_DIR": str(tmp_path),
+            "FHIRHUB_PLUGINS": "ai",
+        },
     )
 
     async def run() -> tuple[Any, Any]:
