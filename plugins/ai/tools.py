@@ -7,11 +7,22 @@ become the answer's sources.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhirhub.sdk import Access, FhirError, Hub, acting_as, forbidden, invalid, read, search
+from fhirhub.sdk import (
+    Access,
+    FhirError,
+    Hub,
+    acting_as,
+    call_hook,
+    forbidden,
+    invalid,
+    read,
+    search,
+)
 
 from .index import Source, index_of
 from .render import INDEXED_TYPES, patient_of, summary_line
@@ -265,15 +276,45 @@ TOOLS: dict[str, Tool] = {
 
 
 def offered(hub: Hub) -> list[Tool]:
-    """The tools this hub offers: the literature tools only when configured."""
+    """The tools this hub offers: its own (the literature tools only when configured), then
+    those other plugins contribute through the ``ai_tools`` hook."""
     from .settings import settings_of
 
     settings = settings_of(hub)
-    return [
+    own = [
         tool
         for tool in TOOLS.values()
         if tool.name not in NEEDS_SETTING or getattr(settings, NEEDS_SETTING[tool.name])
     ]
+    names = {tool.name for tool in own}
+    for _plugin, specs in call_hook(hub, "ai_tools", hub=hub):
+        for spec in specs if isinstance(specs, list) else [specs]:
+            tool = _contributed(spec)
+            if tool is not None and tool.name not in names:
+                own.append(tool)
+                names.add(tool.name)
+    return own
+
+
+def _contributed(spec: Any) -> Tool | None:
+    """A tool of another plugin (the ``ai_tools`` hook's contract), or None when malformed."""
+    if not isinstance(spec, dict) or not callable(spec.get("run")):
+        return None
+    name = str(spec.get("name") or "")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
+        return None
+    run = spec["run"]
+
+    def call(ctx: ToolContext, **arguments: Any) -> ToolResult:
+        with acting_as(ctx.access):
+            result = run(arguments, ctx.patient)
+        if not isinstance(result, dict):
+            raise invalid(f"The tool {name} answered something other than a JSON object")
+        references = [str(r) for r in result.get("references") or []]
+        return ToolResult(result, references)
+
+    parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name, str(spec.get("description") or name), parameters, call)
 
 
 def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> ToolResult:

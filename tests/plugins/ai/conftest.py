@@ -202,11 +202,11 @@ def seed(hub: Hub) -> None:
             tx.update(resource)
 
 
-def build(sqlite_url: str, tmp_path: Path, **ai: Any) -> Hub:
+def build(sqlite_url: str, tmp_path: Path, *extra: object, **ai: Any) -> Hub:
     settings = make_settings(
         sqlite_url, tmp_path, auth="on", listeners=False, plugins="ai", plugin_config={"ai": ai}
     )
-    return build_hub(settings, extra_plugins=[HeaderCallers()])
+    return build_hub(settings, extra_plugins=[HeaderCallers(), *extra])
 
 
 def settle(hub: Hub) -> None:
