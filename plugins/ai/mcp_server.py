@@ -35,7 +35,15 @@ from .chat import ChatRequest, ChatTurn
 from .provider import provider_for
 from .render import summary_line
 from .settings import settings_of
-from .tools import ToolContext, ToolResult, fhir_read, fhir_search, search_documents
+from .tools import (
+    ToolContext,
+    ToolResult,
+    call_tool,
+    fhir_read,
+    fhir_search,
+    offered,
+    search_documents,
+)
 
 #: The types a patient summary lists, in this order.
 SUMMARY_TYPES = ("Condition", "MedicationRequest", "AllergyIntolerance", "Observation")
@@ -98,6 +106,25 @@ def build_server(hub: Hub, fixed: Access | None = None, patient: str | None = No
     @server.tool(description="Retrieve cited passages of the record and guideline documents.")
     def search_documents_tool(query: str, patient: str | None = None) -> dict[str, Any]:
         return guarded(lambda: _result(search_documents(context(patient), query)))
+
+    @server.tool(
+        description="Run any tool the assistant offers (decision pathways, the literature "
+        "tools when configured, other plugins' scores and lookups) by name."
+    )
+    def run_tool(
+        name: str, arguments: dict[str, Any] | None = None, patient: str | None = None
+    ) -> dict[str, Any]:
+        return guarded(lambda: _result(call_tool(context(patient), name, arguments or {})))
+
+    @server.resource(
+        "fhirhub://tools",
+        description="The tools run_tool can run, with their JSON Schemas",
+        mime_type="application/json",
+    )
+    def tool_list() -> str:
+        import json
+
+        return json.dumps([tool.openai_schema()["function"] for tool in offered(hub)])
 
     @server.tool(description="Ask the hub's assistant; the answer lists its sources.")
     def ask(question: str, patient: str | None = None) -> dict[str, Any]:

@@ -87,6 +87,14 @@ def test_patient_summary_resource_and_ask(mcp_url: str) -> None:
     assert "Diabetes mellitus type 2" in text and "metformin" in text
     answer = call(mcp_url, "clin-a", "ask", {"question": "latest potassium?", "patient": "pa1"})
     assert "Observation/k2" in answer["sources"]
+    pathway = call(
+        mcp_url,
+        "clin-a",
+        "run_tool",
+        {"name": "run_pathway", "arguments": {"name": "hyperkalaemia"}, "patient": "pa1"},
+    )
+    assert pathway["recommendations"][0]["title"] == "Potassium 5.5 mmol/L or below"
+    assert pathway["references"] == ["Observation/k2"]
 
 
 @pytest.mark.slow
