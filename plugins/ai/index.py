@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, delete, insert, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
 
 from fhirhub.sdk import (
     Access,
@@ -35,6 +46,7 @@ from .chunking import Chunk, chunks_of
 from .lexical import Bm25Index, Hit, Scope
 from .render import INDEXED_TYPES, decode_base64
 from .settings import settings_of
+from .vectors import VectorIndex, embedder_for, from_bytes, fuse, to_bytes
 
 log = logging.getLogger("fhirhub.ai")
 
@@ -48,6 +60,7 @@ ai_chunk = Table(
     Column("tenant", String(64), nullable=True, index=True),
     Column("patient", String(64), nullable=True),
     Column("text", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=True),
 )
 ai_index_state = Table(
     "ai_index_state",
@@ -93,6 +106,8 @@ class DocumentIndex:
         self.db = PluginDatabase(hub, metadata)
         self.chunk_chars = settings_of(hub).chunk_chars
         self.bm25 = Bm25Index()
+        self.vectors = VectorIndex()
+        self.embedder = embedder_for(settings_of(hub))
         self._generation = -1
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -108,6 +123,8 @@ class DocumentIndex:
         if not latest:
             return
         replaced = {key: self._chunks(version) for key, version in latest.items()}
+        every = [c for chunks in replaced.values() for c in chunks]
+        vectors = self._embed(every)
         rows = [
             {
                 "resource_type": c.resource_type,
@@ -116,9 +133,9 @@ class DocumentIndex:
                 "tenant": c.tenant,
                 "patient": c.patient,
                 "text": c.text,
+                "vector": to_bytes(vectors[n]) if vectors is not None else None,
             }
-            for chunks in replaced.values()
-            for c in chunks
+            for n, c in enumerate(every)
         ]
         with self._lock, self.db.begin() as conn:
             for resource_type in {key[0] for key in replaced}:
@@ -133,8 +150,24 @@ class DocumentIndex:
             if rows:
                 conn.execute(insert(ai_chunk), rows)
             self._generation = self._bump(conn)
+            position = 0
             for (resource_type, resource_id), chunks in replaced.items():
                 self.bm25.replace(resource_type, resource_id, chunks)
+                if vectors is not None:
+                    pairs = [(c, vectors[position + n]) for n, c in enumerate(chunks)]
+                    self.vectors.replace(resource_type, resource_id, pairs)
+                position += len(chunks)
+
+    def _embed(self, chunks: list[Chunk]) -> Any:
+        """The chunks' vectors, or None (no endpoint, or it failed: the chunks are indexed
+        for lexical search only, and ``fhirhub replay`` adds their vectors later)."""
+        if self.embedder is None or not chunks:
+            return None
+        try:
+            return self.embedder.embed([c.text for c in chunks])
+        except Exception as error:  # noqa: BLE001 - any failure of the endpoint
+            log.warning("Embeddings unavailable, indexing lexically only: %s", error)
+            return None
 
     def _chunks(self, version: StoredVersion) -> list[Chunk]:
         if version.deleted or version.content is None:
@@ -170,6 +203,7 @@ class DocumentIndex:
             conn.execute(delete(ai_chunk))
             self._generation = self._bump(conn)
             self.bm25.clear()
+            self.vectors.clear()
 
     def _refresh(self, force: bool = False) -> None:
         """Reload from the table when another process changed it (module docstring)."""
@@ -184,21 +218,26 @@ class DocumentIndex:
             generation = int(generation or 0)
             if generation == self._generation and not force:
                 return
-            by_resource: dict[tuple[str, str], list[Chunk]] = {}
+            by_resource: dict[tuple[str, str], list[tuple[Chunk, Any]]] = {}
             for row in conn.execute(select(ai_chunk).order_by(ai_chunk.c.chunk_no)):
+                chunk = Chunk(
+                    row.resource_type,
+                    row.resource_id,
+                    row.chunk_no,
+                    row.tenant,
+                    row.patient,
+                    row.text,
+                )
                 by_resource.setdefault((row.resource_type, row.resource_id), []).append(
-                    Chunk(
-                        row.resource_type,
-                        row.resource_id,
-                        row.chunk_no,
-                        row.tenant,
-                        row.patient,
-                        row.text,
-                    )
+                    (chunk, from_bytes(row.vector) if row.vector is not None else None)
                 )
             self.bm25.clear()
-            for (resource_type, resource_id), chunks in by_resource.items():
-                self.bm25.replace(resource_type, resource_id, chunks)
+            self.vectors.clear()
+            for (resource_type, resource_id), pairs in by_resource.items():
+                self.bm25.replace(resource_type, resource_id, [c for c, _ in pairs])
+                with_vectors = [(c, v) for c, v in pairs if v is not None]
+                if with_vectors:
+                    self.vectors.replace(resource_type, resource_id, with_vectors)
             self._generation = generation
 
     # -- searching ---------------------------------------------------------------------------
@@ -218,7 +257,15 @@ class DocumentIndex:
     def search(self, query: str, access: Access, patient: str | None, k: int) -> list[Source]:
         """The ``k`` best chunks the caller may read (run as the caller)."""
         self._refresh()
-        hits = self.bm25.search(query, self.scopes_for(access, patient), k * 3)
+        scopes = self.scopes_for(access, patient)
+        hits = self.bm25.search(query, scopes, k * 3)
+        if self.embedder is not None:
+            try:
+                vector = self.embedder.embed([query])[0]
+            except Exception as error:  # noqa: BLE001 - lexical results still answer
+                log.warning("Query embedding failed, lexical results only: %s", error)
+            else:
+                hits = fuse(hits, self.vectors.search(vector, scopes, k * 3))
         visible: dict[str, bool] = {}
         sources: list[Source] = []
         with acting_as(access):

@@ -32,6 +32,10 @@ class AiSettings(PluginSettings):
     top_k: int = 5
     #: Characters per retrieval chunk.
     chunk_chars: int = 700
+    #: An OpenAI-compatible embeddings endpoint (``…/v1``) for hybrid retrieval; unset: lexical.
+    embeddings_base_url: str | None = None
+    #: The embedding model name sent to it.
+    embeddings_model: str | None = None
     #: NCBI E-utilities (``https://eutils.ncbi.nlm.nih.gov/entrez/eutils``); unset: no PubMed tool.
     pubmed_base_url: str | None = None
     #: ClinicalTrials.gov API v2 (``https://clinicaltrials.gov/api/v2``); unset: no trials tool.

@@ -30,9 +30,27 @@ class Script:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     default: Reply = field(default_factory=lambda: Reply("I have nothing to add."))
+    embedded: list[str] = field(default_factory=list)
 
     def next(self) -> Reply:
         return self.replies.pop(0) if self.replies else self.default
+
+
+#: The scripted embedding model's one piece of "meaning": these words share a dimension.
+SYNONYMS = {"sugar": "glucose", "sugars": "glucose"}
+DIMENSIONS = 1024
+
+
+def embed(text: str) -> list[float]:
+    """A deterministic bag-of-words vector (words hashed to dimensions, synonyms merged)."""
+    import re
+    import zlib
+
+    vector = [0.0] * DIMENSIONS
+    for word in re.findall(r"[a-z]+", text.lower()):
+        word = SYNONYMS.get(word, word)
+        vector[zlib.crc32(word.encode()) % DIMENSIONS] += 1.0
+    return vector
 
 
 def _completion(reply: Reply, model: str) -> dict[str, Any]:
@@ -108,6 +126,22 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path.rstrip("/").endswith("/embeddings"):
+                inputs = body.get("input")
+                texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                script.embedded.extend(texts)
+                self._json(
+                    {
+                        "object": "list",
+                        "model": body.get("model"),
+                        "data": [
+                            {"object": "embedding", "index": n, "embedding": embed(text)}
+                            for n, text in enumerate(texts)
+                        ],
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    }
+                )
+                return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._json({"error": {"message": "not found"}}, 404)
                 return
