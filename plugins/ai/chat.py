@@ -28,7 +28,7 @@ from . import __version__
 from .claims import AI_LABEL, Finding, check_sentence
 from .facts import RecordFacts, gather
 from .index import Source
-from .policy import check_prompt
+from .policy import check_prompt, is_dose_question
 from .provider import EXTRACTIVE_MODEL, ChatProvider, ModelUnavailable, ToolRequest
 from .record import prompt_hash, write_exchange
 from .redact import Redactor
@@ -119,6 +119,8 @@ class ChatTurn:
         self.references: list[str] = []
         self.findings: list[Finding] = []
         self.tools_run: list[dict[str, Any]] = []
+        #: The last messages sent to the model, exactly (their hash goes in the Provenance).
+        self.sent: list[dict[str, Any]] = []
 
     def _patient(self) -> str | None:
         wanted = self.request.patient
@@ -134,17 +136,22 @@ class ChatTurn:
     # -- the turn ----------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
         question = text_of(self._last_user())
-        facts = gather(self.hub, self.access, self.patient) if self.patient else None
+        # The record's facts serve the dose rule and the claim checks; the extractive
+        # provider only quotes the record, so its answers need no claim check.
+        needs_facts = self.patient is not None and (
+            self.provider.name != EXTRACTIVE_MODEL or is_dose_question(question)
+        )
+        facts = gather(self.hub, self.access, self.patient) if needs_facts else None
         verdict = check_prompt(question, verified_weight=bool(facts and facts.verified_weight))
         if verdict is not None:
             answer = f"{verdict.message}\n\n{AI_LABEL}"
             yield Event("text", answer)
-            yield self._end(question, answer, [], refused=verdict.__dict__)
+            yield self._end(question, answer, refused=verdict.__dict__)
             return
         messages = self._context(question)
         for event in self._model(messages, facts):
             if event.kind == "end":
-                yield self._end(question, event.text, messages, refused=None)
+                yield self._end(question, event.text, refused=None)
             else:
                 yield event
 
@@ -231,9 +238,8 @@ class ChatTurn:
                 turn = None
                 pending = ""
                 answer: list[str] = []
-                for piece in self.provider.stream_turn(
-                    self._outbound(messages), tools, self.request.stream
-                ):
+                self.sent = self._outbound(messages)
+                for piece in self.provider.stream_turn(self.sent, tools, self.request.stream):
                     if isinstance(piece, str):
                         pending += piece
                         ready, pending = _complete_sentences(pending)
@@ -301,7 +307,6 @@ class ChatTurn:
         self,
         question: str,
         answer: str,
-        messages: list[dict[str, Any]],
         *,
         refused: dict[str, Any] | None,
     ) -> Event:
@@ -325,7 +330,7 @@ class ChatTurn:
                 answer=answer + trailer,
                 model=self.provider.name,
                 model_version=__version__,
-                prompt_sha256=prompt_hash(self._outbound(messages) if messages else []),
+                prompt_sha256=prompt_hash(self.sent),
                 sources=references,
             )
             stored = {

@@ -49,6 +49,18 @@ def test_model_calls_a_tool_and_answers(
     assert any("Diabetes mellitus type 2" in m["content"] for m in tool_messages)
     assert "Diabetes" in answer["choices"][0]["message"]["content"]
     assert meta["guardrails"] == []
+    # The Provenance's prompt hash is that of exactly what the model received last.
+    from fhirhub.plugins.ai.record import PROMPT_HASH_SYSTEM, prompt_hash
+
+    provenance = model_client.get(
+        f"/fhir/{meta['record']['provenance']}", headers=as_("clin-a")
+    ).json()
+    hashes = [
+        e["what"]["identifier"]["value"]
+        for e in provenance["entity"]
+        if e["what"].get("identifier", {}).get("system") == PROMPT_HASH_SYSTEM
+    ]
+    assert hashes == [prompt_hash(script.requests[-1]["messages"])]
 
 
 def test_identifiers_never_leave_for_an_external_model(
