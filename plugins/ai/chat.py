@@ -138,10 +138,11 @@ class ChatTurn:
         question = text_of(self._last_user())
         # The record's facts serve the dose rule and the claim checks; the extractive
         # provider only quotes the record, so its answers need no claim check.
-        needs_facts = self.patient is not None and (
+        facts = None
+        if self.patient is not None and (
             self.provider.name != EXTRACTIVE_MODEL or is_dose_question(question)
-        )
-        facts = gather(self.hub, self.access, self.patient) if needs_facts else None
+        ):
+            facts = gather(self.hub, self.access, self.patient)
         verdict = check_prompt(question, verified_weight=bool(facts and facts.verified_weight))
         if verdict is not None:
             answer = f"{verdict.message}\n\n{AI_LABEL}"
