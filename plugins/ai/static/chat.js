@@ -46,7 +46,8 @@ function finish(answer, meta) {
     flag.textContent = `⚠ ${g.rule}: ${g.detail}`;
     answer.appendChild(flag);
   }
-  const refs = [...(meta.sources || []).map((s) => s.citation), ...(meta.references || [])];
+  const cited = (meta.sources || []).map((s) => s.citation);
+  const refs = [...cited, ...(meta.references || []).filter((r) => !cited.some((c) => c.startsWith(`${r}#`)))];
   if (refs.length) {
     const box = document.createElement("div");
     box.className = "sources";
