@@ -3,7 +3,7 @@ with the caller's access, lexical retrieval with citations, deterministic guardr
 and after the model, a Provenance for every answer, and an MCP server (docs/ai.md).
 
 * ``POST /plugins/ai/v1/chat/completions`` and the chat page ``/plugins/ai/ui/`` (``api.py``,
-  ``ui.py``); ``/plugins/ai/mcp`` and ``fhirhub ai-mcp`` (``mcp_server.py``);
+  ``ui.py``); ``/plugins/ai/mcp`` and ``fhirhub ai mcp`` (``mcp_server.py``);
 * the retrieval index, kept in step by the consumer ``ai-index`` (``index.py``).
 """
 
@@ -70,7 +70,12 @@ def shutdown(hub: Hub) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    @cli.command("ai-mcp")  # type: ignore[untyped-decorator]
+    import typer
+
+    group = typer.Typer(help="AI assistant: the MCP server over stdio")
+    cli.add_typer(group, name="ai")
+
+    @group.command("mcp")
     def mcp_stdio(
         tenant: str | None = None,
         patient: str | None = None,

@@ -2,7 +2,7 @@
 
 * Streamable HTTP at ``/plugins/ai/mcp`` (stateless, JSON responses): behind the hub's own
   authentication, so every tool runs with the caller's access (SMART token, tenant, patient);
-* stdio through ``fhirhub ai-mcp --tenant ORG`` for a local client (a desktop assistant): it
+* stdio through ``fhirhub ai mcp --tenant ORG`` for a local client (a desktop assistant): it
   runs as the system *for that tenant* (``--patient`` narrows it to one patient).
 
 Tools: ``fhir_search``, ``fhir_read``, ``fhir_create``, ``search_documents`` and ``ask`` (the

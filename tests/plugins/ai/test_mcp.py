@@ -99,7 +99,7 @@ def test_patient_summary_resource_and_ask(mcp_url: str) -> None:
 
 @pytest.mark.slow
 def test_stdio_server_for_one_tenant(sqlite_url: str, tmp_path: Any) -> None:
-    """``fhirhub ai-mcp --tenant org-a`` as a subprocess, driven by the SDK's stdio client."""
+    """``fhirhub ai mcp --tenant org-a`` as a subprocess, driven by the SDK's stdio client."""
     import os
     import sys
     from pathlib import Path
@@ -120,7 +120,7 @@ def test_stdio_server_for_one_tenant(sqlite_url: str, tmp_path: Any) -> None:
     repo = str(Path(__file__).parents[3])
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "fhirhub.core.cli", "ai-mcp", "--tenant", "org-a", "--db", sqlite_url],
+        args=["-m", "fhirhub.core.cli", "ai", "mcp", "--tenant", "org-a", "--db", sqlite_url],
         env={
             **os.environ,
             "PYTHONPATH": repo,
