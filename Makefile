@@ -30,6 +30,7 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=. $(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy fhirhub

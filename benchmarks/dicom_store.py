@@ -10,7 +10,7 @@ copied to ``--instances`` files with fresh SOP Instance UIDs, 100 instances per 
 series, so every C-STORE adds an instance to an ImagingStudy (the FHIR transaction is part of
 what is measured). Runs: storescp (one association), fhirhub (one association), fhirhub
 (``--associations`` concurrent storescu processes, fresh database). All dcmtk processes get
-``TCP_NODELAY=1`` (DESIGN.md). Also measured: QIDO-RS study search with 1,000 studies stored.
+``TCP_NODELAY=1`` (no Nagle stalls). Also measured: QIDO-RS study search with 1,000 studies stored.
 
 ``--wait-for-fhir`` adds the same two fhirhub runs with ``[plugin.dicom] wait_for_fhir = true``
 (C-STORE answers after the ImagingStudy commit). ``--object-store`` adds two runs storing the

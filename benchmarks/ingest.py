@@ -78,11 +78,17 @@ def main() -> int:
         "--clients", type=int, default=2, help="concurrent HTTP clients posting bundles"
     )
     parser.add_argument("--limit", type=int, default=100, help="number of Synthea bundles")
+    parser.add_argument(
+        "--synthea",
+        type=Path,
+        default=SYNTHEA,
+        help="folder of Synthea transaction Bundles (*.json), e.g. Synthea's output/fhir",
+    )
     args = parser.parse_args()
-    if not SYNTHEA.is_dir():
-        print(f"Synthea data not found at {SYNTHEA}", file=sys.stderr)
+    if not args.synthea.is_dir():
+        print(f"Synthea data not found at {args.synthea} (give --synthea DIR)", file=sys.stderr)
         return 2
-    files = sorted(SYNTHEA.glob("*.json"))[: args.limit]
+    files = sorted(args.synthea.glob("*.json"))[: args.limit]
     bundles = [f.read_bytes() for f in files]
     resources = sum(len(orjson.loads(b)["entry"]) for b in bundles)
     work = Path(tempfile.mkdtemp(prefix="fhirhub-bench-"))

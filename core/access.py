@@ -36,7 +36,7 @@ from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of
 PERMISSIONS = "cruds"
 
 _SCOPE = re.compile(
-    r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>\*|read|write|[cruds]+)(?:\?.*)?$"
+    r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>\*|read|write|[cruds]+)$"
 )
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 
@@ -44,6 +44,9 @@ _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 #: trail is for those who oversee access, not for every clinician with ``user/*.cruds``.
 ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
 ADMIN_ROLES = frozenset({"super_admin", "app_admin", "org_admin"})
+#: The record of who did what: written by the system only (the audit trail, the Provenance of
+#: every write), never created, changed or deleted through a caller's scopes, whatever its role.
+APPEND_ONLY_TYPES = frozenset({"AuditEvent", "Provenance"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,9 @@ class Scope:
     @classmethod
     def parse(cls, text: str) -> Scope | None:
         """The scope, or None for strings that are not resource scopes (``openid``,
-        ``launch/patient``, ``offline_access``...)."""
+        ``launch/patient``, ``offline_access``...). A SMART v2 granular scope with query
+        parameters (``patient/Observation.rs?category=laboratory``) is None too: the hub does
+        not filter by them, and reading it as the whole type would widen it."""
         match = _SCOPE.match(text)
         if match is None:
             return None
@@ -100,6 +105,8 @@ class Access:
         """Whether some scope grants ``permission`` (one of ``cruds``) on ``resource_type``."""
         if self.scopes is None:
             return True
+        if resource_type in APPEND_ONLY_TYPES and permission in ("c", "u", "d"):
+            return False
         if resource_type in ADMIN_ONLY_TYPES and not self.roles & ADMIN_ROLES:
             return any(
                 s.resource_type == resource_type and permission in s.permissions

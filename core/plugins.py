@@ -2,7 +2,8 @@
 
 Built-in features are listed in :data:`DEFAULT_PLUGINS` and registered exactly like plugins
 found through the ``fhirhub.plugins`` entry-point group. ``FHIRHUB_PLUGINS`` (or ``plugins`` in
-the TOML file) is a comma list: names alone form an allow-list, ``-name`` blocks one.
+the TOML file) is a comma list: names alone form an allow-list, ``-name`` blocks one, ``+name``
+adds an opt-in plugin (:data:`OPT_IN_PLUGINS`, the ``hello`` example) to the defaults.
 A plugin that fails to import or whose registration hooks raise is reported and disabled; the
 hub still starts.
 """
@@ -47,6 +48,10 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ai", "fhirhub.plugins.ai"),
 )
 
+#: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,
+#: ``hello,...`` in an allow-list): examples, not features.
+OPT_IN_PLUGINS: frozenset[str] = frozenset({"hello"})
+
 
 @dataclass
 class PluginInfo:
@@ -62,17 +67,22 @@ class PluginInfo:
     scopes: list[str] = field(default_factory=list)
 
 
-def parse_selection(value: str) -> tuple[set[str], set[str]]:
+def parse_selection(value: str) -> tuple[set[str], set[str], set[str]]:
+    """``FHIRHUB_PLUGINS``: ``a,b`` loads only those (and the core), ``-a`` leaves one out,
+    ``+a`` adds an opt-in plugin to the defaults. Returns (allow, block, add)."""
     allow: set[str] = set()
     block: set[str] = set()
+    add: set[str] = set()
     for item in (part.strip() for part in value.split(",")):
         if not item:
             continue
         if item.startswith("-"):
             block.add(item[1:])
+        elif item.startswith("+"):
+            add.add(item[1:])
         else:
             allow.add(item)
-    return allow, block
+    return allow, block, add
 
 
 def make_plugin_manager(
@@ -82,12 +92,14 @@ def make_plugin_manager(
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
     pm.fhirhub_plugin_infos = infos  # type: ignore[attr-defined]
-    allow, block = parse_selection(settings.plugins)
+    allow, block, add = parse_selection(settings.plugins)
 
     def wanted(name: str) -> bool:
         if name in block:
             return False
-        return not allow or name in allow or name.startswith("core")
+        if name in OPT_IN_PLUGINS:
+            return name in allow or name in add
+        return not allow or name in allow or name in add or name.startswith("core")
 
     candidates: list[tuple[str, str, str, Any]] = []
     for name, module_name in DEFAULT_PLUGINS:

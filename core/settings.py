@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     )
     broker: str = Field(default="", description="Celery broker URL (redis:// or amqp://)")
     broker_queue: str = Field(default="fhirhub", description="Celery queue name")
-    plugins: str = Field(default="", description="Comma list: enable only these ('-x' disables x)")
+    plugins: str = Field(
+        default="", description="Comma list: enable only these; -x disables x, +x adds opt-in x"
+    )
     max_body_bytes: int = 32 * 1024 * 1024
     max_bundle_entries: int = Field(
         default=10_000, description="Entries one batch or transaction Bundle may hold (413 past)"

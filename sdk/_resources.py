@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fhirhub.core.hub import Hub
+from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
 from fhirhub.core.settings import PluginSettings, Settings
 from fhirhub.core.settings import plugin_settings as _plugin_settings
@@ -124,4 +124,16 @@ def plugin_settings(
         return dict(settings.plugin_config.get(name, {}))
     if not issubclass(model, PluginSettings):
         raise TypeError("plugin_settings needs a subclass of fhirhub.sdk.PluginSettings")
-    return _plugin_settings(settings, name, model, **flags)
+    if not isinstance(hub, Hub) or flags:
+        return _plugin_settings(settings, name, model, **flags)
+    # Read once per hub: building a settings model (environment, TOML table, validation)
+    # costs ~100 µs, too much for a consumer asking once per committed version.
+    cache = _SETTINGS.setdefault(hub, dict)
+    found = cache.get((name, model))
+    if found is None:
+        found = cache[(name, model)] = _plugin_settings(settings, name, model)
+    return found
+
+
+#: Each hub's plugin settings, by (plugin name, model), as first read.
+_SETTINGS: HubLocal[dict[tuple[str, type[Any]], Any]] = HubLocal("sdk.plugin_settings")

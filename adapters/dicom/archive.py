@@ -9,7 +9,7 @@ the rules hold for all of them:
    directory, or an S3-API object store by URL), whole or not at all;
 3. one FHIR transaction (:func:`mapping.transaction_bundle`) records Patient, Practitioner,
    ServiceRequest, Endpoint and the merged ImagingStudy through the interactions layer, in
-   process (DESIGN.md: adapters never call the hub over HTTP);
+   process (adapters never call the hub over HTTP);
 4. the catalogue row (C-FIND, QIDO, retrieve) says whether FHIR has recorded the instance.
    (A file without a row is harmless: the content store dedupes it.)
 
@@ -41,7 +41,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from fhirhub.adapters.dicom.config import dicom_settings, object_store_url
-from fhirhub.adapters.dicom.content_store import StoreUnavailable, open_content_store
+from fhirhub.adapters.dicom.content_store import StoreUnavailable
+from fhirhub.adapters.dicom.content_stores import open_content_store
 from fhirhub.adapters.dicom.instance_index import InstanceIndex, index_values
 from fhirhub.adapters.dicom.mapping import (
     CurrentStudy,
@@ -129,7 +130,7 @@ class DicomArchive:
     def __init__(self, hub: Hub, root: Path | None = None, *, dicomweb_address: str | None = None):
         self.hub = hub
         self.root = Path(root or Path(hub.settings.data_dir) / "dicom")
-        # Same durability class as the store's SQLite WAL with synchronous=NORMAL (DESIGN.md):
+        # Same durability class as the store's SQLite WAL with synchronous=NORMAL:
         # survives a process kill, not a power loss; ``fsync = true`` buys the latter.
         self.files = open_content_store(
             object_store_url(hub.settings),

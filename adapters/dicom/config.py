@@ -75,7 +75,7 @@ def dicom_settings(settings: Hub | Settings) -> DicomSettings:
 
 
 def object_store_url(settings: Hub | Settings) -> str:
-    """Where the Part 10 files go (:func:`.content_store.open_content_store`):
+    """Where the Part 10 files go (:func:`.content_stores.open_content_store`):
     ``FHIRHUB_DICOM_STORE`` or ``[plugin.dicom] object_store``; empty means the file store
     under ``FHIRHUB_DATA_DIR/dicom/files``. May hold credentials: never log it."""
     return dicom_settings(settings).object_store.strip()

@@ -1,4 +1,5 @@
-"""Where the DICOM Part 10 files live: one small interface, two backends, chosen by URL.
+"""Where the DICOM Part 10 files live: one small interface, two backends, chosen by URL
+(:func:`.content_stores.open_content_store`).
 
 Every instance is kept under the SHA-256 of its bytes (its *digest*), so the same bytes always
 land under the same key, a key never holds other content, and storing an instance twice adds
@@ -9,7 +10,7 @@ this interface, so they work unchanged on either backend:
   under ``FHIRHUB_DATA_DIR/dicom/files`` written with temp + rename;
 * ``s3://bucket/prefix?endpoint=http://host:9000&region=us-east-1``:
   :class:`~.s3_store.S3Store`, objects in any S3-API server (AWS S3, MinIO, Ceph RGW, ...), the
-  scale-out path (DESIGN.md, "Scale-out").
+  scale-out path (several API processes share one archive).
 
 Both give the same guarantee the archive's crash recovery relies on: a key is either absent or
 holds the complete bytes (rename on POSIX, a single PUT on S3), never part of them.
@@ -18,7 +19,6 @@ holds the complete bytes (rename on POSIX, a single PUT on S3), never part of th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO, Protocol
 
 HASH = "sha256"
@@ -82,25 +82,3 @@ class ContentStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_content_store(url: str, default_root: Path, *, fsync: bool = False) -> ContentStore:
-    """The store a URL names: empty for files under ``default_root``, ``file:///path`` for
-    files elsewhere, ``s3://bucket[/prefix]?...`` for an S3-API object store."""
-    from fhirhub.adapters.dicom.file_store import FileStore
-
-    url = url.strip()
-    if not url:
-        return FileStore(default_root, fsync=fsync)
-    scheme = url.partition("://")[0].lower()
-    if scheme == "file":
-        from urllib.parse import unquote, urlsplit
-
-        return FileStore(Path(unquote(urlsplit(url).path)), fsync=fsync)
-    if scheme == "s3":
-        from fhirhub.adapters.dicom.s3_store import S3Store
-
-        return S3Store.from_url(url)
-    raise ValueError(
-        f"DICOM object store URL must start with s3:// or file:// (got scheme {scheme!r})"
-    )

@@ -20,7 +20,7 @@ ARTIM timer of PS3.8 9.1.5) and an association silent for ``idle_timeout`` is ab
 
 Why TCP_NODELAY: a C-STORE exchange is a small request PDU followed by the peer waiting for a
 small response PDU; with Nagle's algorithm on one side and delayed ACK on the other, every
-round trip stalls ~40-90 ms (DESIGN.md, "Network listeners"). It is set on every accepted
+round trip stalls ~40-90 ms (Nagle and delayed ACKs). It is set on every accepted
 socket before the first PDU is read, and on the sockets the node opens as a requestor.
 """
 

@@ -26,15 +26,19 @@ TASK_CODE = {"system": "urn:fhirhub:hl7v2", "code": "dead-letter"}
 PREFIX = "hl7dl-"
 
 
-def dead_letter_id(raw: bytes) -> str:
-    return PREFIX + hashlib.sha256(raw).hexdigest()[:40]
+def dead_letter_id(raw: bytes, tenant: str | None = None) -> str:
+    """The same bytes from the same feed always make the same id; two tenants' feeds never
+    share one (each tenant's dead letters are its own)."""
+    digest = hashlib.sha256(raw if tenant is None else tenant.encode() + b"\x00" + raw)
+    return PREFIX + digest.hexdigest()[:40]
 
 
 def dead_letter_bundle(
-    raw: bytes, *, reason: str, ack_code: str, description: str = ""
+    raw: bytes, *, reason: str, ack_code: str, description: str = "", tenant: str | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The Task id and the transaction Bundle (Binary + Task) recording ``raw``."""
-    key = dead_letter_id(raw)
+    """The Task id and the transaction Bundle (Binary + Task) recording ``raw`` (write it as
+    the system acting for ``tenant``, whose label it then carries)."""
+    key = dead_letter_id(raw, tenant)
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     task: dict[str, Any] = {
         "resourceType": "Task",
@@ -69,10 +73,19 @@ def dead_letter_bundle(
 
 
 def store_dead_letter(
-    hub: Hub, raw: bytes, *, reason: str, ack_code: str, description: str = ""
+    hub: Hub,
+    raw: bytes,
+    *,
+    reason: str,
+    ack_code: str,
+    description: str = "",
+    tenant: str | None = None,
 ) -> str:
-    """Record ``raw`` as a dead letter in its own transaction; returns the Task id."""
-    key, bundle = dead_letter_bundle(raw, reason=reason, ack_code=ack_code, description=description)
+    """Record ``raw`` as a dead letter in its own transaction (with the caller's access: the
+    system acting for ``tenant``); returns the Task id."""
+    key, bundle = dead_letter_bundle(
+        raw, reason=reason, ack_code=ack_code, description=description, tenant=tenant
+    )
     try:
         process_bundle(hub, bundle)
     except Exception as exc:  # the store is unusable: keep the bytes on disk instead

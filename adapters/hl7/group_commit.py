@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from fhirhub.adapters.hl7.processing import MAX_GROUP, Outcome, handle_many
+from fhirhub.adapters.hl7.senders import OPERATOR, Source
 
 if TYPE_CHECKING:
     from fhirhub.adapters.hl7.convert_pool import Prepared
@@ -38,8 +39,9 @@ log = logging.getLogger("fhirhub.hl7.mllp")
 #: Longest wait for the messages of other open connections before a group is committed.
 LINGER_SECONDS = 0.002
 
-#: (raw message, its conversion by a worker process or None, the outcome's future)
-_Job = tuple[bytes, "Prepared | None", "Future[Outcome]"]
+#: (raw message, its conversion by a worker process or None, where it came from, the
+#: outcome's future)
+_Job = tuple[bytes, "Prepared | None", Source, "Future[Outcome]"]
 
 
 class GroupCommitter:
@@ -77,10 +79,12 @@ class GroupCommitter:
         self._thread.join(timeout)
         self._thread = None
 
-    def submit(self, raw: bytes, prepared: Prepared | None = None) -> Future[Outcome]:
+    def submit(
+        self, raw: bytes, prepared: Prepared | None = None, source: Source = OPERATOR
+    ) -> Future[Outcome]:
         """Queue ``raw`` (with its conversion by a worker process, if one was started)."""
         future: Future[Outcome] = Future()
-        self._queue.put((raw, prepared, future))
+        self._queue.put((raw, prepared, source, future))
         return future
 
     def _run(self) -> None:
@@ -112,15 +116,18 @@ class GroupCommitter:
     def _commit(self, jobs: list[_Job]) -> None:
         try:
             outcomes = handle_many(
-                self.hub, [raw for raw, _, _ in jobs], prepared=[p for _, p, _ in jobs]
+                self.hub,
+                [raw for raw, _, _, _ in jobs],
+                prepared=[p for _, p, _, _ in jobs],
+                sources=[source for _, _, source, _ in jobs],
             )
         except BaseException as error:  # handle_many answers failures itself; this is a bug
             log.exception("HL7 group of %d messages failed", len(jobs))
-            for _, _, future in jobs:
+            for _, _, _, future in jobs:
                 future.set_exception(error)
             return
         self.groups += 1
         self.messages += len(jobs)
         self.largest_group = max(self.largest_group, len(jobs))
-        for (_, _, future), outcome in zip(jobs, outcomes, strict=True):
+        for (_, _, _, future), outcome in zip(jobs, outcomes, strict=True):
             future.set_result(outcome)

@@ -11,7 +11,9 @@ delayed ACKs a request/response protocol stalls ~40-200 ms per message on loopba
 Bad input never stops the listener: bytes outside a frame are logged and skipped, a frame
 without its end block is cut off after ``frame_timeout`` seconds (and dead-lettered as what it
 is), a frame above ``max_frame_bytes`` is rejected with AR, a connection dropped mid-frame
-dead-letters the partial bytes.
+dead-letters the partial bytes. Such transport dead letters are kept only for senders the hub
+accepts (:mod:`fhirhub.adapters.hl7.senders`), within their hourly quota, and at most
+``KEPT_PARTIAL_BYTES`` of each: an unauthenticated peer cannot fill the database.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from fhirhub.adapters.hl7.convert_pool import ConvertPool
 from fhirhub.adapters.hl7.group_commit import GroupCommitter
 from fhirhub.adapters.hl7.parsing import split_messages
 from fhirhub.adapters.hl7.processing import MAX_GROUP
+from fhirhub.adapters.hl7.senders import Refusal, Source, sender_directory, sender_of
+from fhirhub.sdk import acting_as
 
 if TYPE_CHECKING:
     from fhirhub.sdk import Hub
@@ -43,6 +47,8 @@ START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\r"
 #: Frames bigger than this are refused (AR) without being read into memory further.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+#: Of an unfinished or oversized frame, this much is kept as its dead letter.
+KEPT_PARTIAL_BYTES = 64 * 1024
 
 
 def frame(payload: bytes) -> bytes:
@@ -84,7 +90,8 @@ class MllpServer:
             if self.committer is not None and convert_processes > 0
             else None
         )
-        self._store_dead_letter = dead_letter or self._dead_letter_in_store
+        #: A custom dead-letter store (tests, embedders); by default the hub's, per sender.
+        self._custom_dead_letter = dead_letter
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -92,47 +99,72 @@ class MllpServer:
         self._error: BaseException | None = None
         self.connections = 0
 
-    async def _process(self, raw: bytes) -> list[bytes]:
+    async def _process(self, raw: bytes, source: Source) -> list[bytes]:
         """The response frames for one received frame. A frame holding several messages
         (concatenated, or an FHS/BHS batch) is split at each MSH and every message processed
         on its own, in order, never merged; their ACKs go back in ONE frame, since an MLLP
         sender reads one response per frame (for a batch: wrapped in a batch envelope)."""
         frame_content = split_messages(raw)
         if len(frame_content.messages) == 1 and not frame_content.batch:
-            return await self._process_one(raw)
+            return await self._process_one(raw, source)
         if self.committer is not None:  # submitted in order: the writer keeps that order
-            answers = await asyncio.gather(*(self._process_one(m) for m in frame_content.messages))
+            answers = await asyncio.gather(
+                *(self._process_one(m, source) for m in frame_content.messages)
+            )
         else:
-            answers = [await self._process_one(m) for m in frame_content.messages]
+            answers = [await self._process_one(m, source) for m in frame_content.messages]
         acks = [ack for answer in answers for ack in answer]
         if frame_content.batch:
             return [batch_acknowledgment(frame_content.batch, acks)]
         return [b"".join(acks)] if acks else []
 
-    async def _process_one(self, raw: bytes) -> list[bytes]:
+    async def _process_one(self, raw: bytes, source: Source) -> list[bytes]:
         if self.committer is not None:
             pool = self.convert_pool
             prepared = pool.submit(raw) if pool is not None else None
-            outcome = await asyncio.wrap_future(self.committer.submit(raw, prepared))
+            outcome = await asyncio.wrap_future(self.committer.submit(raw, prepared, source))
             return outcome.acks
         if self._handler is None:
             raise RuntimeError("an MllpServer without a hub needs a handler")
         return await asyncio.to_thread(self._handler, raw)
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
+    def _dead_letter(self, raw: bytes, reason: str, peer: str | None = None) -> None:
+        if len(raw) > KEPT_PARTIAL_BYTES:
+            raw = raw[:KEPT_PARTIAL_BYTES]
+            reason += f" (first {KEPT_PARTIAL_BYTES} bytes kept)"
         try:
-            self._store_dead_letter(raw, reason)
+            if self._custom_dead_letter is not None:
+                self._custom_dead_letter(raw, reason)
+            else:
+                self._dead_letter_in_store(raw, reason, peer)
         except Exception:  # the listener must survive a failing store
             log.exception("MLLP: could not store a dead letter (%s)", reason)
 
-    def _dead_letter_in_store(self, raw: bytes, reason: str) -> None:
+    def _dead_letter_in_store(self, raw: bytes, reason: str, peer: str | None = None) -> None:
+        """Keep a transport failure's bytes for a sender the hub accepts, within its quota."""
         from fhirhub.adapters.hl7.dead_letters import store_dead_letter
 
         if self.hub is None:
             raise RuntimeError("an MllpServer without a hub needs a dead_letter callback")
-        store_dead_letter(
-            self.hub, raw, reason=reason, ack_code="AR", description="MLLP transport error"
-        )
+        header = Header.salvage(raw)
+        directory = sender_directory(self.hub)
+        sender = sender_of(header.sending_app, header.sending_facility)
+        feed = directory.resolve(sender, Source(peer=peer))
+        if isinstance(feed, Refusal):
+            log.warning("MLLP %s: %s not kept: %s", peer, reason, feed.text)
+            return
+        if not directory.quota.take(feed.tenant or f"@{feed.sender}"):
+            log.warning("MLLP %s: dead-letter quota spent; %s not kept", peer, reason)
+            return
+        with acting_as(feed.access):
+            store_dead_letter(
+                self.hub,
+                raw,
+                reason=reason,
+                ack_code="AR",
+                description="MLLP transport error",
+                tenant=feed.tenant,
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -198,6 +230,7 @@ class MllpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        source = Source(peer=peer[0] if isinstance(peer, tuple) and peer else None)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -205,7 +238,7 @@ class MllpServer:
         buffer = bytearray()
         try:
             while True:
-                payload = await self._next_frame(reader, buffer, peer)
+                payload = await self._next_frame(reader, buffer, peer, source)
                 if payload is None:
                     break
                 if isinstance(payload, int):  # oversized: answer and drop its bytes
@@ -213,8 +246,9 @@ class MllpServer:
                     where = ErrorLocation("207", f"Frame exceeds {self.max_frame_bytes} bytes")
                     await asyncio.to_thread(
                         self._dead_letter,
-                        bytes(buffer[:65536]),
+                        bytes(buffer[:KEPT_PARTIAL_BYTES]),
                         f"Frame over {self.max_frame_bytes} bytes (truncated copy)",
+                        source.peer,
                     )
                     buffer.clear()
                     writer.write(
@@ -224,10 +258,12 @@ class MllpServer:
                     await self._skip_to_end(reader, buffer)
                     continue
                 try:
-                    acks = await self._process(payload)
+                    acks = await self._process(payload, source)
                 except Exception as exc:  # keep the message and tell the sender
                     log.exception("MLLP %s: processing failed", peer)
-                    await asyncio.to_thread(self._dead_letter, payload, f"Processing failed: {exc}")
+                    await asyncio.to_thread(
+                        self._dead_letter, payload, f"Processing failed: {exc}", source.peer
+                    )
                     where = ErrorLocation("207", f"Processing failed: {type(exc).__name__}")
                     acks = acknowledgments(Header.salvage(payload), "AE", where.text, where)
                 if acks:
@@ -262,7 +298,7 @@ class MllpServer:
                 return
 
     async def _next_frame(
-        self, reader: asyncio.StreamReader, buffer: bytearray, peer: object
+        self, reader: asyncio.StreamReader, buffer: bytearray, peer: object, source: Source
     ) -> bytes | int | None:
         """The next frame's payload; ``None`` at end of stream; ``-1`` when oversized."""
         while True:
@@ -298,7 +334,10 @@ class MllpServer:
                 )
                 if partial:
                     await asyncio.to_thread(
-                        self._dead_letter, partial, "MLLP frame had no end block (timeout)"
+                        self._dead_letter,
+                        partial,
+                        "MLLP frame had no end block (timeout)",
+                        source.peer,
                     )
                     header = Header.salvage(partial)
                     where = ErrorLocation("100", "MLLP frame has no end block (<FS><CR>)")
@@ -314,7 +353,7 @@ class MllpServer:
                         "MLLP %s: connection dropped mid-frame (%d bytes kept)", peer, len(partial)
                     )
                     await asyncio.to_thread(
-                        self._dead_letter, partial, "Connection dropped mid-frame"
+                        self._dead_letter, partial, "Connection dropped mid-frame", source.peer
                     )
                 return None
             buffer.extend(chunk)

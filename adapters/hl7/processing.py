@@ -14,6 +14,10 @@ entries are resolved on the transaction's connection after the previous message'
 flushed, so two messages about the same patient in one group behave exactly as if they had
 been committed one after the other. If the group's commit itself fails nothing of it was
 stored, and every message is retried on its own.
+
+Tenancy: each message is processed as the system acting for its sender's tenant
+(:mod:`fhirhub.adapters.hl7.senders`), so a group may hold messages of several tenants, each
+confined to its own. A sender that is refused gets AR and leaves no dead letter.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ from fhirhub.adapters.hl7.dead_letters import (
 )
 from fhirhub.adapters.hl7.keep_stored import apply_keep_stored
 from fhirhub.adapters.hl7.parsing import Hl7ParseError, Message, parse, split_messages
-from fhirhub.sdk import FhirError, Hub, Transaction, snapshot, transaction
+from fhirhub.adapters.hl7.senders import (
+    OPERATOR,
+    Feed,
+    Refusal,
+    Source,
+    sender_directory,
+    sender_of,
+)
+from fhirhub.sdk import FhirError, Hub, Transaction, acting_as, snapshot, transaction
 
 if TYPE_CHECKING:
     from fhirhub.adapters.hl7.convert_pool import Prepared
@@ -96,14 +108,21 @@ class Outcome:
         return self.acks[-1] if self.acks else b""
 
 
-def _stored_text(tx: Transaction, key: str) -> str | None:
+class _OtherTenant(Exception):
+    """The key is taken by a message another tenant's feed sent."""
+
+
+def _stored_text(tx: Transaction, key: str, tenant: str | None = None) -> str | None:
     """The normalised text of the message recorded under ``key``, or None if none was (its
-    Provenance, whose id is the key, is the duplicate check of every message)."""
+    Provenance, whose id is the key, is the duplicate check of every message). Raises
+    :class:`_OtherTenant` when a feed for ``tenant`` finds another tenant's message there."""
     import base64
 
     provenance = tx.current("Provenance", key)
     if provenance is None or provenance.deleted:
         return None
+    if tenant is not None and provenance.tenant != tenant:
+        raise _OtherTenant(key)
     binary = tx.current("Binary", key)
     if binary is None or binary.content is None:
         return ""
@@ -114,32 +133,45 @@ def _stored_text(tx: Transaction, key: str) -> str | None:
         return ""
 
 
-def resolve_key(hub: Hub, message: Message, tx: Transaction | None = None) -> tuple[str, bool]:
-    """``(key, duplicate)`` for ``message``, read in ``tx`` (default: a fresh snapshot).
+def resolve_key(
+    hub: Hub, message: Message, tx: Transaction | None = None, tenant: str | None = None
+) -> tuple[str, bool]:
+    """``(key, duplicate)`` for ``message`` fed for ``tenant``, read in ``tx`` (default: a
+    fresh snapshot).
 
     The same (sender, MSH-10) with the same content is a retransmission: acknowledge, do not
     re-process (chapter 2.9.2, MSH-10 uniqueness). The same pair with *different* content is
     a sender reusing control ids: it is processed under a content-qualified key, so neither
-    message is lost or mistaken for the other.
+    message is lost or mistaken for the other. A key another tenant's feed already holds
+    (two hospitals whose senders share a name) is never taken for a duplicate: the message
+    gets a key qualified by its own tenant.
     """
     if tx is None:
         with snapshot(hub) as reading:
-            return resolve_key(hub, message, reading)
+            return resolve_key(hub, message, reading, tenant)
     key = message_key(message)
-    stored = _stored_text(tx, key)
+    try:
+        stored = _stored_text(tx, key, tenant)
+    except _OtherTenant:
+        key = message_key(message, tenant=tenant)
+        stored = _stored_text(tx, key)
     if stored is None:
         return key, False
     if stored == message.text:
         return key, True
-    qualified = message_key(message, qualified=True)
+    qualified = message_key(message, qualified=True, tenant=tenant)
     log.warning(
         "HL7 %s reuses MSH-10 %s with different content", message.sender, message.control_id
     )
-    return qualified, _stored_text(tx, qualified) is not None
+    try:
+        return qualified, _stored_text(tx, qualified, tenant) is not None
+    except _OtherTenant:  # a pre-tenancy key of another tenant's: qualify by tenant as well
+        qualified = message_key(message, qualified=True, tenant=tenant or "-")
+        return qualified, _stored_text(tx, qualified) is not None
 
 
-def already_processed(hub: Hub, message: Message) -> bool:
-    return resolve_key(hub, message)[1]
+def already_processed(hub: Hub, message: Message, tenant: str | None = None) -> bool:
+    return resolve_key(hub, message, tenant=tenant)[1]
 
 
 @dataclass
@@ -150,15 +182,48 @@ class _DeadLetter:
     reason: str
     ack_code: str
     description: str
+    feed: Feed
+
+    def admitted(self, hub: Hub) -> bool:
+        """Whether the feed's dead-letter quota takes this one (see ``dead_letters_per_hour``)."""
+        if sender_directory(hub).quota.take(self.feed.tenant or f"@{self.feed.sender}"):
+            return True
+        log.warning(
+            "HL7 dead-letter quota of %s spent: %s not stored (%s)",
+            self.feed.tenant or self.feed.sender,
+            dead_letter_id(self.raw, self.feed.tenant),
+            self.reason,
+        )
+        return False
 
     def store(self, hub: Hub) -> None:
-        store_dead_letter(
-            hub,
-            self.raw,
-            reason=self.reason,
-            ack_code=self.ack_code,
-            description=self.description,
-        )
+        if not self.admitted(hub):
+            return
+        with acting_as(self.feed.access):
+            store_dead_letter(
+                hub,
+                self.raw,
+                reason=self.reason,
+                ack_code=self.ack_code,
+                description=self.description,
+                tenant=self.feed.tenant,
+            )
+
+
+def _admit(hub: Hub, sender: str, source: Source) -> Feed | Refusal:
+    return sender_directory(hub).resolve(sender, source)
+
+
+def _salvaged_feed(hub: Hub, header: Header, source: Source) -> Feed | Refusal:
+    """The feed of a message too broken to parse, from its salvaged MSH."""
+    return _admit(hub, sender_of(header.sending_app, header.sending_facility), source)
+
+
+def _refused(header: Header, refusal: Refusal, message: Message | None) -> Outcome:
+    """AR for a sender kept out; nothing of it is stored, not even a dead letter."""
+    log.warning("HL7 AR: %s (MSH-10 %s)", refusal.text, header.control_id or "-")
+    where = ErrorLocation("207", refusal.text, "MSH", 1, refusal.field)
+    return Outcome("AR", acknowledgments(header, "AR", where.text, where), message, refusal.text)
 
 
 def _failure(
@@ -168,6 +233,7 @@ def _failure(
     location: ErrorLocation,
     message: Message | None,
     description: str,
+    feed: Feed,
 ) -> tuple[Outcome, _DeadLetter]:
     reason = f"{location.segment}-{location.field or ''}: {location.text}".replace("-:", ":")
     log.warning("HL7 %s %s: %s", code, description, reason)
@@ -176,9 +242,9 @@ def _failure(
         acknowledgments(header, code, location.text, location),
         message,
         location.text,
-        dead_letter=dead_letter_id(raw),
+        dead_letter=dead_letter_id(raw, feed.tenant),
     )
-    return outcome, _DeadLetter(raw, reason, code, description)
+    return outcome, _DeadLetter(raw, reason, code, description, feed)
 
 
 def _process(
@@ -187,26 +253,51 @@ def _process(
     raw: bytes,
     check_duplicates: bool,
     prepared: Prepared | None = None,
+    source: Source = OPERATOR,
 ) -> tuple[Outcome, _DeadLetter | None]:
-    """Parse, convert and write one message in ``tx``; a failure is returned, not raised.
-    ``prepared``: a worker's conversion of ``raw`` for its default key
+    """Parse, admit, convert and write one message in ``tx``; a failure is returned, not
+    raised. ``prepared``: a worker's conversion of ``raw`` for its default key
     (:mod:`fhirhub.adapters.hl7.convert_pool`), used when finished and that is the key."""
     if len(raw) > MAX_MESSAGE_BYTES:
         header = Header.salvage(raw)
+        feed = _salvaged_feed(hub, header, source)
+        if isinstance(feed, Refusal):
+            return _refused(header, feed, None), None
         where = ErrorLocation(
             "207", f"Message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
         )
-        return _failure(raw, header, "AR", where, None, "oversized message")
+        return _failure(raw, header, "AR", where, None, "oversized message", feed)
     try:
         message = parse(raw)
     except Hl7ParseError as error:
         header = Header.salvage(raw)
+        feed = _salvaged_feed(hub, header, source)
+        if isinstance(feed, Refusal):
+            return _refused(header, feed, None), None
         where = ErrorLocation(error.code, str(error), error.segment, error.sequence, error.field)
         description = f"unparseable message {header.control_id or '(no MSH-10)'}"
-        return _failure(raw, header, "AR", where, None, description)
+        return _failure(raw, header, "AR", where, None, description, feed)
     header = Header.of(message)
+    feed = _admit(hub, message.sender, source)
+    if isinstance(feed, Refusal):
+        return _refused(header, feed, message), None
+    with acting_as(feed.access):
+        return _process_admitted(hub, tx, raw, message, header, feed, check_duplicates, prepared)
+
+
+def _process_admitted(
+    hub: Hub,
+    tx: Transaction,
+    raw: bytes,
+    message: Message,
+    header: Header,
+    feed: Feed,
+    check_duplicates: bool,
+    prepared: Prepared | None,
+) -> tuple[Outcome, _DeadLetter | None]:
+    """The rest of :func:`_process`, as the system acting for the feed's tenant."""
     label = f"{message.message_type} {message.control_id} from {message.sender}"
-    key, duplicate = resolve_key(hub, message, tx)
+    key, duplicate = resolve_key(hub, message, tx, feed.tenant)
     if check_duplicates and duplicate:
         log.info("HL7 duplicate %s acknowledged without re-processing", label)
         acks = acknowledgments(header, "AA", "duplicate: already processed")
@@ -226,11 +317,11 @@ def _process(
             bundle, warnings = converted.bundle, converted.warnings
     except ConversionError as error:
         code = "AR" if error.code in ("200", "201", "203") else "AE"
-        return _failure(raw, header, code, error.location, message, label)
+        return _failure(raw, header, code, error.location, message, label, feed)
     except Exception as error:  # a converter bug must not lose the message
         log.exception("HL7 conversion crashed for %s", label)
         where = ErrorLocation("207", f"Conversion failed: {type(error).__name__}: {error}")
-        return _failure(raw, header, "AE", where, message, label)
+        return _failure(raw, header, "AE", where, message, label, feed)
     entries = list(bundle["entry"])
     try:
         # Conditional entries keyed by identifier are matched together in one index lookup
@@ -245,11 +336,11 @@ def _process(
                 rtype = current[error.entry_index]["resource"]["resourceType"]
                 segment = SOURCE_SEGMENT.get(rtype, "MSH")
         where = ErrorLocation("207", f"FHIR store refused the data: {error.message}", segment)
-        return _failure(raw, header, "AE", where, message, label)
+        return _failure(raw, header, "AE", where, message, label, feed)
     except Exception as error:
         log.exception("HL7 commit failed for %s", label)
         where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
-        return _failure(raw, header, "AE", where, message, label)
+        return _failure(raw, header, "AE", where, message, label, feed)
     for warning in warnings:
         log.info("HL7 %s stored with a warning: %s", label, warning.text)
     acks = acknowledgments(header, "AA", warnings=warnings)
@@ -263,13 +354,34 @@ def _in_savepoint(batch: Transaction, work: Callable[[Transaction], _T]) -> _T:
         return work(inner)
 
 
+def _commit_failure(
+    hub: Hub, raw: bytes, message: Message | None, error: Exception, source: Source
+) -> tuple[Outcome, _DeadLetter | None]:
+    """AE for a message whose writes could not be committed (driver, flush, lock)."""
+    header = Header.of(message) if message is not None else Header.salvage(raw)
+    feed = (
+        _admit(hub, message.sender, source)
+        if message is not None
+        else _salvaged_feed(hub, header, source)
+    )
+    if isinstance(feed, Refusal):
+        return _refused(header, feed, message), None
+    where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
+    return _failure(raw, header, "AE", where, message, "commit failed", feed)
+
+
 def _handle_in(
-    hub: Hub, batch: Transaction, raw: bytes, check_duplicates: bool, prepared: Prepared | None
+    hub: Hub,
+    batch: Transaction,
+    raw: bytes,
+    check_duplicates: bool,
+    prepared: Prepared | None,
+    source: Source,
 ) -> tuple[Outcome, _DeadLetter | None]:
     """One message of a group: its writes, or its dead letter, each in a savepoint."""
 
     def attempt(tx: Transaction) -> tuple[Outcome, _DeadLetter | None]:
-        result = _process(hub, tx, raw, check_duplicates, prepared)
+        result = _process(hub, tx, raw, check_duplicates, prepared, source)
         if result[1] is not None:
             raise _Rejected(result)
         return result
@@ -277,13 +389,16 @@ def _handle_in(
     try:
         return _in_savepoint(batch, attempt)
     except _Rejected as rejected:
-        outcome, letter = rejected.result
+        outcome, found = rejected.result
     except Exception as error:  # the savepoint itself failed (flush, driver): AE
         log.exception("HL7 commit failed for a message")
-        header = Header.salvage(raw)
-        where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
-        outcome, letter = _failure(raw, header, "AE", where, None, "commit failed")
-    assert letter is not None
+        outcome, found = _commit_failure(hub, raw, None, error, source)
+    if found is None:
+        return outcome, None
+    letter = found
+    if not letter.admitted(hub):
+        outcome.dead_letter = None
+        return outcome, None
 
     def record(tx: Transaction) -> None:
         _, bundle = dead_letter_bundle(
@@ -291,8 +406,10 @@ def _handle_in(
             reason=letter.reason,
             ack_code=letter.ack_code,
             description=letter.description,
+            tenant=letter.feed.tenant,
         )
-        tx.bundle(bundle)
+        with acting_as(letter.feed.access):
+            tx.bundle(bundle)
 
     try:
         _in_savepoint(batch, record)
@@ -317,41 +434,47 @@ def handle_many(
     *,
     check_duplicates: bool = True,
     prepared: Sequence[Prepared | None] | None = None,
+    sources: Sequence[Source] | None = None,
 ) -> list[Outcome]:
     """Process ``raws`` in order in one transaction (group commit); one outcome each, all
     final only once this returns, i.e. after the commit. ``prepared``: per message, its
-    conversion by a worker process (:mod:`fhirhub.adapters.hl7.convert_pool`), or None."""
+    conversion by a worker process (:mod:`fhirhub.adapters.hl7.convert_pool`), or None.
+    ``sources``: per message, where it came from (default: the operator)."""
     if not raws:
         return []
     ahead: list[Prepared | None] = list(prepared) if prepared is not None else [None] * len(raws)
+    origins: list[Source] = list(sources) if sources is not None else [OPERATOR] * len(raws)
     results: list[tuple[Outcome, _DeadLetter | None]] = []
     try:
         with transaction(hub) as batch:
-            for raw, bundle in zip(raws, ahead, strict=True):
-                results.append(_handle_in(hub, batch, raw, check_duplicates, bundle))
+            for raw, bundle, source in zip(raws, ahead, origins, strict=True):
+                results.append(_handle_in(hub, batch, raw, check_duplicates, bundle, source))
     except Exception as error:
         if len(raws) > 1:  # nothing of the group is stored: each message on its own
             log.warning("HL7 group commit of %d messages failed (%s); one by one", len(raws), error)
-            return [handle_many(hub, [raw], check_duplicates=check_duplicates)[0] for raw in raws]
+            return [
+                handle_many(hub, [raw], check_duplicates=check_duplicates, sources=[source])[0]
+                for raw, source in zip(raws, origins, strict=True)
+            ]
         log.exception("HL7 commit failed")
         if results and results[0][1] is not None:  # a rejection whose dead letter was lost
             outcome, letter = results[0]
             assert letter is not None
             letter.store(hub)
             return [outcome]
-        raw = raws[0]
         message = results[0][0].message if results else None
-        header = Header.of(message) if message is not None else Header.salvage(raw)
-        where = ErrorLocation("207", f"Commit failed: {type(error).__name__}: {error}")
-        outcome, letter = _failure(raw, header, "AE", where, message, "commit failed")
-        letter.store(hub)
+        outcome, failed = _commit_failure(hub, raws[0], message, error, origins[0])
+        if failed is not None:
+            failed.store(hub)
         return [outcome]
     return [outcome for outcome, _ in results]
 
 
-def handle(hub: Hub, raw: bytes, *, check_duplicates: bool = True) -> Outcome:
+def handle(
+    hub: Hub, raw: bytes, *, check_duplicates: bool = True, source: Source = OPERATOR
+) -> Outcome:
     """Process one message (bytes as received) and return its outcome and ACK(s)."""
-    return handle_many(hub, [raw], check_duplicates=check_duplicates)[0]
+    return handle_many(hub, [raw], check_duplicates=check_duplicates, sources=[source])[0]
 
 
 def process(hub: Hub, raw_bytes: bytes) -> bytes:
@@ -359,16 +482,17 @@ def process(hub: Hub, raw_bytes: bytes) -> bytes:
     return handle(hub, raw_bytes).ack
 
 
-def process_batch(hub: Hub, raw: bytes) -> list[Outcome]:
+def process_batch(hub: Hub, raw: bytes, source: Source = OPERATOR) -> list[Outcome]:
     """A single message, several concatenated ones or an FHS/BHS batch (chapter 2.10.3),
     split at each MSH (never merged): one outcome per message, the
     batch's messages committed in groups of at most ``MAX_GROUP`` (so a large batch does not
     hold the SQLite write lock for long)."""
     encoded = split_messages(raw).messages
     if len(encoded) <= 1:
-        return [handle(hub, raw)]
+        return [handle(hub, raw, source=source)]
+    groups = [encoded[start : start + MAX_GROUP] for start in range(0, len(encoded), MAX_GROUP)]
     return [
         outcome
-        for start in range(0, len(encoded), MAX_GROUP)
-        for outcome in handle_many(hub, encoded[start : start + MAX_GROUP])
+        for group in groups
+        for outcome in handle_many(hub, group, sources=[source] * len(group))
     ]

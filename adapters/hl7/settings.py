@@ -17,6 +17,21 @@ class Hl7Settings(PluginSettings):
     #: Outbound feed ``host:port`` for ADT^A04/A08 and ORU^R01 (``FHIRHUB_HL7_OUTBOUND``;
     #: empty or ``off``: none).
     outbound: str = ""
+    #: Sending application and facility (``APP@FACILITY``, MSH-3.1 and MSH-4.1; ``*`` for any
+    #: application or any facility) -> the tenant (Organization id) its messages belong to.
+    #: In TOML a table under ``[plugin.hl7.senders]``; in the environment JSON
+    #: (``FHIRHUB_HL7_SENDERS='{"LAB@NORTH": "north"}'``).
+    senders: dict[str, str] = {}
+    #: Optional peer addresses per sender (``APP@FACILITY`` -> addresses or networks, e.g.
+    #: ``["10.1.2.0/24"]``): a message naming that sender from any other address is refused.
+    sender_peers: dict[str, list[str]] = {}
+    #: Whether messages from senders not in ``senders`` are accepted (written for the hub's
+    #: ``default_tenant``, or for no tenant). Unset: accepted only while ``senders`` is empty
+    #: (a single-hospital hub); refused with AR once any sender is mapped.
+    accept_unknown_senders: bool | None = None
+    #: Most dead letters stored per feed (tenant, or peer address for unknown senders) per
+    #: hour; beyond it failures are still answered AE/AR and logged, but not stored.
+    dead_letters_per_hour: int = 600
 
     @property
     def listener_port(self) -> int | None:

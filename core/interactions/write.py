@@ -109,10 +109,15 @@ def store_resource(
     access = current_access()
     if not access.is_system:
         _authorize_write(uow, access, interaction, resource_type, resource, previous)
-    elif hub.settings.default_tenant and resource_type not in SHARED_TYPES:
-        # An HL7 feed, a DICOM node or a bulk load writes as the system; in a deployment with
-        # tenants its data must still belong to one, or no clinician would ever see it.
-        if tenant_of(resource) is None:
+    elif resource_type not in SHARED_TYPES and tenant_of(resource) is None:
+        # The system updating a resource without naming a tenant (an HL7 feed's conditional
+        # update, a bulk load) keeps the resource in its tenant: dropping the label would
+        # hide it from that tenant's own clinicians.
+        if previous is not None and previous.tenant is not None:
+            with_tenant(resource, previous.tenant)
+        elif hub.settings.default_tenant:
+            # An HL7 feed, a DICOM node or a bulk load writes as the system; in a deployment
+            # with tenants its data must still belong to one, or no clinician would see it.
             with_tenant(resource, hub.settings.default_tenant)
     context = WriteContext(hub, interaction, resource_type, resource_id, uow, previous)
     hub.hook.resource_before_write(resource=resource, context=context)

@@ -18,11 +18,13 @@ from fhirhub.sdk import (
     FhirError,
     Hub,
     WriteContext,
+    acting_as,
     conflict,
     current_access,
     forbidden,
     invalid,
     read,
+    system_for,
     transaction,
 )
 
@@ -95,22 +97,25 @@ def create_draft(hub: Hub, answer_ref: str, title: str | None) -> dict[str, Any]
             e for e in source.get("entity") or [] if e.get("role") in ("source", "derivation")
         ]
         entities.append({"role": "source", "what": {"reference": answer_ref}})
-        tx.create(
-            {
-                "resourceType": "Provenance",
-                "target": [{"reference": written.version.reference}],
-                "recorded": now(),
-                "activity": {"text": "AI-drafted note"},
-                "agent": [
-                    *[a for a in source.get("agent") or [] if _is_code(a, "assembler")],
-                    {
-                        "type": {"coding": [{"system": PARTICIPANT, "code": "enterer"}]},
-                        "who": _who(access),
-                    },
-                ],
-                "entity": entities,
-            }
-        )
+        # The Provenance is the hub's record of what happened, written as the system for the
+        # caller's tenant (clinicians hold no scope on Provenance).
+        with acting_as(system_for(access.tenant)):
+            tx.create(
+                {
+                    "resourceType": "Provenance",
+                    "target": [{"reference": written.version.reference}],
+                    "recorded": now(),
+                    "activity": {"text": "AI-drafted note"},
+                    "agent": [
+                        *[a for a in source.get("agent") or [] if _is_code(a, "assembler")],
+                        {
+                            "type": {"coding": [{"system": PARTICIPANT, "code": "enterer"}]},
+                            "who": _who(access),
+                        },
+                    ],
+                    "entity": entities,
+                }
+            )
     return read(hub, "DocumentReference", written.version.resource_id)
 
 
@@ -139,26 +144,27 @@ def sign_draft(hub: Hub, draft_id: str) -> dict[str, Any]:
     try:
         with transaction(hub) as tx:
             written = tx.update(note, if_match=f'W/"{note["meta"]["versionId"]}"')
-            tx.create(
-                {
-                    "resourceType": "Provenance",
-                    "target": [{"reference": f"DocumentReference/{draft_id}"}],
-                    "recorded": now(),
-                    "activity": {"text": "Signed off by a clinician"},
-                    "agent": [
-                        {
-                            "type": {"coding": [{"system": PARTICIPANT, "code": "verifier"}]},
-                            "who": _who(access),
-                        }
-                    ],
-                    "entity": [
-                        {
-                            "role": "revision",
-                            "what": {"reference": f"DocumentReference/{draft_id}"},
-                        }
-                    ],
-                }
-            )
+            with acting_as(system_for(access.tenant)):
+                tx.create(
+                    {
+                        "resourceType": "Provenance",
+                        "target": [{"reference": f"DocumentReference/{draft_id}"}],
+                        "recorded": now(),
+                        "activity": {"text": "Signed off by a clinician"},
+                        "agent": [
+                            {
+                                "type": {"coding": [{"system": PARTICIPANT, "code": "verifier"}]},
+                                "who": _who(access),
+                            }
+                        ],
+                        "entity": [
+                            {
+                                "role": "revision",
+                                "what": {"reference": f"DocumentReference/{draft_id}"},
+                            }
+                        ],
+                    }
+                )
     finally:
         _signing.reset(token)
     return read(hub, "DocumentReference", written.version.resource_id)

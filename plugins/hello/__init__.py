@@ -1,7 +1,8 @@
 """The smallest complete fhirhub plugin: a page, an operation and a hook.
 
 * ``GET /plugins/hello/`` — a page (listed in the UI shell's navigation through ``ui_pages``)
-  showing how many versions of each resource type this plugin has seen;
+  showing how many versions of each resource type of the caller's tenant this plugin has seen
+  (counts are data too: a caller sees only those of what it may search);
 * ``$hello`` — a system-level FHIR operation answering a ``Parameters`` greeting;
 * ``resource_committed`` — counts committed versions per resource type;
 * ``hello.note`` — a background task (in-process, or on Celery workers with a broker) that
@@ -20,7 +21,15 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from fhirhub.sdk import Hub, Operation, OperationCall, StoredVersion, create, hookimpl
+from fhirhub.sdk import (
+    Hub,
+    Operation,
+    OperationCall,
+    StoredVersion,
+    create,
+    current_access,
+    hookimpl,
+)
 
 __version__ = "1.0.0"
 PLUGIN_NAME = "hello"
@@ -28,7 +37,8 @@ PLUGIN_NAME = "hello"
 #: The FHIR resource types and SMART scopes this plugin needs (shown by ``fhirhub plugins``).
 MANIFEST = {"resource_types": ["*"], "scopes": ["system/*.r"]}
 
-_seen: Counter[str] = Counter()
+#: (tenant, resource type) -> versions committed since start-up.
+_seen: Counter[tuple[str | None, str]] = Counter()
 _lock = threading.Lock()
 
 
@@ -62,10 +72,9 @@ def register_routes(hub: Hub) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def page() -> str:
-        with _lock:
-            rows = "".join(
-                f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(_seen.items())
-            )
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in visible_counts().items()
+        )
         return (
             "<!doctype html><html><head><title>Hello</title></head><body>"
             "<h1>Hello from a plugin</h1><p>Versions committed since start-up:</p>"
@@ -73,6 +82,24 @@ def register_routes(hub: Hub) -> APIRouter:
         )
 
     return router
+
+
+def visible_counts() -> dict[str, int]:
+    """The counts the current caller may see: its tenant's (every tenant's for the system and
+    global admins), of types it may search; none in a patient context, where a count would
+    tell about other patients."""
+    access = current_access()
+    if access.patient is not None:
+        return {}
+    counts: Counter[str] = Counter()
+    with _lock:
+        seen = list(_seen.items())
+    for (tenant, resource_type), number in seen:
+        if access.tenant is not None and tenant != access.tenant:
+            continue
+        if access.allows("s", resource_type):
+            counts[resource_type] += number
+    return dict(sorted(counts.items()))
 
 
 @hookimpl
@@ -83,7 +110,7 @@ def ui_pages(hub: Hub) -> list[dict[str, Any]]:
 @hookimpl
 def resource_committed(event: StoredVersion, hub: Hub) -> None:
     with _lock:
-        _seen[event.resource_type] += 1
+        _seen[(event.tenant, event.resource_type)] += 1
 
 
 @hookimpl

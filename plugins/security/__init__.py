@@ -22,8 +22,7 @@ import os
 import secrets
 from typing import Any
 
-from fhirhub.core.access import Access
-from fhirhub.sdk import Hub, hookimpl
+from fhirhub.sdk import Access, Hub, hookimpl
 
 __version__ = "1.0.0"
 PLUGIN_NAME = "security"
@@ -44,9 +43,7 @@ PUBLIC = (
 
 
 def _auth_on(hub: Hub) -> bool:
-    from fhirhub.core.http.access_control import auth_enabled
-
-    return auth_enabled(hub)
+    return bool(hub.settings.auth_enabled)
 
 
 @hookimpl
@@ -63,9 +60,9 @@ def startup(hub: Hub) -> None:
 def create_initial_admin(hub: Hub) -> str | None:
     """On first start with no users, create ``admin`` (super_admin) with a random password;
     print it once and write it to ``<data_dir>/initial-admin.txt``. Returns the password."""
-    from fhirhub.fhir_store.errors import FhirError
     from fhirhub.plugins.security.state import security
     from fhirhub.plugins.security.users import count_users, create_user
+    from fhirhub.sdk import FhirError
 
     sec = security(hub)
     if count_users(sec) > 0:
@@ -100,10 +97,9 @@ def authenticate_request(request: Any, hub: Hub) -> Access | None:
 @hookimpl
 def capability_security(hub: Hub, base_url: str) -> dict[str, Any] | None:
     """SMART App Launch §2.4: the OAuth endpoints in ``rest.security`` of the metadata."""
-    from fhirhub.core.http.access_control import auth_enabled
     from fhirhub.plugins.security.routes import endpoints
 
-    if not auth_enabled(hub):
+    if not _auth_on(hub):
         return None
     origin = base_url.rstrip("/").removesuffix("/fhir")
     urls = endpoints(origin)
@@ -142,9 +138,10 @@ def public_paths(hub: Hub) -> list[str]:
 @hookimpl
 def register_routes(hub: Hub) -> Any:
     from fhirhub.plugins.security.admin import admin_router
+    from fhirhub.plugins.security.launch import launch_router
     from fhirhub.plugins.security.routes import router
 
-    return [*router(hub), admin_router(hub)]
+    return [*router(hub), admin_router(hub), launch_router(hub)]
 
 
 @hookimpl

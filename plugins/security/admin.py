@@ -12,16 +12,36 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from fhirhub.core.access import current_access
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.invitations import invite
 from fhirhub.plugins.security.roles import ROLES, may_manage
 from fhirhub.plugins.security.routes import page
 from fhirhub.plugins.security.state import security
 from fhirhub.plugins.security.tenants import create_tenant, list_tenants, tenant_exists
 from fhirhub.plugins.security.users import create_user, find_user, list_users, set_disabled
+from fhirhub.sdk import FhirError, acting_as, current_access
 
 ADMIN_ROLES = ("super_admin", "app_admin", "org_admin")
+
+
+#: What a user's ``fhirUser`` may name (SMART App Launch: the user's own FHIR resource).
+FHIR_USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "Person", "RelatedPerson")
+
+
+def check_fhir_user(hub: Any, reference: str, tenant: str | None) -> None:
+    """A user's ``fhirUser`` must be an existing resource of its tenant (400 otherwise): the
+    claim tells apps who the user is, so it may not name nothing, or another tenant's person."""
+    from fhirhub.sdk import read, system_for
+
+    kind, _, resource_id = reference.partition("/")
+    if kind not in FHIR_USER_TYPES or not resource_id:
+        raise FhirError(400, f"fhirUser must be one of {', '.join(FHIR_USER_TYPES)}/<id>")
+    with acting_as(system_for(tenant)):
+        try:
+            read(hub, kind, resource_id)
+        except FhirError as exc:
+            raise FhirError(
+                400, f"fhirUser {reference} does not exist in {tenant or 'the hub'}"
+            ) from exc
 
 
 def admin_router(hub: Any) -> APIRouter:
@@ -79,6 +99,8 @@ def admin_router(hub: Any) -> APIRouter:
             )
         if user_tenant and not tenant_exists(hub, user_tenant):
             raise FhirError(400, f"There is no organization {user_tenant!r}")
+        if body.get("fhirUser"):
+            check_fhir_user(hub, str(body["fhirUser"]), user_tenant)
         sec = security(hub)
         user = create_user(
             sec,
@@ -89,8 +111,11 @@ def admin_router(hub: Any) -> APIRouter:
             patient=body.get("patient") or None,
             fhir_user=body.get("fhirUser") or None,
         )
-        invite(sec, user, sec.origin(request))
-        return JSONResponse(user.as_json(), status_code=201)
+        invitation = invite(sec, user, sec.origin(request))
+        answer = user.as_json()
+        if not invitation.emailed:  # no SMTP: the inviter hands the link over, once
+            answer["invitation_link"] = invitation.link
+        return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
 
     @api.post("/admin/users/{username}/disable")
     def disable(username: str) -> JSONResponse:

@@ -16,8 +16,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from fhirhub.core.access import Access
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.clients import OAuthError, fetch_jwks
 from fhirhub.plugins.security.roles import ROLES, role_grant
 from fhirhub.plugins.security.state import Security
@@ -29,6 +27,7 @@ from fhirhub.plugins.security.tokens import (
     unverified_header,
     verify_access_token,
 )
+from fhirhub.sdk import Access, FhirError
 
 #: Algorithms accepted from an external issuer (never ``none`` or HMAC: a public key set
 #: cannot verify a shared-secret signature, and accepting HS* invites key confusion).

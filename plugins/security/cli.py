@@ -7,6 +7,8 @@ org_admin, backend clients for all tenants.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +23,14 @@ tenants_app = typer.Typer(help="Manage tenants (Organizations)", no_args_is_help
 
 
 def _hub() -> Any:
-    from fhirhub.core.hub import build_hub
-    from fhirhub.core.settings import load_settings
+    """A hub for one command (listeners off), closed when the process exits."""
+    from fhirhub.sdk import command_hub
 
-    return build_hub(load_settings())
+    return _COMMAND_HUBS.enter_context(command_hub())
+
+
+_COMMAND_HUBS = contextlib.ExitStack()
+atexit.register(_COMMAND_HUBS.close)
 
 
 def _sec(hub: Any) -> Any:
@@ -66,10 +72,10 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a user."""
-    from fhirhub.fhir_store.errors import FhirError
     from fhirhub.plugins.security.invitations import invite
     from fhirhub.plugins.security.tenants import tenant_exists
     from fhirhub.plugins.security.users import create_user
+    from fhirhub.sdk import FhirError
 
     if password is None and not invite_user:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -90,7 +96,9 @@ def users_add(
             fhir_user=fhir_user,
         )
         if invite_user:
-            invite(_sec(hub), user, _origin(hub))
+            invitation = invite(_sec(hub), user, _origin(hub))
+            if not invitation.emailed:
+                typer.echo(f"No email sent (no SMTP); give {username} this link: {invitation.link}")
     except FhirError as exc:
         raise _fail(exc) from exc
     typer.echo(
@@ -157,8 +165,8 @@ def users_set_password(
     password: Annotated[str | None, typer.Option(help="The new password (else: prompt)")] = None,
 ) -> None:
     """Set a user's password."""
-    from fhirhub.fhir_store.errors import FhirError
     from fhirhub.plugins.security.users import find_user, set_password
+    from fhirhub.sdk import FhirError
 
     sec = _sec(_hub())
     user = find_user(sec, username)
@@ -199,8 +207,8 @@ def clients_add(
     ] = False,
 ) -> None:
     """Register a client application."""
-    from fhirhub.fhir_store.errors import FhirError
     from fhirhub.plugins.security.clients import register_client
+    from fhirhub.sdk import FhirError
 
     jwks = json.loads(jwks_file.read_text()) if jwks_file else None
     try:
@@ -246,8 +254,8 @@ def clients_remove(client_id: str) -> None:
 @tenants_app.command("add")
 def tenants_add(tenant_id: str, name: str) -> None:
     """Create a tenant: an Organization with this id, labelled as its own tenant."""
-    from fhirhub.fhir_store.errors import FhirError
     from fhirhub.plugins.security.tenants import create_tenant
+    from fhirhub.sdk import FhirError
 
     try:
         create_tenant(_hub(), tenant_id, name)

@@ -26,10 +26,10 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.state import Security, now
 from fhirhub.plugins.security.tables import clients, used_assertions
 from fhirhub.plugins.security.tokens import LEEWAY, unverified_claims
+from fhirhub.sdk import FhirError
 
 log = logging.getLogger("fhirhub.security")
 

@@ -19,6 +19,7 @@ ENVIRONMENT = {
     "FHIRHUB_SMTP_URL": "smtp_url",
     "FHIRHUB_MAIL_FROM": "mail_from",
     "FHIRHUB_TOKEN_LIFETIME": "access_token_seconds",
+    "FHIRHUB_ALLOWED_HOSTS": "allowed_hosts",
 }
 
 
@@ -47,6 +48,12 @@ class SecurityConfig:
     oidc_jwks_cache_seconds: int = 300
     smtp_url: str = ""
     mail_from: str = "fhirhub@localhost"
+    #: Without ``FHIRHUB_BASE_URL``, the host names (comma-separated) a request's ``Host`` may
+    #: name besides loopback and ``--host``; others are refused (400) with auth on.
+    allowed_hosts: str = ""
+
+    def allowed_host_names(self) -> set[str]:
+        return {h.strip().lower().strip("[]") for h in self.allowed_hosts.split(",") if h.strip()}
 
     @classmethod
     def load(cls, plugin_config: dict[str, Any]) -> SecurityConfig:

@@ -12,24 +12,34 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import uuid
 from typing import Any
 
 from joserfc import jwt
 from sqlalchemy import insert, select, update
 
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.clients import Client, OAuthError
-from fhirhub.plugins.security.keys import ALGORITHM
-from fhirhub.plugins.security.roles import ROLES, grant, role_grant
+from fhirhub.plugins.security.keys import ID_TOKEN_ALGORITHM
+from fhirhub.plugins.security.roles import (
+    ROLES,
+    grant,
+    narrow,
+    role_grant,
+    without_patient_scopes,
+)
 from fhirhub.plugins.security.state import Security, digest, now, random_token
-from fhirhub.plugins.security.tables import codes, refresh_tokens, revoked_tokens
+from fhirhub.plugins.security.tables import (
+    codes,
+    issued_tokens,
+    refresh_tokens,
+    revoked_tokens,
+)
 from fhirhub.plugins.security.tokens import (
     issue_access_token,
     unverified_header,
     verify_access_token,
 )
 from fhirhub.plugins.security.users import User, get_user
+from fhirhub.sdk import FhirError
 
 
 def pkce_s256(verifier: str) -> str:
@@ -39,8 +49,12 @@ def pkce_s256(verifier: str) -> str:
 
 
 def user_scope(user: User, requested: str) -> str:
-    """The scopes a user gets of ``requested`` (the role's allowance)."""
-    return role_grant(requested, [user.role])
+    """The scopes a user gets of ``requested`` (the role's allowance). ``fhirUser`` only for a
+    user who has a FHIR resource (a Practitioner, a Patient...) to name."""
+    granted = role_grant(requested, [user.role]).split()
+    if user.fhir_user_claim is None:
+        granted = [w for w in granted if w != "fhirUser"]
+    return " ".join(granted)
 
 
 def issue_code(
@@ -71,6 +85,34 @@ def issue_code(
     return code
 
 
+def code_family(code_hash: str) -> str:
+    """The grant family of the tokens an authorization code gives: derived from the code's
+    hash, so that a replayed code finds (and revokes) what it gave the first time."""
+    return digest(f"family:{code_hash}")[:32]
+
+
+def revoke_family(conn: Any, family: str) -> None:
+    """Revoke every refresh token and every still valid access token of a grant family."""
+    conn.execute(
+        update(refresh_tokens).where(refresh_tokens.c.family == family).values(revoked=True)
+    )
+    moment = now()
+    issued = conn.execute(
+        select(issued_tokens.c.jti, issued_tokens.c.expires).where(
+            issued_tokens.c.family == family, issued_tokens.c.expires >= moment
+        )
+    ).all()
+    already = {
+        row.jti
+        for row in conn.execute(
+            select(revoked_tokens.c.jti).where(revoked_tokens.c.jti.in_([r.jti for r in issued]))
+        )
+    }
+    for row in issued:
+        if row.jti not in already:
+            conn.execute(insert(revoked_tokens).values(jti=row.jti, expires=row.expires))
+
+
 def exchange_code(
     sec: Security, client: Client, form: dict[str, str], audience: str
 ) -> dict[str, Any]:
@@ -78,9 +120,14 @@ def exchange_code(
     verifier = form.get("code_verifier") or ""
     with sec.engine.connect().execution_options(**sec.write_options()) as conn, conn.begin():
         row = conn.execute(select(codes).where(codes.c.code_hash == digest(code))).first()
-        if row is None or row.used or row.expires < now():
-            raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired")
-        conn.execute(update(codes).where(codes.c.code_hash == row.code_hash).values(used=True))
+        if row is not None and row.used:
+            # RFC 6749 §4.1.2: a code used twice revokes the tokens it gave (one of the two
+            # presenters stole it).
+            revoke_family(conn, code_family(row.code_hash))
+        elif row is not None:
+            conn.execute(update(codes).where(codes.c.code_hash == row.code_hash).values(used=True))
+    if row is None or row.used or row.expires < now():
+        raise OAuthError("invalid_grant", "The authorization code is unknown, used or expired")
     if row.client_id != client.client_id:
         raise OAuthError("invalid_grant", "The code was issued to another client")
     if form.get("redirect_uri") != row.redirect_uri:
@@ -92,8 +139,9 @@ def exchange_code(
     user = get_user(sec, row.user_id)
     if user is None or user.disabled:
         raise OAuthError("invalid_grant", "The user is disabled")
-    family = uuid.uuid4().hex
-    return user_tokens(sec, client, user, row.scope, row.patient, audience, family)
+    return user_tokens(
+        sec, client, user, row.scope, row.patient, audience, code_family(row.code_hash)
+    )
 
 
 def user_tokens(
@@ -109,6 +157,8 @@ def user_tokens(
     scope = user_scope(user, scope)  # again: the role may have changed since the code
     if user.role == "patient":
         patient = user.patient
+    if not patient:  # patient-level scopes without a patient would reach the whole tenant
+        scope = without_patient_scopes(scope)
     tenant = user.tenant if ROLES[user.role].tenant_bound else None
     token, claims = issue_access_token(
         sec,
@@ -122,6 +172,10 @@ def user_tokens(
         fhir_user=user.fhir_user_claim,
         username=user.username,
     )
+    with sec.engine.begin() as conn:
+        conn.execute(
+            insert(issued_tokens).values(jti=claims["jti"], family=family, expires=claims["exp"])
+        )
     response: dict[str, Any] = {
         "access_token": token,
         "token_type": "Bearer",
@@ -157,12 +211,16 @@ def user_tokens(
             )
         response["refresh_token"] = refresh
     if "openid" in words:
-        response["id_token"] = id_token(sec, client, user, audience)
+        response["id_token"] = id_token(sec, client, user, audience, "fhirUser" in words)
     return response
 
 
-def id_token(sec: Security, client: Client, user: User, issuer: str) -> str:
-    """An OpenID Connect ID token (SMART's ``openid fhirUser``)."""
+def id_token(
+    sec: Security, client: Client, user: User, issuer: str, with_fhir_user: bool = True
+) -> str:
+    """An OpenID Connect ID token (SMART's ``openid fhirUser``), signed RS256 with the ID-token
+    key; ``fhirUser`` (the absolute URL of the user's FHIR resource) when that scope was
+    granted."""
     moment = now()
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -172,10 +230,13 @@ def id_token(sec: Security, client: Client, user: User, issuer: str) -> str:
         "exp": moment + sec.config.access_token_seconds,
         "preferred_username": user.username,
     }
-    if user.fhir_user_claim:
+    if with_fhir_user and user.fhir_user_claim:
         claims["fhirUser"] = f"{issuer}/{user.fhir_user_claim}"
     return jwt.encode(
-        {"alg": ALGORITHM, "kid": sec.key.kid}, claims, sec.key, algorithms=[ALGORITHM]
+        {"alg": ID_TOKEN_ALGORITHM, "kid": sec.id_key.kid, "typ": "JWT"},
+        claims,
+        sec.id_key,
+        algorithms=[ID_TOKEN_ALGORITHM],
     )
 
 
@@ -187,11 +248,7 @@ def refresh(sec: Security, client: Client, form: dict[str, str], audience: str) 
         ).first()
         if row is not None and row.used and not row.revoked:
             # Reuse of a rotated token: revoke the family, the legitimate holder signs in again.
-            conn.execute(
-                update(refresh_tokens)
-                .where(refresh_tokens.c.family == row.family)
-                .values(revoked=True)
-            )
+            revoke_family(conn, row.family)
         elif row is not None and not row.revoked:
             conn.execute(
                 update(refresh_tokens)
@@ -206,11 +263,22 @@ def refresh(sec: Security, client: Client, form: dict[str, str], audience: str) 
     if user is None or user.disabled:
         raise OAuthError("invalid_grant", "The user is disabled")
     scope = row.scope
-    if form.get("scope"):  # RFC 6749 §6: a narrower scope may be asked for
-        scope = grant(form["scope"], row.scope.split())
-        keep = [w for w in form["scope"].split() if w in ("offline_access", "online_access")]
-        scope = " ".join(scope.split() + [w for w in keep if w not in scope.split()])
+    if form.get("scope"):  # RFC 6749 §6: a narrower scope may be asked for, never a wider one
+        scope = narrow(form["scope"], row.scope)
     return user_tokens(sec, client, user, scope, row.patient, audience, row.family)
+
+
+def refresh_token_client(sec: Security, presented: str) -> str:
+    """The client a refresh token was issued to ("" when unknown): public clients are
+    identified by their refresh token (RFC 6749 §6 requires authentication only of
+    confidential clients)."""
+    with sec.engine.connect() as conn:
+        row = conn.execute(
+            select(refresh_tokens.c.client_id).where(
+                refresh_tokens.c.token_hash == digest(presented)
+            )
+        ).first()
+    return str(row.client_id) if row is not None else ""
 
 
 def client_credentials(

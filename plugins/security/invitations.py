@@ -1,21 +1,35 @@
 """Invitations: a user is created without a password and receives, by email, a one-time link
-to set one (``/plugins/security/invite/<token>``)."""
+to set one: ``/plugins/security/invite#<token>``.
+
+The token is in the link's fragment, which browsers never send: it appears in no request
+line, access log, proxy log or ``Referer``; the page's script posts it in the form body. The
+hub stores only its SHA-256 (the outbox keeps the email without it). Without SMTP the link is
+handed to the admin who invited, once, to pass on.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import insert, select, update
 
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.mail import send_email
 from fhirhub.plugins.security.state import Security, digest, now, random_token
 from fhirhub.plugins.security.tables import invitations
 from fhirhub.plugins.security.users import User, check_password_strength, set_password
+from fhirhub.sdk import FhirError
 
-INVITE_PATH = "/plugins/security/invite/"
+INVITE_PATH = "/plugins/security/invite"
 
 
-def invite(sec: Security, user: User, origin: str) -> str:
-    """Write the invitation email for ``user``; returns the link."""
+@dataclass(frozen=True)
+class Invitation:
+    link: str
+    emailed: bool  # False: no SMTP, or it failed; the inviter passes the link on
+
+
+def invite(sec: Security, user: User, origin: str) -> Invitation:
+    """Write the invitation email for ``user``."""
     if not user.email:
         raise FhirError(400, f"User {user.username!r} has no email address to invite")
     token = random_token()
@@ -28,15 +42,15 @@ def invite(sec: Security, user: User, origin: str) -> str:
                 used=False,
             )
         )
-    link = f"{origin}{INVITE_PATH}{token}"
+    link = f"{origin}{INVITE_PATH}#{token}"
     days = sec.config.invitation_seconds // 86400
     body = (
         f"You have been invited to fhirhub as {user.username} ({user.role}"
         f"{', ' + user.tenant if user.tenant else ''}).\n\n"
         f"Set your password here (the link works once, for {days} days):\n{link}\n"
     )
-    send_email(sec, user.email, "Your fhirhub account", body)
-    return link
+    emailed = send_email(sec, user.email, "Your fhirhub account", body, secrets=(token,))
+    return Invitation(link, emailed)
 
 
 def invitation_user(sec: Security, token: str) -> str | None:

@@ -1,6 +1,9 @@
-"""Outgoing email: every message is written to the outbox table first (tests and operators
-read it there); when ``FHIRHUB_SMTP_URL`` is set (``smtp://user:pass@host:587`` with
-STARTTLS, ``smtps://...`` for implicit TLS) it is also sent, and marked sent."""
+"""Outgoing email: every message is written to the outbox table first (operators read it
+there); when ``FHIRHUB_SMTP_URL`` is set (``smtp://user:pass@host:587`` with STARTTLS,
+``smtps://...`` for implicit TLS) it is also sent, and marked sent.
+
+Secrets a message carries (an invitation token) are given apart: the outbox keeps the text
+with each replaced by ``[sent by email only]``, so the database never holds one in clear."""
 
 from __future__ import annotations
 
@@ -18,21 +21,32 @@ from fhirhub.plugins.security.tables import outbox
 log = logging.getLogger("fhirhub.security.mail")
 
 
-def send_email(sec: Security, recipient: str, subject: str, body: str) -> int:
+REDACTED = "[sent by email only]"
+
+
+def send_email(
+    sec: Security, recipient: str, subject: str, body: str, secrets: tuple[str, ...] = ()
+) -> bool:
+    """Record the message in the outbox (``secrets`` blanked) and send it when SMTP is
+    configured; whether it was sent."""
+    stored = body
+    for secret in secrets:
+        stored = stored.replace(secret, REDACTED)
     with sec.engine.begin() as conn:
         result = conn.execute(
-            insert(outbox).values(recipient=recipient, subject=subject, body=body, created=now())
+            insert(outbox).values(recipient=recipient, subject=subject, body=stored, created=now())
         )
         message_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    if sec.config.smtp_url:
-        try:
-            _smtp_send(sec.config.smtp_url, sec.config.mail_from, recipient, subject, body)
-        except (OSError, smtplib.SMTPException) as exc:
-            log.error("Email to %s stays in the outbox; SMTP failed: %s", recipient, exc)
-        else:
-            with sec.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.id == message_id).values(sent=now()))
-    return message_id
+    if not sec.config.smtp_url:
+        return False
+    try:
+        _smtp_send(sec.config.smtp_url, sec.config.mail_from, recipient, subject, body)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.error("Email to %s was not sent; SMTP failed: %s", recipient, exc)
+        return False
+    with sec.engine.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == message_id).values(sent=now()))
+    return True
 
 
 def _smtp_send(url: str, sender: str, recipient: str, subject: str, body: str) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhirhub.core.access import PERMISSIONS, Scope
+from fhirhub.sdk import Scope
+
+#: SMART v2 permissions, in their canonical order: create, read, update, delete, search.
+PERMISSIONS = "cruds"
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,12 @@ class Role:
 ROLES: dict[str, Role] = {
     role.name: role
     for role in (
-        Role("super_admin", ("user/*.cruds",), False, "everything, every tenant"),
+        Role(
+            "super_admin",
+            ("user/*.cruds", "user/AuditEvent.rs"),
+            False,
+            "everything, every tenant",
+        ),
         Role(
             "app_admin",
             ("user/Organization.cruds",),
@@ -51,7 +59,9 @@ ROLES: dict[str, Role] = {
 
 #: Who may create or manage users of which role (besides ``super_admin``, who may do all).
 MANAGEABLE_ROLES = {
-    "app_admin": frozenset({"app_admin", "org_admin", "clinician", "patient"}),
+    # app_admin holds no clinical data: it creates organizations and their first admins, who
+    # create their own clinicians and patients (never an account it could sign in with).
+    "app_admin": frozenset({"org_admin"}),
     "org_admin": frozenset({"org_admin", "clinician", "patient"}),
 }
 
@@ -59,6 +69,12 @@ MANAGEABLE_ROLES = {
 NON_RESOURCE_SCOPES = frozenset(
     {"openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access"}
 )
+#: Written by the system only (``fhirhub.sdk``'s access rules refuse every caller's c/u/d):
+#: no token is granted write permissions on them, so none claims to have them.
+APPEND_ONLY_TYPES = frozenset({"AuditEvent", "Provenance"})
+#: Reached only by a scope naming the type (an admin role's allowance), never by a wildcard:
+#: a clinician's ``user/*.cruds`` does not let it read the audit trail.
+NAMED_ONLY_TYPES = frozenset({"AuditEvent"})
 
 
 def scope_text(scope: Scope) -> str:
@@ -77,12 +93,16 @@ def intersect(requested: Scope, allowed: Scope) -> Scope | None:
     ):
         return None
     if allowed.resource_type == "*":
+        if requested.resource_type in NAMED_ONLY_TYPES:
+            return None
         resource_type = requested.resource_type
     elif requested.resource_type in ("*", allowed.resource_type):
         resource_type = allowed.resource_type
     else:
         return None
     permissions = requested.permissions & allowed.permissions
+    if resource_type in APPEND_ONLY_TYPES:
+        permissions -= {"c", "u", "d"}
     if not permissions:
         return None
     return Scope(requested.context, resource_type, frozenset(permissions))
@@ -166,3 +186,27 @@ def may_manage(
         and actor_tenant is not None
         and tenant == actor_tenant
     )
+
+
+def narrow(requested: str, original: str) -> str:
+    """The scopes of a refresh request (RFC 6749 §6): what ``requested`` asks for *within*
+    ``original``. Resource scopes are intersected with the original ones; the others
+    (``offline_access``, ``openid``, ``launch/patient``...) are kept only when the original
+    grant had them, so a refresh never turns ``online_access`` into ``offline_access``."""
+    words = original.split()
+    resources = grant(
+        " ".join(w for w in requested.split() if w not in NON_RESOURCE_SCOPES),
+        [w for w in words if w not in NON_RESOURCE_SCOPES],
+    ).split()
+    others = [w for w in requested.split() if w in NON_RESOURCE_SCOPES and w in words]
+    return " ".join(dict.fromkeys(resources + others))
+
+
+def without_patient_scopes(scope: str) -> str:
+    """``scope`` without its ``patient/`` resource scopes: what is left when no patient context
+    could be established (SMART: patient-level scopes need one)."""
+    return " ".join(w for w in scope.split() if not w.startswith("patient/"))
+
+
+def has_patient_scopes(scope: str) -> bool:
+    return any(w.startswith("patient/") and Scope.parse(w) is not None for w in scope.split())

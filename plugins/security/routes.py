@@ -7,20 +7,22 @@ be authorized; here any valid bearer token of this hub) and the admin API in ``a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from joserfc import jwt
 from joserfc.errors import JoseError
+from starlette.concurrency import run_in_threadpool
 
-from fhirhub.core.access import Access, acting_as
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security import grants, throttle
 from fhirhub.plugins.security.clients import (
     SHELL_CALLBACK,
@@ -31,10 +33,12 @@ from fhirhub.plugins.security.clients import (
     get_client,
 )
 from fhirhub.plugins.security.invitations import accept_invitation, invitation_user
-from fhirhub.plugins.security.keys import ALGORITHM, public_jwks
-from fhirhub.plugins.security.roles import ROLES
+from fhirhub.plugins.security.keys import ALGORITHM, ID_TOKEN_ALGORITHM, public_jwks
+from fhirhub.plugins.security.launch import find_launch
+from fhirhub.plugins.security.roles import ROLES, has_patient_scopes
 from fhirhub.plugins.security.state import Security, now, security
 from fhirhub.plugins.security.users import User, check_password, get_user
+from fhirhub.sdk import Access, FhirError, acting_as
 
 log = logging.getLogger("fhirhub.security")
 
@@ -85,6 +89,7 @@ def smart_configuration(sec: Security, request: Request) -> dict[str, Any]:
         "scopes_supported": [
             "openid",
             "fhirUser",
+            "launch",
             "launch/patient",
             "offline_access",
             "online_access",
@@ -95,13 +100,15 @@ def smart_configuration(sec: Security, request: Request) -> dict[str, Any]:
         ],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALGORITHM],
         "subject_types_supported": ["public"],
         "capabilities": [
             "launch-standalone",
+            "launch-ehr",
             "client-public",
             "client-confidential-asymmetric",
             "context-standalone-patient",
+            "context-ehr-patient",
             "context-banner",
             "sso-openid-connect",
             "permission-offline",
@@ -207,7 +214,8 @@ def router(hub: Any) -> list[APIRouter]:
 
     @api.get("/jwks")
     def jwks() -> JSONResponse:
-        return JSONResponse(public_jwks(sec().key))
+        state = sec()
+        return JSONResponse(public_jwks(state.key, state.id_key))
 
     # -- authorize ---------------------------------------------------------------------------
     def check_authorize(request: Request, params: dict[str, str]) -> tuple[Client, str] | Response:
@@ -240,6 +248,17 @@ def router(hub: Any) -> list[APIRouter]:
             )
         elif not params.get("state"):
             problem = ("invalid_request", "state is required")
+        elif any("?" in word for word in params.get("scope", "").split()):
+            # SMART v2 granular scopes: refused rather than granted as the whole type.
+            problem = (
+                "invalid_scope",
+                "Scopes with query parameters (SMART v2 granular scopes) are not supported; "
+                "ask for the resource type without them",
+            )
+        elif "launch" in params.get("scope", "").split() and not params.get("launch"):
+            problem = ("invalid_request", "The launch scope needs the EHR's launch parameter")
+        elif params.get("launch") and find_launch(state, params["launch"]) is None:
+            problem = ("invalid_request", "The launch parameter is unknown or expired")
         if problem is not None:
             return redirect_error(redirect_uri, params.get("state"), *problem)
         return client, redirect_uri
@@ -263,13 +282,26 @@ def router(hub: Any) -> list[APIRouter]:
         if isinstance(checked, Response):
             return checked
         client, _ = checked
+        return login_form(request, client, params)
+
+    def login_form(
+        request: Request,
+        client: Client,
+        params: dict[str, str],
+        status: int = 200,
+        username: str = "",
+        error: str | None = None,
+    ) -> Response:
         return page(
             request,
             "authorize.html",
+            status,
             title="Sign in",
             client=client,
             params=params,
             scopes=params.get("scope", "").split(),
+            username=username,
+            error=error,
         )
 
     @api.post("/authorize")
@@ -277,10 +309,14 @@ def router(hub: Any) -> list[APIRouter]:
         started = time.time()
         form = {k: str(v) for k, v in (await request.form()).items()}
         params = {k: v for k, v in form.items() if k in AUTHORIZE_PARAMS}
-        checked = check_authorize(request, params)
+        checked = await run_in_threadpool(check_authorize, request, params)
         if isinstance(checked, Response):
             return checked
         client, redirect_uri = checked
+        if not {"username", "password", "decision"} & form.keys():
+            # SMART ``authorize-post``: the authorization request itself, sent as a form. It
+            # is no sign-in attempt: show the sign-in page, as for GET.
+            return login_form(request, client, params)
         if form.get("decision") == "deny":
             return redirect_error(
                 redirect_uri, params["state"], "access_denied", "The user denied access"
@@ -288,41 +324,59 @@ def router(hub: Any) -> list[APIRouter]:
         username = form.get("username", "").strip()
         remote = request.client.host if request.client else None
         state = sec()
-        wait = throttle.locked_for(state, username, remote)
+        # Database work and password hashing (argon2, tens of milliseconds of CPU) run in
+        # worker threads: a burst of failed sign-ins must not stall the event loop.
+        wait = await run_in_threadpool(throttle.locked_for, state, username, remote)
         if wait > 0:
             audit_login(hub, request, ok=False, username=username, status=429, started=started)
-            return page(
+            return login_form(
                 request,
-                "authorize.html",
+                client,
+                params,
                 429,
-                title="Sign in",
-                client=client,
-                params=params,
-                scopes=params.get("scope", "").split(),
-                username=username,
-                error=f"Too many failed sign-ins. Try again in {wait} seconds.",
+                username,
+                f"Too many failed sign-ins. Try again in {wait} seconds.",
             )
-        user = check_password(state, username, form.get("password", ""))
+        async with hashing_slots():
+            user = await run_in_threadpool(
+                check_password, state, username, form.get("password", "")
+            )
         if user is None:
-            throttle.record_failure(state, username, remote)
+            await run_in_threadpool(throttle.record_failure, state, username, remote)
             audit_login(hub, request, ok=False, username=username, status=401, started=started)
-            return page(
-                request,
-                "authorize.html",
-                401,
-                title="Sign in",
-                client=client,
-                params=params,
-                scopes=params.get("scope", "").split(),
-                username=username,
-                error="Wrong user name or password.",
+            return login_form(
+                request, client, params, 401, username, "Wrong user name or password."
             )
-        throttle.record_success(state, username)
+        await run_in_threadpool(throttle.record_success, state, username)
         audit_login(
             hub, request, ok=True, username=username, status=302, started=started, user=user
         )
+        return await run_in_threadpool(after_sign_in, request, client, user, params)
+
+    def after_sign_in(
+        request: Request, client: Client, user: User, params: dict[str, str]
+    ) -> Response:
+        """Establish the patient context, then answer with the code: an EHR launch's patient,
+        a patient user's own record, or the picker for anyone else whose scopes need a
+        patient (SMART: patient-level scopes are never granted without one)."""
+        state = sec()
         requested = params.get("scope", "")
-        if "launch/patient" in requested.split() and user.role != "patient":
+        scope = grants.user_scope(user, requested)
+        redirect_uri = params["redirect_uri"]
+        patient: str | None = None
+        if params.get("launch") and user.role != "patient":
+            launch = find_launch(state, params["launch"])
+            if launch is None or not user_may_read_patient(user, launch.patient, launch.tenant):
+                return redirect_error(
+                    redirect_uri,
+                    params["state"],
+                    "invalid_request",
+                    "The launch context is unknown, expired or not visible to this user",
+                )
+            patient = launch.patient
+        elif user.role != "patient" and (
+            "launch/patient" in requested.split() or has_patient_scopes(scope)
+        ):
             ticket = jwt.encode(
                 {"alg": ALGORITHM, "kid": state.key.kid},
                 {"typ": "patient-picker", "sub": user.id, "params": params, "exp": now() + 600},
@@ -335,16 +389,29 @@ def router(hub: Any) -> list[APIRouter]:
             client=client,
             redirect_uri=redirect_uri,
             user=user,
-            scope=grants.user_scope(user, requested),
-            patient=None,
+            scope=scope,
+            patient=patient,
             code_challenge=params["code_challenge"],
         )
         return redirect_code(redirect_uri, params["state"], code)
 
+    def user_may_read_patient(user: User, patient: str, tenant: str | None) -> bool:
+        """Whether ``user`` sees Patient ``patient`` (of the launch's ``tenant``)."""
+        from fhirhub.sdk import read
+
+        if ROLES[user.role].tenant_bound and tenant is not None and user.tenant != tenant:
+            return False
+        with acting_as(user_access(user)):
+            try:
+                read(hub, "Patient", patient)
+            except FhirError:
+                return False
+        return True
+
     # -- the patient picker (launch/patient for users who are not the patient) ----------------
     def user_access(user: User) -> Access:
         tenant = user.tenant if ROLES[user.role].tenant_bound else None
-        from fhirhub.core.access import parse_scopes
+        from fhirhub.sdk import parse_scopes
 
         return Access(
             subject=f"user:{user.username}",
@@ -427,9 +494,17 @@ def router(hub: Any) -> list[APIRouter]:
         state = sec()
         audience = state.fhir_base(request)
         token_endpoint = endpoints(state.origin(request))["token_endpoint"]
+        grant_type = form.get("grant_type")
+        if (
+            grant_type == "refresh_token"
+            and not form.get("client_id")
+            and not form.get("client_assertion")
+        ):
+            # A public client's refresh (fhirclient.js sends no client_id): the refresh token
+            # names its client; a confidential one must still authenticate.
+            form["client_id"] = grants.refresh_token_client(state, form.get("refresh_token", ""))
         try:
             client = authenticate_client(state, form, token_endpoint)
-            grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
                 answer = grants.exchange_code(state, client, form, audience)
             elif grant_type == "refresh_token":
@@ -464,34 +539,28 @@ def router(hub: Any) -> list[APIRouter]:
         grants.revoke(state, form.get("token", ""), client_id, state.fhir_base(request))
         return Response(status_code=200, headers=NO_STORE)
 
-    # -- invitations -------------------------------------------------------------------------
-    @api.get("/invite/{token}")
-    def invite_page(request: Request, token: str) -> Response:
-        state = sec()
-        user_id = invitation_user(state, token)
-        user = get_user(state, user_id) if user_id else None
-        if user is None:
-            return page(
-                request,
-                "message.html",
-                404,
-                title="Invitation",
-                message="This link is unknown, used or expired.",
-            )
+    # -- invitations (the token travels in the link's fragment and the form body only) ---------
+    def invite_form(request: Request, status: int = 200, error: str | None = None) -> Response:
         return page(
             request,
             "invite.html",
+            status,
             title="Set your password",
-            username=user.username,
-            min_length=state.config.min_password_length,
+            min_length=sec().config.min_password_length,
+            error=error,
         )
 
-    @api.post("/invite/{token}")
-    async def invite_accept(request: Request, token: str) -> Response:
+    @api.get("/invite")
+    def invite_page(request: Request) -> Response:
+        return invite_form(request)
+
+    @api.post("/invite")
+    async def invite_accept(request: Request) -> Response:
         form = {k: str(v) for k, v in (await request.form()).items()}
         state = sec()
-        user_id = invitation_user(state, token)
-        user = get_user(state, user_id) if user_id else None
+        token = form.get("token", "")
+        user_id = await run_in_threadpool(invitation_user, state, token) if token else None
+        user = await run_in_threadpool(get_user, state, user_id) if user_id else None
         if user is None:
             return page(
                 request,
@@ -500,24 +569,12 @@ def router(hub: Any) -> list[APIRouter]:
                 title="Invitation",
                 message="This link is unknown, used or expired.",
             )
-        error = None
         if form.get("password") != form.get("repeat"):
-            error = "The two passwords differ."
-        else:
-            try:
-                accept_invitation(state, token, form.get("password", ""))
-            except FhirError as exc:
-                error = exc.message
-        if error is not None:
-            return page(
-                request,
-                "invite.html",
-                400,
-                title="Set your password",
-                username=user.username,
-                min_length=state.config.min_password_length,
-                error=error,
-            )
+            return invite_form(request, 400, "The two passwords differ.")
+        try:
+            await run_in_threadpool(accept_invitation, state, token, form.get("password", ""))
+        except FhirError as exc:
+            return invite_form(request, 400, exc.message)
         return page(
             request,
             "message.html",
@@ -540,7 +597,7 @@ def router(hub: Any) -> list[APIRouter]:
             redirect_uri=f"{origin}{SHELL_CALLBACK}",
             fhir_base=state.fhir_base(request),
             scope=SHELL_SCOPE,
-            next=next_path if next_path.startswith("/") and not next_path.startswith("//") else "/",
+            next=safe_next(next_path),
         )
 
     @api.get("/ui/login")
@@ -552,6 +609,39 @@ def router(hub: Any) -> list[APIRouter]:
         return shell_page(request, "callback.js")
 
     return [api, root]
+
+
+#: Password checks (argon2id: tens of milliseconds of CPU and 64 MiB each) running at once,
+#: per event loop. The rest wait without holding a worker thread, so a burst of sign-ins
+#: leaves the thread pool to other requests (``/healthz``, reads) and memory stays bounded.
+MAX_CONCURRENT_HASHING = max(2, os.cpu_count() or 2)
+_hashing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hashing_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _hashing.get(loop)
+    if slots is None:
+        slots = _hashing[loop] = asyncio.Semaphore(MAX_CONCURRENT_HASHING)
+    return slots
+
+
+def safe_next(value: str) -> str:
+    """Where to go after the UI shell's sign-in: a path on this origin, else ``/``. Browsers
+    read ``/\\host`` and ``/<tab>/host`` (tabs and newlines are dropped) as ``//host``, another
+    origin, so a backslash, whitespace or control character anywhere, also percent-encoded
+    (``/%09/host``), sends to ``/``."""
+    for text in (value, unquote(value)):
+        if not text.startswith("/") or text.startswith("//"):
+            return "/"
+        if any(c == "\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return value
 
 
 def _name(patient: dict[str, Any]) -> str:

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 
 from fhirhub.plugins.security.config import SecurityConfig
-from fhirhub.plugins.security.keys import load_or_create_key
+from fhirhub.plugins.security.keys import load_or_create_id_key, load_or_create_key
 from fhirhub.plugins.security.tables import ensure_tables
-from fhirhub.sdk import Hub, HubLocal
+from fhirhub.sdk import FhirError, Hub, HubLocal
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -25,6 +25,8 @@ class Security:
     hub: Hub
     config: SecurityConfig
     key: ECKey
+    #: Signs ID tokens (RS256); see ``keys``.
+    id_key: RSAKey
     #: jwks_uri -> (fetched at, key set document); for clients' and the OIDC issuer's keys.
     jwks_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,12 +42,31 @@ class Security:
 
     def fhir_base(self, request: Any = None) -> str:
         """The FHIR base URL: ``FHIRHUB_BASE_URL`` or derived from the request. It is both the
-        tokens' issuer and their audience (SMART's ``aud``)."""
+        tokens' issuer and their audience (SMART's ``aud``), and invitation links and the
+        discovery document name it, so with authentication on a request may only derive it
+        from a host this hub knows (loopback, ``--host``, ``allowed_hosts``): a forged
+        ``Host`` header must not choose the issuer or where an invitation link points."""
         if self.hub.base_url:
             return self.hub.base_url
         if request is None:
             return f"http://{self.hub.settings.host}:{self.hub.settings.port}/fhir"
+        if self.hub.settings.auth_enabled and not self.host_allowed(request.url.hostname):
+            raise FhirError(
+                400,
+                f"Unknown host {request.url.hostname!r}: set FHIRHUB_BASE_URL to this hub's "
+                "public address (or list the host in FHIRHUB_ALLOWED_HOSTS)",
+                code="invalid",
+            )
         return f"{str(request.base_url).rstrip('/')}/fhir"
+
+    def host_allowed(self, host: str | None) -> bool:
+        if not host:
+            return False
+        host = host.lower().strip("[]")
+        known = {"localhost", "127.0.0.1", "::1", *self.config.allowed_host_names()}
+        if self.hub.settings.host not in ("0.0.0.0", "::", ""):
+            known.add(self.hub.settings.host.lower().strip("[]"))
+        return host in known
 
     def origin(self, request: Any = None) -> str:
         return self.fhir_base(request).rsplit("/fhir", 1)[0]
@@ -62,6 +83,7 @@ def security(hub: Hub) -> Security:
             hub=hub,
             config=SecurityConfig.load(plugin_settings(hub, "security")),
             key=load_or_create_key(hub.settings.data_dir),
+            id_key=load_or_create_id_key(hub.settings.data_dir),
         )
 
     return _STATE.setdefault(hub, create)

@@ -87,6 +87,28 @@ revoked_tokens = Table(
     Column("expires", Integer, nullable=False),
 )
 
+#: Access tokens issued under a grant family (an authorization code and the refresh tokens
+#: rotated from it), so that replaying the code or a rotated refresh token revokes them too.
+issued_tokens = Table(
+    "security_issued_token",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("family", String(64), nullable=False, index=True),
+    Column("expires", Integer, nullable=False),
+)
+
+#: EHR launch contexts (SMART ``launch``): an opaque value, stored as its SHA-256, that an EHR
+#: hands to an app so that it opens in a patient's context.
+launch_contexts = Table(
+    "security_launch_context",
+    metadata,
+    Column("launch_hash", String(64), primary_key=True),
+    Column("tenant", String(64)),
+    Column("patient", String(64), nullable=False),
+    Column("created_by", String(300), nullable=False),
+    Column("expires", Integer, nullable=False),
+)
+
 used_assertions = Table(
     "security_used_assertion",
     metadata,

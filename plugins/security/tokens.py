@@ -14,11 +14,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select
 
-from fhirhub.core.access import Access, parse_scopes
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.keys import ALGORITHM
 from fhirhub.plugins.security.state import Security, now
 from fhirhub.plugins.security.tables import clients, revoked_tokens, users
+from fhirhub.sdk import Access, FhirError, parse_scopes
 
 #: Clock skew tolerated between this hub's processes (seconds).
 LEEWAY = 30
@@ -144,11 +143,16 @@ def access_from_claims(claims: dict[str, Any], remote: str | None) -> Access:
     username = claims.get("username")
     subject = f"user:{username}" if username else f"client:{claims.get('client_id')}"
     roles = claims.get("roles") or []
+    scopes = parse_scopes(str(claims.get("scope") or ""))
+    if not claims.get("patient"):
+        # SMART: patient-level scopes need a patient context; without one they would read
+        # the whole tenant, so they grant nothing.
+        scopes = tuple(s for s in scopes if s.context != "patient")
     return Access(
         subject=subject,
         tenant=claims.get("tenant"),
         roles=frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset(),
-        scopes=parse_scopes(str(claims.get("scope") or "")),
+        scopes=scopes,
         patient=claims.get("patient"),
         client_id=claims.get("client_id"),
         remote=remote,

@@ -12,10 +12,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fhirhub.fhir_store.errors import FhirError
 from fhirhub.plugins.security.roles import ROLES
 from fhirhub.plugins.security.state import Security, now
 from fhirhub.plugins.security.tables import refresh_tokens, users
+from fhirhub.sdk import FhirError
 
 _hasher = PasswordHasher()
 #: Verified against when the user name is unknown, so a miss costs as long as a hit.

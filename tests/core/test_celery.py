@@ -50,6 +50,7 @@ def worker(broker: str, sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, 
         "FHIRHUB_DATA_DIR": str(tmp_path),
         "FHIRHUB_HL7_PORT": "off",
         "FHIRHUB_DICOM_PORT": "off",
+        "FHIRHUB_PLUGINS": "-mpi,+hello",  # the example plugin's task and consumer
     }
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
@@ -93,6 +94,7 @@ def broker_hub(broker: str, queue: str, sqlite_url: str, tmp_path: Path) -> Hub:
             broker=broker,
             broker_queue=queue,
             listeners=False,
+            plugins="-mpi,+hello",
         )
     )
 

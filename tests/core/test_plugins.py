@@ -133,12 +133,21 @@ def test_code_systems_are_stored_once_and_health_checks_reported(
 def test_allow_and_block_lists(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    blocked = build_hub(settings(sqlite_url, tmp_path, plugins="+hello,-hl7"))
+    names = {i.name: i.enabled for i in plugin_infos(blocked.plugins)}
+    assert names["hello"] is True and names["hl7"] is False and names["dicom"] is True
+    with TestClient(create_app(hub=blocked)) as client:
+        assert client.get("/fhir/$hello").status_code == 200
+    blocked.close()
     blocked = build_hub(settings(sqlite_url, tmp_path, plugins="-hello"))
     names = {i.name: i.enabled for i in plugin_infos(blocked.plugins)}
     assert names["hello"] is False and names["core-operations"] is True
     with TestClient(create_app(hub=blocked)) as client:
         assert client.get("/fhir/$hello").status_code == 404
     blocked.close()
+    default = build_hub(settings(sqlite_url, tmp_path, plugins=""))
+    assert not {i.name: i.enabled for i in plugin_infos(default.plugins)}["hello"]
+    default.close()
     config = tmp_path / "fhirhub.toml"
     config.write_text('[fhirhub]\nplugins = "hello"\n\n[plugin.hello]\ngreeting = "hi"\n')
     monkeypatch.delenv("FHIRHUB_PLUGINS", raising=False)
@@ -193,6 +202,7 @@ def test_entry_point_plugin_that_fails_to_import_is_reported(
             False,
         )
         assert broken.error == "ImportError: needs libfoo 2"
-        assert infos["hello"].enabled
+        assert not infos["hello"].enabled  # the example is opt-in
+        assert infos["dicom"].enabled
     finally:
         hub.close()

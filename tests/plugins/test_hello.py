@@ -3,11 +3,27 @@ fixtures (``fhirhub_client``, ``fhirhub_server``), against the real app on SQLit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fhirhub.plugins import hello
+
+
+@pytest.fixture
+def fhirhub_settings(tmp_path: Path) -> Any:
+    """The example is opt-in (``+hello``): off in a hub that does not name it."""
+    from fhirhub.core.settings import Settings
+
+    return Settings(
+        db=f"sqlite:///{tmp_path / 'fhirhub.db'}",
+        data_dir=tmp_path,
+        listeners=False,
+        auth="off",
+        plugins="+hello",
+    )
 
 
 def test_hello_operation_answers_parameters(fhirhub_client: Any) -> None:
@@ -26,14 +42,14 @@ def test_hello_is_listed_in_the_capability_statement(fhirhub_client: Any) -> Non
 
 
 def test_hello_counts_committed_versions_on_its_page(fhirhub_client: Any, fhirhub_hub: Any) -> None:
-    before = hello._seen["Basic"]
+    before = hello.visible_counts().get("Basic", 0)  # as the system: every tenant
     for text in ("one", "two"):
         created = fhirhub_client.post(
             "/fhir/Basic", json={"resourceType": "Basic", "code": {"text": text}}
         )
         assert created.status_code == 201
     assert fhirhub_hub.dispatcher.wait_idle(10)
-    assert hello._seen["Basic"] == before + 2
+    assert hello.visible_counts()["Basic"] == before + 2
     page = fhirhub_client.get("/plugins/hello/")
     assert page.status_code == 200
     assert "<td>Basic</td>" in page.text

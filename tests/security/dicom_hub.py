@@ -190,7 +190,7 @@ def write_files(folder: Path, datasets: list[Dataset]) -> list[Path]:
 
 
 def dcmtk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """One dcmtk tool run, with TCP_NODELAY=1 (DESIGN.md)."""
+    """One dcmtk tool run, with TCP_NODELAY=1."""
     need_dcmtk()
     return subprocess.run(
         list(args),

@@ -20,13 +20,17 @@ from fhirhub.adapters.hl7.parsing import Message
 ER7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 
 
-def message_key(message: Message, *, qualified: bool = False) -> str:
+def message_key(message: Message, *, qualified: bool = False, tenant: str | None = None) -> str:
     """A FHIR id (``[A-Za-z0-9-.]{1,64}``) for "this control id from this sender".
 
     ``qualified`` adds the content digest: used when a sender reuses an MSH-10 for a message
     with different content (a sender error, but seen in practice), so both are kept.
+    ``tenant`` qualifies the key by the feed's tenant: used only when another tenant's feed,
+    whose sender has the same name, already holds the plain key.
     """
     seed = f"{message.sender}|{message.control_id}"
+    if tenant is not None:
+        seed = f"{tenant}|{seed}"
     if qualified:
         seed += "|" + hashlib.sha256(message.text.encode("utf-8")).hexdigest()
     digest = hashlib.sha256(seed.encode()).hexdigest()

@@ -58,8 +58,8 @@ function submitter(formId, path, done) {
     const body = Object.fromEntries(new FormData(event.target).entries());
     const message = document.getElementById("admin-message");
     try {
-      await call(path, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
-      message.textContent = done(body);
+      const answer = await call(path, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+      message.textContent = done(body, answer);
       event.target.reset();
       await refresh();
     } catch (error) {
@@ -68,7 +68,11 @@ function submitter(formId, path, done) {
   });
 }
 
-submitter("invite-form", "/users", (b) => `Invitation sent to ${b.email}.`);
+// Without SMTP the hub answers the link itself (once): the admin hands it to the new user.
+submitter("invite-form", "/users", (b, answer) =>
+  answer && answer.invitation_link
+    ? `No email could be sent: give ${b.username} this link (it works once): ${answer.invitation_link}`
+    : `Invitation sent to ${b.email}.`);
 submitter("tenant-form", "/tenants", (b) => `Organization ${b.id} created.`);
 refresh().catch((error) => {
   document.getElementById("admin-who").textContent = String(error.message || error);

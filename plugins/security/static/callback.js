@@ -34,7 +34,16 @@ async function finish() {
   }
   sessionStorage.setItem("fhirhub.token", answer.access_token);
   sessionStorage.setItem("fhirhub.tokenExpires", String(Date.now() + answer.expires_in * 1000));
-  window.location.replace(pending.next || "/");
+  window.location.replace(sameOriginPath(pending.next));
+}
+
+// Only a path on this origin (the server checked it too): `/\\host` or `/\t/host` would leave.
+function sameOriginPath(next) {
+  if (typeof next !== "string" || !next.startsWith("/") || /[\\\s\u0000-\u001f]/.test(next)) {
+    return "/";
+  }
+  const target = new URL(next, window.location.origin);
+  return target.origin === window.location.origin ? target.pathname + target.search : "/";
 }
 
 finish().catch((error) => {

@@ -48,7 +48,7 @@ def dicomdir() -> list[Path]:
 
 
 def dcmtk_env() -> dict[str, str]:
-    """dcmtk honours TCP_NODELAY=1 (DESIGN.md, network listeners)."""
+    """dcmtk honours TCP_NODELAY=1 (no Nagle stalls on loopback)."""
     return {**os.environ, "TCP_NODELAY": "1"}
 
 

@@ -1,5 +1,5 @@
 """dcmtk's tools as independent clients of the node (echoscu, storescu, findscu, movescu,
-getscu), with TCP_NODELAY=1 as DESIGN.md asks for dcmtk clients."""
+getscu), with TCP_NODELAY=1 (without it each request waits for delayed ACKs)."""
 
 from __future__ import annotations
 

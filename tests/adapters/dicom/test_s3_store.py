@@ -20,7 +20,8 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[
 
 from fhirhub.adapters.dicom.archive import DicomArchive, InstanceRejected, existing_archive
 from fhirhub.adapters.dicom.config import STORE_ENV, object_store_url
-from fhirhub.adapters.dicom.content_store import ContentStore, StoreUnavailable, open_content_store
+from fhirhub.adapters.dicom.content_store import ContentStore, StoreUnavailable
+from fhirhub.adapters.dicom.content_stores import open_content_store
 from fhirhub.adapters.dicom.file_store import FileStore
 from fhirhub.adapters.dicom.instance_index import ALL_TENANTS
 from fhirhub.adapters.dicom.plugin import dicom_node

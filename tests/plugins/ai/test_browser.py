@@ -44,8 +44,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def test_chat_streams_an_answer_with_sources(server: LiveServer, page: object) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
-    patients = httpx.get(f"{server.fhir}/Patient", params={"_count": "1"}).json()
-    patient = patients["entry"][0]["resource"]["id"]
+    pressures = httpx.get(
+        f"{server.fhir}/Observation", params={"code": "http://loinc.org|85354-9", "_count": "1"}
+    ).json()
+    patient = pressures["entry"][0]["resource"]["subject"]["reference"].split("/")[1]
     page.goto(f"{server.base}/plugins/ai/ui/?patient={patient}")  # type: ignore[attr-defined]
     status = page.locator("#model-status")  # type: ignore[attr-defined]
     expect(status).to_contain_text("No model configured")

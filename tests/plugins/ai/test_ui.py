@@ -37,8 +37,11 @@ def test_demo_data_answers_without_a_model(sqlite_url: str, tmp_path: Path) -> N
         with TestClient(create_app(hub=hub)) as client:
             assert load_demo_data(hub) > 0
             assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=120)
-            patients = client.get("/fhir/Patient", params={"_count": "1"}).json()
-            patient = patients["entry"][0]["resource"]["id"]
+            pressures = client.get(
+                "/fhir/Observation", params={"code": "http://loinc.org|85354-9", "_count": "1"}
+            ).json()
+            subject = pressures["entry"][0]["resource"]["subject"]["reference"]
+            patient = subject.split("/")[1]
             body = {
                 "messages": [{"role": "user", "content": "What is the latest blood pressure?"}],
                 "patient": patient,

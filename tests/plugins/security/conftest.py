@@ -40,7 +40,8 @@ def clear_security_tables(hub: Hub) -> None:
 
 @pytest.fixture
 def secure_hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    hub = build_hub(Settings(db=database_url, data_dir=tmp_path, auth="on"))  # type: ignore[call-arg]
+    # The TestClient's host ("testserver") is this hub's configured public address.
+    hub = build_hub(Settings(db=database_url, data_dir=tmp_path, auth="on", base_url=FHIR))  # type: ignore[call-arg]
     clear_security_tables(hub)
     yield hub
     hub.store.engine.dispose()

@@ -60,6 +60,7 @@ def client(sqlite_url: str, tmp_path: Path, jwks_url: str) -> Iterator[TestClien
         db=sqlite_url,
         data_dir=tmp_path,
         auth="on",
+        base_url=FHIR,
         plugin_config={"security": {"oidc_issuer": ISSUER, "oidc_jwks_url": jwks_url}},
     )
     hub = build_hub(settings)
