@@ -295,3 +295,18 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
     :returns: panels ``{"id", "title", "order"?, "resource_types" or "url", "params"?,
         "renderer"?}``; the shell renders them from the public FHIR API for the open patient.
     """
+
+
+@hookspec
+def ai_tools(hub: Hub) -> list[dict[str, Any]] | None:
+    """Called when the AI assistant (the ``ai`` plugin) offers its tools to a model, to add a
+    plugin's own (a score, a terminology lookup, a contraindication check).
+
+    :param hub: the running hub.
+    :returns: tools ``{"name", "description", "parameters", "run"}``: ``parameters`` a JSON
+        Schema object of the arguments; ``run(arguments, patient)`` is called with the
+        arguments the model sent and the conversation's patient id (or None), *as the caller*
+        (use the SDK's ``read``/``search``), and returns a JSON object, which may list the
+        resources it drew on under ``"references"`` (they become the answer's sources). Raise
+        ``FhirError`` to refuse; the model is told why.
+    """

@@ -47,6 +47,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("mpi", "fhirhub.plugins.mpi"),
     ("subscriptions", "fhirhub.plugins.subscriptions"),
     ("messaging", "fhirhub.plugins.messaging"),
+    ("ai", "fhirhub.plugins.ai"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,
