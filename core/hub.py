@@ -23,6 +23,7 @@ import pluggy
 from fhirhub.core.operations import OperationRegistry
 from fhirhub.core.settings import Settings
 from fhirhub.fhir_store.database import make_engine
+from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier
 from fhirhub.fhir_store.store import FhirStore, UnitOfWork
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -80,6 +81,21 @@ class _HookedStore:
         hub = self._hub()
         if hub is not None:
             hub.hook.after_commit(versions=versions, hub=hub)
+
+
+class _HookedTokenModifiers:
+    """The registry's terminology resolver (``:in``, ``:below``...), answered by the
+    ``search_token_codes`` hook (firstresult): the store asks, a terminology plugin answers."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    def __call__(self, request: TokenModifier) -> TokenCodes | None:
+        hub = self._hub()
+        if hub is None:
+            return None
+        answer: TokenCodes | None = hub.hook.search_token_codes(request=request, hub=hub)
+        return answer
 
 
 _T = TypeVar("_T")
@@ -159,5 +175,7 @@ def build_hub(
     hub = Hub(settings=settings, store=store, plugins=pm)
     store.hooks = _HookedStore(hub)
     activate_plugins(hub)
+    if pm.hook.search_token_codes.get_hookimpls():
+        store.registry.token_modifiers = _HookedTokenModifiers(hub)
     hub.dispatcher = Dispatcher(hub)
     return hub
