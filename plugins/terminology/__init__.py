@@ -58,6 +58,9 @@ BROWSER_PAGE = f"/plugins/{PLUGIN_NAME}/browser/"
 
 @hookimpl
 def register_operations(hub: Hub) -> list[Operation]:
+    # The service (and its tables) now, while the hub is built: never lazily inside a write
+    # transaction, where creating tables would wait on the writer's own lock.
+    service_of(hub)
     return [*operations(), load_operation()]
 
 

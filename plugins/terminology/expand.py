@@ -32,7 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from fhirhub.plugins.terminology.model import STOP_WORDS, words
+from fhirhub.plugins.terminology.model import STOP_WORDS, kept_word, words
 from fhirhub.plugins.terminology.service import Terminology
 from fhirhub.plugins.terminology.store import Version
 from fhirhub.plugins.terminology.tables import (
@@ -327,7 +327,9 @@ def filter_condition(key: int, text: str) -> ColumnElement[bool]:
             400, f"filter is limited to {MAX_FILTER_LENGTH} characters", code="too-costly"
         )
     given = list(dict.fromkeys(words(text)))
-    wanted = [w for w in given if w not in STOP_WORDS]
+    wanted = [w for w in given if kept_word(w)]
+    if not wanted:  # a single letter typed so far: a prefix of longer words
+        wanted = [w for w in given if w not in STOP_WORDS]
     if len(wanted) > MAX_FILTER_WORDS:
         raise FhirError(400, f"filter is limited to {MAX_FILTER_WORDS} words", code="too-costly")
     if not wanted:

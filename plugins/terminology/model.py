@@ -82,8 +82,13 @@ STOP_WORDS = frozenset("a an and as at by due for from in into of on or other th
 
 def index_words(text: str) -> list[str]:
     """The words of ``text`` the word index keeps (:data:`STOP_WORDS` and single letters
-    left out: they would be a fifth of the rows and narrow nothing)."""
-    return [w for w in words(text) if len(w) > 1 and w not in STOP_WORDS]
+    left out: they would be a fifth of the rows and narrow nothing; single digits stay, as
+    in "type 2")."""
+    return [w for w in words(text) if kept_word(w)]
+
+
+def kept_word(word: str) -> bool:
+    return (len(word) > 1 or word.isdigit()) and word not in STOP_WORDS
 
 
 def closure(concepts: Iterable[Concept]) -> Iterator[tuple[str, str]]:
