@@ -52,7 +52,7 @@ def check_resource(service: Terminology, resource: dict[str, Any]) -> None:
             if problem:
                 issues.append(Issue("error", "code-invalid", problem, (path,)))
     if issues:
-        raise FhirError(400, issues[0].diagnostics, code="code-invalid", issues=issues)
+        raise FhirError(400, issues=issues)
 
 
 def _problem(conn: Connection, coding: dict[str, Any]) -> str | None:
