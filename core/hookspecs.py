@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from fhirhub.core.operations import Operation
     from fhirhub.core.schedules import Schedule
     from fhirhub.core.transaction import Transaction
-    from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier
+    from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier, UnitConversion
     from fhirhub.fhir_store.versions import StoredVersion
 
 PROJECT_NAME = "fhirhub"
@@ -252,6 +252,23 @@ def search_token_codes(request: TokenModifier, hub: Hub) -> TokenCodes | None:
         as not supported). Raise :class:`fhirhub.sdk.FhirError` for an unknown code system or
         value set (the search fails with that status and message). Only consulted when some
         plugin implements it: without one, the store refuses these modifiers.
+    """
+
+
+@hookspec(firstresult=True)
+def search_quantity_units(
+    code: str, stored: list[str], hub: Hub
+) -> dict[str, UnitConversion] | None:
+    """Called while a quantity search with a UCUM unit is planned
+    (``value-quantity=ge5.5|http://unitsofmeasure.org|mmol/L``).
+
+    :param code: the searched UCUM unit code.
+    :param stored: the unit codes stored for that search parameter.
+    :param hub: the hub.
+    :returns: ``{stored code: UnitConversion}`` for the stored units the searched value converts
+        into (``UnitConversion(factor, offset)``: stored = searched * factor + offset), the
+        searched unit itself included; units left out never match. None to leave it to another
+        plugin (none answering: only the same unit code matches).
     """
 
 

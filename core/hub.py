@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,7 +23,11 @@ import pluggy
 from fhirhub.core.operations import OperationRegistry
 from fhirhub.core.settings import Settings
 from fhirhub.fhir_store.database import make_engine
-from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier
+from fhirhub.fhir_store.search.terminology import (
+    TokenCodes,
+    TokenModifier,
+    UnitConversion,
+)
 from fhirhub.fhir_store.store import FhirStore, UnitOfWork
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -96,6 +100,22 @@ class _HookedTokenModifiers:
             return None
         answer: TokenCodes | None = hub.hook.search_token_codes(request=request, hub=hub)
         return answer
+
+
+class _HookedQuantityUnits:
+    """The registry's UCUM converter for quantity search (``search_quantity_units``)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    def __call__(self, code: str, stored: Sequence[str]) -> Mapping[str, UnitConversion]:
+        hub = self._hub()
+        answer = (
+            None
+            if hub is None
+            else hub.hook.search_quantity_units(code=code, stored=list(stored), hub=hub)
+        )
+        return answer if answer is not None else {code: UnitConversion(1.0)}
 
 
 _T = TypeVar("_T")
@@ -177,5 +197,7 @@ def build_hub(
     activate_plugins(hub)
     if pm.hook.search_token_codes.get_hookimpls():
         store.registry.token_modifiers = _HookedTokenModifiers(hub)
+    if pm.hook.search_quantity_units.get_hookimpls():
+        store.registry.quantity_units = _HookedQuantityUnits(hub)
     hub.dispatcher = Dispatcher(hub)
     return hub

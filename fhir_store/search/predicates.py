@@ -60,7 +60,11 @@ from fhirhub.fhir_store.search.index_tables import (
 from fhirhub.fhir_store.search.normalize import date_range, fold_string, number_range
 from fhirhub.fhir_store.search.owner import Owner, current_alias
 from fhirhub.fhir_store.search.parameters import SearchParameterDef, SearchParameterRegistry
-from fhirhub.fhir_store.search.terminology import TERMINOLOGY_MODIFIERS, TokenModifier
+from fhirhub.fhir_store.search.terminology import (
+    TERMINOLOGY_MODIFIERS,
+    UCUM_SYSTEM,
+    TokenModifier,
+)
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
@@ -391,6 +395,8 @@ class Predicates:
         if kind == "token" and parsed.modifier in TERMINOLOGY_MODIFIERS:
             return self._terminology(owner, definition, parsed.modifier, values)
         build = self._builders()[kind]
+        if kind == "quantity" and self.registry.quantity_units is not None:
+            build = self._quantity_builder(owner, definition)
         conds = [build(v, parsed.modifier) for v in values if v != ""]
         if kind == "token" and parsed.modifier == "not":
             return not_(self._in_index(owner, index_token, definition.code, or_(*conds)))
@@ -600,6 +606,64 @@ class Predicates:
             elif code:
                 conds.append(or_(index_quantity.c.code == code, index_quantity.c.unit == code))
         return and_(*conds)
+
+    def _quantity_builder(
+        self, owner: Owner, definition: SearchParameterDef
+    ) -> Callable[[str, str | None], ColumnElement[bool]]:
+        """Quantity values with UCUM conversion (:mod:`fhirhub.fhir_store.search.terminology`):
+        ``n|http://unitsofmeasure.org|unit`` matches each stored UCUM unit that converts."""
+        stored: list[str] | None = None
+
+        def build(raw: str, modifier: str | None) -> ColumnElement[bool]:
+            nonlocal stored
+            parts = split_unescaped(raw, "|")
+            if len(parts) != 3 or unescape(parts[1]) != UCUM_SYSTEM or not parts[2]:
+                return self._quantity(raw, modifier)
+            prefix, text = split_prefix(parts[0])
+            number = parse_number(text)
+            if stored is None:
+                stored = self._stored_units(owner, definition.code)
+            resolver = self.registry.quantity_units
+            assert resolver is not None
+            conversions = dict(resolver(unescape(parts[2]), stored))
+            terms = [
+                and_(
+                    index_quantity.c.code == unit,
+                    index_quantity.c.system == UCUM_SYSTEM,
+                    number_condition(
+                        prefix,
+                        (
+                            conversion.apply(number[0]),
+                            conversion.apply(number[1]),
+                            conversion.apply(number[2]),
+                        ),
+                        index_quantity.c.value,
+                    ),
+                )
+                for unit, conversion in sorted(conversions.items())
+                if conversion.factor > 0
+            ]
+            return or_(*terms) if terms else false()
+
+        return build
+
+    def _stored_units(self, owner: Owner, code: str) -> list[str]:
+        """The distinct unit codes stored for one quantity parameter: a loose index scan on
+        ``ix_quantity_lookup`` (one seek per unit, whatever the number of rows)."""
+        units: list[str] = []
+        last = ""
+        for _ in range(200):
+            query = select(index_quantity.c.code).where(
+                index_quantity.c.param == code, index_quantity.c.code > last
+            )
+            if owner.resource_type is not None:
+                query = query.where(index_quantity.c.resource_type == owner.resource_type)
+            found = self.conn.execute(query.order_by(index_quantity.c.code).limit(1)).scalar()
+            if found is None:
+                break
+            units.append(found)
+            last = found
+        return units
 
     def _uri(self, raw: str, modifier: str | None) -> ColumnElement[bool]:
         text = unescape(raw)

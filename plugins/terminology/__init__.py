@@ -9,6 +9,7 @@
   for administrators (a background task reported through a Task resource);
 * the search modifiers ``:in``, ``:not-in``, ``:below``, ``:above`` on token parameters
   (``search.py``, through the ``search_token_codes`` hook);
+* UCUM conversion for quantity search (``ucum.py``, through ``search_quantity_units``);
 * codes of strict systems checked on write (``bindings.py``);
 * ``fhirhub terminology load icd10cm`` and a code browser page in the UI shell.
 """
@@ -23,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
-from fhirhub.plugins.terminology import bindings
+from fhirhub.plugins.terminology import bindings, ucum
 from fhirhub.plugins.terminology.consumer import handle_code_systems, reset_projection
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
 from fhirhub.plugins.terminology.load_operation import load_operation, run_load_task
@@ -37,6 +38,7 @@ from fhirhub.sdk import (
     Operation,
     TokenCodes,
     TokenModifier,
+    UnitConversion,
     WriteContext,
     command_hub,
     hookimpl,
@@ -100,6 +102,11 @@ def search_token_codes(request: TokenModifier, hub: Hub) -> TokenCodes | None:
 
 
 @hookimpl
+def search_quantity_units(code: str, stored: list[str], hub: Hub) -> dict[str, UnitConversion]:
+    return ucum.conversions(code, stored)
+
+
+@hookimpl
 def startup(hub: Hub) -> None:
     service = service_of(hub)
     if hub.settings.listeners and service.settings.preload_r4:
@@ -111,8 +118,9 @@ def startup(hub: Hub) -> None:
 def _preload(service: Any) -> None:
     try:
         service.ensure_r4()
+        ucum.registry()
     except Exception:  # loaded again on first use
-        log.exception("Loading the R4 code systems failed")
+        log.exception("Preparing the terminology failed")
 
 
 @hookimpl

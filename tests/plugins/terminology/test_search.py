@@ -59,18 +59,27 @@ def test_below_finds_every_type_2_diabetes_code_of_the_callers_tenant(
     assert _codes(client, f"code:below={ICD}|S52") == []  # org-a's view holds none
 
 
-def test_above_and_comma_separated_values(client: TestClient, conditions: dict[str, list[str]]) -> None:
+def test_above_and_comma_separated_values(
+    client: TestClient, conditions: dict[str, list[str]]
+) -> None:
     assert _codes(client, f"code:above={ICD}|E11.65") == ["E11", "E11.65"]
     assert _codes(client, f"code:below={ICD}|E10,{ICD}|A00-B99") == ["A00.0", "E10.9"]
 
 
-def test_in_and_not_in_a_stored_value_set(client: TestClient, hub: Hub, conditions: dict[str, list[str]]) -> None:
+def test_in_and_not_in_a_stored_value_set(
+    client: TestClient, hub: Hub, conditions: dict[str, list[str]]
+) -> None:
     value_set = {
         "resourceType": "ValueSet",
         "url": "http://example.org/fhir/ValueSet/t2dm-complications",
         "status": "active",
         "compose": {
-            "include": [{"system": ICD, "filter": [{"property": "concept", "op": "descendent-of", "value": "E11"}]}],
+            "include": [
+                {
+                    "system": ICD,
+                    "filter": [{"property": "concept", "op": "descendent-of", "value": "E11"}],
+                }
+            ],
             "exclude": [{"system": ICD, "concept": [{"code": "E11.9"}]}],
         },
     }
@@ -97,7 +106,9 @@ def test_terminology_modifier_errors(client: TestClient, conditions: dict[str, l
     assert "more than" in message
 
 
-def test_a_strict_system_refuses_unknown_codes_on_write_with_the_element(client: TestClient) -> None:
+def test_a_strict_system_refuses_unknown_codes_on_write_with_the_element(
+    client: TestClient,
+) -> None:
     response = client.post("/fhir/Condition", json=_condition("E11.999"), headers=A)
     assert response.status_code == 400
     issue = response.json()["issue"][0]
@@ -106,3 +117,47 @@ def test_a_strict_system_refuses_unknown_codes_on_write_with_the_element(client:
     # A system that is not loaded is not checked; a loaded non-strict one neither.
     other = _condition("whatever", system="http://example.org/local")
     assert client.post("/fhir/Condition", json=other, headers=A).status_code == 201
+
+
+def _observation(
+    value: float, unit: str, system: str = "http://unitsofmeasure.org"
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "15074-8"}]},
+        "valueQuantity": {"value": value, "unit": unit, "system": system, "code": unit},
+    }
+
+
+def test_quantity_search_converts_ucum_units_and_never_across_dimensions(
+    client: TestClient,
+) -> None:
+    for value, unit, who in (
+        (6.0, "mmol/L", A),
+        (5000.0, "umol/L", A),  # 5.0 mmol/L
+        (7200.0, "umol/L", A),  # 7.2 mmol/L
+        (120.0, "mg/dL", A),  # glucose in mass units: no UCUM conversion to mmol/L
+        (9.0, "mmol/L", B),
+    ):
+        assert (
+            client.post(
+                "/fhir/Observation", json=_observation(value, unit), headers=who
+            ).status_code
+            == 201
+        )
+
+    def values(query: str, who: dict[str, str] = A) -> list[tuple[float, str]]:
+        response = client.get(f"/fhir/Observation?{query}&_count=100", headers=who)
+        assert response.status_code == 200, response.text
+        return sorted(
+            (e["resource"]["valueQuantity"]["value"], e["resource"]["valueQuantity"]["code"])
+            for e in response.json().get("entry", [])
+        )
+
+    ucum = "http://unitsofmeasure.org"
+    assert values(f"value-quantity=ge5.5|{ucum}|mmol/L") == [(6.0, "mmol/L"), (7200.0, "umol/L")]
+    assert values(f"value-quantity=lt5500|{ucum}|umol/L") == [(5000.0, "umol/L")]
+    assert values(f"value-quantity=ge5.5|{ucum}|mmol/L", who=B) == [(9.0, "mmol/L")]
+    assert values(f"value-quantity=ge1|{ucum}|g/L") == [(120.0, "mg/dL")]  # 1.2 g/L
+    assert values(f"value-quantity=5|{ucum}|furlongz") == []  # not UCUM: no conversion
