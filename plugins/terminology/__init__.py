@@ -109,17 +109,29 @@ def search_quantity_units(code: str, stored: list[str], hub: Hub) -> dict[str, U
 @hookimpl
 def startup(hub: Hub) -> None:
     service = service_of(hub)
-    if hub.settings.listeners and service.settings.preload_r4:
+    if hub.settings.listeners and (service.settings.preload_r4 or service.settings.load_icd10cm):
         threading.Thread(
-            target=_preload, args=(service,), name="terminology-r4", daemon=True
+            target=_preload, args=(hub, service), name="terminology-preload", daemon=True
         ).start()
 
 
-def _preload(service: Any) -> None:
+def _preload(hub: Hub, service: Any) -> None:
     try:
         service.ensure_r4()
         ucum.registry()
-    except Exception:  # loaded again on first use
+        if service.settings.load_icd10cm:
+            from fhirhub.plugins.terminology.loading import load
+            from fhirhub.plugins.terminology.model import ICD10CM
+            from fhirhub.plugins.terminology.store import find_version
+
+            with service.db.read() as conn:
+                loaded = find_version(conn, ICD10CM) is not None
+            if not loaded:
+                summary = load(hub, "icd10cm").summary()
+                log.info(
+                    "Loaded ICD-10-CM %s: %s concepts", summary["version"], summary["concepts"]
+                )
+    except Exception:  # the R4 content loads again on first use
         log.exception("Preparing the terminology failed")
 
 

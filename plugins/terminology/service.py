@@ -50,6 +50,9 @@ class TerminologySettings(PluginSettings):
     max_expansion: int = 10_000
     #: Load the R4 code systems when the hub starts serving (else on first use).
     preload_r4: bool = True
+    #: Load ICD-10-CM from the ``simple-icd-10-cm`` package in the background when the hub
+    #: starts serving and no version is loaded (``make run`` turns it on for the demo).
+    load_icd10cm: bool = False
 
 
 @cache
