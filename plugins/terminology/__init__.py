@@ -169,7 +169,7 @@ def register_commands(cli: Any) -> None:
     group = typer.Typer(help="Terminology: load code systems (docs/terminology.md)")
     cli.add_typer(group, name="terminology")
 
-    @group.command("load")  # type: ignore[untyped-decorator]
+    @group.command("load")
     def load_command(
         source: str = typer.Argument(..., help="icd10cm | loinc | snomed"),
         csv: str | None = typer.Option(None, help="The source file (CMS ICD-10 CSV, Loinc.csv)"),

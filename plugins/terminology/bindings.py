@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection
-
-from fhirhub.plugins.terminology import store
 from fhirhub.plugins.terminology.service import Terminology
 from fhirhub.sdk import FhirError, Issue
 
@@ -46,19 +43,19 @@ def check_resource(service: Terminology, resource: dict[str, Any]) -> None:
     if not found:
         return
     issues: list[Issue] = []
-    with service.db.read() as conn:
-        for path, coding in found:
-            problem = _problem(conn, coding)
-            if problem:
-                issues.append(Issue("error", "code-invalid", problem, (path,)))
+    for path, coding in found:
+        codes = service.codes_of(coding["system"], coding.get("version"))
+        if codes is None:
+            continue  # not loaded: nothing to check against
+        version, known = codes
+        if coding["code"] not in known:
+            issues.append(
+                Issue(
+                    "error",
+                    "code-invalid",
+                    f"Unknown code {coding['code']!r} in {coding['system']} (version {version})",
+                    (path,),
+                )
+            )
     if issues:
         raise FhirError(400, issues=issues)
-
-
-def _problem(conn: Connection, coding: dict[str, Any]) -> str | None:
-    version = store.find_version(conn, coding["system"], coding.get("version"))
-    if version is None:
-        return None
-    if store.concept_row(conn, version.key, coding["code"]) is None:
-        return f"Unknown code {coding['code']!r} in {coding['system']} (version {version.version})"
-    return None

@@ -8,6 +8,7 @@ is the truth: ``fhirhub replay`` resets and rebuilds the projection from it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import select
@@ -24,7 +25,7 @@ log = logging.getLogger("fhirhub.terminology")
 SOURCE = "fhir"
 
 
-def handle_code_systems(service: Terminology, versions: list[StoredVersion]) -> None:
+def handle_code_systems(service: Terminology, versions: Sequence[StoredVersion]) -> None:
     for version in versions:
         with service.db.begin() as conn:
             old = conn.execute(
@@ -35,7 +36,7 @@ def handle_code_systems(service: Terminology, versions: list[StoredVersion]) -> 
             ).scalars()
             for key in list(old):
                 _delete_version(conn, key)
-            if version.deleted:
+            if version.deleted or version.content is None:
                 continue
             resource = orjson.loads(version.content)
             if not resource.get("concept") or resource.get("content") == "not-present":

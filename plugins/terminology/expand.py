@@ -50,6 +50,10 @@ MAX_FILTER_LENGTH = 200
 MAX_FILTER_WORDS = 8
 #: Codes a ``regex`` filter may select (it is evaluated in Python over the system's codes).
 MAX_REGEX_MATCHES = 30_000
+#: Expansions up to this size are sorted after their rows are found through the indexes.
+SORT_LIMIT = 5_000
+#: Text filter candidates passed to SQL as a list (more: as subqueries).
+MAX_LISTED = 2_000
 
 
 @dataclass
@@ -102,7 +106,13 @@ def expand(
             else plan.selects[0].subquery()
         )
         total = conn.execute(select(func.count()).select_from(union)).scalar_one()
-        query = select(union).order_by(union.c.part, union.c.seq).offset(options.offset)
+        # ``seq + 0`` is not the indexed column: SQLite then sorts the few rows the filters'
+        # indexes found rather than walking every concept in ``seq`` order testing each; for
+        # many matches the walk is cheaper (the page fills at once), so the count decides.
+        selective = total <= SORT_LIMIT
+        seq = union.c.seq + 0 if selective else union.c.seq
+        order = (union.c.part, seq) if len(plan.selects) > 1 else (seq,)
+        query = select(union).order_by(*order).offset(options.offset)
         if limit is not None:
             query = query.limit(limit)
         entries = [_entry(row) for row in conn.execute(query)]
@@ -198,7 +208,7 @@ def _compose(
             if excluded is not None and excluded.key == version.key:
                 condition = and_(condition, not_(_include_condition(conn, version, exclude)))
         plan.selects.append(
-            _select(version, condition, options, part=len(plan.selects), include=include)
+            _select(conn, version, condition, options, part=len(plan.selects), include=include)
         )
 
 
@@ -247,10 +257,10 @@ def _filter(conn: Connection, key: int, item: dict[str, Any]) -> ColumnElement[b
     code_col = concept_table.c.code
     hierarchy = prop in ("concept", "code", "parent", "child")
     if op in ("is-a", "descendent-of", "is-not-a") and hierarchy:
-        below = code_col.in_(_closure_codes(key, value))
         if op == "descendent-of":
-            return below
-        is_a = or_(code_col == value, below)
+            return code_col.in_(_closure_codes(key, value))
+        # One IN over (descendants + the code), not an OR, so that the index answers it.
+        is_a = code_col.in_(union_all(_closure_codes(key, value), select(literal(value))))
         return is_a if op == "is-a" else not_(is_a)
     if op == "generalizes" and hierarchy:
         above = select(closure_table.c.ancestor).where(
@@ -320,8 +330,10 @@ def _regex_codes(conn: Connection, key: int, prop: str, pattern: str) -> list[st
     return matched
 
 
-def filter_condition(key: int, text: str) -> ColumnElement[bool]:
-    """Every word of ``text`` starts a word of the concept's display or a designation."""
+def filter_condition(conn: Connection, key: int, text: str) -> ColumnElement[bool]:
+    """Every word of ``text`` starts a word of the concept's display or a designation. The
+    candidates of each word come from the word index (a range scan each) and are intersected
+    here, so that the query proper is a primary-key lookup per match."""
     if len(text) > MAX_FILTER_LENGTH:
         raise FhirError(
             400, f"filter is limited to {MAX_FILTER_LENGTH} characters", code="too-costly"
@@ -334,22 +346,51 @@ def filter_condition(key: int, text: str) -> ColumnElement[bool]:
         raise FhirError(400, f"filter is limited to {MAX_FILTER_WORDS} words", code="too-costly")
     if not wanted:
         return true() if given else false()  # only common words: they narrow nothing
-    conds = []
-    for prefix in wanted:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        conds.append(
-            concept_table.c.code.in_(
-                select(word_table.c.code).where(
-                    word_table.c.version_key == key,
-                    word_table.c.word >= prefix,
-                    word_table.c.word < upper,
-                )
-            )
+    subqueries = [
+        select(word_table.c.code).where(
+            word_table.c.version_key == key,
+            word_table.c.word >= prefix,
+            word_table.c.word < prefix[:-1] + chr(ord(prefix[-1]) + 1),
         )
-    return and_(*conds)
+        for prefix in sorted(wanted, key=len, reverse=True)  # the longest narrows most
+    ]
+    if len(subqueries) > 1:
+        # Several words: the candidates of the word with the fewest (counted up to
+        # MAX_LISTED + 1 each) from the index, then the other words checked here on those
+        # concepts' texts: SQLite would drive the intersection from whichever word it likes,
+        # "2" or "type" as well as "diab".
+        sizes = [
+            conn.execute(
+                select(func.count()).select_from(subquery.limit(MAX_LISTED + 1).subquery())
+            ).scalar_one()
+            for subquery in subqueries
+        ]
+        lead = min(range(len(subqueries)), key=lambda i: sizes[i])
+        if sizes[lead] <= MAX_LISTED:
+            candidates = list(conn.execute(subqueries[lead]).scalars())
+            ordered = sorted(wanted, key=len, reverse=True)
+            rest = [w for i, w in enumerate(ordered) if i != lead]
+            texts = conn.execute(
+                select(
+                    concept_table.c.code, concept_table.c.display, concept_table.c.designations
+                ).where(concept_table.c.version_key == key, concept_table.c.code.in_(candidates))
+            )
+            kept = [
+                code
+                for code, display, designations in texts
+                if _has_prefixes(f"{display or ''} {designations or ''}", rest)
+            ]
+            return concept_table.c.code.in_(kept) if kept else false()
+    return and_(*(concept_table.c.code.in_(subquery) for subquery in subqueries))
+
+
+def _has_prefixes(text: str, prefixes: list[str]) -> bool:
+    present = words(text)
+    return all(any(w.startswith(p) for w in present) for p in prefixes)
 
 
 def _select(
+    conn: Connection,
     version: Version,
     condition: ColumnElement[bool],
     options: Options,
@@ -358,7 +399,7 @@ def _select(
 ) -> Select[Any]:
     conds: list[ColumnElement[bool]] = [concept_table.c.version_key == version.key, condition]
     if options.filter:
-        conds.append(filter_condition(version.key, options.filter))
+        conds.append(filter_condition(conn, version.key, options.filter))
     if options.active_only:
         conds.append(concept_table.c.inactive.is_(False))
     if options.code is not None:

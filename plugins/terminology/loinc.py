@@ -55,13 +55,13 @@ def from_files(loinc_csv: str, hierarchy_csv: str | None, version: str) -> CodeS
             code, parent = row["CODE"].strip(), row["IMMEDIATE_PARENT"].strip()
             if not code:
                 raise invalid(f"MultiAxialHierarchy.csv line {line}: no CODE")
-            concept = by_code.get(code)
-            if concept is None:
-                concept = by_code[code] = Concept(
+            part = by_code.get(code)
+            if part is None:
+                part = by_code[code] = Concept(
                     code=check_code(code), display=row["CODE_TEXT"].strip() or None, abstract=True
                 )
-            if parent and parent not in concept.parents:
-                concept.parents.append(parent)
+            if parent and parent not in part.parents:
+                part.parents.append(parent)
         for concept in by_code.values():
             for parent in concept.parents:
                 if parent not in by_code:

@@ -127,8 +127,8 @@ def closure(concepts: Iterable[Concept]) -> Iterator[tuple[str, str]]:
                 ancestors.add(parent)
                 ancestors |= done[parent]
             done[code] = frozenset(ancestors)
-    for code, ancestors in done.items():
-        for ancestor in ancestors:
+    for code, above in done.items():
+        for ancestor in above:
             yield ancestor, code
 
 

@@ -335,7 +335,7 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
         if display:
             item["display"] = display
         contains.append(item)
-    out = {
+    out: dict[str, Any] = {
         key: value_set[key]
         for key in ("id", "url", "version", "name", "title", "status")
         if key in value_set

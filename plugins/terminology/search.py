@@ -35,10 +35,10 @@ def token_codes(service: Terminology, request: TokenModifier) -> TokenCodes | No
             raise _too_many(request, limit)
         return TokenCodes(tuple((system, c) for c in [code, *related]))
     if request.modifier in ("in", "not-in"):
-        url, _, version = request.value.partition("|")
+        url, _, wanted = request.value.partition("|")
         if not url:
             raise invalid(f":{request.modifier} needs a ValueSet url")
-        value_set = service.value_set(url, version or None)
+        value_set = service.value_set(url, wanted or None)
         with service.read() as conn:
             result = expand(service, conn, value_set, Options(count=limit + 1))
         if result.total > limit:

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from fhirhub.plugins.terminology import store
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
-from fhirhub.plugins.terminology.tables import metadata, version_table
+from fhirhub.plugins.terminology.tables import concept_table, metadata, version_table
 from fhirhub.sdk import (
     SYSTEM,
     FhirError,
@@ -36,6 +37,8 @@ PLUGIN_NAME = "terminology"
 R4_DATA = Path(__file__).resolve().parent / "data" / "r4-terminology.json.gz"
 #: The ``source`` of the R4 specification's code systems in the version table.
 R4_SOURCE = "r4"
+#: How long the latest version of a strict system is taken as known by the checks on write.
+LATEST_TTL_S = 5.0
 
 
 class TerminologySettings(PluginSettings):
@@ -73,6 +76,10 @@ class Terminology:
         self.db = PluginDatabase(hub, metadata)
         self._r4_lock = threading.Lock()
         self._r4_ready = False
+        #: The latest version of a url, as last seen (url -> (monotonic time, version)).
+        self._latest: dict[tuple[str, str | None], tuple[float, store.Version | None]] = {}
+        #: The codes of a version (immutable once active, so cached for the process).
+        self._codes: dict[int, frozenset[str]] = {}
 
     # -- the R4 content -------------------------------------------------------------------
 
@@ -113,6 +120,33 @@ class Terminology:
         self.ensure_r4()
         with self.db.read() as conn:
             yield conn
+
+    # -- the checks on write ----------------------------------------------------------------
+
+    def codes_of(self, url: str, version: str | None) -> tuple[str, frozenset[str]] | None:
+        """(version, codes) of a loaded code system, None when not loaded: the check on every
+        write reads memory, not the database (a new latest version is seen within
+        :data:`LATEST_TTL_S` seconds)."""
+        now = time.monotonic()
+        cached = self._latest.get((url, version))
+        if cached is None or now - cached[0] > LATEST_TTL_S:
+            with self.db.read() as conn:
+                found = store.find_version(conn, url, version)
+            cached = (now, found)
+            self._latest[(url, version)] = cached
+        found = cached[1]
+        if found is None:
+            return None
+        codes = self._codes.get(found.key)
+        if codes is None:
+            with self.db.read() as conn:
+                codes = frozenset(
+                    conn.execute(
+                        select(concept_table.c.code).where(concept_table.c.version_key == found.key)
+                    ).scalars()
+                )
+            self._codes = {found.key: codes, **self._codes}
+        return found.version, codes
 
     # -- resolving ------------------------------------------------------------------------
 

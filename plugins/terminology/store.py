@@ -137,7 +137,9 @@ def _insert_version(conn: Connection, data: CodeSystemData, pairs: int) -> int:
             loaded_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _activate(conn: Connection, key: int, data: CodeSystemData) -> Any:
@@ -320,8 +322,10 @@ def parents_of(conn: Connection, key: int, code: str) -> list[str]:
 
 
 def children_of(conn: Connection, key: int, code: str) -> list[str]:
+    """The direct children in source order. The rows come through the children index and
+    are sorted here: ordering in SQL lets SQLite walk every concept in ``seq`` order."""
     rows = conn.execute(
-        select(parent_table.c.code)
+        select(parent_table.c.code, concept_table.c.seq)
         .join(
             concept_table,
             and_(
@@ -330,9 +334,8 @@ def children_of(conn: Connection, key: int, code: str) -> list[str]:
             ),
         )
         .where(parent_table.c.version_key == key, parent_table.c.parent == code)
-        .order_by(concept_table.c.seq)
     )
-    return list(rows.scalars())
+    return [child for child, _seq in sorted(rows, key=lambda row: row[1])]
 
 
 def properties_of(conn: Connection, key: int, code: str) -> list[tuple[str, str]]:
