@@ -109,7 +109,7 @@ def search_quantity_units(code: str, stored: list[str], hub: Hub) -> dict[str, U
 @hookimpl
 def startup(hub: Hub) -> None:
     service = service_of(hub)
-    if hub.settings.listeners and (service.settings.preload_r4 or service.settings.load_icd10cm):
+    if hub.settings.listeners and (service.settings.preload or service.settings.load_icd10cm):
         threading.Thread(
             target=_preload, args=(hub, service), name="terminology-preload", daemon=True
         ).start()
@@ -117,8 +117,9 @@ def startup(hub: Hub) -> None:
 
 def _preload(hub: Hub, service: Any) -> None:
     try:
-        service.ensure_r4()
-        ucum.registry()
+        if service.settings.preload:
+            service.ensure_r4()
+            ucum.registry()
         if service.settings.load_icd10cm:
             from fhirhub.plugins.terminology.loading import load
             from fhirhub.plugins.terminology.model import ICD10CM
