@@ -85,7 +85,14 @@ parent_table = Table(
     Column("code", String(64), primary_key=True),
     Column("parent", String(64), primary_key=True),
 )
-Index("ix_terminology_parent_children", parent_table.c.version_key, parent_table.c.parent)
+# Covering indexes throughout: without statistics SQLite prefers a covering index, and would
+# otherwise walk the whole version through the primary key.
+Index(
+    "ix_terminology_parent_children",
+    parent_table.c.version_key,
+    parent_table.c.parent,
+    parent_table.c.code,
+)
 
 closure_table = Table(
     "terminology_closure",
@@ -94,7 +101,12 @@ closure_table = Table(
     Column("ancestor", String(64), primary_key=True),
     Column("code", String(64), primary_key=True),
 )
-Index("ix_terminology_closure_up", closure_table.c.version_key, closure_table.c.code)
+Index(
+    "ix_terminology_closure_up",
+    closure_table.c.version_key,
+    closure_table.c.code,
+    closure_table.c.ancestor,
+)
 
 word_table = Table(
     "terminology_word",
@@ -117,6 +129,7 @@ Index(
     property_table.c.version_key,
     property_table.c.property,
     property_table.c.value,
+    property_table.c.code,
 )
 
 #: Tables holding rows per concept, deleted with their version.
