@@ -28,7 +28,7 @@ from fhirhub.plugins.terminology import bindings, ucum
 from fhirhub.plugins.terminology.consumer import handle_code_systems, reset_projection
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
 from fhirhub.plugins.terminology.load_operation import load_operation, run_load_task
-from fhirhub.plugins.terminology.model import closure
+from fhirhub.plugins.terminology.model import MAX_POSTED_PAIRS, closure
 from fhirhub.plugins.terminology.operations import operations
 from fhirhub.plugins.terminology.search import token_codes
 from fhirhub.plugins.terminology.service import PLUGIN_NAME, service_of
@@ -88,10 +88,10 @@ def register_consumers(hub: Hub) -> list[Consumer]:
 
 @hookimpl
 def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
-    if context.resource_type == "CodeSystem" and resource.get("concept"):
+    if context.resource_type == "CodeSystem" and resource.get("concept") and resource.get("url"):
         # Refuse a CodeSystem whose concepts the projection could not load (a cycle, a parent
         # that is not a concept, a malformed code) before it is stored, not in the consumer.
-        list(closure(from_resource(resource).concepts))
+        list(closure(from_resource(resource).concepts, MAX_POSTED_PAIRS))
         return
     bindings.check_resource(service_of(context.hub), resource)
 

@@ -39,7 +39,11 @@ def handle_code_systems(service: Terminology, versions: Sequence[StoredVersion])
             if version.deleted or version.content is None:
                 continue
             resource = orjson.loads(version.content)
-            if not resource.get("concept") or resource.get("content") == "not-present":
+            if (
+                not resource.get("concept")
+                or not resource.get("url")
+                or resource.get("content") == "not-present"
+            ):
                 continue
             try:
                 data = from_resource(resource, source=SOURCE, resource_id=version.resource_id)

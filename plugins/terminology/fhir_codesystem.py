@@ -32,12 +32,21 @@ def _value(prop: dict[str, Any]) -> str | None:
 def _walk(
     concepts: list[dict[str, Any]], parent: str | None, path: str
 ) -> Iterator[tuple[dict[str, Any], str | None, str]]:
-    for index, concept in enumerate(concepts):
-        here = f"{path}[{index}]"
-        yield concept, parent, here
+    """(concept, parent code, element path) in document order, without recursion: a
+    deeply nested CodeSystem must be refused or loaded, never overflow the stack."""
+    stack: list[tuple[Any, str | None, str]] = [
+        (c, parent, f"{path}[{i}]") for i, c in reversed(list(enumerate(concepts)))
+    ]
+    while stack:
+        concept, above, here = stack.pop()
+        if not isinstance(concept, dict):
+            raise invalid(f"{here}: a concept must be an object")
+        yield concept, above, here
         children = concept.get("concept") or []
-        if children:
-            yield from _walk(children, concept.get("code"), f"{here}.concept")
+        stack.extend(
+            (child, concept.get("code"), f"{here}.concept[{i}]")
+            for i, child in reversed(list(enumerate(children)))
+        )
 
 
 def from_resource(

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from fhirhub.sdk import invalid
+from fhirhub.sdk import FhirError, invalid
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
@@ -91,12 +91,19 @@ def kept_word(word: str) -> bool:
     return (len(word) > 1 or word.isdigit()) and word not in STOP_WORDS
 
 
-def closure(concepts: Iterable[Concept]) -> Iterator[tuple[str, str]]:
+#: The most ancestor pairs a CodeSystem resource posted to the hub may imply (ICD-10-CM has
+#: half a million; a chain of 5,000 nested concepts would have 12.5 million).
+MAX_POSTED_PAIRS = 2_000_000
+
+
+def closure(concepts: Iterable[Concept], limit: int | None = None) -> Iterator[tuple[str, str]]:
     """Every (ancestor, descendant) pair of the is-a graph, the concept itself excluded.
 
     Raises ``FhirError`` 400 on a cycle (a CodeSystem whose hierarchy loops would make
-    subsumption answer "subsumes" both ways) or a parent that is not a concept of the system.
+    subsumption answer "subsumes" both ways), a parent that is not a concept of the system,
+    or more than ``limit`` pairs.
     """
+    total = 0
     parents: Mapping[str, list[str]] = {c.code: c.parents for c in concepts}
     done: dict[str, frozenset[str]] = {}
     for start in parents:
@@ -127,6 +134,14 @@ def closure(concepts: Iterable[Concept]) -> Iterator[tuple[str, str]]:
                 ancestors.add(parent)
                 ancestors |= done[parent]
             done[code] = frozenset(ancestors)
+            total += len(ancestors)
+            if limit is not None and total > limit:
+                raise FhirError(
+                    400,
+                    f"The hierarchy implies over {limit} ancestor pairs; load such a code "
+                    "system with `fhirhub terminology load`",
+                    code="too-costly",
+                )
     for code, above in done.items():
         for ancestor in above:
             yield ancestor, code

@@ -19,7 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, insert, select, update
 
-from fhirhub.plugins.terminology.model import CodeSystemData, closure, index_words
+from fhirhub.plugins.terminology.model import (
+    MAX_POSTED_PAIRS,
+    CodeSystemData,
+    closure,
+    index_words,
+)
 from fhirhub.plugins.terminology.tables import (
     CONCEPT_TABLES,
     SHARED,
@@ -106,7 +111,7 @@ def write_code_systems(conn: Connection, systems: Iterable[CodeSystemData]) -> l
     at start, a POSTed CodeSystem): one commit instead of one per step."""
     out: list[Version] = []
     for data in systems:
-        pairs = list(closure(data.concepts))
+        pairs = list(closure(data.concepts, MAX_POSTED_PAIRS))
         key = _insert_version(conn, data, len(pairs))
         for _step, table, columns, rows, _estimate in _row_sets(key, data, pairs):
             for chunk in _chunks(rows):

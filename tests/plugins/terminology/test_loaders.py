@@ -148,3 +148,17 @@ def test_the_code_browser_is_in_the_ui_shell(client: TestClient) -> None:
     if hub is not None:
         pages = [p for _plugin, found in call_hook(hub, "ui_pages", hub=hub) for p in found]
         assert any(p["path"] == "/plugins/terminology/browser/" for p in pages)
+
+
+def test_a_deep_hierarchy_is_walked_without_recursion_and_bounded() -> None:
+    root: dict[str, object] = {"code": "x0"}
+    node = root
+    for i in range(1, 3000):
+        child: dict[str, object] = {"code": f"x{i}"}
+        node["concept"] = [child]
+        node = child
+    data = from_resource({"url": "http://example.org/deep", "concept": [root]})
+    assert data.concepts[-1].parents == ["x2998"]
+    with pytest.raises(FhirError) as caught:
+        list(closure(data.concepts, limit=1_000_000))  # 4.5 million pairs
+    assert caught.value.status == 400
