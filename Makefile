@@ -21,7 +21,9 @@ setup: $(STAMP)
 ## Start the hub on the embedded default (SQLite under ./data) with demo patients, and the
 ## OSCAR adapter reading its demo clinic (synthetic OSCAR rows, not a live OSCAR).
 run: setup
-	FHIRHUB_OSCAR_SOURCE=$${FHIRHUB_OSCAR_SOURCE:-demo} $(BIN)/fhirhub serve --demo --host $(HOST) --port $(PORT)
+	FHIRHUB_OSCAR_SOURCE=$${FHIRHUB_OSCAR_SOURCE:-demo} \
+	FHIRHUB_TERMINOLOGY_LOAD_ICD10CM=$${FHIRHUB_TERMINOLOGY_LOAD_ICD10CM:-true} \
+	$(BIN)/fhirhub serve --demo --host $(HOST) --port $(PORT)
 
 ## Debian packages the real-peer tests use (a browser for the UI tests).
 system-deps:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fhirhub.core.operations import Operation
     from fhirhub.core.schedules import Schedule
     from fhirhub.core.transaction import Transaction
+    from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier, UnitConversion
     from fhirhub.fhir_store.versions import StoredVersion
 
 PROJECT_NAME = "fhirhub"
@@ -234,6 +235,40 @@ def register_search_parameters(hub: Hub) -> list[dict[str, Any]] | None:
     :param hub: the hub being built.
     :returns: SearchParameter resources (as dicts) to activate in addition to the standard
         ones (FHIR R4 §3.1.1.4.5 custom search parameters); their expressions are compiled once.
+    """
+
+
+@hookspec(firstresult=True)
+def search_token_codes(request: TokenModifier, hub: Hub) -> TokenCodes | None:
+    """Called while a search is planned, for each value of a token parameter with a
+    terminology modifier: ``:in``/``:not-in`` (value set membership), ``:below``/``:above``
+    (subsumption) (http://hl7.org/fhir/R4/search.html#token). Runs as the searching caller.
+
+    :param request: :class:`fhirhub.sdk.TokenModifier`: the searched type, the parameter, the
+        modifier and the value (a ValueSet url, or ``system|code``).
+    :param hub: the hub.
+    :returns: :class:`fhirhub.sdk.TokenCodes`, the ``(system, code)`` pairs the value stands
+        for, or None to leave it to another plugin (none answering: the modifier is refused
+        as not supported). Raise :class:`fhirhub.sdk.FhirError` for an unknown code system or
+        value set (the search fails with that status and message). Only consulted when some
+        plugin implements it: without one, the store refuses these modifiers.
+    """
+
+
+@hookspec(firstresult=True)
+def search_quantity_units(
+    code: str, stored: list[str], hub: Hub
+) -> dict[str, UnitConversion] | None:
+    """Called while a quantity search with a UCUM unit is planned
+    (``value-quantity=ge5.5|http://unitsofmeasure.org|mmol/L``).
+
+    :param code: the searched UCUM unit code.
+    :param stored: the unit codes stored for that search parameter.
+    :param hub: the hub.
+    :returns: ``{stored code: UnitConversion}`` for the stored units the searched value converts
+        into (``UnitConversion(factor, offset)``: stored = searched * factor + offset), the
+        searched unit itself included; units left out never match. None to leave it to another
+        plugin (none answering: only the same unit code matches).
     """
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,6 +23,11 @@ import pluggy
 from fhirhub.core.operations import OperationRegistry
 from fhirhub.core.settings import Settings
 from fhirhub.fhir_store.database import make_engine
+from fhirhub.fhir_store.search.terminology import (
+    TokenCodes,
+    TokenModifier,
+    UnitConversion,
+)
 from fhirhub.fhir_store.store import FhirStore, UnitOfWork
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -80,6 +85,37 @@ class _HookedStore:
         hub = self._hub()
         if hub is not None:
             hub.hook.after_commit(versions=versions, hub=hub)
+
+
+class _HookedTokenModifiers:
+    """The registry's terminology resolver (``:in``, ``:below``...), answered by the
+    ``search_token_codes`` hook (firstresult): the store asks, a terminology plugin answers."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    def __call__(self, request: TokenModifier) -> TokenCodes | None:
+        hub = self._hub()
+        if hub is None:
+            return None
+        answer: TokenCodes | None = hub.hook.search_token_codes(request=request, hub=hub)
+        return answer
+
+
+class _HookedQuantityUnits:
+    """The registry's UCUM converter for quantity search (``search_quantity_units``)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = weakref.ref(hub)
+
+    def __call__(self, code: str, stored: Sequence[str]) -> Mapping[str, UnitConversion]:
+        hub = self._hub()
+        answer = (
+            None
+            if hub is None
+            else hub.hook.search_quantity_units(code=code, stored=list(stored), hub=hub)
+        )
+        return answer if answer is not None else {code: UnitConversion(1.0)}
 
 
 _T = TypeVar("_T")
@@ -159,5 +195,9 @@ def build_hub(
     hub = Hub(settings=settings, store=store, plugins=pm)
     store.hooks = _HookedStore(hub)
     activate_plugins(hub)
+    if pm.hook.search_token_codes.get_hookimpls():
+        store.registry.token_modifiers = _HookedTokenModifiers(hub)
+    if pm.hook.search_quantity_units.get_hookimpls():
+        store.registry.quantity_units = _HookedQuantityUnits(hub)
     hub.dispatcher = Dispatcher(hub)
     return hub

@@ -48,6 +48,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("subscriptions", "fhirhub.plugins.subscriptions"),
     ("messaging", "fhirhub.plugins.messaging"),
     ("ai", "fhirhub.plugins.ai"),
+    ("terminology", "fhirhub.plugins.terminology"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,

@@ -29,6 +29,9 @@ os.environ["FHIRHUB_AUTH"] = "off"
 # the same invented person from test to test on purpose; the MPI's own tests (tests/plugins/mpi)
 # enable it explicitly (``plugins=""``).
 os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi")
+# Servers started by tests do not preload the terminology (R4 code systems, UCUM units: seconds
+# of CPU each); what a test uses loads on first use.
+os.environ.setdefault("FHIRHUB_TERMINOLOGY_PRELOAD", "false")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

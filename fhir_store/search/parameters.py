@@ -41,6 +41,7 @@ from fhirhub.fhir_store.search.definitions import (
     term_root,
 )
 from fhirhub.fhir_store.search.extract import compile_check
+from fhirhub.fhir_store.search.terminology import QuantityUnitResolver, TokenModifierResolver
 
 __all__ = [
     "ABSTRACT_BASES",
@@ -74,6 +75,13 @@ class SearchParameterRegistry:
         }
         self._by_url: dict[str, SearchParameterDef] = dict(by_url)
         self.generation = 0
+        #: Answers the terminology modifiers of token parameters (``:in``, ``:below``...);
+        #: set by the hub when a plugin implements ``search_token_codes``
+        #: (:mod:`fhirhub.fhir_store.search.terminology`).
+        self.token_modifiers: TokenModifierResolver | None = None
+        #: Converts UCUM units for quantity search; set by the hub when a plugin implements
+        #: ``search_quantity_units``.
+        self.quantity_units: QuantityUnitResolver | None = None
 
     def get(self, resource_type: str, code: str) -> SearchParameterDef | None:
         params = self._by_type.get(resource_type)

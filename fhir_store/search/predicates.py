@@ -60,6 +60,11 @@ from fhirhub.fhir_store.search.index_tables import (
 from fhirhub.fhir_store.search.normalize import date_range, fold_string, number_range
 from fhirhub.fhir_store.search.owner import Owner, current_alias
 from fhirhub.fhir_store.search.parameters import SearchParameterDef, SearchParameterRegistry
+from fhirhub.fhir_store.search.terminology import (
+    TERMINOLOGY_MODIFIERS,
+    UCUM_SYSTEM,
+    TokenModifier,
+)
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
@@ -77,8 +82,12 @@ MODIFIERS: dict[str, frozenset[str]] = {
 }
 
 #: Modifiers that are known to FHIR but not provided here: terminology expansion (``:in``,
-#: ``:not-in``, subsumption) needs a terminology service; Identifier.type is not indexed.
+#: ``:not-in``, subsumption) needs a terminology service (supported when the registry has a
+#: ``token_modifiers`` resolver); Identifier.type is not indexed.
 NOT_SUPPORTED_MODIFIERS = frozenset({"in", "not-in", "of-type", "above", "below"})
+
+#: The most (system, code) pairs one terminology modifier value may stand for.
+MAX_TERMINOLOGY_CODES = 10_000
 
 #: "ap" tolerance: 10% of the distance between the searched value and now, for dates
 #: (http://hl7.org/fhir/R4/search.html#prefix leaves it to the server), and 10% of the value
@@ -383,7 +392,11 @@ class Predicates:
             raise bad_request(f"Search parameter {name!r} has an empty value")
         if kind == "composite":
             return self._composite(owner, definition, values)
+        if kind == "token" and parsed.modifier in TERMINOLOGY_MODIFIERS:
+            return self._terminology(owner, definition, parsed.modifier, values)
         build = self._builders()[kind]
+        if kind == "quantity" and self.registry.quantity_units is not None:
+            build = self._quantity_builder(owner, definition)
         conds = [build(v, parsed.modifier) for v in values if v != ""]
         if kind == "token" and parsed.modifier == "not":
             return not_(self._in_index(owner, index_token, definition.code, or_(*conds)))
@@ -429,7 +442,44 @@ class Predicates:
         if modifier not in MODIFIERS.get(kind, frozenset()):
             raise bad_request(f"Unknown modifier {modifier!r} for {kind} parameter in {name!r}")
         if kind == "token" and modifier in NOT_SUPPORTED_MODIFIERS:
+            if modifier in TERMINOLOGY_MODIFIERS and self.registry.token_modifiers is not None:
+                return
             raise not_supported(f"Modifier :{modifier} is not supported (in {name!r})")
+
+    def _terminology(
+        self, owner: Owner, definition: SearchParameterDef, modifier: str, values: list[str]
+    ) -> ColumnElement[bool]:
+        """``:in``/``:not-in``/``:below``/``:above``: the codes the terminology resolver says
+        each value stands for, matched in the token index (an OR over the values)."""
+        resolver = self.registry.token_modifiers
+        assert resolver is not None
+        by_system: dict[str | None, set[str]] = {}
+        for raw in values:
+            if raw == "":
+                continue
+            request = TokenModifier(owner.resource_type, definition.code, modifier, unescape(raw))
+            answer = resolver(request)
+            if answer is None:
+                raise not_supported(f"Modifier :{modifier} is not supported for {raw!r}")
+            for system, code in answer.codes:
+                by_system.setdefault(system, set()).add(code)
+        count = sum(len(codes) for codes in by_system.values())
+        if count > MAX_TERMINOLOGY_CODES:
+            raise too_costly(
+                f":{modifier} stands for {count} codes, over the {MAX_TERMINOLOGY_CODES} a "
+                "search matches at once; narrow it"
+            )
+        self._spend(len(by_system))
+        terms: list[ColumnElement[bool]] = []
+        for system, codes in sorted(by_system.items(), key=lambda item: item[0] or ""):
+            in_codes = index_token.c.code.in_(sorted(codes))
+            terms.append(
+                in_codes if system is None else and_(index_token.c.system == system, in_codes)
+            )
+        matched = (
+            self._in_index(owner, index_token, definition.code, or_(*terms)) if terms else false()
+        )
+        return not_(matched) if modifier == "not-in" else matched
 
     # -- subqueries
 
@@ -556,6 +606,64 @@ class Predicates:
             elif code:
                 conds.append(or_(index_quantity.c.code == code, index_quantity.c.unit == code))
         return and_(*conds)
+
+    def _quantity_builder(
+        self, owner: Owner, definition: SearchParameterDef
+    ) -> Callable[[str, str | None], ColumnElement[bool]]:
+        """Quantity values with UCUM conversion (:mod:`fhirhub.fhir_store.search.terminology`):
+        ``n|http://unitsofmeasure.org|unit`` matches each stored UCUM unit that converts."""
+        stored: list[str] | None = None
+
+        def build(raw: str, modifier: str | None) -> ColumnElement[bool]:
+            nonlocal stored
+            parts = split_unescaped(raw, "|")
+            if len(parts) != 3 or unescape(parts[1]) != UCUM_SYSTEM or not parts[2]:
+                return self._quantity(raw, modifier)
+            prefix, text = split_prefix(parts[0])
+            number = parse_number(text)
+            if stored is None:
+                stored = self._stored_units(owner, definition.code)
+            resolver = self.registry.quantity_units
+            assert resolver is not None
+            conversions = dict(resolver(unescape(parts[2]), stored))
+            terms = [
+                and_(
+                    index_quantity.c.code == unit,
+                    index_quantity.c.system == UCUM_SYSTEM,
+                    number_condition(
+                        prefix,
+                        (
+                            conversion.apply(number[0]),
+                            conversion.apply(number[1]),
+                            conversion.apply(number[2]),
+                        ),
+                        index_quantity.c.value,
+                    ),
+                )
+                for unit, conversion in sorted(conversions.items())
+                if conversion.factor > 0
+            ]
+            return or_(*terms) if terms else false()
+
+        return build
+
+    def _stored_units(self, owner: Owner, code: str) -> list[str]:
+        """The distinct unit codes stored for one quantity parameter: a loose index scan on
+        ``ix_quantity_lookup`` (one seek per unit, whatever the number of rows)."""
+        units: list[str] = []
+        last = ""
+        for _ in range(200):
+            query = select(index_quantity.c.code).where(
+                index_quantity.c.param == code, index_quantity.c.code > last
+            )
+            if owner.resource_type is not None:
+                query = query.where(index_quantity.c.resource_type == owner.resource_type)
+            found = self.conn.execute(query.order_by(index_quantity.c.code).limit(1)).scalar()
+            if found is None:
+                break
+            units.append(found)
+            last = found
+        return units
 
     def _uri(self, raw: str, modifier: str | None) -> ColumnElement[bool]:
         text = unescape(raw)

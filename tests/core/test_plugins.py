@@ -50,8 +50,8 @@ class NoDeceased:
         resource.setdefault("active", True)  # enrichment
 
 
-class Terminology:
-    PLUGIN_NAME = "terminology"
+class WardVocabulary:
+    PLUGIN_NAME = "ward-vocabulary"
 
     @hookimpl
     def register_code_systems(self, hub: Any) -> list[dict[str, Any]]:
@@ -122,7 +122,7 @@ def test_code_systems_are_stored_once_and_health_checks_reported(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     for _ in range(2):  # a restart must not write a second version
-        hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Terminology()])
+        hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[WardVocabulary()])
         stored = search(hub, "CodeSystem", {"url": "http://hospital.example/cs/wards"})
         assert len(stored) == 1 and stored[0]["meta"]["versionId"] == "1"
         with TestClient(create_app(hub=hub)) as client:
@@ -168,7 +168,7 @@ def test_trace_switch_logs_every_hook_call(
 ) -> None:
     monkeypatch.setenv("FHIRHUB_TRACE_HOOKS", "1")
     with caplog.at_level("INFO", logger="fhirhub.plugins"):
-        hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Terminology()])
+        hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[WardVocabulary()])
         try:
             hub.plugins.hook.health_checks(hub=hub)
         finally:

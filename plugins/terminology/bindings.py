@@ -1,0 +1,61 @@
+"""Codes checked on write against the loaded code systems.
+
+Every ``Coding``-shaped element (an object with ``system`` and ``code``) whose system is one
+of the ``strict_systems`` setting and is loaded must name a code of the loaded (latest)
+version: otherwise the write is refused with a 400 naming the element. A strict system that is
+not loaded is not checked (nothing to check against), and other systems are left to the
+store's own validation, which already enforces the R4 required bindings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhirhub.plugins.terminology.service import Terminology
+from fhirhub.sdk import FhirError, Issue
+
+
+def codings(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(FHIRPath-like element path, coding) of every Coding-shaped object in ``value``."""
+    if isinstance(value, dict):
+        if isinstance(value.get("system"), str) and isinstance(value.get("code"), str):
+            yield path, value
+        for key, item in value.items():
+            if key in ("meta", "text", "contained"):
+                continue
+            if isinstance(item, list):
+                for index, element in enumerate(item):
+                    yield from codings(element, f"{path}.{key}[{index}]")
+            elif isinstance(item, dict):
+                yield from codings(item, f"{path}.{key}")
+
+
+def check_resource(service: Terminology, resource: dict[str, Any]) -> None:
+    strict = set(service.settings.strict_systems)
+    if not strict:
+        return
+    found = [
+        (p, c)
+        for p, c in codings(resource, resource.get("resourceType", "Resource"))
+        if c["system"] in strict
+    ]
+    if not found:
+        return
+    issues: list[Issue] = []
+    for path, coding in found:
+        codes = service.codes_of(coding["system"], coding.get("version"))
+        if codes is None:
+            continue  # not loaded: nothing to check against
+        version, known = codes
+        if coding["code"] not in known:
+            issues.append(
+                Issue(
+                    "error",
+                    "code-invalid",
+                    f"Unknown code {coding['code']!r} in {coding['system']} (version {version})",
+                    (path,),
+                )
+            )
+    if issues:
+        raise FhirError(400, issues=issues)

@@ -1,0 +1,55 @@
+"""The concept tables, expansion and ``:below`` on both backends (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fhirhub.core.hub import Hub, build_hub
+from fhirhub.plugins.terminology.expand import Options, expand
+from fhirhub.plugins.terminology.icd10cm import cms_concepts
+from fhirhub.plugins.terminology.service import implicit_value_set, service_of
+from fhirhub.plugins.terminology.store import write_code_system
+from fhirhub.sdk import create, search
+from tests.conftest import make_settings
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+CSV = """CODE,SHORT DESCRIPTION,LONG DESCRIPTION
+E119,T2DM,Type 2 diabetes mellitus without complications
+E1165,T2DM hyperglycemia,Type 2 diabetes mellitus with hyperglycemia
+E109,T1DM,Type 1 diabetes mellitus without complications
+A000,Cholera,"Cholera due to Vibrio cholerae 01, biovar cholerae"
+"""
+
+
+@pytest.fixture
+def backend_hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
+    hub = build_hub(make_settings(database_url, tmp_path, listeners=False))
+    yield hub
+    hub.close()
+
+
+def test_load_expand_and_below(backend_hub: Hub) -> None:
+    service = service_of(backend_hub)
+    write_code_system(service.db, cms_concepts(io.StringIO(CSV), "2025"))
+    with service.read() as conn:
+        everything = implicit_value_set(f"{ICD}?fhir_vs")
+        typed = expand(service, conn, everything, Options(filter="type 2 diab", count=10))
+        assert sorted(e.code for e in typed.entries) == ["E11.65", "E11.9"]
+        below = expand(service, conn, implicit_value_set(f"{ICD}?fhir_vs=isa/E11"), Options())
+        assert sorted(e.code for e in below.entries) == ["E11", "E11.65", "E11.9"]
+    for code in ("E11.65", "E10.9", "A00.0"):
+        create(
+            backend_hub,
+            {
+                "resourceType": "Condition",
+                "subject": {"display": "x"},
+                "code": {"coding": [{"system": ICD, "code": code}]},
+            },
+        )
+    found = search(backend_hub, "Condition", {"code:below": f"{ICD}|E11"})
+    assert [c["code"]["coding"][0]["code"] for c in found] == ["E11.65"]
+    assert service.codes_of(ICD, None) is not None
