@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub
@@ -131,7 +132,7 @@ def test_patient_knowledge(client: TestClient, hub: Hub) -> None:
 
 
 def test_cds_hooks_discovery_and_cards(client: TestClient) -> None:
-    import jsonschema
+    jsonschema = pytest.importorskip("jsonschema")
 
     services = client.get("/plugins/knowledge/cds-services", headers=as_("clinician-a")).json()
     assert {s["hook"] for s in services["services"]} == {"order-select", "order-sign"}
