@@ -3,10 +3,11 @@
 
 1. A fresh SQLite file gets the whole shipped graph (``fhirhub knowledge load all``) and
    ``--patients`` patients, each with hypertension and warfarin (POSTed over HTTP).
-2. ``fhirhub serve`` runs twice on that file, alternating ``--rounds`` times: with the order
-   check (the default) and without it (``FHIRHUB_KNOWLEDGE_CHECK_ORDERS=false``, the
-   reference). Each round POSTs ``--orders`` MedicationRequests one at a time, half of them
-   ibuprofen (an interaction with warfarin: a DetectedIssue is written), half amlodipine (none).
+2. Two ``fhirhub serve`` processes share that file, ``--rounds`` times: one with the order
+   check (the default), one without it (``FHIRHUB_KNOWLEDGE_CHECK_ORDERS=false``, the
+   reference). Each round POSTs ``--orders`` MedicationRequests to each, one at a time,
+   alternating between the two; half are ibuprofen (an interaction with warfarin: a
+   DetectedIssue is written), half amlodipine (nothing found).
    Reported: p50/p90 of each, and the difference of the p50s (the check's cost).
 3. ``GET /fhir/$graph?start=ICD10CM|I10&depth=2`` (hypertension, both directions, the
    default limit of 200 edges), ``--queries`` times: p50/p90, Bundle and compact views.
@@ -118,9 +119,12 @@ def seed(base: str, count: int) -> list[str]:
     return patients
 
 
-def time_orders(base: str, patients: list[str], count: int) -> list[float]:
-    timings = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+def time_orders(bases: list[str], patients: list[str], count: int) -> list[list[float]]:
+    """``count`` orders to each server, alternating one by one (the machine's noise falls on
+    both alike); returns the timings per server."""
+    timings: list[list[float]] = [[] for _ in bases]
+    clients = [httpx.Client(base_url=base, timeout=30) for base in bases]
+    try:
         for n in range(count):
             patient = patients[n % len(patients)]
             body = (
@@ -128,10 +132,14 @@ def time_orders(base: str, patients: list[str], count: int) -> list[float]:
                 if n % 2 == 0
                 else order(patient, "Amlodipine 5 MG Oral Tablet", "197361")
             )
-            started = time.perf_counter()
-            response = client.post("/fhir/MedicationRequest", json=body)
-            timings.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
+            for which, client in enumerate(clients):
+                started = time.perf_counter()
+                response = client.post("/fhir/MedicationRequest", json=body)
+                timings[which].append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+    finally:
+        for client in clients:
+            client.close()
     return timings
 
 
@@ -185,13 +193,20 @@ def main() -> None:
         server.wait()
     checked: list[float] = []
     reference: list[float] = []
+    # Even positions are ibuprofen (a finding, a DetectedIssue written), odd amlodipine (none).
     for _ in range(args.rounds):
-        for setting, sink in (("true", checked), ("false", reference)):
-            server, base = serve(db_url, work, {"FHIRHUB_KNOWLEDGE_CHECK_ORDERS": setting})
-            try:
-                time_orders(base, patients, 10)  # warm: the graph is built on first use
-                sink.extend(time_orders(base, patients, args.orders))
-            finally:
+        servers = [
+            serve(db_url, work, {"FHIRHUB_KNOWLEDGE_CHECK_ORDERS": setting})
+            for setting in ("true", "false")
+        ]
+        try:
+            bases = [base for _, base in servers]
+            time_orders(bases, patients, 10)  # warm: the graph is built on first use
+            with_check, without = time_orders(bases, patients, args.orders)
+            checked += with_check
+            reference += without
+        finally:
+            for server, _ in servers:
                 server.terminate()
                 server.wait()
     result = {
@@ -207,6 +222,12 @@ def main() -> None:
         "order_check_adds_p50_ms": round(percentile(checked, 0.5) - percentile(reference, 0.5), 2),
         "order_write_ratio_p50": round(
             statistics.median(checked) / statistics.median(reference), 2
+        ),
+        "no_finding_adds_p50_ms": round(
+            statistics.median(checked[1::2]) - statistics.median(reference[1::2]), 2
+        ),
+        "with_finding_adds_p50_ms": round(
+            statistics.median(checked[0::2]) - statistics.median(reference[0::2]), 2
         ),
         "graph_depth2_bundle_ms": {
             "p50": percentile(graph_bundle, 0.5),
