@@ -115,7 +115,7 @@ def read_context(
 ) -> PatientContext:
     """The patient's context through ``search`` (one query per type); an order check that
     has no interaction (or no contraindication) to look for skips those types."""
-    params = {"patient": patient, "_count": COUNT}
+    params = {"patient": patient, "_count": COUNT, "_total": "none"}  # no COUNT query
     none: list[dict[str, Any]] = []
     return context_from(
         graph,

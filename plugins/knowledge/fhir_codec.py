@@ -96,14 +96,13 @@ def resource_for(edge: Edge) -> dict[str, Any]:
 
 
 def edges_of(resource: dict[str, Any], resource_id: str, tenant: str = "") -> list[Edge]:
-    """The edges a knowledge resource states; [] for a Basic that is no knowledge edge.
-    Raises :class:`EdgeError` for one that claims to be an edge but is malformed."""
+    """The edges a knowledge resource states; [] for one without the ``knowledge-edge``
+    extension (a ``MedicinalProduct*`` or ``Basic`` used for something else is not part of the
+    graph). Raises :class:`EdgeError` for one that claims to be an edge but is malformed."""
     resource_type = resource.get("resourceType", "")
     meta = _find_meta(resource)
-    if resource_type == "Basic" and meta is None:
-        return []
     if meta is None:
-        raise EdgeError(f"{resource_type} has no {EDGE_EXTENSION} extension")
+        return []
     values = _values(meta)
     kind = str(values.get("kind", ""))
     if kind not in EDGE_KINDS:

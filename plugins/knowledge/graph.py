@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fhirhub.plugins.knowledge.model import Edge, Node
 from fhirhub.plugins.knowledge.vocabulary import PrefixSubsumption, Subsumption, name_key
@@ -49,6 +50,8 @@ class Graph:
         self.edges: list[Edge] = []
         #: Lookups remembered for this graph's life (``checks.medication_nodes``).
         self.memo: dict[bytes, frozenset[str]] = {}
+        #: Edge resources as ``$graph`` returns them, by ``id(edge)`` (``operations.bundle``).
+        self.resources: dict[int, dict[str, Any]] = {}
         seen: set[Node] = set()
         for edge in edges:
             self.edges.append(edge)

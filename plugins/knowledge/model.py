@@ -6,7 +6,13 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from fhirhub.plugins.knowledge.vocabulary import KEY_PRIORITY, SYSTEMS, code_key, name_key
+from fhirhub.plugins.knowledge.vocabulary import (
+    ALIAS_EXTENSION,
+    KEY_PRIORITY,
+    SYSTEMS,
+    code_key,
+    name_key,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,6 @@ class Node:
         """The node as a CodeableConcept (its names beyond the label as alias extensions)."""
         concept: dict[str, Any] = {}
         if self.names:
-            from fhirhub.plugins.knowledge.vocabulary import ALIAS_EXTENSION
-
             concept["extension"] = [
                 {"url": ALIAS_EXTENSION, "valueString": name} for name in self.names
             ]
@@ -111,14 +115,6 @@ class Edge:
             **({"management": self.management} if self.management else {}),
             **self.attributes,
         }
-
-    @cached_property
-    def resource(self) -> dict[str, Any]:
-        """The R4 resource stating this edge, rebuilt from the index (shared: copy before
-        changing)."""
-        from fhirhub.plugins.knowledge.fhir_codec import resource_for
-
-        return {**resource_for(self), "id": self.resource_id}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fhirhub.plugins.knowledge.checks import Finding, check_order
 from fhirhub.plugins.knowledge.context import read_context
+from fhirhub.plugins.knowledge.fhir_codec import resource_for
 from fhirhub.plugins.knowledge.graph import Graph, scope_for
 from fhirhub.plugins.knowledge.model import Edge, Node
 from fhirhub.plugins.knowledge.service import service_of
@@ -91,7 +92,7 @@ def graph_operation(call: OperationCall) -> dict[str, Any]:
         nodes, edges, truncated = graph.traverse(starts, direction, depth, limit, scope)
     if _one(call, "view") == "compact":
         return compact(nodes, edges, starts, truncated)
-    return bundle(edges, call.base_url)
+    return bundle(graph, edges, call.base_url)
 
 
 def _nodes_of(graph: Graph, edges: list[Edge], extra: set[str]) -> list[Node]:
@@ -110,9 +111,15 @@ def compact(
     }
 
 
-def bundle(edges: list[Edge], base_url: str) -> dict[str, Any]:
-    """The edges as their R4 resources, in a collection Bundle."""
-    entries = [{"fullUrl": f"{base_url}/{e.reference}", "resource": e.resource} for e in edges]
+def bundle(graph: Graph, edges: list[Edge], base_url: str) -> dict[str, Any]:
+    """The edges as their R4 resources (rebuilt from the index, remembered per graph), in a
+    collection Bundle."""
+    entries = []
+    for edge in edges:
+        resource = graph.resources.get(id(edge))
+        if resource is None:
+            resource = graph.resources[id(edge)] = {**resource_for(edge), "id": edge.resource_id}
+        entries.append({"fullUrl": f"{base_url}/{edge.reference}", "resource": resource})
     return {"resourceType": "Bundle", "type": "collection", "total": len(entries), "entry": entries}
 
 

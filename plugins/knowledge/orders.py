@@ -86,10 +86,11 @@ def check_written_orders(service: KnowledgeService, tx: Transaction) -> None:
                 raise refusal(refused, blocking)
             for finding in findings:
                 issue = detected_issue(finding, version.reference, patient, reason)
-                tx.create(
-                    issue,
-                    if_none_exist=f"identifier={ISSUE_IDENTIFIER}|{issue_key(finding, version.reference)}",
-                )
+                if version.version_id == 1:  # a new order: no issue about it can exist yet
+                    tx.create(issue)
+                else:
+                    key = issue_key(finding, version.reference)
+                    tx.create(issue, if_none_exist=f"identifier={ISSUE_IDENTIFIER}|{key}")
 
 
 def issue_key(finding: Finding, order_reference: str) -> str:
