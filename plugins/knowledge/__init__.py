@@ -160,7 +160,7 @@ def register_commands(cli: Any) -> None:
     group = typer.Typer(help="The clinical knowledge graph (docs/knowledge.md)")
     cli.add_typer(group, name="knowledge")
 
-    @group.command("load")  # type: ignore[untyped-decorator]
+    @group.command("load")
     def load_command(
         source: str = typer.Argument("all", help="a built-in source, all, or module:Source"),
         db: str | None = None,
@@ -181,7 +181,7 @@ def register_commands(cli: Any) -> None:
                 )
                 typer.echo(f"  {count} edges loaded from {name}")
 
-    @group.command("sources")  # type: ignore[untyped-decorator]
+    @group.command("sources")
     def sources_command() -> None:
         """List the built-in sources with their versions, licences and coverage."""
         from fhirhub.plugins.knowledge.sources import BUILTIN

@@ -38,7 +38,8 @@ def medication_concept(resource: dict[str, Any], read: Read | None) -> dict[str,
                 return contained.get("code")  # type: ignore[no-any-return]
     if reference.startswith("Medication/") and read is not None:
         try:
-            return read("Medication", reference.split("/", 1)[1]).get("code")  # type: ignore[no-any-return]
+            medication = read("Medication", reference.split("/", 1)[1])
+            return medication.get("code")
         except FhirError:
             return None
     return None

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import orjson
 from sqlalchemy import (
     Column,
+    Connection,
     Integer,
     MetaData,
     String,
@@ -105,14 +106,14 @@ class GraphIndex:
             conn.execute(delete(knowledge_edge))
             self._bump(conn)
 
-    def _bump(self, conn: object) -> None:
-        changed = conn.execute(  # type: ignore[attr-defined]
+    def _bump(self, conn: Connection) -> None:
+        changed = conn.execute(
             update(knowledge_state)
             .where(knowledge_state.c.name == "graph")
             .values(generation=knowledge_state.c.generation + 1)
         )
         if changed.rowcount == 0:
-            conn.execute(insert(knowledge_state).values(name="graph", generation=1))  # type: ignore[attr-defined]
+            conn.execute(insert(knowledge_state).values(name="graph", generation=1))
 
     def generation(self) -> int:
         with self.db.read() as conn:
