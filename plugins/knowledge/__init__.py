@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ from fhirhub.plugins.knowledge.service import PLUGIN_NAME, service_of
 from fhirhub.sdk import (
     Consumer,
     Hub,
+    HubLocal,
     Operation,
+    Schedule,
     Transaction,
     WriteContext,
     command_hub,
@@ -50,6 +51,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 PAGE = f"/plugins/{PLUGIN_NAME}/graph/"
 DEMO_PATIENT = "identifier=https://fhirhub.example.org/demo/mrn|100234"
 log = logging.getLogger("fhirhub.knowledge")
+_demo_loaded: HubLocal[bool] = HubLocal("knowledge.demo-loaded")
 
 
 @hookimpl
@@ -125,32 +127,41 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
             "title": "Order warnings (knowledge graph)",
             "order": 30,
             "resource_types": ["DetectedIssue"],
-        }
+        },
+        # The graph page, opened on this patient's drugs, conditions and allergies.
+        {
+            "id": "knowledge-graph",
+            "title": "Knowledge graph: this patient",
+            "order": 31,
+            "url": PAGE + "?patient={patient_id}",
+        },
     ]
 
 
 @hookimpl
-def startup(hub: Hub) -> None:
-    """With the demo patients and an empty graph, load the shipped sources in the background
-    (the demo shows the graph and order warnings without a separate command)."""
+def register_schedules(hub: Hub) -> list[Schedule]:
+    return [Schedule("knowledge-demo-load", 30.0, _demo_load, timeout_s=600.0)]
+
+
+def _demo_load(hub: Hub) -> None:
+    """With the demo patients and an empty graph, load the shipped sources (the demo shows the
+    graph and order warnings without a separate command). A schedule rather than a startup
+    hook: it runs once the hub is serving, so its writes do not compete with the start-up's."""
     service = service_of(hub)
-    if not service.settings.load_with_demo or service.index.generation() > 0:
+    if (
+        not service.settings.load_with_demo
+        or _demo_loaded.get(hub)
+        or service.index.generation() > 0
+        or not match(hub, "Patient", DEMO_PATIENT)
+    ):
         return
-    if not match(hub, "Patient", DEMO_PATIENT):
-        return
-    threading.Thread(target=_load_all, args=(hub,), name="knowledge-demo-load", daemon=True).start()
-
-
-def _load_all(hub: Hub) -> None:
     from fhirhub.plugins.knowledge.loader import load_source
     from fhirhub.plugins.knowledge.sources import BUILTIN
 
-    try:
-        for source in BUILTIN.values():
-            count = load_source(hub, source)
-            log.info("knowledge: loaded %d edges from %s", count, source.info.label)
-    except Exception:  # the hub may be closing; the next start tries again
-        log.exception("knowledge: demo load stopped")
+    for source in BUILTIN.values():
+        count = load_source(hub, source)
+        log.info("knowledge: loaded %d edges from %s", count, source.info.label)
+    _demo_loaded.set(hub, True)
 
 
 @hookimpl

@@ -16,7 +16,8 @@ from fhirhub.plugins.knowledge.fhir_codec import resource_for
 from fhirhub.plugins.knowledge.sources import BUILTIN, KnowledgeSource
 from fhirhub.sdk import Hub, format_instant, invalid, transaction
 
-BATCH = 500
+#: Edges per transaction: short enough that other writers are not kept waiting long.
+BATCH = 200
 
 
 def source_named(name: str) -> KnowledgeSource:
