@@ -121,9 +121,13 @@ def read_context(
     return context_from(
         graph,
         patient,
-        # No status criterion: context_from filters, and the criterion costs more than it saves.
-        search("MedicationRequest", params) if medications else none,
-        search("MedicationStatement", params) if medications else none,
+        # By status: a long history of completed orders must not push active ones off the page.
+        search("MedicationRequest", {**params, "status": ",".join(sorted(ACTIVE_ORDER))})
+        if medications
+        else none,
+        search("MedicationStatement", {**params, "status": ",".join(sorted(ACTIVE_STATEMENT))})
+        if medications
+        else none,
         search("Condition", params) if conditions else none,
         search("AllergyIntolerance", params) if conditions else none,
         read,

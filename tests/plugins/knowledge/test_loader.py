@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fhirhub.core.hub import build_hub
 from fhirhub.plugins.knowledge.loader import source_named
 from fhirhub.sdk import FhirError, search
 from tests.conftest import make_settings
 
 
+@pytest.mark.slow  # two `fhirhub` processes
 def test_load_command_is_idempotent_and_records_provenance(sqlite_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "FHIRHUB_DATA_DIR": str(tmp_path), "FHIRHUB_AUTH": "off"}
     command = [
