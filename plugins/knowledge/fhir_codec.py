@@ -25,7 +25,7 @@ from fhirhub.plugins.knowledge.vocabulary import (
     EDGE_KINDS,
     NODE_KINDS,
     SEVERITIES,
-    SYSTEMS,
+    SHORT_OF,
 )
 from fhirhub.sdk import FhirError
 
@@ -38,7 +38,7 @@ EDGE_TYPES = frozenset(
         "Basic",
     }
 )
-KNOWN_SYSTEMS = frozenset(SYSTEMS.values())
+KNOWN_SYSTEMS = frozenset(SHORT_OF)
 _DRUG = "#drug"
 
 

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from typing import Protocol
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+#: WHO ICD-10 (what HL7 v2 feeds send as ``I10``): its categories are ICD-10-CM's, so its codes
+#: are compared with ICD-10-CM's by prefix.
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
@@ -28,7 +31,7 @@ SYSTEMS: dict[str, str] = {
     "DOID": DOID,
     "DRUGBANK": DRUGBANK,
 }
-SHORT_OF: dict[str, str] = {url: short for short, url in SYSTEMS.items()}
+SHORT_OF: dict[str, str] = {url: short for short, url in SYSTEMS.items()} | {ICD10: "ICD10CM"}
 #: Which coding names a node, best first (the node key is built from the first present).
 KEY_PRIORITY = ("ICD10CM", "RXNORM", "SNOMED", "DOID", "DRUGBANK", "ATC")
 

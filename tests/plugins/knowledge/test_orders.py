@@ -169,3 +169,25 @@ def test_block_severity_refuses_unless_overridden(
             assert "INR monitored" in found[0]["mitigation"][0]["action"]["text"]
     finally:
         hub.close()
+
+
+def test_an_hl7_order_is_checked_against_the_diagnoses_of_its_own_message(
+    client: TestClient, hub: Hub
+) -> None:
+    from tests.adapters.hl7.stored import send, stored
+
+    message = "\n".join(
+        [
+            "MSH|^~\\&|CPOE|HOSP|PHARM|HOSP|20240301||ORM^O01|RX-KN-1|P|2.5.1",
+            "PID|1||P-KN-1^^^HOSP^MR||Wheeze^Pat||19700101|M",
+            "ORC|NW|PO-KN-1^CPOE|||||||20240301",
+            "RXO|8787^Propranolol^RXNORM|10||mg^milligram^UCUM",
+            "DG1|1||J45.909^Unspecified asthma, uncomplicated^I10||20240301|A",
+        ]
+    )
+    assert send(hub, message).code == "AA"
+    (issue,) = stored(hub, "DetectedIssue")
+    assert issue["code"]["coding"][0]["code"] == "drug-condition"
+    assert issue["severity"] == "high"
+    implicated = {ref["reference"].split("/")[0] for ref in issue["implicated"]}
+    assert implicated == {"MedicationRequest", "Condition"}
