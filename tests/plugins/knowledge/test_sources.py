@@ -50,11 +50,14 @@ def test_sources_say_what_they_are() -> None:
         assert info.version and info.licence and info.licence_url.startswith("https://")
 
 
-def test_drugs_resolve_by_code_name_and_brand(graph: Graph) -> None:
+def test_drugs_resolve_by_rxnorm_atc_name_and_brand(graph: Graph) -> None:
     by_code = medication_nodes(graph, {"coding": [{"system": RXNORM, "code": "11289"}]})
     by_text = medication_nodes(graph, {"text": "Warfarin Sodium 5 MG Oral Tablet"})
     by_brand = medication_nodes(graph, {"text": "Coumadin 5 mg"})
-    assert "RXNORM|11289" in by_code & by_text & by_brand
+    by_atc = medication_nodes(
+        graph, {"coding": [{"system": "http://www.whocc.no/atc", "code": "B01AA03"}]}
+    )
+    assert "RXNORM|11289" in by_code & by_text & by_brand & by_atc
     assert medication_nodes(graph, {"text": "Zzyzxumab 10 MG"}) == frozenset()
 
 
