@@ -20,6 +20,16 @@ _MAX_NAME_WORDS = 4
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One step of a named traversal (a GraphDefinition ``link``): edges of ``kinds`` (None:
+    any) in ``direction``, then the ``next`` hops from the nodes it reached."""
+
+    kinds: frozenset[str] | None
+    direction: str
+    next: tuple[Hop, ...] = ()
+
+
+@dataclass(frozen=True)
 class Scope:
     """Which edges a query may use: ``tenants`` None for all, else these tenant codes."""
 
@@ -141,6 +151,38 @@ class Graph:
             list(edges.values()),
             truncated,
         )
+
+    def walk(
+        self, starts: Iterable[str], hops: Iterable[Hop], limit: int, scope: Scope
+    ) -> tuple[list[Node], list[Edge], bool]:
+        """Follow a named traversal: each hop from the nodes the previous one reached."""
+        edges: dict[int, Edge] = {}
+        origin = set(starts)
+        seen: dict[str, None] = dict.fromkeys(origin)
+        truncated = False
+
+        def step(frontier: set[str], hop: Hop) -> None:
+            nonlocal truncated
+            reached: set[str] = set()
+            for key in frontier:
+                for edge, other in self.neighbours(key, hop.direction, scope):
+                    if hop.kinds is not None and edge.kind not in hop.kinds:
+                        continue
+                    if id(edge) not in edges:
+                        if len(edges) >= limit:
+                            truncated = True
+                            return
+                        edges[id(edge)] = edge
+                    reached.add(other)
+                    seen.setdefault(other)
+            for child in hop.next:
+                if reached and not truncated:
+                    step(reached, child)
+
+        for hop in hops:
+            if not truncated:
+                step(origin, hop)
+        return [self.nodes[k] for k in seen if k in self.nodes], list(edges.values()), truncated
 
     def shortest_path(
         self, starts: Iterable[str], goals: Collection[str], scope: Scope, max_depth: int = 6

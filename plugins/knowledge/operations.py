@@ -12,7 +12,7 @@ from typing import Any
 from fhirhub.plugins.knowledge.checks import Finding, check_order
 from fhirhub.plugins.knowledge.context import read_context
 from fhirhub.plugins.knowledge.fhir_codec import resource_for
-from fhirhub.plugins.knowledge.graph import Graph, scope_for
+from fhirhub.plugins.knowledge.graph import Graph, Hop, scope_for
 from fhirhub.plugins.knowledge.model import Edge, Node
 from fhirhub.plugins.knowledge.service import service_of
 from fhirhub.plugins.knowledge.vocabulary import EDGE_KINDS, SYSTEMS, code_key, name_key
@@ -82,7 +82,10 @@ def graph_operation(call: OperationCall) -> dict[str, Any]:
     graph = service_of(call.hub).index.graph()
     scope = scope_for(tenant, kinds or None)
     starts = graph.resolve(start_keys(_one(call, "start")))
-    if _one(call, "target"):
+    if _one(call, "graph"):
+        hops = hops_of(_graph_definition(call))
+        nodes, edges, truncated = graph.walk(starts, hops, limit, scope)
+    elif _one(call, "target"):
         goals = graph.resolve(start_keys(_one(call, "target")))
         path = graph.shortest_path(starts, goals, scope) if starts and goals else None
         edges = path or []
@@ -93,6 +96,46 @@ def graph_operation(call: OperationCall) -> dict[str, Any]:
     if _one(call, "view") == "compact":
         return compact(nodes, edges, starts, truncated)
     return bundle(graph, edges, call.base_url)
+
+
+def _graph_definition(call: OperationCall) -> dict[str, Any]:
+    reference = _one(call, "graph").removeprefix("GraphDefinition/")
+    return read(call.hub, "GraphDefinition", reference)
+
+
+def hops_of(definition: dict[str, Any]) -> tuple[Hop, ...]:
+    """A GraphDefinition's links as hops (docs/knowledge.md, Named traversals): ``link.path``
+    is ``KIND``, ``KIND.in`` or ``KIND.out`` (``*`` for any kind); ``link.target.link`` are the
+    next hops."""
+
+    def hops(links: Any, depth: int) -> tuple[Hop, ...]:
+        if depth > MAX_DEPTH:
+            raise invalid(f"A named traversal may nest at most {MAX_DEPTH} links deep")
+        found = []
+        for link in links or ():
+            path = str(link.get("path") or "")
+            kind, _, direction = path.partition(".")
+            if kind != "*" and kind not in EDGE_KINDS:
+                raise invalid(
+                    f"GraphDefinition link path {path!r}: expected KIND, KIND.in or KIND.out "
+                    f"with KIND one of {', '.join(EDGE_KINDS)} or *"
+                )
+            if direction not in ("", "in", "out"):
+                raise invalid(f"GraphDefinition link path {path!r}: direction must be in or out")
+            children = [c for t in link.get("target") or () for c in t.get("link") or ()]
+            found.append(
+                Hop(
+                    None if kind == "*" else frozenset({kind}),
+                    direction or "both",
+                    hops(children, depth + 1),
+                )
+            )
+        return tuple(found)
+
+    result = hops(definition.get("link"), 1)
+    if not result:
+        raise invalid("The GraphDefinition has no link to follow")
+    return result
 
 
 def _nodes_of(graph: Graph, edges: list[Edge], extra: set[str]) -> list[Node]:
@@ -220,7 +263,8 @@ def operations() -> list[Operation]:
             graph_operation,
             system=True,
             description="Traverse the clinical knowledge graph from a code (start, edge, "
-            "direction, depth, limit), or the shortest path to target; view=compact for JSON",
+            "direction, depth, limit), along a named GraphDefinition (graph), or the shortest "
+            "path to target; view=compact for JSON",
         ),
         Operation(
             "knowledge",

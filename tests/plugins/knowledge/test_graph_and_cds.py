@@ -187,3 +187,57 @@ def test_cds_hooks_discovery_and_cards(client: TestClient) -> None:
         headers=as_("clinician-a"),
     )
     assert bad.status_code == 400
+
+
+def test_a_named_traversal_from_a_graph_definition(client: TestClient, hub: Hub) -> None:
+    from fhirhub.sdk import SYSTEM, acting_as, update
+
+    definition = {
+        "resourceType": "GraphDefinition",
+        "id": "treatments-and-their-interactions",
+        "name": "TreatmentsAndTheirInteractions",
+        "status": "active",
+        "start": "Condition",
+        "link": [
+            {
+                "path": "TREATS.in",
+                "target": [
+                    {
+                        "type": "MedicinalProductIndication",
+                        "link": [
+                            {
+                                "path": "CONTRAINDICATED_FOR",
+                                "target": [{"type": "MedicinalProductInteraction"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    with acting_as(SYSTEM):
+        update(hub, definition)
+    data = client.get(
+        "/fhir/$graph",
+        params={
+            "start": "ICD10CM|I10",
+            "graph": "GraphDefinition/treatments-and-their-interactions",
+            "view": "compact",
+            "limit": "2000",
+        },
+        headers=as_("clinician-a"),
+    ).json()
+    assert "edges" in data, data
+    kinds = {e["kind"] for e in data["edges"]}
+    assert kinds == {"TREATS", "CONTRAINDICATED_FOR"}
+    assert all(e["target"] == "ICD10CM|I10" for e in data["edges"] if e["kind"] == "TREATS")
+    definition["id"] = "bad"
+    definition["link"][0]["path"] = "LIKES.in"
+    with acting_as(SYSTEM):
+        update(hub, definition)
+    bad = client.get(
+        "/fhir/$graph",
+        params={"start": "ICD10CM|I10", "graph": "bad"},
+        headers=as_("clinician-a"),
+    )
+    assert bad.status_code == 400
