@@ -6,7 +6,9 @@ write itself, and the DetectedIssues then commit atomically with the order they 
 patient's record is read through the same transaction (it sees the unit's own writes: a
 transaction Bundle with a Condition and an order is checked against that Condition), acting
 as the system for the order's tenant, so a client without Condition scopes is still checked
-and never sees more than the outcome.
+and never sees more than the outcome. ``tx.written`` flushes the unit's writes first, which
+takes the writer's lock (SQLite's single writer, PostgreSQL's log lock): the reads that follow
+see every order committed before, so concurrent interacting orders cannot both pass unseen.
 """
 
 from __future__ import annotations

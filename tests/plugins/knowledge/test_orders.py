@@ -191,3 +191,37 @@ def test_an_hl7_order_is_checked_against_the_diagnoses_of_its_own_message(
     assert issue["severity"] == "high"
     implicated = {ref["reference"].split("/")[0] for ref in issue["implicated"]}
     assert implicated == {"MedicationRequest", "Condition"}
+
+
+def test_concurrent_orders_for_one_patient_are_checked_against_each_other(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two interacting orders written at the same moment: whichever commits second sees the
+    first (the check reads after taking the writer's lock: SQLite's single writer,
+    PostgreSQL's log lock under read committed), so the pair is never missed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fhirhub.core.http.app import create_app
+    from fhirhub.sdk import acting_as, create
+    from tests.plugins.knowledge.conftest import CALLERS
+
+    hub = build(database_url, tmp_path)
+
+    def write(resource: dict) -> None:
+        with acting_as(CALLERS["clinician-a"]):
+            create(hub, resource)
+
+    try:
+        with TestClient(create_app(hub=hub), base_url="http://testserver") as client:
+            hub.dispatcher.wait_idle()
+            for _ in range(3):
+                subject = patient(client, "clinician-a")
+                orders = [
+                    order(subject, "Warfarin 5 MG Oral Tablet"),
+                    order(subject, "Aspirin 81 MG"),
+                ]
+                with ThreadPoolExecutor(2) as pool:
+                    list(pool.map(write, orders))
+                assert issues(client, "clinician-a", subject)
+    finally:
+        hub.close()
