@@ -37,6 +37,7 @@ from fhirhub.sdk import (
     command_hub,
     hookimpl,
     match,
+    not_found,
 )
 
 __version__ = "1.0.0"
@@ -100,8 +101,6 @@ def register_routes(hub: Hub) -> APIRouter:
     @router.get("/graph/{name}")
     def graph_asset(name: str) -> FileResponse:
         if name not in ("graph.js", "cytoscape.min.js"):
-            from fhirhub.sdk import not_found
-
             raise not_found(name)
         return FileResponse(STATIC / name, media_type="text/javascript")
 

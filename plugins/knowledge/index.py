@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -34,6 +35,8 @@ from fhirhub.plugins.knowledge.model import Edge
 from fhirhub.sdk import Hub, PluginDatabase, StoredVersion
 
 log = logging.getLogger("fhirhub.knowledge")
+#: How long a process trusts its graph before reading the generation again.
+RECHECK_S = 1.0
 metadata = MetaData()
 
 knowledge_edge = Table(
@@ -59,6 +62,7 @@ class GraphIndex:
         self._lock = threading.Lock()
         self._graph = Graph([])
         self._generation = -1
+        self._checked = -RECHECK_S
 
     def apply(self, versions: Sequence[StoredVersion]) -> None:
         """The consumer's handle: replace each resource's rows by what its version states."""
@@ -99,12 +103,13 @@ class GraphIndex:
             self._bump(conn)
         # Rebuild this process's graph now, on the consumer's thread, rather than in the
         # next order check (which runs inside a writer's transaction).
-        self.graph()
+        self.graph(fresh=True)
 
     def clear(self) -> None:
         with self.db.begin() as conn:
             conn.execute(delete(knowledge_edge))
             self._bump(conn)
+        self.graph(fresh=True)
 
     def _bump(self, conn: Connection) -> None:
         changed = conn.execute(
@@ -122,9 +127,15 @@ class GraphIndex:
             ).scalar_one_or_none()
         return int(value or 0)
 
-    def graph(self) -> Graph:
-        """The current graph, rebuilt in this process only when the generation moved."""
+    def graph(self, *, fresh: bool = False) -> Graph:
+        """The current graph, rebuilt in this process only when the generation moved. The
+        generation is read at most every ``RECHECK_S`` (the consumer of this process asks for
+        a ``fresh`` one after each change; another process's change shows within a second)."""
+        now = time.monotonic()
+        if not fresh and now - self._checked < RECHECK_S:
+            return self._graph
         generation = self.generation()
+        self._checked = now
         if generation == self._generation:
             return self._graph
         with self._lock:
