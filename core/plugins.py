@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("messaging", "fhirhub.plugins.messaging"),
     ("ai", "fhirhub.plugins.ai"),
     ("terminology", "fhirhub.plugins.terminology"),
+    ("knowledge", "fhirhub.plugins.knowledge"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,
