@@ -295,3 +295,18 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
     :returns: panels ``{"id", "title", "order"?, "resource_types" or "url", "params"?,
         "renderer"?}``; the shell renders them from the public FHIR API for the open patient.
     """
+
+
+# -- imaging --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def dicom_archive(hub: Hub) -> Any:
+    """Asked by :func:`fhirhub.sdk.dicom_instances` and its siblings for the hub's DICOM
+    archive (``firstresult``; the built-in DICOM adapter answers).
+
+    :param hub: the hub (a Celery worker's too: no listener needs to run).
+    :returns: an object implementing :class:`fhirhub.sdk.DicomArchiveAccess`, which applies the
+        current caller's tenant and patient visibility itself; ``None`` when this plugin keeps
+        no archive.
+    """
