@@ -37,8 +37,26 @@ DECIDERS = ("clinician", "radiologist", "org_admin", "super_admin")
 #: The model's output: what a decision may not change.
 MODEL_OUTPUT = ("code", "valueQuantity", "derivedFrom", "device", "subject", "component")
 
-#: unit of work -> reports signed in it, for the Provenance written in ``before_commit``.
-_signed: weakref.WeakKeyDictionary[Any, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+#: id(unit of work) -> (the unit, weakly; the reports signed in it), for the Provenance
+#: written in ``before_commit``. A unit that rolled back leaves a dead entry, which a later
+#: unit with a recycled id never takes for its own (the weak reference tells them apart).
+_signed: dict[int, tuple[weakref.ref[Any], list[dict[str, Any]]]] = {}
+
+
+def _note_signing(unit: Any, signing: dict[str, Any]) -> None:
+    for key in [k for k, (ref, _) in _signed.items() if ref() is None]:
+        _signed.pop(key, None)
+    entry = _signed.get(id(unit))
+    if entry is None or entry[0]() is not unit:
+        entry = _signed[id(unit)] = (weakref.ref(unit), [])
+    entry[1].append(signing)
+
+
+def _take_signings(unit: Any) -> list[dict[str, Any]]:
+    entry = _signed.pop(id(unit), None)
+    if entry is None or entry[0]() is not unit:
+        return []
+    return entry[1]
 
 
 def _tagged(resource: dict[str, Any], tag: dict[str, str]) -> bool:
@@ -148,14 +166,14 @@ def _check_report(
     resource["presentedForm"] = [
         presented_form(render_html(resource, findings, signer, signed), signed)
     ]
-    _signed.setdefault(context.unit_of_work, []).append(
-        {"id": context.resource_id, "signer": signers[0], "when": signed}
+    _note_signing(
+        context.unit_of_work, {"id": context.resource_id, "signer": signers[0], "when": signed}
     )
 
 
 def before_commit(transaction: Transaction) -> None:
     """The signature: one Provenance per report signed in this unit, naming the version."""
-    pending = _signed.pop(transaction.unit_of_work, None)
+    pending = _take_signings(transaction.unit_of_work)
     if not pending:
         return
     versions = {

@@ -1,0 +1,52 @@
+"""A study in by dcmtk's storescu, a preliminary report out, for the tenant that stored it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fhirhub.sdk import validation_issues
+from tests.plugins.imaging_ai.helpers import (
+    imaging_hub,
+    phantom_study,
+    study_id,
+    wait_for_runs,
+    write,
+)
+from tests.security.dicom_hub import storescu
+
+
+def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with imaging_hub(sqlite_url, tmp_path, monkeypatch) as served:
+        datasets = phantom_study(3)
+        sent = storescu(served, "CT_A", write(tmp_path / "in", datasets))
+        assert sent.returncode == 0, sent.stderr
+        study = study_id(served, str(datasets[0].StudyInstanceUID))
+        (run,) = wait_for_runs(served, study)
+        assert run.status == "done", run.reason
+        assert run.instances == 3
+        with served.http("clinician-a") as a:
+            report = a.get(f"/fhir/DiagnosticReport/{run.report}").json()
+            assert report["status"] == "preliminary"
+            assert report["imagingStudy"] == [{"reference": f"ImagingStudy/{study}"}]
+            findings = [a.get(f"/fhir/{r['reference']}").json() for r in report["result"]]
+            provenance = a.get(
+                "/fhir/Provenance", params={"target": f"DiagnosticReport/{run.report}"}
+            ).json()
+        assert not validation_issues(report)
+        assert len(findings) >= 1
+        for finding in findings:
+            assert not validation_issues(finding), validation_issues(finding)
+            assert finding["status"] == "preliminary"
+            assert finding["derivedFrom"] == [{"reference": f"ImagingStudy/{study}"}]
+            assert finding["valueQuantity"]["unit"] == "%"
+            assert finding["device"]["reference"].startswith("Device/")
+        assert provenance["total"] == 1 if "total" in provenance else len(provenance["entry"]) == 1
+        with served.http("clinician-b") as b:
+            assert b.get(f"/fhir/DiagnosticReport/{run.report}").status_code == 404
+            assert b.get("/plugins/imaging_ai/runs").json()["runs"] == []
+        with served.http("clinician-a") as a:
+            assert [r["id"] for r in a.get("/plugins/imaging_ai/runs").json()["runs"]] == [run.id]
