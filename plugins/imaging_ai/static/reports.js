@@ -3,7 +3,7 @@
 // sign button. Every change is a plain FHIR update (PUT with If-Match), as any client makes.
 // Patient data is inserted as text only (el()), never as HTML; the signed report is shown in
 // a sandboxed frame.
-import { fhirGet, authHeaders } from "/ui/static/fhir.js";
+import { fhirGet as shellGet, authHeaders } from "/ui/static/fhir.js";
 
 const TAG = "urn:fhirhub:imaging-ai";
 const SECTION_URL = "http://fhirhub.org/fhir/StructureDefinition/radiology-report-section";
@@ -14,6 +14,18 @@ const SECTIONS = [
   ["findings", "Findings"],
 ];
 const DICOMWEB = "/plugins/dicom/dicomweb";
+
+// Always the current version: after a decision the browser must not show a cached one.
+async function fhirGet(path) {
+  const url = /^(https?:|\/)/.test(path) ? path : `/fhir/${path}`;
+  const response = await fetch(url, { cache: "no-store", headers: { Accept: "application/fhir+json", ...authHeaders() } });
+  if (response.status === 401) return shellGet(url);  // the shell signs in again
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error((data.issue || []).map((i) => i.diagnostics || i.code).join("; ") || `HTTP ${response.status}`);
+  }
+  return data;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -67,7 +79,7 @@ async function drawImage(container, study, finding) {
   const uid = studyUid(study);
   if (!series || !sop || !uid) return;
   const url = `${DICOMWEB}/studies/${uid}/series/${series}/instances/${sop}/rendered`;
-  const response = await fetch(url, { headers: { Accept: "image/png", ...authHeaders() } });
+  const response = await fetch(url, { cache: "no-store", headers: { Accept: "image/png", ...authHeaders() } });
   if (!response.ok) {
     container.append(el("p", { class: "warn" }, `Image not available (${response.status})`));
     return;
@@ -184,6 +196,11 @@ async function signerReference(form) {
   });
   const created = await response.json();
   if (!response.ok) throw new Error((created.issue || []).map((i) => i.diagnostics).join("; "));
+  // chosen from now on, so a refused signing does not create the Practitioner twice
+  const option = el("option", { value: `Practitioner/${created.id}`, "data-display": name }, name);
+  select.prepend(option);
+  select.value = option.value;
+  form.querySelector("[name=signer-name]").value = "";
   return { reference: `Practitioner/${created.id}`, display: name };
 }
 
@@ -192,7 +209,8 @@ function finalView(report) {
   const box = el("section", { id: "final-report" }, el("h2", {}, "Signed report"));
   if (form && form.data) {
     const html = new TextDecoder().decode(Uint8Array.from(atob(form.data), (c) => c.charCodeAt(0)));
-    const frame = el("iframe", { class: "final", sandbox: "", title: "Signed report" });
+    const frame = el("iframe", { class: "final", sandbox: "", title: "Signed report",
+      style: "width: 100%; min-width: 40rem; height: 32rem; border: 1px solid #ccd;" });
     frame.srcdoc = html;
     box.append(frame);
   }
@@ -207,9 +225,17 @@ async function showReport(id) {
   const study = studyRef ? await fhirGet(studyRef.reference) : {};
   const findings = [];
   for (const r of report.result || []) findings.push(await fhirGet(r.reference));
+  let patient = (report.subject || {}).reference || "";
+  try {
+    const p = await fhirGet(patient);
+    const n = (p.name || [])[0] || {};
+    patient = n.text || [...(n.given || []), n.family || ""].join(" ").trim() || patient;
+  } catch (_) { /* the reference is shown instead */ }
+  const badge = document.querySelector(`#reports [data-report="${CSS.escape(id)}"] .badge`);
+  if (badge) badge.textContent = report.status;
   main.replaceChildren(
     el("h2", {}, `${report.code.text || "Report"} `, el("span", { class: "badge", id: "report-status" }, report.status)),
-    el("p", { class: "muted" }, `${(report.subject || {}).reference || ""} · ${studyRef ? studyRef.reference : ""} · issued ${report.issued || ""}`),
+    el("p", { class: "muted" }, `${patient} · ${studyRef ? studyRef.reference : ""} · issued ${report.issued || ""}`),
   );
   const refresh = () => showReport(id);
   const images = el("div", { class: "images" });
