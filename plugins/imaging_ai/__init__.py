@@ -89,26 +89,34 @@ def before_commit(transaction: Transaction) -> None:
 
 @hookimpl(trylast=True)
 def startup(hub: Hub) -> None:
-    """Seed the demo study (when the demo patients are there) off the startup path."""
-    service = service_of(hub)
-    if not service.settings.demo:
-        return
+    """Seed the demo study (when the demo patients are there) off the startup path: in a
+    thread, after the other plugins' startup writes, retried while SQLite is busy."""
+    threading.Thread(target=_seed_demo, args=(hub,), name="imaging-ai-demo", daemon=True).start()
 
-    def seed() -> None:
-        from fhirhub.plugins.imaging_ai.demo import seed_demo_study
-        from fhirhub.sdk import SYSTEM, acting_as, read, tenant_of
 
-        study_id = seed_demo_study(hub)
-        if study_id is not None:
-            from fhirhub.plugins.imaging_ai.analysis import study_uid_of
+def _seed_demo(hub: Hub) -> None:
+    import logging
+    import time
 
-            with acting_as(SYSTEM):
-                study = read(hub, "ImagingStudy", study_id)
-            service.runs.study_changed(
-                tenant_of(study) or "", study_id, study_uid_of(study) or "", 0
-            )
+    from fhirhub.plugins.imaging_ai.analysis import study_uid_of
+    from fhirhub.plugins.imaging_ai.demo import seed_demo_study
+    from fhirhub.sdk import SYSTEM, acting_as, read, tenant_of
 
-    threading.Thread(target=seed, name="imaging-ai-demo", daemon=True).start()
+    for attempt in range(10):
+        time.sleep(2 + 2 * attempt)
+        try:
+            service = service_of(hub)
+            if not service.settings.demo:
+                return
+            study_id = seed_demo_study(hub)
+            if study_id is not None:
+                with acting_as(SYSTEM):
+                    study = read(hub, "ImagingStudy", study_id)
+                uid = study_uid_of(study) or ""
+                service.runs.study_changed(tenant_of(study) or "", study_id, uid, 0)
+            return
+        except Exception as exc:  # a busy database at start: try again a little later
+            logging.getLogger("fhirhub.imaging_ai").warning("Demo study not seeded yet: %s", exc)
 
 
 @hookimpl
