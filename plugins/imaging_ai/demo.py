@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from pydicom.uid import UID
 
 from fhirhub.plugins.imaging_ai import synthetic
 from fhirhub.sdk import SYSTEM, FhirError, Hub, acting_as, match, store_dicom_instance
@@ -38,7 +39,8 @@ def demo_datasets() -> list[bytes]:
             issuer=DEMO_MRN_SYSTEM,
             accession="DEMO-CXR-1",
         )
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{DEMO_SERIES_UID}.{number}"
+        sop_uid = UID(f"{DEMO_SERIES_UID}.{number}")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
         files.append(synthetic.part10(ds))
     return files
 

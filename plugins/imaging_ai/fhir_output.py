@@ -69,7 +69,9 @@ def _component(code: str, display: str, value: str) -> dict[str, Any]:
     }
 
 
-def observation(finding: Finding, study: dict[str, Any], device_ref: str, now: str) -> dict:
+def observation(
+    finding: Finding, study: dict[str, Any], device_ref: str, now: str
+) -> dict[str, Any]:
     label = finding.label
     components = [
         _component("series-instance-uid", "Series Instance UID", finding.series_uid),
@@ -126,7 +128,7 @@ def report(study: dict[str, Any], results: list[str], now: str) -> dict[str, Any
     return resource
 
 
-def provenance(analysis: Analysis, targets: list[str], device_ref: str, now: str) -> dict:
+def provenance(analysis: Analysis, targets: list[str], device_ref: str, now: str) -> dict[str, Any]:
     card, study = analysis.card, analysis.study
     entities = [
         {

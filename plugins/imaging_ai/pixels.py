@@ -5,11 +5,12 @@ the analysis records it as a failed run instead of crashing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels.processing import apply_modality_lut
 
 
 class UnusableImage(ValueError):
@@ -22,14 +23,11 @@ class Window:
     width: float
 
 
-def _first(value: object) -> float:
-    if (
-        isinstance(value, (list, tuple))
-        or hasattr(value, "__getitem__")
-        and not isinstance(value, (str, bytes))
-    ):
-        value = value[0]  # type: ignore[index]
-    return float(value)  # type: ignore[arg-type]
+def _first(value: Any) -> float:
+    """A DS value, or the first of a multi-valued one (PS3.3 C.11.2.1.2: several windows)."""
+    if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__getitem__"):
+        value = value[0]
+    return float(value)
 
 
 def header_window(ds: Dataset) -> Window | None:

@@ -44,7 +44,10 @@ class ImagingAi:
         for tenant, study_id in self.runs.quiet_studies(self.settings.quiet_seconds, time.time()):
             if self.runs.claim(tenant, study_id):
                 log.info("Analysing ImagingStudy/%s (tenant %s)", study_id, tenant or "-")
-                hub.tasks.submit(TASK, tenant, study_id)
+                if hub.tasks is not None:
+                    hub.tasks.submit(TASK, tenant, study_id)
+                else:  # a hub without a task runner: analyse here
+                    self.analyse(tenant, study_id)
 
     def analyse(self, tenant: str, study_id: str) -> list[str]:
         return analyse_study(self.hub, self.models, self.settings, tenant, study_id)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 SIZE = 256
 LABELS = ("focal-opacity", "diffuse-opacity")
@@ -91,7 +91,7 @@ def to_dataset(
     """A DX "for presentation" instance holding the phantom as 12-bit pixels (MONOCHROME2,
     window centre 2048 width 4096), body part CHEST."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
+    meta.MediaStorageSOPClassUID = UID(DX_FOR_PRESENTATION)
     sop_uid = generate_uid()
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
