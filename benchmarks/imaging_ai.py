@@ -205,7 +205,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for elapsed, reference in rows:
             net = elapsed - args.quiet_seconds
-            print(f"| run | {elapsed:.2f} | {net:.2f} | {reference:.3f} | {net / reference:.0f} |")
+            print(f"| run | {elapsed:.2f} | {net:.2f} | {reference:.3f} | {net / reference:.1f} |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

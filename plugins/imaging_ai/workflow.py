@@ -13,6 +13,7 @@ make the same ones):
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from typing import Any
@@ -41,19 +42,22 @@ MODEL_OUTPUT = ("code", "valueQuantity", "derivedFrom", "device", "subject", "co
 #: written in ``before_commit``. A unit that rolled back leaves a dead entry, which a later
 #: unit with a recycled id never takes for its own (the weak reference tells them apart).
 _signed: dict[int, tuple[weakref.ref[Any], list[dict[str, Any]]]] = {}
+_signed_lock = threading.Lock()
 
 
 def _note_signing(unit: Any, signing: dict[str, Any]) -> None:
-    for key in [k for k, (ref, _) in _signed.items() if ref() is None]:
-        _signed.pop(key, None)
-    entry = _signed.get(id(unit))
-    if entry is None or entry[0]() is not unit:
-        entry = _signed[id(unit)] = (weakref.ref(unit), [])
-    entry[1].append(signing)
+    with _signed_lock:
+        for key in [k for k, (ref, _) in _signed.items() if ref() is None]:
+            _signed.pop(key, None)
+        entry = _signed.get(id(unit))
+        if entry is None or entry[0]() is not unit:
+            entry = _signed[id(unit)] = (weakref.ref(unit), [])
+        entry[1].append(signing)
 
 
 def _take_signings(unit: Any) -> list[dict[str, Any]]:
-    entry = _signed.pop(id(unit), None)
+    with _signed_lock:
+        entry = _signed.pop(id(unit), None)
     if entry is None or entry[0]() is not unit:
         return []
     return entry[1]

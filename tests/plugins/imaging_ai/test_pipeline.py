@@ -50,3 +50,9 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
             assert b.get("/plugins/imaging_ai/runs").json()["runs"] == []
         with served.http("clinician-a") as a:
             assert [r["id"] for r in a.get("/plugins/imaging_ai/runs").json()["runs"]] == [run.id]
+        patient = report["subject"]["reference"].rpartition("/")[2]
+        served.add_patient_caller("app-a", "org-a", patient, "patient/*.rs")
+        with served.http("app-a") as app:
+            assert app.get("/plugins/imaging_ai/runs").status_code == 403
+            # the patient's own app reads its report like any other
+            assert app.get(f"/fhir/DiagnosticReport/{run.report}").status_code == 200
