@@ -33,6 +33,7 @@ from fhirhub.sdk import (
     format_instant,
     read,
     read_dicom_instance,
+    store_dicom_instance,
     system_for,
     transaction,
 )
@@ -178,7 +179,25 @@ def run_model(
                 body_site=item.body_site,
             )
         )
+        analysis.images[ref.sop_uid] = ds
     return analysis, seconds
+
+
+def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list[str]:
+    """Store a DICOM SEG per image with offered regions (as the caller: the system for the
+    study's tenant); each finding learns its SEG and segment. Returns the problems."""
+    from fhirhub.plugins.imaging_ai.overlays import segmentations
+
+    problems = []
+    for seg_uid, data, group in segmentations(analysis.card, analysis.images, offered):
+        try:
+            store_dicom_instance(hub, data)
+        except FhirError as exc:
+            problems.append(f"segmentation {seg_uid} not stored: {exc}")
+            continue
+        for number, finding in enumerate(group, start=1):
+            finding.segmentation = (seg_uid, number)
+    return problems
 
 
 def analyse_study(
@@ -219,6 +238,8 @@ def analyse_study(
                 offered = [
                     f for f in analysis.findings if f.probability >= settings.offer_threshold
                 ]
+                if settings.overlays:
+                    analysis.skipped += store_overlays(hub, analysis, offered)
                 now = format_instant(int(time.time() * 1_000_000))
                 with transaction(hub) as tx:
                     report_id = write_analysis(tx, analysis, offered, now)

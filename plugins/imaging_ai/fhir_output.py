@@ -39,6 +39,7 @@ class Finding:
     sop_uid: str
     box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the instance's pixel columns/rows
     body_site: dict[str, Any] | None = None
+    segmentation: tuple[str, int] | None = None  # (SEG SOP Instance UID, segment number)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Analysis:
     findings: list[Finding]
     series: dict[str, int] = field(default_factory=dict)  # series UID -> instances analysed
     skipped: list[str] = field(default_factory=list)  # instances not usable, with the reason
+    images: dict[str, Any] = field(default_factory=dict)  # SOP UID -> dataset, of the findings
 
 
 def device(card: ModelCard) -> dict[str, Any]:
@@ -81,6 +83,15 @@ def observation(
         components.append(
             _component(
                 "bounding-box", "Bounding box x0 y0 x1 y1 (pixels)", " ".join(map(str, finding.box))
+            )
+        )
+    if finding.segmentation is not None:
+        seg_uid, segment = finding.segmentation
+        components.append(
+            _component(
+                "segmentation",
+                "DICOM Segmentation (SOP Instance UID, segment)",
+                f"{seg_uid} {segment}",
             )
         )
     resource: dict[str, Any] = {

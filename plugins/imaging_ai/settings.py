@@ -35,6 +35,8 @@ class ImagingAiSettings(PluginSettings):
     poll_seconds: float = 1.0
     #: Findings below this probability are recorded in the run, not offered in the report.
     offer_threshold: float = 0.1
+    #: Store each image's regions back in the archive as a DICOM Segmentation (highdicom).
+    overlays: bool = True
     #: ``false``: nothing is analysed automatically (the models are still listed).
     analyse: bool = True
     #: Seed the demo study (synthetic chest phantom) when the store holds the demo patients.

@@ -44,7 +44,26 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
             assert finding["derivedFrom"] == [{"reference": f"ImagingStudy/{study}"}]
             assert finding["valueQuantity"]["unit"] == "%"
             assert finding["device"]["reference"].startswith("Device/")
-        assert provenance["total"] == 1 if "total" in provenance else len(provenance["entry"]) == 1
+        assert len(provenance["entry"]) == 1
+        # the regions went back to the archive as DICOM SEG, named by the findings
+        segs = {
+            c["valueString"].split()[0]
+            for f in findings
+            for c in f["component"]
+            if c["code"]["coding"][0]["code"] == "segmentation"
+        }
+        assert segs
+        uid = str(datasets[0].StudyInstanceUID)
+        series = served.dicomweb("clinician-a", f"/studies/{uid}/series").json()
+        modalities = {s["00080060"]["Value"][0] for s in series}
+        assert modalities == {"DX", "SEG"}
+        for seg_uid in segs:
+            found = served.dicomweb("clinician-a", "/instances", SOPInstanceUID=seg_uid)
+            assert found.status_code == 200
+            assert (
+                served.dicomweb("clinician-b", "/instances", SOPInstanceUID=seg_uid).status_code
+                == 204
+            )
         with served.http("clinician-b") as b:
             assert b.get(f"/fhir/DiagnosticReport/{run.report}").status_code == 404
             assert b.get("/plugins/imaging_ai/runs").json()["runs"] == []
