@@ -20,7 +20,7 @@ class Route(BaseModel):
     model: str = "*"
     modalities: list[str] = Field(default_factory=list)
     body_parts: list[str] = Field(default_factory=list)
-    aets: list[str] = Field(default_factory=list)  # the sending AE (Source AE Title, 0002,0016)
+    aets: list[str] = Field(default_factory=list)  # Source AE Title (0002,0016) in the file
     tenants: list[str] = Field(default_factory=list)
 
 

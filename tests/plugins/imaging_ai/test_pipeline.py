@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pydicom
 import pytest
 
-from fhirhub.sdk import validation_issues
+from fhirhub.sdk import (
+    acting_as,
+    dicom_instances,
+    read_dicom_instance,
+    system_for,
+    validation_issues,
+)
 from tests.plugins.imaging_ai.helpers import (
     imaging_hub,
     phantom_study,
@@ -45,6 +53,13 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
             assert finding["valueQuantity"]["unit"] == "%"
             assert finding["device"]["reference"].startswith("Device/")
         assert len(provenance["entry"]) == 1
+        # the SDK's archive access: the study's tenant reads the pixels, the other one sees nothing
+        with acting_as(system_for("org-a")):
+            first = dicom_instances(served.hub, str(datasets[0].StudyInstanceUID))[0]
+            stored = pydicom.dcmread(io.BytesIO(read_dicom_instance(served.hub, first)))
+        assert stored.SOPInstanceUID in {str(ds.SOPInstanceUID) for ds in datasets}
+        with acting_as(system_for("org-b")):
+            assert dicom_instances(served.hub, str(datasets[0].StudyInstanceUID)) == []
         # the regions went back to the archive as DICOM SEG, named by the findings
         segs = {
             c["valueString"].split()[0]
@@ -75,3 +90,26 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
             assert app.get("/plugins/imaging_ai/runs").status_code == 403
             # the patient's own app reads its report like any other
             assert app.get(f"/fhir/DiagnosticReport/{run.report}").status_code == 200
+
+
+def test_routes_select_by_modality_body_part_aet_and_tenant() -> None:
+    from fhirhub.plugins.imaging_ai.analysis import SeriesInput, plan
+    from fhirhub.plugins.imaging_ai.models import SHIPPED, OnnxModel, load_card
+    from fhirhub.plugins.imaging_ai.settings import Route
+
+    model = OnnxModel(load_card(SHIPPED))
+
+    def series(modality: str, aet: str, body: str = "CHEST") -> SeriesInput:
+        return SeriesInput(f"1.2.{modality}.{aet}", modality, body, aet, None, [])
+
+    chest = [series("DX", "WARD3"), series("DX", "ER"), series("CT", "WARD3")]
+    everything = plan(model, [Route()], chest, "org-a")
+    assert [s.uid for s in everything[0]] == ["1.2.DX.WARD3", "1.2.DX.ER"] and not everything[1]
+    by_aet = plan(model, [Route(model="*", aets=["WARD3"])], chest, "org-a")
+    assert [s.uid for s in by_aet[0]] == ["1.2.DX.WARD3"] and not by_aet[1]
+    named = plan(model, [Route(model="synthetic-opacity", aets=["WARD3"])], chest, "org-a")
+    assert [s.uid for s in named[0]] == ["1.2.DX.WARD3"]
+    assert len(named[1]) == 1 and "modality CT" in named[1][0]
+    assert plan(model, [Route(tenants=["org-b"])], chest, "org-a") == ([], [])
+    assert plan(model, [Route(body_parts=["HEAD"])], chest, "org-a") == ([], [])
+    assert plan(model, [Route(model="other")], chest, "org-a") == ([], [])
