@@ -20,6 +20,9 @@ from tests.plugins.imaging_ai.helpers import (
 )
 from tests.security.dicom_hub import ServedHub, storescu
 
+#: The tests share one served hub (one study analysed once): keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("imaging_ai_workflow")
+
 
 @pytest.fixture(scope="module")
 def world(
