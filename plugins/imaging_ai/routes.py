@@ -45,6 +45,10 @@ def make_router(hub: Hub) -> APIRouter:
     def page() -> FileResponse:
         return FileResponse(STATIC / "reports.html", media_type="text/html")
 
+    @router.get("/ui/reports.css")
+    def styles() -> FileResponse:
+        return FileResponse(STATIC / "reports.css", media_type="text/css")
+
     @router.get("/ui/reports.js")
     def script() -> FileResponse:
         return FileResponse(STATIC / "reports.js", media_type="text/javascript")

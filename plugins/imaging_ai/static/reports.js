@@ -14,8 +14,6 @@ const SECTIONS = [
   ["findings", "Findings"],
 ];
 const DICOMWEB = "/plugins/dicom/dicomweb";
-const LABEL_STYLE = "display: block; margin-top: .6rem; font-weight: 600;";
-const AREA_STYLE = "display: block; width: 100%; min-height: 3rem;";
 
 // Always the current version: after a decision the browser must not show a cached one.
 async function fhirGet(path) {
@@ -211,8 +209,7 @@ function finalView(report) {
   const box = el("section", { id: "final-report" }, el("h2", {}, "Signed report"));
   if (form && form.data) {
     const html = new TextDecoder().decode(Uint8Array.from(atob(form.data), (c) => c.charCodeAt(0)));
-    const frame = el("iframe", { class: "final", sandbox: "", title: "Signed report",
-      style: "width: 100%; min-width: 40rem; height: 32rem; border: 1px solid #ccd;" });
+    const frame = el("iframe", { class: "final", sandbox: "", title: "Signed report" });
     frame.srcdoc = html;
     box.append(frame);
   }
@@ -267,14 +264,14 @@ async function showReport(id) {
   }
   const form = el("form", { id: "report-form" });
   for (const [name, title] of SECTIONS) {
-    const area = el("textarea", { name, id: `s-${name}`, style: AREA_STYLE });
+    const area = el("textarea", { name, id: `s-${name}` });
     area.value = sectionText(report, name);
-    form.append(el("label", { for: `s-${name}`, style: LABEL_STYLE }, title), area);
+    form.append(el("label", { for: `s-${name}` }, title), area);
   }
-  const impression = el("textarea", { name: "impression", id: "s-impression", style: AREA_STYLE });
+  const impression = el("textarea", { name: "impression", id: "s-impression" });
   impression.value = report.conclusion || "";
-  form.append(el("label", { for: "s-impression", style: LABEL_STYLE }, "Impression"), impression);
-  form.append(el("label", { style: LABEL_STYLE }, "Signing radiologist"), await signerSelect(),
+  form.append(el("label", { for: "s-impression" }, "Impression"), impression);
+  form.append(el("label", {}, "Signing radiologist"), await signerSelect(),
     el("input", { type: "text", name: "signer-name", placeholder: "or a new name", "aria-label": "Signer name" }));
   const result = el("p", { class: "result" });
   const save = async (sign) => {
