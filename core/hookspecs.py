@@ -345,3 +345,18 @@ def ai_tools(hub: Hub) -> list[dict[str, Any]] | None:
         resources it drew on under ``"references"`` (they become the answer's sources). Raise
         ``FhirError`` to refuse; the model is told why.
     """
+
+
+# -- imaging --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def dicom_archive(hub: Hub) -> Any:
+    """Asked by :func:`fhirhub.sdk.dicom_instances` and its siblings for the hub's DICOM
+    archive (``firstresult``; the built-in DICOM adapter answers).
+
+    :param hub: the hub (a Celery worker's too: no listener needs to run).
+    :returns: an object implementing :class:`fhirhub.sdk.DicomArchiveAccess`, which applies the
+        current caller's tenant and patient visibility itself; ``None`` when this plugin keeps
+        no archive.
+    """

@@ -44,6 +44,14 @@ from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 from fhirhub.sdk._commands import command_hub
 from fhirhub.sdk._database import PluginDatabase
+from fhirhub.sdk._imaging import (
+    DicomArchiveAccess,
+    DicomInstanceRef,
+    dicom_archive,
+    dicom_instances,
+    read_dicom_instance,
+    store_dicom_instance,
+)
 from fhirhub.sdk._integrity import ChainReport, SignedHead, chain_key_id, sign_log_head, verify_log
 from fhirhub.sdk._resources import (
     create,
@@ -57,6 +65,7 @@ from fhirhub.sdk._resources import (
     snapshot,
     transaction,
     update,
+    writing_transaction,
 )
 from fhirhub.sdk._validation import prepare_validation, validation_issues
 
@@ -68,6 +77,8 @@ __all__ = [
     "Access",
     "ChainReport",
     "Consumer",
+    "DicomArchiveAccess",
+    "DicomInstanceRef",
     "FhirError",
     "Hub",
     "HubLocal",
@@ -96,6 +107,8 @@ __all__ = [
     "create",
     "current_access",
     "delete",
+    "dicom_archive",
+    "dicom_instances",
     "forbidden",
     "format_instant",
     "hookimpl",
@@ -112,9 +125,11 @@ __all__ = [
     "prepare_validation",
     "process_bundle",
     "read",
+    "read_dicom_instance",
     "search",
     "sign_log_head",
     "snapshot",
+    "store_dicom_instance",
     "system_for",
     "tenant_of",
     "transaction",
@@ -122,4 +137,5 @@ __all__ = [
     "validation_issues",
     "verify_log",
     "with_tenant",
+    "writing_transaction",
 ]

@@ -17,6 +17,7 @@ import orjson
 
 from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
+from fhirhub.core.interactions.write import WriteContext
 from fhirhub.core.settings import PluginSettings, Settings
 from fhirhub.core.settings import plugin_settings as _plugin_settings
 from fhirhub.core.transaction import Transaction, WriteResult
@@ -29,6 +30,14 @@ def transaction(hub: Hub) -> Iterator[Transaction]:
     nothing of it when it raises. ``before_commit`` hooks see it before it commits."""
     with hub.store.unit_of_work() as unit:
         yield Transaction(hub, unit)
+
+
+def writing_transaction(context: WriteContext) -> Transaction:
+    """The unit of work a ``resource_before_write`` hook runs in, as a :class:`Transaction`:
+    reads see the unit's own writes so far, with the caller's access (a hook that checks the
+    resource being written against others: a report against its findings). Do not commit it
+    yourself: it commits (or rolls back) with the interaction that called the hook."""
+    return Transaction(context.hub, context.unit_of_work)
 
 
 @contextmanager

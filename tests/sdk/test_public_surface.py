@@ -17,6 +17,8 @@ def test_sdk_exports_exactly_this() -> None:
         "Access",
         "ChainReport",
         "Consumer",
+        "DicomArchiveAccess",
+        "DicomInstanceRef",
         "FhirError",
         "Hub",
         "HubLocal",
@@ -49,6 +51,8 @@ def test_sdk_exports_exactly_this() -> None:
         "create",
         "current_access",
         "delete",
+        "dicom_archive",
+        "dicom_instances",
         "forbidden",
         "format_instant",
         "hookimpl",
@@ -65,9 +69,11 @@ def test_sdk_exports_exactly_this() -> None:
         "process_bundle",
         "publish_live",
         "read",
+        "read_dicom_instance",
         "search",
         "sign_log_head",
         "snapshot",
+        "store_dicom_instance",
         "system_for",
         "tenant_of",
         "transaction",
@@ -75,6 +81,7 @@ def test_sdk_exports_exactly_this() -> None:
         "validation_issues",
         "verify_log",
         "with_tenant",
+        "writing_transaction",
     ]
     assert (Path(fhirhub.sdk.__file__).parent / "py.typed").exists()
 
@@ -90,7 +97,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 24
+    assert len(specs) == 25
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]
