@@ -250,6 +250,19 @@ def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
 # -- CLI -------------------------------------------------------------------------------------
 
 
+@hookspec(firstresult=True)
+def log_trust(hub: Hub) -> Any:
+    """Called by ``fhirhub replay`` before it copies the version log into the projections
+    (``firstresult``).
+
+    :param hub: the hub being replayed.
+    :returns: a :class:`fhirhub.sdk.LogTrust` (trusted public keys, the signed heads anchored
+        outside the database, the most an unsigned entry may age) or None. With one, the
+        replay also refuses a log whose signatures or anchored heads do not verify, not only
+        one whose hash chain is broken. The ``integrity`` plugin answers it.
+    """
+
+
 @hookspec
 def register_commands(cli: Any) -> None:
     """Called when the ``fhirhub`` command line starts.

@@ -42,7 +42,18 @@ from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 from fhirhub.sdk._commands import command_hub
 from fhirhub.sdk._database import PluginDatabase
-from fhirhub.sdk._integrity import ChainReport, SignedHead, chain_key_id, sign_log_head, verify_log
+from fhirhub.sdk._integrity import (
+    ChainReport,
+    IntegrityAlarm,
+    LogTrust,
+    ProjectionReport,
+    SignedHead,
+    chain_key_id,
+    integrity_alarms,
+    sign_log_head,
+    verify_log,
+    verify_projections,
+)
 from fhirhub.sdk._resources import (
     create,
     delete,
@@ -64,6 +75,9 @@ __all__ = [
     "TENANT_SYSTEM",
     "Access",
     "ChainReport",
+    "IntegrityAlarm",
+    "LogTrust",
+    "ProjectionReport",
     "Consumer",
     "FhirError",
     "Hub",
@@ -111,5 +125,7 @@ __all__ = [
     "update",
     "validation_issues",
     "verify_log",
+    "verify_projections",
+    "integrity_alarms",
     "with_tenant",
 ]

@@ -20,11 +20,14 @@ def test_sdk_exports_exactly_this() -> None:
         "FhirError",
         "Hub",
         "HubLocal",
+        "IntegrityAlarm",
         "Issue",
+        "LogTrust",
         "Operation",
         "OperationCall",
         "PluginDatabase",
         "PluginSettings",
+        "ProjectionReport",
         "RESOURCE_TYPES",
         "SHARED_TYPES",
         "SYSTEM",
@@ -48,6 +51,7 @@ def test_sdk_exports_exactly_this() -> None:
         "forbidden",
         "format_instant",
         "hookimpl",
+        "integrity_alarms",
         "invalid",
         "match",
         "new_id",
@@ -67,6 +71,7 @@ def test_sdk_exports_exactly_this() -> None:
         "update",
         "validation_issues",
         "verify_log",
+        "verify_projections",
         "with_tenant",
     ]
     assert (Path(fhirhub.sdk.__file__).parent / "py.typed").exists()
@@ -83,7 +88,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 21
+    assert len(specs) == 22
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]
