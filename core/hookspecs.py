@@ -129,8 +129,10 @@ def public_paths(hub: Hub) -> list[str] | None:
 
 @hookspec
 def request_completed(record: dict[str, Any], hub: Hub) -> None:
-    """Called after every HTTP request that was authenticated or refused, once the response
-    status is known, on the event loop (keep it quick: queue work, do not write here).
+    """Called for every HTTP request that was authenticated or refused, once the response
+    status is known and before the response starts, on the event loop (keep it quick: queue
+    work, do not write to the database here). The client is not answered before it returns,
+    so an implementation may make the record durable first (the audit journal does).
 
     :param record: ``{"access": Access | None, "method", "path", "query" (secret parameter
         values such as tokens and codes already redacted), "status", "remote",
