@@ -17,9 +17,9 @@ from fhirhub.fhir_store.chain import Report as ChainReport
 from fhirhub.fhir_store.chain import SignedHead, sign_head, verify_chain
 from fhirhub.fhir_store.chain import Trust as LogTrust
 from fhirhub.fhir_store.chain import key_id as chain_key_id
+from fhirhub.fhir_store.projection_verify import verify_projections as _verify_projections
 from fhirhub.fhir_store.projections import Alarm as IntegrityAlarm
 from fhirhub.fhir_store.projections import ProjectionReport, alarms
-from fhirhub.fhir_store.projections import verify_projections as _verify_projections
 
 
 def verify_log(
