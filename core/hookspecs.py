@@ -130,8 +130,10 @@ def public_paths(hub: Hub) -> list[str] | None:
 
 @hookspec
 def request_completed(record: dict[str, Any], hub: Hub) -> None:
-    """Called after every HTTP request that was authenticated or refused, once the response
-    status is known, on the event loop (keep it quick: queue work, do not write here).
+    """Called for every HTTP request that was authenticated or refused, once the response
+    status is known and before the response starts, on the event loop (keep it quick: queue
+    work, do not write to the database here). The client is not answered before it returns,
+    so an implementation may make the record durable first (the audit journal does).
 
     :param record: ``{"access": Access | None, "method", "path", "query" (secret parameter
         values such as tokens and codes already redacted), "status", "remote",
@@ -283,6 +285,19 @@ def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
 
 
 # -- CLI -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def log_trust(hub: Hub) -> Any:
+    """Called by ``fhirhub replay`` before it copies the version log into the projections
+    (``firstresult``).
+
+    :param hub: the hub being replayed.
+    :returns: a :class:`fhirhub.sdk.LogTrust` (trusted public keys, the signed heads anchored
+        outside the database, the most an unsigned entry may age) or None. With one, the
+        replay also refuses a log whose signatures or anchored heads do not verify, not only
+        one whose hash chain is broken. The ``integrity`` plugin answers it.
+    """
 
 
 @hookspec

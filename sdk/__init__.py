@@ -52,7 +52,18 @@ from fhirhub.sdk._imaging import (
     read_dicom_instance,
     store_dicom_instance,
 )
-from fhirhub.sdk._integrity import ChainReport, SignedHead, chain_key_id, sign_log_head, verify_log
+from fhirhub.sdk._integrity import (
+    ChainReport,
+    IntegrityAlarm,
+    LogTrust,
+    ProjectionReport,
+    SignedHead,
+    chain_key_id,
+    integrity_alarms,
+    sign_log_head,
+    verify_log,
+    verify_projections,
+)
 from fhirhub.sdk._resources import (
     create,
     delete,
@@ -76,6 +87,9 @@ __all__ = [
     "TENANT_SYSTEM",
     "Access",
     "ChainReport",
+    "IntegrityAlarm",
+    "LogTrust",
+    "ProjectionReport",
     "Consumer",
     "DicomArchiveAccess",
     "DicomInstanceRef",
@@ -136,6 +150,8 @@ __all__ = [
     "update",
     "validation_issues",
     "verify_log",
+    "verify_projections",
+    "integrity_alarms",
     "with_tenant",
     "writing_transaction",
 ]

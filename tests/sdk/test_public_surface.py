@@ -22,12 +22,15 @@ def test_sdk_exports_exactly_this() -> None:
         "FhirError",
         "Hub",
         "HubLocal",
+        "IntegrityAlarm",
         "Issue",
         "LiveQueue",
+        "LogTrust",
         "Operation",
         "OperationCall",
         "PluginDatabase",
         "PluginSettings",
+        "ProjectionReport",
         "RESOURCE_TYPES",
         "SHARED_TYPES",
         "SYSTEM",
@@ -56,6 +59,7 @@ def test_sdk_exports_exactly_this() -> None:
         "forbidden",
         "format_instant",
         "hookimpl",
+        "integrity_alarms",
         "invalid",
         "live_queue",
         "match",
@@ -80,6 +84,7 @@ def test_sdk_exports_exactly_this() -> None:
         "update",
         "validation_issues",
         "verify_log",
+        "verify_projections",
         "with_tenant",
         "writing_transaction",
     ]
@@ -97,7 +102,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 25
+    assert len(specs) == 26
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]
