@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("integrity", "fhirhub.plugins.integrity"),
     ("diet", "fhirhub.plugins.diet"),
     ("mpi", "fhirhub.plugins.mpi"),
+    ("vitals", "fhirhub.plugins.vitals"),
 )
 
 

@@ -108,6 +108,18 @@ def code_system() -> dict[str, object]:
         {"code": f"news2-{name}", "display": f"NEWS2 points: {PARAMETER_DISPLAY[name]}"}
         for name in NEWS2_PARAMETERS
     ]
+    concepts += [
+        {"code": f"qsofa-{name}", "display": f"qSOFA point: {PARAMETER_DISPLAY[name]}"}
+        for name in QSOFA_PARAMETERS
+    ]
+    concepts += [
+        {"code": "low", "display": "NEWS2 low clinical risk (aggregate 0-4)"},
+        {"code": "low-medium", "display": "NEWS2 low-medium risk (a 3 in any one parameter)"},
+        {"code": "medium", "display": "NEWS2 medium clinical risk (aggregate 5-6)"},
+        {"code": "high", "display": "NEWS2 high clinical risk (aggregate 7 or more)"},
+        {"code": "negative", "display": "qSOFA negative (fewer than 2 criteria)"},
+        {"code": "positive", "display": "qSOFA positive (2 or more criteria)"},
+    ]
     return {
         "resourceType": "CodeSystem",
         "url": LOCAL_SYSTEM,

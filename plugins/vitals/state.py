@@ -1,0 +1,65 @@
+"""The plugin's own tables: the ward board's latest scores, the open alert episodes and the
+silenced periods, all per tenant.
+
+FHIR holds the truth (the score Observations, RiskAssessments, Flags, Tasks); these tables are
+what the dashboard and the escalation schedule query many times a minute, without a FHIR
+search per patient.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+#: The most recent NEWS2/qSOFA of each patient (the ward board).
+latest = Table(
+    "vitals_latest",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("patient_name", String(200), nullable=False, default=""),
+    Column("location", String(200), nullable=False, default=""),
+    Column("news2_total", Integer),
+    Column("news2_risk", String(16)),
+    Column("news2_partial", Integer, nullable=False, default=0),
+    Column("news2_previous", Integer),
+    Column("news2_time", Float),
+    Column("qsofa_total", Integer),
+    Column("qsofa_risk", String(16)),
+    Column("risk_assessment_id", String(64)),
+    Column("effective", String(40), nullable=False, default=""),
+)
+
+#: One row per alert episode (``status`` open, acknowledged or resolved).
+alert = Table(
+    "vitals_alert",
+    metadata,
+    Column("flag_id", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False, index=True),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # news2 | qsofa
+    Column("risk", String(16), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("level", Integer, nullable=False, default=0),
+    Column("raised_at", Float, nullable=False),
+    Column("next_at", Float),
+    Column("acknowledged_at", Float),
+    Column("acknowledged_by", String(200)),
+    Column("resolved_at", Float),
+)
+
+#: Silenced periods per patient (alert fatigue control), with the reason and who set it.
+silence = Table(
+    "vitals_silence",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("by", String(200), nullable=False),
+)
+
+NO_TENANT = ""
