@@ -13,13 +13,15 @@ Scores support clinical judgement; they do not replace it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from fastapi import APIRouter
 
 from fhirhub.plugins.vitals import codes
 from fhirhub.plugins.vitals.alerts import escalate_due
-from fhirhub.plugins.vitals.consumer import TYPES, handle_versions
+from fhirhub.plugins.vitals.consumer import TYPES, backfill_board, handle_versions
 from fhirhub.plugins.vitals.readings import impossible_values, is_vital_input
 from fhirhub.plugins.vitals.routes import router
 from fhirhub.plugins.vitals.service import service_of
@@ -47,6 +49,7 @@ MANIFEST = {
     ],
 }
 
+log = logging.getLogger("fhirhub.vitals")
 DASHBOARD = f"/plugins/{PLUGIN_NAME}/ward/"
 
 
@@ -62,6 +65,19 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             types=TYPES,
         )
     ]
+
+
+@hookimpl
+def startup(hub: Hub) -> None:
+    service = service_of(hub)
+    threading.Thread(target=_backfill, args=(service,), name="vitals-backfill", daemon=True).start()
+
+
+def _backfill(service: Any) -> None:
+    try:
+        backfill_board(service)
+    except Exception:  # the board fills from new vitals anyway
+        log.exception("vitals: scoring the newest vitals of each patient failed")
 
 
 @hookimpl
@@ -107,6 +123,21 @@ def register_routes(hub: Hub) -> APIRouter:
 def public_paths(hub: Hub) -> list[str]:
     # The page and its script hold no data; the /api routes need the signed-in user.
     return [DASHBOARD]
+
+
+@hookimpl
+def ui_patient_panels(hub: Hub) -> list[dict[str, Any]]:
+    """Every patient chart lists its early warning scores (RiskAssessments, newest first); the
+    ward dashboard has the full observation chart."""
+    return [
+        {
+            "id": "vitals-scores",
+            "title": "Early warning scores (NEWS2, qSOFA)",
+            "order": 22,
+            "resource_types": ["RiskAssessment"],
+            "params": "_sort=-date",
+        }
+    ]
 
 
 @hookimpl

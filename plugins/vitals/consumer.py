@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -235,7 +235,7 @@ def _remember_latest(
     scored: list[Scored],
     after: list[alerts.TableWrite],
 ) -> None:
-    """Update the ward board's row of each patient (the newest score wins), and run the alert
+    """Update the ward board's row of each patient (the newest set wins), and run the alert
     table's writes, in one transaction of the plugin's tables."""
     rows = {}
     for item in scored:
@@ -246,7 +246,8 @@ def _remember_latest(
     with service.db.begin() as conn:
         for write in after:
             write(conn)
-        for patient_id, item in rows.items():
+        for item in scored:  # per patient in time order: each set moves the trend on
+            patient_id = item.patient_id
             by_method = {
                 s.method: (s, ra) for s, ra in zip(item.scores, item.assessment_ids, strict=True)
             }
@@ -256,7 +257,7 @@ def _remember_latest(
                     state.latest.c.tenant == key[0], state.latest.c.patient_id == patient_id
                 )
             ).first()
-            values: dict[str, Any] = {"effective": item.at.isoformat()}
+            values: dict[str, Any] = {"effective": item.at.astimezone(UTC).isoformat()}
             if "NEWS2" in by_method:
                 news, ra_id = by_method["NEWS2"]
                 values.update(
@@ -299,17 +300,21 @@ def _remember_latest(
 def _name(service: VitalsService, tenant: str | None, patient_id: str) -> str:
     from fhirhub.sdk import read
 
+    cached = service.names.get((tenant or "", patient_id))
+    if cached is not None:
+        return str(cached)
     try:
         with acting_as(system_for(tenant)):
             patient = read(service.hub, "Patient", patient_id)
     except FhirError:
         return ""
+    text = ""
     for name in patient.get("name") or []:
-        if name.get("text"):
-            return str(name["text"])
         given = " ".join(name.get("given") or [])
-        return f"{given} {name.get('family') or ''}".strip()
-    return ""
+        text = str(name.get("text") or f"{given} {name.get('family') or ''}".strip())
+        break
+    service.names.put((tenant or "", patient_id), text)
+    return text
 
 
 def _place(
@@ -337,3 +342,36 @@ def _place(
         pass
     service.places.put(key, place)
     return place
+
+
+def backfill_board(service: VitalsService, limit: int = 2000) -> int:
+    """Score the newest vital-signs set of each patient once, when the board is empty (a hub
+    that had vitals before the plugin was enabled, the demo): the consumer itself starts at
+    the head of the log, so history is not rescored. Old sets raise no alert
+    (``alert_max_age_minutes``). Returns the patients scored."""
+    from fhirhub.sdk import SYSTEM, tenant_of
+
+    with service.db.read() as conn:
+        if conn.execute(select(state.latest.c.patient_id).limit(1)).first() is not None:
+            return 0
+    with acting_as(SYSTEM):
+        found = search(
+            service.hub,
+            "Observation",
+            [("code", _INPUT_CODE_LIST), ("_sort", "-date"), ("_count", str(limit))],
+        )
+    triggers: dict[tuple[str | None, str, datetime], str | None] = {}
+    newest: set[tuple[str | None, str]] = set()
+    for observation in found:
+        patient_id = _patient_of(observation)
+        when = effective_time(observation)
+        if patient_id is None or when is None:
+            continue
+        tenant = tenant_of(observation)
+        if (tenant, patient_id) in newest:
+            continue
+        newest.add((tenant, patient_id))
+        triggers[(tenant, patient_id, when)] = (observation.get("encounter") or {}).get("reference")
+    if triggers:
+        _score_all(service, triggers)
+    return len(triggers)

@@ -22,7 +22,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingRes
 from sqlalchemy import select
 
 from fhirhub.plugins.vitals import alerts, state
+from fhirhub.plugins.vitals.chart import observation_chart, workbook
 from fhirhub.plugins.vitals.delivery import local_feed
+from fhirhub.plugins.vitals.i18n import LANGUAGES, messages
 from fhirhub.plugins.vitals.service import VitalsService
 from fhirhub.sdk import Access, FhirError, current_access, invalid, search
 
@@ -65,6 +67,48 @@ def router(service: VitalsService) -> APIRouter:
             raise FhirError(404, "No such file", code="not-found")
         media = "text/javascript" if name.endswith(".js") else "text/css"
         return FileResponse(path, media_type=media)
+
+    @api.get("/ward/i18n/{language}.json")
+    def translations(language: str) -> dict[str, str]:
+        if language not in LANGUAGES:
+            raise FhirError(404, f"No translation for {language}", code="not-found")
+        return messages(language)
+
+    @api.get("/api/preferences")
+    def get_preferences() -> dict[str, Any]:
+        subject = current_access().subject
+        with service.db.read() as conn:
+            row = conn.execute(
+                select(state.preference.c.language).where(state.preference.c.subject == subject)
+            ).first()
+        return {"language": row.language if row else "en", "languages": LANGUAGES}
+
+    @api.put("/api/preferences")
+    def put_preferences(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        subject = current_access().subject
+        language = body.get("language")
+        if language not in LANGUAGES:
+            raise invalid(f"language must be one of {', '.join(LANGUAGES)}")
+        with service.db.begin() as conn:
+            conn.execute(state.preference.delete().where(state.preference.c.subject == subject))
+            conn.execute(state.preference.insert().values(subject=subject, language=language))
+        return {"language": language}
+
+    @api.get("/api/patients/{patient_id}/chart")
+    def chart(patient_id: str) -> dict[str, Any]:
+        _reader()
+        _require_patient(patient_id)
+        return observation_chart(service, patient_id)
+
+    @api.get("/api/patients/{patient_id}/export.xlsx")
+    def export_xlsx(patient_id: str) -> Response:
+        _reader()
+        _require_patient(patient_id)
+        return Response(
+            workbook(_history(service, patient_id)),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="vitals-{patient_id}.xlsx"'},
+        )
 
     @api.get("/api/board")
     def board(location: str | None = None) -> dict[str, Any]:

@@ -62,4 +62,13 @@ silence = Table(
     Column("by", String(200), nullable=False),
 )
 
+
+#: Each user's interface language (the dashboard's language switch).
+preference = Table(
+    "vitals_preference",
+    metadata,
+    Column("subject", String(200), primary_key=True),
+    Column("language", String(8), nullable=False),
+)
+
 NO_TENANT = ""
