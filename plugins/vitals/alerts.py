@@ -233,7 +233,7 @@ def _raise(
             "intent": "order",
             "priority": PRIORITY.get(risk, "urgent"),
             "code": {
-                "coding": [{"system": codes.LOCAL_SYSTEM, "code": "news2-response"}],
+                "coding": [{"system": codes.LOCAL_SYSTEM, "code": f"{kind}-response"}],
                 "text": response,
             },
             "description": f"{title}: {action}",

@@ -103,6 +103,7 @@ def code_system() -> dict[str, object]:
         {"code": "news2-alert", "display": "NEWS2 early warning alert"},
         {"code": "qsofa-alert", "display": "qSOFA sepsis alert"},
         {"code": "news2-response", "display": "Clinical response the NEWS2 chart asks for"},
+        {"code": "qsofa-response", "display": "Sepsis assessment after a positive qSOFA"},
         {"code": "silence", "display": "Vitals alerts silenced for a patient"},
     ] + [
         {"code": f"news2-{name}", "display": f"NEWS2 points: {PARAMETER_DISPLAY[name]}"}

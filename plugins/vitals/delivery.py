@@ -30,7 +30,8 @@ class LocalFeed:
         ] = []
 
     def subscribe(self, tenant: str | None) -> asyncio.Queue[dict[str, Any]]:
-        """A queue of the events of ``tenant`` (None: every tenant, for the system)."""
+        """A queue of the events of ``tenant`` ("" the untenanted ones; None: every tenant,
+        for the system)."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         with self._lock:
             self._streams.append((asyncio.get_running_loop(), queue, tenant))
@@ -44,7 +45,7 @@ class LocalFeed:
         with self._lock:
             streams = list(self._streams)
         for loop, queue, wanted in streams:
-            if wanted is not None and wanted != tenant:
+            if wanted is not None and wanted != (tenant or ""):
                 continue
             try:
                 loop.call_soon_threadsafe(_offer, queue, event)

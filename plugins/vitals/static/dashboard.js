@@ -184,6 +184,8 @@ async function stream() {
           if (!data) continue;
           const event = JSON.parse(data);
           window.vitalsEvents.push({ ...event, received: Date.now() });
+          const counter = `${event.type}Events`;
+          document.body.dataset[counter] = String(Number(document.body.dataset[counter] || 0) + 1);
           scheduleReload();
         }
       }

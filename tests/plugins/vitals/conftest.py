@@ -29,6 +29,12 @@ CALLERS: dict[str, Access] = {
         roles=frozenset({"clinician"}),
         scopes=parse_scopes("user/*.cruds"),
     ),
+    # A clinician of a single-hospital hub (no tenant): sees what untenanted feeds write.
+    "charge-nurse": Access(
+        "user:charge-nurse",
+        roles=frozenset({"clinician"}),
+        scopes=parse_scopes("user/*.cruds"),
+    ),
     "reader-a": Access(
         "user:read-a",
         tenant="org-a",
