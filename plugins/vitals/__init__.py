@@ -21,7 +21,12 @@ from fastapi import APIRouter
 
 from fhirhub.plugins.vitals import codes
 from fhirhub.plugins.vitals.alerts import escalate_due
-from fhirhub.plugins.vitals.consumer import TYPES, backfill_board, handle_versions
+from fhirhub.plugins.vitals.consumer import (
+    TYPES,
+    backfill_board,
+    clear_readings,
+    handle_versions,
+)
 from fhirhub.plugins.vitals.readings import impossible_values, is_vital_input
 from fhirhub.plugins.vitals.routes import router
 from fhirhub.plugins.vitals.service import service_of
@@ -61,8 +66,10 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             "vitals-scoring",
             lambda versions: handle_versions(service, versions),
             start="head",
-            batch_size=200,
+            # Large batches under load: one transaction scores many patients at once.
+            batch_size=1000,
             types=TYPES,
+            reset=lambda: clear_readings(service),
         )
     ]
 

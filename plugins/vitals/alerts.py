@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, select
 
 from fhirhub.plugins.vitals import codes, state
 from fhirhub.plugins.vitals.delivery import feed_of
@@ -142,50 +144,98 @@ def _now_text(now: float) -> str:
 # -- raising and resolving -------------------------------------------------------------------
 
 
+@dataclass
+class Context:
+    """The open episodes and silenced patients of one batch's patients, read in two queries;
+    kept up to date as the batch raises and resolves episodes."""
+
+    episodes: dict[tuple[str, str], Any]
+    silenced: set[str]
+
+    @classmethod
+    def load(cls, service: VitalsService, tenant: str | None, patients: list[str]) -> Context:
+        now = time.time()
+        key = tenant or state.NO_TENANT
+        episodes: dict[tuple[str, str], Any] = {}
+        silenced: set[str] = set()
+        unique = sorted(set(patients))
+        with service.db.read() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                for row in conn.execute(
+                    select(state.alert).where(
+                        state.alert.c.tenant == key,
+                        state.alert.c.patient_id.in_(chunk),
+                        state.alert.c.status != "resolved",
+                    )
+                ):
+                    episodes[(row.patient_id, row.kind)] = row
+                silenced.update(
+                    r.patient_id
+                    for r in conn.execute(
+                        select(state.silence.c.patient_id).where(
+                            state.silence.c.tenant == key,
+                            state.silence.c.patient_id.in_(chunk),
+                            state.silence.c.until > now,
+                        )
+                    )
+                )
+        return cls(episodes, silenced)
+
+
 def evaluate(
-    service: VitalsService, tx: Transaction, item: Scored, after: list[TableWrite]
+    service: VitalsService,
+    tx: Transaction,
+    item: Scored,
+    after: list[TableWrite],
+    context: Context,
 ) -> list[dict[str, Any]]:
     """Raise, upgrade or resolve the patient's alert episodes for freshly written scores;
     returns the events for the live feed. The episode table's writes go to ``after``, run
     once the FHIR transaction committed (SQLite has one writer: it is held until then)."""
     events = []
     now = time.time()
-    tenant = item.tenant or state.NO_TENANT
     too_old = item.at.timestamp() < now - service.settings.alert_max_age_minutes * 60
     for index, score in enumerate(item.scores):
         kind = "news2" if score.method == "NEWS2" else "qsofa"
-        with service.db.read() as conn:
-            episode = conn.execute(
-                select(state.alert).where(
-                    and_(
-                        state.alert.c.tenant == tenant,
-                        state.alert.c.patient_id == item.patient_id,
-                        state.alert.c.kind == kind,
-                        state.alert.c.status != "resolved",
-                    )
-                )
-            ).first()
-            silenced = conn.execute(
-                select(state.silence.c.until).where(
-                    state.silence.c.tenant == tenant,
-                    state.silence.c.patient_id == item.patient_id,
-                    state.silence.c.until > now,
-                )
-            ).first()
+        episode = context.episodes.get((item.patient_id, kind))
         ra_id = item.assessment_ids[index]
         key = item.keys[index]
         if _alerting(service, kind, score.risk):
-            if too_old or silenced is not None:
+            if too_old or item.patient_id in context.silenced:
                 continue
             if episode is None:
-                events.append(
-                    _raise(service, tx, item, key, kind, score.risk, score.total, ra_id, after)
+                event = _raise(service, tx, item, key, kind, score.risk, score.total, ra_id, after)
+                context.episodes[(item.patient_id, kind)] = SimpleNamespace(
+                    flag_id=event["flag"],
+                    task_id=event["task"],
+                    patient_id=item.patient_id,
+                    kind=kind,
+                    risk=score.risk,
+                    total=score.total,
+                    level=0,
+                    status="open",
                 )
+                events.append(event)
             elif _rank(kind, score.risk) > _rank(kind, episode.risk):
                 events.append(_upgrade(service, tx, episode, score.risk, score.total, ra_id, after))
+                context.episodes[(item.patient_id, kind)] = SimpleNamespace(
+                    **{
+                        **_fields(episode),
+                        "risk": score.risk,
+                        "total": score.total,
+                        "status": "open",
+                    }
+                )
         elif episode is not None and not score.partial:
             events.append(_resolve(service, tx, episode, score.total, ra_id, after))
+            context.episodes.pop((item.patient_id, kind), None)
     return events
+
+
+def _fields(episode: Any) -> dict[str, Any]:
+    names = ("flag_id", "task_id", "patient_id", "kind", "risk", "total", "level", "status")
+    return {name: getattr(episode, name) for name in names}
 
 
 def _title(kind: str, risk: str, total: int) -> str:
@@ -285,6 +335,7 @@ def _raise(
         "type": "alert",
         "patient": item.patient_id,
         "flag": flag_id,
+        "task": task_id,
         "title": title,
         "risk": risk,
         "at": now,

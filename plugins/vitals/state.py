@@ -8,7 +8,7 @@ search per patient.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -62,6 +62,26 @@ silence = Table(
     Column("by", String(200), nullable=False),
 )
 
+
+#: The readings the consumer has seen (a projection of the vital-signs Observations, rebuilt by
+#: a replay): a score's inputs are read from here in one query per batch, not searched per
+#: patient. ``seq`` is the log position of the version it came from: a score uses only readings
+#: at or before its trigger's, so a replay, whatever its batch sizes, rebuilds the same scores.
+reading = Table(
+    "vitals_reading",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("source", String(80), primary_key=True),  # Observation/<id>
+    Column("parameter", String(16), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("time", Float, nullable=False),
+    Column("value_number", Float),
+    Column("value_text", String(8)),
+    Column("unit", String(16), nullable=False, default=""),
+    Index("vitals_reading_patient_time", "tenant", "patient_id", "time"),
+)
 
 #: Each user's interface language (the dashboard's language switch).
 preference = Table(
