@@ -80,7 +80,14 @@ class Trigger:
 
 
 def handle_versions(service: VitalsService, versions: Sequence[StoredVersion]) -> None:
-    """The consumer's ``handle`` (module docstring)."""
+    """The consumer's ``handle`` (module docstring). After a batch that scored something it
+    pauses ``batch_pause_ms``: under a steady feed the next batch then holds many patients,
+    whose scores share one transaction (the first alert after a quiet spell is not delayed)."""
+    if _handle(service, versions) and service.settings.batch_pause_ms > 0:
+        time.sleep(service.settings.batch_pause_ms / 1000.0)
+
+
+def _handle(service: VitalsService, versions: Sequence[StoredVersion]) -> bool:
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}
     triggers: dict[tuple[str | None, str, datetime], Trigger] = {}
     tasks: list[tuple[str | None, dict[str, Any]]] = []
@@ -118,6 +125,7 @@ def handle_versions(service: VitalsService, versions: Sequence[StoredVersion]) -
         _score_all(service, triggers)
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
+    return bool(triggers)
 
 
 def _patient_of(resource: dict[str, Any]) -> str | None:
@@ -392,7 +400,7 @@ def _remember_latest(
                 )
             ):
                 current[row.patient_id] = dict(row._mapping)
-    names = {p: _name(service, tenant, p) for p in patients if p not in current}
+    names = _names(service, tenant, [p for p in patients if p not in current])
     places = {p: _place(service, tenant, p, encounters[p]) for p in patients}
     inserts: dict[str, dict[str, Any]] = {}
     updates: dict[str, dict[str, Any]] = {}
@@ -451,24 +459,21 @@ def _remember_latest(
             )
 
 
-def _name(service: VitalsService, tenant: str | None, patient_id: str) -> str:
-    from fhirhub.sdk import read
-
-    cached = service.names.get((tenant or "", patient_id))
-    if cached is not None:
-        return str(cached)
-    try:
-        with acting_as(system_for(tenant)):
-            patient = read(service.hub, "Patient", patient_id)
-    except FhirError:
-        return ""
-    text = ""
-    for name in patient.get("name") or []:
-        given = " ".join(name.get("given") or [])
-        text = str(name.get("text") or f"{given} {name.get('family') or ''}".strip())
-        break
-    service.names.put((tenant or "", patient_id), text)
-    return text
+def _names(service: VitalsService, tenant: str | None, patients: list[str]) -> dict[str, str]:
+    """Display names of new board rows: one Patient search per 100 patients."""
+    names: dict[str, str] = {}
+    with acting_as(system_for(tenant)):
+        for chunk in _chunks(patients, 100):
+            for patient in search(
+                service.hub, "Patient", [("_id", ",".join(chunk)), ("_count", "100")]
+            ):
+                text = ""
+                for name in patient.get("name") or []:
+                    given = " ".join(name.get("given") or [])
+                    text = str(name.get("text") or f"{given} {name.get('family') or ''}".strip())
+                    break
+                names[str(patient.get("id"))] = text
+    return names
 
 
 def _place(
