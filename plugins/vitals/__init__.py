@@ -22,7 +22,7 @@ from fastapi import APIRouter
 from fhirhub.plugins.vitals import codes
 from fhirhub.plugins.vitals.alerts import escalate_due
 from fhirhub.plugins.vitals.consumer import (
-    TYPES,
+    BATCH_SIZE,
     backfill_board,
     clear_readings,
     handle_versions,
@@ -66,9 +66,9 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             "vitals-scoring",
             lambda versions: handle_versions(service, versions),
             start="head",
-            # Large batches under load: one transaction scores many patients at once.
-            batch_size=1000,
-            types=TYPES,
+            # Large batches under load: one transaction scores many patients at once. All
+            # types are delivered (others are skipped) so that a full batch is recognised.
+            batch_size=BATCH_SIZE,
             reset=lambda: clear_readings(service),
         )
     ]

@@ -52,7 +52,6 @@ from fhirhub.sdk import (
 
 log = logging.getLogger("fhirhub.vitals")
 
-TYPES = frozenset({"Observation", "Condition", "Goal", "Task"})
 _INPUT_CODE_LIST = ",".join(f"{codes.LOINC}|{c}" for c in sorted(codes.INPUT_CODES))
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 
@@ -79,15 +78,27 @@ class Trigger:
     encounter: str | None
 
 
-def handle_versions(service: VitalsService, versions: Sequence[StoredVersion]) -> None:
-    """The consumer's ``handle`` (module docstring). After a batch that scored something it
-    pauses ``batch_pause_ms``: under a steady feed the next batch then holds many patients,
-    whose scores share one transaction (the first alert after a quiet spell is not delayed)."""
-    if _handle(service, versions) and service.settings.batch_pause_ms > 0:
+#: Versions per delivery. A full batch may end inside a transaction: its last set is deferred.
+BATCH_SIZE = 1000
+
+
+def handle_versions(
+    service: VitalsService, versions: Sequence[StoredVersion], *, full: bool | None = None
+) -> None:
+    """The consumer's ``handle`` (module docstring). ``full``: the batch may have been cut
+    short by the batch size (default: it holds :data:`BATCH_SIZE` versions); then the set of
+    its last vital sign waits for the next batch, where the rest of its transaction is.
+
+    After a batch that scored something it pauses ``batch_pause_ms``: under a steady feed the
+    next batch then holds many patients, whose scores share one transaction (the first alert
+    after a quiet spell is not delayed)."""
+    if full is None:
+        full = len(versions) >= BATCH_SIZE
+    if _handle(service, versions, full) and service.settings.batch_pause_ms > 0:
         time.sleep(service.settings.batch_pause_ms / 1000.0)
 
 
-def _handle(service: VitalsService, versions: Sequence[StoredVersion]) -> bool:
+def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: bool) -> bool:
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}
     triggers: dict[tuple[str | None, str, datetime], Trigger] = {}
     tasks: list[tuple[str | None, dict[str, Any]]] = []
@@ -101,7 +112,7 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion]) -> bool:
             observation = orjson.loads(version.content)
             patient_id = _patient_of(observation)
             if patient_id is None or not is_vital_input(observation):
-                if version.version_id != "1":  # an earlier version may have been a vital sign
+                if str(version.version_id) != "1":  # an earlier version may have been a vital sign
                     upserts[(tenant, source)] = (None, [], version.seq)
                 continue
             readings = readings_of(observation, str(version.version_id))
@@ -115,17 +126,53 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion]) -> bool:
                 task = orjson.loads(version.content)
                 if alerts.is_alert_task(task):
                     tasks.append((version.tenant, task))
-        elif version.content is not None:  # Condition, Goal: the SpO2 scale may change
+        elif version.resource_type in ("Condition", "Goal") and version.content is not None:
+            # The SpO2 scale may change.
             patient_id = _patient_of(orjson.loads(version.content))
             if patient_id is not None:
                 service.scale2.drop((tenant, patient_id))
     if upserts:
         _store_readings(service, upserts)
+    triggers = _with_pending(service, triggers, full)
     if triggers:
         _score_all(service, triggers)
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
     return bool(triggers)
+
+
+def _with_pending(
+    service: VitalsService,
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+    full: bool,
+) -> dict[tuple[str | None, str, datetime], Trigger]:
+    """Add the sets deferred by the previous batch; defer this batch's last set if the batch
+    was full (its transaction may go on in the next one). Durable: a crash loses none."""
+    deferred: tuple[str | None, str, datetime] | None = None
+    if full and triggers:
+        deferred = max(triggers, key=lambda k: triggers[k].seq)
+    if deferred is None and service.has_pending is False:
+        return triggers  # the common case: no write transaction
+    with service.db.begin() as conn:
+        for row in conn.execute(select(state.pending)):
+            key = (row.tenant or None, row.patient_id, datetime.fromtimestamp(row.time, UTC))
+            known = triggers.get(key)
+            if known is None or known.seq < row.seq:
+                triggers[key] = Trigger(row.seq, row.encounter)
+        conn.execute(state.pending.delete())
+        if deferred is not None:
+            trigger = triggers.pop(deferred)
+            conn.execute(
+                state.pending.insert().values(
+                    tenant=deferred[0] or state.NO_TENANT,
+                    patient_id=deferred[1],
+                    time=deferred[2].timestamp(),
+                    seq=trigger.seq,
+                    encounter=trigger.encounter,
+                )
+            )
+    service.has_pending = deferred is not None
+    return triggers
 
 
 def _patient_of(resource: dict[str, Any]) -> str | None:
@@ -248,7 +295,38 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 
 def _write_tenant(service: VitalsService, tenant: str | None, scored: list[Scored]) -> None:
-    """One transaction for the tenant's scores and alerts, then the board, then the feed."""
+    """The tenant's scores and alerts in one transaction, then the board, then the feed. If
+    the batch is refused (a patient deleted meanwhile), each patient is written on its own and
+    the refused ones are logged and skipped: one bad record never stops scoring."""
+    try:
+        events = _write_items(service, tenant, scored)
+    except FhirError as error:
+        log.warning(
+            "vitals: batch of %d scores refused (%s); writing one by one", len(scored), error
+        )
+        events, written = [], []
+        for item in scored:
+            item.keys.clear()
+            item.observation_ids.clear()
+            item.assessment_ids.clear()
+            try:
+                events += _write_items(service, tenant, [item])
+                written.append(item)
+            except FhirError as refused:
+                log.warning(
+                    "vitals: scores of Patient/%s not written: %s", item.patient_id, refused
+                )
+        scored = written
+    feed = feed_of(service.hub)
+    for item in scored:
+        feed.publish(tenant, {"type": "score", "patient": item.patient_id})
+    for event in events:
+        feed.publish(tenant, event)
+
+
+def _write_items(
+    service: VitalsService, tenant: str | None, scored: list[Scored]
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     after: list[alerts.TableWrite] = []
     with acting_as(system_for(tenant)):
@@ -258,11 +336,7 @@ def _write_tenant(service: VitalsService, tenant: str | None, scored: list[Score
             for item in scored:
                 events += alerts.evaluate(service, tx, item, after, context)
         _remember_latest(service, tenant, scored, after)
-    feed = feed_of(service.hub)
-    for item in scored:
-        feed.publish(tenant, {"type": "score", "patient": item.patient_id})
-    for event in events:
-        feed.publish(tenant, event)
+    return events
 
 
 def _scale2_many(

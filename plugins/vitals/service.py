@@ -52,6 +52,8 @@ class VitalsService:
         #: (tenant, encounter or patient) -> ward / location display; (tenant, patient) -> name.
         self.places = Lru()
         self.names = Lru()
+        #: Whether a set waits in ``vitals_pending`` (None: not looked yet).
+        self.has_pending: bool | None = None
 
 
 _services: HubLocal[VitalsService] = HubLocal("vitals.service")

@@ -83,6 +83,18 @@ reading = Table(
     Index("vitals_reading_patient_time", "tenant", "patient_id", "time"),
 )
 
+#: A set whose batch ended inside it (a full batch may split a transaction): scored with the
+#: next batch, once the rest of its Observations has been delivered (consumer.py).
+pending = Table(
+    "vitals_pending",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("time", Float, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("encounter", String(120)),
+)
+
 #: Each user's interface language (the dashboard's language switch).
 preference = Table(
     "vitals_preference",

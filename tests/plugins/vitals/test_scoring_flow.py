@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub
-from fhirhub.plugins.vitals.consumer import handle_versions
+from fhirhub.plugins.vitals.consumer import clear_readings, handle_versions
 from fhirhub.plugins.vitals.service import service_of
 from fhirhub.sdk import SYSTEM, acting_as, search, validation_issues
 from tests.plugins.vitals.conftest import (
@@ -90,6 +90,12 @@ def test_same_inputs_never_make_a_second_score(client: TestClient, hub: Hub) -> 
         versions = read_versions(conn, 0, 10000)
     with acting_as(SYSTEM):
         handle_versions(service_of(hub), versions)
+        # ... and what ``fhirhub replay`` does: the readings projection rebuilt from the log,
+        # in other batch sizes.
+        clear_readings(service_of(hub))
+        for start in range(0, len(versions), 3):
+            last = start + 3 >= len(versions)
+            handle_versions(service_of(hub), versions[start : start + 3], full=not last)
     settle(hub)
     assert sorted(a["id"] for a in scores_of(client, "nurse-a", patient)) == sorted(
         a["id"] for a in before
@@ -193,3 +199,110 @@ def test_tenants_see_only_their_own_scores(client: TestClient, hub: Hub) -> None
         for assessment in search(hub, "RiskAssessment", {"subject": f"Patient/{b}"}):
             labels = {s["code"] for s in assessment["meta"].get("security", [])}
             assert "org-b" in labels
+
+
+def test_a_corrected_value_is_rescored_and_the_old_one_no_longer_counts(
+    client: TestClient, hub: Hub
+) -> None:
+    patient = new_patient(client, "nurse-a")
+    response = post_vitals(
+        client,
+        "nurse-a",
+        vitals_bundle(patient, rr=16, spo2=97, o2_flow=0, sbp=125, pulse=135, acvpu="A", temp=36.8),
+    )
+    settle(hub)
+    # Find the pulse and correct it from 135 (3 points) to 72 (0).
+    pulse_ref = ""
+    for entry in response.json()["entry"]:
+        location = entry["response"]["location"].split("/_history")[0]
+        observation = client.get(f"/fhir/{location}", headers=as_("nurse-a")).json()
+        if observation["code"]["coding"][0]["code"] == "8867-4":
+            pulse_ref = location
+            observation["valueQuantity"]["value"] = 72
+            observation["status"] = "corrected"
+            update = client.put(f"/fhir/{location}", json=observation, headers=as_("nurse-a"))
+            assert update.status_code == 200, update.text
+    settle(hub)
+    totals = sorted(
+        o["valueInteger"]
+        for o in scores_of(client, "nurse-a", patient, "Observation")
+        if o["code"].get("text") == "NEWS2"
+    )
+    assert totals == [0, 3]
+    board = client.get("/plugins/vitals/api/board", headers=as_("nurse-a")).json()
+    assert board["patients"][0]["news2"] == 0
+    # Entered in error: the pulse no longer counts (a partial score without it).
+    observation = client.get(f"/fhir/{pulse_ref}", headers=as_("nurse-a")).json()
+    observation["status"] = "entered-in-error"
+    client.put(f"/fhir/{pulse_ref}", json=observation, headers=as_("nurse-a"))
+    settle(hub)
+    assessments = news2_of(scores_of(client, "nurse-a", patient))
+    assert any(a["status"] == "preliminary" for a in assessments)
+
+
+def test_scale2_from_an_spo2_goal_of_88_to_92(client: TestClient, hub: Hub) -> None:
+    patient = new_patient(client, "nurse-a")
+    response = client.post(
+        "/fhir/Goal",
+        headers=as_("nurse-a"),
+        json={
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "SpO2 88-92 %"},
+            "subject": {"reference": f"Patient/{patient}"},
+            "target": [
+                {
+                    "measure": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+                    "detailRange": {
+                        "low": {"value": 88, "unit": "%"},
+                        "high": {"value": 92, "unit": "%"},
+                    },
+                }
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+    # Scale 2, on oxygen at 98 %: SpO2 3 + oxygen 2; everything else 0 = 5 (scale 1: 2).
+    post_vitals(
+        client,
+        "nurse-a",
+        vitals_bundle(patient, rr=14, spo2=98, o2_flow=2, sbp=115, pulse=70, acvpu="A", temp=36.5),
+    )
+    settle(hub)
+    observations = [
+        o
+        for o in scores_of(client, "nurse-a", patient, "Observation")
+        if o["code"].get("text") == "NEWS2"
+    ]
+    assert [o["valueInteger"] for o in observations] == [5]
+    assert "scale 2" in " ".join(n["text"] for n in observations[0]["note"])
+
+
+def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: Hub) -> None:
+    from datetime import UTC, datetime
+
+    from fhirhub.plugins.vitals.consumer import Scored, _write_tenant
+    from fhirhub.plugins.vitals.readings import Reading
+    from fhirhub.plugins.vitals.scores import news2
+
+    patient = new_patient(client, "nurse-a")
+    response = client.post(
+        "/fhir/Observation",
+        headers=as_("nurse-a"),
+        json=vitals_bundle(patient, pulse=72)["entry"][0]["resource"],
+    )
+    source = f"Observation/{response.json()['id']}"
+    at = datetime.now(UTC)
+    good = news2({"pulse": Reading("pulse", 72.0, at, source, "1", "/min")})
+    gone = news2({"pulse": Reading("pulse", 80.0, at, "Observation/missing", "1", "/min")})
+    with acting_as(SYSTEM):
+        _write_tenant(
+            service_of(hub),
+            "org-a",
+            [
+                Scored("org-a", "no-such-patient", at, [gone]),
+                Scored("org-a", patient, at, [good]),
+            ],
+        )
+        assert len(search(hub, "RiskAssessment", {"subject": f"Patient/{patient}"})) == 1
+        assert search(hub, "RiskAssessment", {"subject": "Patient/no-such-patient"}) == []
