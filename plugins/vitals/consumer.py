@@ -365,13 +365,13 @@ def _scale2_many(
                 ("_count", "1000"),
             ],
         ):
-            patient_id = _patient_of(condition)
-            if patient_id in found and _active_condition(condition):
-                found[patient_id] = True
+            subject_id = _patient_of(condition)
+            if subject_id in found and _active_condition(condition):
+                found[subject_id] = True
         for goal in search(service.hub, "Goal", [("subject", subjects), ("_count", "1000")]):
-            patient_id = _patient_of(goal)
-            if patient_id in found and _spo2_goal(goal):
-                found[patient_id] = True
+            subject_id = _patient_of(goal)
+            if subject_id in found and _spo2_goal(goal):
+                found[subject_id] = True
         for patient_id, value in found.items():
             service.scale2.put((tenant or state.NO_TENANT, patient_id), value)
             result[patient_id] = value
@@ -468,12 +468,12 @@ def _remember_latest(
     with service.db.read() as conn:
         current: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(patients, 500):
-            for row in conn.execute(
+            for stored in conn.execute(
                 select(state.latest).where(
                     state.latest.c.tenant == key, state.latest.c.patient_id.in_(chunk)
                 )
             ):
-                current[row.patient_id] = dict(row._mapping)
+                current[stored.patient_id] = dict(stored._mapping)
     names = _names(service, tenant, [p for p in patients if p not in current])
     places = {p: _place(service, tenant, p, encounters[p]) for p in patients}
     inserts: dict[str, dict[str, Any]] = {}
