@@ -29,7 +29,7 @@ from fhirhub.plugins.vitals.consumer import (
 )
 from fhirhub.plugins.vitals.readings import impossible_values, is_vital_input
 from fhirhub.plugins.vitals.routes import router
-from fhirhub.plugins.vitals.service import service_of
+from fhirhub.plugins.vitals.service import service_of, settings_of
 from fhirhub.plugins.vitals.settings import PLUGIN_NAME
 from fhirhub.sdk import Consumer, FhirError, Hub, Schedule, WriteContext, hookimpl
 
@@ -105,7 +105,7 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
     hide one), and the source should correct them."""
     if resource.get("resourceType") != "Observation" or not is_vital_input(resource):
         return
-    if not service_of(context.hub).settings.reject_impossible:
+    if not settings_of(context.hub).reject_impossible:
         return
     problems = impossible_values(resource)
     if problems:

@@ -57,6 +57,13 @@ class VitalsService:
 
 
 _services: HubLocal[VitalsService] = HubLocal("vitals.service")
+_settings: HubLocal[VitalsSettings] = HubLocal("vitals.settings")
+
+
+def settings_of(hub: Hub) -> VitalsSettings:
+    """The settings alone: what the write path needs, without opening the plugin's tables
+    (creating them inside a writer's transaction would wait for that writer's own lock)."""
+    return _settings.setdefault(hub, lambda: plugin_settings(hub, PLUGIN_NAME, VitalsSettings))
 
 
 def service_of(hub: Hub) -> VitalsService:

@@ -306,3 +306,14 @@ def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: H
         )
         assert len(search(hub, "RiskAssessment", {"subject": f"Patient/{patient}"})) == 1
         assert search(hub, "RiskAssessment", {"subject": "Patient/no-such-patient"}) == []
+
+
+def test_vitals_load_before_the_app_starts(hub: Hub) -> None:
+    """A loader (``fhirhub load``, the demo) writes vitals with no app running: the plugin's
+    write hook must not open its tables inside the loader's transaction (a self-deadlock)."""
+    from fhirhub.sdk import process_bundle, transaction
+
+    with acting_as(SYSTEM), transaction(hub) as tx:
+        patient = tx.create({"resourceType": "Patient"}).version.resource_id
+    with acting_as(SYSTEM):
+        process_bundle(hub, vitals_bundle(patient, rr=18, pulse=70))
