@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from fhirhub.plugins.vitals import alerts, codes, state
 from fhirhub.plugins.vitals.delivery import feed_of
@@ -131,14 +131,35 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
             patient_id = _patient_of(orjson.loads(version.content))
             if patient_id is not None:
                 service.scale2.drop((tenant, patient_id))
+    outcome = Outcome()
     if upserts:
-        _store_readings(service, upserts)
+        outcome.writes.append(_reading_writes(upserts))
     triggers = _with_pending(service, triggers, full)
     if triggers:
-        _score_all(service, triggers)
+        _score_all(service, triggers, upserts, outcome)
+    outcome.finish(service)
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
     return bool(triggers)
+
+
+@dataclass
+class Outcome:
+    """What a batch leaves for after its FHIR transactions: the plugin tables' writes (run
+    together in one transaction: on SQLite every write transaction makes the sources' writers
+    wait) and then the live feed's events (once the board they announce is committed)."""
+
+    writes: list[alerts.TableWrite] = field(default_factory=list)
+    events: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+
+    def finish(self, service: VitalsService) -> None:
+        if self.writes:
+            with service.db.begin() as conn:
+                for write in self.writes:
+                    write(conn)
+        feed = feed_of(service.hub)
+        for tenant, event in self.events:
+            feed.publish(tenant, event)
 
 
 def _with_pending(
@@ -183,10 +204,9 @@ def _patient_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _store_readings(
-    service: VitalsService,
+def _reading_writes(
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
-) -> None:
+) -> alerts.TableWrite:
     """Replace each source's readings in the projection (none: deleted or no longer scored)."""
     rows = []
     for (tenant, source), (patient_id, readings, seq) in upserts.items():
@@ -215,7 +235,8 @@ def _store_readings(
     replaced: dict[str, list[str]] = defaultdict(list)
     for tenant, source in upserts:
         replaced[tenant].append(source)
-    with service.db.begin() as conn:
+
+    def write(conn: Connection) -> None:
         for tenant, sources in replaced.items():
             for chunk in _chunks(sources, 500):
                 conn.execute(
@@ -225,6 +246,16 @@ def _store_readings(
                 )
         if rows:
             conn.execute(state.reading.insert(), rows)
+
+    return write
+
+
+def _store_readings(
+    service: VitalsService,
+    upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
+) -> None:
+    with service.db.begin() as conn:
+        _reading_writes(upserts)(conn)
 
 
 def _reading_of(row: Any) -> Reading:
@@ -246,8 +277,13 @@ def _reading_of(row: Any) -> Reading:
 
 
 def _score_all(
-    service: VitalsService, triggers: dict[tuple[str | None, str, datetime], Trigger]
+    service: VitalsService,
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+    upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
+    outcome: Outcome,
 ) -> None:
+    """Score every trigger from the stored readings and this batch's own (not yet stored:
+    they are written with the batch's other table writes)."""
     window = timedelta(minutes=service.settings.window_minutes)
     by_tenant: dict[str | None, list[tuple[str, datetime, Trigger]]] = defaultdict(list)
     for (tenant, patient_id, at), trigger in triggers.items():
@@ -268,7 +304,12 @@ def _score_all(
                         state.reading.c.time <= latest_time,
                     )
                 ):
-                    stored[row.patient_id].append((row.seq, _reading_of(row)))
+                    if (row.tenant, row.source) not in upserts:  # replaced in this batch
+                        stored[row.patient_id].append((row.seq, _reading_of(row)))
+        wanted_patients = set(patients)
+        for (reading_tenant, _source), (owner, readings, seq) in upserts.items():
+            if reading_tenant == (tenant or state.NO_TENANT) and owner in wanted_patients:
+                stored[str(owner)] += [(seq, r) for r in readings]
         with acting_as(system_for(tenant)):
             scale2 = _scale2_many(service, tenant, patients)
         scored: list[Scored] = []
@@ -287,46 +328,44 @@ def _score_all(
             ]
             scored.append(Scored(tenant, patient_id, at, scores, encounter=trigger.encounter))
         if scored:
-            _write_tenant(service, tenant, scored)
+            _write_tenant(service, tenant, scored, outcome)
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _write_tenant(service: VitalsService, tenant: str | None, scored: list[Scored]) -> None:
-    """The tenant's scores and alerts in one transaction, then the board, then the feed. If
-    the batch is refused (a patient deleted meanwhile), each patient is written on its own and
-    the refused ones are logged and skipped: one bad record never stops scoring."""
+def _write_tenant(
+    service: VitalsService, tenant: str | None, scored: list[Scored], outcome: Outcome
+) -> None:
+    """The tenant's scores and alerts in one transaction; the board's and alerts' table writes
+    and the feed's events go to ``outcome``. If the batch is refused (a patient deleted
+    meanwhile), each patient is written on its own and the refused ones are logged and
+    skipped: one bad record never stops scoring."""
     try:
-        events = _write_items(service, tenant, scored)
+        written = _write_items(service, tenant, scored, outcome)
     except FhirError as error:
         log.warning(
             "vitals: batch of %d scores refused (%s); writing one by one", len(scored), error
         )
-        events, written = [], []
+        written = []
         for item in scored:
             item.keys.clear()
             item.observation_ids.clear()
             item.assessment_ids.clear()
             try:
-                events += _write_items(service, tenant, [item])
-                written.append(item)
+                written += _write_items(service, tenant, [item], outcome)
             except FhirError as refused:
                 log.warning(
                     "vitals: scores of Patient/%s not written: %s", item.patient_id, refused
                 )
-        scored = written
-    feed = feed_of(service.hub)
-    for item in scored:
-        feed.publish(tenant, {"type": "score", "patient": item.patient_id})
-    for event in events:
-        feed.publish(tenant, event)
+    for item in written:
+        outcome.events.append((tenant, {"type": "score", "patient": item.patient_id}))
 
 
 def _write_items(
-    service: VitalsService, tenant: str | None, scored: list[Scored]
-) -> list[dict[str, Any]]:
+    service: VitalsService, tenant: str | None, scored: list[Scored], outcome: Outcome
+) -> list[Scored]:
     events: list[dict[str, Any]] = []
     after: list[alerts.TableWrite] = []
     with acting_as(system_for(tenant)):
@@ -336,7 +375,9 @@ def _write_items(
             for item in scored:
                 events += alerts.evaluate(service, tx, item, after, context)
         _remember_latest(service, tenant, scored, after)
-    return events
+    outcome.writes += after
+    outcome.events += [(tenant, event) for event in events]
+    return scored
 
 
 def _scale2_many(
@@ -458,9 +499,8 @@ def _remember_latest(
     scored: list[Scored],
     after: list[alerts.TableWrite],
 ) -> None:
-    """Update the ward board's row of each patient (sets in time order: the newest wins, each
-    moves the trend on), and run the alert table's writes, in one transaction of the plugin's
-    tables."""
+    """The ward board's row of each patient (sets in time order: the newest wins, each moves
+    the trend on), as a write appended to ``after``."""
     key = tenant or state.NO_TENANT
     patients = sorted({item.patient_id for item in scored})
     encounters = {item.patient_id: item.encounter for item in scored}
@@ -518,9 +558,18 @@ def _remember_latest(
             values["news2_previous"] = row["news2_total"]
         row.update(values)
         current[patient_id] = row
-    with service.db.begin() as conn:
-        for write in after:
-            write(conn)
+
+    def write(conn: Connection) -> None:
+        # A row another writer (the startup backfill) added meanwhile: the newer set wins.
+        for chunk in _chunks(sorted(inserts), 500):
+            for taken in conn.execute(
+                select(state.latest.c.patient_id, state.latest.c.effective).where(
+                    state.latest.c.tenant == key, state.latest.c.patient_id.in_(chunk)
+                )
+            ):
+                row = inserts.pop(taken.patient_id)
+                if taken.effective <= row["effective"]:
+                    updates[taken.patient_id] = row
         if inserts:
             conn.execute(state.latest.insert(), list(inserts.values()))
         for patient_id, row in updates.items():
@@ -531,6 +580,8 @@ def _remember_latest(
                 .where(state.latest.c.tenant == key, state.latest.c.patient_id == patient_id)
                 .values({k: v for k, v in row.items() if k not in ("tenant", "patient_id")})
             )
+
+    after.append(write)
 
 
 def _names(service: VitalsService, tenant: str | None, patients: list[str]) -> dict[str, str]:
@@ -616,8 +667,10 @@ def backfill_board(service: VitalsService, limit: int = 2000) -> int:
             triggers[(tenant, patient_id, when)] = Trigger(0, encounter)
     if upserts:
         _store_readings(service, upserts)
+    outcome = Outcome()
     if triggers:
-        _score_all(service, triggers)
+        _score_all(service, triggers, {}, outcome)
+    outcome.finish(service)
     return len(triggers)
 
 

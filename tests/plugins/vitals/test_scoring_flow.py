@@ -281,7 +281,7 @@ def test_scale2_from_an_spo2_goal_of_88_to_92(client: TestClient, hub: Hub) -> N
 def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: Hub) -> None:
     from datetime import UTC, datetime
 
-    from fhirhub.plugins.vitals.consumer import Scored, _write_tenant
+    from fhirhub.plugins.vitals.consumer import Outcome, Scored, _write_tenant
     from fhirhub.plugins.vitals.readings import Reading
     from fhirhub.plugins.vitals.scores import news2
 
@@ -296,6 +296,7 @@ def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: H
     good = news2({"pulse": Reading("pulse", 72.0, at, source, "1", "/min")})
     gone = news2({"pulse": Reading("pulse", 80.0, at, "Observation/missing", "1", "/min")})
     with acting_as(SYSTEM):
+        outcome = Outcome()
         _write_tenant(
             service_of(hub),
             "org-a",
@@ -303,7 +304,9 @@ def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: H
                 Scored("org-a", "no-such-patient", at, [gone]),
                 Scored("org-a", patient, at, [good]),
             ],
+            outcome,
         )
+        outcome.finish(service_of(hub))
         assert len(search(hub, "RiskAssessment", {"subject": f"Patient/{patient}"})) == 1
         assert search(hub, "RiskAssessment", {"subject": "Patient/no-such-patient"}) == []
 
