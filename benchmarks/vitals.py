@@ -12,8 +12,13 @@ an open dashboard, in one run.
    (``/plugins/vitals/api/stream``) open while ``--alerts`` high-risk sets are written one at a
    time; reported: p50/p90/max from sending the write to receiving its ``alert`` event.
 
+3. ``--cpu``: the CPU time (``time.process_time``, less sensitive to a loaded machine than wall
+   time) of writing the sets in-process (``process_bundle``, the plugin's consumer not running)
+   and then of the consumer scoring them, delivered ~10 patients at a time, in one process.
+
     .venv/bin/python benchmarks/vitals.py                  # 1,000 patients x 7, 3 rounds
     .venv/bin/python benchmarks/vitals.py --patients 200 --rounds 1
+    .venv/bin/python benchmarks/vitals.py --cpu --patients 300 --rounds 3
 
 Figures go to stdout and to benchmarks/results/vitals-sqlite.json.
 """
@@ -250,6 +255,64 @@ def alert_latency(args: argparse.Namespace) -> list[float]:
             stop(server)
 
 
+def cpu_split(patients: int, seed: int) -> tuple[float, float]:
+    """(write CPU s, scoring CPU s) in one process (module docstring, 3)."""
+    os.environ["FHIRHUB_VITALS_BATCH_PAUSE_MS"] = "0"
+    from fhirhub.core.dispatcher import log_head, read_versions
+    from fhirhub.core.hub import build_hub
+    from fhirhub.core.settings import Settings
+    from fhirhub.plugins.vitals.consumer import handle_versions
+    from fhirhub.plugins.vitals.service import service_of
+    from fhirhub.sdk import SYSTEM, acting_as, process_bundle
+
+    with tempfile.TemporaryDirectory(prefix="vitals-cpu-") as tmp:
+        work = Path(tmp)
+        hub = build_hub(
+            Settings(
+                db=f"sqlite:///{work / 'hub.db'}",
+                data_dir=work,
+                listeners=False,
+                auth="off",
+                plugins="-mpi",
+            )
+        )
+        try:
+            service = service_of(hub)
+            ids = [f"cpu-{i:05d}" for i in range(patients)]
+            with acting_as(SYSTEM):
+                process_bundle(
+                    hub,
+                    {
+                        "resourceType": "Bundle",
+                        "type": "transaction",
+                        "entry": [
+                            {
+                                "resource": {"resourceType": "Patient", "id": pid},
+                                "request": {"method": "PUT", "url": f"Patient/{pid}"},
+                            }
+                            for pid in ids
+                        ],
+                    },
+                )
+                with hub.store.read() as conn:
+                    head = log_head(conn)
+                rng = random.Random(seed)
+                bundles = [vitals_bundle(pid, rng) for pid in ids]
+                started = time.process_time()
+                for bundle in bundles:
+                    process_bundle(hub, bundle)
+                write = time.process_time() - started
+                with hub.store.read() as conn:
+                    versions = read_versions(conn, head, 10_000_000)
+                started = time.process_time()
+                for i in range(0, len(versions), 70):
+                    handle_versions(service, versions[i : i + 70], full=False)
+                scoring = time.process_time() - started
+        finally:
+            hub.close()
+    return write, scoring
+
+
 def spread(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f} (median {statistics.median(values):.2f})"
 
@@ -260,7 +323,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--alerts", type=int, default=30)
+    parser.add_argument("--cpu", action="store_true", help="only the in-process CPU split")
     args = parser.parse_args()
+    if args.cpu:
+        splits = [cpu_split(args.patients, seed) for seed in range(args.rounds)]
+        for write, scoring in splits:
+            print(f"write {write:.2f} s CPU, scoring {scoring:.2f} s CPU ({scoring / write:.2f})")
+        print(f"scoring/write CPU: {spread([s / w for w, s in splits])}")
+        return
 
     off: list[float] = []
     on: list[float] = []
