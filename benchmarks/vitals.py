@@ -182,6 +182,12 @@ def write_load(base: str, ids: list[str], clients: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def board_count(base: str) -> int:
     response = httpx.get(f"{base}/plugins/vitals/api/board", timeout=60)
     response.raise_for_status()
@@ -195,6 +201,7 @@ def one_round(plugins: str, args: argparse.Namespace, seed: int) -> dict[str, fl
             ids = [f"bench-{i:05d}" for i in range(args.patients)]
             create_patients(base, ids)
             time.sleep(1.0)  # let the consumers pass the Patients
+            cpu_before = process_cpu_s(server.pid)
             started = time.perf_counter()
             write_s = write_load(base, ids, args.clients, seed)
             result = {"write_s": write_s}
@@ -202,6 +209,8 @@ def one_round(plugins: str, args: argparse.Namespace, seed: int) -> dict[str, fl
                 while board_count(base) < args.patients:
                     time.sleep(0.2)
                 result["scored_s"] = time.perf_counter() - started
+            # The server's CPU for the whole load (scoring included): less noisy than wall time.
+            result["server_cpu_s"] = process_cpu_s(server.pid) - cpu_before
             return result
         finally:
             stop(server)
@@ -335,16 +344,22 @@ def main() -> None:
     off: list[float] = []
     on: list[float] = []
     scored: list[float] = []
+    cpu_off: list[float] = []
+    cpu_on: list[float] = []
     for round_no in range(args.rounds):
         a = one_round("-mpi,-vitals", args, seed=round_no)
         b = one_round("-mpi", args, seed=round_no)
         off.append(a["write_s"])
         on.append(b["write_s"])
         scored.append(b["scored_s"])
+        cpu_off.append(a["server_cpu_s"])
+        cpu_on.append(b["server_cpu_s"])
         print(
             f"round {round_no + 1}: write {a['write_s']:.2f} s without vitals, "
             f"{b['write_s']:.2f} s with (ratio {b['write_s'] / a['write_s']:.2f}); "
-            f"all {args.patients} scored on the board after {b['scored_s']:.2f} s",
+            f"all {args.patients} scored on the board after {b['scored_s']:.2f} s; "
+            f"server CPU {a['server_cpu_s']:.1f} s without, {b['server_cpu_s']:.1f} s with "
+            f"(ratio {b['server_cpu_s'] / a['server_cpu_s']:.2f})",
             flush=True,
         )
     ratios = [b / a for a, b in zip(off, on, strict=True)]
@@ -359,6 +374,9 @@ def main() -> None:
         "write_s_with": on,
         "ratio_with_over_without": ratios,
         "scored_on_board_s": scored,
+        "server_cpu_s_without": cpu_off,
+        "server_cpu_s_with": cpu_on,
+        "server_cpu_ratio": [b / a for a, b in zip(cpu_off, cpu_on, strict=True)],
         "alert_latency_s": sorted(latencies),
         "alert_latency_p50_s": statistics.median(latencies) if latencies else None,
         "alert_latency_p90_s": (
@@ -370,6 +388,8 @@ def main() -> None:
     print(f"write {observations} Observations with vitals:    {spread(on)} s")
     print(f"ratio with/without: {spread(ratios)} (target <= 1.20)")
     print(f"every patient scored (board) after: {spread(scored)} s")
+    cpu_ratios = [b / a for a, b in zip(cpu_off, cpu_on, strict=True)]
+    print(f"server CPU with/without (scoring included): {spread(cpu_ratios)}")
     if latencies:
         print(
             f"alert delivery to an open stream: p50 {report['alert_latency_p50_s']:.3f} s, "
