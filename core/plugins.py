@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("terminology", "fhirhub.plugins.terminology"),
     ("knowledge", "fhirhub.plugins.knowledge"),
     ("imaging_ai", "fhirhub.plugins.imaging_ai"),
+    ("vitals", "fhirhub.plugins.vitals"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,
