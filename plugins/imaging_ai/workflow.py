@@ -24,10 +24,12 @@ from fhirhub.sdk import (
     FhirError,
     Transaction,
     WriteContext,
+    acting_as,
     conflict,
     current_access,
     format_instant,
     invalid,
+    system_for,
     writing_transaction,
 )
 
@@ -190,7 +192,10 @@ def before_commit(transaction: Transaction) -> None:
         target = f"DiagnosticReport/{signing['id']}"
         if version is not None:
             target += f"/_history/{version}"
-        transaction.create(signature_provenance(target, signing["signer"], signing["when"]))
+        # Provenance is append-only and written by the hub itself (never with a user's
+        # scopes): the system acting for the signer's tenant records the signature.
+        with acting_as(system_for(current_access().tenant)):
+            transaction.create(signature_provenance(target, signing["signer"], signing["when"]))
 
 
 def signature_provenance(target: str, signer: dict[str, Any], when: str) -> dict[str, Any]:
