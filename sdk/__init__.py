@@ -45,8 +45,12 @@ from fhirhub.sdk._commands import command_hub
 from fhirhub.sdk._database import PluginDatabase
 from fhirhub.sdk._integrity import ChainReport, SignedHead, chain_key_id, sign_log_head, verify_log
 from fhirhub.sdk._resources import (
+    CriteriaMatcher,
+    IndexRows,
     create,
+    criteria_matcher,
     delete,
+    index_rows,
     match,
     matching,
     plugin_settings,
@@ -98,6 +102,10 @@ __all__ = [
     "invalid",
     "match",
     "matching",
+    "CriteriaMatcher",
+    "IndexRows",
+    "criteria_matcher",
+    "index_rows",
     "live_queue",
     "publish_live",
     "new_id",

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import select, update
 
 from fhirhub.plugins.subscriptions import model
-from fhirhub.plugins.subscriptions.service import State, SubscriptionService
+from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
 
@@ -150,10 +150,10 @@ class Deliverer:
             ).all()
         due = []
         for row in rows:
-            spec = orjson.loads(row.spec)
-            if spec["channel"] != "rest-hook":
+            spec = parsed_spec(row.spec)  # cached: this runs at every wake
+            if spec.channel != "rest-hook":
                 continue
-            heartbeat = spec.get("heartbeat_s") or 0
+            heartbeat = spec.heartbeat_s
             if (
                 self._delivered(row.id, row.delivered) < row.event_count
                 or row.handshake_pending
