@@ -221,7 +221,9 @@ class Deliverer:
             events = self.service.events(subscription_id, since=delivered, limit=limit)
             if events:
                 bundle = self.service.bundle(state, "event-notification", events)
-                if not self._attempt(state, bundle, events[-1].number):
+                if not self._attempt(state, bundle, events[-1].number) or len(events) < limit:
+                    # Sent all there was: events queued since woke the picking thread, which
+                    # serves this subscription again once this worker is done with it.
                     return
                 continue
             heartbeat = state.spec.heartbeat_s
