@@ -170,9 +170,9 @@ def _quantity_test(raw: str) -> RowTest | None:
         if value is None or not _number_matches(prefix, number, value):
             return False
         if system:
-            return row["system"] == system and (not code or row["code"] == code)
+            return bool(row["system"] == system and (not code or row["code"] == code))
         if code:
-            return row["code"] == code or row["unit"] == code
+            return bool(row["code"] == code or row["unit"] == code)
         return True
 
     return test
