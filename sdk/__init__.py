@@ -65,8 +65,12 @@ from fhirhub.sdk._integrity import (
     verify_projections,
 )
 from fhirhub.sdk._resources import (
+    CriteriaMatcher,
+    IndexRows,
     create,
+    criteria_matcher,
     delete,
+    index_rows,
     match,
     matching,
     plugin_settings,
@@ -129,6 +133,10 @@ __all__ = [
     "invalid",
     "match",
     "matching",
+    "CriteriaMatcher",
+    "IndexRows",
+    "criteria_matcher",
+    "index_rows",
     "live_queue",
     "publish_live",
     "new_id",
