@@ -23,6 +23,7 @@ foods not preferred plus the deviation from each preferred amount, with the cost
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import highspy
@@ -316,8 +317,11 @@ def to_highs(
     integer: bool | None = None,
     time_limit: float = MIP_TIME_LIMIT_S,
     gap: float = MIP_RELATIVE_GAP,
+    cpu_time: bool = False,
 ) -> highspy.Highs:
-    """A HiGHS instance holding ``model`` (quiet, deterministic)."""
+    """A HiGHS instance holding ``model`` (quiet, deterministic). ``time_limit`` is wall-clock
+    seconds, or with ``cpu_time`` seconds of this process's CPU time (enforced from HiGHS's MIP
+    interrupt callback; for measuring solution quality against CPU on a shared machine)."""
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
@@ -345,43 +349,59 @@ def to_highs(
             for flag in model.integer
         ]
         highs.setOptionValue("mip_rel_gap", gap)
-        highs.setOptionValue("time_limit", max(time_limit, 0.01))
+        if cpu_time:
+            _cpu_limit(highs, max(time_limit, 0.01))
+        else:
+            highs.setOptionValue("time_limit", max(time_limit, 0.01))
     highs.passModel(lp)
     return highs
 
 
+def _cpu_limit(highs: highspy.Highs, seconds: float) -> None:
+    deadline = time.process_time() + seconds
+
+    def check(event: highspy.highs.HighsCallbackEvent) -> None:
+        if time.process_time() > deadline:
+            event.interrupt()
+
+    highs.cbMipInterrupt.subscribe(check)
+
+
 def run(highs: highspy.Highs) -> Solution:
     """Solve and read the outcome."""
-    import time
-
     started = time.perf_counter()
     highs.run()
     elapsed = (time.perf_counter() - started) * 1000
     status = highs.getModelStatus()
     info = highs.getInfo()
     has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    if status == highspy.HighsModelStatus.kOptimal or (
-        status == highspy.HighsModelStatus.kTimeLimit and has_point
-    ):
+    stopped = status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+    if status == highspy.HighsModelStatus.kOptimal or (stopped and has_point):
         values = np.array(highs.getSolution().col_value)
         gap = info.mip_gap if highs.getLp().integrality_ else None
         return Solution("optimal", values, float(info.objective_function_value), elapsed, gap)
-    if status == highspy.HighsModelStatus.kTimeLimit:
+    if stopped:
         return Solution("time-limit", solve_ms=elapsed)
     return Solution("infeasible", solve_ms=elapsed)
 
 
 def solve(
-    model: Model, *, time_limit: float = MIP_TIME_LIMIT_S, gap: float = MIP_RELATIVE_GAP
+    model: Model,
+    *,
+    time_limit: float = MIP_TIME_LIMIT_S,
+    gap: float = MIP_RELATIVE_GAP,
+    cpu_time: bool = False,
 ) -> Solution:
     """The LP, or for a model with integer columns the MILP in two stages (see
     :func:`solve_integer`)."""
     if not model.integer.any():
         return run(to_highs(model))
-    return solve_integer(model, time_limit, gap)
+    return solve_integer(model, time_limit, gap, cpu_time=cpu_time)
 
 
-def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP) -> Solution:
+def solve_integer(
+    model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP, *, cpu_time: bool = False
+) -> Solution:
     """Whole servings. Branch and bound on all ~800 columns rarely proves a 1% gap within a
     second (cheap foods of near-equal value make many near-optimal plans), so: (1) solve the
     LP relaxation, whose value bounds every plan from below; (2) solve the MILP over the foods
@@ -389,13 +409,12 @@ def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP
     for 40% of the time, to get a good plan quickly; (3) give that plan to HiGHS as the
     starting incumbent of the full MILP for the remaining time. The gap reported is proven
     against the best bound of the full MILP (never worse than the LP bound)."""
-    import time
-
-    started = time.perf_counter()
+    clock = time.process_time if cpu_time else time.perf_counter
+    started = clock()
     relaxed = to_highs(model, integer=False)
     relaxed.run()
     if relaxed.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return Solution("infeasible", solve_ms=(time.perf_counter() - started) * 1000)
+        return Solution("infeasible", solve_ms=(clock() - started) * 1000)
     lower_bound = float(relaxed.getInfo().objective_function_value)
     solution = relaxed.getSolution()
     reduced = np.array(solution.col_dual)[: len(model.columns)]
@@ -408,9 +427,13 @@ def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP
     candidates = set(np.argsort(rank)[:MIP_CANDIDATE_FOODS].tolist())
     keep = np.array([food in candidates for food in food_of])
     keep = np.concatenate([keep, np.ones(model.deviation_columns, dtype=bool)])
-    first = to_highs(_restricted(model, keep), time_limit=0.4 * time_limit, gap=gap)
+    first = to_highs(
+        _restricted(model, keep), time_limit=0.4 * time_limit, gap=gap, cpu_time=cpu_time
+    )
     first_result = run(first)
-    full = to_highs(model, time_limit=time_limit - (time.perf_counter() - started), gap=gap)
+    full = to_highs(
+        model, time_limit=time_limit - (clock() - started), gap=gap, cpu_time=cpu_time
+    )
     if first_result.status == "optimal":
         start = np.zeros(model.matrix.shape[1])
         start[keep] = first_result.servings
@@ -419,7 +442,7 @@ def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP
         incumbent.value_valid = True
         full.setSolution(incumbent)
     result = run(full)
-    result.solve_ms = (time.perf_counter() - started) * 1000
+    result.solve_ms = (clock() - started) * 1000
     if result.status == "optimal" and result.objective > 0:
         bound = max(lower_bound, float(full.getInfo().mip_dual_bound))
         result.mip_gap = max(0.0, (result.objective - bound) / result.objective)
