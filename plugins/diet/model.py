@@ -41,9 +41,11 @@ PREFERENCE_COST_WEIGHT = 0.01
 #: or at the time limit (the plugin setting ``milp_time_limit_s``), whichever comes first; the
 #: answer reports the gap reached (``mipGap``).
 MIP_RELATIVE_GAP = 0.05
-MIP_TIME_LIMIT_S = 2.0
+MIP_TIME_LIMIT_S = 0.8
 #: Foods the first MILP stage may use: the LP's own and those its reduced costs rank next.
-MIP_CANDIDATE_FOODS = 25
+MIP_CANDIDATE_FOODS = 40
+#: The share of the time limit the first MILP stage (candidate foods only) may take.
+MIP_FIRST_STAGE_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -402,38 +404,36 @@ def solve(
 def solve_integer(
     model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP, *, cpu_time: bool = False
 ) -> Solution:
-    """Whole servings. Branch and bound on all ~800 columns rarely proves a 1% gap within a
-    second (cheap foods of near-equal value make many near-optimal plans), so: (1) solve the
-    LP relaxation, whose value bounds every plan from below; (2) solve the MILP over the foods
-    the LP uses plus those its reduced costs rank next (:data:`MIP_CANDIDATE_FOODS` in all),
-    for 40% of the time, to get a good plan quickly; (3) give that plan to HiGHS as the
-    starting incumbent of the full MILP for the remaining time. The gap reported is proven
-    against the best bound of the full MILP (never worse than the LP bound)."""
+    """Whole servings, in three steps:
+
+    1. Tighten each column's upper bound from the rows that cap it (:func:`tightened`): with
+       unbounded columns branch and bound explores servings no plan can have.
+    2. Solve the LP relaxation: it tells infeasible targets apart at once, bounds every plan
+       from below, and ranks the foods (those it uses, then by reduced cost).
+    3. Solve the MILP over the :data:`MIP_CANDIDATE_FOODS` best-ranked foods for at most
+       :data:`MIP_FIRST_STAGE_SHARE` of the time: a small problem where HiGHS finds a
+       whole-serving plan quickly even for narrow windows (CKD's protein), then the full MILP
+       with that plan as its starting incumbent for the rest of the time.
+
+    The gap reported is proven against the better of the LP bound and the full MILP's dual
+    bound. ``cpu_time``: the limit counts this process's CPU seconds instead of wall clock."""
     clock = time.process_time if cpu_time else time.perf_counter
     started = clock()
+    model = tightened(model)
     relaxed = to_highs(model, integer=False)
     relaxed.run()
     if relaxed.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return Solution("infeasible", solve_ms=(clock() - started) * 1000)
     lower_bound = float(relaxed.getInfo().objective_function_value)
-    solution = relaxed.getSolution()
-    reduced = np.array(solution.col_dual)[: len(model.columns)]
-    values = np.array(solution.col_value)[: len(model.columns)]
-    food_of = np.array([f for f, _m in model.columns])
-    rank = np.full(len(model.foods), np.inf)
-    for column, food in enumerate(food_of):
-        score = -1.0 if values[column] > 1e-9 else reduced[column]
-        rank[food] = min(rank[food], score)
-    candidates = set(np.argsort(rank)[:MIP_CANDIDATE_FOODS].tolist())
-    keep = np.array([food in candidates for food in food_of])
-    keep = np.concatenate([keep, np.ones(model.deviation_columns, dtype=bool)])
+    keep = _candidates(model, relaxed.getSolution(), MIP_CANDIDATE_FOODS)
     first = to_highs(
-        _restricted(model, keep), time_limit=0.4 * time_limit, gap=gap, cpu_time=cpu_time
+        _restricted(model, keep),
+        time_limit=MIP_FIRST_STAGE_SHARE * time_limit - (clock() - started),
+        gap=gap,
+        cpu_time=cpu_time,
     )
     first_result = run(first)
-    full = to_highs(
-        model, time_limit=time_limit - (clock() - started), gap=gap, cpu_time=cpu_time
-    )
+    full = to_highs(model, time_limit=time_limit - (clock() - started), gap=gap, cpu_time=cpu_time)
     if first_result.status == "optimal":
         start = np.zeros(model.matrix.shape[1])
         start[keep] = first_result.servings
@@ -447,6 +447,39 @@ def solve_integer(
         bound = max(lower_bound, float(full.getInfo().mip_dual_bound))
         result.mip_gap = max(0.0, (result.objective - bound) / result.objective)
     return result
+
+
+def tightened(model: Model) -> Model:
+    """``model`` with each integer column's upper bound cut to what its rows allow: a row with
+    no negative coefficient and an upper bound ``U`` (a nutrient ceiling, a meal's energy
+    ceiling, the servings limits per food and per group) caps a column with coefficient
+    ``a > 0`` at ``U / a``, rounded down for whole servings. Valid for every plan, since the
+    other columns of such a row can only add to it."""
+    from dataclasses import replace
+
+    matrix = model.matrix
+    capping = (matrix.min(axis=1) >= 0) & np.isfinite(model.row_upper)
+    rows = matrix[capping]
+    with np.errstate(divide="ignore"):
+        caps = np.where(rows > 0, model.row_upper[capping][:, None] / rows, INF)
+    upper = np.minimum(model.col_upper, caps.min(axis=0, initial=INF))
+    upper = np.where(model.integer, np.floor(upper + 1e-9), upper)
+    return replace(model, col_upper=upper)
+
+
+def _candidates(model: Model, relaxed: highspy.HighsSolution, count: int) -> np.ndarray:
+    """Columns of the ``count`` foods the LP ranks best: those it uses, then by reduced cost
+    (what a serving would add to the cost of the LP optimum); deviation columns always."""
+    reduced = np.array(relaxed.col_dual)[: len(model.columns)]
+    values = np.array(relaxed.col_value)[: len(model.columns)]
+    food_of = np.array([f for f, _m in model.columns])
+    rank = np.full(len(model.foods), np.inf)
+    for column, food in enumerate(food_of):
+        score = -1.0 if values[column] > 1e-9 else reduced[column]
+        rank[food] = min(rank[food], score)
+    chosen = set(np.argsort(rank, kind="stable")[:count].tolist())
+    keep = np.array([food in chosen for food in food_of])
+    return np.concatenate([keep, np.ones(model.deviation_columns, dtype=bool)])
 
 
 def _restricted(model: Model, keep: np.ndarray) -> Model:
