@@ -224,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--milp-time-limit", type=float, default=2.0)
+    parser.add_argument("--milp-time-limit", type=float, default=0.8)
     args = parser.parse_args()
     load = os.getloadavg()
     results = {
