@@ -32,6 +32,7 @@ from fhirhub.sdk import (
     update,
 )
 
+from . import model as lp
 from .fhir_output import ORDER_TAG, nutrition_order, output_parameters, provenance
 from .planner import PlanError, optimise
 from .record import read_patient
@@ -75,7 +76,7 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
     if request.store:
         access.require("c", "NutritionOrder")
         access.require("c", "Provenance")
-    limit = float(settings(call.hub).get("milp_time_limit_s", 2.0))
+    limit = float(settings(call.hub).get("milp_time_limit_s", lp.MIP_TIME_LIMIT_S))
     try:
         plan = optimise(request, facts, milp_time_limit=limit)
     except PlanError as error:
