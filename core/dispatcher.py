@@ -54,12 +54,19 @@ MAX_BACKOFF_S = 60.0
 
 
 def read_versions(
-    conn: Connection, after: int, limit: int, upto: int | None = None
+    conn: Connection,
+    after: int,
+    limit: int,
+    upto: int | None = None,
+    types: frozenset[str] | None = None,
 ) -> list[StoredVersion]:
-    """Versions with ``seq`` > ``after`` (and <= ``upto``), oldest first, at most ``limit``."""
+    """Versions with ``seq`` > ``after`` (and <= ``upto``; of ``types`` only, when given),
+    oldest first, at most ``limit``."""
     condition = resource_version.c.seq > after
     if upto is not None:
         condition = condition & (resource_version.c.seq <= upto)
+    if types is not None:
+        condition = condition & resource_version.c.resource_type.in_(sorted(types))
     rows = conn.execute(
         select(
             resource_version.c.resource_type,
@@ -186,11 +193,26 @@ class _Worker:
         consumer, hub = self.consumer, self.dispatcher.hub
         if not self.dispatcher.locks.owns(f"consumer:{consumer.name}"):
             return False
+        cursor = self.status.cursor
         with hub.store.read() as conn:
-            batch = read_versions(conn, self.status.cursor, consumer.batch_size)
-        if not batch:
+            if consumer.types is None:
+                batch = read_versions(conn, cursor, consumer.batch_size)
+                end = batch[-1].seq if batch else cursor
+            else:
+                # Only the consumer's types are read (the others' content is never loaded),
+                # up to the head seen in this snapshot, which the cursor then reaches.
+                head = log_head(conn)
+                batch = (
+                    read_versions(
+                        conn, cursor, consumer.batch_size, upto=head, types=consumer.types
+                    )
+                    if head > cursor
+                    else []
+                )
+                end = batch[-1].seq if len(batch) == consumer.batch_size else head
+        if end <= cursor:
             return False
-        wanted = [v for v in batch if consumer.types is None or v.resource_type in consumer.types]
+        wanted = batch
         self.status.busy_since = time.monotonic()
         try:
             if wanted:
@@ -215,7 +237,7 @@ class _Worker:
             return False
         finally:
             self.status.busy_since = None
-        position = batch[-1].seq
+        position = end
         self.dispatcher.save_cursor(consumer.name, position)
         # Only once persisted: a failed save re-delivers (at least once), and the cursor seen
         # in memory (wait_idle) is always the one in the table.

@@ -316,7 +316,8 @@ def test_a_projection_consumer_starts_from_the_beginning_and_is_reset_by_replay(
         assert seen[0] == "early" and len(seen) == 2  # the backfill, then the new one
     hub.close()
     hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Projection()])
-    assert reset_consumers(hub) == ["patient-names"] and resets == [True] and seen == []
+    # (the built-in plugins' projections, e.g. the AI index, are reset too)
+    assert "patient-names" in reset_consumers(hub) and resets == [True] and seen == []
     with TestClient(create_app(hub=hub)):
         assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
     assert seen[0] == "early" and len(seen) == 2
