@@ -125,16 +125,13 @@ def lookup(call: OperationCall) -> dict[str, Any]:
     service = _service(call)
     with service.read() as conn:
         found = service.code_system(conn, system, version)
-        row = store.concept_row(conn, found.key, code)
+        row = service.concept(conn, found, code)
         if row is None:
             raise FhirError(
                 404,
                 f"Code {code!r} is not in CodeSystem {system} version {found.version}",
                 code="not-found",
             )
-        parents = store.parents_of(conn, found.key, code)
-        children = store.children_of(conn, found.key, code)
-        properties = store.properties_of(conn, found.key, code)
     out: list[dict[str, Any]] = [
         _param("name", found.name or found.url),
         _param("version", found.version),
@@ -164,11 +161,11 @@ def lookup(call: OperationCall) -> dict[str, Any]:
         )
         out.append({"name": "property", "part": [{"name": "code", "valueCode": name}, typed]})
 
-    for parent in parents:
+    for parent in row.parents:
         add_property("parent", parent)
-    for child in children:
+    for child in row.children:
         add_property("child", child)
-    for name, value in properties:
+    for name, value in row.properties:
         add_property(name, value)
     add_property("inactive", bool(row.inactive))
     if row.abstract:
@@ -209,7 +206,7 @@ def code_system_validate(call: OperationCall) -> dict[str, Any]:
                 messages.append(f"{url} is not the code system {system}")
                 continue
             found = service.code_system(conn, url, coding.get("version") or version)
-            row = store.concept_row(conn, found.key, code)
+            row = service.concept(conn, found, code)
             if row is None:
                 messages.append(f"Unknown code {code!r} in {url} version {found.version}")
                 continue
@@ -245,7 +242,7 @@ def subsumes(call: OperationCall) -> dict[str, Any]:
     with service.read() as conn:
         found = service.code_system(conn, system, _text(call, "version"))
         for code in (code_a, code_b):
-            if store.concept_row(conn, found.key, code) is None:
+            if service.concept(conn, found, code) is None:
                 raise FhirError(
                     404,
                     f"Code {code!r} is not in {system} version {found.version}",

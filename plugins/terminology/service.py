@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from fhirhub.plugins.terminology import store
+from fhirhub.plugins.terminology.concepts import Concept, ConceptCache
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
 from fhirhub.plugins.terminology.tables import concept_table, metadata, version_table
 from fhirhub.sdk import (
@@ -81,6 +82,8 @@ class Terminology:
         self._latest: dict[tuple[str, str | None], tuple[float, store.Version | None]] = {}
         #: The codes of a version (immutable once active, so cached for the process).
         self._codes: dict[int, frozenset[str]] = {}
+        #: Concept details of ``$lookup``/``$validate-code``/``$subsumes``, per version.
+        self.concepts = ConceptCache()
 
     # -- the R4 content -------------------------------------------------------------------
 
@@ -165,6 +168,10 @@ class Terminology:
                 code="not-found",
             )
         raise FhirError(404, f"CodeSystem {url} is not known to this server", code="not-found")
+
+    def concept(self, conn: Connection, version: store.Version, code: str) -> Concept | None:
+        """The concept ``code`` of a loaded version (cached: versions never change)."""
+        return self.concepts.get(conn, version.key, version.version, version.loaded_at, code)
 
     def value_set(self, url: str, version: str | None = None) -> dict[str, Any]:
         """The ValueSet with canonical ``url``: a stored one (as the caller sees it), else the
