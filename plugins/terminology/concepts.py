@@ -9,13 +9,12 @@ concept is never stale while its version row is the one the request resolved.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
+from fhirhub.plugins.terminology.lru import LRU
 from fhirhub.plugins.terminology.tables import SHARED
 
 #: Concepts kept per process (all versions together); a few hundred bytes each.
@@ -91,31 +90,22 @@ class ConceptCache:
     answers with the old version's concept."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[Any, ...], Concept] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LRU[Concept] = LRU(size)
 
     def get(
         self, conn: Connection, key: int, version: str, loaded_at: str | None, code: str
     ) -> Concept | None:
         """The concept ``code`` of the version with ``key``; None when it has no such code."""
         cache_key = (key, version, loaded_at, code)
-        with self._lock:
-            found = self._items.get(cache_key)
+        found = self._items.get(cache_key)
+        if found is None:
+            found = read_concept(conn, key, code)
             if found is not None:
-                self._items.move_to_end(cache_key)
-                return found
-        found = read_concept(conn, key, code)
-        if found is not None:
-            with self._lock:
-                self._items[cache_key] = found
-                if len(self._items) > self.size:
-                    self._items.popitem(last=False)
+                self._items.put(cache_key, found)
         return found
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 def read_concept(conn: Connection, key: int, code: str) -> Concept | None:

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from fhirhub.plugins.terminology import store
-from fhirhub.plugins.terminology.expand import Entry, Options, expand
+from fhirhub.plugins.terminology.expand import Entry, Expansion, Options, expand
 from fhirhub.plugins.terminology.model import check_code
 from fhirhub.plugins.terminology.service import Terminology, service_of
 from fhirhub.plugins.terminology.translate import translate
@@ -300,8 +300,7 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
         active_only=_boolean(call, "activeOnly"),
     )
     language = _text(call, "displayLanguage")
-    with service.read() as conn:
-        result = expand(service, conn, value_set, options)
+    result = _expand(service, value_set, options)
     if options.count is None and result.total > limit:
         raise FhirError(
             400,
@@ -348,6 +347,51 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
     if contains:
         expansion["contains"] = contains
     return {"resourceType": "ValueSet", **out, "expansion": expansion}
+
+
+def _expand(service: Terminology, value_set: dict[str, Any], options: Options) -> Expansion:
+    """The expansion, from :attr:`Terminology.expansions` for an implicit value set
+    (``system?fhir_vs``, the typeahead's) of the latest loaded version: its answer depends
+    only on that version and the options."""
+    with service.read() as conn:
+        key = _implicit_key(service, conn, value_set, options)
+        cached = None if key is None else service.expansions.get(key)
+        if cached is not None:
+            return cached
+        result = expand(service, conn, value_set, options)
+    if key is not None:
+        service.expansions.put(key, result)
+    return result
+
+
+def _implicit_key(
+    service: Terminology, conn: Any, value_set: dict[str, Any], options: Options
+) -> tuple[Any, ...] | None:
+    url = value_set.get("url")
+    compose = value_set.get("compose")
+    if not isinstance(url, str) or "?fhir_vs" not in url or not isinstance(compose, dict):
+        return None
+    includes = compose.get("include")
+    if set(compose) != {"include"} or not isinstance(includes, list) or len(includes) != 1:
+        return None
+    include = includes[0]
+    if not isinstance(include, dict) or set(include) - {"system", "filter"}:
+        return None
+    system = include.get("system")
+    if not isinstance(system, str):
+        return None
+    found = service.code_system(conn, system, None)
+    return (
+        found.key,
+        found.version,
+        found.loaded_at,
+        json.dumps(compose, sort_keys=True),
+        options.filter,
+        options.count,
+        options.offset,
+        options.active_only,
+        options.code,
+    )
 
 
 def _now_us() -> int:

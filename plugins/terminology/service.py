@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, select
 from fhirhub.plugins.terminology import store
 from fhirhub.plugins.terminology.concepts import Concept, ConceptCache
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
+from fhirhub.plugins.terminology.lru import LRU
 from fhirhub.plugins.terminology.tables import concept_table, metadata, version_table
 from fhirhub.sdk import (
     SYSTEM,
@@ -40,6 +41,8 @@ R4_DATA = Path(__file__).resolve().parent / "data" / "r4-terminology.json.gz"
 R4_SOURCE = "r4"
 #: How long the latest version of a strict system is taken as known by the checks on write.
 LATEST_TTL_S = 5.0
+#: Expansions of implicit value sets kept per process (a typeahead page is ~20 codes).
+EXPANSION_CACHE_SIZE = 2_000
 
 
 class TerminologySettings(PluginSettings):
@@ -84,6 +87,8 @@ class Terminology:
         self._codes: dict[int, frozenset[str]] = {}
         #: Concept details of ``$lookup``/``$validate-code``/``$subsumes``, per version.
         self.concepts = ConceptCache()
+        #: Expansions of implicit value sets (typeahead), by version identity and options.
+        self.expansions: LRU[Any] = LRU(EXPANSION_CACHE_SIZE)
 
     # -- the R4 content -------------------------------------------------------------------
 
