@@ -300,7 +300,7 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
         active_only=_boolean(call, "activeOnly"),
     )
     language = _text(call, "displayLanguage")
-    result = _expand(service, value_set, options)
+    result = cached_expansion(service, value_set, options)
     if options.count is None and result.total > limit:
         raise FhirError(
             400,
@@ -349,7 +349,9 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
     return {"resourceType": "ValueSet", **out, "expansion": expansion}
 
 
-def _expand(service: Terminology, value_set: dict[str, Any], options: Options) -> Expansion:
+def cached_expansion(
+    service: Terminology, value_set: dict[str, Any], options: Options
+) -> Expansion:
     """The expansion, from :attr:`Terminology.expansions` for an implicit value set
     (``system?fhir_vs``, the typeahead's) of the latest loaded version: its answer depends
     only on that version and the options."""
