@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
@@ -32,6 +32,9 @@ from fhirhub.sdk import (
     plugin_settings,
     search,
 )
+
+if TYPE_CHECKING:
+    from fhirhub.plugins.terminology.expand import Expansion
 
 log = logging.getLogger("fhirhub.terminology")
 
@@ -88,7 +91,7 @@ class Terminology:
         #: Concept details of ``$lookup``/``$validate-code``/``$subsumes``, per version.
         self.concepts = ConceptCache()
         #: Expansions of implicit value sets (typeahead), by version identity and options.
-        self.expansions: LRU[Any] = LRU(EXPANSION_CACHE_SIZE)
+        self.expansions: LRU[Expansion] = LRU(EXPANSION_CACHE_SIZE)
 
     # -- the R4 content -------------------------------------------------------------------
 
