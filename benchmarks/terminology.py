@@ -7,6 +7,7 @@
    are written through the SDK in transactions of 2,000, as an importer would.
 3. ``fhirhub serve`` answers, one request at a time over loopback HTTP:
    ``ValueSet/$expand?url=icd-10-cm?fhir_vs&filter=<term>&count=20`` (typeahead terms),
+   the same with texts sent once each (``expand_fresh``: no cached expansion),
    ``CodeSystem/$lookup`` of random codes, ``Condition?code:below=icd-10-cm|E11`` (first page
    and total) and, as the reference, ``GET Condition/{id}`` (the hub's plain read).
 
@@ -204,17 +205,31 @@ def main() -> None:
                 f"/ValueSet/$expand?url={ICD}?fhir_vs&filter={rng.choice(TERMS)}&count=20"
                 for _ in range(n)
             ]
+            # Typeahead texts each sent once (a word and the first letter of the next): what
+            # an expansion costs when no process has expanded that text before.
+            fresh = [f"{term} {letter}" for term in TERMS for letter in "abcdefghilmnoprstuvw"]
+            rng.shuffle(fresh)
+            expand_fresh = [
+                f"/ValueSet/$expand?url={ICD}?fhir_vs&filter={text}&count=20" for text in fresh[:n]
+            ]
             lookup = [
                 f"/CodeSystem/$lookup?system={ICD}&code={rng.choice(codes)}" for _ in range(n)
             ]
             below = [f"/Condition?code:below={ICD}|E11" for _ in range(max(n // 3, 30))]
             reads = [f"/Condition/{rng.choice(ids)}" for _ in range(n)]
             # Interleaved rounds, so that a noisy neighbour hurts every figure alike.
-            samples: dict[str, list[float]] = {"expand": [], "lookup": [], "below": [], "read": []}
+            samples: dict[str, list[float]] = {
+                "expand": [],
+                "expand_fresh": [],
+                "lookup": [],
+                "below": [],
+                "read": [],
+            }
             totals: list[int] = []
             for part in range(5):
                 for name, urls in (
                     ("expand", expand),
+                    ("expand_fresh", expand_fresh),
                     ("lookup", lookup),
                     ("below", below),
                     ("read", reads),

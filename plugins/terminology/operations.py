@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from fhirhub.plugins.terminology import store
-from fhirhub.plugins.terminology.expand import Entry, Options, expand
+from fhirhub.plugins.terminology.expand import Entry, Expansion, Options, expand
 from fhirhub.plugins.terminology.model import check_code
 from fhirhub.plugins.terminology.service import Terminology, service_of
 from fhirhub.plugins.terminology.translate import translate
@@ -125,16 +125,13 @@ def lookup(call: OperationCall) -> dict[str, Any]:
     service = _service(call)
     with service.read() as conn:
         found = service.code_system(conn, system, version)
-        row = store.concept_row(conn, found.key, code)
+        row = service.concept(conn, found, code)
         if row is None:
             raise FhirError(
                 404,
                 f"Code {code!r} is not in CodeSystem {system} version {found.version}",
                 code="not-found",
             )
-        parents = store.parents_of(conn, found.key, code)
-        children = store.children_of(conn, found.key, code)
-        properties = store.properties_of(conn, found.key, code)
     out: list[dict[str, Any]] = [
         _param("name", found.name or found.url),
         _param("version", found.version),
@@ -164,11 +161,11 @@ def lookup(call: OperationCall) -> dict[str, Any]:
         )
         out.append({"name": "property", "part": [{"name": "code", "valueCode": name}, typed]})
 
-    for parent in parents:
+    for parent in row.parents:
         add_property("parent", parent)
-    for child in children:
+    for child in row.children:
         add_property("child", child)
-    for name, value in properties:
+    for name, value in row.properties:
         add_property(name, value)
     add_property("inactive", bool(row.inactive))
     if row.abstract:
@@ -209,7 +206,7 @@ def code_system_validate(call: OperationCall) -> dict[str, Any]:
                 messages.append(f"{url} is not the code system {system}")
                 continue
             found = service.code_system(conn, url, coding.get("version") or version)
-            row = store.concept_row(conn, found.key, code)
+            row = service.concept(conn, found, code)
             if row is None:
                 messages.append(f"Unknown code {code!r} in {url} version {found.version}")
                 continue
@@ -245,7 +242,7 @@ def subsumes(call: OperationCall) -> dict[str, Any]:
     with service.read() as conn:
         found = service.code_system(conn, system, _text(call, "version"))
         for code in (code_a, code_b):
-            if store.concept_row(conn, found.key, code) is None:
+            if service.concept(conn, found, code) is None:
                 raise FhirError(
                     404,
                     f"Code {code!r} is not in {system} version {found.version}",
@@ -303,8 +300,7 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
         active_only=_boolean(call, "activeOnly"),
     )
     language = _text(call, "displayLanguage")
-    with service.read() as conn:
-        result = expand(service, conn, value_set, options)
+    result = cached_expansion(service, value_set, options)
     if options.count is None and result.total > limit:
         raise FhirError(
             400,
@@ -351,6 +347,53 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
     if contains:
         expansion["contains"] = contains
     return {"resourceType": "ValueSet", **out, "expansion": expansion}
+
+
+def cached_expansion(
+    service: Terminology, value_set: dict[str, Any], options: Options
+) -> Expansion:
+    """The expansion, from :attr:`Terminology.expansions` for an implicit value set
+    (``system?fhir_vs``, the typeahead's) of the latest loaded version: its answer depends
+    only on that version and the options."""
+    with service.read() as conn:
+        key = _implicit_key(service, conn, value_set, options)
+        cached = None if key is None else service.expansions.get(key)
+        if cached is not None:
+            return cached
+        result = expand(service, conn, value_set, options)
+    if key is not None:
+        service.expansions.put(key, result)
+    return result
+
+
+def _implicit_key(
+    service: Terminology, conn: Any, value_set: dict[str, Any], options: Options
+) -> tuple[Any, ...] | None:
+    url = value_set.get("url")
+    compose = value_set.get("compose")
+    if not isinstance(url, str) or "?fhir_vs" not in url or not isinstance(compose, dict):
+        return None
+    includes = compose.get("include")
+    if set(compose) != {"include"} or not isinstance(includes, list) or len(includes) != 1:
+        return None
+    include = includes[0]
+    if not isinstance(include, dict) or set(include) - {"system", "filter"}:
+        return None
+    system = include.get("system")
+    if not isinstance(system, str):
+        return None
+    found = service.code_system(conn, system, None)
+    return (
+        found.key,
+        found.version,
+        found.loaded_at,
+        json.dumps(compose, sort_keys=True),
+        options.filter,
+        options.count,
+        options.offset,
+        options.active_only,
+        options.code,
+    )
 
 
 def _now_us() -> int:

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
 from fhirhub.plugins.terminology import store
+from fhirhub.plugins.terminology.concepts import Concept, ConceptCache
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
+from fhirhub.plugins.terminology.lru import LRU
 from fhirhub.plugins.terminology.tables import concept_table, metadata, version_table
 from fhirhub.sdk import (
     SYSTEM,
@@ -31,6 +33,9 @@ from fhirhub.sdk import (
     search,
 )
 
+if TYPE_CHECKING:
+    from fhirhub.plugins.terminology.expand import Expansion
+
 log = logging.getLogger("fhirhub.terminology")
 
 PLUGIN_NAME = "terminology"
@@ -39,6 +44,8 @@ R4_DATA = Path(__file__).resolve().parent / "data" / "r4-terminology.json.gz"
 R4_SOURCE = "r4"
 #: How long the latest version of a strict system is taken as known by the checks on write.
 LATEST_TTL_S = 5.0
+#: Expansions of implicit value sets kept per process (a typeahead page is ~20 codes).
+EXPANSION_CACHE_SIZE = 2_000
 
 
 class TerminologySettings(PluginSettings):
@@ -81,6 +88,10 @@ class Terminology:
         self._latest: dict[tuple[str, str | None], tuple[float, store.Version | None]] = {}
         #: The codes of a version (immutable once active, so cached for the process).
         self._codes: dict[int, frozenset[str]] = {}
+        #: Concept details of ``$lookup``/``$validate-code``/``$subsumes``, per version.
+        self.concepts = ConceptCache()
+        #: Expansions of implicit value sets (typeahead), by version identity and options.
+        self.expansions: LRU[Expansion] = LRU(EXPANSION_CACHE_SIZE)
 
     # -- the R4 content -------------------------------------------------------------------
 
@@ -165,6 +176,10 @@ class Terminology:
                 code="not-found",
             )
         raise FhirError(404, f"CodeSystem {url} is not known to this server", code="not-found")
+
+    def concept(self, conn: Connection, version: store.Version, code: str) -> Concept | None:
+        """The concept ``code`` of a loaded version (cached: versions never change)."""
+        return self.concepts.get(conn, version.key, version.version, version.loaded_at, code)
 
     def value_set(self, url: str, version: str | None = None) -> dict[str, Any]:
         """The ValueSet with canonical ``url``: a stored one (as the caller sees it), else the

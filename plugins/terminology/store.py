@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, select, update
+from sqlalchemy import Connection, delete, exists, insert, select, update
 
+from fhirhub.plugins.terminology.concepts import version_row
 from fhirhub.plugins.terminology.model import (
     MAX_POSTED_PAIRS,
     CodeSystemData,
@@ -27,7 +28,6 @@ from fhirhub.plugins.terminology.model import (
 )
 from fhirhub.plugins.terminology.tables import (
     CONCEPT_TABLES,
-    SHARED,
     closure_table,
     concept_table,
     parent_table,
@@ -274,18 +274,14 @@ def delete_versions_of_resource(db: PluginDatabase, resource_id: str) -> None:
 
 
 def find_version(conn: Connection, url: str, version: str | None = None) -> Version | None:
-    """The active version of ``url`` (the latest when ``version`` is None)."""
-    query = select(version_table).where(
-        version_table.c.url == url,
-        version_table.c.status == "active",
-        version_table.c.tenant == SHARED,
-    )
-    if version is None:
-        query = query.where(version_table.c.latest.is_(True))
-    else:
-        query = query.where(version_table.c.version == version)
-    row = conn.execute(query.limit(1)).first()
-    return None if row is None else Version.of(row)
+    """The active version of ``url`` (the latest when ``version`` is None): plain SQL, since
+    every terminology request starts here."""
+    row = version_row(conn, url, version)
+    if row is None:
+        return None
+    found = Version.of(row)
+    # sqlite3 answers 0/1 for the booleans of a plain statement.
+    return replace(found, case_sensitive=bool(found.case_sensitive), latest=bool(found.latest))
 
 
 def versions_of(conn: Connection, url: str) -> list[str]:
@@ -306,50 +302,6 @@ def list_versions(conn: Connection) -> list[Version]:
         .order_by(version_table.c.url, version_table.c.version)
     )
     return [Version.of(row) for row in rows]
-
-
-def concept_row(conn: Connection, key: int, code: str) -> Any | None:
-    return conn.execute(
-        select(concept_table).where(
-            concept_table.c.version_key == key, concept_table.c.code == code
-        )
-    ).first()
-
-
-def parents_of(conn: Connection, key: int, code: str) -> list[str]:
-    return list(
-        conn.execute(
-            select(parent_table.c.parent)
-            .where(parent_table.c.version_key == key, parent_table.c.code == code)
-            .order_by(parent_table.c.parent)
-        ).scalars()
-    )
-
-
-def children_of(conn: Connection, key: int, code: str) -> list[str]:
-    """The direct children in source order. The rows come through the children index and
-    are sorted here: ordering in SQL lets SQLite walk every concept in ``seq`` order."""
-    rows = conn.execute(
-        select(parent_table.c.code, concept_table.c.seq)
-        .join(
-            concept_table,
-            and_(
-                concept_table.c.version_key == parent_table.c.version_key,
-                concept_table.c.code == parent_table.c.code,
-            ),
-        )
-        .where(parent_table.c.version_key == key, parent_table.c.parent == code)
-    )
-    return [child for child, _seq in sorted(rows, key=lambda row: row[1])]
-
-
-def properties_of(conn: Connection, key: int, code: str) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        select(property_table.c.property, property_table.c.value)
-        .where(property_table.c.version_key == key, property_table.c.code == code)
-        .order_by(property_table.c.property, property_table.c.value)
-    )
-    return [(r[0], r[1]) for r in rows]
 
 
 def is_ancestor(conn: Connection, key: int, ancestor: str, code: str) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from fhirhub.core.hub import Hub, build_hub
 from fhirhub.plugins.terminology.expand import Options, expand
 from fhirhub.plugins.terminology.icd10cm import cms_concepts
+from fhirhub.plugins.terminology.operations import cached_expansion
 from fhirhub.plugins.terminology.service import implicit_value_set, service_of
 from fhirhub.plugins.terminology.store import write_code_system
 from fhirhub.sdk import create, search
@@ -53,3 +54,41 @@ def test_load_expand_and_below(backend_hub: Hub) -> None:
     found = search(backend_hub, "Condition", {"code:below": f"{ICD}|E11"})
     assert [c["code"]["coding"][0]["code"] for c in found] == ["E11.65"]
     assert service.codes_of(ICD, None) is not None
+
+
+def test_cached_lookups_and_expansions_follow_a_reload(backend_hub: Hub) -> None:
+    """Concepts and typeahead expansions are cached per version: a reload of the same version
+    (a new version row) and a new latest version are answered at once, never from the old."""
+    service = service_of(backend_hub)
+    write_code_system(service.db, cms_concepts(io.StringIO(CSV), "2025"))
+    typeahead = implicit_value_set(f"{ICD}?fhir_vs")
+
+    def display(code: str, version: str | None = None) -> str | None:
+        with service.read() as conn:
+            found = service.concept(conn, service.code_system(conn, ICD, version), code)
+        return None if found is None else found.display
+
+    def cholera() -> list[str]:
+        return [
+            e.code
+            for e in cached_expansion(
+                service, typeahead, Options(filter="cholera", count=5)
+            ).entries
+        ]
+
+    assert display("A00.0") == "Cholera due to Vibrio cholerae 01, biovar cholerae"
+    assert display("A00.1") is None
+    assert cholera() == ["A00.0"]
+    with service.read() as conn:
+        e11 = service.concept(conn, service.code_system(conn, ICD, None), "E11.9")
+    assert e11 is not None and e11.parents and not e11.inactive
+
+    renamed = CSV.replace("biovar cholerae", "biovar renamed") + "A001,Cholera,Cholera eltor\n"
+    write_code_system(service.db, cms_concepts(io.StringIO(renamed), "2025"))
+    assert display("A00.0") == "Cholera due to Vibrio cholerae 01, biovar renamed"
+    assert display("A00.1") == "Cholera eltor"
+    assert cholera() == ["A00.0", "A00.1"]
+
+    write_code_system(service.db, cms_concepts(io.StringIO(CSV), "2026"))
+    assert display("A00.1") is None and cholera() == ["A00.0"]
+    assert display("A00.1", "2025") == "Cholera eltor"
