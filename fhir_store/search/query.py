@@ -491,7 +491,7 @@ def _plan(
 def _plan_in_process(
     conn: Connection,
     registry: SearchParameterRegistry,
-    resource_type: str,
+    resource_type: str | None,
     params: Sequence[tuple[str, str]],
     strict: bool,
     default_count: int,
@@ -533,7 +533,7 @@ def matching_ids(
 def search_rows(
     conn: Connection,
     registry: SearchParameterRegistry,
-    resource_type: str,
+    resource_type: str | None,
     params: Sequence[tuple[str, str]],
     *,
     default_count: int = 20,
