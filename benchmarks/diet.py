@@ -22,6 +22,7 @@ Figures go to stdout and to benchmarks/results/diet.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -55,12 +56,10 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def solve_benchmark(repeat: int, milp_limit: float) -> dict[str, Any]:
-    from fhirhub.plugins.diet import model as lp
+@functools.cache
+def benchmark_foods() -> tuple[list[Any], np.ndarray]:
+    """The 300 foods (curated list + :data:`EXTRA_FOODS`) and their nutrients per serving."""
     from fhirhub.plugins.diet.foods import default_table, full_table_food
-    from fhirhub.plugins.diet.person import Person, energy_requirement
-    from fhirhub.plugins.diet.profiles import combine
-    from fhirhub.plugins.diet.request import plan_spec
 
     table = default_table()
     foods = list(table.foods)
@@ -71,6 +70,17 @@ def solve_benchmark(repeat: int, milp_limit: float) -> dict[str, Any]:
         foods.append(found[0])
         vectors.append(found[1])
     per_serving = np.vstack(vectors) * np.array([f.serving_g for f in foods])[:, None] / 100
+    return foods, per_serving
+
+
+def benchmark_model(profiles: list[str], integer: bool, step: float = 1.0) -> Any:
+    """The model the benchmark solves for one profile combination (cost objective)."""
+    from fhirhub.plugins.diet import model as lp
+    from fhirhub.plugins.diet.person import Person, energy_requirement
+    from fhirhub.plugins.diet.profiles import combine
+    from fhirhub.plugins.diet.request import plan_spec
+
+    foods, per_serving = benchmark_foods()
     spec = plan_spec()
     meals = [
         lp.Meal(m["id"], m["code"], m["title"], m["energy_min"], m["energy_max"])
@@ -78,31 +88,36 @@ def solve_benchmark(repeat: int, milp_limit: float) -> dict[str, Any]:
     ]
     person = Person(age=52, sex="female", weight_kg=71, height_cm=164)
     kcal, text = energy_requirement(person, spec["energy"]["activity_factors"], 2000)
+    targets = combine(profiles, person, kcal, text)
+    return lp.build(
+        [replace(food, serving_g=food.serving_g * step) for food in foods],
+        per_serving * step,
+        targets,
+        meals,
+        max_per_food=float(spec["max_servings_per_food"]) / step,
+        max_per_group={k: float(v) / step for k, v in spec["max_servings_per_group"].items()},
+        energy_tolerance=spec["energy"]["tolerance_percent"] / 100,
+        objective="cost",
+        preferred={},
+        integer=integer,
+    )
+
+
+def solve_benchmark(repeat: int, milp_limit: float) -> dict[str, Any]:
+    from fhirhub.plugins.diet import model as lp
+
+    foods, per_serving = benchmark_foods()
     results: dict[str, Any] = {"foods": len(foods), "nutrients": per_serving.shape[1]}
     timings: dict[str, dict[str, list[float]]] = {}
     outcomes: dict[str, list[str]] = {}
     gaps: dict[str, list[float]] = {}
     for _round in range(repeat):
         for profiles in COMBINATIONS:
-            targets = combine(profiles, person, kcal, text)
             for kind, step in (("LP", 1.0), ("MILP", 1.0), ("MILP-half", 0.5)):
                 integer = kind != "LP"
                 key = f"{'+'.join(profiles)} {kind}"
                 started = time.perf_counter()
-                model = lp.build(
-                    [replace(food, serving_g=food.serving_g * step) for food in foods],
-                    per_serving * step,
-                    targets,
-                    meals,
-                    max_per_food=float(spec["max_servings_per_food"]) / step,
-                    max_per_group={
-                        k: float(v) / step for k, v in spec["max_servings_per_group"].items()
-                    },
-                    energy_tolerance=spec["energy"]["tolerance_percent"] / 100,
-                    objective="cost",
-                    preferred={},
-                    integer=integer,
-                )
+                model = benchmark_model(profiles, integer, step)
                 built = time.perf_counter()
                 cpu = time.process_time()
                 solution = lp.solve(model, time_limit=milp_limit)
@@ -209,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--milp-time-limit", type=float, default=2.0)
+    parser.add_argument("--milp-time-limit", type=float, default=0.8)
     args = parser.parse_args()
     load = os.getloadavg()
     results = {

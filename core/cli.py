@@ -161,7 +161,7 @@ def replay(db: DbOption = None) -> None:
 
     hub = build_hub(_settings(db, listeners=False))
     try:
-        count = run_replay(hub.store)
+        count = run_replay(hub.store, trust=hub.hook.log_trust(hub=hub))
         projections = reset_consumers(hub)
     except TamperedLog as refused:
         typer.echo(refused.message, err=True)

@@ -130,8 +130,10 @@ def public_paths(hub: Hub) -> list[str] | None:
 
 @hookspec
 def request_completed(record: dict[str, Any], hub: Hub) -> None:
-    """Called after every HTTP request that was authenticated or refused, once the response
-    status is known, on the event loop (keep it quick: queue work, do not write here).
+    """Called for every HTTP request that was authenticated or refused, once the response
+    status is known and before the response starts, on the event loop (keep it quick: queue
+    work, do not write to the database here). The client is not answered before it returns,
+    so an implementation may make the record durable first (the audit journal does).
 
     :param record: ``{"access": Access | None, "method", "path", "query" (secret parameter
         values such as tokens and codes already redacted), "status", "remote",
@@ -285,6 +287,19 @@ def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
 # -- CLI -------------------------------------------------------------------------------------
 
 
+@hookspec(firstresult=True)
+def log_trust(hub: Hub) -> Any:
+    """Called by ``fhirhub replay`` before it copies the version log into the projections
+    (``firstresult``).
+
+    :param hub: the hub being replayed.
+    :returns: a :class:`fhirhub.sdk.LogTrust` (trusted public keys, the signed heads anchored
+        outside the database, the most an unsigned entry may age) or None. With one, the
+        replay also refuses a log whose signatures or anchored heads do not verify, not only
+        one whose hash chain is broken. The ``integrity`` plugin answers it.
+    """
+
+
 @hookspec
 def register_commands(cli: Any) -> None:
     """Called when the ``fhirhub`` command line starts.
@@ -344,4 +359,19 @@ def ai_tools(hub: Hub) -> list[dict[str, Any]] | None:
         (use the SDK's ``read``/``search``), and returns a JSON object, which may list the
         resources it drew on under ``"references"`` (they become the answer's sources). Raise
         ``FhirError`` to refuse; the model is told why.
+    """
+
+
+# -- imaging --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def dicom_archive(hub: Hub) -> Any:
+    """Asked by :func:`fhirhub.sdk.dicom_instances` and its siblings for the hub's DICOM
+    archive (``firstresult``; the built-in DICOM adapter answers).
+
+    :param hub: the hub (a Celery worker's too: no listener needs to run).
+    :returns: an object implementing :class:`fhirhub.sdk.DicomArchiveAccess`, which applies the
+        current caller's tenant and patient visibility itself; ``None`` when this plugin keeps
+        no archive.
     """

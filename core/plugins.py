@@ -50,6 +50,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ai", "fhirhub.plugins.ai"),
     ("terminology", "fhirhub.plugins.terminology"),
     ("knowledge", "fhirhub.plugins.knowledge"),
+    ("imaging_ai", "fhirhub.plugins.imaging_ai"),
+    ("vitals", "fhirhub.plugins.vitals"),
 )
 
 #: Built-ins that load only when named (``FHIRHUB_PLUGINS=+hello`` adds one to the defaults,

@@ -151,6 +151,29 @@ class SignedHead:
     head_hash: bytes
     key_id: str
     signed_at: int  # microseconds since epoch, UTC
+    signature: bytes = b""
+
+    def verifies(self, keys: Mapping[str, VerifyKey]) -> bool:
+        """Whether a trusted key made this signature over this head."""
+        key = keys.get(self.key_id)
+        if key is None:
+            return False
+        try:
+            key.verify(head_message(self.seq, self.head_hash, self.signed_at), self.signature)
+        except BadSignatureError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a verifier trusts besides the database: the public keys of the signers, the signed
+    heads anchored outside the database (an append-only file, a witness), and how old the
+    newest signature may be while entries after it are unsigned (None: any age)."""
+
+    keys: Mapping[str, VerifyKey] = field(default_factory=dict)
+    anchored: tuple[SignedHead, ...] = ()
+    max_unsigned_age: float | None = None
 
 
 def sign_head(engine: Engine, signing_key: SigningKey, *, force: bool = False) -> SignedHead | None:
@@ -192,7 +215,7 @@ def sign_head(engine: Engine, signing_key: SigningKey, *, force: bool = False) -
                 )
         except IntegrityError:
             return None  # another process signed this head first
-    return SignedHead(seq, link, kid, signed_at)
+    return SignedHead(seq, link, kid, signed_at, signature)
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -206,6 +229,25 @@ UNHASHED = "unhashed"  # no (or a malformed) hash stored
 SIGNATURE_INVALID = "signature-invalid"  # a signature or its signed hash does not verify
 SIGNED_HEAD_MISSING = "signed-head-missing"  # a signed row is no longer in the log
 UNKNOWN_KEY = "unknown-key"  # signed by a key this verifier does not trust
+ANCHOR_MISMATCH = "anchor-mismatch"  # the log differs from a head anchored outside the database
+ANCHOR_MISSING = "anchor-missing"  # an anchored head's entry is no longer in the log
+SIGNATURE_REMOVED = "signature-removed"  # an anchored head has no signature in the database
+ANCHOR_INVALID = "anchor-invalid"  # an anchor line whose signature does not verify
+STALE_SIGNATURE = "stale-signature"  # entries older than allowed are not covered by a signature
+
+#: Problems about signatures and anchors (the rest are about the chain of digests and links).
+SIGNATURE_PROBLEMS = frozenset(
+    {
+        SIGNATURE_INVALID,
+        SIGNED_HEAD_MISSING,
+        UNKNOWN_KEY,
+        ANCHOR_MISMATCH,
+        ANCHOR_MISSING,
+        SIGNATURE_REMOVED,
+        ANCHOR_INVALID,
+        STALE_SIGNATURE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -234,6 +276,8 @@ class Report:
     #: Entries after the last signed head: their order is covered by the chain, but cutting
     #: them off the end would go unnoticed until the next signature.
     unsigned_entries: int = 0
+    #: Heads anchored outside the database that were compared with the log.
+    anchored: int = 0
 
     @property
     def intact(self) -> bool:
@@ -314,16 +358,19 @@ def verify_chain(
     *,
     chunk: int = 2000,
     max_problems: int = 50,
+    trust: Trust | None = None,
 ) -> Report:
     """Check the whole log and every signed head, streaming rows in ``seq`` order.
 
     ``verify_keys`` maps key ids to the public keys trusted for signatures (a signature by any
     other key is a problem). Problems are listed in ``seq`` order; the first one is the first
     bad entry. Each row is checked against the stored link of the row before it, so one
-    tampered row does not hide later, independent ones.
+    tampered row does not hide later, independent ones. ``trust`` adds the heads anchored
+    outside the database (each must still be in the log with the same hash, and still be
+    signed in it) and the most an unsigned entry may age.
     """
     with engine.connect() as conn, conn.begin():
-        return verify_on(conn, verify_keys, chunk=chunk, max_problems=max_problems)
+        return verify_on(conn, verify_keys, chunk=chunk, max_problems=max_problems, trust=trust)
 
 
 def verify_on(
@@ -332,10 +379,16 @@ def verify_on(
     *,
     chunk: int = 2000,
     max_problems: int = 50,
+    trust: Trust | None = None,
 ) -> Report:
     """:func:`verify_chain` on the caller's connection and transaction (``fhirhub replay``
     verifies the very snapshot it copies)."""
     keys = dict(verify_keys or {})
+    if trust is not None:
+        keys.update(trust.keys)
+    anchors = iter(_distinct_anchors(trust.anchored if trust is not None else ()))
+    pending_anchor = next(anchors, None)
+    first_unsigned: tuple[int, int] | None = None  # (seq, last_updated) of the oldest
     report = Report()
     signatures = _chunks(conn, _SIGNATURE_COLUMNS, chain_signature.c.seq, chunk)
     pending_signature = next(signatures, None)
@@ -390,13 +443,60 @@ def verify_on(
                 )
             )
 
+    def check_anchor(anchor: SignedHead, link: bytes | None, signed: bool, ref: str | None) -> None:
+        report.anchored += 1
+        if not anchor.verifies(keys):
+            add(
+                Problem(
+                    ANCHOR_INVALID,
+                    anchor.seq,
+                    ref,
+                    f"the anchored head's signature (key {anchor.key_id}) does not verify",
+                )
+            )
+        elif link is None:
+            add(
+                Problem(
+                    ANCHOR_MISSING,
+                    anchor.seq,
+                    None,
+                    "a head anchored outside the database is no longer in the log: "
+                    "the entry was deleted (or the log was cut back)",
+                )
+            )
+        elif link != anchor.head_hash:
+            add(
+                Problem(
+                    ANCHOR_MISMATCH,
+                    anchor.seq,
+                    ref,
+                    "the entry's hash differs from the head anchored outside the database: "
+                    "the log was rewritten up to here",
+                )
+            )
+        elif not signed:
+            add(
+                Problem(
+                    SIGNATURE_REMOVED,
+                    anchor.seq,
+                    ref,
+                    "a head anchored outside the database has no signature in it: "
+                    "signatures were deleted",
+                )
+            )
+
     for row in _chunks(conn, _ROW_COLUMNS, resource_version.c.seq, chunk):
         seq = int(row[0])
         while pending_signature is not None and pending_signature[0] < seq:
             check_signature(pending_signature, None, None)
             pending_signature = next(signatures, None)
+        while pending_anchor is not None and pending_anchor.seq < seq:
+            check_anchor(pending_anchor, None, False, None)
+            pending_anchor = next(anchors, None)
         report.entries += 1
         report.unsigned_entries += 1
+        if first_unsigned is None:
+            first_unsigned = (seq, int(row[4]))
         report.head_seq = seq
         stored = row[9]
         reference = _reference(row)
@@ -421,16 +521,49 @@ def verify_on(
                 add(Problem(DELETED, seq, reference, ""))  # refined below
             previous = link
         report.head_hash = link
-        if pending_signature is not None and pending_signature[0] == seq:
+        signed = pending_signature is not None and pending_signature[0] == seq
+        if pending_signature is not None and signed:
             report.unsigned_entries = 0
+            first_unsigned = None
             check_signature(pending_signature, link, reference)
             pending_signature = next(signatures, None)
+        if pending_anchor is not None and pending_anchor.seq == seq:
+            check_anchor(pending_anchor, link, signed, reference)
+            pending_anchor = next(anchors, None)
     while pending_signature is not None:
         check_signature(pending_signature, None, None)
         pending_signature = next(signatures, None)
+    while pending_anchor is not None:
+        check_anchor(pending_anchor, None, False, None)
+        pending_anchor = next(anchors, None)
+    age = trust.max_unsigned_age if trust is not None else None
+    if age is not None and first_unsigned is not None:
+        oldest_seq, written = first_unsigned
+        if time.time_ns() // 1000 - written > age * 1_000_000:
+            add(
+                Problem(
+                    STALE_SIGNATURE,
+                    oldest_seq,
+                    None,
+                    f"{report.unsigned_entries} entries from seq {oldest_seq} on are older than "
+                    f"{age:g} s and no signed head covers them (signatures deleted, or the "
+                    "signer stopped; check, then `fhirhub sign-head`)",
+                )
+            )
     if broken_at:
         _explain_broken_links(conn, report, broken_at, chunk)
     return report
+
+
+def _distinct_anchors(anchored: tuple[SignedHead, ...]) -> list[SignedHead]:
+    """Anchored heads in ``seq`` order, one per ``seq`` (the newest signature of a head that
+    was signed again with ``force``)."""
+    by_seq: dict[int, SignedHead] = {}
+    for head in anchored:
+        known = by_seq.get(head.seq)
+        if known is None or head.signed_at > known.signed_at:
+            by_seq[head.seq] = head
+    return [by_seq[seq] for seq in sorted(by_seq)]
 
 
 def _explain_broken_links(

@@ -8,7 +8,10 @@ uses, so search results after a replay are identical to before.
 A replay copies only a log that verifies: in the same transaction, before anything is dropped,
 every entry's digest and link are recomputed (:func:`fhirhub.fhir_store.chain.verify_on`), so
 tampered log content is never copied into the projections (the replay is refused, naming the
-first bad entry, and the projections stay as they were).
+first bad entry, and the projections stay as they were). Given a :class:`Trust` (the
+``log_trust`` hook: the integrity plugin's keys and the heads it anchored outside the
+database), the signatures and anchored heads must verify too, which catches a log rewritten
+from some row to the end with its hashes recomputed and the newer signatures deleted.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from collections.abc import Callable
 import orjson
 from sqlalchemy import Connection, delete, func, insert, select
 
-from fhirhub.fhir_store.chain import Report, verify_on
+from fhirhub.fhir_store.chain import SIGNATURE_PROBLEMS, STALE_SIGNATURE, Report, Trust, verify_on
 from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.errors import FhirError
+from fhirhub.fhir_store.projections import clear_alarms
 from fhirhub.fhir_store.schema import resource_current, resource_version, version_compartment
 from fhirhub.fhir_store.search.compartment import patients_of
 from fhirhub.fhir_store.search.index import executemany
@@ -31,8 +35,6 @@ from fhirhub.fhir_store.store import FhirStore, read_version
 
 CHUNK = 2000
 _INSERT_COMPARTMENTS = insert(version_compartment)
-
-_SIGNATURE_PROBLEMS = frozenset({"unknown-key", "signature-invalid", "signed-head-missing"})
 
 
 class TamperedLog(FhirError):
@@ -47,21 +49,26 @@ class TamperedLog(FhirError):
         self.report = report
 
 
-def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> int:
+def replay(
+    store: FhirStore, progress: Callable[[int], None] | None = None, trust: Trust | None = None
+) -> int:
     """Rebuild projections in one transaction; returns the number of current resources.
-    Raises :class:`TamperedLog` (and changes nothing) when the log's chain does not verify."""
+    Raises :class:`TamperedLog` (and changes nothing) when the log's chain does not verify,
+    or, given ``trust``, when a signature or an anchored head does not."""
     with store.unit_of_work() as uow:
         conn = uow.conn
         if not is_sqlite(conn.engine):  # no appends while the log is verified and copied
             from fhirhub.fhir_store.store import _PG_LOG_LOCK
 
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOG_LOCK})")
-        report = verify_on(conn)
-        # Signatures are the integrity plugin's business (it holds the keys); the chain of
-        # digests and links is what decides whether the content may be copied.
-        chain = [p for p in report.problems if p.kind not in _SIGNATURE_PROBLEMS]
-        if chain:
-            report.problems = chain
+        report = verify_on(conn, trust=trust)
+        # Without trust (no integrity plugin: no keys) signatures cannot be judged, and the
+        # chain of digests and links alone decides; an old unsigned tail (a crash) is for
+        # ``fhirhub verify`` to report, not a reason to refuse a rebuild.
+        ignored = SIGNATURE_PROBLEMS if trust is None else frozenset({STALE_SIGNATURE})
+        refused = [p for p in report.problems if p.kind not in ignored]
+        if refused:
+            report.problems = refused
             raise TamperedLog(report)
         for table in INDEX_TABLES.values():
             conn.execute(delete(table))
@@ -103,6 +110,7 @@ def replay(store: FhirStore, progress: Callable[[int], None] | None = None) -> i
         _rebuild_compartments(store, conn)
         if progress is not None:
             progress(count)
+    clear_alarms(store.engine)  # the projections are the log's again
     return int(count)
 
 

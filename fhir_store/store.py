@@ -35,6 +35,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    func,
     insert,
     literal_column,
     or_,
@@ -48,6 +49,15 @@ from fhirhub.fhir_store.database import is_sqlite
 from fhirhub.fhir_store.driver import fetch_first, positional
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
+from fhirhub.fhir_store.projections import (
+    CURRENT_ALTERED,
+    CURRENT_STALE,
+    ProjectionProblem,
+    joined_with_log,
+    matches_log,
+    newest_log_row,
+    raise_alarm,
+)
 from fhirhub.fhir_store.schema import (
     metadata,
     resource_current,
@@ -460,12 +470,58 @@ def _version_from_row(conn: Connection, row: Any) -> StoredVersion:
 
 
 # Built once: read_current runs for every read and every written resource, and building the
-# statement (then its cache key) each time cost more than SQLite's own lookup.
-_READ_CURRENT = select(*_CURRENT_COLUMNS).where(
-    resource_current.c.resource_type == bindparam("resource_type"),
-    resource_current.c.resource_id == bindparam("resource_id"),
+# statement (then its cache key) each time cost more than SQLite's own lookup. It also reads
+# what checks the row against the log (fhir_store.projections): the log row's method and hash,
+# and the resource's newest version number (both primary-key / unique-index lookups).
+_NEWER = resource_version.alias("newer")
+_READ_CURRENT = (
+    select(
+        *_CURRENT_COLUMNS,
+        resource_version.c.method,
+        resource_version.c.hash,
+        select(func.max(_NEWER.c.version_id))
+        .where(
+            _NEWER.c.resource_type == resource_current.c.resource_type,
+            _NEWER.c.resource_id == resource_current.c.resource_id,
+        )
+        .scalar_subquery(),
+    )
+    .select_from(joined_with_log())
+    .where(
+        resource_current.c.resource_type == bindparam("resource_type"),
+        resource_current.c.resource_id == bindparam("resource_id"),
+    )
 )
-_READ_CURRENT_FOR_UPDATE = _READ_CURRENT.with_for_update()
+_READ_CURRENT_FOR_UPDATE = _READ_CURRENT.with_for_update(of=resource_current)
+
+
+def _checked_current(
+    conn: Connection, resource_type: str, resource_id: str, row: Any
+) -> StoredVersion:
+    """The current row as a version if it matches its log entry and is the newest version;
+    otherwise the log's newest version (when that matches its own digest), with an alarm, so
+    that what decides visibility (tenant, deletion) and what is served is the log's. A log row
+    that does not match its digest either is refused (``fhirhub verify`` names it)."""
+    method, stored_hash, newest = row[9], row[10], row[11]
+    if newest == row[2] and matches_log(
+        resource_type, resource_id, row[2], row[3], row[4], row[8], row[5], method, stored_hash
+    ):
+        return _version_from_row(conn, row)
+    reference = f"{resource_type}/{resource_id}"
+    kind = CURRENT_STALE if newest is not None and newest != row[2] else CURRENT_ALTERED
+    raise_alarm(
+        conn,
+        ProjectionProblem(kind, reference, "the current row does not match the version log"),
+    )
+    logged = newest_log_row(conn, resource_type, resource_id)
+    if logged is None:
+        raise FhirError(
+            500,
+            f"The stored state of {reference} does not match the version log and is not "
+            "served; an administrator must run `fhirhub verify`",
+            code="exception",
+        )
+    return _version_from_row(conn, logged)
 
 
 def read_current(
@@ -478,10 +534,10 @@ def read_current(
         found = fetch_first(
             conn, sql, to_tuple({"resource_type": resource_type, "resource_id": resource_id})
         )
-        return _version_from_row(conn, found) if found is not None else None
+        return _checked_current(conn, resource_type, resource_id, found) if found else None
     query = _READ_CURRENT_FOR_UPDATE if for_update else _READ_CURRENT
     row = conn.execute(query, {"resource_type": resource_type, "resource_id": resource_id}).first()
-    return _version_from_row(conn, row) if row is not None else None
+    return _checked_current(conn, resource_type, resource_id, row) if row is not None else None
 
 
 def read_version(
@@ -518,7 +574,6 @@ def read_history(
     ``since``: only versions updated at or after it. ``at``: the versions that were current at
     that instant (one per resource), per http://hl7.org/fhir/R4/http.html#history.
     """
-    from sqlalchemy import func
 
     conditions = []
     if resource_type is not None:

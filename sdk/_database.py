@@ -26,7 +26,12 @@ class PluginDatabase:
         self.engine: Engine = hub.store.engine
         self.is_sqlite = hub.store.is_sqlite
         if metadata is not None:
-            metadata.create_all(self.engine, checkfirst=True)
+            # In a write transaction taken up front: SQLite answers "database is locked" at
+            # once, without waiting, when a deferred transaction that has read (create_all's
+            # table checks) must become a writer while another connection writes, as happens
+            # at start-up when several plugins create tables and load data.
+            with self.begin() as conn:
+                metadata.create_all(conn, checkfirst=True)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -9,7 +9,7 @@ versions), without HTTP. Several writes that must commit together go in one
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +17,11 @@ import orjson
 
 from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.bundle import process_bundle as _process_bundle
+from fhirhub.core.interactions.write import WriteContext
 from fhirhub.core.settings import PluginSettings, Settings
 from fhirhub.core.settings import plugin_settings as _plugin_settings
 from fhirhub.core.transaction import Transaction, WriteResult
+from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.store import UnitOfWork
 
 
@@ -29,6 +31,14 @@ def transaction(hub: Hub) -> Iterator[Transaction]:
     nothing of it when it raises. ``before_commit`` hooks see it before it commits."""
     with hub.store.unit_of_work() as unit:
         yield Transaction(hub, unit)
+
+
+def writing_transaction(context: WriteContext) -> Transaction:
+    """The unit of work a ``resource_before_write`` hook runs in, as a :class:`Transaction`:
+    reads see the unit's own writes so far, with the caller's access (a hook that checks the
+    resource being written against others: a report against its findings). Do not commit it
+    yourself: it commits (or rolls back) with the interaction that called the hook."""
+    return Transaction(context.hub, context.unit_of_work)
 
 
 @contextmanager
@@ -107,6 +117,57 @@ def matching(
                 )
             )
     return found & set(ids)
+
+
+#: A resource's index rows by table kind (``token``, ``reference``...): what the store
+#: extracts from it for the search, see :func:`index_rows`.
+IndexRows = dict[str, list[dict[str, Any]]]
+
+
+def index_rows(
+    hub: Hub, resource: dict[str, Any], params: Iterable[str] | None = None
+) -> IndexRows:
+    """The search index rows the store makes of ``resource`` (it needs ``resourceType`` and
+    ``id``), of every parameter or only of ``params`` (the union of the ``params`` of the
+    :class:`CriteriaMatcher` s to test): extract them once per version and test any number of
+    matchers against them."""
+    return hub.store.indexer.extractor.extract(resource, params)
+
+
+class CriteriaMatcher:
+    """Search criteria compiled to be tested in memory against one resource's index rows,
+    with the SQL search's semantics (see :func:`criteria_matcher`)."""
+
+    def __init__(self, resource_type: str, test: Any, params: frozenset[str]) -> None:
+        self.resource_type = resource_type
+        #: The search parameter codes whose index rows the test reads.
+        self.params = params
+        self._test = test
+
+    def matches(self, resource_id: str, rows: IndexRows) -> bool:
+        """Whether the resource with this id and these :func:`index_rows` matches. Access is
+        not checked: the caller decides who may see the resource."""
+        return bool(self._test(resource_id, rows))
+
+
+def criteria_matcher(
+    hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]]
+) -> CriteriaMatcher | None:
+    """``criteria`` compiled for in-memory tests when they are simple enough (tokens with
+    ``:not``, plain references, number and quantity comparisons, ``:missing``, ``_id``);
+    None when they need the SQL search (chains, ``_has``, strings, dates...): use
+    :func:`matching` then. Empty criteria match everything."""
+    from fhirhub.core.interactions.search import parse_query
+    from fhirhub.fhir_store.search.in_memory import compile_criteria
+
+    try:
+        params = parse_query(criteria) if isinstance(criteria, str) else list(criteria)
+    except FhirError:
+        return None
+    compiled = compile_criteria(hub.store.indexer.extractor, resource_type, params)
+    if compiled is None:
+        return None
+    return CriteriaMatcher(resource_type, compiled.test, compiled.codes)
 
 
 def create(

@@ -27,8 +27,10 @@ SHARED = REPO.parent / "shared"
 os.environ["FHIRHUB_AUTH"] = "off"
 # The master patient index links the records of one person, and the suite's fixtures repeat
 # the same invented person from test to test on purpose; the MPI's own tests (tests/plugins/mpi)
-# enable it explicitly (``plugins=""``).
-os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi")
+# enable it explicitly (``plugins=""``). The vitals plugin likewise: it scores every vital sign
+# the suite writes (extra resources other tests would count, work for every Synthea load); its
+# tests (tests/plugins/vitals) enable it with ``plugins="-mpi"``.
+os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi,-vitals")
 # Servers started by tests do not preload the terminology (R4 code systems, UCUM units: seconds
 # of CPU each); what a test uses loads on first use.
 os.environ.setdefault("FHIRHUB_TERMINOLOGY_PRELOAD", "false")

@@ -5,7 +5,8 @@ Hooks: ``startup`` starts the DICOM listener in a background thread (``FHIRHUB_D
 ``/plugins/dicom/dicomweb``, ``register_operations`` adds ``$pacs-query`` and
 ``$pacs-retrieve``, ``register_commands`` adds ``fhirhub dicom ...``, ``health_checks`` reports
 whether the listener thread is alive, ``resource_before_write`` keeps Endpoint writes to
-admins (an Endpoint names a PACS the hub will connect to: see :mod:`targets`).
+admins (an Endpoint names a PACS the hub will connect to: see :mod:`targets`),
+``dicom_archive`` gives imaging plugins the archive through the SDK (:mod:`sdk_access`).
 """
 
 from __future__ import annotations
@@ -167,6 +168,15 @@ def health_checks(hub: Hub) -> list[tuple[str, Any]] | None:
     if archive is not None:
         checks.append(("dicom-store", archive.files.check))  # S3: the bucket answers
     return checks or None
+
+
+@hookimpl
+def dicom_archive(hub: Hub) -> Any:
+    """The archive for imaging plugins (``fhirhub.sdk.dicom_instances`` and siblings), with
+    DICOMweb's visibility rules; opened on first use, so Celery workers have it too."""
+    from fhirhub.adapters.dicom.sdk_access import ArchiveAccess
+
+    return ArchiveAccess(archive_for(hub))
 
 
 @hookimpl

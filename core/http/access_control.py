@@ -6,8 +6,9 @@ the endpoint and its thread-pool work see, and streaming bodies pass through unt
 With ``FHIRHUB_AUTH=on`` (the default) a request to a protected path must be accepted by an
 ``authenticate_request`` hook, otherwise it gets 401 with ``WWW-Authenticate: Bearer``
 (RFC 6750 §3). With ``off`` every request runs as the system: for local development only, and
-``fhirhub serve`` refuses it on a non-loopback address. After the response, the
-``request_completed`` hook receives what happened, which feeds the audit trail.
+``fhirhub serve`` refuses it on a non-loopback address. Once the response status is known and
+before the response starts, the ``request_completed`` hook receives what happened, which feeds
+the audit trail: a request is not answered before its audit record is journaled.
 """
 
 from __future__ import annotations
@@ -77,28 +78,29 @@ class AccessControl:
             response = error_response(error)
             if error.status == 401:
                 response.headers["WWW-Authenticate"] = _challenge(error)
-            await response(scope, receive, send)
             self._completed(request, None, error.status, started)
+            await response(scope, receive, send)
             return
-        status = 500
-        location: str | None = None
-        audit = self.enabled
+        audit = self.enabled and not self.is_public(path)
+        reported = not audit
 
         async def send_status(message: Message) -> None:
-            nonlocal status, location
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            nonlocal reported
+            if message["type"] == "http.response.start" and not reported:
+                reported = True
+                location: str | None = None
                 for key, value in message.get("headers", ()):
                     if key.lower() == b"location":
                         location = value.decode("latin-1")
+                self._completed(request, access, int(message["status"]), started, location)
             await send(message)
 
         with acting_as(access or SYSTEM):
             try:
                 await self.app(scope, receive, send_status)
             finally:
-                if audit and not self.is_public(path):
-                    self._completed(request, access, status, started, location)
+                if not reported:  # failed before answering: the server error is recorded
+                    self._completed(request, access, 500, started)
 
     def _authenticate(self, request: Request, path: str) -> Access | None:
         if not self.enabled:

@@ -47,6 +47,12 @@ from sqlalchemy import (
 
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.errors import FhirError, Issue
+from fhirhub.fhir_store.projections import (
+    checked_columns,
+    joined_with_log,
+    refuse_row,
+    row_matches_log,
+)
 from fhirhub.fhir_store.schema import resource_current
 from fhirhub.fhir_store.search import bundle
 from fhirhub.fhir_store.search import compartment as compartments
@@ -297,14 +303,20 @@ def _fetch(
         for start in range(0, len(ids), FETCH_CHUNK):
             chunk = ids[start : start + FETCH_CHUNK]
             rows = conn.execute(
-                select(rc.c.resource_id, rc.c.content).where(
+                select(rc.c.resource_id, rc.c.content, *checked_columns())
+                .select_from(joined_with_log())
+                .where(
                     rc.c.resource_type == resource_type,
                     rc.c.resource_id.in_(chunk),
                     rc.c.deleted.is_(False),
                     *restrict(Owner(rc, resource_type), visibility),
                 )
             )
-            for resource_id, content in rows:
+            for row in rows:
+                resource_id, content = row.resource_id, row.content
+                if not row_matches_log(row, resource_type, resource_id, content):
+                    refuse_row(conn, resource_type, resource_id)
+                    continue
                 plain = opened(conn, content)
                 if plain is not None:
                     out[(resource_type, resource_id)] = plain
@@ -548,15 +560,19 @@ def search_rows(
     )
     order = _sort_keys(registry, plan.owner, plan.request.sort)
     query = (
-        select(rc.c.content)
+        select(rc.c.resource_id, rc.c.content, *checked_columns())
+        .select_from(joined_with_log())
         .where(*plan.conditions)
         .order_by(*order)
         .limit(plan.request.count)
         .offset(plan.request.offset)
     )
     out: list[bytes] = []
-    for (content,) in conn.execute(query):
-        plain = opened(conn, content)
+    for row in conn.execute(query):
+        if not row_matches_log(row, resource_type, row.resource_id, row.content):
+            refuse_row(conn, resource_type, row.resource_id)
+            continue
+        plain = opened(conn, row.content)
         if plain is not None:
             out.append(plain)
     return out
@@ -620,7 +636,8 @@ def search(
     keyset = request.sort is None and request.after is not None
     if page_size:
         query = (
-            select(rc.c.resource_type, rc.c.resource_id, rc.c.content)
+            select(rc.c.resource_type, rc.c.resource_id, rc.c.content, *checked_columns())
+            .select_from(joined_with_log())
             .where(*conditions)
             .order_by(*order)
             .limit(page_size + 1 if total is None else page_size)
@@ -650,6 +667,7 @@ def search(
     entries: list[bytes] = []
     if request.warnings:
         entries.append(bundle.outcome_entry(request.warnings))
+    rows = _served(conn, rows)
     for row in rows:
         content = subsetter.apply(row.resource_type, opened(conn, row.content) or b"{}")
         entries.append(
@@ -671,6 +689,18 @@ def search(
     )
     links = _links(path, echoed, request.count, request.offset, total, has_more, count_only, cursor)
     return bundle.searchset(total=total, links=links, entries=entries, last_updated=now_text)
+
+
+def _served(conn: Connection, rows: list[Any]) -> list[Any]:
+    """The result rows that match their log entries (fhir_store.projections): a current row
+    whose content or tenant was changed outside the hub is left out, with an alarm."""
+    out = []
+    for row in rows:
+        if row_matches_log(row, row.resource_type, row.resource_id, row.content):
+            out.append(row)
+        else:
+            refuse_row(conn, row.resource_type, row.resource_id)
+    return out
 
 
 def _served_offset(offset: int) -> int:
@@ -826,13 +856,15 @@ def everything(
         )
         rows = list(
             conn.execute(
-                select(rc.c.resource_type, rc.c.resource_id, rc.c.content)
+                select(rc.c.resource_type, rc.c.resource_id, rc.c.content, *checked_columns())
+                .select_from(joined_with_log())
                 .where(*conditions)
                 .order_by(first, rc.c.resource_type, rc.c.resource_id)
                 .limit(count)
                 .offset(_served_offset(offset))
             )
         )
+        rows = _served(conn, rows)
     entries = [
         bundle.entry(
             base_url, r.resource_type, r.resource_id, opened(conn, r.content) or b"{}", bundle.MATCH

@@ -41,7 +41,6 @@ MANIFEST = {
         "user/AllergyIntolerance.rs",
         "user/Condition.rs",
         "user/NutritionOrder.cru",
-        "user/Provenance.c",
     ],
 }
 
@@ -86,7 +85,7 @@ def register_operations(hub: Hub) -> list[Operation]:
             instance=True,
             resource_types=("Patient",),
             affects_state=True,
-            writes=("NutritionOrder", "Provenance"),
+            writes=("NutritionOrder",),
             description=description,
             parameters=OPTIMISE_PARAMETERS,
         ),

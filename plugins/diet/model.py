@@ -23,6 +23,7 @@ foods not preferred plus the deviation from each preferred amount, with the cost
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import highspy
@@ -40,9 +41,11 @@ PREFERENCE_COST_WEIGHT = 0.01
 #: or at the time limit (the plugin setting ``milp_time_limit_s``), whichever comes first; the
 #: answer reports the gap reached (``mipGap``).
 MIP_RELATIVE_GAP = 0.05
-MIP_TIME_LIMIT_S = 2.0
+MIP_TIME_LIMIT_S = 0.8
 #: Foods the first MILP stage may use: the LP's own and those its reduced costs rank next.
-MIP_CANDIDATE_FOODS = 25
+MIP_CANDIDATE_FOODS = 40
+#: The share of the time limit the first MILP stage (candidate foods only) may take.
+MIP_FIRST_STAGE_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -316,8 +319,11 @@ def to_highs(
     integer: bool | None = None,
     time_limit: float = MIP_TIME_LIMIT_S,
     gap: float = MIP_RELATIVE_GAP,
+    cpu_time: bool = False,
 ) -> highspy.Highs:
-    """A HiGHS instance holding ``model`` (quiet, deterministic)."""
+    """A HiGHS instance holding ``model`` (quiet, deterministic). ``time_limit`` is wall-clock
+    seconds, or with ``cpu_time`` seconds of this process's CPU time (enforced from HiGHS's MIP
+    interrupt callback; for measuring solution quality against CPU on a shared machine)."""
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("random_seed", 0)
@@ -345,72 +351,89 @@ def to_highs(
             for flag in model.integer
         ]
         highs.setOptionValue("mip_rel_gap", gap)
-        highs.setOptionValue("time_limit", max(time_limit, 0.01))
+        if cpu_time:
+            _cpu_limit(highs, max(time_limit, 0.01))
+        else:
+            highs.setOptionValue("time_limit", max(time_limit, 0.01))
     highs.passModel(lp)
     return highs
 
 
+def _cpu_limit(highs: highspy.Highs, seconds: float) -> None:
+    deadline = time.process_time() + seconds
+
+    def check(event: highspy.highs.HighsCallbackEvent) -> None:
+        if time.process_time() > deadline:
+            event.interrupt()
+
+    highs.cbMipInterrupt.subscribe(check)
+
+
 def run(highs: highspy.Highs) -> Solution:
     """Solve and read the outcome."""
-    import time
-
     started = time.perf_counter()
     highs.run()
     elapsed = (time.perf_counter() - started) * 1000
     status = highs.getModelStatus()
     info = highs.getInfo()
     has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    if status == highspy.HighsModelStatus.kOptimal or (
-        status == highspy.HighsModelStatus.kTimeLimit and has_point
-    ):
+    stopped = status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+    if status == highspy.HighsModelStatus.kOptimal or (stopped and has_point):
         values = np.array(highs.getSolution().col_value)
         gap = info.mip_gap if highs.getLp().integrality_ else None
         return Solution("optimal", values, float(info.objective_function_value), elapsed, gap)
-    if status == highspy.HighsModelStatus.kTimeLimit:
+    if stopped:
         return Solution("time-limit", solve_ms=elapsed)
     return Solution("infeasible", solve_ms=elapsed)
 
 
 def solve(
-    model: Model, *, time_limit: float = MIP_TIME_LIMIT_S, gap: float = MIP_RELATIVE_GAP
+    model: Model,
+    *,
+    time_limit: float = MIP_TIME_LIMIT_S,
+    gap: float = MIP_RELATIVE_GAP,
+    cpu_time: bool = False,
 ) -> Solution:
     """The LP, or for a model with integer columns the MILP in two stages (see
     :func:`solve_integer`)."""
     if not model.integer.any():
         return run(to_highs(model))
-    return solve_integer(model, time_limit, gap)
+    return solve_integer(model, time_limit, gap, cpu_time=cpu_time)
 
 
-def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP) -> Solution:
-    """Whole servings. Branch and bound on all ~800 columns rarely proves a 1% gap within a
-    second (cheap foods of near-equal value make many near-optimal plans), so: (1) solve the
-    LP relaxation, whose value bounds every plan from below; (2) solve the MILP over the foods
-    the LP uses plus those its reduced costs rank next (:data:`MIP_CANDIDATE_FOODS` in all),
-    for 40% of the time, to get a good plan quickly; (3) give that plan to HiGHS as the
-    starting incumbent of the full MILP for the remaining time. The gap reported is proven
-    against the best bound of the full MILP (never worse than the LP bound)."""
-    import time
+def solve_integer(
+    model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP, *, cpu_time: bool = False
+) -> Solution:
+    """Whole servings, in three steps:
 
-    started = time.perf_counter()
+    1. Tighten each column's upper bound from the rows that cap it (:func:`tightened`): with
+       unbounded columns branch and bound explores servings no plan can have.
+    2. Solve the LP relaxation: it tells infeasible targets apart at once, bounds every plan
+       from below, and ranks the foods (those it uses, then by reduced cost).
+    3. Solve the MILP over the :data:`MIP_CANDIDATE_FOODS` best-ranked foods for at most
+       :data:`MIP_FIRST_STAGE_SHARE` of the time: a small problem where HiGHS finds a
+       whole-serving plan quickly even for narrow windows (CKD's protein), then the full MILP
+       with that plan as its starting incumbent for the rest of the time.
+
+    The gap reported is proven against the better of the LP bound and the full MILP's dual
+    bound. ``cpu_time``: the limit counts this process's CPU seconds instead of wall clock."""
+    clock = time.process_time if cpu_time else time.perf_counter
+    started = clock()
+    model = tightened(model)
     relaxed = to_highs(model, integer=False)
     relaxed.run()
     if relaxed.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return Solution("infeasible", solve_ms=(time.perf_counter() - started) * 1000)
+        return Solution("infeasible", solve_ms=(clock() - started) * 1000)
     lower_bound = float(relaxed.getInfo().objective_function_value)
-    solution = relaxed.getSolution()
-    reduced = np.array(solution.col_dual)[: len(model.columns)]
-    values = np.array(solution.col_value)[: len(model.columns)]
-    food_of = np.array([f for f, _m in model.columns])
-    rank = np.full(len(model.foods), np.inf)
-    for column, food in enumerate(food_of):
-        score = -1.0 if values[column] > 1e-9 else reduced[column]
-        rank[food] = min(rank[food], score)
-    candidates = set(np.argsort(rank)[:MIP_CANDIDATE_FOODS].tolist())
-    keep = np.array([food in candidates for food in food_of])
-    keep = np.concatenate([keep, np.ones(model.deviation_columns, dtype=bool)])
-    first = to_highs(_restricted(model, keep), time_limit=0.4 * time_limit, gap=gap)
+    keep = _candidates(model, relaxed.getSolution(), MIP_CANDIDATE_FOODS)
+    first = to_highs(
+        _restricted(model, keep),
+        time_limit=MIP_FIRST_STAGE_SHARE * time_limit - (clock() - started),
+        gap=gap,
+        cpu_time=cpu_time,
+    )
     first_result = run(first)
-    full = to_highs(model, time_limit=time_limit - (time.perf_counter() - started), gap=gap)
+    full = to_highs(model, time_limit=time_limit - (clock() - started), gap=gap, cpu_time=cpu_time)
     if first_result.status == "optimal":
         start = np.zeros(model.matrix.shape[1])
         start[keep] = first_result.servings
@@ -419,11 +442,44 @@ def solve_integer(model: Model, time_limit: float, gap: float = MIP_RELATIVE_GAP
         incumbent.value_valid = True
         full.setSolution(incumbent)
     result = run(full)
-    result.solve_ms = (time.perf_counter() - started) * 1000
+    result.solve_ms = (clock() - started) * 1000
     if result.status == "optimal" and result.objective > 0:
         bound = max(lower_bound, float(full.getInfo().mip_dual_bound))
         result.mip_gap = max(0.0, (result.objective - bound) / result.objective)
     return result
+
+
+def tightened(model: Model) -> Model:
+    """``model`` with each integer column's upper bound cut to what its rows allow: a row with
+    no negative coefficient and an upper bound ``U`` (a nutrient ceiling, a meal's energy
+    ceiling, the servings limits per food and per group) caps a column with coefficient
+    ``a > 0`` at ``U / a``, rounded down for whole servings. Valid for every plan, since the
+    other columns of such a row can only add to it."""
+    from dataclasses import replace
+
+    matrix = model.matrix
+    capping = (matrix.min(axis=1) >= 0) & np.isfinite(model.row_upper)
+    rows = matrix[capping]
+    with np.errstate(divide="ignore"):
+        caps = np.where(rows > 0, model.row_upper[capping][:, None] / rows, INF)
+    upper = np.minimum(model.col_upper, caps.min(axis=0, initial=INF))
+    upper = np.where(model.integer, np.floor(upper + 1e-9), upper)
+    return replace(model, col_upper=upper)
+
+
+def _candidates(model: Model, relaxed: highspy.HighsSolution, count: int) -> np.ndarray:
+    """Columns of the ``count`` foods the LP ranks best: those it uses, then by reduced cost
+    (what a serving would add to the cost of the LP optimum); deviation columns always."""
+    reduced = np.array(relaxed.col_dual)[: len(model.columns)]
+    values = np.array(relaxed.col_value)[: len(model.columns)]
+    food_of = np.array([f for f, _m in model.columns])
+    rank = np.full(len(model.foods), np.inf)
+    for column, food in enumerate(food_of):
+        score = -1.0 if values[column] > 1e-9 else reduced[column]
+        rank[food] = min(rank[food], score)
+    chosen = set(np.argsort(rank, kind="stable")[:count].tolist())
+    keep = np.array([food in chosen for food in food_of])
+    return np.concatenate([keep, np.ones(model.deviation_columns, dtype=bool)])
 
 
 def _restricted(model: Model, keep: np.ndarray) -> Model:

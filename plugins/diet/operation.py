@@ -4,8 +4,10 @@ Access (docs/diet.md, "Who may do what"):
 
 * The operation runs as its caller. The patient is read through the SDK, so another tenant's
   patient, or another patient than a patient-context token's own, is 404.
-* Storing the draft needs ``c`` on NutritionOrder and Provenance (the SDK's transaction checks
-  the scopes) and is refused to patient-context callers: a NutritionOrder is an order, made
+* Storing the draft needs ``c`` on NutritionOrder (the SDK's transaction checks the scopes)
+  and is refused to patient-context callers; its Provenance is written by the hub itself (the
+  system acting for the caller's tenant: Provenance is append-only, never written with a
+  user's scopes), naming the caller as author: a NutritionOrder is an order, made
   for a patient, not by one. ``store=false`` computes the plan without writing anything, which
   any caller who may read the patient may do.
 * ``NutritionOrder/{id}/$diet-approve`` turns a draft from this plugin into an active order. It
@@ -24,14 +26,17 @@ from fhirhub.sdk import (
     FhirError,
     Hub,
     OperationCall,
+    acting_as,
     current_access,
     invalid,
     plugin_settings,
     read,
+    system_for,
     transaction,
     update,
 )
 
+from . import model as lp
 from .fhir_output import ORDER_TAG, nutrition_order, output_parameters, provenance
 from .planner import PlanError, optimise
 from .record import read_patient
@@ -74,8 +79,7 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
         )
     if request.store:
         access.require("c", "NutritionOrder")
-        access.require("c", "Provenance")
-    limit = float(settings(call.hub).get("milp_time_limit_s", 2.0))
+    limit = float(settings(call.hub).get("milp_time_limit_s", lp.MIP_TIME_LIMIT_S))
     try:
         plan = optimise(request, facts, milp_time_limit=limit)
     except PlanError as error:
@@ -90,11 +94,14 @@ def diet_optimise(call: OperationCall) -> dict[str, Any]:
 
 
 def _store(hub: Hub, plan: Any, order: dict[str, Any]) -> dict[str, Any]:
-    """The order and its Provenance in one unit of work (both or neither), as the caller."""
+    """The order (as the caller) and its Provenance (as the hub, for the caller's tenant) in
+    one unit of work: both or neither."""
+    author = _author(hub)
     with transaction(hub) as unit:
         created = unit.create(order).version
         target = f"NutritionOrder/{created.resource_id}/_history/{created.version_id}"
-        unit.create(provenance(plan, target, _author(hub)))
+        with acting_as(system_for(current_access().tenant)):
+            unit.create(provenance(plan, target, author))
     return read(hub, "NutritionOrder", created.resource_id)
 
 

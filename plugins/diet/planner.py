@@ -126,7 +126,10 @@ def candidate_foods(
 
 
 def optimise(
-    request: DietRequest, facts: PatientFacts | None, *, milp_time_limit: float = 2.0
+    request: DietRequest,
+    facts: PatientFacts | None,
+    *,
+    milp_time_limit: float = lp.MIP_TIME_LIMIT_S,
 ) -> Plan:
     spec = plan_spec()
     person = person_for(request, facts)

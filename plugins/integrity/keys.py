@@ -51,6 +51,33 @@ def sign_interval(settings: Any) -> float:
     return float(configured) if configured is not None else 60.0
 
 
+def anchor_file(settings: Any) -> Path | None:
+    """Where signed heads are anchored outside the database (None: ``off``)."""
+    configured = _setting(settings, "anchor_file")
+    if configured is not None and configured.lower() in ("off", "none", "false"):
+        return None
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path(settings.data_dir) / "chain-anchor.ndjson"
+
+
+def witness_url(settings: Any) -> str | None:
+    """An external witness that each signed head is POSTed to (None: no witness)."""
+    return _setting(settings, "witness_url")
+
+
+def max_unsigned_age(settings: Any) -> float | None:
+    """Seconds an entry may be in the log without a signed head covering it before ``verify``
+    reports it (default: twice the signing interval plus a minute; None when signing is off
+    and nothing is configured)."""
+    configured = _setting(settings, "max_unsigned_age")
+    if configured is not None:
+        value = float(configured)
+        return value if value > 0 else None
+    interval = sign_interval(settings)
+    return 2 * interval + 60 if interval > 0 else None
+
+
 def _read_key(path: Path) -> SigningKey:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:

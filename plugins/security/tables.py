@@ -158,7 +158,16 @@ def ensure_tables(engine: Engine) -> None:
         if id(engine) in _created:
             return
         try:
-            metadata.create_all(engine)
+            _create(engine)
         except DBAPIError:  # another process created them between the check and the CREATE
-            metadata.create_all(engine)
+            _create(engine)
         _created.add(id(engine))
+
+
+def _create(engine: Engine) -> None:
+    """``create_all`` in a write transaction taken up front (``BEGIN IMMEDIATE`` on SQLite):
+    a deferred one that has read the catalogue fails at once with "database is locked" when
+    it must become a writer while another connection writes (plugins starting together)."""
+    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        metadata.create_all(conn)

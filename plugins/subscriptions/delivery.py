@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import select, update
 
 from fhirhub.plugins.subscriptions import model
-from fhirhub.plugins.subscriptions.service import State, SubscriptionService
+from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
 
@@ -52,7 +52,11 @@ class Deliverer:
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
         )
-        self._client = httpx.Client(timeout=self.settings.request_timeout_s)
+        # One HTTP client per pool worker: a shared client's connection pool is one lock that
+        # the workers queue on when notifications are many and small.
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
         )
@@ -82,7 +86,10 @@ class Deliverer:
         self._flusher.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._flush()
-        self._client.close()
+        with self._clients_lock:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
 
     # -- the picking thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -150,10 +157,10 @@ class Deliverer:
             ).all()
         due = []
         for row in rows:
-            spec = orjson.loads(row.spec)
-            if spec["channel"] != "rest-hook":
+            spec = parsed_spec(row.spec)  # cached: this runs at every wake
+            if spec.channel != "rest-hook":
                 continue
-            heartbeat = spec.get("heartbeat_s") or 0
+            heartbeat = spec.heartbeat_s
             if (
                 self._delivered(row.id, row.delivered) < row.event_count
                 or row.handshake_pending
@@ -221,7 +228,9 @@ class Deliverer:
             events = self.service.events(subscription_id, since=delivered, limit=limit)
             if events:
                 bundle = self.service.bundle(state, "event-notification", events)
-                if not self._attempt(state, bundle, events[-1].number):
+                if not self._attempt(state, bundle, events[-1].number) or len(events) < limit:
+                    # Sent all there was: events queued since woke the picking thread, which
+                    # serves this subscription again once this worker is done with it.
                     return
                 continue
             heartbeat = state.spec.heartbeat_s
@@ -247,7 +256,7 @@ class Deliverer:
                 )
             self._leases[state.id] = until
         try:
-            response = self._client.post(
+            response = self._client().post(
                 spec.endpoint, content=orjson.dumps(bundle), headers=headers, timeout=timeout
             )
             ok = 200 <= response.status_code < 300
@@ -306,6 +315,14 @@ class Deliverer:
         else:
             self._schedule_wake(wait)
         return False
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(timeout=self.settings.request_timeout_s)
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def _schedule_wake(self, wait: float) -> None:
         timer = threading.Timer(wait, self.service.wake_delivery.set)

@@ -65,7 +65,9 @@ class _Binding:
         numbers: list[int] = message.get("numbers") or []
         if not numbers or numbers[-1] <= self.last:
             return []
-        if numbers[0] != self.last + 1:
+        if numbers[0] != self.last + 1 or "bundle" not in message:
+            # Numbers skipped, or a message without its Bundle (a rest-hook subscription's
+            # events are committed to its queue before they are announced): read the queue.
             return await self.catch_up(numbers[-1])
         self.last = numbers[-1]
         return [(self.last, message["bundle"])]

@@ -13,29 +13,34 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.notifications import Event, notification_bundle
 from fhirhub.plugins.subscriptions.owners import access_from_json
 from fhirhub.plugins.subscriptions.settings import SubscriptionSettings
-from fhirhub.plugins.subscriptions.spec import SubscriptionSpec, parse_subscription
+from fhirhub.plugins.subscriptions.spec import SubscriptionSpec, Trigger, parse_subscription
 from fhirhub.plugins.subscriptions.topics import known_topics
 from fhirhub.sdk import (
+    SHARED_TYPES,
     Access,
+    CriteriaMatcher,
     FhirError,
     Hub,
     HubLocal,
+    IndexRows,
     PluginDatabase,
     StoredVersion,
     acting_as,
+    criteria_matcher,
     format_instant,
+    index_rows,
     matching,
     plugin_settings,
     publish_live,
@@ -81,7 +86,7 @@ class State:
         return cls(
             id=m["id"],
             tenant=m["tenant"],
-            spec=_spec(m["spec"]),
+            spec=parsed_spec(m["spec"]),
             status=m["status"],
             created_seq=m["created_seq"],
             last_seq=m["last_seq"],
@@ -184,61 +189,84 @@ class SubscriptionService:
         position = versions[-1].seq
         produced: dict[str, list[tuple[StoredVersion, str]]] = {}
         answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]] = {}
+        memos = BatchMemo(self.hub, versions)
+        memos.prepare(t for s in states for t in s.spec.triggers)
         for state in states:
             if state.last_seq >= position:
                 continue
-            if found := self._evaluate(state, versions, answers):
+            if found := self._evaluate(state, versions, answers, memos):
                 produced[state.id] = found
         if not produced:
             return  # a batch without events writes nothing (a re-delivery finds none again)
         published: list[tuple[State, list[Event]]] = []
-        with self.db.begin() as conn:
-            for state in states:
-                if state.id not in produced:
+        rows: list[dict[str, Any]] = []
+        moved: list[dict[str, Any]] = []  # last_seq and event_count of each subscription
+        pushed: list[dict[str, Any]] = []  # the same, and delivered, for live websockets
+        for state in states:
+            if state.id not in produced:
+                continue
+            # This thread is the only writer of last_seq and event_count: the snapshot read
+            # at the start of the batch is current.
+            number = state.event_count
+            events: list[Event] = []
+            for version, interaction in produced[state.id]:
+                if version.seq <= state.last_seq:
                     continue
-                # This thread is the only writer of last_seq and event_count: the snapshot
-                # read at the start of the batch is current.
-                current = state
-                number = current.event_count
-                events: list[Event] = []
-                rows: list[dict[str, Any]] = []
-                for version, interaction in produced[state.id]:
-                    if version.seq <= current.last_seq:
-                        continue
-                    number += 1
-                    content = version.content if state.spec.payload == "full-resource" else None
-                    event = Event(
-                        number,
-                        version.resource_type,
-                        version.resource_id,
-                        str(version.version_id),
-                        interaction,
-                        format_instant(version.last_updated),
-                        content,
-                    )
-                    events.append(event)
-                    rows.append(
-                        {
-                            "subscription_id": state.id,
-                            "event_number": number,
-                            "seq": version.seq,
-                            "resource_type": event.resource_type,
-                            "resource_id": event.resource_id,
-                            "version_id": event.version_id,
-                            "interaction": interaction,
-                            "timestamp": event.timestamp,
-                            "content": content,
-                        }
-                    )
-                if rows:
-                    conn.execute(insert(model.event), rows)
-                values: dict[str, Any] = {"last_seq": position, "event_count": number}
-                if state.spec.channel == "websocket" and state.status == "active":
-                    values["delivered"] = number  # live push; $events is the durable path
-                conn.execute(update(model.state).where(model.state.c.id == state.id).values(values))
-                if events:
-                    state.event_count = number
-                    published.append((state, events))
+                number += 1
+                content = version.content if state.spec.payload == "full-resource" else None
+                event = Event(
+                    number,
+                    version.resource_type,
+                    version.resource_id,
+                    str(version.version_id),
+                    interaction,
+                    format_instant(version.last_updated),
+                    content,
+                )
+                events.append(event)
+                rows.append(
+                    {
+                        "subscription_id": state.id,
+                        "event_number": number,
+                        "seq": version.seq,
+                        "resource_type": event.resource_type,
+                        "resource_id": event.resource_id,
+                        "version_id": event.version_id,
+                        "interaction": interaction,
+                        "timestamp": event.timestamp,
+                        "content": content,
+                    }
+                )
+            values = {"sid": state.id, "last_seq": position, "event_count": number}
+            if state.spec.channel == "websocket" and state.status == "active":
+                pushed.append({**values, "delivered": number})  # $events: the durable path
+            else:
+                moved.append(values)
+            if events:
+                published.append((state, events))
+        # One transaction and three statements per batch, however many events it made.
+        with self.db.begin() as conn:
+            if rows:
+                conn.execute(insert(model.event), rows)
+            by_id = update(model.state).where(model.state.c.id == bindparam("sid"))
+            if moved:
+                conn.execute(
+                    by_id.values(
+                        last_seq=bindparam("last_seq"), event_count=bindparam("event_count")
+                    ),
+                    moved,
+                )
+            if pushed:
+                conn.execute(
+                    by_id.values(
+                        last_seq=bindparam("last_seq"),
+                        event_count=bindparam("event_count"),
+                        delivered=bindparam("delivered"),
+                    ),
+                    pushed,
+                )
+        for state, events in published:
+            state.event_count = events[-1].number
         if published:
             self._after_events(published)
 
@@ -247,23 +275,28 @@ class SubscriptionService:
         state: State,
         versions: Sequence[StoredVersion],
         answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]],
+        memos: BatchMemo,
     ) -> list[tuple[StoredVersion, str]]:
         """The versions of the batch that are events of ``state``, in log order, with their
-        interaction; criteria are run with the owner's access by the REST search code (once
-        per batch for subscriptions sharing criteria and eyes: ``answers``)."""
+        interaction. Simple criteria are tested in memory against each version's own index
+        rows (extracted once per batch: ``memos``); the others are run with the owner's access
+        by the REST search code, once per batch for subscriptions sharing criteria and eyes
+        (``answers``)."""
         after = max(state.created_seq, state.last_seq)
         hits: dict[int, str] = {}
         for trigger in state.spec.triggers:
-            candidates = [
-                v for v in versions if v.seq > after and v.resource_type == trigger.resource_type
-            ]
+            candidates = [v for v in memos.of_type(trigger.resource_type) if v.seq > after]
             if not candidates:
                 continue
             owner = self.owner(state.id, state.tenant)
             live = [
                 v for v in candidates if not v.deleted and _interaction(v) in trigger.interactions
             ]
-            if live:
+            if live and (matched := memos.matched(owner, trigger)) is not None:
+                for version in live:
+                    if version.seq in matched:
+                        hits[version.seq] = _interaction(version)
+            elif live:
                 wanted = tuple(sorted({v.resource_id for v in live}))
                 key = (owner, trigger.resource_type, trigger.criteria, wanted)
                 ids = answers.get(key)
@@ -285,8 +318,7 @@ class SubscriptionService:
                     if version.deleted and owner.owns(version.tenant, version.resource_type):
                         if owner.patient is None:
                             hits[version.seq] = "delete"
-        by_seq = {v.seq: v for v in versions}
-        return [(by_seq[seq], hits[seq]) for seq in sorted(hits)]
+        return [(memos.by_seq[seq], hits[seq]) for seq in sorted(hits)]
 
     def _apply_subscription(self, version: StoredVersion) -> None:
         """Take a Subscription version into effect at its log position."""
@@ -349,18 +381,19 @@ class SubscriptionService:
         self.wake_delivery.set()
 
     def _after_events(self, published: list[tuple[State, list[Event]]]) -> None:
+        """Tell live listeners (websocket, SSE) and the rest-hook delivery thread. Only a
+        websocket subscription's message carries the notification Bundle; for the others
+        (whose live listeners are the rare SSE clients) the numbers say what to read from the
+        durable queue, so a busy hub does not build a Bundle per event nobody awaits."""
         for state, events in published:
             if state.status == "active":
-                bundle = self.bundle(state, "event-notification", events)
-                publish_live(
-                    self.hub,
-                    live_channel(state.id),
-                    {
-                        "subscription": state.id,
-                        "numbers": [e.number for e in events],
-                        "bundle": bundle,
-                    },
-                )
+                message: dict[str, Any] = {
+                    "subscription": state.id,
+                    "numbers": [e.number for e in events],
+                }
+                if state.spec.channel == "websocket":
+                    message["bundle"] = self.bundle(state, "event-notification", events)
+                publish_live(self.hub, live_channel(state.id), message)
             if state.spec.channel == "rest-hook":
                 self.wake_delivery.set()
         for callback in self.on_events:
@@ -388,9 +421,87 @@ class SubscriptionService:
 
 
 @functools.lru_cache(maxsize=4096)
-def _spec(text: str) -> SubscriptionSpec:
+def parsed_spec(text: str) -> SubscriptionSpec:
     """Specs parsed once per distinct JSON (each batch reads every subscription's state)."""
     return SubscriptionSpec.from_json(orjson.loads(text))
+
+
+class BatchMemo:
+    """What one consumer batch computes once for all subscriptions: the versions by type,
+    each version's index rows, each distinct criteria's in-memory matcher and, per distinct
+    (criteria, owner's eyes), the versions it matches."""
+
+    def __init__(self, hub: Hub, versions: Sequence[StoredVersion]) -> None:
+        self.hub = hub
+        self.by_seq = {version.seq: version for version in versions}
+        self._by_type: dict[str, list[StoredVersion]] = {}
+        for version in versions:
+            self._by_type.setdefault(version.resource_type, []).append(version)
+        self._rows: dict[int, IndexRows] = {}
+        self._matchers: dict[tuple[str, str], CriteriaMatcher | None] = {}
+        self._matched: dict[tuple[str, str, Any], frozenset[int]] = {}
+        self._codes: dict[str, set[str]] = {}  # resource type -> parameters read in memory
+
+    def of_type(self, resource_type: str) -> list[StoredVersion]:
+        return self._by_type.get(resource_type, [])
+
+    def rows(self, version: StoredVersion) -> IndexRows:
+        rows = self._rows.get(version.seq)
+        if rows is None:
+            resource = orjson.loads(version.content or b"{}")
+            resource.setdefault("id", version.resource_id)
+            codes = self._codes.get(version.resource_type, set())
+            rows = self._rows[version.seq] = index_rows(self.hub, resource, codes)
+        return rows
+
+    def matcher(self, resource_type: str, criteria: str) -> CriteriaMatcher | None:
+        key = (resource_type, criteria)
+        if key not in self._matchers:
+            matcher = self._matchers[key] = criteria_matcher(self.hub, resource_type, criteria)
+            if matcher is not None:
+                self._codes.setdefault(resource_type, set()).update(matcher.params)
+        return self._matchers[key]
+
+    def prepare(self, triggers: Iterable[Trigger]) -> None:
+        """Compile every trigger's criteria before any rows are extracted, so that each
+        version's rows are extracted once, of the parameters some criteria read."""
+        for trigger in triggers:
+            if trigger.resource_type in self._by_type:
+                self.matcher(trigger.resource_type, trigger.criteria)
+
+    def matched(self, owner: Access, trigger: Trigger) -> frozenset[int] | None:
+        """The ``seq`` of the batch's live versions of the trigger's type that match its
+        criteria and that the owner may see, tested in memory; None when the criteria need
+        SQL or the owner has a patient context (the compartment is the store's to decide)."""
+        if owner.patient is not None:
+            return None
+        matcher = self.matcher(trigger.resource_type, trigger.criteria)
+        if matcher is None:
+            return None
+        visibility = owner.visibility("r")
+        key = (trigger.resource_type, trigger.criteria, visibility)
+        found = self._matched.get(key)
+        if found is None:
+            found = self._matched[key] = frozenset(
+                version.seq
+                for version in self.of_type(trigger.resource_type)
+                if not version.deleted
+                and _visible(visibility, version)
+                and matcher.matches(version.resource_id, self.rows(version))
+            )
+        return found
+
+
+def _visible(visibility: Any, version: StoredVersion) -> bool:
+    """Whether a caller with this ``Access.visibility`` (no patient context) may read the
+    version: its type and tenant, as the store's search decides."""
+    if not visibility.shows_type(version.resource_type):
+        return False
+    return bool(
+        visibility.tenant is None
+        or version.resource_type in SHARED_TYPES
+        or version.tenant == visibility.tenant
+    )
 
 
 def _interaction(version: StoredVersion) -> str:

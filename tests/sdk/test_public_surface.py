@@ -17,15 +17,22 @@ def test_sdk_exports_exactly_this() -> None:
         "Access",
         "ChainReport",
         "Consumer",
+        "CriteriaMatcher",
+        "DicomArchiveAccess",
+        "DicomInstanceRef",
         "FhirError",
         "Hub",
         "HubLocal",
+        "IndexRows",
+        "IntegrityAlarm",
         "Issue",
         "LiveQueue",
+        "LogTrust",
         "Operation",
         "OperationCall",
         "PluginDatabase",
         "PluginSettings",
+        "ProjectionReport",
         "RESOURCE_TYPES",
         "SHARED_TYPES",
         "SYSTEM",
@@ -47,11 +54,16 @@ def test_sdk_exports_exactly_this() -> None:
         "command_hub",
         "conflict",
         "create",
+        "criteria_matcher",
         "current_access",
         "delete",
+        "dicom_archive",
+        "dicom_instances",
         "forbidden",
         "format_instant",
         "hookimpl",
+        "index_rows",
+        "integrity_alarms",
         "invalid",
         "live_queue",
         "match",
@@ -65,16 +77,20 @@ def test_sdk_exports_exactly_this() -> None:
         "process_bundle",
         "publish_live",
         "read",
+        "read_dicom_instance",
         "search",
         "sign_log_head",
         "snapshot",
+        "store_dicom_instance",
         "system_for",
         "tenant_of",
         "transaction",
         "update",
         "validation_issues",
         "verify_log",
+        "verify_projections",
         "with_tenant",
+        "writing_transaction",
     ]
     assert (Path(fhirhub.sdk.__file__).parent / "py.typed").exists()
 
@@ -90,7 +106,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 24
+    assert len(specs) == 26
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]

@@ -25,8 +25,9 @@ import orjson
 import pytest
 from sqlalchemy import Connection, Engine, bindparam, create_engine, text
 
+from fhirhub.fhir_store.chain import GENESIS, chain_link, entry_digest
 from fhirhub.fhir_store.database import make_engine
-from fhirhub.fhir_store.schema import metadata, resource_current
+from fhirhub.fhir_store.schema import metadata, resource_current, resource_version
 from fhirhub.fhir_store.search.index import Indexer
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.search.query import everything, search
@@ -142,7 +143,46 @@ def put_many(
         [{"k_type": r["resource_type"], "k_id": r["resource_id"]} for r in rows],
     )
     conn.execute(resource_current.insert(), rows)
+    _log(conn, rows)
     indexer.replace_many(conn, items)
+
+
+def _log(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """The log rows the current rows name, with the digests reads check them against
+    (``fhir_store.projections``); a resource put again replaces its earlier log rows."""
+    conn.execute(
+        resource_version.delete().where(
+            resource_version.c.resource_type == bindparam("k_type"),
+            resource_version.c.resource_id == bindparam("k_id"),
+        ),
+        [{"k_type": r["resource_type"], "k_id": r["resource_id"]} for r in rows],
+    )
+    log_rows = []
+    for row in rows:
+        digest = entry_digest(
+            row["resource_type"],
+            row["resource_id"],
+            row["version_id"],
+            row["last_updated"],
+            "PUT",
+            row["deleted"],
+            None,
+            row["content"],
+        )
+        log_rows.append(
+            {
+                key: row[key]
+                for key in ("resource_type", "resource_id", "version_id", "last_updated", "seq")
+            }
+            | {
+                "deleted": row["deleted"],
+                "content": row["content"],
+                "method": "PUT",
+                "tenant": None,
+                "hash": digest + chain_link(GENESIS, digest),
+            }
+        )
+    conn.execute(resource_version.insert(), log_rows)
 
 
 def delete(conn: Connection, resource_type: str, resource_id: str, indexer: Indexer) -> None:

@@ -15,6 +15,7 @@ from fhirhub.core.hub import Hub
 from fhirhub.fhir_store.tenancy import TENANT_SYSTEM, tenant_of
 from fhirhub.fhir_store.validation import validate_resource
 from fhirhub.plugins.audit import audit_writer
+from fhirhub.plugins.audit.events import audit_event
 from fhirhub.plugins.audit.writer import AuditWriter
 from fhirhub.sdk import search
 from tests.core.fhir_samples import patient
@@ -199,7 +200,7 @@ def test_a_failing_store_delays_events_but_loses_none(
     assert len(audit_events(audited_hub)) == 3
 
 
-def test_events_the_store_refused_at_shutdown_are_spooled_and_stored_at_the_next_start(
+def test_events_the_store_refused_at_shutdown_stay_journaled_and_are_stored_at_the_next_start(
     audited_hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def down(self: AuditWriter, events: list[dict[str, Any]]) -> None:
@@ -214,14 +215,26 @@ def test_events_the_store_refused_at_shutdown_are_spooled_and_stored_at_the_next
     writer.submit(record)
     writer.submit(dict(record, status=200))
     writer.stop(timeout=2)
-    spool = tmp_path / "audit-spool.ndjson"
-    assert len(spool.read_bytes().splitlines()) == 2
+    journal = tmp_path / "audit-journal"
+    assert sum(len(p.read_bytes().splitlines()) for p in journal.glob("*.ndjson")) == 2
 
     monkeypatch.setattr(AuditWriter, "_store", real_store)
     again = AuditWriter(audited_hub)
     assert again.wait_idle()
     again.stop()
+    assert list(journal.glob("*.ndjson")) == []
+    outcomes = sorted(e["outcome"] for e in search(audited_hub, "AuditEvent"))
+    assert outcomes == ["0", "4"]
+
+
+def test_a_spool_of_an_earlier_version_is_stored_at_start(audited_hub: Hub, tmp_path: Path) -> None:
+    record = {"access": None, "method": "GET", "path": "/fhir/Patient", "query": "", "status": 401}
+    record |= {"remote": "1.2.3.4", "interaction": "search-type", "resource_type": "Patient"}
+    record |= {"resource_id": None, "started": 1_700_000_000_000_000, "duration_ms": 1.0}
+    spool = tmp_path / "audit-spool.ndjson"
+    spool.write_bytes(orjson.dumps(audit_event(record, site="test")) + b"\n")
+    writer = AuditWriter(audited_hub)
+    assert writer.wait_idle()
+    writer.stop()
     assert not spool.exists() and not spool.with_suffix(".loading").exists()
-    assert [e["outcome"] for e in search(audited_hub, "AuditEvent")] == ["4", "0"] or [
-        e["outcome"] for e in search(audited_hub, "AuditEvent")
-    ] == ["0", "4"]
+    assert [e["outcome"] for e in search(audited_hub, "AuditEvent")] == ["4"]

@@ -5,6 +5,7 @@ over every combination of whole servings."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import highspy
 import numpy as np
@@ -124,3 +125,42 @@ def test_small_milp_matches_brute_force() -> None:
     assert best is not None
     assert solution.objective == pytest.approx(best, rel=1e-9, abs=1e-9)
     assert np.allclose(solution.servings, np.round(solution.servings), atol=1e-6)
+
+
+def whole_serving_model(profiles: list[str]) -> lp.Model:
+    model = full_model(profiles)
+    return replace(model, integer=np.ones(model.matrix.shape[1], dtype=bool))
+
+
+def test_tightened_bounds_keep_every_plan_and_cut_the_rest() -> None:
+    """The caps come from rows that can only add up: the LP optimum fits under the continuous
+    caps, a whole-serving plan under the rounded ones, and no cap exceeds the servings limit
+    per food."""
+    model = whole_serving_model(["dash"])
+    tight = lp.tightened(model)
+    assert np.all(np.isinf(model.col_upper))
+    assert np.all(tight.col_upper <= 3)  # maxServingsPerFood
+    assert np.all(tight.col_upper == np.floor(tight.col_upper))
+    continuous = full_model(["dash"])
+    relaxed = lp.run(lp.to_highs(continuous, integer=False))
+    assert np.all(relaxed.servings <= lp.tightened(continuous).col_upper * (1 + 1e-7))
+    plan = lp.solve(model, time_limit=5, cpu_time=True)
+    assert plan.status == "optimal"
+    assert np.all(np.round(plan.servings) <= tight.col_upper)
+
+
+@pytest.mark.parametrize("profiles", [["ckd"], ["diabetes", "dash"]])
+def test_whole_serving_plan_meets_every_bound(profiles: list[str]) -> None:
+    """CKD's narrow protein window once left the MILP without any plan; now a plan of whole
+    servings is found within a few CPU seconds and every row, recomputed here, holds."""
+    model = whole_serving_model(profiles)
+    plan = lp.solve(model, time_limit=3, cpu_time=True)
+    assert plan.status == "optimal"
+    servings = np.round(plan.servings)
+    assert np.allclose(plan.servings, servings, atol=1e-6)
+    activity = model.matrix @ servings
+    assert np.all(activity >= model.row_lower - 1e-6 * np.maximum(1, np.abs(model.row_lower)))
+    assert np.all(activity <= model.row_upper + 1e-6 * np.maximum(1, np.abs(model.row_upper)))
+    assert plan.mip_gap is not None and 0 <= plan.mip_gap < 1
+    relaxed = lp.run(lp.to_highs(model, integer=False))
+    assert plan.objective >= relaxed.objective - 1e-9

@@ -83,7 +83,7 @@ def test_verify_chain_operation_names_altered_deleted_and_forged(
 
     with hub.store.engine.begin() as conn:  # now also delete the row after it
         conn.execute(delete(resource_version).where(resource_version.c.seq == seqs[2]))
-    problems = verify_op(client)["problems"]
+    problems = [p for p in verify_op(client)["problems"] if "seq" in p]  # the chain's
     assert [(p["kind"], p["seq"]) for p in problems] == [
         ("altered", seqs[1]),
         ("deleted", seqs[3]),
@@ -91,7 +91,7 @@ def test_verify_chain_operation_names_altered_deleted_and_forged(
 
     with hub.store.engine.begin() as conn:  # and forge the signature
         conn.execute(update(chain_signature).values(signature=bytes(64)))
-    problems = verify_op(client)["problems"]
+    problems = [p for p in verify_op(client)["problems"] if "seq" in p]
     assert problems[-1]["kind"] == "signature-invalid" and problems[-1]["seq"] == seqs[-1]
 
 

@@ -1,0 +1,50 @@
+"""``[plugin.imaging_ai]`` settings (environment ``FHIRHUB_IMAGING_AI_...``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fhirhub.sdk import PluginSettings
+
+PLUGIN_NAME = "imaging_ai"
+
+
+class Route(BaseModel):
+    """Which model runs on which studies. Empty lists match anything. ``model = "*"`` runs
+    every model whose card fits the series (modality, body part); a route naming one model
+    runs it on every series the filters select, and a series the card does not fit then makes
+    a failed run that says why."""
+
+    model: str = "*"
+    modalities: list[str] = Field(default_factory=list)
+    body_parts: list[str] = Field(default_factory=list)
+    aets: list[str] = Field(default_factory=list)  # Source AE Title (0002,0016) in the file
+    tenants: list[str] = Field(default_factory=list)
+
+
+class ImagingAiSettings(PluginSettings):
+    #: Paths of further model cards (``card.json`` beside its ``.onnx``); the shipped
+    #: ``synthetic-opacity`` demonstration model is always registered.
+    models: list[str] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=lambda: [Route()])
+    #: A study is analysed once no new instance arrived for this many seconds.
+    quiet_seconds: float = 10.0
+    #: How often studies are checked for quiet (seconds).
+    poll_seconds: float = 1.0
+    #: Findings below this probability are recorded in the run, not offered in the report.
+    offer_threshold: float = 0.1
+    #: Store each image's regions back in the archive as a DICOM Segmentation (highdicom).
+    overlays: bool = True
+    #: ``false``: nothing is analysed automatically (the models are still listed).
+    analyse: bool = True
+    #: Seed the demo study (synthetic chest phantom) when the store holds the demo patients.
+    demo: bool = True
+
+    def route_models(self) -> list[Route]:
+        return list(self.routes)
+
+
+def as_dict(settings: ImagingAiSettings) -> dict[str, Any]:
+    return settings.model_dump()
