@@ -88,9 +88,11 @@ class Transaction:
         return match_ids(self.hub, self._unit, resource_type, criteria)
 
     def search(
-        self, resource_type: str, params: Mapping[str, str] | Sequence[tuple[str, str]]
+        self, resource_type: str | None, params: Mapping[str, str] | Sequence[tuple[str, str]]
     ) -> list[dict[str, Any]]:
-        """The first page of matches (``_count`` applies) as dicts."""
+        """The first page of matches (``_count`` applies) as dicts. ``resource_type`` None is
+        a system-level search, restricted by ``_type`` when given: one query for several types
+        (``_type=Condition,AllergyIntolerance&patient=...``)."""
         from fhirhub.core.interactions.search import search_resources
 
         self._unit.flush()

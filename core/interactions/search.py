@@ -80,11 +80,13 @@ def match_ids(
 
 
 def search_resources(
-    hub: Hub, conn: Connection, resource_type: str, params: Sequence[tuple[str, str]]
+    hub: Hub, conn: Connection, resource_type: str | None, params: Sequence[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     """The first page of matches as dicts, with the caller's access: the in-process search
-    of plugins (no searchset Bundle is built and parsed back)."""
-    require_type(resource_type)
+    of plugins (no searchset Bundle is built and parsed back). ``resource_type`` None: a
+    system-level search (``_type`` restricts it)."""
+    if resource_type is not None:
+        require_type(resource_type)
     access = current_access()
     access.require("s", resource_type)
     rows = search_rows(

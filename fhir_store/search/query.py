@@ -503,7 +503,7 @@ def _plan(
 def _plan_in_process(
     conn: Connection,
     registry: SearchParameterRegistry,
-    resource_type: str,
+    resource_type: str | None,
     params: Sequence[tuple[str, str]],
     strict: bool,
     default_count: int,
@@ -545,7 +545,7 @@ def matching_ids(
 def search_rows(
     conn: Connection,
     registry: SearchParameterRegistry,
-    resource_type: str,
+    resource_type: str | None,
     params: Sequence[tuple[str, str]],
     *,
     default_count: int = 20,
@@ -560,7 +560,7 @@ def search_rows(
     )
     order = _sort_keys(registry, plan.owner, plan.request.sort)
     query = (
-        select(rc.c.resource_id, rc.c.content, *checked_columns())
+        select(rc.c.resource_type, rc.c.resource_id, rc.c.content, *checked_columns())
         .select_from(joined_with_log())
         .where(*plan.conditions)
         .order_by(*order)
@@ -568,9 +568,9 @@ def search_rows(
         .offset(plan.request.offset)
     )
     out: list[bytes] = []
-    for row in conn.execute(query):
-        if not row_matches_log(row, resource_type, row.resource_id, row.content):
-            refuse_row(conn, resource_type, row.resource_id)
+    for row in conn.execute(query):  # each row's own type: a system-level search mixes them
+        if not row_matches_log(row, row.resource_type, row.resource_id, row.content):
+            refuse_row(conn, row.resource_type, row.resource_id)
             continue
         plain = opened(conn, row.content)
         if plain is not None:

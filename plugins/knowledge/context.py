@@ -6,6 +6,7 @@ unit's own writes), a snapshot (``$knowledge``), or a CDS Hooks request's prefet
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +20,8 @@ from fhirhub.plugins.knowledge.graph import Graph
 from fhirhub.sdk import FhirError
 
 Search = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+#: A search that also takes ``None``: system-level, several types at once (``_type``).
+AnySearch = Callable[[str | None, dict[str, Any]], list[dict[str, Any]]]
 Read = Callable[[str, str], dict[str, Any]]
 
 ACTIVE_ORDER = frozenset({"active", "on-hold", "draft"})
@@ -130,5 +133,50 @@ def read_context(
         else none,
         search("Condition", params) if conditions else none,
         search("AllergyIntolerance", params) if conditions else none,
+        read,
+    )
+
+
+def read_context_at_once(
+    graph: Graph,
+    patient: str,
+    search: AnySearch,
+    read: Read | None,
+    *,
+    medications: bool = True,
+    conditions: bool = True,
+    page: int = 1000,
+) -> PatientContext:
+    """The same context as :func:`read_context`, in one system-level query for every type
+    the check needs (a query's fixed cost is most of an order check's cost): the patient's
+    resources of those types unfiltered, their status checked here. A patient with ``page``
+    or more of them (a full page: some may be missing) is read type by type, by status.
+
+    For callers that may search every type (the order check acts as the system): a
+    system-level search leaves out, rather than refuses, the types a caller may not search.
+    """
+    types = (["MedicationRequest", "MedicationStatement"] if medications else []) + (
+        ["Condition", "AllergyIntolerance"] if conditions else []
+    )
+    if not types:
+        return PatientContext(patient)
+    found = search(
+        None,
+        {"_type": ",".join(types), "patient": patient, "_count": str(page), "_total": "none"},
+    )
+    if len(found) >= page:
+        return read_context(
+            graph, patient, search, read, medications=medications, conditions=conditions
+        )
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in found:
+        by_type[str(resource.get("resourceType"))].append(resource)
+    return context_from(
+        graph,
+        patient,
+        by_type["MedicationRequest"],
+        by_type["MedicationStatement"],
+        by_type["Condition"],
+        by_type["AllergyIntolerance"],
         read,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from fhirhub.plugins.knowledge.checks import Finding, at_least, check_order, order_edges
-from fhirhub.plugins.knowledge.context import ACTIVE_ORDER, order_item, read_context
+from fhirhub.plugins.knowledge.context import ACTIVE_ORDER, order_item, read_context_at_once
 from fhirhub.plugins.knowledge.graph import scope_for
 from fhirhub.plugins.knowledge.service import KnowledgeService
 from fhirhub.plugins.knowledge.vocabulary import (
@@ -35,6 +35,8 @@ CHECK_DISPLAY = {
     "drug-condition": "Drug contraindicated by a condition",
     "drug-allergy": "Drug contraindicated by an allergy",
 }
+#: Resources of the patient's record read in one query before falling back to one per type.
+CONTEXT_PAGE = 1000
 #: HL7 v3 ActCode for the drug-drug kind, which DetectedIssue's example binding offers.
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
@@ -60,6 +62,8 @@ def check_written_orders(service: KnowledgeService, tx: Transaction) -> None:
     graph = service.index.graph()
     if not len(graph):
         return
+    # The whole record in one page, or (a full page) the type-by-type reads.
+    page = min(CONTEXT_PAGE, service.hub.settings.max_page_size)
     for version in orders:
         resource = orjson.loads(version.content)  # type: ignore[arg-type]
         patient = str((resource.get("subject") or {}).get("reference", ""))
@@ -71,13 +75,14 @@ def check_written_orders(service: KnowledgeService, tx: Transaction) -> None:
             edges = order_edges(graph, scope, order)
             if not edges:  # an unknown drug, or one with nothing to check: no reads at all
                 continue
-            context = read_context(
+            context = read_context_at_once(
                 graph,
                 patient,
                 tx.search,
                 tx.read,
                 medications=bool(edges.interacting),
                 conditions=bool(edges.contraindicating),
+                page=page,
             )
             findings = check_order(graph, scope, order, context, edges)
             if not findings:
