@@ -36,6 +36,35 @@ os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi,-vitals")
 os.environ.setdefault("FHIRHUB_TERMINOLOGY_PRELOAD", "false")
 
 
+@pytest.fixture(autouse=True)
+def _release_pooled_connections() -> Iterator[None]:
+    """After each test, close the idle pooled connections of every PostgreSQL engine the test
+    created.
+
+    Hubs built by tests are not always disposed, and each PostgreSQL engine keeps up to ten
+    idle connections: over a suite of this size the two workers would exhaust the server's
+    ``max_connections``. ``Engine.dispose`` closes only the connections in the pool (a hub kept
+    by a wider-scoped fixture simply opens new ones), so this never breaks a running hub."""
+    from fhirhub.fhir_store import database
+
+    created: list[object] = []
+    original = database.create_engine
+
+    def tracking(*args: object, **kwargs: object) -> object:
+        engine = original(*args, **kwargs)  # type: ignore[arg-type]
+        created.append(engine)
+        return engine
+
+    database.create_engine = tracking  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        database.create_engine = original
+        for engine in created:
+            if engine.dialect.name != "sqlite":  # type: ignore[attr-defined]
+                engine.dispose()  # type: ignore[attr-defined]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)

@@ -118,12 +118,13 @@ class SenderDirectory:
 
 
 def may_feed(caller: Access) -> bool:
-    """The system, a hub or organization admin, or a backend client whose system-level scopes
-    create and update every resource type; never a patient-facing app."""
-    if caller.is_system:
-        return True
+    """The system (also acting for one tenant), a hub or organization admin, or a backend
+    client whose system-level scopes create and update every resource type; never a
+    patient-facing app."""
     if caller.patient is not None:
         return False
+    if caller.is_system or (caller.subject == "system" and caller.scopes is None):
+        return True  # the system, also acting for one tenant (an interface engine's feed)
     if caller.roles & FEED_ROLES:
         return True
     return any(
