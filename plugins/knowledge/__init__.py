@@ -100,9 +100,11 @@ def register_routes(hub: Hub) -> APIRouter:
 
     @router.get("/graph/{name}")
     def graph_asset(name: str) -> FileResponse:
-        if name not in ("graph.js", "cytoscape.min.js"):
+        media = {"graph.js": "text/javascript", "cytoscape.min.js": "text/javascript"}
+        media["graph.css"] = "text/css"
+        if name not in media:
             raise not_found(name)
-        return FileResponse(STATIC / name, media_type="text/javascript")
+        return FileResponse(STATIC / name, media_type=media[name])
 
     router.include_router(cds_hooks.router(hub))
     return router
