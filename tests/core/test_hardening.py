@@ -261,7 +261,10 @@ def test_plain_words_are_not_mistaken_for_credentials() -> None:
 
 def test_log_records_are_redacted_whatever_the_logger(caplog: pytest.LogCaptureFixture) -> None:
     install_log_redaction()
+    # The logger's own level too: a server started by an earlier test may have set
+    # uvicorn.access (its parent) to WARNING.
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="uvicorn.access.test")
     logger = logging.getLogger("uvicorn.access.test")
     logger.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET", "/fhir?access_token=zzz9", "1.1", 200)
     logger.warning("headers: %r", {"authorization": "Bearer abcdef.123456"})

@@ -35,6 +35,7 @@ from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.settings import Settings
 from fhirhub.plugins.security.tenants import create_tenant
+from fhirhub.sdk import FhirError
 from tests.adapters.dicom.conftest import TEST_FILES, dcmtk_env, free_port, need_dcmtk
 
 NODE_AET = "FHIRHUB"
@@ -141,7 +142,11 @@ def served_hub(db: str, data_dir: Path, **dicom: Any) -> Iterator[ServedHub]:
     try:
         assert dicom_node(hub) is not None, "the DICOM listener did not start"
         for tenant in ("org-a", "org-b"):
-            create_tenant(hub, tenant, f"Hospital {tenant[-1].upper()}")
+            try:
+                create_tenant(hub, tenant, f"Hospital {tenant[-1].upper()}")
+            except FhirError as error:  # a second hub on the same database: it exists (409)
+                if error.status != 409:
+                    raise
         yield ServedHub(hub, f"http://127.0.0.1:{http_port}", dicom_port, callers)
     finally:
         server.should_exit = True
