@@ -75,7 +75,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     site = data_dir / "site"
     install_entry_point_plugin(site)
     pythonpath = os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")])
-    live = LiveServer(url, data_dir, env={"PYTHONPATH": pythonpath}).start()
+    # The imaging AI's demo study would add its findings to the demo's Observations counted
+    # below.
+    env = {"PYTHONPATH": pythonpath, "FHIRHUB_IMAGING_AI_DEMO": "false"}
+    live = LiveServer(url, data_dir, env=env).start()
     yield live
     live.stop()
 
