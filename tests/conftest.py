@@ -45,10 +45,19 @@ def _release_pooled_connections() -> Iterator[None]:
     idle connections: over a suite of this size the two workers would exhaust the server's
     ``max_connections``. ``Engine.dispose`` closes only the connections in the pool (a hub kept
     by a wider-scoped fixture simply opens new ones), so this never breaks a running hub."""
+    from fhirhub.core import dispatcher
     from fhirhub.fhir_store import database
 
     created: list[object] = []
     original = database.create_engine
+    locks: list[dispatcher._Locks] = []
+    original_locks_init = dispatcher._Locks.__init__
+
+    def tracking_locks(self: dispatcher._Locks, hub: Hub) -> None:
+        original_locks_init(self, hub)
+        locks.append(self)
+
+    dispatcher._Locks.__init__ = tracking_locks  # type: ignore[method-assign]
 
     def tracking(*args: object, **kwargs: object) -> object:
         engine = original(*args, **kwargs)  # type: ignore[arg-type]
@@ -60,6 +69,9 @@ def _release_pooled_connections() -> Iterator[None]:
         yield
     finally:
         database.create_engine = original
+        dispatcher._Locks.__init__ = original_locks_init  # type: ignore[method-assign]
+        for held in locks:  # each hub's advisory-lock connection (reopened if still needed)
+            held.close()
         for engine in created:
             if engine.dialect.name != "sqlite":  # type: ignore[attr-defined]
                 engine.dispose()  # type: ignore[attr-defined]
