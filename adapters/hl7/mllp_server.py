@@ -36,7 +36,6 @@ from fhirhub.adapters.hl7.group_commit import GroupCommitter
 from fhirhub.adapters.hl7.parsing import split_messages
 from fhirhub.adapters.hl7.processing import MAX_GROUP
 from fhirhub.adapters.hl7.senders import Refusal, Source, sender_directory, sender_of
-from fhirhub.sdk import acting_as
 
 if TYPE_CHECKING:
     from fhirhub.sdk import Hub
@@ -142,29 +141,18 @@ class MllpServer:
 
     def _dead_letter_in_store(self, raw: bytes, reason: str, peer: str | None = None) -> None:
         """Keep a transport failure's bytes for a sender the hub accepts, within its quota."""
-        from fhirhub.adapters.hl7.dead_letters import store_dead_letter
+        from fhirhub.adapters.hl7.processing import DeadLetter
 
         if self.hub is None:
             raise RuntimeError("an MllpServer without a hub needs a dead_letter callback")
         header = Header.salvage(raw)
-        directory = sender_directory(self.hub)
         sender = sender_of(header.sending_app, header.sending_facility)
-        feed = directory.resolve(sender, Source(peer=peer))
+        feed = sender_directory(self.hub).resolve(sender, Source(peer=peer))
         if isinstance(feed, Refusal):
             log.warning("MLLP %s: %s not kept: %s", peer, reason, feed.text)
             return
-        if not directory.quota.take(feed.tenant or f"@{feed.sender}"):
-            log.warning("MLLP %s: dead-letter quota spent; %s not kept", peer, reason)
-            return
-        with acting_as(feed.access):
-            store_dead_letter(
-                self.hub,
-                raw,
-                reason=reason,
-                ack_code="AR",
-                description="MLLP transport error",
-                tenant=feed.tenant,
-            )
+        # The same record as a processing failure's: the feed's quota, written for its tenant.
+        DeadLetter(raw, reason, "AR", "MLLP transport error", feed).store(self.hub)
 
     # -- lifecycle ------------------------------------------------------------------------
 

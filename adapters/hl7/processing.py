@@ -175,7 +175,7 @@ def already_processed(hub: Hub, message: Message, tenant: str | None = None) -> 
 
 
 @dataclass
-class _DeadLetter:
+class DeadLetter:
     """What a failed message leaves behind (stored with the group, or on its own)."""
 
     raw: bytes
@@ -234,7 +234,7 @@ def _failure(
     message: Message | None,
     description: str,
     feed: Feed,
-) -> tuple[Outcome, _DeadLetter]:
+) -> tuple[Outcome, DeadLetter]:
     reason = f"{location.segment}-{location.field or ''}: {location.text}".replace("-:", ":")
     log.warning("HL7 %s %s: %s", code, description, reason)
     outcome = Outcome(
@@ -244,7 +244,7 @@ def _failure(
         location.text,
         dead_letter=dead_letter_id(raw, feed.tenant),
     )
-    return outcome, _DeadLetter(raw, reason, code, description, feed)
+    return outcome, DeadLetter(raw, reason, code, description, feed)
 
 
 def _process(
@@ -254,7 +254,7 @@ def _process(
     check_duplicates: bool,
     prepared: Prepared | None = None,
     source: Source = OPERATOR,
-) -> tuple[Outcome, _DeadLetter | None]:
+) -> tuple[Outcome, DeadLetter | None]:
     """Parse, admit, convert and write one message in ``tx``; a failure is returned, not
     raised. ``prepared``: a worker's conversion of ``raw`` for its default key
     (:mod:`fhirhub.adapters.hl7.convert_pool`), used when finished and that is the key."""
@@ -294,7 +294,7 @@ def _process_admitted(
     feed: Feed,
     check_duplicates: bool,
     prepared: Prepared | None,
-) -> tuple[Outcome, _DeadLetter | None]:
+) -> tuple[Outcome, DeadLetter | None]:
     """The rest of :func:`_process`, as the system acting for the feed's tenant."""
     label = f"{message.message_type} {message.control_id} from {message.sender}"
     key, duplicate = resolve_key(hub, message, tx, feed.tenant)
@@ -356,7 +356,7 @@ def _in_savepoint(batch: Transaction, work: Callable[[Transaction], _T]) -> _T:
 
 def _commit_failure(
     hub: Hub, raw: bytes, message: Message | None, error: Exception, source: Source
-) -> tuple[Outcome, _DeadLetter | None]:
+) -> tuple[Outcome, DeadLetter | None]:
     """AE for a message whose writes could not be committed (driver, flush, lock)."""
     header = Header.of(message) if message is not None else Header.salvage(raw)
     feed = (
@@ -377,10 +377,10 @@ def _handle_in(
     check_duplicates: bool,
     prepared: Prepared | None,
     source: Source,
-) -> tuple[Outcome, _DeadLetter | None]:
+) -> tuple[Outcome, DeadLetter | None]:
     """One message of a group: its writes, or its dead letter, each in a savepoint."""
 
-    def attempt(tx: Transaction) -> tuple[Outcome, _DeadLetter | None]:
+    def attempt(tx: Transaction) -> tuple[Outcome, DeadLetter | None]:
         result = _process(hub, tx, raw, check_duplicates, prepared, source)
         if result[1] is not None:
             raise _Rejected(result)
@@ -423,7 +423,7 @@ def _handle_in(
 class _Rejected(Exception):
     """Carries a failed message's outcome out of its savepoint (which rolls back)."""
 
-    def __init__(self, result: tuple[Outcome, _DeadLetter | None]) -> None:
+    def __init__(self, result: tuple[Outcome, DeadLetter | None]) -> None:
         super().__init__("message rejected")
         self.result = result
 
@@ -444,7 +444,7 @@ def handle_many(
         return []
     ahead: list[Prepared | None] = list(prepared) if prepared is not None else [None] * len(raws)
     origins: list[Source] = list(sources) if sources is not None else [OPERATOR] * len(raws)
-    results: list[tuple[Outcome, _DeadLetter | None]] = []
+    results: list[tuple[Outcome, DeadLetter | None]] = []
     try:
         with transaction(hub) as batch:
             for raw, bundle, source in zip(raws, ahead, origins, strict=True):
