@@ -174,6 +174,15 @@ def content_cipher(settings: Settings, engine: Any) -> Any:
     return ContentCipher(engine, load_master_key(path))
 
 
+def _pool_arguments(settings: Settings) -> dict[str, int]:
+    """The connection pool's bounds: PostgreSQL's ``max_connections`` is shared by every API
+    process and worker of a deployment, so each process's share is a setting (SQLite has no
+    server-side limit and keeps its own pooling)."""
+    if settings.database_url.startswith("sqlite"):
+        return {}
+    return {"pool_size": settings.db_pool_size, "max_overflow": 20}
+
+
 def build_hub(
     settings: Settings,
     *,
@@ -188,7 +197,7 @@ def build_hub(
     from fhirhub.core.dispatcher import Dispatcher
     from fhirhub.core.plugins import activate_plugins, make_plugin_manager
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **_pool_arguments(settings))
     store = FhirStore(engine, cipher=content_cipher(settings, engine))
     store.create_schema()
     pm = plugin_manager or make_plugin_manager(settings, extra_plugins=extra_plugins)

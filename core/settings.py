@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIRHUB_", extra="forbid")
 
     db: str = Field(default="", description="Database URL; default: SQLite under data_dir")
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="PostgreSQL connections each process keeps open while idle (busy peaks "
+        "open up to 20 more, closed when returned)",
+    )
     data_dir: Path = Field(default_factory=default_data_dir)
     base_url: str = Field(default="", description="Public base URL of /fhir (for links)")
     host: str = "127.0.0.1"

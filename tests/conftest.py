@@ -34,6 +34,9 @@ os.environ.setdefault("FHIRHUB_PLUGINS", "-mpi,-vitals")
 # Servers started by tests do not preload the terminology (R4 code systems, UCUM units: seconds
 # of CPU each); what a test uses loads on first use.
 os.environ.setdefault("FHIRHUB_TERMINOLOGY_PRELOAD", "false")
+# Two workers, their hubs and the servers they start share one PostgreSQL server's
+# max_connections (100): each process keeps two idle connections, not ten.
+os.environ.setdefault("FHIRHUB_DB_POOL_SIZE", "2")
 
 
 @pytest.fixture(autouse=True)

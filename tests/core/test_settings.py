@@ -78,3 +78,17 @@ def test_a_bad_value_is_refused_with_its_name(config: Path) -> None:
     config.write_text("[plugin.wards]\nrefresh_s = 'often'\n")
     with pytest.raises(ValueError, match="refresh_s"):
         plugin_settings(load_settings(config), "wards", WardSettings)
+
+
+def test_each_process_keeps_db_pool_size_idle_postgresql_connections(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Every API process and worker shares the server's ``max_connections``; the pool keeps
+    only ``db_pool_size`` of them open while idle."""
+    from fhirhub.core.hub import build_hub
+
+    hub = build_hub(Settings(db=postgres_url, data_dir=tmp_path, listeners=False, db_pool_size=3))
+    try:
+        assert hub.store.engine.pool.size() == 3  # type: ignore[attr-defined]
+    finally:
+        hub.store.engine.dispose()
