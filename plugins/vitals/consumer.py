@@ -316,7 +316,7 @@ def _score_all(
         for patient_id, at, trigger in wanted:
             readings = [
                 r
-                for seq, r in stored[patient_id]
+                for seq, r in sorted(stored[patient_id], key=lambda pair: pair[0])
                 if seq <= trigger.seq and at - window <= r.time <= at
             ]
             if not readings:

@@ -219,8 +219,10 @@ def qsofa(latest: Mapping[str, Reading]) -> Score:
 
 
 def latest_readings(readings: list[Reading]) -> dict[str, Reading]:
-    """The most recent reading of each parameter (ties: the later source, for determinism)."""
+    """The most recent reading of each parameter; ``readings`` come in the order they were
+    recorded, and of two taken at the same time the later recorded wins (a set re-entered
+    within the same second, charting precision being a second or a minute)."""
     latest: dict[str, Reading] = {}
-    for reading in sorted(readings, key=lambda r: (r.time, r.source, r.version)):
+    for reading in sorted(readings, key=lambda r: r.time):  # stable: recorded order on ties
         latest[reading.parameter] = reading
     return latest

@@ -13,7 +13,14 @@ from fhirhub.core.hub import Hub
 from fhirhub.plugins.vitals.alerts import escalate_due
 from fhirhub.plugins.vitals.service import service_of
 from fhirhub.sdk import validation_issues
-from tests.plugins.vitals.conftest import as_, new_patient, post_vitals, settle, vitals_bundle
+from tests.plugins.vitals.conftest import (
+    as_,
+    new_patient,
+    now_text,
+    post_vitals,
+    settle,
+    vitals_bundle,
+)
 
 # RR 26 (3), SpO2 90 (3), O2 (2), SBP 88 (3), HR 135 (3), V (3), 39.5 (2) = 19: high
 HIGH = dict(rr=26, spo2=90, o2_flow=4, sbp=88, pulse=135, acvpu="V", temp=39.5)
@@ -199,3 +206,18 @@ def test_csv_export_has_vitals_and_scores(client: TestClient, hub: Hub) -> None:
         f"/plugins/vitals/api/patients/{patient}/export.csv", headers=as_("nurse-b")
     )
     assert response.status_code == 404
+
+
+def test_a_set_recorded_later_with_the_same_time_wins(client: TestClient, hub: Hub) -> None:
+    """Charting precision is a second (or a minute): of two sets taken at the same time, the
+    one recorded later is the patient's current state, whatever the Observations' ids."""
+    patient = new_patient(client, "nurse-a")
+    when = now_text()
+    post_vitals(client, "nurse-a", vitals_bundle(patient, when=when, **HIGH))
+    settle(hub)
+    (alert,) = news2_alerts(client, "nurse-a")
+    for _ in range(3):  # ids are random: a tie broken by id would pass by chance half the time
+        post_vitals(client, "nurse-a", vitals_bundle(patient, when=when, **NORMAL))
+        settle(hub)
+        flag = client.get(f"/fhir/Flag/{alert['flag']}", headers=as_("nurse-a")).json()
+        assert flag["status"] == "inactive"
