@@ -27,6 +27,7 @@ from fhirhub.core.http.responses import (
 )
 from fhirhub.core.hub import Hub
 from fhirhub.core.interactions import read as reads
+from fhirhub.core.interactions import urls
 from fhirhub.core.interactions import write as writes
 from fhirhub.core.interactions.bundle import process_bundle
 from fhirhub.core.interactions.checks import require_type
@@ -128,18 +129,12 @@ def handling_strict(request: Request) -> bool:
     return prefer(request, "handling") == "strict"
 
 
-router = APIRouter()
-
-
-@router.get("/metadata")
 async def metadata(request: Request) -> Response:
     hub = hub_of(request)
     statement = await run_in_threadpool(capability_statement, hub, base_url_of(request))
     return fhir_response(statement)
 
 
-@router.post("")
-@router.post("/")
 async def system_bundle(request: Request) -> Response:
     hub = hub_of(request)
     body = await read_json(request)
@@ -150,18 +145,14 @@ async def system_bundle(request: Request) -> Response:
     return fhir_response(result)
 
 
-@router.get("")
-@router.get("/")
 async def system_search(request: Request) -> Response:
     return await _search(request, None, query_params(request))
 
 
-@router.post("/_search")
 async def system_search_post(request: Request) -> Response:
     return await _search(request, None, await search_criteria(request))
 
 
-@router.get("/_history")
 async def system_history(request: Request) -> Response:
     return await _history(request, None, None)
 
@@ -215,17 +206,14 @@ async def _operation(
     return fhir_response(result if isinstance(result, bytes | dict) else orjson.dumps(result))
 
 
-@router.api_route("/${name}", methods=["GET", "POST"])
 async def system_operation(request: Request, name: str) -> Response:
     return await _operation(request, "system", None, None, name)
 
 
-@router.api_route("/{resource_type}/${name}", methods=["GET", "POST"])
 async def type_operation(request: Request, resource_type: str, name: str) -> Response:
     return await _operation(request, "type", resource_type, None, name)
 
 
-@router.api_route("/{resource_type}/{resource_id}/${name}", methods=["GET", "POST"])
 async def instance_operation(
     request: Request, resource_type: str, resource_id: str, name: str
 ) -> Response:
@@ -235,12 +223,10 @@ async def instance_operation(
 # -- type level -------------------------------------------------------------------------------
 
 
-@router.get("/{resource_type}")
 async def type_search(request: Request, resource_type: str) -> Response:
     return await _search(request, resource_type, query_params(request))
 
 
-@router.post("/{resource_type}/_search")
 async def type_search_post(request: Request, resource_type: str) -> Response:
     return await _search(request, resource_type, await search_criteria(request))
 
@@ -268,7 +254,6 @@ async def _search(
     return fhir_response(await run_in_threadpool(run))
 
 
-@router.post("/{resource_type}")
 async def create(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
     body = await read_json(request)
@@ -291,7 +276,6 @@ def _criteria(request: Request, verb: str) -> str:
     return request.url.query
 
 
-@router.put("/{resource_type}")
 async def conditional_update(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
     query = _criteria(request, "PUT")
@@ -308,7 +292,6 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     return write_response(request, result.version, result.status, base_url_of(request))
 
 
-@router.delete("/{resource_type}")
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     hub = hub_of(request)
     query = _criteria(request, "DELETE")
@@ -325,7 +308,6 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     return Response(status_code=204, headers={"ETag": result.version.etag})
 
 
-@router.get("/{resource_type}/_history")
 async def type_history(request: Request, resource_type: str) -> Response:
     return await _history(request, resource_type, None)
 
@@ -341,7 +323,6 @@ def _version_response(request: Request, version: Any) -> Response:
     return fhir_response(version.content, 200, headers)
 
 
-@router.get("/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     hub = hub_of(request)
 
@@ -383,7 +364,6 @@ async def _instance_write(
     )
 
 
-@router.put("/{resource_type}/{resource_id}")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     body = await read_json(request)
     return await _instance_write(
@@ -391,7 +371,6 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     )
 
 
-@router.patch("/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
     return await _instance_write(
         request,
@@ -418,7 +397,6 @@ async def read_patch(request: Request) -> Any:
     return body
 
 
-@router.delete("/{resource_type}/{resource_id}")
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     hub = hub_of(request)
 
@@ -431,12 +409,10 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
     return Response(status_code=204, headers=headers)
 
 
-@router.get("/{resource_type}/{resource_id}/_history")
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     return await _history(request, resource_type, resource_id)
 
 
-@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
 async def vread(
     request: Request, resource_type: str, resource_id: str, version_id: str
 ) -> Response:
@@ -449,10 +425,12 @@ async def vread(
     return _version_response(request, await run_in_threadpool(run))
 
 
-@router.get("/{compartment_type}/{compartment_id}/{resource_type}")
 async def compartment_search(
-    request: Request, compartment_type: str, compartment_id: str, resource_type: str
+    request: Request, resource_type: str, resource_id: str, compartment: str
 ) -> Response:
+    """``GET [base]/Patient/123/Observation``: the first two segments name the compartment,
+    the third the type searched in it (``*``: every type)."""
+    compartment_type, compartment_id, resource_type = resource_type, resource_id, compartment
     if compartment_type != "Patient":
         raise FhirError(
             400,
@@ -487,3 +465,64 @@ async def compartment_search(
             )
 
     return fhir_response(await run_in_threadpool(run))
+
+
+#: The handler of each route of the FHIR URL grammar (:data:`urls.ROUTES`), by path template
+#: and method. The router is built from the grammar, so a URL the REST API serves means the
+#: same interaction in a Bundle entry and in the audit trail.
+HANDLERS: dict[tuple[str, str], Any] = {
+    ("", "GET"): system_search,
+    ("", "POST"): system_bundle,
+    ("/metadata", "GET"): metadata,
+    ("/_search", "POST"): system_search_post,
+    ("/_history", "GET"): system_history,
+    ("/${name}", "GET"): system_operation,
+    ("/${name}", "POST"): system_operation,
+    ("/{type}", "GET"): type_search,
+    ("/{type}", "POST"): create,
+    ("/{type}", "PUT"): conditional_update,
+    ("/{type}", "DELETE"): conditional_delete,
+    ("/{type}/_search", "POST"): type_search_post,
+    ("/{type}/_history", "GET"): type_history,
+    ("/{type}/${name}", "GET"): type_operation,
+    ("/{type}/${name}", "POST"): type_operation,
+    ("/{type}/{id}", "GET"): read,
+    ("/{type}/{id}", "PUT"): update,
+    ("/{type}/{id}", "PATCH"): patch,
+    ("/{type}/{id}", "DELETE"): delete,
+    ("/{type}/{id}/_history", "GET"): instance_history,
+    ("/{type}/{id}/_history/{vid}", "GET"): vread,
+    ("/{type}/{id}/${name}", "GET"): instance_operation,
+    ("/{type}/{id}/${name}", "POST"): instance_operation,
+    ("/{type}/{id}/{compartment}", "GET"): compartment_search,
+}
+
+#: The grammar's placeholders as the handlers' parameter names.
+_PARAMETERS = {
+    "{type}": "{resource_type}",
+    "{id}": "{resource_id}",
+    "{vid}": "{version_id}",
+    "{compartment}": "{compartment}",
+    "${name}": "${name}",
+}
+
+
+def _router_path(template: str) -> str:
+    for placeholder, parameter in _PARAMETERS.items():
+        template = template.replace(placeholder, parameter)
+    return template
+
+
+def build_router() -> APIRouter:
+    """The ``/fhir`` router: every route of :data:`urls.ROUTES`, in the grammar's order (the
+    first template that matches wins, as in :func:`urls.parse`), each method to its handler."""
+    built = APIRouter()
+    for template, methods in urls.ROUTES:
+        paths = ["", "/"] if template == "" else [_router_path(template)]
+        for method in methods:
+            for path in paths:
+                built.add_api_route(path, HANDLERS[(template, method)], methods=[method])
+    return built
+
+
+router = build_router()

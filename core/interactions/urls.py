@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 #: The REST API's routes: path template (below the FHIR base) -> method -> interaction.
 #: ``{type}``, ``{id}``, ``{vid}`` and ``{compartment}`` are path segments; ``${name}`` is an
-#: operation. The REST router registers exactly these.
+#: operation. The REST router is built from this table (``core/http/rest.py``).
 ROUTES: tuple[tuple[str, dict[str, str]], ...] = (
     ("", {"GET": "search-system", "POST": "transaction"}),
     ("/metadata", {"GET": "capabilities"}),
@@ -39,7 +39,7 @@ _SEGMENT = {
     "{type}": r"(?P<type>[A-Z][A-Za-z]+)",
     "{id}": r"(?P<id>[^/$][^/]*)",  # "_history", "_search": earlier routes match first
     "{vid}": r"(?P<vid>[^/]+)",
-    "{compartment}": r"(?P<compartment>[A-Z][A-Za-z]+)",
+    "{compartment}": r"(?P<compartment>[A-Z][A-Za-z]+|\*)",
     "${name}": r"\$(?P<name>[^/]+)",
 }
 
