@@ -48,6 +48,8 @@ def _release_pooled_connections() -> Iterator[None]:
     idle connections: over a suite of this size the two workers would exhaust the server's
     ``max_connections``. ``Engine.dispose`` closes only the connections in the pool (a hub kept
     by a wider-scoped fixture simply opens new ones), so this never breaks a running hub."""
+    from sqlalchemy.pool import NullPool
+
     from fhirhub.core import dispatcher
     from fhirhub.fhir_store import database
 
@@ -78,6 +80,11 @@ def _release_pooled_connections() -> Iterator[None]:
         for engine in created:
             if engine.dialect.name != "sqlite":  # type: ignore[attr-defined]
                 engine.dispose()  # type: ignore[attr-defined]
+                # A thread the test left behind (an app served without its lifespan keeps
+                # its audit writer) may still write through this engine: from now on each
+                # use opens and closes its own connection, so none is left idle in a pool.
+                pool = engine.pool  # type: ignore[attr-defined]
+                engine.pool = NullPool(pool._creator, dialect=pool._dialect)  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
