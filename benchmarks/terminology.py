@@ -8,11 +8,16 @@
 3. ``fhirhub serve`` answers, one request at a time over loopback HTTP:
    ``ValueSet/$expand?url=icd-10-cm?fhir_vs&filter=<term>&count=20`` (typeahead terms),
    the same with texts sent once each (``expand_fresh``: no cached expansion),
-   ``CodeSystem/$lookup`` of random codes, ``Condition?code:below=icd-10-cm|E11`` (first page
-   and total) and, as the reference, ``GET Condition/{id}`` (the hub's plain read).
+   ``CodeSystem/$lookup`` of random codes, ``Condition?code:below=icd-10-cm|E11`` and
+   ``...|I00-I99`` (a chapter: first page and total) and, as the reference,
+   ``GET Condition/{id}`` (the hub's plain read).
 
     .venv/bin/python benchmarks/terminology.py                      # 100k Conditions
     .venv/bin/python benchmarks/terminology.py --conditions 20000 --requests 200
+
+A/B of two builds against the same data: load and seed once into ``--work DIR``, then run
+each build with ``--work DIR --reuse --out FILE`` in turn (the server is started from the
+``fhirhub`` the interpreter imports, e.g. ``PYTHONPATH=/path/to/other/checkout``).
 
 Figures go to stdout and to benchmarks/results/terminology-sqlite.json.
 """
@@ -180,18 +185,34 @@ def main() -> None:
     parser.add_argument("--conditions", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the loaded and seeded database in --work (A/B runs of two builds against "
+        "the same data): skip the load and the writes",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "terminology-sqlite.json"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fhirhub-terminology-"))
     work.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{work / 'hub.db'}"
     results: dict[str, Any] = {"conditions": args.conditions, "requests": args.requests}
 
-    results["load"] = load(db_url, work)
-    print("load", results["load"], flush=True)
-    started = time.perf_counter()
-    ids = seed(db_url, work, args.conditions)
-    results["seed_s"] = round(time.perf_counter() - started, 1)
-    print("seeded", len(ids), "in", results["seed_s"], "s", flush=True)
+    saved = work / "ids.json"
+    if args.reuse and saved.exists():
+        ids = json.loads(saved.read_text())
+        results["conditions"] = len(ids)
+        print("reusing", len(ids), "Conditions in", work, flush=True)
+    else:
+        results["load"] = load(db_url, work)
+        print("load", results["load"], flush=True)
+        started = time.perf_counter()
+        ids = seed(db_url, work, args.conditions)
+        results["seed_s"] = round(time.perf_counter() - started, 1)
+        saved.write_text(json.dumps(ids))
+        print("seeded", len(ids), "in", results["seed_s"], "s", flush=True)
     codes = json.loads((work / "codes.json").read_text())
 
     server, base = serve(db_url, work)
@@ -216,6 +237,8 @@ def main() -> None:
                 f"/CodeSystem/$lookup?system={ICD}&code={rng.choice(codes)}" for _ in range(n)
             ]
             below = [f"/Condition?code:below={ICD}|E11" for _ in range(max(n // 3, 30))]
+            # A chapter: 1,888 codes under it, a long list if the codes are listed.
+            below_chapter = [f"/Condition?code:below={ICD}|I00-I99" for _ in range(max(n // 3, 30))]
             reads = [f"/Condition/{rng.choice(ids)}" for _ in range(n)]
             # Interleaved rounds, so that a noisy neighbour hurts every figure alike.
             samples: dict[str, list[float]] = {
@@ -223,15 +246,18 @@ def main() -> None:
                 "expand_fresh": [],
                 "lookup": [],
                 "below": [],
+                "below_chapter": [],
                 "read": [],
             }
             totals: list[int] = []
+            chapter_totals: list[int] = []
             for part in range(5):
                 for name, urls in (
                     ("expand", expand),
                     ("expand_fresh", expand_fresh),
                     ("lookup", lookup),
                     ("below", below),
+                    ("below_chapter", below_chapter),
                     ("read", reads),
                 ):
                     chunk = urls[part * len(urls) // 5 : (part + 1) * len(urls) // 5]
@@ -239,6 +265,8 @@ def main() -> None:
                     samples[name].extend(spent)
                     if name == "below":
                         totals.extend(b.get("total", -1) for b in bodies)
+                    if name == "below_chapter":
+                        chapter_totals.extend(b.get("total", -1) for b in bodies)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -248,12 +276,13 @@ def main() -> None:
         figures["ratio_to_read_p50"] = round(figures["p50_ms"] / read_p50, 2)
         results[name] = figures
     results["below_total"] = totals[0] if totals else None
+    results["below_chapter_total"] = chapter_totals[0] if chapter_totals else None
     results["reference"] = {
         "source": "tx-benchmark round 0 (healthsamurai.github.io/tx-benchmark), Apple M3, 1 VU, SNOMED CT",
         "lookup_p50_ms": {"ontoserver": 4.3, "snowstorm": 28, "termbox": 0.49},
         "text_filter_expand_p50_ms": {"ontoserver": 73, "snowstorm": 58, "termbox": 6.9},
     }
-    out = REPO / "benchmarks" / "results" / "terminology-sqlite.json"
+    out = args.out
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

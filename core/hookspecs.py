@@ -250,7 +250,8 @@ def search_token_codes(request: TokenModifier, hub: Hub) -> TokenCodes | None:
         modifier and the value (a ValueSet url, or ``system|code``).
     :param hub: the hub.
     :returns: :class:`fhirhub.sdk.TokenCodes`, the ``(system, code)`` pairs the value stands
-        for, or None to leave it to another plugin (none answering: the modifier is refused
+        for and/or :class:`fhirhub.sdk.CodeQuery` statements selecting them from tables of the
+        hub's database (joined inside the search statement), or None to leave it to another plugin (none answering: the modifier is refused
         as not supported). Raise :class:`fhirhub.sdk.FhirError` for an unknown code system or
         value set (the search fails with that status and message). Only consulted when some
         plugin implements it: without one, the store refuses these modifiers.

@@ -38,7 +38,12 @@ from fhirhub.fhir_store.errors import (
     not_found,
     not_supported,
 )
-from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier, UnitConversion
+from fhirhub.fhir_store.search.terminology import (
+    CodeQuery,
+    TokenCodes,
+    TokenModifier,
+    UnitConversion,
+)
 from fhirhub.fhir_store.tenancy import SHARED_TYPES, TENANT_SYSTEM, tenant_of, with_tenant
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
@@ -94,6 +99,7 @@ __all__ = [
     "IntegrityAlarm",
     "LogTrust",
     "ProjectionReport",
+    "CodeQuery",
     "Consumer",
     "DicomArchiveAccess",
     "DicomInstanceRef",

@@ -63,6 +63,7 @@ from fhirhub.fhir_store.search.parameters import SearchParameterDef, SearchParam
 from fhirhub.fhir_store.search.terminology import (
     TERMINOLOGY_MODIFIERS,
     UCUM_SYSTEM,
+    CodeQuery,
     TokenModifier,
 )
 
@@ -450,10 +451,13 @@ class Predicates:
         self, owner: Owner, definition: SearchParameterDef, modifier: str, values: list[str]
     ) -> ColumnElement[bool]:
         """``:in``/``:not-in``/``:below``/``:above``: the codes the terminology resolver says
-        each value stands for, matched in the token index (an OR over the values)."""
+        each value stands for, matched in the token index (an OR over the values): listed
+        codes as an ``IN`` list, codes given as SQL (:class:`CodeQuery`) as an ``IN`` over
+        that statement, joined in the database."""
         resolver = self.registry.token_modifiers
         assert resolver is not None
         by_system: dict[str | None, set[str]] = {}
+        queries: list[CodeQuery] = []
         for raw in values:
             if raw == "":
                 continue
@@ -463,16 +467,21 @@ class Predicates:
                 raise not_supported(f"Modifier :{modifier} is not supported for {raw!r}")
             for system, code in answer.codes:
                 by_system.setdefault(system, set()).add(code)
+            queries.extend(answer.queries)
         count = sum(len(codes) for codes in by_system.values())
         if count > MAX_TERMINOLOGY_CODES:
             raise too_costly(
                 f":{modifier} stands for {count} codes, over the {MAX_TERMINOLOGY_CODES} a "
                 "search matches at once; narrow it"
             )
-        self._spend(len(by_system))
+        self._spend(len(by_system) + len(queries))
         terms: list[ColumnElement[bool]] = []
-        for system, codes in sorted(by_system.items(), key=lambda item: item[0] or ""):
-            in_codes = index_token.c.code.in_(sorted(codes))
+        listed = [
+            (system, index_token.c.code.in_(sorted(codes)))
+            for system, codes in sorted(by_system.items(), key=lambda item: item[0] or "")
+        ]
+        joined = [(query.system, index_token.c.code.in_(query.select)) for query in queries]
+        for system, in_codes in listed + joined:
             terms.append(
                 in_codes if system is None else and_(index_token.c.system == system, in_codes)
             )

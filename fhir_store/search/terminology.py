@@ -11,14 +11,19 @@ The token modifiers ``:in``, ``:not-in`` (value set membership), ``:below`` and 
 value set's expansion. The store describes each such value as a :class:`TokenModifier` and
 asks the registry's ``token_modifiers`` resolver (the hub wires it to the
 ``search_token_codes`` hook) for the codes it stands for, then matches them against the token
-index like any ``system|code`` list. Without a resolver, or when the resolver answers None,
-the modifier is refused as not supported rather than silently matching nothing.
+index like any ``system|code`` list. A resolver whose codes are rows of tables in the hub's
+own database (a closure table of a code system's hierarchy, an expansion) answers with
+:class:`CodeQuery` statements instead of a list: the store then joins its token index to them
+in the one search statement, so a modifier standing for 20,000 codes costs no 20,000-item list
+and no limit on their number. Without a resolver, or when the resolver answers None, the
+modifier is refused as not supported rather than silently matching nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: The token modifiers a resolver answers.
 TERMINOLOGY_MODIFIERS = frozenset({"in", "not-in", "below", "above"})
@@ -39,12 +44,25 @@ class TokenModifier:
 
 
 @dataclass(frozen=True)
+class CodeQuery:
+    """Codes of one system given as SQL: ``select`` is a one-column SQLAlchemy ``SELECT`` of
+    codes over tables of the hub's own database (the store's engine), evaluated inside the
+    search statement (``index_token.code IN (select)``). ``system`` None matches the codes in
+    any system."""
+
+    system: str | None
+    select: Any
+
+
+@dataclass(frozen=True)
 class TokenCodes:
     """The codes a modifier value stands for: ``(system, code)`` pairs (system None matches a
-    code of any system). An empty tuple is an answer: nothing matches (``:not-in`` then
-    matches everything)."""
+    code of any system) and :class:`CodeQuery` statements; a value matches a token in either.
+    No codes and no queries is an answer: nothing matches (``:not-in`` then matches
+    everything). Listed codes are bounded (10,000 per search); queries are not."""
 
-    codes: tuple[tuple[str | None, str], ...]
+    codes: tuple[tuple[str | None, str], ...] = ()
+    queries: tuple[CodeQuery, ...] = ()
 
 
 #: Answers a :class:`TokenModifier`, or None when it cannot (unknown system or value set is a

@@ -87,6 +87,8 @@ class Options:
 class _Plan:
     def __init__(self) -> None:
         self.selects: list[Select[Any]] = []
+        #: The code system url each of ``selects`` reads.
+        self.systems: list[str] = []
         self.literal: list[Entry] = []
         self.used: dict[str, str] = {}
 
@@ -125,6 +127,22 @@ def expand(
     total = len(rows)
     end = None if limit is None else options.offset + limit
     return Expansion(total, rows[options.offset : end], sorted(plan.used.items()))
+
+
+def code_queries(
+    service: Terminology, conn: Connection, value_set: dict[str, Any]
+) -> list[tuple[str, Select[Any]]] | None:
+    """The value set's codes as statements, one per include: ``(system, SELECT code ...)``
+    over the concept tables, for a search to join (``:in``); None when some include is taken
+    as listed (a system that is not loaded), and the expansion must be made here."""
+    plan = _Plan()
+    _compose(service, conn, value_set, Options(), plan, depth=0)
+    if plan.literal:
+        return None
+    return [
+        (system, select(query.subquery().c.code))
+        for system, query in zip(plan.systems, plan.selects, strict=True)
+    ]
 
 
 def _entry(row: Any) -> Entry:
@@ -210,6 +228,7 @@ def _compose(
         plan.selects.append(
             _select(conn, version, condition, options, part=len(plan.selects), include=include)
         )
+        plan.systems.append(version.url)
 
 
 def store_version(

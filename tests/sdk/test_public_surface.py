@@ -16,6 +16,7 @@ def test_sdk_exports_exactly_this() -> None:
     assert sorted(fhirhub.sdk.__all__) == [
         "Access",
         "ChainReport",
+        "CodeQuery",
         "Consumer",
         "CriteriaMatcher",
         "DicomArchiveAccess",

@@ -51,8 +51,17 @@ def test_load_expand_and_below(backend_hub: Hub) -> None:
                 "code": {"coding": [{"system": ICD, "code": code}]},
             },
         )
-    found = search(backend_hub, "Condition", {"code:below": f"{ICD}|E11"})
-    assert [c["code"]["coding"][0]["code"] for c in found] == ["E11.65"]
+
+    def codes(params: dict[str, str]) -> list[str]:
+        found = search(backend_hub, "Condition", params)
+        return sorted(c["code"]["coding"][0]["code"] for c in found)
+
+    # Each modifier joins the token index to the concept tables in the search statement.
+    assert codes({"code:below": f"{ICD}|E11"}) == ["E11.65"]
+    assert codes({"code:above": f"{ICD}|E11.65"}) == ["E11.65"]
+    assert codes({"code:below": f"{ICD}|E11,{ICD}|A00"}) == ["A00.0", "E11.65"]
+    assert codes({"code:in": f"{ICD}?fhir_vs=isa/E10"}) == ["E10.9"]
+    assert codes({"code:not-in": f"{ICD}?fhir_vs=isa/E10"}) == ["A00.0", "E11.65"]
     assert service.codes_of(ICD, None) is not None
 
 

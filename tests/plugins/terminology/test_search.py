@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub
+from fhirhub.plugins.terminology.service import service_of
 from tests.plugins.terminology.conftest import ICD
 
 pytestmark = pytest.mark.xdist_group("terminology")
@@ -101,9 +103,57 @@ def test_terminology_modifier_errors(client: TestClient, conditions: dict[str, l
     assert "not known" in message
     [message] = _codes(client, f"code:below={ICD}|" + "E" * 100, status=400)
     assert "Malformed" in message
-    # Too many codes for one search: the whole chapter list of S00-T88 is thousands.
-    [message] = _codes(client, f"code:in={ICD}?fhir_vs", status=400)
-    assert "more than" in message
+
+
+@pytest.fixture
+def small_expansion(hub: Hub) -> Iterator[None]:
+    settings = service_of(hub).settings
+    before = settings.max_expansion
+    settings.max_expansion = 3
+    yield
+    settings.max_expansion = before
+
+
+def test_modifiers_standing_for_more_codes_than_an_expansion_page_are_joined_not_listed(
+    client: TestClient, conditions: dict[str, list[str]], small_expansion: None
+) -> None:
+    # E08-E13 has over a hundred codes below it, the implicit value set of the whole loaded
+    # system thousands: far over the three a listed expansion may hold here, and answered.
+    assert _codes(client, f"code:below={ICD}|E08-E13") == ["E10.9", "E11", "E11.65", "E11.9"]
+    assert _codes(client, f"code:in={ICD}?fhir_vs") == sorted(conditions["a"])
+    assert _codes(client, f"code:not-in={ICD}?fhir_vs") == []
+    assert _codes(client, f"code:in={ICD}?fhir_vs=isa/E11", who=B) == ["E11.22", "E11.9"]
+    # A value set that lists codes of a system that is not loaded is expanded and listed:
+    # over the limit, it is refused rather than cut.
+    listed = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/fhir/ValueSet/listed-and-loaded",
+        "status": "active",
+        "compose": {
+            "include": [
+                {"system": ICD, "concept": [{"code": "E11.9"}]},
+                {
+                    "system": "http://example.org/not-loaded",
+                    "concept": [{"code": c} for c in ("a", "b", "c")],
+                },
+            ]
+        },
+    }
+    assert client.post("/fhir/ValueSet", json=listed, headers=ADMIN).status_code == 201
+    [message] = _codes(client, f"code:in={listed['url']}", status=400)
+    assert "more than 3" in message
+
+
+def test_a_below_search_joins_the_closure_table(hub: Hub) -> None:
+    from fhirhub.sdk import TokenModifier
+
+    answer = hub.hook.search_token_codes(
+        request=TokenModifier("Condition", "code", "below", f"{ICD}|E11"), hub=hub
+    )
+    assert answer.codes == ()
+    [query] = answer.queries
+    assert query.system == ICD
+    assert "terminology_closure" in str(query.select)
 
 
 def test_a_strict_system_refuses_unknown_codes_on_write_with_the_element(
