@@ -9,6 +9,7 @@ every tenant); nothing here writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from fhirhub.plugins.terminology import store
@@ -175,12 +176,108 @@ def lookup(call: OperationCall) -> dict[str, Any]:
 
 # -- CodeSystem/$validate-code ------------------------------------------------------------------
 
+#: Property values that mark a concept deprecated (still valid, to be replaced): the FHIR
+#: ``status`` property (http://hl7.org/fhir/concept-properties#status) and a
+#: ``deprecationDate``/``deprecated`` property, as code systems give them.
+_DEPRECATED = ("status", "deprecated")
+_DEPRECATION_PROPERTIES = ("deprecationDate", "deprecated")
 
-def _display_ok(row: Any, display: str | None) -> bool:
+
+class _Check:
+    """What ``$validate-code`` found for one coding: errors make the result false, warnings
+    are returned with a true result (R4: "If this [message] is provided when result = true,
+    the message carries hints and warnings"), each also as an issue of an OperationOutcome
+    (the ``issues`` output of later FHIR versions, which R4 clients may ignore)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []  # (issue code, text)
+        self.warnings: list[tuple[str, str]] = []
+        self.display: str | None = None
+        self.inactive = False
+
+    def error(self, code: str, text: str) -> None:
+        self.errors.append((code, text))
+
+    def warn(self, code: str, text: str) -> None:
+        self.warnings.append((code, text))
+
+    def parameters(self, failed: Sequence[_Check] = ()) -> dict[str, Any]:
+        """The output: this check's when it found no error, else the errors of ``failed``
+        (every coding tried) and this one."""
+        ok = not self.errors
+        checks = [self] if ok else [*failed, self]
+        errors = [e for check in checks for e in check.errors]
+        warnings = self.warnings
+        shown = [text for _, text in (errors if not ok else warnings)]
+        out: list[dict[str, Any]] = [_param("result", ok)]
+        if shown:
+            out.append(_param("message", "; ".join(shown)))
+        if ok:
+            out.append(_param("display", self.display))
+            if self.inactive:
+                out.append(_param("inactive", True))
+        issues = [("error", code, text) for code, text in errors] + [
+            ("warning", code, text) for code, text in warnings
+        ]
+        if issues:
+            out.append(
+                {
+                    "name": "issues",
+                    "resource": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [
+                            {"severity": severity, "code": code, "details": {"text": text}}
+                            for severity, code, text in issues
+                        ],
+                    },
+                }
+            )
+        return _parameters(*out)
+
+
+def _names(row: Any) -> list[str]:
+    return [row.display or ""] + [d["value"] for d in json.loads(row.designations or "[]")]
+
+
+def _check_display(
+    check: _Check,
+    where: str,
+    names: list[str],
+    preferred: str | None,
+    display: str | None,
+    lenient: bool,
+) -> None:
+    """A display must be the concept's display or one of its designations. One that differs
+    only in case or spacing is a warning; any other an error, or a warning when the caller
+    asked for ``lenientDisplayValidation``."""
     if display is None:
-        return True
-    names = [row.display or ""] + [d["value"] for d in json.loads(row.designations or "[]")]
-    return any(display.strip().lower() == name.strip().lower() for name in names)
+        return
+    if any(" ".join(display.split()) == " ".join(name.split()) for name in names):
+        return
+    folded = display.strip().casefold()
+    if any(" ".join(folded.split()) == " ".join(name.casefold().split()) for name in names):
+        check.warn(
+            "invalid",
+            f"Display {display!r} for {where} differs in case or spacing from {preferred!r}",
+        )
+        return
+    text = f"Wrong display {display!r} for {where}: should be {preferred!r}"
+    if lenient:
+        check.warn("invalid", text)
+    else:
+        check.error("invalid", text)
+
+
+def _check_status(check: _Check, where: str, concept: Any) -> None:
+    """Inactive and deprecated concepts are valid codes, with a warning."""
+    if concept.inactive:
+        check.inactive = True
+        check.warn("business-rule", f"The concept {where} is inactive")
+    properties = dict(concept.properties)
+    if properties.get(_DEPRECATED[0]) == _DEPRECATED[1] or any(
+        name in properties and properties[name] != "false" for name in _DEPRECATION_PROPERTIES
+    ):
+        check.warn("business-rule", f"The concept {where} is deprecated")
 
 
 def code_system_validate(call: OperationCall) -> dict[str, Any]:
@@ -188,6 +285,7 @@ def code_system_validate(call: OperationCall) -> dict[str, Any]:
     codings = _codings_in(call)
     system = _text(call, "url") or _text(call, "system")
     version = _text(call, "version")
+    lenient = _boolean(call, "lenientDisplayValidation")
     if _text(call, "code") is not None:
         codings = [
             {"system": system, "code": _text(call, "code"), "display": _text(call, "display")}
@@ -195,29 +293,35 @@ def code_system_validate(call: OperationCall) -> dict[str, Any]:
     if not codings:
         raise invalid("$validate-code needs code (with url), coding or codeableConcept")
     service = _service(call)
-    messages: list[str] = []
+    failed: list[_Check] = []
     with service.read() as conn:
         for coding in codings:
+            check = _Check()
             url = coding.get("system") or system
             code = coding.get("code")
             if not url or not isinstance(code, str):
                 raise invalid("Each coding to validate needs a system and a code")
             if system and url != system:
-                messages.append(f"{url} is not the code system {system}")
+                check.error("code-invalid", f"{url} is not the code system {system}")
+                failed.append(check)
                 continue
             found = service.code_system(conn, url, coding.get("version") or version)
             row = service.concept(conn, found, code)
             if row is None:
-                messages.append(f"Unknown code {code!r} in {url} version {found.version}")
-                continue
-            if not _display_ok(row, coding.get("display")):
-                messages.append(
-                    f"Wrong display {coding.get('display')!r} for {url}#{code}: "
-                    f"should be {row.display!r}"
+                check.error(
+                    "code-invalid", f"Unknown code {code!r} in {url} version {found.version}"
                 )
+                failed.append(check)
                 continue
-            return _parameters(_param("result", True), _param("display", row.display or code))
-    return _parameters(_param("result", False), _param("message", "; ".join(messages)))
+            where = f"{url}#{code}"
+            check.display = row.display or code
+            _check_display(check, where, _names(row), row.display, coding.get("display"), lenient)
+            _check_status(check, where, row)
+            if check.errors:
+                failed.append(check)
+                continue
+            return check.parameters()
+    return failed[-1].parameters(failed[:-1])
 
 
 # -- CodeSystem/$subsumes -----------------------------------------------------------------------
@@ -410,6 +514,7 @@ def value_set_validate(call: OperationCall) -> dict[str, Any]:
     service = _service(call)
     value_set = _value_set_of(call, service)
     codings = _codings_in(call)
+    lenient = _boolean(call, "lenientDisplayValidation")
     if _text(call, "code") is not None:
         codings = [
             {
@@ -420,32 +525,45 @@ def value_set_validate(call: OperationCall) -> dict[str, Any]:
         ]
     if not codings:
         raise invalid("$validate-code needs code (with system), coding or codeableConcept")
-    messages: list[str] = []
+    failed: list[_Check] = []
     with service.read() as conn:
         for coding in codings:
+            check = _Check()
             code = coding.get("code")
             if not isinstance(code, str):
                 raise invalid("Each coding to validate needs a code")
             options = Options(count=1, code=(coding.get("system"), code))
             found = expand(service, conn, value_set, options)
             if not found.entries:
-                messages.append(
-                    f"{coding.get('system') or ''}#{code} is not in value set {value_set.get('url')}"
+                check.error(
+                    "code-invalid",
+                    f"{coding.get('system') or ''}#{code} is not in value set "
+                    f"{value_set.get('url')}",
                 )
+                failed.append(check)
                 continue
             entry = found.entries[0]
-            display = coding.get("display")
-            if (
-                display
-                and entry.display
-                and display.strip().lower() != entry.display.strip().lower()
-            ):
-                messages.append(
-                    f"Wrong display {display!r} for {entry.system}#{code}: should be {entry.display!r}"
-                )
+            where = f"{entry.system}#{code}"
+            check.display = entry.display or code
+            # The concept's own details (designations, status properties) where its code
+            # system is loaded; a code listed in the value set only has what it lists.
+            concept = None
+            version = store.find_version(conn, entry.system, entry.version)
+            if version is not None:
+                concept = service.concept(conn, version, code)
+            names = _names(concept) if concept is not None else [entry.display or ""]
+            if entry.display or concept is not None:
+                _check_display(check, where, names, entry.display, coding.get("display"), lenient)
+            if concept is not None:
+                _check_status(check, where, concept)
+            elif entry.inactive:
+                check.inactive = True
+                check.warn("business-rule", f"The concept {where} is inactive")
+            if check.errors:
+                failed.append(check)
                 continue
-            return _parameters(_param("result", True), _param("display", entry.display or code))
-    return _parameters(_param("result", False), _param("message", "; ".join(messages)))
+            return check.parameters()
+    return failed[-1].parameters(failed[:-1])
 
 
 # -- ConceptMap/$translate ----------------------------------------------------------------------

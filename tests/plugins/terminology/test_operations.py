@@ -111,6 +111,90 @@ def test_code_system_validate_code(client: TestClient) -> None:
     assert parameter(response.json(), "result") is True
 
 
+STATUSES = {
+    "resourceType": "CodeSystem",
+    "url": "http://example.org/fhir/CodeSystem/statuses",
+    "version": "1",
+    "status": "active",
+    "content": "complete",
+    "property": [{"code": "status", "type": "code"}, {"code": "inactive", "type": "boolean"}],
+    "concept": [
+        {"code": "current", "display": "Current ward"},
+        {
+            "code": "old",
+            "display": "Old ward",
+            "property": [{"code": "inactive", "valueBoolean": True}],
+        },
+        {
+            "code": "going",
+            "display": "Ward being closed",
+            "property": [{"code": "status", "valueCode": "deprecated"}],
+        },
+    ],
+}
+
+
+def _issues(parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    for item in parameters.get("parameter", []):
+        if item["name"] == "issues":
+            return [(i["severity"], i["details"]["text"]) for i in item["resource"]["issue"]]
+    return []
+
+
+@pytest.fixture(scope="module")
+def statuses(client: TestClient, hub: Hub) -> str:
+    response = client.post("/fhir/CodeSystem", json=STATUSES, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    value_set = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/fhir/ValueSet/statuses",
+        "status": "active",
+        "compose": {"include": [{"system": STATUSES["url"]}]},
+    }
+    assert client.post("/fhir/ValueSet", json=value_set, headers=ADMIN).status_code == 201
+    assert hub.dispatcher is not None
+    hub.dispatcher.wait_idle()
+    return str(STATUSES["url"])
+
+
+@pytest.mark.parametrize("operation", ["CodeSystem", "ValueSet"])
+def test_validate_code_warns_of_inactive_and_deprecated_codes(
+    client: TestClient, statuses: str, operation: str
+) -> None:
+    def validate(code: str, display: str | None = None, extra: str = "") -> dict[str, Any]:
+        target = (
+            f"url={statuses}"
+            if operation == "CodeSystem"
+            else f"url=http://example.org/fhir/ValueSet/statuses&system={statuses}"
+        )
+        query = f"{target}&code={code}" + (f"&display={display}" if display else "") + extra
+        return _get(client, f"/fhir/{operation}/$validate-code?{query}")
+
+    current = validate("current", "Current ward")
+    assert parameter(current, "result") is True
+    assert parameter(current, "message") is None and _issues(current) == []
+    old = validate("old")
+    assert parameter(old, "result") is True and parameter(old, "inactive") is True
+    assert "is inactive" in parameter(old, "message")
+    assert _issues(old) == [("warning", f"The concept {statuses}#old is inactive")]
+    going = validate("going")
+    assert parameter(going, "result") is True
+    assert _issues(going) == [("warning", f"The concept {statuses}#going is deprecated")]
+    # A display that differs only in case is a warning, another display an error unless
+    # the caller asks for lenient display validation.
+    cased = validate("current", "current WARD")
+    assert parameter(cased, "result") is True
+    assert [s for s, _ in _issues(cased)] == ["warning"]
+    assert "differs in case" in parameter(cased, "message")
+    wrong = validate("old", "Surgery")
+    assert parameter(wrong, "result") is False and "Wrong display" in parameter(wrong, "message")
+    assert parameter(wrong, "display") is None
+    assert [s for s, _ in _issues(wrong)] == ["error", "warning"]
+    lenient = validate("old", "Surgery", "&lenientDisplayValidation=true")
+    assert parameter(lenient, "result") is True and parameter(lenient, "display") == "Old ward"
+    assert [s for s, _ in _issues(lenient)] == ["warning", "warning"]
+
+
 def test_value_set_validate_code_with_an_r4_value_set(client: TestClient) -> None:
     url = "http://hl7.org/fhir/ValueSet/condition-clinical"
     system = "http://terminology.hl7.org/CodeSystem/condition-clinical"
