@@ -30,7 +30,7 @@ from typing import Any
 
 from fhirhub.fhir_store.errors import FhirError
 from fhirhub.fhir_store.search.visibility import Visibility
-from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of
+from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of, visible_to_tenant
 
 #: SMART v2 permissions: create, read, update, delete, search.
 PERMISSIONS = "cruds"
@@ -155,7 +155,7 @@ class Access:
     ) -> bool:
         """Whether one stored resource is visible (tenant and type; the patient compartment is
         checked by the store, which knows the compartment definition)."""
-        if self.tenant is not None and resource_type not in SHARED_TYPES and tenant != self.tenant:
+        if self.tenant is not None and not visible_to_tenant(resource_type, tenant, self.tenant):
             return False
         return self.allows("r", resource_type) or self.allows("s", resource_type)
 

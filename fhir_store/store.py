@@ -625,9 +625,8 @@ def _history_restriction(
     if visibility.hidden_types:
         out.append(~log.resource_type.in_(sorted(visibility.hidden_types)))
     if visibility.tenant is not None:
-        out.append(
-            or_(log.tenant == visibility.tenant, log.resource_type.in_(sorted(SHARED_TYPES)))
-        )
+        shared = and_(log.resource_type.in_(sorted(SHARED_TYPES)), log.tenant.is_(None))
+        out.append(or_(log.tenant == visibility.tenant, shared))
     if visibility.patient is not None:
         in_compartment = select(version_compartment.c.seq).where(
             version_compartment.c.patient_id == visibility.patient

@@ -16,9 +16,11 @@ from typing import Any
 TENANT_SYSTEM = "https://fhirhub.dev/fhir/CodeSystem/tenant"
 
 
-#: Resource types that hold no patient or tenant data: definitions every tenant shares
-#: (terminology, profiles, search parameters). They are readable by any authenticated caller
-#: whose scopes name the type, whatever its tenant; writing them needs an unrestricted tenant.
+#: Resource types that hold no patient data: definitions every tenant shares (terminology,
+#: profiles, search parameters). One without a tenant label is readable by any authenticated
+#: caller whose scopes name the type, whatever its tenant, and writing it needs an
+#: unrestricted caller; one labelled with a tenant (a tenant's own code system) is that
+#: tenant's only (:func:`visible_to_tenant`).
 SHARED_TYPES = frozenset(
     {
         "CapabilityStatement",
@@ -36,6 +38,18 @@ SHARED_TYPES = frozenset(
         "ValueSet",
     }
 )
+
+
+#: Shared types a caller confined to a tenant may write for its own tenant: its local code
+#: systems, value sets and concept maps, labelled with the tenant and seen by it alone.
+TENANT_TERMINOLOGY_TYPES = frozenset({"CodeSystem", "ConceptMap", "ValueSet"})
+
+
+def visible_to_tenant(resource_type: str, tenant: str | None, caller_tenant: str) -> bool:
+    """Whether a resource stored with ``tenant`` (its label, None without one) is visible to
+    a caller confined to ``caller_tenant``: its own tenant's, or shared (a type of
+    :data:`SHARED_TYPES` without a tenant label)."""
+    return tenant == caller_tenant or (tenant is None and resource_type in SHARED_TYPES)
 
 
 def tenant_of(resource: dict[str, Any]) -> str | None:

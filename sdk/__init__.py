@@ -44,7 +44,13 @@ from fhirhub.fhir_store.search.terminology import (
     TokenModifier,
     UnitConversion,
 )
-from fhirhub.fhir_store.tenancy import SHARED_TYPES, TENANT_SYSTEM, tenant_of, with_tenant
+from fhirhub.fhir_store.tenancy import (
+    SHARED_TYPES,
+    TENANT_SYSTEM,
+    tenant_of,
+    visible_to_tenant,
+    with_tenant,
+)
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 from fhirhub.sdk._commands import command_hub
@@ -166,6 +172,7 @@ __all__ = [
     "verify_log",
     "verify_projections",
     "integrity_alarms",
+    "visible_to_tenant",
     "with_tenant",
     "writing_transaction",
 ]

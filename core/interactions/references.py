@@ -107,7 +107,7 @@ def check_references(
     the error is the same as for a missing target, so it reveals nothing.
     """
     from fhirhub.core.access import current_access
-    from fhirhub.fhir_store.tenancy import SHARED_TYPES
+    from fhirhub.fhir_store.tenancy import visible_to_tenant
 
     tenant = current_access().tenant
     wanted: dict[tuple[str, str], str] = {}
@@ -152,7 +152,7 @@ def check_references(
         found.update(
             (row[0], row[1])
             for row in rows
-            if tenant is None or row[2] == tenant or row[0] in SHARED_TYPES
+            if tenant is None or visible_to_tenant(row[0], row[2], tenant)
         )
     _refuse(
         [
@@ -170,7 +170,7 @@ def _check_versions(
     written by this unit of work count as present)."""
     if not versioned:
         return
-    from fhirhub.fhir_store.tenancy import SHARED_TYPES
+    from fhirhub.fhir_store.tenancy import visible_to_tenant
 
     written = {(v.resource_type, v.resource_id, v.version_id) for v in uow.committed}
     written.update(
@@ -187,7 +187,7 @@ def _check_versions(
             "AND resource_id = ? AND version_id = ?",
             key,
         )
-        if not row or not (tenant is None or row[0][0] == tenant or key[0] in SHARED_TYPES):
+        if not row or not (tenant is None or visible_to_tenant(key[0], row[0][0], tenant)):
             missing.append(key)
     _refuse(
         [

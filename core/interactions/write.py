@@ -20,7 +20,12 @@ from fhirhub.core.interactions.checks import require_id, require_type
 from fhirhub.core.interactions.references import check_references
 from fhirhub.fhir_store.errors import FhirError, Issue, invalid, not_found
 from fhirhub.fhir_store.store import UnitOfWork
-from fhirhub.fhir_store.tenancy import SHARED_TYPES, tenant_of, with_tenant
+from fhirhub.fhir_store.tenancy import (
+    SHARED_TYPES,
+    TENANT_TERMINOLOGY_TYPES,
+    tenant_of,
+    with_tenant,
+)
 from fhirhub.fhir_store.validation import validate_resource
 from fhirhub.fhir_store.versions import StoredVersion
 
@@ -193,7 +198,17 @@ def _authorize_write(
     exists = seen is not None and not seen.deleted
     access.require("u" if exists or interaction == "patch" else "c", resource_type)
     if access.tenant is not None and resource_type in SHARED_TYPES:
-        raise forbidden(f"{resource_type} is shared by every tenant; only a hub admin writes it")
+        # A tenant writes its own code systems, value sets and concept maps (labelled with it
+        # below, seen by it alone); the shared ones, and other definitions, are a hub admin's.
+        if resource_type not in TENANT_TERMINOLOGY_TYPES:
+            raise forbidden(
+                f"{resource_type} is shared by every tenant; only a hub admin writes it"
+            )
+        if previous is not None and previous.tenant != access.tenant:
+            raise forbidden(
+                f"{resource_type}/{previous.resource_id} is shared by every tenant; only a hub "
+                "admin writes it"
+            )
     access.label_for_write(resource)
 
 
@@ -479,7 +494,8 @@ def delete(
 def _may_delete(uow: UnitOfWork, access: Access, current: StoredVersion) -> bool:
     """Whether the caller may change ``current`` (patch, delete): it must see it and own it."""
     if access.tenant is not None and current.resource_type in SHARED_TYPES:
-        return False
+        if current.resource_type not in TENANT_TERMINOLOGY_TYPES or current.tenant != access.tenant:
+            return False
     return sees(uow, access, current)
 
 

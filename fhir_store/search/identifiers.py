@@ -98,7 +98,9 @@ def _statement(terms: int, by_tenant: bool) -> str:
         tenant = ""
         if by_tenant:
             shared = ", ".join(f"'{name}'" for name in sorted(SHARED_TYPES))
-            tenant = f" AND (c.tenant = :tenant OR c.resource_type IN ({shared}))"
+            tenant = (
+                f" AND (c.tenant = :tenant OR (c.resource_type IN ({shared}) AND c.tenant IS NULL))"
+            )
         statement = _STATEMENTS[(terms, by_tenant)] = (
             "SELECT t.resource_type, t.system, t.code, t.resource_id, c.version_id, "
             f"c.last_updated, c.tenant FROM {token} t JOIN {current} c "

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, false, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
 
 from fhirhub.fhir_store.schema import resource_current, version_compartment
 from fhirhub.fhir_store.search.owner import Owner
-from fhirhub.fhir_store.tenancy import SHARED_TYPES
+from fhirhub.fhir_store.tenancy import SHARED_TYPES, visible_to_tenant
 
 
 @dataclass(frozen=True)
 class Visibility:
     """What the store may return to a caller, as data the search layer turns into SQL.
 
-    ``tenant``: only resources labelled with this tenant (plus :data:`SHARED_TYPES`);
+    ``tenant``: only resources labelled with this tenant (plus unlabelled :data:`SHARED_TYPES`);
     None means every tenant. ``patient``: resources of the Patient compartment only when they
     belong to this patient (the Patient itself, or a member of its compartment); resource types
     outside the compartment (Practitioner, Organization, Medication...) stay visible.
@@ -64,8 +64,11 @@ def restrict(owner: Owner, visibility: Visibility | None) -> list[ColumnElement[
     if visibility.tenant is not None:
         own = table.c.tenant == visibility.tenant
         if owner.resource_type is None:
-            out.append(or_(own, owner.type_col.in_(sorted(SHARED_TYPES))))
-        elif owner.resource_type not in SHARED_TYPES:
+            shared = and_(owner.type_col.in_(sorted(SHARED_TYPES)), table.c.tenant.is_(None))
+            out.append(or_(own, shared))
+        elif owner.resource_type in SHARED_TYPES:
+            out.append(or_(own, table.c.tenant.is_(None)))
+        else:
             out.append(own)
     if visibility.patient is not None:
         guarded = patient_guarded_types()
@@ -109,10 +112,8 @@ def visible(
         return True
     if not visibility.shows_type(resource_type):
         return False
-    if (
-        visibility.tenant is not None
-        and resource_type not in SHARED_TYPES
-        and tenant != visibility.tenant
+    if visibility.tenant is not None and not visible_to_tenant(
+        resource_type, tenant, visibility.tenant
     ):
         return False
     if visibility.patient is not None and resource_type in patient_guarded_types():

@@ -28,7 +28,6 @@ from fhirhub.plugins.subscriptions.settings import SubscriptionSettings
 from fhirhub.plugins.subscriptions.spec import SubscriptionSpec, Trigger, parse_subscription
 from fhirhub.plugins.subscriptions.topics import known_topics
 from fhirhub.sdk import (
-    SHARED_TYPES,
     Access,
     CriteriaMatcher,
     FhirError,
@@ -46,6 +45,7 @@ from fhirhub.sdk import (
     publish_live,
     system_for,
     transaction,
+    visible_to_tenant,
 )
 
 log = logging.getLogger("fhirhub.subscriptions")
@@ -499,8 +499,7 @@ def _visible(visibility: Any, version: StoredVersion) -> bool:
         return False
     return bool(
         visibility.tenant is None
-        or version.resource_type in SHARED_TYPES
-        or version.tenant == visibility.tenant
+        or visible_to_tenant(version.resource_type, version.tenant, visibility.tenant)
     )
 
 

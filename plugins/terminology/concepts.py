@@ -24,13 +24,16 @@ _VERSION_COLUMNS = (
     '"key", url, version, name, title, content, case_sensitive, hierarchy, source, '
     "resource_id, supplements, concept_count, latest, loaded_at"
 )
+# The tenant's own version of a url first, then the shared one (``SHARED`` is '', the least).
 _LATEST = (
     f"SELECT {_VERSION_COLUMNS} FROM terminology_version "
-    "WHERE url = ? AND status = 'active' AND tenant = ? AND latest = ? LIMIT 1"
+    "WHERE url = ? AND status = 'active' AND tenant IN (?, ?) AND latest = ? "
+    "ORDER BY tenant DESC LIMIT 1"
 )
 _BY_VERSION = (
     f"SELECT {_VERSION_COLUMNS} FROM terminology_version "
-    "WHERE url = ? AND status = 'active' AND tenant = ? AND version = ? LIMIT 1"
+    "WHERE url = ? AND status = 'active' AND tenant IN (?, ?) AND version = ? "
+    "ORDER BY tenant DESC LIMIT 1"
 )
 _CONCEPT = (
     "SELECT display, definition, inactive, abstract, designations FROM terminology_concept "
@@ -56,14 +59,19 @@ def _sql(conn: Connection, statement: str) -> str:
     return statement if conn.dialect.paramstyle == "qmark" else statement.replace("?", "%s")
 
 
-def version_row(conn: Connection, url: str, version: str | None) -> Any | None:
-    """The active shared version row of ``url`` (the latest when ``version`` is None), as a
-    driver row in ``_VERSION_COLUMNS`` order."""
+def version_row(
+    conn: Connection, url: str, version: str | None, tenant: str | None = None
+) -> Any | None:
+    """The active version row of ``url`` (the latest when ``version`` is None) that a caller
+    of ``tenant`` means: the tenant's own code system of that url when it has one, else the
+    shared one (``tenant`` None: the shared one only), as a driver row in
+    ``_VERSION_COLUMNS`` order."""
+    own = tenant or SHARED
     if version is None:
-        params: tuple[Any, ...] = (url, SHARED, True)
+        params: tuple[Any, ...] = (url, own, SHARED, True)
         statement = _LATEST
     else:
-        params = (url, SHARED, version)
+        params = (url, own, SHARED, version)
         statement = _BY_VERSION
     return conn.exec_driver_sql(_sql(conn, statement), params).first()
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from fhirhub.plugins.terminology.fhir_codesystem import from_resource
 from fhirhub.plugins.terminology.service import Terminology
 from fhirhub.plugins.terminology.store import _delete_version, write_code_systems
-from fhirhub.plugins.terminology.tables import version_table
-from fhirhub.sdk import FhirError, StoredVersion
+from fhirhub.plugins.terminology.tables import SHARED, version_table
+from fhirhub.sdk import FhirError, StoredVersion, tenant_of
 
 log = logging.getLogger("fhirhub.terminology")
 
@@ -47,6 +47,8 @@ def handle_code_systems(service: Terminology, versions: Sequence[StoredVersion])
                 continue
             try:
                 data = from_resource(resource, source=SOURCE, resource_id=version.resource_id)
+                # A tenant's own CodeSystem (labelled) is that tenant's; others are shared.
+                data.tenant = tenant_of(resource) or SHARED
                 write_code_systems(conn, [data])
             except FhirError as exc:  # refused on write since; an old version may still fail
                 log.warning("CodeSystem/%s not loaded: %s", version.resource_id, exc)

@@ -53,7 +53,10 @@ def _load(call: OperationCall) -> dict[str, Any]:
     if access.tenant is not None:
         from fhirhub.sdk import forbidden
 
-        raise forbidden("Terminology is shared by every tenant: only a hub administrator loads it")
+        raise forbidden(
+            "Loaded terminology is shared by every tenant: only a hub administrator loads it "
+            "(a tenant writes its own CodeSystem resources)"
+        )
     from fhirhub.plugins.terminology.loading import SOURCES
 
     source = _text(call, "source")

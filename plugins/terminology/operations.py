@@ -2,8 +2,9 @@
 ``CodeSystem/$lookup``, ``CodeSystem/$validate-code``, ``CodeSystem/$subsumes``,
 ``ValueSet/$expand``, ``ValueSet/$validate-code`` and ``ConceptMap/$translate``.
 
-Every authenticated caller whose scopes read the type may call them (terminology is shared by
-every tenant); nothing here writes.
+Every authenticated caller whose scopes read the type may call them; a code system url means
+the caller's tenant's own CodeSystem of that url when it has one, else the shared one
+(:meth:`Terminology.find`). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -548,7 +549,7 @@ def value_set_validate(call: OperationCall) -> dict[str, Any]:
             # The concept's own details (designations, status properties) where its code
             # system is loaded; a code listed in the value set only has what it lists.
             concept = None
-            version = store.find_version(conn, entry.system, entry.version)
+            version = service.find(conn, entry.system, entry.version)
             if version is not None:
                 concept = service.concept(conn, version, code)
             names = _names(concept) if concept is not None else [entry.display or ""]

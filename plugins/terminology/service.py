@@ -29,8 +29,10 @@ from fhirhub.sdk import (
     PluginDatabase,
     PluginSettings,
     acting_as,
+    current_access,
     plugin_settings,
     search,
+    tenant_of,
 )
 
 if TYPE_CHECKING:
@@ -162,12 +164,19 @@ class Terminology:
 
     # -- resolving ------------------------------------------------------------------------
 
+    def find(self, conn: Connection, url: str, version: str | None) -> store.Version | None:
+        """The loaded version of ``url`` the calling tenant means: its own code system of
+        that url when it has one, else the shared one."""
+        return store.find_version(conn, url, version, current_access().tenant)
+
     def code_system(self, conn: Connection, url: str, version: str | None) -> store.Version:
-        """The loaded version of ``url``; 404 naming what is loaded when it is not."""
-        found = store.find_version(conn, url, version)
+        """The loaded version of ``url`` the calling tenant means (:meth:`find`); 404 naming
+        what is loaded when it is not."""
+        tenant = current_access().tenant
+        found = store.find_version(conn, url, version, tenant)
         if found is not None:
             return found
-        versions = store.versions_of(conn, url)
+        versions = store.versions_of(conn, url, tenant)
         if versions and version is not None:
             raise FhirError(
                 404,
@@ -189,7 +198,8 @@ class Terminology:
         if "?fhir_vs" in url:
             return implicit_value_set(url)
         params = {"url": url, "_count": "2"} | ({"version": version} if version else {})
-        found = search(self.hub, "ValueSet", params)
+        # As the caller sees them: the shared ones and its tenant's own, which comes first.
+        found = sorted(search(self.hub, "ValueSet", params), key=lambda vs: tenant_of(vs) is None)
         if found:
             return found[0]
         shipped = r4_content()["valueSetsByUrl"].get(url)

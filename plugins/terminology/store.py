@@ -28,6 +28,7 @@ from fhirhub.plugins.terminology.model import (
 )
 from fhirhub.plugins.terminology.tables import (
     CONCEPT_TABLES,
+    SHARED,
     closure_table,
     concept_table,
     parent_table,
@@ -273,10 +274,13 @@ def delete_versions_of_resource(db: PluginDatabase, resource_id: str) -> None:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def find_version(conn: Connection, url: str, version: str | None = None) -> Version | None:
-    """The active version of ``url`` (the latest when ``version`` is None): plain SQL, since
-    every terminology request starts here."""
-    row = version_row(conn, url, version)
+def find_version(
+    conn: Connection, url: str, version: str | None = None, tenant: str | None = None
+) -> Version | None:
+    """The active version of ``url`` (the latest when ``version`` is None) for a caller of
+    ``tenant`` (its own code system of that url first, then the shared one; None: shared
+    only): plain SQL, since every terminology request starts here."""
+    row = version_row(conn, url, version, tenant)
     if row is None:
         return None
     found = Version.of(row)
@@ -284,12 +288,15 @@ def find_version(conn: Connection, url: str, version: str | None = None) -> Vers
     return replace(found, case_sensitive=bool(found.case_sensitive), latest=bool(found.latest))
 
 
-def versions_of(conn: Connection, url: str) -> list[str]:
-    """Every active version of ``url`` (for the message naming what is loaded)."""
+def versions_of(conn: Connection, url: str, tenant: str | None = None) -> list[str]:
+    """Every active version of ``url`` a caller of ``tenant`` sees (for the message naming
+    what is loaded)."""
     return list(
         conn.execute(
             select(version_table.c.version).where(
-                version_table.c.url == url, version_table.c.status == "active"
+                version_table.c.url == url,
+                version_table.c.status == "active",
+                version_table.c.tenant.in_({tenant or SHARED, SHARED}),
             )
         ).scalars()
     )

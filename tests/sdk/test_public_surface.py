@@ -90,6 +90,7 @@ def test_sdk_exports_exactly_this() -> None:
         "validation_issues",
         "verify_log",
         "verify_projections",
+        "visible_to_tenant",
         "with_tenant",
         "writing_transaction",
     ]

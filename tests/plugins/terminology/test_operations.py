@@ -406,8 +406,12 @@ def test_a_posted_code_system_is_queryable_and_a_cycle_is_refused(
     assert parameter(out, "outcome") == "subsumes"
     french = _get(client, f"/fhir/ValueSet/$expand?url={url}?fhir_vs&displayLanguage=fr")
     assert {c["code"]: c["display"] for c in french["expansion"]["contains"]}["surg"] == "Chirurgie"
-    # A clinician of a tenant may not write shared terminology.
-    assert client.post("/fhir/CodeSystem", json=system, headers=CLIN_A).status_code == 403
+    # A clinician of a tenant may not write shared terminology (its own: test_tenants.py).
+    shared_id = response.json()["id"]
+    changed = {**system, "id": shared_id, "title": "Taken over"}
+    put = client.put(f"/fhir/CodeSystem/{shared_id}", json=changed, headers=CLIN_A)
+    assert put.status_code == 403, put.text
+    assert client.delete(f"/fhir/CodeSystem/{shared_id}", headers=CLIN_A).status_code == 404
 
 
 def test_translate_with_a_stored_concept_map(client: TestClient) -> None:
