@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fhirhub.plugins.terminology import store
+from fhirhub.plugins.terminology import store, supplements
 from fhirhub.plugins.terminology.expand import Entry, Expansion, Options, expand
 from fhirhub.plugins.terminology.model import check_code
 from fhirhub.plugins.terminology.service import Terminology, service_of
@@ -134,6 +134,8 @@ def lookup(call: OperationCall) -> dict[str, Any]:
                 f"Code {code!r} is not in CodeSystem {system} version {found.version}",
                 code="not-found",
             )
+        used = supplements.resolve(service, conn, _texts(call, "useSupplement"))
+        added, added_properties = supplements.additions(service, conn, used, found.url, code)
     out: list[dict[str, Any]] = [
         _param("name", found.name or found.url),
         _param("version", found.version),
@@ -142,7 +144,7 @@ def lookup(call: OperationCall) -> dict[str, Any]:
         out.append(_param("display", row.display))
     if row.definition:
         out.append(_param("definition", row.definition))
-    for designation in json.loads(row.designations or "[]"):
+    for designation in json.loads(row.designations or "[]") + added:
         part = [{"name": "value", "valueString": designation["value"]}]
         if designation.get("language"):
             part.insert(0, {"name": "language", "valueCode": designation["language"]})
@@ -167,7 +169,7 @@ def lookup(call: OperationCall) -> dict[str, Any]:
         add_property("parent", parent)
     for child in row.children:
         add_property("child", child)
-    for name, value in row.properties:
+    for name, value in [*row.properties, *added_properties]:
         add_property(name, value)
     add_property("inactive", bool(row.inactive))
     if row.abstract:
@@ -384,13 +386,24 @@ def _value_set_of(call: OperationCall, service: Terminology) -> dict[str, Any]:
     return service.value_set(url, _text(call, "valueSetVersion"))
 
 
-def _designation(entry: Entry, language: str | None) -> str | None:
-    if not language or not entry.designations:
+def _designation(
+    entry: Entry, designations: list[dict[str, Any]], language: str | None
+) -> str | None:
+    if not language:
         return entry.display
-    for designation in json.loads(entry.designations):
+    for designation in designations:
         if (designation.get("language") or "").lower().startswith(language.lower()):
             return str(designation["value"])
     return entry.display
+
+
+def _designation_element(designation: dict[str, Any], system: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": designation["value"]}
+    if designation.get("language"):
+        out["language"] = designation["language"]
+    if designation.get("use"):
+        out["use"] = {"system": system, "code": designation["use"]}
+    return out
 
 
 def expand_operation(call: OperationCall) -> dict[str, Any]:
@@ -405,6 +418,11 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
         active_only=_boolean(call, "activeOnly"),
     )
     language = _text(call, "displayLanguage")
+    with_designations = _boolean(call, "includeDesignations")
+    nested_asked = _text(call, "excludeNested") is not None
+    # Nested ``contains`` only when asked for (excludeNested=false) and the expansion is not
+    # paged: a page of a tree has no meaning.
+    nested = nested_asked and not _boolean(call, "excludeNested") and options.count is None
     result = cached_expansion(service, value_set, options)
     if options.count is None and result.total > limit:
         raise FhirError(
@@ -421,21 +439,50 @@ def expand_operation(call: OperationCall) -> dict[str, Any]:
     parameters.append({"name": "offset", "valueInteger": options.offset})
     if language:
         parameters.append({"name": "displayLanguage", "valueCode": language})
+    if with_designations:
+        parameters.append({"name": "includeDesignations", "valueBoolean": True})
+    if nested_asked:
+        parameters.append({"name": "excludeNested", "valueBoolean": not nested})
     for url, version in result.used_systems:
         parameters.append({"name": "version", "valueUri": f"{url}|{version}"})
     contains = []
-    for entry in result.entries:
-        item: dict[str, Any] = {"system": entry.system, "code": entry.code}
-        if entry.version:
-            item["version"] = entry.version
-        if entry.abstract:
-            item["abstract"] = True
-        if entry.inactive:
-            item["inactive"] = True
-        display = _designation(entry, language)
-        if display:
-            item["display"] = display
-        contains.append(item)
+    with service.read() as conn:
+        used = supplements.resolve(
+            service, conn, supplements.requested(_texts(call, "useSupplement"), value_set)
+        )
+        for supplement in used:
+            parameters.append(
+                {"name": "used-supplement", "valueUri": f"{supplement.url}|{supplement.version}"}
+            )
+        items: list[tuple[str, str, dict[str, Any]]] = []
+        for entry in result.entries:
+            item: dict[str, Any] = {"system": entry.system, "code": entry.code}
+            if entry.version:
+                item["version"] = entry.version
+            if entry.abstract:
+                item["abstract"] = True
+            if entry.inactive:
+                item["inactive"] = True
+            designations = json.loads(entry.designations or "[]")
+            if used:
+                designations += supplements.additions(
+                    service, conn, used, entry.system, entry.code
+                )[0]
+            display = _designation(entry, designations, language)
+            if display:
+                item["display"] = display
+            if with_designations and designations:
+                item["designation"] = [_designation_element(d, entry.system) for d in designations]
+            items.append((entry.system, entry.code, item))
+        if nested:
+            keys = {}
+            for url, version in result.used_systems:
+                found = service.find(conn, url, version)
+                if found is not None:
+                    keys[url] = found.key
+            contains = supplements.nest(conn, keys, items)
+        else:
+            contains = [item for _, _, item in items]
     out: dict[str, Any] = {
         key: value_set[key]
         for key in ("id", "url", "version", "name", "title", "status")
