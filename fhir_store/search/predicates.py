@@ -84,8 +84,12 @@ MODIFIERS: dict[str, frozenset[str]] = {
 
 #: Modifiers that are known to FHIR but not provided here: terminology expansion (``:in``,
 #: ``:not-in``, subsumption) needs a terminology service (supported when the registry has a
-#: ``token_modifiers`` resolver); Identifier.type is not indexed.
-NOT_SUPPORTED_MODIFIERS = frozenset({"in", "not-in", "of-type", "above", "below"})
+#: ``token_modifiers`` resolver).
+NOT_SUPPORTED_MODIFIERS = frozenset({"in", "not-in", "above", "below"})
+
+#: Resources ``:of-type`` reads to check Identifier.type (those holding the identifier
+#: value); a value held by more is refused as too costly rather than read.
+MAX_OF_TYPE_CANDIDATES = 1000
 
 #: The most (system, code) pairs one terminology modifier value may stand for.
 MAX_TERMINOLOGY_CODES = 10_000
@@ -395,6 +399,8 @@ class Predicates:
             return self._composite(owner, definition, values)
         if kind == "token" and parsed.modifier in TERMINOLOGY_MODIFIERS:
             return self._terminology(owner, definition, parsed.modifier, values)
+        if kind == "token" and parsed.modifier == "of-type":
+            return self._of_type(owner, definition, values)
         build = self._builders()[kind]
         if kind == "quantity" and self.registry.quantity_units is not None:
             build = self._quantity_builder(owner, definition)
@@ -489,6 +495,78 @@ class Predicates:
             self._in_index(owner, index_token, definition.code, or_(*terms)) if terms else false()
         )
         return not_(matched) if modifier == "not-in" else matched
+
+    def _of_type(
+        self, owner: Owner, definition: SearchParameterDef, values: list[str]
+    ) -> ColumnElement[bool]:
+        """``identifier:of-type=[type system]|[type code]|[value]`` (#token): an Identifier
+        with that value whose ``type`` has that coding. The token index holds the value, not
+        the type, so the resources holding the value are found there and their identifiers'
+        types checked here (as composites are); the matching ids are then an ``IN`` list."""
+        if owner.resource_type is None:
+            raise bad_request(f":of-type on {definition.code!r} needs a resource type")
+        if not re.search(r"\bidentifier\b", definition.expression or ""):
+            raise bad_request(f":of-type applies to Identifier parameters, not {definition.code!r}")
+        from fhirhub.fhir_store.encryption import opened
+
+        matched: set[str] = set()
+        for raw in values:
+            if raw == "":
+                continue
+            parts = split_unescaped(raw, "|")
+            if len(parts) != 3 or not parts[1] or not parts[2]:
+                raise bad_request(f":of-type needs [type system]|[type code]|[value], not {raw!r}")
+            type_system, type_code, value = (unescape(p) for p in parts)
+            holders = select(index_token.c.resource_id).where(
+                index_token.c.resource_type == owner.resource_type,
+                index_token.c.param == definition.code,
+                index_token.c.code == value,
+            )
+            # Only resources the caller may see are read (and counted against the bound).
+            rc = current_alias(owner.resource_type)
+            rows = self.conn.execute(
+                select(rc.id_col, rc.table.c.content)
+                .where(
+                    rc.type_col == owner.resource_type,
+                    rc.id_col.in_(holders),
+                    rc.table.c.deleted.is_(False),
+                    *self._visible(rc),
+                )
+                .limit(MAX_OF_TYPE_CANDIDATES + 1)
+            ).all()
+            if len(rows) > MAX_OF_TYPE_CANDIDATES:
+                raise too_costly(
+                    f"{definition.code}:of-type: the value {value!r} is held by more than "
+                    f"{MAX_OF_TYPE_CANDIDATES} resources; narrow the search"
+                )
+            systems: dict[str, set[str | None]] = {}
+            for resource_id, system in self.conn.execute(
+                select(index_token.c.resource_id, index_token.c.system).where(
+                    index_token.c.resource_type == owner.resource_type,
+                    index_token.c.param == definition.code,
+                    index_token.c.code == value,
+                    index_token.c.resource_id.in_(sorted(row[0] for row in rows)),
+                )
+            ):
+                systems.setdefault(resource_id, set()).add(system)
+            for resource_id, content in rows:
+                plain = opened(self.conn, content)
+                if resource_id in matched or plain is None:
+                    continue
+                if _has_typed_identifier(
+                    orjson.loads(plain),
+                    value,
+                    systems.get(resource_id, set()),
+                    type_system,
+                    type_code,
+                ):
+                    matched.add(resource_id)
+        if not matched:
+            return false()
+        ids: BindParameter[list[str]] = bindparam(
+            "of_type_ids", sorted(matched), expanding=True, literal_execute=True, unique=True
+        )
+        return owner.id_col.in_(ids)
 
     # -- subqueries
 
@@ -896,6 +974,37 @@ class Predicates:
             "composite_ids", sorted(matched), expanding=True, literal_execute=True, unique=True
         )
         return owner.id_col.in_(ids)
+
+
+def _has_typed_identifier(
+    resource: Any,
+    value: str,
+    systems: set[str | None],
+    type_system: str,
+    type_code: str,
+) -> bool:
+    """Whether ``resource`` holds an Identifier with ``value`` (and one of the ``systems``
+    the token index has for it under the parameter) whose ``type`` has the coding
+    ``type_system|type_code`` (an empty type system: any)."""
+    stack = [resource]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if item.get("value") == value and item.get("system") in systems and isinstance(kind, dict):
+            for coding in kind.get("coding") or ():
+                if (
+                    isinstance(coding, dict)
+                    and coding.get("code") == type_code
+                    and (not type_system or coding.get("system") == type_system)
+                ):
+                    return True
+        stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+    return False
 
 
 _TABLE_OF: dict[str, Any] = {

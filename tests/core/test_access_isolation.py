@@ -381,3 +381,20 @@ def test_system_writes_belong_to_the_default_tenant(database_url: str, tmp_path:
             assert a.get("Provenance").json()["total"] == 1  # the message's own Provenance
     finally:
         hub.close()
+
+
+def test_identifier_of_type_stays_inside_the_tenant(world: dict[str, Any]) -> None:
+    v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+    mrn = {
+        "system": "http://hospital.example/mrn",
+        "value": "of-type-1",
+        "type": {"coding": [{"system": v2, "code": "MR"}]},
+    }
+    mine: dict[str, str] = {}
+    for name in ("clinician-a", "clinician-b"):
+        response = caller(world, name).post("Patient", patient(identifier=[mrn]))
+        assert response.status_code == 201, response.text
+        mine[name] = f"Patient/{response.json()['id']}"
+    for name in ("clinician-a", "clinician-b"):
+        found = caller(world, name).ids(f"Patient?identifier:of-type={v2}|MR|of-type-1")
+        assert found == {mine[name]}

@@ -154,3 +154,45 @@ def test_entries_are_stored_bytes(db: Db) -> None:
     bundle = db.search("Patient", "_id=p2")
     assert bundle["type"] == "searchset" and bundle["total"] == 1
     assert bundle["entry"][0]["resource"]["name"][0]["family"] == "Chalmers"
+
+
+V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def test_identifier_of_type(db: Db) -> None:
+    def typed(code: str) -> dict[str, object]:
+        return {"coding": [{"system": V2, "code": code}]}
+
+    db.put(
+        {
+            "resourceType": "Patient",
+            "id": "mr",
+            "identifier": [{"system": "urn:mrn", "value": "123", "type": typed("MR")}],
+        },
+        {
+            "resourceType": "Patient",
+            "id": "dl",
+            "identifier": [
+                {"system": "urn:dl", "value": "123", "type": typed("DL")},
+                {"system": "urn:mrn", "value": "777", "type": typed("MR")},
+            ],
+        },
+        {"resourceType": "Patient", "id": "untyped", "identifier": [{"value": "123"}]},
+    )
+    assert db.ids("Patient", f"identifier:of-type={V2}|MR|123") == ["Patient/mr"]
+    assert db.ids("Patient", f"identifier:of-type={V2}|DL|123") == ["Patient/dl"]
+    # The type and the value must be those of one identifier.
+    assert db.ids("Patient", f"identifier:of-type={V2}|MR|777") == ["Patient/dl"]
+    assert db.ids("Patient", f"identifier:of-type={V2}|DL|777") == []
+    assert db.ids("Patient", "identifier:of-type=|MR|123") == ["Patient/mr"]  # any type system
+    assert db.ids("Patient", f"identifier:of-type={V2}|MR|123,{V2}|DL|123") == [
+        "Patient/dl",
+        "Patient/mr",
+    ]
+    assert db.ids("Patient", f"identifier:of-type={V2}|MR|123&gender:missing=true") == [
+        "Patient/mr"
+    ]
+    for query in (f"identifier:of-type={V2}|MR", "identifier:of-type=123", "gender:of-type=a|b|c"):
+        with pytest.raises(FhirError) as error:
+            db.search("Patient", query)
+        assert error.value.status == 400
