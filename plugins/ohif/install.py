@@ -45,7 +45,7 @@ BOOT = "fhirhub-boot.js"
 NPM_TIMEOUT_S = 600
 PUBLIC_PATH = '__webpack_require__.p = "/";'
 #: Bumped when :func:`patch` changes, so that an older installation is redone.
-PATCH_LEVEL = "2"
+PATCH_LEVEL = "3"
 
 
 class InstallError(RuntimeError):
@@ -126,9 +126,12 @@ def rewrite_index(text: str, mount: str = MOUNT) -> tuple[str, str]:
     return text, boot
 
 
-def patch(dist: Path, mount: str = MOUNT) -> list[str]:
-    """Make the root-built viewer work under ``mount``; the names of the files changed."""
+def patch(dist: Path, mount: str = MOUNT) -> tuple[list[str], list[str]]:
+    """Make the root-built viewer work under ``mount``; the names of the files changed, and
+    those of the web workers' entry scripts (bundles with their own webpack runtime that
+    load their chunks with ``importScripts``)."""
     changed = []
+    workers = []
     index = dist / "index.html"
     text, boot = rewrite_index(index.read_text(encoding="utf-8"), mount)
     index.write_text(text, encoding="utf-8")
@@ -140,6 +143,8 @@ def patch(dist: Path, mount: str = MOUNT) -> list[str]:
             replaced = f"__webpack_require__.p = {json.dumps(mount)};"
             path.write_bytes(data.replace(PUBLIC_PATH.encode(), replaced.encode()))
             changed.append(path.name)
+            if not path.name.startswith("app.bundle") and b"importScripts" in data:
+                workers.append(path.name)
     for path in sorted(dist.glob("*.css")):  # fonts: url(/x.woff2)
         text = path.read_text(encoding="utf-8")
         fixed = re.sub(r"url\((['\"]?)/(?!/)", rf"url(\1{mount}", text)
@@ -150,7 +155,7 @@ def patch(dist: Path, mount: str = MOUNT) -> list[str]:
         raise InstallError("no app.bundle*.js sets webpack's public path as expected")
     for name in ("app-config.js", "init-service-worker.js", "sw.js", "_redirects", "_headers"):
         (dist / name).unlink(missing_ok=True)
-    return changed
+    return changed, workers
 
 
 def install(dist: Path = DIST, npm: str | None = None) -> str:
@@ -173,7 +178,7 @@ def install(dist: Path = DIST, npm: str | None = None) -> str:
                 f"{tarball.name} has integrity {found}, not the pinned {INTEGRITY}: not installed"
             )
         unpacked = unpack(tarball, Path(work) / "x")
-        changed = patch(unpacked)
+        changed, workers = patch(unpacked)
         stamp = {
             "package": PACKAGE,
             "version": VERSION,
@@ -181,6 +186,7 @@ def install(dist: Path = DIST, npm: str | None = None) -> str:
             "mount": MOUNT,
             "patch_level": PATCH_LEVEL,
             "patched": ",".join(changed),
+            "workers": ",".join(workers),
         }
         (unpacked / STAMP).write_text(json.dumps(stamp, indent=1))
         if dist.exists():

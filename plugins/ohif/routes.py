@@ -16,22 +16,28 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from fhirhub.plugins.ohif.install import MOUNT, VERSION, installed
+from fhirhub.plugins.ohif.install import MOUNT, STAMP, VERSION, installed
 from fhirhub.plugins.ohif.settings import settings_of
 from fhirhub.sdk import Hub
 
-#: The hub's HTML policy (same-origin everything) plus what the OHIF build needs:
-#: ``'wasm-unsafe-eval'`` to compile its WebAssembly image codecs (no JavaScript ``eval``),
-#: ``worker-src blob:`` for the decoding workers it starts from blob URLs,
-#: ``style-src 'unsafe-inline'`` for the style elements and attributes React components set
-#: (styles cannot run code), ``font-src data:`` for its inlined icon fonts.
+#: The hub's HTML policy (same-origin everything, no inline script) plus only what the OHIF
+#: build was seen to need (docs/security.md): ``'wasm-unsafe-eval'`` to compile its
+#: WebAssembly image codecs (JPEG 2000, JPEG-LS, HTJ2K; JavaScript ``eval`` stays refused),
+#: ``style-src 'unsafe-inline'`` for the style attributes and elements its React components
+#: set (styles run no code), ``img-src data:`` for its inline icons. Its workers are
+#: same-origin files (``default-src 'self'``).
 VIEWER_CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
-    "worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
     "frame-src 'self'; frame-ancestors 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'"
 )
+
+#: The viewer's web workers (their entry scripts; a worker's policy comes from its own
+#: script's response): the same, with ``'unsafe-eval'``, since its image codecs
+#: (Emscripten's embind) build their JavaScript bindings with ``new Function``. A worker has
+#: no access to the page, its storage or its token.
+WORKER_CSP = VIEWER_CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval'")
 
 #: The viewer's configuration (``window.config``): a function OHIF calls with its services
 #: before it loads anything, so that every DICOMweb request (QIDO-RS, WADO-RS, STOW-RS) gets
@@ -121,11 +127,23 @@ def make_router(hub: Hub) -> APIRouter:
     settings = settings_of(hub)
     dist = settings.dist_path()
     headers = {"Content-Security-Policy": VIEWER_CSP}
+    seen: dict[str, Any] = {}
+
+    def installation() -> dict[str, str] | None:
+        """The installed viewer's stamp, read again only when the file changes."""
+        try:
+            mtime = (dist / STAMP).stat().st_mtime_ns
+        except OSError:
+            return None
+        if seen.get("mtime") != mtime:
+            seen.update(mtime=mtime, stamp=installed(dist))
+        stamp: dict[str, str] | None = seen["stamp"]
+        return stamp
 
     @router.get("/status")
     def status() -> dict[str, Any]:
         """Whether the viewer is installed, and where a study opens in it."""
-        stamp = installed(dist)
+        stamp = installation()
         return {
             "installed": stamp is not None,
             "version": stamp["version"] if stamp else None,
@@ -140,7 +158,7 @@ def make_router(hub: Hub) -> APIRouter:
 
     @router.get("/viewer/app-config.js")
     def config() -> Response:
-        if installed(dist) is None:
+        if installation() is None:
             raise HTTPException(404, "The OHIF Viewer is not installed")
         return Response(
             app_config(settings.dicomweb),
@@ -152,7 +170,7 @@ def make_router(hub: Hub) -> APIRouter:
 
     @router.get("/viewer/{path:path}")
     def files(path: str) -> Response:
-        if installed(dist) is None:
+        if installation() is None:
             raise HTTPException(
                 404, "The OHIF Viewer is not installed (make ohif, which needs npm)"
             )
@@ -169,8 +187,12 @@ def make_router(hub: Hub) -> APIRouter:
         elif target.suffix == ".wasm":
             media_type = "application/wasm"
         cache = "no-cache" if target.name == "index.html" else "public, max-age=86400"
+        workers = (installation() or {}).get("workers", "").split(",")
+        policy = WORKER_CSP if target.parent == root and target.name in workers else VIEWER_CSP
         return FileResponse(
-            target, media_type=media_type, headers={**headers, "Cache-Control": cache}
+            target,
+            media_type=media_type,
+            headers={"Content-Security-Policy": policy, "Cache-Control": cache},
         )
 
     return router

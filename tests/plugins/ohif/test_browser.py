@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 
 from fhirhub.plugins.imaging_ai import synthetic
 from fhirhub.plugins.ohif.install import DIST, installed
+from tests.adapters.dicom.conftest import TEST_FILES
 from tests.conftest import REPO, LiveServer
 from tests.plugins.imaging_ai.helpers import phantom_study
 from tests.plugins.security.conftest import PASSWORD
@@ -84,7 +86,9 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, dict[s
     for ds in study_b:
         ds.PatientName = "Other^Tenant"
     loader = LiveServer(sqlite_url, tmp_path, env={**env, "FHIRHUB_AUTH": "off"}).start()
-    body, content_type = multipart([synthetic.part10(ds) for ds in study_a])
+    # and a JPEG-LS MR image: its codec (WebAssembly, in a worker) must pass the viewer's CSP
+    compressed = (TEST_FILES / "MR_small_jpeg_ls_lossless.dcm").read_bytes()
+    body, content_type = multipart([synthetic.part10(ds) for ds in study_a] + [compressed])
     stored = httpx.post(
         f"{loader.base}/plugins/dicom/dicomweb/studies",
         content=body,
@@ -114,6 +118,7 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, dict[s
     live = LiveServer(sqlite_url, tmp_path, env={**env, "FHIRHUB_AUTH": "on"}).start()
     uids = {
         "a": str(study_a[0].StudyInstanceUID),
+        "mr": str(pydicom.dcmread(io.BytesIO(compressed)).StudyInstanceUID),
         "b": str(study_b[0].StudyInstanceUID),
         "patient": patient_id,
     }
@@ -149,7 +154,11 @@ def test_study_list_series_and_segmentation(server: tuple[LiveServer, dict[str, 
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         page.on(
             "console",
-            lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+            lambda m: (
+                problems.append(m.text)
+                if "Content Security Policy" in m.text or "Error Boundary" in m.text
+                else None
+            ),
         )
         try:
             sign_in(page, live.base)
@@ -171,7 +180,7 @@ def test_study_list_series_and_segmentation(server: tuple[LiveServer, dict[str, 
             listed = page.locator("body").inner_text()
             assert "Synthetic, Phantom" in listed and "DX" in listed
             assert "Other, Tenant" not in listed, "another tenant's study is listed"
-            assert "1-1 of 1" in listed
+            assert "1-2 of 2" in listed
 
             # the study: its DX series drawn from WADO-RS frames, the SEG series listed
             page.goto(f"{live.base}/plugins/ohif/viewer/viewer?StudyInstanceUIDs={uids['a']}")
@@ -189,10 +198,23 @@ def test_study_list_series_and_segmentation(server: tuple[LiveServer, dict[str, 
             assert spread > 10, f"the viewport stayed empty (grey-level spread {spread:.1f})"
             assert page.get_by_text("SEG").count() >= 1
 
+            # a JPEG-LS image: decoded by the codec's WebAssembly in a web worker
+            page.goto(f"{live.base}/plugins/ohif/viewer/viewer?StudyInstanceUIDs={uids['mr']}")
+            viewport = page.locator("[data-viewportid] canvas").first
+            viewport.wait_for()
+            deadline = time.monotonic() + TIMEOUT_MS / 1000
+            while time.monotonic() < deadline:
+                spread = image_spread(viewport.screenshot())
+                if spread > 10:
+                    break
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "03-jpeg-ls.png"))
+            assert spread > 10, f"the JPEG-LS image was not drawn (spread {spread:.1f})"
+
             # another tenant's study does not open: QIDO-RS finds nothing for this user
             page.goto(f"{live.base}/plugins/ohif/viewer/viewer?StudyInstanceUIDs={uids['b']}")
             page.wait_for_timeout(5000)
-            page.screenshot(path=str(ARTIFACTS / "03-other-tenant.png"))
+            page.screenshot(path=str(ARTIFACTS / "04-other-tenant.png"))
             shown = page.locator("body").inner_text()
             assert "not available" in shown and "Other, Tenant" not in shown
         finally:

@@ -27,6 +27,7 @@ FILES = {
     "package/dist/index.html": INDEX,
     "package/dist/app.bundle.abc.js": 'x();__webpack_require__.p = "/";y();',
     "package/dist/12.bundle.js": "no public path here",
+    "package/dist/8097.bundle.js": 'importScripts(a);__webpack_require__.p = "/";',
     "package/dist/app.bundle.css": "@font-face{src:url(/f.woff2)}a{b:url(data:x)}",
     "package/dist/app-config.js": "window.config = {wadoRoot: 'https://public.example'}",
     "package/dist/init-service-worker.js": "register()",
@@ -90,6 +91,7 @@ def test_install_once_under_the_mount(tmp_path: Path, monkeypatch: pytest.Monkey
     stamp = install.installed(dist)
     assert stamp is not None and stamp["version"] == install.VERSION
     assert stamp["mount"] == "/plugins/ohif/viewer/"
+    assert stamp["workers"] == "8097.bundle.js"  # served with the workers' policy
     bundle = (dist / "app.bundle.abc.js").read_text()
     assert bundle == 'x();__webpack_require__.p = "/plugins/ohif/viewer/";y();'
     assert (dist / "12.bundle.js").read_text() == "no public path here"

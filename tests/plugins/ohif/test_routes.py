@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import build_hub
 from fhirhub.plugins.ohif import install
-from fhirhub.plugins.ohif.routes import VIEWER_CSP
+from fhirhub.plugins.ohif.routes import VIEWER_CSP, WORKER_CSP
 from tests.conftest import make_settings
 
 
@@ -22,12 +22,14 @@ def fake_dist(folder: Path) -> Path:
     (folder / "index.html").write_text("<!doctype html><title>OHIF Viewer</title>")
     (folder / "app.bundle.1.js").write_text("run()")
     (folder / "codec.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (folder / "8097.bundle.js").write_text("importScripts('x.js')")
     stamp = {
         "package": install.PACKAGE,
         "version": install.VERSION,
         "integrity": install.INTEGRITY,
         "mount": install.MOUNT,
         "patch_level": install.PATCH_LEVEL,
+        "workers": "8097.bundle.js",
     }
     (folder / install.STAMP).write_text(json.dumps(stamp))
     (folder.parent / "secret.txt").write_text("outside the viewer")
@@ -61,6 +63,11 @@ def test_viewer_files_are_public_with_their_own_policy(client: TestClient) -> No
     assert client.get("/plugins/ohif/viewer/missing.js").status_code == 404
     script = client.get("/plugins/ohif/viewer/app.bundle.1.js")
     assert script.headers["content-type"].startswith("text/javascript")
+    # the codecs' workers, and they alone, may build functions from strings (embind)
+    worker = client.get("/plugins/ohif/viewer/8097.bundle.js")
+    assert worker.headers["content-security-policy"] == WORKER_CSP
+    assert "'unsafe-eval'" in WORKER_CSP
+    assert script.headers["content-security-policy"] == VIEWER_CSP
     assert client.get("/plugins/ohif/viewer/codec.wasm").headers["content-type"] == (
         "application/wasm"
     )
