@@ -22,7 +22,7 @@ from fhirhub.sdk import Hub
 
 #: The hub's HTML policy (same-origin everything, no inline script) plus only what the OHIF
 #: build was seen to need (docs/security.md): ``'wasm-unsafe-eval'`` to compile its
-#: WebAssembly image codecs (JPEG 2000, JPEG-LS, HTJ2K; JavaScript ``eval`` stays refused),
+#: WebAssembly image codecs (JPEG 2000, JPEG-LS; JavaScript ``eval`` stays refused),
 #: ``style-src 'unsafe-inline'`` for the style attributes and elements its React components
 #: set (styles run no code), ``img-src data:`` for its inline icons. Its workers are
 #: same-origin files (``default-src 'self'``).
