@@ -1,6 +1,7 @@
 """The OHIF Viewer in Chromium against a served hub with authentication on and two tenants:
 the study list shows the signed-in user's tenant's study only, its series loads (pixels drawn
-from WADO-RS frames), and the imaging AI's Segmentation is listed and drawn over the image.
+from WADO-RS frames), the imaging AI's SEG is listed and its SR measurement report is
+drawn over the image.
 Screenshots go to ``tests/artifacts/ohif/``.
 
 Needs the viewer installed (``make ohif``, which needs npm): skipped otherwise, and a failure
@@ -197,6 +198,17 @@ def test_study_list_series_and_segmentation(server: tuple[LiveServer, dict[str, 
             page.screenshot(path=str(ARTIFACTS / "02-series.png"))
             assert spread > 10, f"the viewport stayed empty (grey-level spread {spread:.1f})"
             assert page.get_by_text("SEG").count() >= 1
+
+            # the imaging AI's SR measurement report: its regions drawn over the image, with
+            # the finding's probability (OHIF cannot place the SEG on a radiograph)
+            skip = page.get_by_text("Skip all")
+            if skip.count():
+                skip.first.click()
+            page.get_by_text("AI findings").first.dblclick()
+            label = page.locator("svg text", has_text="probability").first
+            label.wait_for()
+            assert "%" in (label.text_content() or "")
+            page.screenshot(path=str(ARTIFACTS / "02-findings-overlay.png"))
 
             # a JPEG-LS image: decoded by the codec's WebAssembly in a web worker
             page.goto(f"{live.base}/plugins/ohif/viewer/viewer?StudyInstanceUIDs={uids['mr']}")
