@@ -51,6 +51,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("terminology", "fhirhub.plugins.terminology"),
     ("knowledge", "fhirhub.plugins.knowledge"),
     ("imaging_ai", "fhirhub.plugins.imaging_ai"),
+    ("ohif", "fhirhub.plugins.ohif"),
     ("vitals", "fhirhub.plugins.vitals"),
 )
 

@@ -25,6 +25,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from fhirhub.adapters.dicom.archive import InstanceRejected, archive_for, read_part10
 from fhirhub.adapters.dicom.content_store import StoreUnavailable
+from fhirhub.adapters.dicom.frames import frame_parts, parse_frame_list
 from fhirhub.adapters.dicom.instance_index import ALL_TENANTS, COLUMN, QueryError, TenantView
 from fhirhub.adapters.dicom.render import MEDIA_TYPES, RenderError, Window, render_frame
 from fhirhub.sdk import FhirError
@@ -108,16 +109,23 @@ def _query_keys(request: Request) -> tuple[dict[str, str], int, int]:
 
 
 def _multipart(parts: list[bytes], media_type: str) -> Response:
+    return _multipart_typed([(media_type, part) for part in parts])
+
+
+def _multipart_typed(parts: list[tuple[str, bytes]]) -> Response:
+    """A ``multipart/related`` body; its ``type`` is the first part's media type without
+    parameters (frames name their Transfer Syntax in each part's Content-Type)."""
     boundary = uuid.uuid4().hex
     chunks: list[bytes] = []
-    for part in parts:
+    for media_type, part in parts:
         chunks.append(f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode())
         chunks.append(part)
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
+    root_type = parts[0][0].split(";")[0] if parts else "application/octet-stream"
     return Response(
         b"".join(chunks),
-        media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+        media_type=f'multipart/related; type="{root_type}"; boundary={boundary}',
     )
 
 
@@ -285,6 +293,25 @@ def make_router(hub: Hub) -> APIRouter:
         except StoreUnavailable as exc:
             return _unavailable(exc)
         return Response(body, media_type=MEDIA_TYPES[fmt])
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+    def retrieve_frames(
+        study: str, series: str, sop: str, frames: str, request: Request
+    ) -> Response:
+        """Frame pixel data (PS3.18 10.4.1.1.3), one part per frame: what browser viewers
+        such as OHIF load images with (:mod:`.frames`)."""
+        instances = stored(study, series, sop)
+        if not instances:
+            return Response("No such instance", status_code=404, media_type="text/plain")
+        try:
+            numbers = parse_frame_list(frames)
+            ds = archive_for(hub).dataset(instances[0].digest)
+            parts = frame_parts(ds, numbers, request.headers.get("accept", ""))
+        except RenderError as exc:
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        return _multipart_typed(parts)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
     def instance_rendered(study: str, series: str, sop: str, request: Request) -> Response:

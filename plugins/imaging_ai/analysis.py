@@ -184,9 +184,10 @@ def run_model(
 
 
 def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list[str]:
-    """Store a DICOM SEG per image with offered regions (as the caller: the system for the
-    study's tenant); each finding learns its SEG and segment. Returns the problems."""
-    from fhirhub.plugins.imaging_ai.overlays import segmentations
+    """Store a DICOM SEG per image with offered regions, and one SR measurement report of
+    them (as the caller: the system for the study's tenant); each finding learns its SEG and
+    segment. Returns the problems."""
+    from fhirhub.plugins.imaging_ai.overlays import measurement_report, segmentations
 
     problems = []
     for seg_uid, data, group in segmentations(analysis.card, analysis.images, offered):
@@ -197,6 +198,16 @@ def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list
             continue
         for number, finding in enumerate(group, start=1):
             finding.segmentation = (seg_uid, number)
+    try:
+        report = measurement_report(analysis.card, analysis.images, offered)
+    except Exception as exc:  # highdicom's checks on an unusual source image
+        log.warning("No SR measurement report: %s", exc)
+        return [*problems, f"measurement report not made: {exc}"]
+    if report is not None:
+        try:
+            store_dicom_instance(hub, report[1])
+        except FhirError as exc:
+            problems.append(f"measurement report {report[0]} not stored: {exc}")
     return problems
 
 

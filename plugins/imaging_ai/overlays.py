@@ -1,7 +1,13 @@
-"""The model's regions as DICOM Segmentation objects (``highdicom``), stored back in the
-archive beside the images so that any DICOM viewer shows them: one SEG per analysed image
-that carries a finding's region, one binary segment per finding (its bounding box), in a new
-series of the same study, with the model as the segment algorithm."""
+"""The model's regions as DICOM objects (``highdicom``), stored back in the archive beside the
+images so that DICOM viewers show them:
+
+* a Segmentation (SEG) per analysed image that carries a finding's region, one binary segment
+  per finding (its bounding box), in a new series of the same study, with the model as the
+  segment algorithm;
+* one Measurement Report (Enhanced SR, TID 1500) per analysis: per finding a planar ROI (the
+  box as a closed POLYLINE in the image's pixel coordinates) with the probability as a
+  measurement, in a series of its own. Viewers that place a SEG by patient coordinates (OHIF)
+  cannot do so on projection radiographs, which have none; they draw the SR's regions."""
 
 from __future__ import annotations
 
@@ -31,6 +37,21 @@ _COPIED = (
     "StudyID",
 )
 SERIES_NUMBER = 9901
+SR_SERIES_NUMBER = 9902
+#: Private coding scheme (PS3.3 8.2: "99" prefix) of the measurement names.
+SCHEME = "99FHIRHUB"
+
+
+def _with_type2(source: Dataset) -> Dataset:
+    """A copy of ``source`` with the Type 2 patient and study attributes highdicom copies
+    (empty when the source has none)."""
+    image = Dataset()
+    image.update(source)
+    image.file_meta = source.file_meta
+    for keyword in _COPIED:
+        if keyword not in image:
+            setattr(image, keyword, "")
+    return image
 
 
 def segmentation(card: ModelCard, source: Dataset, findings: list[Finding]) -> tuple[str, bytes]:
@@ -39,12 +60,7 @@ def segmentation(card: ModelCard, source: Dataset, findings: list[Finding]) -> t
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    image = Dataset()
-    image.update(source)
-    image.file_meta = source.file_meta
-    for keyword in _COPIED:
-        if keyword not in image:
-            setattr(image, keyword, "")
+    image = _with_type2(source)
     rows, columns = int(source.Rows), int(source.Columns)
     mask = np.zeros((1, rows, columns, len(findings)), dtype=bool)
     algorithm = hd.AlgorithmIdentificationSequence(
@@ -104,6 +120,98 @@ def segmentations(
             continue
         made.append((seg_uid, data, group))
     return made
+
+
+def measurement_report(
+    card: ModelCard, sources: dict[str, Dataset], findings: list[Finding]
+) -> tuple[str, bytes] | None:
+    """An Enhanced SR measurement report (TID 1500) of the findings with a box, or None when
+    none has one; returns its SOP Instance UID and Part 10 bytes."""
+    import highdicom as hd
+    from highdicom.sr import (
+        CodedConcept,
+        DeviceObserverIdentifyingAttributes,
+        EnhancedSR,
+        GraphicTypeValues,
+        ImageRegion,
+        Measurement,
+        MeasurementReport,
+        ObservationContext,
+        ObserverContext,
+        PlanarROIMeasurementsAndQualitativeEvaluations,
+        SourceImageForRegion,
+        TrackingIdentifier,
+    )
+    from pydicom.sr.codedict import codes
+
+    boxed = [f for f in findings if f.box is not None and f.sop_uid in sources]
+    if not boxed:
+        return None
+    images = {uid: _with_type2(ds) for uid, ds in sources.items()}
+    algorithm = hd.sr.AlgorithmIdentification(name=card.id, version=card.version)
+    groups = []
+    for finding in boxed:
+        assert finding.box is not None
+        x0, y0, x1, y1 = finding.box
+        # pixel (column, row) edges: the box's last column and row are inside it
+        corners = [[x0, y0], [x1 + 1, y0], [x1 + 1, y1 + 1], [x0, y1 + 1], [x0, y0]]
+        region = ImageRegion(
+            graphic_type=GraphicTypeValues.POLYLINE,
+            graphic_data=np.array(corners, dtype=float),
+            source_image=SourceImageForRegion.from_source_image(images[finding.sop_uid]),
+        )
+        probability = round(finding.probability * 100, 1)
+        name = CodedConcept(finding.label.id[:16], SCHEME, f"{finding.label.display} probability")
+        groups.append(
+            PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(
+                    uid=generate_uid(), identifier=f"{finding.label.display} {probability:.0f} %"
+                ),
+                referenced_region=region,
+                finding_type=codes.SCT.Lesion,
+                algorithm_id=algorithm,
+                measurements=[
+                    Measurement(
+                        name=name,
+                        value=probability,
+                        unit=codes.UCUM.Percent,
+                        algorithm_id=algorithm,
+                    )
+                ],
+            )
+        )
+    device = DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(entropy_srcs=[card.id, card.version]),
+        name=card.id,
+        model_name=card.version,
+    )
+    report = MeasurementReport(
+        observation_context=ObservationContext(
+            observer_device_context=ObserverContext(
+                observer_type=codes.DCM.Device, observer_identifying_attributes=device
+            )
+        ),
+        procedure_reported=CodedConcept("18748-4", "LN", "Diagnostic imaging study"),
+        imaging_measurements=groups,
+    )
+    evidence = [images[uid] for uid in dict.fromkeys(f.sop_uid for f in boxed)]
+    sop_uid = generate_uid()
+    sr = EnhancedSR(
+        evidence=evidence,
+        content=report[0],
+        series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer="fhirhub imaging_ai",
+        series_description=f"AI findings ({card.id} {card.version})",
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+    )
+    buffer = io.BytesIO()
+    sr.save_as(buffer)
+    return sop_uid, buffer.getvalue()
 
 
 def describe(made: list[tuple[str, bytes, list[Finding]]]) -> dict[int, Any]:

@@ -1,4 +1,6 @@
 // Thumbnails of a patient's imaging studies: FHIR ImagingStudy + DICOMweb (QIDO-RS, WADO-RS).
+// A series opens in the OHIF Viewer when the "ohif" plugin has it installed
+// (GET /plugins/ohif/status), else in this adapter's own series viewer.
 import { authHeaders, signIn } from "/ui/static/fhir.js";
 import { authorizedImage } from "./images.js";
 
@@ -24,9 +26,29 @@ async function json(url) {
   return response.status === 204 ? [] : response.json();
 }
 
-async function thumbnail(study, series) {
+/** The OHIF Viewer's address (`.../viewer/`) when it is installed, else null. */
+async function ohifViewer() {
+  try {
+    const response = await fetch("/plugins/ohif/status", { headers: { Accept: "application/json" } });
+    if (!response.ok) return null;
+    const status = await response.json();
+    return status.installed ? status.viewer : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function seriesHref(ohif, study, series) {
+  if (ohif) {
+    return `${ohif}viewer?StudyInstanceUIDs=${encodeURIComponent(study)}&initialSeriesInstanceUID=${encodeURIComponent(series)}`;
+  }
+  return `${prefix}/ui/viewer?study=${encodeURIComponent(study)}&series=${encodeURIComponent(series)}`;
+}
+
+async function thumbnail(study, series, ohif) {
   const instances = await json(`${web}/studies/${study}/series/${series.uid}/instances`);
-  const link = el("a", { className: "series", href: `${prefix}/ui/viewer?study=${encodeURIComponent(study)}&series=${encodeURIComponent(series.uid)}`, target: "_top" });
+  const link = el("a", { className: "series", href: seriesHref(ohif, study, series.uid), target: "_top" });
+  if (ohif) link.dataset.viewer = "ohif";
   const label = `${(series.modality || {}).code || ""} ${series.description || ""} (${instances.length})`.trim();
   if (instances.length) {
     const sop = instances[0]["00080018"].Value[0];
@@ -39,6 +61,7 @@ async function thumbnail(study, series) {
 }
 
 async function main() {
+  const ohif = await ohifViewer();
   const bundle = await json(`/fhir/ImagingStudy?subject=Patient/${encodeURIComponent(root.dataset.patient)}&_count=50`);
   const studies = (bundle.entry || []).map((e) => e.resource);
   root.replaceChildren();
@@ -50,7 +73,7 @@ async function main() {
     if (!uid) continue;
     for (const series of study.series || []) {
       try {
-        box.append(await thumbnail(uid, series));
+        box.append(await thumbnail(uid, series, ohif));
       } catch (error) {
         box.append(el("p", { className: "muted", textContent: `Series ${series.uid}: images not stored here` }));
       }

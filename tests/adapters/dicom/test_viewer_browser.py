@@ -55,6 +55,9 @@ def server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
         "FHIRHUB_DICOM_PORT": "off",
         "FHIRHUB_HL7_PORT": "off",
         "FHIRHUB_DEFAULT_TENANT": "hospital-a",
+        # the built-in viewer: with the OHIF plugin (and its viewer installed) thumbnails open
+        # OHIF instead (tests/plugins/ohif)
+        "FHIRHUB_PLUGINS": "-ohif",
     }
     loader = LiveServer(sqlite_url, tmp_path, env={**env, "FHIRHUB_AUTH": "off"}).start()
     boundary = uuid.uuid4().hex

@@ -60,7 +60,8 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
         assert stored.SOPInstanceUID in {str(ds.SOPInstanceUID) for ds in datasets}
         with acting_as(system_for("org-b")):
             assert dicom_instances(served.hub, str(datasets[0].StudyInstanceUID)) == []
-        # the regions went back to the archive as DICOM SEG, named by the findings
+        # the regions went back to the archive as DICOM SEG, named by the findings, and as
+        # one SR measurement report
         segs = {
             c["valueString"].split()[0]
             for f in findings
@@ -71,7 +72,7 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
         uid = str(datasets[0].StudyInstanceUID)
         series = served.dicomweb("clinician-a", f"/studies/{uid}/series").json()
         modalities = {s["00080060"]["Value"][0] for s in series}
-        assert modalities == {"DX", "SEG"}
+        assert modalities == {"DX", "SEG", "SR"}
         for seg_uid in segs:
             found = served.dicomweb("clinician-a", "/instances", SOPInstanceUID=seg_uid)
             assert found.status_code == 200
