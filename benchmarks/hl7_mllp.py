@@ -10,7 +10,15 @@ mean of one measurement just before and one just after the MLLP run), with the r
 number of messages the listener committed per transaction (group commit), and the share of
 messages whose conversion a worker process had ready (``--convert-processes``, default as the
 hub configures it: one worker on a machine with more than one core), and the hub process's
-own CPU time per message (all its threads; not the workers', not the client's). Run: ``.venv/bin/python benchmarks/hl7_mllp.py --count 2000``.
+own CPU time per message (all its threads; not the workers', not the client's).
+
+Second reference, the hub's own REST ingest in the same run: the same kind of message
+(``--rest-count`` of them, other control ids and the same patients), converted to its FHIR
+transaction Bundle beforehand, POSTed to ``/fhir`` of the same hub (uvicorn in the hub's
+process, auth off, as ``benchmarks/ingest.py`` runs it) by a client process over one kept-alive
+HTTP connection, one Bundle at a time: Bundles/s, half just before and half just after the
+MLLP run, and the MLLP rate's ratio to it. Run:
+``.venv/bin/python benchmarks/hl7_mllp.py --count 2000`` (``--connections 1`` for one feed).
 """
 
 from __future__ import annotations
@@ -86,6 +94,88 @@ def send_from_process(port: int, batch: list[bytes], connections: int) -> float:
     return float(value)
 
 
+def rest_bundles(batch: list[bytes]) -> list[bytes]:
+    """Each message's transaction Bundle as JSON, converted as the MLLP path converts it."""
+    import orjson
+
+    from fhirhub.adapters.hl7.convert import convert_message
+    from fhirhub.adapters.hl7.convert.provenance import message_key
+    from fhirhub.adapters.hl7.parsing import parse
+
+    out = []
+    for raw in batch:
+        message = parse(raw)
+        out.append(orjson.dumps(convert_message(message, key=message_key(message)).bundle))
+    return out
+
+
+def _rest_client(port: int, bundles: list[bytes], results: Any) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    try:
+        start = time.perf_counter()
+        for body in bundles:
+            connection.request("POST", "/fhir", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                raise SystemExit(f"REST ingest answered {response.status}: {answer[:300]!r}")
+        results.put(("ok", time.perf_counter() - start))
+    except BaseException as failure:  # reported by the parent
+        results.put(("failed", repr(failure)))
+    finally:
+        connection.close()
+
+
+def rest_rate(port: int, bundles: list[bytes]) -> float:
+    """Bundles/s POSTed one at a time on one connection by a client process."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_rest_client, args=(port, bundles, results))
+    process.start()
+    status, value = results.get()
+    process.join()
+    if status != "ok":
+        raise SystemExit(value)
+    return len(bundles) / float(value)
+
+
+class RestServer:
+    """The hub's HTTP API (uvicorn) on a thread of this process; no lifespan (so no
+    dispatcher), as the MLLP listener here runs without one."""
+
+    def __init__(self, hub: Any) -> None:
+        import uvicorn
+
+        from fhirhub.core.http.app import create_app
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        config = uvicorn.Config(
+            create_app(hub=hub),
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> RestServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
 def hl7apy_rate(batch: list[bytes]) -> float:
     from fhirhub.adapters.hl7.parsing import parse_strict
 
@@ -101,6 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--rest-count", type=int, default=300, help="messages for the REST ingest reference"
+    )
     parser.add_argument(
         "--same-process", action="store_true", help="run the client threads in the hub's process"
     )
@@ -118,7 +211,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
-            db=f"sqlite:///{folder}/bench.db", data_dir=Path(folder), listeners=False
+            db=f"sqlite:///{folder}/bench.db", data_dir=Path(folder), listeners=False, auth="off"
         )
         hub = build_hub(settings)
         processes = (
@@ -131,16 +224,23 @@ def main() -> None:
             deadline = time.monotonic() + 30
             while not server.convert_pool.ready and time.monotonic() < deadline:
                 time.sleep(0.05)
+        rest = RestServer(hub).start()
         print(f"conversion worker processes: {processes}")
         print(
             "| Message | Count | Connections | End-to-end msg/s | hl7apy parse-only msg/s | ratio "
-            "| msgs/commit | converted by workers | hub process CPU ms/msg |"
+            "| REST ingest Bundles/s | ratio | msgs/commit | converted by workers "
+            "| hub process CPU ms/msg |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         committer = server.committer
         assert committer is not None
         for name, kind in (("adt_a01.hl7", "ADT^A01"), ("oru_r01.hl7", "ORU^R01")):
             batch = messages(name, args.count)
+            rest_batch = rest_bundles(
+                [m.replace(b"BENCH-", b"REST-", 1) for m in messages(name, args.rest_count)]
+            )
+            half = len(rest_batch) // 2
+            rest_before = rest_rate(rest.port, rest_batch[:half])
             parse_before = hl7apy_rate(batch)  # before and after: the machine's load drifts
             groups_before, messages_before = committer.groups, committer.messages
             pool = server.convert_pool
@@ -154,12 +254,16 @@ def main() -> None:
             )
             rate = len(batch) / elapsed
             parse_rate = (parse_before + hl7apy_rate(batch)) / 2
+            rest_after = rest_rate(rest.port, rest_batch[half:])
+            rest_rate_mean = (rest_before + rest_after) / 2
             ahead = (pool.prepared - prepared_before) / len(batch) if pool is not None else 0.0
             print(
                 f"| {kind} | {len(batch)} | {args.connections} | {rate:.0f} | "
-                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {per_commit:.1f} | {ahead:.0%} | {cpu:.2f} |"
+                f"{parse_rate:.0f} | {rate / parse_rate:.2f} | {rest_rate_mean:.0f} | "
+                f"{rate / rest_rate_mean:.2f} | {per_commit:.1f} | {ahead:.0%} | {cpu:.2f} |"
             )
         server.stop()
+        rest.stop()
         hub.store.engine.dispose()
 
 
