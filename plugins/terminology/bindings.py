@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from fhirhub.plugins.terminology.service import Terminology
 from fhirhub.sdk import FhirError, Issue
 
@@ -31,9 +33,21 @@ def codings(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield from codings(item, f"{path}.{key}")
 
 
+def _may_name(resource: dict[str, Any], systems: set[str]) -> bool:
+    """False when no string in ``resource`` equals one of ``systems`` (so :func:`codings`
+    finds none of them): a substring test on the resource's JSON text, which holds every
+    string value in its escaped form. Nearly every write names none of the strict systems,
+    and walking each resource with element paths was most of this check's cost per write."""
+    try:
+        text = orjson.dumps(resource)
+    except TypeError:  # not plain JSON data: walk it
+        return True
+    return any(orjson.dumps(system)[1:-1] in text for system in systems)
+
+
 def check_resource(service: Terminology, resource: dict[str, Any]) -> None:
     strict = set(service.settings.strict_systems)
-    if not strict:
+    if not strict or not _may_name(resource, strict):
         return
     found = [
         (p, c)

@@ -167,6 +167,14 @@ def test_a_strict_system_refuses_unknown_codes_on_write_with_the_element(
     # A system that is not loaded is not checked; a loaded non-strict one neither.
     other = _condition("whatever", system="http://example.org/local")
     assert client.post("/fhir/Condition", json=other, headers=A).status_code == 201
+    # A coding of the strict system anywhere in the resource is checked, and the system's
+    # URL as some other string (a note) is not taken for one.
+    nested = {**_condition("E11.9"), "evidence": [{"code": [_condition("E11.998")["code"]]}]}
+    response = client.post("/fhir/Condition", json=nested, headers=A)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Condition.evidence[0].code[0].coding[0]"]
+    noted = {**other, "note": [{"text": ICD}], "category": [{"text": ICD}]}
+    assert client.post("/fhir/Condition", json=noted, headers=A).status_code == 201
 
 
 def _observation(
