@@ -1,13 +1,21 @@
-"""SQLite connection settings: WAL, the checkpoint interval, and their environment overrides."""
+"""SQLite connection settings: WAL, the checkpoint interval, their environment overrides, and
+the background sync of the WAL."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from fhirhub.fhir_store.database import SQLITE_WAL_AUTOCHECKPOINT_PAGES, make_engine
+from fhirhub.fhir_store.database import (
+    SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+    WalFlusher,
+    make_engine,
+    wal_flusher,
+)
 
 
 def pragma(path: Path, name: str) -> object:
@@ -51,3 +59,52 @@ def test_writes_past_the_interval_are_checkpointed(
         assert log < 40 * 4  # the WAL was reset along the way: far fewer frames than written
     finally:
         engine.dispose()
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_commits_that_write_have_the_wal_synced_in_the_background(tmp_path: Path) -> None:
+    """The checkpoint's WAL sync finds little left to write: a thread syncs the WAL shortly
+    after write commits (not after read-only ones) and ends when commits stop."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    flusher = wal_flusher(engine)
+    assert flusher is not None and flusher.path == str(tmp_path / "d.db-wal")
+    flusher.idle = 0.3
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x BLOB)"))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (randomblob(16000))"))
+        assert _wait_until(lambda: flusher.flushes >= 1)
+        assert _wait_until(lambda: flusher._thread is None)  # idle: the thread is gone
+        synced = flusher.flushes
+        for _ in range(3):
+            with engine.begin() as conn:
+                conn.execute(text("SELECT count(*) FROM t")).scalar()
+        time.sleep(3 * flusher.delay)
+        assert flusher.flushes == synced and flusher._thread is None  # reads sync nothing
+        with engine.begin() as conn:  # a new commit starts a new thread
+            conn.execute(text("INSERT INTO t VALUES (randomblob(16000))"))
+        assert _wait_until(lambda: flusher.flushes > synced)
+    finally:
+        engine.dispose()
+
+
+def test_no_wal_flusher_where_commits_sync_themselves_or_nothing_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIRHUB_SQLITE_SYNCHRONOUS", "FULL")
+    for engine in (make_engine("sqlite://"), make_engine(f"sqlite:///{tmp_path / 'e.db'}")):
+        assert wal_flusher(engine) is None
+        engine.dispose()
+    # A WAL that is not there (the last connection closed) is skipped without an error.
+    flusher = WalFlusher(str(tmp_path / "missing.db-wal"))
+    flusher.flush()
+    assert flusher.flushes == 0
