@@ -69,10 +69,16 @@ class WalFlusher:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
         #: Syncs done so far (for tests and tuning).
         self.flushes = 0
 
     def poke(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread and locks are not its
+            self._pid = os.getpid()
+            self._wake = threading.Event()
+            self._lock = threading.Lock()
+            self._thread = None
         self._wake.set()
         if self._thread is None:
             with self._lock:

@@ -3,6 +3,7 @@ the background sync of the WAL."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,3 +109,30 @@ def test_no_wal_flusher_where_commits_sync_themselves_or_nothing_is_on_disk(
     flusher = WalFlusher(str(tmp_path / "missing.db-wal"))
     flusher.flush()
     assert flusher.flushes == 0
+
+
+def test_a_forked_child_that_commits_syncs_its_wal_with_its_own_thread(tmp_path: Path) -> None:
+    """A process forked from one whose flusher thread runs (a worker pool that forks) gets no
+    copy of that thread: its first write commit starts one."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    flusher = wal_flusher(engine)
+    assert flusher is not None
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x BLOB)"))
+        assert flusher._thread is not None  # running in this process
+        engine.dispose(close=False)  # the child must not share the parent's connections
+        pid = os.fork()
+        if pid == 0:  # the child: exit status 0 when its commit got synced
+            ok = False
+            try:
+                before = flusher.flushes
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO t VALUES (randomblob(1000))"))
+                ok = _wait_until(lambda: flusher.flushes >= 1 + before)
+            finally:
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        engine.dispose()
