@@ -124,8 +124,9 @@ def test_speed_over_all_patients(tmp_path: Path, registry: SearchParameterRegist
     engine.dispose()
     print(f"count query {count_ms:.2f} ms; paging {rate:,.0f} resources/s over {seen}")
     assert seen > 10_000
-    # Regression guards an order of magnitude below the measured figures (the figures
-    # themselves come from benchmarks/ingest.py): a query that fell back to scanning JSON
-    # would miss them; CI load on two shared cores would not.
-    assert count_ms < 200
-    assert rate > 2_000
+    # Regression guards far below the measured figures (the figures themselves come from
+    # benchmarks/ingest.py; paging runs at 20,000+ resources/s on a quiet machine): a query
+    # that fell back to scanning JSON would miss them; two shared cores at load 12, which
+    # paged at 2,000/s, would not.
+    assert count_ms < 1_000
+    assert rate > 400
