@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -111,6 +111,15 @@ class SubscriptionService:
         #: Woken when rest-hook events are queued (the delivery thread waits on it).
         self.wake_delivery = threading.Event()
         self.on_events: list[Callable[[], None]] = []
+        #: Told of each batch's rest-hook events as soon as they are numbered, before they are
+        #: stored (the delivery thread: it sends them without reading them back).
+        self.on_numbered: list[Callable[[State, list[Event]], None]] = []
+        #: Per subscription whose events were handed over before being stored: the highest
+        #: event number stored (a delivered count is never written past it).
+        self.stored: dict[str, int] = {}
+        #: The last live message of each websocket subscription: a client binding while a
+        #: batch is handed over but not yet stored finds its events here.
+        self.recent: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, Access] = {}  # subscription id -> owner, until it is rewritten
 
     # -- reading state ---------------------------------------------------------------------
@@ -244,6 +253,12 @@ class SubscriptionService:
                 moved.append(values)
             if events:
                 published.append((state, events))
+        # Handed over before they are stored, so that notifications do not wait for the
+        # database's write lock (on SQLite held by the ingest's transactions for most of a
+        # load). Safe: numbers come from the stored state of this subscription, which only
+        # this thread writes; a failure below retries the batch, which numbers them the same
+        # again; the delivery never records more as delivered than is stored (``stored``).
+        self._hand_over(published)
         # One transaction and three statements per batch, however many events it made.
         with self.db.begin() as conn:
             if rows:
@@ -267,8 +282,35 @@ class SubscriptionService:
                 )
         for state, events in published:
             state.event_count = events[-1].number
+            if state.id in self.stored:
+                self.stored[state.id] = state.event_count
         if published:
             self._after_events(published)
+
+    def _hand_over(self, published: list[tuple[State, list[Event]]]) -> None:
+        """Give just-numbered events to the live channels of websocket subscriptions and to
+        the rest-hook delivery, before the batch is stored (see ``handle_versions``)."""
+        for state, events in published:
+            if state.status != "active":
+                continue
+            if state.spec.channel == "websocket":
+                message = self.recent[state.id] = self.live_message(state, events)
+                publish_live(self.hub, live_channel(state.id), message)
+            elif state.spec.channel == "rest-hook" and self.on_numbered:
+                self.stored.setdefault(state.id, state.event_count)
+                for callback in self.on_numbered:
+                    callback(state, events)
+
+    def live_message(self, state: State, events: list[Event]) -> dict[str, Any]:
+        """The live message of a websocket subscription's events: their notification Bundle
+        serialised once (``text``), however many clients are bound."""
+        counted = replace(state, event_count=max(state.event_count, events[-1].number))
+        bundle = self.bundle(counted, "event-notification", events)
+        return {
+            "subscription": state.id,
+            "numbers": [e.number for e in events],
+            "text": orjson.dumps(bundle).decode(),
+        }
 
     def _evaluate(
         self,
@@ -323,6 +365,8 @@ class SubscriptionService:
     def _apply_subscription(self, version: StoredVersion) -> None:
         """Take a Subscription version into effect at its log position."""
         self._owners.pop(version.resource_id, None)
+        self.recent.pop(version.resource_id, None)
+        self.stored.pop(version.resource_id, None)
         if version.deleted:
             with self.db.begin() as conn:
                 conn.execute(delete(model.state).where(model.state.c.id == version.resource_id))
@@ -386,13 +430,9 @@ class SubscriptionService:
         (whose live listeners are the rare SSE clients) the numbers say what to read from the
         durable queue, so a busy hub does not build a Bundle per event nobody awaits."""
         for state, events in published:
-            if state.status == "active":
-                message: dict[str, Any] = {
-                    "subscription": state.id,
-                    "numbers": [e.number for e in events],
-                }
-                if state.spec.channel == "websocket":
-                    message["bundle"] = self.bundle(state, "event-notification", events)
+            if state.status == "active" and state.spec.channel != "websocket":
+                # (A websocket subscription's message went out before the batch was stored.)
+                message = {"subscription": state.id, "numbers": [e.number for e in events]}
                 publish_live(self.hub, live_channel(state.id), message)
             if state.spec.channel == "rest-hook":
                 self.wake_delivery.set()
