@@ -4,8 +4,8 @@ notification takes from commit to receipt, over real HTTP against `fhirhub serve
 Each round starts a fresh server (its own SQLite file) and loads the same Synthea
 transaction Bundles of ../shared/data/synthea over HTTP, twice: once with no subscription
 (the reference) and once with 100 active rest-hook subscriptions of varied criteria (codes,
-value comparisons, chains, token modifiers, several types) POSTing to a receiver in this
-process on loopback. Reported: the ingest time of each and their ratio; commit->receipt
+value comparisons, chains, token modifiers, several types) POSTing to a receiver (a process of
+its own) on loopback. Reported: the ingest time of each and their ratio; commit->receipt
 latency of every event during the load and of single writes on a quiet hub afterwards.
 
 Commit time during the load: an event's timestamp is its version's ``lastUpdated``, stamped
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -85,53 +86,80 @@ def instant_seconds(text: str) -> float:
 
 
 class Receiver:
-    """The rest-hook endpoint: records, per event, its receipt time and timestamp."""
+    """The rest-hook endpoint, in a process of its own (its HTTP handling would otherwise
+    take the load's clients' interpreter lock): records, per event, its receipt time and
+    timestamp."""
 
     def __init__(self) -> None:
-        self.latencies_ms: list[float] = []
-        self.received: list[tuple[float, str]] = []  # (receipt time, event timestamp)
-        self.events = 0
-        self.since = 0.0  # events committed before this are not counted
-        self.lock = threading.Lock()
-        receiver = self
+        self._conn, child = multiprocessing.Pipe()
+        self._lock = threading.Lock()
+        self._process = multiprocessing.Process(target=_receive, args=(child,), daemon=True)
+        self._process.start()
+        self.url = f"http://127.0.0.1:{self._conn.recv()}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                now = time.time()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                status = orjson.loads(body)["entry"][0]["resource"]
-                stamps = [
-                    part["valueInstant"]
-                    for p in status["parameter"]
-                    if p["name"] == "notification-event"
-                    for part in p["part"]
-                    if part["name"] == "timestamp"
-                ]
-                with receiver.lock:
-                    fresh = [s for s in stamps if instant_seconds(s) >= receiver.since]
-                    receiver.events += len(fresh)
-                    receiver.latencies_ms += [(now - instant_seconds(s)) * 1000 for s in fresh]
-                    receiver.received += [(now, s) for s in fresh]
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _ask(self, command: str) -> Any:
+        with self._lock:
+            self._conn.send(command)
+            return self._conn.recv()
 
     def reset(self) -> None:
-        with self.lock:
-            self.latencies_ms = []
-            self.received = []
-            self.events = 0
-            self.since = time.time()
+        """Forget what arrived; events committed before now are not counted."""
+        self._ask("reset")
+
+    @property
+    def events(self) -> int:
+        return int(self._ask("count"))
+
+    @property
+    def received(self) -> list[tuple[float, str]]:
+        """(receipt time, event timestamp) of each event since the last reset."""
+        return list(self._ask("dump"))
+
+
+def _receive(conn: Any) -> None:
+    """The receiver process: an HTTP server, and commands from the benchmark on ``conn``."""
+    received: list[tuple[float, str]] = []
+    since = [0.0]
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            now = time.time()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            status = orjson.loads(body)["entry"][0]["resource"]
+            stamps = [
+                part["valueInstant"]
+                for p in status["parameter"]
+                if p["name"] == "notification-event"
+                for part in p["part"]
+                if part["name"] == "timestamp"
+            ]
+            with lock:
+                received.extend((now, s) for s in stamps if instant_seconds(s) >= since[0])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn.send(server.server_address[1])
+    while True:
+        command = conn.recv()
+        with lock:
+            if command == "reset":
+                received.clear()
+                since[0] = time.time()
+                conn.send(None)
+            elif command == "count":
+                conn.send(len(received))
+            elif command == "dump":
+                conn.send(list(received))
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -224,15 +252,17 @@ def run_once(
                 deadline = time.monotonic() + 600
                 while receiver.events < expected and time.monotonic() < deadline:
                     time.sleep(0.05)
+            received = receiver.received
+            if subscriptions:
                 # When the last event arrived (the wait for $status to settle is not counted).
-                drained_s = max((t for t, _ in receiver.received), default=started) - started
-            load_version = list(receiver.latencies_ms)
+                drained_s = max((t for t, _ in received), default=started) - started
+            load_version = [(now - instant_seconds(stamp)) * 1000 for now, stamp in received]
             load_latencies, load_lower = [], []
-            for now, stamp in receiver.received:
+            for now, stamp in received:
                 last, responded = commits.get(stamp, (instant_seconds(stamp), float("nan")))
                 load_latencies.append((now - last) * 1000)
                 load_lower.append((now - responded) * 1000)
-            events = receiver.events
+            events = len(received)
             quiet: list[float] = []
             if subscriptions:
                 receiver.reset()
@@ -248,7 +278,7 @@ def run_once(
                     ).raise_for_status()
                     time.sleep(0.05)
                 time.sleep(1.0)
-                quiet = list(receiver.latencies_ms)
+                quiet = [(now - instant_seconds(stamp)) * 1000 for now, stamp in receiver.received]
     finally:
         server.terminate()
         server.wait(timeout=30)
