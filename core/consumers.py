@@ -39,6 +39,9 @@ class Consumer:
     from the beginning (drop the projection it keeps); None for consumers that keep nothing.
     ``types``: only versions of these resource types are handed over (others still advance
     the cursor); None for all.
+    ``durable``: for a consumer that finishes its work after ``handle`` returns (stores it on
+    a thread of its own), the highest ``seq`` whose work is stored; the cursor is saved no
+    further, so a crash re-delivers the rest. None: the work is done when ``handle`` returns.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Consumer:
     types: frozenset[str] | None = None
     reset: Callable[[], None] | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    durable: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True)

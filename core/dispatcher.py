@@ -14,6 +14,11 @@ reads the version log from there. The writer only wakes the threads (the core's
   docs/architecture.md for the measurement).
 * At least once: a cursor advances only after the consumer returned. A crash between the two
   re-delivers that batch after restart, so consumers must be idempotent.
+* Cursors are saved by one writer thread (:class:`_CursorWriter`), several at once, while the
+  workers go on reading from where they are: on SQLite the save waits for the only write lock,
+  which a loading client's transaction Bundles hold most of the time, and a worker that waited
+  for it after each batch fell seconds behind the log. A consumer whose work becomes durable
+  after ``handle`` returns (``Consumer.durable``) has its cursor saved only up to that point.
 * Isolation: one thread per consumer. A failing consumer is retried from the same position
   with exponential back-off (up to :data:`MAX_BACKOFF_S`); one that hangs holds only its own
   thread and is reported stalled by ``/healthz`` once past its ``timeout_s``. Others go on.
@@ -149,7 +154,10 @@ class _Worker:
     def __init__(self, dispatcher: Dispatcher, consumer: Consumer, cursor: int) -> None:
         self.dispatcher = dispatcher
         self.consumer = consumer
+        #: ``status.cursor`` is the saved cursor; ``position`` the last seq handled, which
+        #: the cursor writer saves (up to ``consumer.durable()``) while reading goes on.
         self.status = ConsumerStatus(consumer.name, cursor, timeout_s=consumer.timeout_s)
+        self.position = cursor
         self._wake = threading.Event()
         self.idle = threading.Event()
         self._retry_at = 0.0
@@ -193,7 +201,7 @@ class _Worker:
         consumer, hub = self.consumer, self.dispatcher.hub
         if not self.dispatcher.locks.owns(f"consumer:{consumer.name}"):
             return False
-        cursor = self.status.cursor
+        cursor = self.position
         with hub.store.read() as conn:
             if consumer.types is None:
                 batch = read_versions(conn, cursor, consumer.batch_size)
@@ -218,9 +226,9 @@ class _Worker:
             if wanted:
                 consumer.handle(wanted)
         except Exception as exc:
-            if isinstance(exc, PartialDelivery) and exc.done > self.status.cursor:
-                self.dispatcher.save_cursor(consumer.name, exc.done)
-                self.status.cursor = exc.done
+            if isinstance(exc, PartialDelivery) and exc.done > self.position:
+                self.position = exc.done
+                self.dispatcher.cursors.wake()
             self.status.failures += 1
             delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(self.status.failures, 10))
             self._retry_at = time.monotonic() + delay
@@ -237,15 +245,78 @@ class _Worker:
             return False
         finally:
             self.status.busy_since = None
-        position = end
-        self.dispatcher.save_cursor(consumer.name, position)
-        # Only once persisted: a failed save re-delivers (at least once), and the cursor seen
-        # in memory (wait_idle) is always the one in the table.
-        self.status.cursor = position
+        # Saved by the cursor writer: a crash before it re-delivers (at least once); the
+        # cursor seen in memory (wait_idle) is always the one in the table.
+        self.position = end
+        self.dispatcher.cursors.wake()
         self.status.delivered += len(wanted)
         self.status.failures = 0
         self.status.last_error = None
         return len(batch) == consumer.batch_size
+
+
+class _CursorWriter:
+    """Saves the workers' positions as their cursors, all due in one transaction, on its
+    own thread (see the module docstring)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="fhirhub-dispatch-cursors", daemon=True
+        )
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        stop = self.dispatcher.stopping
+        while not stop.is_set():
+            self._wake.clear()  # before saving: a position moved meanwhile wakes it again
+            pending = self.save()
+            # A consumer with work not yet durable is looked at again shortly.
+            self._wake.wait(timeout=POLL_S if pending else None)
+        self.save()  # what was handled before the stop
+
+    def save(self) -> bool:
+        """Save every cursor that can move; True when one waits on its consumer's durable
+        point (or on a failed save)."""
+        due: dict[_Worker, int] = {}
+        pending = False
+        for worker in list(self.dispatcher._workers.values()):
+            target = worker.position
+            if worker.consumer.durable is not None:
+                target = min(target, worker.consumer.durable())
+                pending = pending or target < worker.position
+            if target > worker.status.cursor:
+                due[worker] = target
+        if not due:
+            return pending
+        try:
+            with self.dispatcher.hub.store.engine.begin() as conn:
+                for worker, target in due.items():
+                    conn.execute(
+                        update(dispatch_cursor)
+                        .where(dispatch_cursor.c.consumer == worker.consumer.name)
+                        .values(last_seq=target)
+                    )
+        except Exception:  # the database restarting: the positions stay, saved next time
+            log.exception("Saving the consumers' cursors failed; retrying")
+            self.dispatcher.stopping.wait(POLL_S)
+            return True
+        for worker, target in due.items():
+            worker.status.cursor = target
+        return pending
 
 
 class _ScheduleRunner:
@@ -294,9 +365,11 @@ class Dispatcher:
     _workers: dict[str, _Worker] = field(default_factory=dict)
     _runners: list[_ScheduleRunner] = field(default_factory=list)
     locks: _Locks = field(init=False)
+    cursors: _CursorWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.locks = _Locks(self.hub)
+        self.cursors = _CursorWriter(self)
 
     @property
     def running(self) -> bool:
@@ -313,6 +386,7 @@ class Dispatcher:
         for name, consumer in self.consumers.items():
             self._workers[name] = _Worker(self, consumer, cursors[name])
         self._runners = [_ScheduleRunner(self, schedule) for schedule in self.schedules]
+        self.cursors.start()
         for worker in self._workers.values():
             worker.start()
         for runner in self._runners:
@@ -328,6 +402,7 @@ class Dispatcher:
             worker.join(timeout=10)
         for runner in self._runners:
             runner.join(timeout=10)
+        self.cursors.join(timeout=10)
         self._workers.clear()
         self._runners.clear()
         self.locks.close()
@@ -343,19 +418,12 @@ class Dispatcher:
                 return True
             for worker in lagging:
                 worker.wake()
+            self.cursors.wake()
             lagging[0].idle.wait(timeout=0.05)
         return False
 
     def status(self) -> list[ConsumerStatus]:
         return [w.status for w in self._workers.values()] + [r.status for r in self._runners]
-
-    def save_cursor(self, name: str, position: int) -> None:
-        with self.hub.store.engine.begin() as conn:
-            conn.execute(
-                update(dispatch_cursor)
-                .where(dispatch_cursor.c.consumer == name)
-                .values(last_seq=position)
-            )
 
     def _load_cursors(self) -> dict[str, int]:
         with self.hub.store.engine.begin() as conn:

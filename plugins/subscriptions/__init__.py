@@ -60,7 +60,15 @@ _deliverers: HubLocal[Deliverer] = HubLocal("subscriptions.deliverer")
 @hookimpl
 def register_consumers(hub: Hub) -> list[Consumer]:
     service = service_of(hub)
-    return [Consumer("subscriptions", service.handle_versions, start="head", batch_size=500)]
+    return [
+        Consumer(
+            "subscriptions",
+            service.handle_versions,
+            start="head",
+            batch_size=500,
+            durable=service.durable,
+        )
+    ]
 
 
 @hookimpl
@@ -102,6 +110,7 @@ def startup(hub: Hub) -> None:
 def shutdown(hub: Hub) -> None:
     if (deliverer := _deliverers.pop(hub)) is not None:
         deliverer.stop()
+    service_of(hub).close()
 
 
 @hookimpl

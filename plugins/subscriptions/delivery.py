@@ -9,6 +9,12 @@ answer, a non-2xx status) is retried after ``retry_initial_s``, then twice as lo
 status becomes ``error`` and delivery stops, its queue kept: the owner sets it ``active``
 again and delivery resumes at the first undelivered event. Delivery is at least once: a
 notification whose answer was lost is sent again with the same event numbers.
+
+The consumer hands each batch's events over as soon as they are numbered (``_offer``), before
+they are stored, and a worker sends them from memory; the stored queue is read when memory
+does not hold the next event (after a restart, a failure, a long backlog). A delivered
+count is written only up to what is stored (``SubscriptionService.stored``): after a crash,
+events sent but not yet stored are numbered again from the log and sent again.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import orjson
 from sqlalchemy import select, update
 
 from fhirhub.plugins.subscriptions import model
+from fhirhub.plugins.subscriptions.notifications import Event
 from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
@@ -33,6 +41,8 @@ LEASE_S = 30.0
 POLL_S = 0.5
 FLUSH_S = 0.2
 FHIR_JSON = "application/fhir+json"
+#: Events held in memory per subscription for sending; beyond, the stored queue is read.
+MAX_QUEUED = 5000
 
 
 class Deliverer:
@@ -48,6 +58,10 @@ class Deliverer:
         # per notification. A crash before the write re-sends them: at least once.
         self._sent: dict[str, tuple[int, float]] = {}
         self._sent_lock = threading.Lock()
+        # Events handed over by the consumer, not yet known to be delivered, per subscription
+        # (numbers consecutive): sent without reading the stored queue back.
+        self._queued: dict[str, list[Event]] = {}
+        self._queued_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
@@ -71,6 +85,7 @@ class Deliverer:
             # One process serves a SQLite hub: a claim still held was left by a killed one.
             with self.service.db.begin() as conn:
                 conn.execute(update(model.state).values(lease_until=0.0))
+        self.service.on_numbered.append(self._offer)
         self._thread.start()
         self._flusher.start()
         return self
@@ -81,6 +96,8 @@ class Deliverer:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._offer in self.service.on_numbered:
+            self.service.on_numbered.remove(self._offer)
         self.service.wake_delivery.set()
         self._thread.join(timeout=10)
         self._flusher.join(timeout=10)
@@ -90,6 +107,45 @@ class Deliverer:
             for client in self._clients:
                 client.close()
             self._clients.clear()
+
+    # -- events handed over by the consumer --------------------------------------------------
+    def _offer(self, state: State, events: list[Event]) -> None:
+        """Keep a batch's just-numbered events of one subscription for sending (consumer thread)."""
+        with self._queued_lock:
+            queued = self._queued.setdefault(state.id, [])
+            if queued:
+                fresh = [e for e in events if e.number > queued[-1].number]  # a batch retried
+                if fresh and fresh[0].number != queued[-1].number + 1:
+                    queued.clear()  # not consecutive: the stored queue fills the gap
+            else:
+                fresh = events
+            queued += fresh
+            if len(queued) > MAX_QUEUED:
+                del queued[: len(queued) - MAX_QUEUED]
+        self.service.wake_delivery.set()
+
+    def _from_memory(self, subscription_id: str, since: int, limit: int) -> list[Event] | None:
+        """The events after ``since`` held in memory, if memory holds the next one."""
+        with self._queued_lock:
+            queued = self._queued.get(subscription_id)
+            if not queued:
+                return None
+            if queued[0].number <= since:
+                keep = [e for e in queued if e.number > since]
+                queued[:] = keep
+            if not queued or queued[0].number != since + 1:
+                return None
+            return queued[:limit]
+
+    def _queued_last(self, subscription_id: str) -> int:
+        with self._queued_lock:
+            queued = self._queued.get(subscription_id)
+            return queued[-1].number if queued else 0
+
+    def _storable(self, subscription_id: str, delivered: int) -> int:
+        """``delivered``, capped at the events stored (see the module docstring)."""
+        stored = self.service.stored.get(subscription_id)
+        return delivered if stored is None else min(delivered, stored)
 
     # -- the picking thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -127,18 +183,20 @@ class Deliverer:
         if not sent:
             return
         s = model.state.c
+        written: dict[str, int] = {}
         with self.service.db.begin() as conn:
             for sid, (delivered, at) in sent.items():
+                written[sid] = self._storable(sid, delivered)
                 conn.execute(
                     update(model.state)
-                    .where(s.id == sid, s.delivered < delivered)
-                    .values(delivered=delivered, last_sent_at=at)
+                    .where(s.id == sid, s.delivered < written[sid])
+                    .values(delivered=written[sid], last_sent_at=at)
                 )
-        # Forgotten only once stored, and only if no newer send was recorded meanwhile: a
-        # reader always sees max(stored, recorded) >= what was really delivered.
+        # Forgotten only once written in full, and only if no newer send was recorded
+        # meanwhile: a reader always sees max(stored, recorded) >= what was really delivered.
         with self._sent_lock:
             for sid, value in sent.items():
-                if self._sent.get(sid) == value:
+                if self._sent.get(sid) == value and written[sid] == value[0]:
                     del self._sent[sid]
 
     def _delivered(self, subscription_id: str, stored: int) -> int:
@@ -161,8 +219,9 @@ class Deliverer:
             if spec.channel != "rest-hook":
                 continue
             heartbeat = spec.heartbeat_s
+            numbered = max(row.event_count, self._queued_last(row.id))
             if (
-                self._delivered(row.id, row.delivered) < row.event_count
+                self._delivered(row.id, row.delivered) < numbered
                 or row.handshake_pending
                 or (heartbeat and now - row.last_sent_at >= heartbeat)
             ):
@@ -225,8 +284,12 @@ class Deliverer:
                 continue
             limit = state.spec.max_count or self.settings.max_events_per_notification
             delivered = self._delivered(subscription_id, state.delivered)
-            events = self.service.events(subscription_id, since=delivered, limit=limit)
+            events = self._from_memory(subscription_id, delivered, limit)
+            if events is None:
+                events = self.service.events(subscription_id, since=delivered, limit=limit)
             if events:
+                if events[-1].number > state.event_count:  # handed over, not yet stored
+                    state = replace(state, event_count=events[-1].number)
                 bundle = self.service.bundle(state, "event-notification", events)
                 if not self._attempt(state, bundle, events[-1].number) or len(events) < limit:
                     # Sent all there was: events queued since woke the picking thread, which
@@ -278,7 +341,10 @@ class Deliverer:
                 "last_error": None,
             }
             if last_number is not None:
-                values["delivered"] = last_number
+                values["delivered"] = self._storable(state.id, last_number)
+                if values["delivered"] != last_number:  # the rest once stored
+                    with self._sent_lock:
+                        self._sent[state.id] = (last_number, now)
             else:
                 values["handshake_pending"] = False
             with self.service.db.begin() as conn:

@@ -45,32 +45,40 @@ class _Binding:
         self.id = subscription_id
         self.last = last
 
-    async def catch_up(self, upto: int | None = None) -> list[tuple[int, dict[str, Any]]]:
-        """Bundles for the events after ``last`` from the durable queue (up to ``upto``)."""
+    async def catch_up(self, upto: int | None = None) -> list[tuple[int, str]]:
+        """Bundles (as JSON text) for the events after ``last`` from the durable queue (up
+        to ``upto``)."""
         state = await run_in_threadpool(self.service.state, self.id)
         if state is None:
             return []
         events = await run_in_threadpool(self.service.events, self.id, self.last, upto, 100)
         bundles = []
         for event in events:
-            bundles.append(
-                (event.number, self.service.bundle(state, "event-notification", [event]))
-            )
+            bundle = self.service.bundle(state, "event-notification", [event])
+            bundles.append((event.number, orjson.dumps(bundle).decode()))
             self.last = event.number
         return bundles
 
-    async def accept(self, message: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    async def accept(self, message: dict[str, Any]) -> list[tuple[int, str]]:
         """What to send for a live message: nothing for numbers already sent, the queue's
-        missing events first when numbers were skipped."""
+        missing events first when numbers were skipped.
+
+        A websocket subscription's message carries its Bundle, serialised once for every
+        client (``text``), and goes out before its events are stored; the events of earlier
+        messages are stored by then (the consumer stores a batch before it numbers the
+        next). Other messages only announce numbers stored in the queue."""
         numbers: list[int] = message.get("numbers") or []
         if not numbers or numbers[-1] <= self.last:
             return []
-        if numbers[0] != self.last + 1 or "bundle" not in message:
-            # Numbers skipped, or a message without its Bundle (a rest-hook subscription's
-            # events are committed to its queue before they are announced): read the queue.
-            return await self.catch_up(numbers[-1])
-        self.last = numbers[-1]
-        return [(self.last, message["bundle"])]
+        out: list[tuple[int, str]] = []
+        if numbers[0] > self.last + 1:
+            out += await self.catch_up(numbers[0] - 1)
+        if numbers[0] == self.last + 1 and "text" in message:
+            self.last = numbers[-1]
+            out.append((self.last, message["text"]))
+        else:
+            out += await self.catch_up(numbers[-1])
+        return out
 
 
 def router(hub: Hub) -> APIRouter:
@@ -89,8 +97,11 @@ def router(hub: Hub) -> APIRouter:
 
         async def forward(binding: _Binding, ping_only: bool, heartbeat: float) -> None:
             with live_queue(hub, live_channel(binding.id)) as queue:
-                for _, bundle in await binding.catch_up():
-                    await send(f"ping {binding.id}" if ping_only else orjson.dumps(bundle).decode())
+                backlog = await binding.catch_up()
+                if (recent := service.recent.get(binding.id)) is not None:
+                    backlog += await binding.accept(recent)  # handed over, maybe not stored
+                for _, text in backlog:
+                    await send(f"ping {binding.id}" if ping_only else text)
                 while True:
                     message = await queue.get(timeout=heartbeat or None)
                     if message is None:
@@ -100,10 +111,8 @@ def router(hub: Hub) -> APIRouter:
                                 orjson.dumps(service.bundle(state, "heartbeat", [])).decode()
                             )
                         continue
-                    for _, bundle in await binding.accept(message):
-                        await send(
-                            f"ping {binding.id}" if ping_only else orjson.dumps(bundle).decode()
-                        )
+                    for _, text in await binding.accept(message):
+                        await send(f"ping {binding.id}" if ping_only else text)
 
         async def bind(subscription_id: str, ping_only: bool) -> None:
             state = await run_in_threadpool(service.state, subscription_id)
@@ -161,19 +170,19 @@ def router(hub: Hub) -> APIRouter:
         async def stream() -> AsyncIterator[bytes]:
             with live_queue(hub, live_channel(subscription_id)) as queue:
                 yield b": connected\n\n"
-                for number, bundle in await binding.catch_up():
-                    yield _sse(bundle, number)
+                for number, text in await binding.catch_up():
+                    yield _sse(text, number)
                 while not await request.is_disconnected():
                     message = await queue.get(timeout=SSE_KEEPALIVE_S)
                     if message is None:
                         # Live channel quiet: also the moment to pick up what it may have
                         # missed (events of a rest-hook subscription are not broadcast).
-                        for number, bundle in await binding.catch_up():
-                            yield _sse(bundle, number)
+                        for number, text in await binding.catch_up():
+                            yield _sse(text, number)
                         yield b": keep-alive\n\n"
                         continue
-                    for number, bundle in await binding.accept(message):
-                        yield _sse(bundle, number)
+                    for number, text in await binding.accept(message):
+                        yield _sse(text, number)
 
         return StreamingResponse(
             stream(),
@@ -184,8 +193,8 @@ def router(hub: Hub) -> APIRouter:
     return routes
 
 
-def _sse(bundle: dict[str, Any], number: int) -> bytes:
-    return b"id: %d\nevent: notification\ndata: %s\n\n" % (number, orjson.dumps(bundle))
+def _sse(text: str, number: int) -> bytes:
+    return b"id: %d\nevent: notification\ndata: %s\n\n" % (number, text.encode())
 
 
 def _redeem(service: SubscriptionService, token: str) -> list[str] | None:
