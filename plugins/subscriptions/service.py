@@ -222,12 +222,13 @@ class SubscriptionService:
             return
         produced: dict[str, list[tuple[StoredVersion, str]]] = {}
         answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]] = {}
+        searched: set[str] = set()  # subscriptions whose criteria needed a search
         memos = BatchMemo(self.hub, versions)
         memos.prepare(t for s in states for t in s.spec.triggers)
         for state in states:
             if state.last_seq >= position:
                 continue
-            if found := self._evaluate(state, versions, answers, memos):
+            if found := self._evaluate(state, versions, answers, memos, searched):
                 produced[state.id] = found
         if not produced:
             # A batch without events writes nothing (a re-delivery finds none again).
@@ -282,9 +283,13 @@ class SubscriptionService:
                 published.append((state, events))
         # Handed over before they are stored (see the module docstring). Numbers continue
         # from this thread's own progress, so a batch stored later cannot change them; a
-        # crash before it is stored numbers the same versions the same again.
-        self._hand_over(published)
-        self._store(_Store(position, rows, moved, pushed, published))
+        # crash before it is stored numbers the same versions the same again, which holds
+        # only for criteria decided by the version alone: events of criteria that needed a
+        # search (chains, _has, a patient context) wait until they are stored, because a
+        # search after a crash may answer differently and an event number once sent must
+        # never name another resource.
+        handed = self._hand_over([(st, ev) for st, ev in published if st.id not in searched])
+        self._store(_Store(position, rows, moved, pushed, published, handed))
 
     # -- storing numbered batches, in order, on the writer thread ---------------------------
     def durable(self) -> int:
@@ -345,7 +350,7 @@ class SubscriptionService:
                 if state.id in self.stored:
                     self.stored[state.id] = events[-1].number
             if batch.published:
-                self._after_events(batch.published)
+                self._after_events(batch.published, batch.handed)
 
     def _write(self, batch: _Store) -> None:
         """One transaction and three statements per batch, however many events it made."""
@@ -370,19 +375,24 @@ class SubscriptionService:
                     batch.pushed,
                 )
 
-    def _hand_over(self, published: list[tuple[State, list[Event]]]) -> None:
+    def _hand_over(self, published: list[tuple[State, list[Event]]]) -> frozenset[str]:
         """Give just-numbered events to the live channels of websocket subscriptions and to
-        the rest-hook delivery, before the batch is stored (see ``handle_versions``)."""
+        the rest-hook delivery, before the batch is stored (see ``handle_versions``); the
+        subscriptions whose events went out."""
+        handed: set[str] = set()
         for state, events in published:
             if state.status != "active":
                 continue
             if state.spec.channel == "websocket":
                 message = self.recent[state.id] = self.live_message(state, events)
                 publish_live(self.hub, live_channel(state.id), message)
+                handed.add(state.id)
             elif state.spec.channel == "rest-hook" and self.on_numbered:
                 self.stored.setdefault(state.id, state.event_count)
                 for callback in self.on_numbered:
                     callback(state, events)
+                handed.add(state.id)
+        return frozenset(handed)
 
     def live_message(self, state: State, events: list[Event]) -> dict[str, Any]:
         """The live message of a websocket subscription's events: their notification Bundle
@@ -401,6 +411,7 @@ class SubscriptionService:
         versions: Sequence[StoredVersion],
         answers: dict[tuple[Access, str, str, tuple[str, ...]], set[str]],
         memos: BatchMemo,
+        searched: set[str],
     ) -> list[tuple[StoredVersion, str]]:
         """The versions of the batch that are events of ``state``, in log order, with their
         interaction. Simple criteria are tested in memory against each version's own index
@@ -422,6 +433,7 @@ class SubscriptionService:
                     if version.seq in matched:
                         hits[version.seq] = _interaction(version)
             elif live:
+                searched.add(state.id)
                 wanted = tuple(sorted({v.resource_id for v in live}))
                 key = (owner, trigger.resource_type, trigger.criteria, wanted)
                 ids = answers.get(key)
@@ -513,14 +525,19 @@ class SubscriptionService:
                 )
         self.wake_delivery.set()
 
-    def _after_events(self, published: list[tuple[State, list[Event]]]) -> None:
+    def _after_events(
+        self, published: list[tuple[State, list[Event]]], handed: frozenset[str] = frozenset()
+    ) -> None:
         """Tell live listeners (websocket, SSE) and the rest-hook delivery thread. Only a
         websocket subscription's message carries the notification Bundle; for the others
         (whose live listeners are the rare SSE clients) the numbers say what to read from the
         durable queue, so a busy hub does not build a Bundle per event nobody awaits."""
         for state, events in published:
-            if state.status == "active" and state.spec.channel != "websocket":
-                # (A websocket subscription's message went out before the batch was stored.)
+            if state.status == "active" and state.spec.channel == "websocket":
+                if state.id not in handed:  # (else its message went out before storing)
+                    message = self.recent[state.id] = self.live_message(state, events)
+                    publish_live(self.hub, live_channel(state.id), message)
+            elif state.status == "active":
                 message = {"subscription": state.id, "numbers": [e.number for e in events]}
                 publish_live(self.hub, live_channel(state.id), message)
             if state.spec.channel == "rest-hook":
@@ -562,6 +579,8 @@ class _Store:
     moved: list[dict[str, Any]] = field(default_factory=list)
     pushed: list[dict[str, Any]] = field(default_factory=list)
     published: list[tuple[State, list[Event]]] = field(default_factory=list)
+    #: The subscriptions whose events were handed over before being stored.
+    handed: frozenset[str] = frozenset()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -129,3 +129,34 @@ def test_a_notification_is_sent_while_a_writer_holds_the_lock_and_stored_after(
         assert head >= state.last_seq  # the cursor moved once the event was stored
         post(client, "clinician-a", glucose(300))
         assert receiver.wait_for(2) == [1, 2]  # nothing sent twice, numbering goes on
+
+
+def test_events_of_searched_criteria_are_sent_only_once_stored(
+    locked_hub: tuple[Hub, LockAfterCommit], receiver: Receiver
+) -> None:
+    """A chain is answered by a search of the current data, which a crash before the batch
+    is stored could answer differently on the second try: such events are sent only after
+    they are stored, so an event number once sent never names another resource."""
+    from fhirhub.core.http.app import create_app
+
+    hub, lock = locked_hub
+    with TestClient(create_app(hub=hub), base_url="http://testserver") as client:
+        smith = post(
+            client, "clinician-a", {"resourceType": "Patient", "name": [{"family": "Smith"}]}
+        )
+        post(
+            client,
+            "clinician-a",
+            subscription("Observation?subject:Patient.name=Smith&code=2339-0", receiver.url),
+        )
+        deadline = time.monotonic() + 20
+        while not receiver.notifications("handshake") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        settle(hub)
+        lock.armed.set()
+        post(client, "clinician-a", glucose(250, patient=smith["id"]))
+        assert lock.conn is not None
+        time.sleep(2)  # the in-memory criteria of the test above are sent within this
+        assert receiver.event_numbers() == []  # numbered, not stored, not sent
+        lock.release()
+        assert receiver.wait_for(1) == [1]
