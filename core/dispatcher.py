@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fhirhub.dispatcher")
 
 POLL_S = 1.0  # also picks up versions committed by other processes
+#: Seconds a cursor moved only past other consumers' versions may wait to be written.
+CURSOR_SAVE_S = 1.0
 MAX_BACKOFF_S = 60.0
 
 
@@ -153,6 +155,9 @@ class _Worker:
         self._wake = threading.Event()
         self.idle = threading.Event()
         self._retry_at = 0.0
+        #: The position last written to ``dispatch_cursor`` and when (see :meth:`_advance`).
+        self._saved = cursor
+        self._saved_at = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"fhirhub-consumer-{consumer.name}", daemon=True
         )
@@ -167,12 +172,16 @@ class _Worker:
     def join(self, timeout: float) -> None:
         self._wake.set()
         self._thread.join(timeout=timeout)
+        if not self._thread.is_alive() and self._saved < self.status.cursor:
+            self._save_position()
 
     def _run(self) -> None:
         stop = self.dispatcher.stopping
         while not stop.is_set():
             self._wake.wait(timeout=POLL_S)
             self._wake.clear()
+            if self._saved < self.status.cursor and self._save_due():
+                self._save_position()
             delay = self._retry_at - time.monotonic()
             if delay > 0:
                 stop.wait(delay)
@@ -187,6 +196,32 @@ class _Worker:
                 self._wake.set()
             else:
                 self.idle.set()
+
+    def _advance(self, position: int, *, delivered: bool) -> None:
+        """Move the cursor past a handled batch. After a delivery it is written at once, and
+        only then moved in memory: a failed save re-delivers (at least once), and what
+        ``wait_idle`` sees as handled is in the table. A batch with nothing of the consumer's
+        types (another plugin's writes) moves it in memory only, written at most once per
+        :data:`CURSOR_SAVE_S` (by the next delivery, the thread's next turn or ``stop``): ten
+        consumers each writing their cursor after every commit of every writer were most of
+        the write transactions under a steady load, each one more contender for SQLite's
+        single write lock. Re-reading such a stretch after a crash delivers nothing."""
+        if delivered or self._save_due():
+            self.dispatcher.save_cursor(self.consumer.name, position)
+            self._saved, self._saved_at = position, time.monotonic()
+        self.status.cursor = position
+
+    def _save_due(self) -> bool:
+        return time.monotonic() - self._saved_at >= CURSOR_SAVE_S
+
+    def _save_position(self) -> None:
+        position = self.status.cursor
+        try:
+            self.dispatcher.save_cursor(self.consumer.name, position)
+        except Exception:  # written at the next turn; at worst re-read after a restart
+            log.warning("Consumer %s: saving its cursor failed", self.consumer.name, exc_info=True)
+            return
+        self._saved, self._saved_at = position, time.monotonic()
 
     def _step(self) -> bool:
         """Deliver one batch; True when more may be waiting."""
@@ -237,11 +272,7 @@ class _Worker:
             return False
         finally:
             self.status.busy_since = None
-        position = end
-        self.dispatcher.save_cursor(consumer.name, position)
-        # Only once persisted: a failed save re-delivers (at least once), and the cursor seen
-        # in memory (wait_idle) is always the one in the table.
-        self.status.cursor = position
+        self._advance(end, delivered=bool(wanted))
         self.status.delivered += len(wanted)
         self.status.failures = 0
         self.status.last_error = None

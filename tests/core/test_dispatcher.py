@@ -322,3 +322,62 @@ def test_a_projection_consumer_starts_from_the_beginning_and_is_reset_by_replay(
         assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
     assert seen[0] == "early" and len(seen) == 2
     hub.close()
+
+
+def test_a_cursor_moved_only_past_other_types_is_written_lazily(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A consumer of Observations is not handed Patients; its cursor still moves past them,
+    but is not written after every commit (that was one write transaction per consumer per
+    commit): within CURSOR_SAVE_S, or at stop, the table catches up."""
+    from sqlalchemy import select
+
+    from fhirhub.fhir_store.schema import dispatch_cursor
+    from fhirhub.sdk import Consumer
+
+    class Observations:
+        PLUGIN_NAME = "observations-only"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [Consumer("obs-only", lambda _v: None, types=frozenset({"Observation"}))]
+
+    def stored(hub: Any) -> int:
+        with hub.store.read() as conn:
+            return int(
+                conn.execute(
+                    select(dispatch_cursor.c.last_seq).where(
+                        dispatch_cursor.c.consumer == "obs-only"
+                    )
+                ).scalar_one()
+            )
+
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Observations()])
+    saves: list[str] = []
+    with TestClient(create_app(hub=hub)) as client:
+        assert hub.dispatcher is not None
+        save = hub.dispatcher.save_cursor
+
+        def counting(name: str, position: int) -> None:
+            if name == "obs-only":
+                saves.append(name)
+            save(name, position)
+
+        hub.dispatcher.save_cursor = counting  # type: ignore[method-assign]
+        time.sleep(1.2)  # past the first interval: the next empty batch writes at once
+        for index in range(6):
+            client.post(
+                "/fhir/Patient", content=orjson.dumps(patient(mrn=f"l{index}")), headers=FHIR
+            )
+            assert hub.dispatcher.wait_idle(timeout=20)
+        head = status_of(hub, "obs-only").cursor
+        assert len(saves) <= 2  # was one per commit: 6
+        deadline = time.monotonic() + 5
+        while stored(hub) < head and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stored(hub) == head  # written by the thread's next turn
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="last")), headers=FHIR)
+        assert hub.dispatcher.wait_idle(timeout=20)
+        head = status_of(hub, "obs-only").cursor
+    assert stored(hub) == head  # and at stop
+    hub.close()
