@@ -102,7 +102,9 @@ def serve(
         return
     from fhirhub.core.http.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **network)
+    uvicorn.run(
+        create_app(settings, freeze_heap=True), host=host, port=port, log_level="info", **network
+    )
 
 
 def _check_auth(auth: str, host: str) -> None:

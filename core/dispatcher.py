@@ -392,9 +392,15 @@ class Dispatcher:
         for runner in self._runners:
             runner.start()
 
-    def wake(self) -> None:
+    def wake(self, types: set[str] | None = None) -> None:
+        """Wake the consumers; with ``types`` (what a commit wrote), only those handed any of
+        them. The others pass those versions at their next wake or poll: ten consumers each
+        reading the log after every commit to find nothing of theirs cost the server 1-2 s of
+        CPU per 1,000 writes."""
         for worker in self._workers.values():
-            worker.wake()
+            wanted = worker.consumer.types
+            if types is None or wanted is None or not wanted.isdisjoint(types):
+                worker.wake()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -524,6 +530,6 @@ class PartialDelivery(Exception):
 
 @hookimpl
 def after_commit(versions: list[StoredVersion], hub: Hub) -> None:
-    """The writer's only part in delivery: wake the consumers' threads."""
+    """The writer's only part in delivery: wake the threads of the consumers it wrote for."""
     if hub.dispatcher is not None:
-        hub.dispatcher.wake()
+        hub.dispatcher.wake({v.resource_type for v in versions})

@@ -80,6 +80,8 @@ class Trigger:
 
 #: Versions per delivery. A full batch may end inside a transaction: its last set is deferred.
 BATCH_SIZE = 1000
+#: Sets scored in one batch from which the feed counts as steady (the batch pause applies).
+STEADY_SETS = 2
 
 
 def handle_versions(
@@ -89,16 +91,18 @@ def handle_versions(
     short by the batch size (default: it holds :data:`BATCH_SIZE` versions); then the set of
     its last vital sign waits for the next batch, where the rest of its transaction is.
 
-    After a batch that scored something it pauses ``batch_pause_ms``: under a steady feed the
-    next batch then holds many patients, whose scores share one transaction (the first alert
-    after a quiet spell is not delayed)."""
+    After a batch that scored several sets (a steady feed) it pauses ``batch_pause_ms``: the
+    next batch then holds many patients, whose scores share one transaction and one lookup of
+    each kind. A lone set (a nurse at one bedside, the first after a quiet spell) is scored and
+    alerted at once, and so is the set after it."""
     if full is None:
         full = len(versions) >= BATCH_SIZE
-    if _handle(service, versions, full) and service.settings.batch_pause_ms > 0:
+    if _handle(service, versions, full) >= STEADY_SETS and service.settings.batch_pause_ms > 0:
         time.sleep(service.settings.batch_pause_ms / 1000.0)
 
 
-def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: bool) -> bool:
+def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: bool) -> int:
+    """Score the batch; returns the number of sets (patient, time) scored."""
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}
     triggers: dict[tuple[str | None, str, datetime], Trigger] = {}
     tasks: list[tuple[str | None, dict[str, Any]]] = []
@@ -140,7 +144,7 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
     outcome.finish(service)
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
-    return bool(triggers)
+    return len(triggers)
 
 
 @dataclass

@@ -33,8 +33,8 @@ class VitalsSettings(PluginSettings):
         "high": 10.0,
         "positive": 30.0,
     }
-    #: Pause after a batch that scored something (ms), so that a steady feed is scored in
-    #: larger batches; adds at most this much to the delay of the next score or alert.
-    batch_pause_ms: float = 200.0
+    #: Pause after a batch that scored several sets (a steady feed), so that the feed is
+    #: scored in larger batches (ms); a lone set is never delayed by it.
+    batch_pause_ms: float = 500.0
     #: Refuse Observations whose vital-signs values cannot be real (SpO2 140 %).
     reject_impossible: bool = True

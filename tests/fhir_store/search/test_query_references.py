@@ -111,6 +111,32 @@ def test_reference_forms(db: Db) -> None:
         db.search("Observation", "subject:Bogus=1")
 
 
+def test_several_reference_values(db: Db) -> None:
+    """Several values of one reference parameter (grouped into one IN per type): every form
+    still matches what it matches alone, and a value of another type matches nothing."""
+    world(db)
+    assert db.ids("Observation", "subject=Patient/peter,Patient/mary") == [
+        "Observation/o1",
+        "Observation/o2",
+    ]
+    assert db.ids(
+        "Observation",
+        f"subject=peter,{BASE}/Patient/mary,Location/loc1,http://elsewhere.org/fhir/Patient/77",
+    ) == ["Observation/o1", "Observation/o2", "Observation/o3", "Observation/o4"]
+    assert db.ids("Observation", "subject:Patient=peter,Location/loc1,mary") == [
+        "Observation/o1",
+        "Observation/o2",
+    ]
+    assert db.ids("Observation", "subject=Patient/nobody,Patient/peter/_history/3") == [
+        "Observation/o1"
+    ]
+    many = ",".join(f"Patient/p{i}" for i in range(98))
+    assert db.ids("Observation", f"subject={many},Patient/mary") == ["Observation/o2"]
+    assert db.ids("Encounter", "patient=peter,mary") == ["Encounter/e1", "Encounter/e2"]
+    with pytest.raises(FhirError):
+        db.search("Observation", "subject=Patient/peter,a/b/c")
+
+
 def test_reference_identifier(db: Db) -> None:
     world(db)
     assert db.ids("Observation", "subject:identifier=urn:mrn|111") == ["Observation/o1"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub
@@ -320,3 +321,40 @@ def test_vitals_load_before_the_app_starts(hub: Hub) -> None:
         patient = tx.create({"resourceType": "Patient"}).version.resource_id
     with acting_as(SYSTEM):
         process_bundle(hub, vitals_bundle(patient, rr=18, pulse=70))
+
+
+def test_a_lone_set_is_not_delayed_by_the_batch_pause(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pause that gathers a steady feed into larger batches follows only a batch of
+    several sets: a nurse's single set is scored and the consumer is ready for the next."""
+    import time
+
+    from fhirhub.core.dispatcher import log_head, read_versions
+    from fhirhub.sdk import process_bundle, transaction
+
+    monkeypatch.setenv("FHIRHUB_VITALS_BATCH_PAUSE_MS", "4000")
+    service = service_of(hub)
+    assert service.settings.batch_pause_ms == 4000
+
+    def write_sets(count: int) -> list[Any]:
+        with hub.store.read() as conn:
+            head = log_head(conn)
+        with acting_as(SYSTEM):
+            for _ in range(count):
+                with transaction(hub) as tx:
+                    patient = tx.create({"resourceType": "Patient"}).version.resource_id
+                process_bundle(hub, vitals_bundle(patient, rr=18, pulse=70, sbp=120))
+        with hub.store.read() as conn:
+            return read_versions(conn, head, 10000)
+
+    lone = write_sets(1)
+    started = time.monotonic()
+    with acting_as(SYSTEM):
+        handle_versions(service, lone)
+    assert time.monotonic() - started < 4.0
+    several = write_sets(2)
+    started = time.monotonic()
+    with acting_as(SYSTEM):
+        handle_versions(service, several)
+    assert time.monotonic() - started >= 4.0
