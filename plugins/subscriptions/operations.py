@@ -39,6 +39,9 @@ def owned_state(hub: Hub, subscription_id: str) -> tuple[SubscriptionService, St
     """The subscription's state, after checking the caller may see and owns it."""
     read(hub, "Subscription", subscription_id)  # 404 when not visible to the caller
     service = service_of(hub)
+    # Events go out as soon as they are numbered and are stored just after: what a receiver
+    # was sent, $status counts and $events returns.
+    service.wait_stored(timeout=SETTLING_S)
     state = service.state(subscription_id)
     deadline = time.monotonic() + SETTLING_S
     while state is None and time.monotonic() < deadline:
