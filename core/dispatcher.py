@@ -37,7 +37,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -432,7 +433,10 @@ class Dispatcher:
         return [w.status for w in self._workers.values()] + [r.status for r in self._runners]
 
     def _load_cursors(self) -> dict[str, int]:
-        with self.hub.store.engine.begin() as conn:
+        # A write transaction from the start: this one reads, then inserts, and on SQLite a
+        # read transaction that another writer overtook cannot become a write one ("database
+        # is locked" at once, no busy wait): plugins' start-up work writes meanwhile.
+        with _write_transaction(self.hub) as conn:
             head = log_head(conn)
             known = dict(
                 conn.execute(select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)).all()
@@ -447,6 +451,14 @@ class Dispatcher:
         return cursors
 
 
+@contextmanager
+def _write_transaction(hub: Hub) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its start (``BEGIN IMMEDIATE`` on SQLite)."""
+    options = {"sqlite_begin": "IMMEDIATE"} if hub.store.is_sqlite else {}
+    with hub.store.engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
 def reset_consumers(hub: Hub) -> list[str]:
     """For ``fhirhub replay``: every consumer that keeps a projection (``reset`` given) drops
     it and will be delivered the whole log again. Returns their names."""
@@ -455,7 +467,7 @@ def reset_consumers(hub: Hub) -> list[str]:
         if consumer.reset is None:
             continue
         consumer.reset()
-        with hub.store.engine.begin() as conn:
+        with _write_transaction(hub) as conn:
             updated = conn.execute(
                 update(dispatch_cursor).where(dispatch_cursor.c.consumer == name).values(last_seq=0)
             )

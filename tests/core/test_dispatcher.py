@@ -322,3 +322,38 @@ def test_a_projection_consumer_starts_from_the_beginning_and_is_reset_by_replay(
         assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
     assert seen[0] == "early" and len(seen) == 2
     hub.close()
+
+
+def test_loading_cursors_survives_a_writer_overtaking_it(
+    sqlite_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """At start-up plugins write while the dispatcher reads the log head and then inserts the
+    cursors of new consumers. A SQLite read transaction that another writer overtook cannot
+    become a write one ("database is locked" at once, the server did not start): the
+    dispatcher takes the write lock first."""
+    import sqlite3
+
+    from fhirhub.core import dispatcher as module
+
+    hub = build_hub(settings(sqlite_url, tmp_path))
+    original = module.log_head
+    outcome: list[str] = []
+
+    def overtaken(conn: Any) -> int:
+        head = original(conn)
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.2)
+        try:  # another writer commits between the read and the insert, if it can
+            other.execute("DELETE FROM dispatch_cursor WHERE consumer = 'nobody'")
+            other.commit()
+            outcome.append("committed")
+        except sqlite3.OperationalError:
+            outcome.append("waited for the dispatcher")
+        finally:
+            other.close()
+        return head
+
+    monkeypatch.setattr(module, "log_head", overtaken)
+    with TestClient(create_app(hub=hub)):
+        assert hub.dispatcher is not None and hub.dispatcher.running
+    assert outcome and outcome[0] == "waited for the dispatcher"
+    hub.close()
