@@ -37,8 +37,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from fhirhub.core.consumers import DEFAULT_TIMEOUT_S, Consumer, Schedule
 from fhirhub.core.hookspecs import hookimpl
+from fhirhub.fhir_store.database import write_transaction
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import dispatch_cursor, resource_version
 from fhirhub.fhir_store.versions import StoredVersion
@@ -436,7 +436,7 @@ class Dispatcher:
         # A write transaction from the start: this one reads, then inserts, and on SQLite a
         # read transaction that another writer overtook cannot become a write one ("database
         # is locked" at once, no busy wait): plugins' start-up work writes meanwhile.
-        with _write_transaction(self.hub) as conn:
+        with write_transaction(self.hub.store.engine) as conn:
             head = log_head(conn)
             known = dict(
                 conn.execute(select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)).all()
@@ -451,14 +451,6 @@ class Dispatcher:
         return cursors
 
 
-@contextmanager
-def _write_transaction(hub: Hub) -> Iterator[Connection]:
-    """A transaction that holds the write lock from its start (``BEGIN IMMEDIATE`` on SQLite)."""
-    options = {"sqlite_begin": "IMMEDIATE"} if hub.store.is_sqlite else {}
-    with hub.store.engine.connect().execution_options(**options) as conn, conn.begin():
-        yield conn
-
-
 def reset_consumers(hub: Hub) -> list[str]:
     """For ``fhirhub replay``: every consumer that keeps a projection (``reset`` given) drops
     it and will be delivered the whole log again. Returns their names."""
@@ -467,7 +459,7 @@ def reset_consumers(hub: Hub) -> list[str]:
         if consumer.reset is None:
             continue
         consumer.reset()
-        with _write_transaction(hub) as conn:
+        with write_transaction(hub.store.engine) as conn:
             updated = conn.execute(
                 update(dispatch_cursor).where(dispatch_cursor.c.consumer == name).values(last_seq=0)
             )

@@ -32,9 +32,11 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -115,6 +117,16 @@ class WalFlusher:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the write lock from its start (``BEGIN IMMEDIATE`` on SQLite):
+    one that reads and then writes cannot otherwise become a write transaction once another
+    writer overtook its read ("database is locked" at once, no busy wait)."""
+    options = {"sqlite_begin": "IMMEDIATE"} if is_sqlite(engine) else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, MetaData
 
 from fhirhub.core.hub import Hub
+from fhirhub.fhir_store.database import write_transaction
 
 
 class PluginDatabase:
@@ -36,8 +37,7 @@ class PluginDatabase:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction: commits on normal exit, rolls back on an exception."""
-        options = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             yield conn
 
     @contextmanager
