@@ -384,8 +384,7 @@ class SubscriptionService:
             if state.status != "active":
                 continue
             if state.spec.channel == "websocket":
-                message = self.recent[state.id] = self.live_message(state, events)
-                publish_live(self.hub, live_channel(state.id), message)
+                self._push_websocket(state, events)
                 handed.add(state.id)
             elif state.spec.channel == "rest-hook" and self.on_numbered:
                 self.stored.setdefault(state.id, state.event_count)
@@ -393,6 +392,12 @@ class SubscriptionService:
                     callback(state, events)
                 handed.add(state.id)
         return frozenset(handed)
+
+    def _push_websocket(self, state: State, events: list[Event]) -> None:
+        """A websocket subscription's events to its bound clients (kept as its latest message
+        for a client that binds meanwhile)."""
+        message = self.recent[state.id] = self.live_message(state, events)
+        publish_live(self.hub, live_channel(state.id), message)
 
     def live_message(self, state: State, events: list[Event]) -> dict[str, Any]:
         """The live message of a websocket subscription's events: their notification Bundle
@@ -535,8 +540,7 @@ class SubscriptionService:
         for state, events in published:
             if state.status == "active" and state.spec.channel == "websocket":
                 if state.id not in handed:  # (else its message went out before storing)
-                    message = self.recent[state.id] = self.live_message(state, events)
-                    publish_live(self.hub, live_channel(state.id), message)
+                    self._push_websocket(state, events)
             elif state.status == "active":
                 message = {"subscription": state.id, "numbers": [e.number for e in events]}
                 publish_live(self.hub, live_channel(state.id), message)
