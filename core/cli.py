@@ -74,6 +74,10 @@ def serve(
 
     network.update(uvicorn_options(settings.http_header_timeout))
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one line per rest-hook notification, HL7 outbound
+    # message or OSCAR call (thousands a minute under load, each taking the log handler's lock).
+    # Failures are logged by the callers with their context.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if demo:
         from fhirhub.core.demo import load_demo_data
         from fhirhub.core.hub import build_hub
