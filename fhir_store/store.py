@@ -64,7 +64,7 @@ from fhirhub.fhir_store.schema import (
     resource_version,
     version_compartment,
 )
-from fhirhub.fhir_store.search.compartment import patients_of
+from fhirhub.fhir_store.search.compartment import patients_in, patients_of
 from fhirhub.fhir_store.search.index import Indexer, executemany
 from fhirhub.fhir_store.search.parameters import SearchParameterRegistry, default_registry
 from fhirhub.fhir_store.search.visibility import Visibility, patient_guarded_types
@@ -272,36 +272,54 @@ class UnitOfWork:
         for version, write, content in zip(versions, writes, contents, strict=True):
             latest[(version.resource_type, version.resource_id)] = (version, write.resource)
             stored[(version.resource_type, version.resource_id)] = content
-        self._record_compartments(versions, writes)
         self._upsert_current([v for v, _ in latest.values()], stored)
         # A first version has no index rows to replace.
         new = {key for key, (version, _) in latest.items() if version.version_id == 1}
+        references: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.store.indexer.replace_many(
-            self.conn, [(key[0], key[1], res) for key, (_, res) in latest.items()], new=new
+            self.conn,
+            [(key[0], key[1], res) for key, (_, res) in latest.items()],
+            new=new,
+            references=references,
         )
+        self._record_compartments(versions, writes, latest, references)
         self.committed.extend(versions)
         return versions
 
     def _record_compartments(
-        self, versions: Sequence[StoredVersion], writes: Sequence[_PendingWrite]
+        self,
+        versions: Sequence[StoredVersion],
+        writes: Sequence[_PendingWrite],
+        latest: dict[tuple[str, str], tuple[StoredVersion, dict[str, Any] | None]],
+        references: dict[tuple[str, str], list[dict[str, Any]]],
     ) -> None:
         """``version_compartment`` rows: the patients each version of a compartment type is
-        in, a deletion taking those of the version it ends (see the table's comment)."""
+        in, a deletion taking those of the version it ends (see the table's comment). A
+        unit's last version of each resource was just indexed: its ``references`` rows say
+        the same as extracting again."""
         guarded = patient_guarded_types()
         extractor = self.store.indexer.extractor
         rows: list[dict[str, Any]] = []
         for version, write in zip(versions, writes, strict=True):
             if version.resource_type not in guarded:
                 continue
-            resource = write.resource
-            if resource is None and write.ended is not None:
-                resource = orjson.loads(write.ended)
-            if resource is None:
-                continue
-            rows.extend(
-                {"patient_id": patient, "seq": version.seq}
-                for patient in patients_of(extractor, resource)
-            )
+            key = (version.resource_type, version.resource_id)
+            indexed = references.get(key)
+            if (
+                indexed is not None
+                and write.resource is not None
+                and latest[key][0] is version
+                and write.resource.get("id") == version.resource_id
+            ):
+                patients = patients_in(version.resource_type, version.resource_id, indexed)
+            else:
+                resource = write.resource
+                if resource is None and write.ended is not None:
+                    resource = orjson.loads(write.ended)
+                if resource is None:
+                    continue
+                patients = patients_of(extractor, resource)
+            rows.extend({"patient_id": patient, "seq": version.seq} for patient in patients)
         if rows:
             executemany(self.conn, _APPEND_COMPARTMENTS, rows)
 

@@ -100,6 +100,7 @@ class Indexer:
         params: Iterable[str] | None = None,
         delete_existing: bool = True,
         new: Container[tuple[str, str]] = (),
+        references: dict[tuple[str, str], list[dict[str, Any]]] | None = None,
     ) -> None:
         """Replace the index rows of each ``(resource_type, resource_id, resource)``.
 
@@ -108,14 +109,16 @@ class Indexer:
         skips the deletes, for callers that know there are no rows (a replay into emptied
         tables); ``new`` names the ``(type, id)`` pairs that cannot have rows yet (their first
         version), whose deletes are skipped too: most writes of an ingest are creates, and
-        their deletes were a fifth of the flush. Runs on ``conn`` inside the caller's
-        transaction, :data:`INDEX_CHUNK` resources at a time.
+        their deletes were a fifth of the flush. ``references``, when given, receives each
+        indexed resource's ``reference`` rows (the write path derives compartment membership
+        from them). Runs on ``conn`` inside the caller's transaction, :data:`INDEX_CHUNK`
+        resources at a time.
         """
         if not items:
             return
         for start in range(0, len(items), INDEX_CHUNK):
             self._replace_chunk(
-                conn, items[start : start + INDEX_CHUNK], params, delete_existing, new
+                conn, items[start : start + INDEX_CHUNK], params, delete_existing, new, references
             )
 
     def _replace_chunk(
@@ -125,6 +128,7 @@ class Indexer:
         params: Iterable[str] | None,
         delete_existing: bool,
         new: Container[tuple[str, str]],
+        references: dict[tuple[str, str], list[dict[str, Any]]] | None = None,
     ) -> None:
         to_clear = [item for item in items if (item[0], item[1]) not in new] if new else items
         wanted = None if params is None else list(params)
@@ -134,8 +138,11 @@ class Indexer:
                 continue
             if resource.get("id") != resource_id or resource.get("resourceType") != resource_type:
                 resource = {**resource, "resourceType": resource_type, "id": resource_id}
-            for kind, kind_rows in self.extractor.extract(resource, wanted).items():
+            extracted = self.extractor.extract(resource, wanted)
+            for kind, kind_rows in extracted.items():
                 rows.setdefault(kind, []).extend(kind_rows)
+            if references is not None:
+                references[(resource_type, resource_id)] = extracted.get("reference", [])
         dialect = conn.dialect.name
         if dialect == "postgresql" and wanted is None:
             self._replace_postgresql(conn, to_clear, rows, delete_existing)
