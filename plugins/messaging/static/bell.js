@@ -89,6 +89,7 @@ async function listen() {
       const decoder = new TextDecoder();
       let buffer = "";
       await refresh(); // whatever arrived while (re)connecting
+      item.dataset.live = "connected";
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -103,6 +104,7 @@ async function listen() {
     } catch (error) {
       if (error instanceof Unavailable) return;
     }
+    item.dataset.live = "reconnecting";
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
