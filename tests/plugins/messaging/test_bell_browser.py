@@ -88,3 +88,18 @@ def test_the_bell_counts_up_live_and_lists_the_message(
     wait_live(bob)
     assert bob.locator(f"{BELL} .badge").is_hidden()
     assert "read" in frame.locator("#conversation .meta").first.inner_text()
+
+
+def test_email_preferences_are_set_on_the_messages_page(base: str, browser: Any) -> None:
+    bob = open_as(browser, base, "bob", "/plugins/messaging/page/")
+    bob.wait_for_selector("#email-delivery:has-text('Sent: 0')")
+    bob.check("#email-notifications")
+    bob.fill("#email-address", "bob@clinic-a.example")
+    bob.click("#settings button[type=submit]")
+    bob.wait_for_selector("#settings-status:has-text('Saved')")
+    assert bob.locator("#email-effective").inner_text() == "bob@clinic-a.example"
+    bob.reload()
+    bob.wait_for_selector("#email-delivery:has-text('Sent: 0')")
+    assert bob.is_checked("#email-notifications") and not bob.is_checked("#email-messages")
+    bob.fill("#email-address", "not an address")  # the browser refuses it; so does the API
+    assert bob.evaluate("document.getElementById('email-address').checkValidity()") is False

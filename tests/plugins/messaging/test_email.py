@@ -240,3 +240,20 @@ def test_no_email_address_is_reported_not_retried(
         assert smtp.received == []
     delivery = preferences(client, "alice")["delivery"]
     assert delivery["failed"] == 1 and "No email address" in delivery["last_error"]["error"]
+
+
+def test_the_address_can_come_from_a_person_linked_to_the_practitioner(
+    hub: Hub, client: TestClient, practitioners: dict[str, str]
+) -> None:
+    with acting_as(system_for("org-a")), transaction(hub) as tx:
+        tx.create(
+            {
+                "resourceType": "Person",
+                "telecom": [{"system": "email", "value": "alice@home.example"}],
+                "link": [{"target": {"reference": practitioners["alice"]}}],
+            }
+        )
+    assert preferences(client, "alice")["effective_address"] == "alice@home.example"
+    chosen = choose(client, "alice", {"address": "alice@clinic-a.example"}).json()
+    assert chosen["effective_address"] == "alice@clinic-a.example"
+    assert choose(client, "alice", {"address": None}).json()["address"] is None
