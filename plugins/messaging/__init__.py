@@ -127,6 +127,7 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
 
 @hookimpl
 def startup(hub: Hub) -> None:
+    email.database(hub)  # the email tables, before the consumer and schedule use them
     seed_demo(hub)
 
 
@@ -200,7 +201,13 @@ def _names(hub: Hub, references: set[str]) -> dict[str, str]:
 
 
 def _notifications(hub: Hub, limit: int) -> dict[str, Any]:
-    """The bell's view: unread counts and the latest messages received, each with its thread."""
+    """The bell's view: unread counts and the latest messages received, each with its thread.
+
+    A caller who is no messaging user (no linked Practitioner) gets ``available: false``
+    rather than 403: the bell is on every shell page, for every user."""
+    username = identity.username_of(current_access())
+    if username is None or identity.practitioner_of(hub, username) is None:
+        return {"available": False, "unread": 0, "notifications": 0, "items": []}
     summary = _mailbox_summary(hub)
     received = [
         (thread["id"], m)
@@ -213,6 +220,7 @@ def _notifications(hub: Hub, limit: int) -> dict[str, Any]:
     senders = {(m.get("sender") or {}).get("reference") or "" for _, m in latest}
     names = _names(hub, senders)
     return {
+        "available": True,
         "unread": summary["unread"],
         "notifications": summary["unread_notifications"],
         "items": [

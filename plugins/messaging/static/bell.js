@@ -34,6 +34,7 @@ const when = (instant) => {
 };
 
 function render(data) {
+  item.hidden = false;
   badge.textContent = String(data.unread);
   badge.hidden = data.unread === 0;
   item.dataset.unread = String(data.unread);
@@ -109,10 +110,18 @@ async function listen() {
   }
 }
 
+async function start() {
+  // A user who takes no part in messaging (no linked Practitioner) has no bell.
+  const first = await api("notifications?limit=10");
+  if (!first.available) throw new Unavailable("not a messaging user");
+  render(first);
+  await listen();
+}
+
 if (item && badge && panel) {
+  item.hidden = true; // until it is known to be this user's
   item.addEventListener("topbar:open", () => refresh().catch(() => {}));
-  refresh()
-    .then(listen)
+  start()
     .catch((error) => {
       // Not a messaging user: no bell.
       if (error instanceof Unavailable) item.hidden = true;

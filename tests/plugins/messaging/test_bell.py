@@ -50,7 +50,12 @@ def test_the_bell_lists_the_latest_with_sender_thread_and_time(
     assert seen["items"][1]["sent"] == "2026-12-07T08:05:00Z"
     # Other users: alice received nothing; carol, of another tenant, sees nothing of it.
     assert bell(client, "alice")["items"] == []
-    assert bell(client, "carol") == {"unread": 0, "notifications": 0, "items": []}
+    assert bell(client, "carol") == {
+        "available": True,
+        "unread": 0,
+        "notifications": 0,
+        "items": [],
+    }
     assert client.post("/plugins/messaging/api/read-all", headers=as_("carol")).json() == {
         "read": 0
     }
