@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub, build_hub
 from fhirhub.plugins.messaging import notify
-from fhirhub.plugins.messaging.messages import CATEGORY_SYSTEM
+from fhirhub.plugins.messaging.reminders import send_reminders
 from fhirhub.sdk import acting_as, system_for, transaction
 from tests.conftest import free_port, make_settings
 from tests.plugins.messaging.conftest import HeaderAuthenticator, as_, message
@@ -92,22 +93,29 @@ def test_opted_in_users_get_the_notification_by_email_and_others_none(
 ) -> None:
     assert preferences(client, "bob")["effective_address"] == BOB
     assert choose(client, "bob", {"notifications": True}).status_code == 200
+    start = datetime.now(UTC) + timedelta(hours=2)
     with acting_as(system_for("org-a")), transaction(hub) as tx:
         patient = tx.create(
             {"resourceType": "Patient", "name": [{"family": PATIENT_NAME, "given": ["Jo"]}]}
         ).version.reference
+        tx.create(
+            {
+                "resourceType": "Appointment",
+                "status": "booked",
+                "description": "Wound check",
+                "start": start.isoformat(timespec="seconds"),
+                "end": (start + timedelta(minutes=20)).isoformat(timespec="seconds"),
+                "participant": [
+                    {"actor": {"reference": practitioners["bob"]}, "status": "accepted"},
+                    {"actor": {"reference": practitioners["alice"]}, "status": "accepted"},
+                    {"actor": {"reference": patient}, "status": "accepted"},
+                ],
+            }
+        )
     with SmtpReceiver(smtp_port) as smtp:
         notify(hub, "bob", "notification", "Lab system down at 22:00")
         notify(hub, "alice", "notification", "Alice did not ask for email")
-        reminder = message(
-            practitioners["bob"],
-            "Reminder: appointment at 2026-12-08T09:00:00Z",
-            subject={"reference": patient},
-            category=[{"coding": [{"system": CATEGORY_SYSTEM, "code": "reminder"}]}],
-        )
-        reminder["recipient"].append({"reference": practitioners["alice"]})
-        with acting_as(system_for("org-a")), transaction(hub) as tx:
-            tx.create(reminder)
+        assert send_reminders(hub, lead_s=86400) == 1  # to bob, alice and the patient
         # A message from a colleague: bob chose notifications only.
         sent = client.post(
             "/fhir/Communication",
@@ -129,7 +137,8 @@ def test_opted_in_users_get_the_notification_by_email_and_others_none(
         assert "/ui/page?path=/plugins/messaging/page/#thread=" in body
         assert PATIENT_NAME not in body and patient not in body and "Patient" not in body
     assert "Lab system down at 22:00" in by_subject["[fhirhub] Notification"].message.get_content()
-    assert "appointment at 2026-12-08" in by_subject["[fhirhub] Reminder"].message.get_content()
+    reminder = by_subject["[fhirhub] Reminder"].message.get_content()
+    assert "Reminder: appointment at" in reminder and "Wound check" in reminder
     delivery = preferences(client, "bob")["delivery"]
     assert (delivery["sent"], delivery["pending"], delivery["failed"]) == (2, 0, 0)
     assert preferences(client, "alice")["delivery"]["sent"] == 0
