@@ -14,7 +14,13 @@ import pytest
 
 from fhirhub.core.hub import Hub
 from tests.security.rest_world import served
-from tests.ui_shell.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require_browser
+from tests.ui_shell.test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    require_browser,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_browser")]
 
@@ -75,6 +81,8 @@ def test_the_bell_counts_up_live_and_lists_the_message(
     row.wait_for(state="visible")
     assert "Alice" in row.inner_text() and "Bed 4 needs a review" in row.inner_text()
     assert bob.get_attribute(f"{BELL} .topbar-button", "aria-expanded") == "true"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    bob.screenshot(path=str(ARTIFACTS / "notification-bell.png"))
     # Another tenant's user: nothing changed on the open page.
     time.sleep(0.5)
     assert carol.locator(f"{BELL} .badge").is_hidden()
