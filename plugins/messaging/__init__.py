@@ -223,23 +223,24 @@ def _notifications(hub: Hub, limit: int) -> dict[str, Any]:
         "available": True,
         "unread": summary["unread"],
         "notifications": summary["unread_notifications"],
-        "items": [
-            {
-                "id": m["id"],
-                "thread": root,
-                "category": category_of(m),
-                "sender": (m.get("sender") or {}).get("reference"),
-                "sender_name": names.get((m.get("sender") or {}).get("reference") or "")
-                or ((m.get("sender") or {}).get("reference") or "fhirhub"),
-                "text": " ".join(
-                    p.get("contentString") or (p.get("contentAttachment") or {}).get("title", "")
-                    for p in m.get("payload", ())
-                ),
-                "sent": m.get("sent"),
-                "unread": is_unread(m),
-            }
-            for root, m in latest
-        ],
+        "items": [_bell_item(root, m, names) for root, m in latest],
+    }
+
+
+def _bell_item(thread: str, message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    sender = (message.get("sender") or {}).get("reference")
+    return {
+        "id": message["id"],
+        "thread": thread,
+        "category": category_of(message),
+        "sender": sender,
+        "sender_name": names.get(sender or "") or sender or "fhirhub",
+        "text": " ".join(
+            p.get("contentString") or (p.get("contentAttachment") or {}).get("title", "")
+            for p in message.get("payload", ())
+        ),
+        "sent": message.get("sent"),
+        "unread": is_unread(message),
     }
 
 
