@@ -349,6 +349,21 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
 
 
 @hookspec
+def ui_topbar_items(hub: Hub) -> list[dict[str, Any]] | None:
+    """Called on each UI shell page render, to fill the top bar (a notification bell, a
+    status light) on every shell page.
+
+    :param hub: the running hub.
+    :returns: items ``{"id", "title", "script", "icon"?, "order"?}``. The shell renders, for
+        each, a button (``icon``, ``title`` as its label, a hidden ``.badge``) and a hidden
+        dropdown panel inside ``<div id="topbar-<id>">``, opens and closes the panel, and
+        loads ``script`` (a local path, usually under ``/plugins/<name>/``) as a module; the
+        script fills the badge and the panel through the public API. A malformed item is
+        logged and left out.
+    """
+
+
+@hookspec
 def ai_tools(hub: Hub) -> list[dict[str, Any]] | None:
     """Called when the AI assistant (the ``ai`` plugin) offers its tools to a model, to add a
     plugin's own (a score, a terminology lookup, a contraindication check).

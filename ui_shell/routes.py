@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from fhirhub import __version__
 from fhirhub.ui_shell.navigation import find_plugin_page, navigation
 from fhirhub.ui_shell.panels import patient_panels
+from fhirhub.ui_shell.topbar import topbar_items
 
 if TYPE_CHECKING:
     from fhirhub.sdk import Hub
@@ -58,6 +59,7 @@ def router(hub: Hub) -> APIRouter:
                 "root": root,
                 "fhir_base": f"{root}/fhir",
                 "nav": navigation(hub, root),
+                "topbar": topbar_items(hub),
                 "active": active,
                 "version": __version__,
                 **context,

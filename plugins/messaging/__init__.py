@@ -7,7 +7,9 @@
   fan-out, across API processes with Redis);
 * ``/plugins/messaging/`` is the conversation page (threads, unread counts, read receipts),
   listed in the UI shell;
-* appointment reminders (a schedule) and ``fhirhub notify USER TYPE TEXT``.
+* a notification bell in the UI shell's top bar (``ui_topbar_items``) on every shell page;
+* appointment reminders (a schedule) and ``fhirhub notify USER TYPE TEXT``;
+* notifications by email for the users who ask for it (:mod:`.email`).
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhirhub.plugins.messaging import identity
+from fhirhub.plugins.messaging import email, identity
 from fhirhub.plugins.messaging.demo import seed_demo
 from fhirhub.plugins.messaging.messages import (
     CATEGORIES,
     CATEGORY_SYSTEM,
+    category_of,
     inbox,
     is_unread,
     live_channel,
     mark_read,
     now_instant,
     publish_versions,
+    read_all,
     sent_by,
     thread_root,
 )
@@ -41,6 +45,7 @@ from fhirhub.plugins.messaging.settings import MessagingSettings
 from fhirhub.sdk import (
     SYSTEM,
     Consumer,
+    FhirError,
     Hub,
     Schedule,
     StoredVersion,
@@ -80,13 +85,22 @@ def register_consumers(hub: Hub) -> list[Consumer]:
     def handle(versions: Sequence[StoredVersion]) -> None:
         publish_versions(hub, list(versions))
 
+    def queue_email(versions: Sequence[StoredVersion]) -> None:
+        email.enqueue(hub, _settings(hub), list(versions))
+
     return [
         Consumer(
             "messaging-live",
             handle,
             types=frozenset({"Communication", "CommunicationRequest"}),
             batch_size=200,
-        )
+        ),
+        Consumer(
+            "messaging-email",
+            queue_email,
+            types=frozenset({"Communication"}),
+            batch_size=100,
+        ),
     ]
 
 
@@ -113,6 +127,7 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
 
 @hookimpl
 def startup(hub: Hub) -> None:
+    email.database(hub)  # the email tables, before the consumer and schedule use them
     seed_demo(hub)
 
 
@@ -123,7 +138,13 @@ def register_schedules(hub: Hub) -> list[Schedule]:
     def remind(h: Hub) -> None:
         send_reminders(h, settings.reminder_lead_s)
 
-    return [Schedule("messaging-reminders", settings.reminder_check_s, remind)]
+    def send_email(h: Hub) -> None:
+        email.deliver_due(h, settings)
+
+    return [
+        Schedule("messaging-reminders", settings.reminder_check_s, remind),
+        Schedule("messaging-email", settings.email_check_s, send_email),
+    ]
 
 
 def _mailbox_summary(hub: Hub) -> dict[str, Any]:
@@ -162,6 +183,81 @@ def _mailbox_summary(hub: Hub) -> dict[str, Any]:
     }
 
 
+def _names(hub: Hub, references: set[str]) -> dict[str, str]:
+    """Display names of the Practitioners among ``references`` the caller can see."""
+    ids = sorted(
+        r.removeprefix("Practitioner/") for r in references if r.startswith("Practitioner/")
+    )
+    names: dict[str, str] = {}
+    if not ids:
+        return names
+    for found in search(hub, "Practitioner", {"_id": ",".join(ids), "_count": str(len(ids))}):
+        for name in found.get("name", ()):
+            text = name.get("text") or " ".join([*name.get("given", ()), name.get("family", "")])
+            if text.strip():
+                names[f"Practitioner/{found['id']}"] = text.strip()
+                break
+    return names
+
+
+def _notifications(hub: Hub, limit: int) -> dict[str, Any]:
+    """The bell's view: unread counts and the latest messages received, each with its thread.
+
+    A caller who is no messaging user (no linked Practitioner) gets ``available: false``
+    rather than 403: the bell is on every shell page, for every user."""
+    username = identity.username_of(current_access())
+    if username is None or identity.practitioner_of(hub, username) is None:
+        return {"available": False, "unread": 0, "notifications": 0, "items": []}
+    summary = _mailbox_summary(hub)
+    received = [
+        (thread["id"], m)
+        for thread in summary["threads"]
+        for m in thread["messages"]
+        if (m.get("sender") or {}).get("reference") != summary["me"]
+    ]
+    received.sort(key=lambda t: t[1].get("sent", ""), reverse=True)
+    latest = received[:limit]
+    senders = {(m.get("sender") or {}).get("reference") or "" for _, m in latest}
+    names = _names(hub, senders)
+    return {
+        "available": True,
+        "unread": summary["unread"],
+        "notifications": summary["unread_notifications"],
+        "items": [_bell_item(root, m, names) for root, m in latest],
+    }
+
+
+def _bell_item(thread: str, message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    sender = (message.get("sender") or {}).get("reference")
+    return {
+        "id": message["id"],
+        "thread": thread,
+        "category": category_of(message),
+        "sender": sender,
+        "sender_name": names.get(sender or "") or sender or "fhirhub",
+        "text": " ".join(
+            p.get("contentString") or (p.get("contentAttachment") or {}).get("title", "")
+            for p in message.get("payload", ())
+        ),
+        "sent": message.get("sent"),
+        "unread": is_unread(message),
+    }
+
+
+def _preferences(hub: Hub) -> dict[str, Any]:
+    me = identity.me(hub)
+    tenant = current_access().tenant
+    prefs = email.preferences_of(hub, tenant, me)
+    return {
+        "notifications": prefs.notifications,
+        "messages": prefs.messages,
+        "address": prefs.address,
+        "effective_address": email.email_address(hub, me, prefs),
+        "email_available": bool(_settings(hub).smtp_url),
+        "delivery": email.delivery_status(hub, tenant, me),
+    }
+
+
 @hookimpl
 def register_routes(hub: Hub) -> APIRouter:
     router = APIRouter()
@@ -175,6 +271,40 @@ def register_routes(hub: Hub) -> APIRouter:
     @router.get("/page/messages.js")
     def script() -> FileResponse:
         return FileResponse(STATIC / "messages.js", media_type="text/javascript")
+
+    @router.get("/page/bell.js")
+    def bell_script() -> FileResponse:
+        return FileResponse(STATIC / "bell.js", media_type="text/javascript")
+
+    @router.get("/api/notifications")
+    def notifications(limit: int = 10) -> dict[str, Any]:
+        return _notifications(hub, max(1, min(limit, 50)))
+
+    @router.post("/api/read-all")
+    def read_everything() -> dict[str, Any]:
+        boxes = identity.mailboxes(hub, identity.me(hub))
+        return {"read": read_all(hub, boxes)}
+
+    @router.get("/api/preferences")
+    def get_preferences() -> dict[str, Any]:
+        return _preferences(hub)
+
+    @router.put("/api/preferences")
+    async def put_preferences(request: Request) -> dict[str, Any]:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise FhirError(400, f"The body is not JSON: {exc}") from exc
+
+        def save() -> dict[str, Any]:
+            # Only the caller's own: no parameter names a user.
+            me = identity.me(hub)
+            tenant = current_access().tenant
+            wanted = email.parse_preferences(body, email.preferences_of(hub, tenant, me))
+            email.save_preferences(hub, tenant, me, wanted)
+            return _preferences(hub)
+
+        return await run_in_threadpool(save)
 
     @router.get("/api/mailbox")
     def mailbox() -> dict[str, Any]:
@@ -223,6 +353,20 @@ def public_paths(hub: Hub) -> list[str]:
 @hookimpl
 def ui_pages(hub: Hub) -> list[dict[str, Any]]:
     return [{"path": PAGE, "title": "Messages", "order": 15}]
+
+
+@hookimpl
+def ui_topbar_items(hub: Hub) -> list[dict[str, Any]]:
+    # The script sits under the public page prefix: it holds no data, it reads the API.
+    return [
+        {
+            "id": "messaging-bell",
+            "title": "Notifications",
+            "icon": "🔔",
+            "script": f"{PAGE}bell.js",
+            "order": 10,
+        }
+    ]
 
 
 def notify(hub: Hub, username: str, category: str, text: str) -> dict[str, Any]:

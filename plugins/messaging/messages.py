@@ -112,3 +112,19 @@ def publish_versions(hub: Hub, versions: list[StoredVersion]) -> None:
         }
         for party in parties - {None}:
             publish_live(hub, live_channel(str(party)), event)
+
+
+def read_all(hub: Hub, boxes: list[str]) -> int:
+    """Record the read receipts of every unread message to ``boxes``; how many."""
+    count = 0
+    with transaction(hub) as tx:
+        for message in tx.search(
+            "Communication",
+            {"recipient": ",".join(boxes), "status": "in-progress", "_count": "500"},
+        ):
+            if is_unread(message):
+                message["received"] = now_instant()
+                message["status"] = "completed"
+                tx.update(message)
+                count += 1
+    return count

@@ -123,4 +123,48 @@ async function listen() {
   }
 }
 
-load().then(listen).catch((e) => { document.getElementById("status").textContent = `Could not load: ${e.message}`; });
+function showPreferences(p) {
+  document.getElementById("email-unavailable").hidden = p.email_available;
+  document.getElementById("email-notifications").checked = p.notifications;
+  document.getElementById("email-messages").checked = p.messages;
+  document.getElementById("email-address").value = p.address || "";
+  document.getElementById("email-effective").textContent = p.effective_address || "none (add an address)";
+  const d = p.delivery;
+  let text = `Sent: ${d.sent}, waiting: ${d.pending}, failed: ${d.failed}.`;
+  if (d.last_error) text += ` Last problem: ${d.last_error.error} (${d.last_error.attempts} attempts).`;
+  document.getElementById("email-delivery").textContent = text;
+}
+
+document.getElementById("settings").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = document.getElementById("settings-status");
+  try {
+    showPreferences(await api(`${API}/preferences`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        notifications: document.getElementById("email-notifications").checked,
+        messages: document.getElementById("email-messages").checked,
+        address: document.getElementById("email-address").value.trim() || null,
+      }),
+    }));
+    status.textContent = "Saved";
+  } catch (e) {
+    status.textContent = `Not saved: ${e.message}`;
+  }
+});
+
+function threadFromHash() {
+  const match = /thread=([A-Za-z0-9\-.]+)/.exec(window.location.hash);
+  return match ? match[1] : null;
+}
+
+async function start() {
+  await load();
+  const wanted = threadFromHash();
+  if (wanted && state.threads.some((t) => t.id === wanted)) await openThread(wanted);
+  api(`${API}/preferences`).then(showPreferences).catch(() => {});
+  await listen();
+}
+
+start().catch((e) => { document.getElementById("status").textContent = `Could not load: ${e.message}`; });
