@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,9 @@ class SeriesInput:
     aet: str | None
     body_site: dict[str, Any] | None
     instances: list[tuple[DicomInstanceRef, Dataset]]
+    #: The C-STORE associations' AE titles its instances came by (empty: STOW-RS, upload).
+    calling_aets: set[str] = field(default_factory=set)
+    called_aets: set[str] = field(default_factory=set)
 
 
 def study_uid_of(study: dict[str, Any]) -> str | None:
@@ -84,6 +87,10 @@ def _read_series(hub: Hub, study: dict[str, Any], study_uid: str) -> list[Series
                 instances=[],
             )
         item.instances.append((ref, ds))
+        if ref.calling_aet:
+            item.calling_aets.add(ref.calling_aet)
+        if ref.called_aet:
+            item.called_aets.add(ref.called_aet)
     return list(series.values())
 
 
@@ -95,6 +102,10 @@ def _selected(route: Route, series: SeriesInput, tenant: str) -> bool:
     if route.body_parts and (series.body_part or "") not in {b.upper() for b in route.body_parts}:
         return False
     if route.aets and (series.aet or "") not in route.aets:
+        return False
+    if route.calling_aets and not series.calling_aets & set(route.calling_aets):
+        return False
+    if route.called_aets and not series.called_aets & set(route.called_aets):
         return False
     return True
 

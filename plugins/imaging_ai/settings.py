@@ -21,6 +21,10 @@ class Route(BaseModel):
     modalities: list[str] = Field(default_factory=list)
     body_parts: list[str] = Field(default_factory=list)
     aets: list[str] = Field(default_factory=list)  # Source AE Title (0002,0016) in the file
+    #: The C-STORE association's calling AE title (the modality) and called AE title (the
+    #: title it addressed this node by), as the archive recorded them.
+    calling_aets: list[str] = Field(default_factory=list)
+    called_aets: list[str] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
 
 
