@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from fhirhub.plugins.imaging_ai.fhir_output import Finding
+from fhirhub.plugins.imaging_ai.fhir_output import OUTPUT_MANUFACTURER, Finding
 from fhirhub.plugins.imaging_ai.models import ModelCard
 
 log = logging.getLogger("fhirhub.imaging_ai")
@@ -91,7 +91,7 @@ def segmentation(card: ModelCard, source: Dataset, findings: list[Finding]) -> t
         series_number=SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
-        manufacturer="fhirhub imaging_ai",
+        manufacturer=OUTPUT_MANUFACTURER,
         manufacturer_model_name=card.id,
         software_versions=card.version,
         device_serial_number="none",
@@ -203,7 +203,7 @@ def measurement_report(
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
-        manufacturer="fhirhub imaging_ai",
+        manufacturer=OUTPUT_MANUFACTURER,
         series_description=f"AI findings ({card.id} {card.version})",
         is_complete=True,
         is_final=False,
