@@ -227,10 +227,14 @@ def run_model(
 
 
 def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list[str]:
-    """Store a DICOM SEG per image with offered regions, and one SR measurement report of
-    them (as the caller: the system for the study's tenant); each finding learns its SEG and
+    """Store a DICOM SEG per image with offered regions, one SR measurement report and one
+    GSPS of them (as the caller: the system for the study's tenant); each finding learns its SEG and
     segment. Returns the problems."""
-    from fhirhub.plugins.imaging_ai.overlays import measurement_report, segmentations
+    from fhirhub.plugins.imaging_ai.overlays import (
+        measurement_report,
+        presentation_state,
+        segmentations,
+    )
 
     problems = []
     for seg_uid, data, group in segmentations(analysis.card, analysis.images, offered):
@@ -251,6 +255,16 @@ def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list
             store_dicom_instance(hub, report[1])
         except FhirError as exc:
             problems.append(f"measurement report {report[0]} not stored: {exc}")
+    try:
+        state = presentation_state(analysis.card, analysis.images, offered)
+    except Exception as exc:  # highdicom's checks on an unusual source image
+        log.warning("No presentation state: %s", exc)
+        return [*problems, f"presentation state not made: {exc}"]
+    if state is not None:
+        try:
+            store_dicom_instance(hub, state[1])
+        except FhirError as exc:
+            problems.append(f"presentation state {state[0]} not stored: {exc}")
     return problems
 
 
