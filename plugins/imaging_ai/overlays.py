@@ -294,6 +294,7 @@ def presentation_state(
         content_description=f"AI findings ({card.id} {card.version})"[:64],
         graphic_annotations=annotations,
         graphic_layers=[layer],
+        series_description=f"AI annotations ({card.id} {card.version})"[:64],
     )
     buffer = io.BytesIO()
     gsps.save_as(buffer)

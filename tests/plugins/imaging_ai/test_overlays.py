@@ -77,6 +77,7 @@ def test_presentation_state_draws_the_boxes_over_their_images() -> None:
     assert pr.SOPInstanceUID == sop_uid and pr.Modality == "PR"
     assert pr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"  # Grayscale Softcopy PS
     assert pr.StudyInstanceUID == first.StudyInstanceUID and pr.SeriesNumber == GSPS_SERIES_NUMBER
+    assert pr.SeriesDescription == "AI annotations (synthetic-opacity 1.0.0)"
     (series,) = pr.ReferencedSeriesSequence
     assert [i.ReferencedSOPInstanceUID for i in series.ReferencedImageSequence] == [
         first.SOPInstanceUID
