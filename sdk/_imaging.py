@@ -17,13 +17,18 @@ from fhirhub.fhir_store.errors import FhirError
 
 @dataclass(frozen=True)
 class DicomInstanceRef:
-    """One stored instance as the archive catalogues it."""
+    """One stored instance as the archive catalogues it. ``calling_aet`` and ``called_aet``
+    are the AE titles of the C-STORE association that brought it (the modality's and the one
+    it addressed, PS3.8 7.1.1.5-6); None when it came another way (STOW-RS, an upload, a
+    derived object a plugin stored)."""
 
     study_uid: str
     series_uid: str
     sop_uid: str
     sop_class_uid: str
     transfer_syntax: str
+    calling_aet: str | None = None
+    called_aet: str | None = None
 
 
 @runtime_checkable

@@ -160,9 +160,13 @@ class DicomArchive:
         *,
         wait: bool = True,
         tenant: str | None = None,
+        calling_aet: str | None = None,
+        called_aet: str | None = None,
     ) -> StoredResult:
         """Store a Part 10 file given as bytes for ``tenant`` (None or "": the default
-        tenant); ``ds`` saves a second parse if the caller has already decoded it. Raises
+        tenant); ``ds`` saves a second parse if the caller has already decoded it;
+        ``calling_aet``/``called_aet`` name the C-STORE association it came by (catalogued
+        with it). Raises
         :class:`InstanceRejected` for bad input. With ``wait`` the FHIR transaction has
         committed on return (its failure raises and un-stores the instance); without, it is
         queued (see :mod:`recorder`)."""
@@ -198,6 +202,8 @@ class DicomArchive:
             size=len(data),
             recorded=False,
             tenant=headers.tenant,
+            calling_aet=calling_aet,
+            called_aet=called_aet,
         )
         pending = self.recorder.submit(headers)
         if not wait:

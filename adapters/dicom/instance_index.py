@@ -78,9 +78,13 @@ CREATE TABLE IF NOT EXISTS instance (
     recorded INTEGER NOT NULL DEFAULT 0,
     patient TEXT,
     stored_at REAL NOT NULL DEFAULT (julianday('now')),
+    calling_aet TEXT,
+    called_aet TEXT,
     PRIMARY KEY (tenant, sop_uid)
 )
 """
+#: Columns added to the layout later, added in place to an older catalogue (NULL: not known).
+_ADDED_COLUMNS = {"calling_aet": "TEXT", "called_aet": "TEXT"}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS instance_study ON instance (study_uid, series_uid);
 CREATE INDEX IF NOT EXISTS instance_patient ON instance (patient_id);
@@ -123,6 +127,10 @@ class StoredInstance:
     sop_class_uid: str
     transfer_syntax: str
     digest: str
+    #: The AE titles of the C-STORE association that brought it (PS3.8 7.1.1.5 / 7.1.1.6:
+    #: AE, at most 16 characters); None for STOW-RS, uploads and a rebuilt catalogue.
+    calling_aet: str | None = None
+    called_aet: str | None = None
 
 
 class QueryError(ValueError):
@@ -150,6 +158,10 @@ class InstanceIndex:
         if exists and version < SCHEMA_VERSION:
             self._migrate(default_tenant)
         self._conn.execute(_TABLE)
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(instance)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE instance ADD COLUMN {column} {kind}")
         self._conn.executescript(_INDEXES)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -189,14 +201,26 @@ class InstanceIndex:
         size: int,
         recorded: bool = True,
         tenant: str = "",
+        calling_aet: str | None = None,
+        called_aet: str | None = None,
     ) -> None:
         """Catalogue an instance for ``tenant`` (the Organization it was stored for, "" for
         none), replacing that tenant's earlier copy of the same SOP Instance only. The tenant
-        is kept so that an instance recorded in FHIR only after a crash still goes to it."""
+        is kept so that an instance recorded in FHIR only after a crash still goes to it;
+        ``calling_aet``/``called_aet`` are the C-STORE association's AE titles (None for
+        STOW-RS and uploads), which routing (imaging plugins) may select by."""
         columns = [c for _k, c, _l in ATTRIBUTES]
         row = [values.get(c) for c in columns]
-        row += [transfer_syntax, digest, size, int(recorded), tenant or ""]
-        names = columns + ["transfer_syntax", "digest", "size", "recorded", "tenant"]
+        row += [transfer_syntax, digest, size, int(recorded), tenant or "", calling_aet, called_aet]
+        names = columns + [
+            "transfer_syntax",
+            "digest",
+            "size",
+            "recorded",
+            "tenant",
+            "calling_aet",
+            "called_aet",
+        ]
         sql = (
             f"INSERT INTO instance ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT (tenant, sop_uid) DO UPDATE SET "
@@ -252,7 +276,8 @@ class InstanceIndex:
         """The instances of a study (series, instance) that ``view`` sees (WADO-RS)."""
         clauses, args = view.clause()
         sql = (
-            "SELECT sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, digest "
+            "SELECT sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, digest, "
+            "calling_aet, called_aet "
             f"FROM instance WHERE {' AND '.join([*clauses, 'study_uid = ?'])}"
         )
         args.append(study_uid)

@@ -310,6 +310,9 @@ class DicomNode:
     def on_store(self, event: Event) -> int | Dataset:
         """C-STORE: store for the calling AE's tenant, record in FHIR, answer 0x0000 or a
         failure status (B.2.3)."""
+        requestor = event.assoc.requestor
+        request = requestor.primitive  # the A-ASSOCIATE-RQ: the title the modality addressed
+        called = str(request.called_ae_title if request else event.assoc.acceptor.ae_title)
         try:
             data = event.encoded_dataset(include_meta=True)
             ds = read_part10(data)
@@ -318,6 +321,8 @@ class DicomNode:
                 ds,
                 wait=self.config.wait_for_fhir,
                 tenant=self._view(event).tenant,
+                calling_aet=str(requestor.ae_title).strip() or None,
+                called_aet=called.strip() or None,
             )
         except InstanceRejected as rejected:
             log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, rejected)

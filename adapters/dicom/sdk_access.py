@@ -18,6 +18,8 @@ def _ref(instance: StoredInstance) -> DicomInstanceRef:
         sop_uid=instance.sop_uid,
         sop_class_uid=instance.sop_class_uid,
         transfer_syntax=instance.transfer_syntax,
+        calling_aet=instance.calling_aet,
+        called_aet=instance.called_aet,
     )
 
 

@@ -6,8 +6,13 @@
   models its routes give it (``service.py``, ``analysis.py``), in-process or on Celery;
 * models are ONNX files with a JSON card (``models.py``); the shipped one is a demonstration
   model trained on synthetic phantoms (``tools/train_imaging_model.py``);
+* a study that gets new instances after its analysis is analysed again; an unsigned earlier
+  report is superseded, a signed one never changed (``analysis.py``, ``fhir_output.py``);
+* routes by modality, body part, tenant and the C-STORE calling/called AE titles; models by
+  path or by URL with a SHA-256, fetched once into a cache (``models.py``);
 * findings as preliminary Observations in a preliminary DiagnosticReport, with a Device and a
-  Provenance (``fhir_output.py``); approval, decline and signing as plain FHIR updates
+  Provenance (``fhir_output.py``); SEG, SR and GSPS stored back in the archive
+  (``overlays.py``); approval, decline and signing (HTML and PDF) as plain FHIR updates
   checked by ``resource_before_write``/``before_commit`` (``workflow.py``);
 * ``GET /plugins/imaging_ai/models``, ``GET /plugins/imaging_ai/runs``, and the report page
   ``/plugins/imaging_ai/ui/`` listed in the UI shell (``routes.py``).

@@ -9,17 +9,24 @@ not fit is recorded, and a run with nothing usable ends ``failed`` with the reas
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from fhirhub.plugins.imaging_ai.fhir_output import Analysis, Finding, write_analysis
+from fhirhub.plugins.imaging_ai.fhir_output import (
+    OUTPUT_MANUFACTURER,
+    Analysis,
+    Finding,
+    supersede,
+    write_analysis,
+)
 from fhirhub.plugins.imaging_ai.models import ModelError, OnnxModel
 from fhirhub.plugins.imaging_ai.pixels import UnusableImage, model_input
 from fhirhub.plugins.imaging_ai.runs import run_store
@@ -40,6 +47,20 @@ from fhirhub.sdk import (
 
 log = logging.getLogger("fhirhub.imaging_ai")
 
+#: SOP classes without pixels for a model (Segmentation, the SR classes, Grayscale Softcopy
+#: Presentation State): their arrival never starts a re-analysis (the plugin stores such
+#: objects back itself).
+DERIVED_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+        "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+        "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+        "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+        "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+        "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+    }
+)
+
 
 @dataclass
 class SeriesInput:
@@ -49,6 +70,9 @@ class SeriesInput:
     aet: str | None
     body_site: dict[str, Any] | None
     instances: list[tuple[DicomInstanceRef, Dataset]]
+    #: The C-STORE associations' AE titles its instances came by (empty: STOW-RS, upload).
+    calling_aets: set[str] = field(default_factory=set)
+    called_aets: set[str] = field(default_factory=set)
 
 
 def study_uid_of(study: dict[str, Any]) -> str | None:
@@ -59,17 +83,28 @@ def study_uid_of(study: dict[str, Any]) -> str | None:
     return None
 
 
-def _read_series(hub: Hub, study: dict[str, Any], study_uid: str) -> list[SeriesInput]:
-    """The study's series as the archive holds them, each instance parsed once."""
+def input_fingerprint(refs: list[DicomInstanceRef]) -> str:
+    """What a study's analysis depends on: its instances but the derived objects."""
+    uids = sorted(r.sop_uid for r in refs if r.sop_class_uid not in DERIVED_CLASSES)
+    return hashlib.sha256("\n".join(uids).encode()).hexdigest()
+
+
+def _read_series(
+    hub: Hub, study: dict[str, Any], refs: list[DicomInstanceRef]
+) -> list[SeriesInput]:
+    """The study's series as the archive holds them, each instance parsed once; the
+    plugin's own objects stored back (SEG, SR, GSPS) are left out."""
     sites = {
         s.get("uid"): s.get("bodySite")
         for s in study.get("series", [])
         if isinstance(s.get("bodySite"), dict)
     }
     series: dict[str, SeriesInput] = {}
-    for ref in dicom_instances(hub, study_uid):
+    for ref in refs:
         data = read_dicom_instance(hub, ref)
         ds = pydicom.dcmread(io.BytesIO(data))
+        if ds.get("Manufacturer") == OUTPUT_MANUFACTURER:
+            continue
         item = series.get(ref.series_uid)
         if item is None:
             meta = getattr(ds, "file_meta", None)
@@ -84,6 +119,10 @@ def _read_series(hub: Hub, study: dict[str, Any], study_uid: str) -> list[Series
                 instances=[],
             )
         item.instances.append((ref, ds))
+        if ref.calling_aet:
+            item.calling_aets.add(ref.calling_aet)
+        if ref.called_aet:
+            item.called_aets.add(ref.called_aet)
     return list(series.values())
 
 
@@ -95,6 +134,10 @@ def _selected(route: Route, series: SeriesInput, tenant: str) -> bool:
     if route.body_parts and (series.body_part or "") not in {b.upper() for b in route.body_parts}:
         return False
     if route.aets and (series.aet or "") not in route.aets:
+        return False
+    if route.calling_aets and not series.calling_aets & set(route.calling_aets):
+        return False
+    if route.called_aets and not series.called_aets & set(route.called_aets):
         return False
     return True
 
@@ -184,10 +227,14 @@ def run_model(
 
 
 def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list[str]:
-    """Store a DICOM SEG per image with offered regions, and one SR measurement report of
-    them (as the caller: the system for the study's tenant); each finding learns its SEG and
+    """Store a DICOM SEG per image with offered regions, one SR measurement report and one
+    GSPS of them (as the caller: the system for the study's tenant); each finding learns its SEG and
     segment. Returns the problems."""
-    from fhirhub.plugins.imaging_ai.overlays import measurement_report, segmentations
+    from fhirhub.plugins.imaging_ai.overlays import (
+        measurement_report,
+        presentation_state,
+        segmentations,
+    )
 
     problems = []
     for seg_uid, data, group in segmentations(analysis.card, analysis.images, offered):
@@ -208,6 +255,16 @@ def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list
             store_dicom_instance(hub, report[1])
         except FhirError as exc:
             problems.append(f"measurement report {report[0]} not stored: {exc}")
+    try:
+        state = presentation_state(analysis.card, analysis.images, offered)
+    except Exception as exc:  # highdicom's checks on an unusual source image
+        log.warning("No presentation state: %s", exc)
+        return [*problems, f"presentation state not made: {exc}"]
+    if state is not None:
+        try:
+            store_dicom_instance(hub, state[1])
+        except FhirError as exc:
+            problems.append(f"presentation state {state[0]} not stored: {exc}")
     return problems
 
 
@@ -219,7 +276,11 @@ def analyse_study(
     study_id: str,
 ) -> list[str]:
     """Run every routed model on one study, as the system for the study's tenant; returns
-    the run ids. Each run ends ``done`` (with its report) or ``failed`` (with the reason)."""
+    the run ids. Each run ends ``done`` (with its report) or ``failed`` (with the reason).
+
+    A study analysed before is analysed again only when its instances changed (new ones
+    arrived after the run): the model's earlier report is then superseded when unsigned
+    (:func:`supersede`), left as it is when signed, and a new preliminary report written."""
     store = run_store(hub)
     run_ids: list[str] = []
     with acting_as(system_for(tenant or None)):
@@ -229,16 +290,26 @@ def analyse_study(
             log.warning("ImagingStudy/%s is gone (%s); not analysed", study_id, exc)
             return []
         study_uid = study_uid_of(study) or ""
+        fingerprint = None
         try:
-            series = _read_series(hub, study, study_uid) if study_uid else []
+            refs = dicom_instances(hub, study_uid) if study_uid else []
+            fingerprint = input_fingerprint(refs)
+            if store.analysed_inputs(tenant, study_id) == fingerprint:
+                log.info("ImagingStudy/%s: no new instance since its analysis", study_id)
+                return []
+            series = _read_series(hub, study, refs) if study_uid else []
             problem = None if study_uid else "the ImagingStudy has no Study Instance UID"
         except Exception as exc:  # an unreadable file is a failed run, never a crash
             series, problem = [], f"the study's instances cannot be read: {exc}"
+        earlier = store.list(tenant, study_id=study_id)
         for model in models.values():
             card = model.card
             chosen, refused = plan(model, list(settings.routes), series, tenant)
             if problem is None and not chosen and not refused:
                 continue
+            previous = [
+                r.report for r in earlier if r.model == card.id and r.status == "done" and r.report
+            ]
             run_id = store.start(tenant, study_id, study_uid, card.id, card.version)
             run_ids.append(run_id)
             if problem or not chosen:
@@ -253,7 +324,8 @@ def analyse_study(
                     analysis.skipped += store_overlays(hub, analysis, offered)
                 now = format_instant(int(time.time() * 1_000_000))
                 with transaction(hub) as tx:
-                    report_id = write_analysis(tx, analysis, offered, now)
+                    revises = supersede(tx, previous)
+                    report_id = write_analysis(tx, analysis, offered, now, revises)
             except (UnusableImage, ModelError) as exc:
                 store.finish(run_id, "failed", reason=str(exc))
                 continue
@@ -270,4 +342,6 @@ def analyse_study(
                 instances=sum(analysis.series.values()),
                 inference_seconds=seconds,
             )
+        if fingerprint is not None:
+            store.set_analysed_inputs(tenant, study_id, fingerprint)
     return run_ids

@@ -9,12 +9,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirhub.plugins.imaging_ai.models import Label, ModelCard
-from fhirhub.sdk import Transaction
+from fhirhub.sdk import FhirError, Transaction
 
 #: meta.tag on everything this plugin writes; the report workflow acts on tagged reports only.
 TAG_SYSTEM = "urn:fhirhub:imaging-ai"
 TAG_FINDING = {"system": TAG_SYSTEM, "code": "finding", "display": "AI finding"}
 TAG_REPORT = {"system": TAG_SYSTEM, "code": "report", "display": "AI-assisted report"}
+TAG_SUPERSEDED = {
+    "system": TAG_SYSTEM,
+    "code": "superseded",
+    "display": "Superseded by a later analysis of the study",
+}
+#: Manufacturer (0008,0070) of the DICOM objects the plugin stores back (SEG, SR, GSPS):
+#: never an input of a later analysis.
+OUTPUT_MANUFACTURER = "fhirhub imaging_ai"
+#: Report statuses a new analysis may supersede: not yet signed.
+UNSIGNED = ("registered", "partial", "preliminary")
 COMPONENT_SYSTEM = "urn:fhirhub:imaging-ai:component"
 MODEL_IDENTIFIER = "urn:fhirhub:imaging-ai:model"
 #: LOINC 18748-4 "Diagnostic imaging study" (the US radiology report's document code).
@@ -139,9 +149,19 @@ def report(study: dict[str, Any], results: list[str], now: str) -> dict[str, Any
     return resource
 
 
-def provenance(analysis: Analysis, targets: list[str], device_ref: str, now: str) -> dict[str, Any]:
+def provenance(
+    analysis: Analysis,
+    targets: list[str],
+    device_ref: str,
+    now: str,
+    revises: list[str] | None = None,
+) -> dict[str, Any]:
     card, study = analysis.card, analysis.study
-    entities = [
+    entities: list[dict[str, Any]] = [
+        {"role": "revision", "what": {"reference": f"DiagnosticReport/{old}"}}
+        for old in revises or []
+    ]
+    entities += [
         {
             "role": "source",
             "what": {
@@ -181,9 +201,47 @@ def provenance(analysis: Analysis, targets: list[str], device_ref: str, now: str
     }
 
 
-def write_analysis(tx: Transaction, analysis: Analysis, offered: list[Finding], now: str) -> str:
+def supersede(tx: Transaction, report_ids: list[str]) -> list[str]:
+    """Withdraw the earlier analyses' reports that are not signed: each such report and its
+    findings become ``entered-in-error`` (the report tagged ``superseded``), so the study has
+    one current preliminary report. A signed report (``final``, ``amended``...) and its
+    findings are never changed. Returns the ids of the reports withdrawn."""
+    withdrawn = []
+    for report_id in report_ids:
+        try:
+            old = tx.read("DiagnosticReport", report_id)
+        except FhirError:
+            continue  # deleted since
+        if old.get("status") not in UNSIGNED:
+            continue
+        for entry in old.get("result", []):
+            kind, _, ident = str(entry.get("reference", "")).partition("/")
+            try:
+                finding = tx.read(kind, ident)
+            except FhirError:
+                continue
+            if finding.get("status") != "entered-in-error":
+                finding["status"] = "entered-in-error"
+                tx.update(finding)
+        old["status"] = "entered-in-error"
+        tags = old.setdefault("meta", {}).setdefault("tag", [])
+        if TAG_SUPERSEDED not in tags:
+            tags.append(TAG_SUPERSEDED)
+        tx.update(old)
+        withdrawn.append(report_id)
+    return withdrawn
+
+
+def write_analysis(
+    tx: Transaction,
+    analysis: Analysis,
+    offered: list[Finding],
+    now: str,
+    revises: list[str] | None = None,
+) -> str:
     """Write Device (conditional create), Observations, the preliminary report and its
-    Provenance; return the DiagnosticReport id."""
+    Provenance (naming the reports it ``revises`` as revision entities); return the
+    DiagnosticReport id."""
     card = analysis.card
     dev = tx.create(
         device(card), if_none_exist=f"identifier={MODEL_IDENTIFIER}|{card.id}@{card.version}"
@@ -195,5 +253,5 @@ def write_analysis(tx: Transaction, analysis: Analysis, offered: list[Finding], 
         results.append(f"Observation/{written.version.resource_id}")
     written_report = tx.create(report(analysis.study, results, now))
     report_ref = f"DiagnosticReport/{written_report.version.resource_id}"
-    tx.create(provenance(analysis, [report_ref, *results], device_ref, now))
+    tx.create(provenance(analysis, [report_ref, *results], device_ref, now, revises))
     return written_report.version.resource_id

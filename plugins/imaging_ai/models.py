@@ -10,13 +10,21 @@ A card (``card.json``) says what the model is and what it may be run on: ``id``,
 image side). ``validation`` holds the figures measured on held-out data (docs/imaging_ai.md).
 
 The shipped model is registered by default; ``[plugin.imaging_ai] models`` adds paths of more
-cards. Sessions are created on first use and kept: CUDA when onnxruntime offers it, else CPU.
+cards, or models by URL (:func:`fetch_model`: fetched once into a cache, checked against the
+configured SHA-256, never fetched again while the cache holds them). Sessions are created on
+first use and kept: CUDA when onnxruntime offers it, else CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
 import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fhirhub.plugins.imaging_ai.pixels import Window
+from fhirhub.plugins.imaging_ai.settings import ModelSource
 
 SHIPPED = Path(__file__).parent / "models" / "synthetic-opacity" / "card.json"
 
@@ -182,10 +191,95 @@ class OnnxModel:
         return predictions
 
 
-def load_models(extra_cards: list[str]) -> dict[str, OnnxModel]:
-    """The shipped model and the configured ones, by id (a later card with the same id wins)."""
+#: Schemes a model may be fetched by; a ``file://`` URL is a copy into the cache.
+SCHEMES = ("http", "https", "file")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+FETCH_TIMEOUT = 60.0  # seconds without data before a download is given up
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url: str, target: Path) -> str:
+    """``url`` into ``target`` (written beside it, then renamed); returns its SHA-256."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise ModelError(f"Model URL {url!r}: only {', '.join(SCHEMES)} URLs can be fetched")
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+            with partial.open("wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+    except OSError as exc:  # URLError, HTTPError, a refused connection, a missing file
+        partial.unlink(missing_ok=True)
+        raise ModelError(f"Model URL {url} cannot be fetched: {exc}") from exc
+    os.replace(partial, target)
+    return digest.hexdigest()
+
+
+def fetch_model(source: ModelSource, cache: Path) -> Path:
+    """The card of a model registered by URL, in the cache (``<cache>/<sha256>/``): fetched
+    the first time, checked against ``source.sha256`` (and ``card_sha256`` when given), and
+    taken from the cache, without any request, every later time. A file whose SHA-256 differs
+    is deleted and refused with :class:`ModelError`."""
+    expected = source.sha256.strip().lower()
+    if not _SHA256.fullmatch(expected):
+        raise ModelError(f"Model {source.model}: sha256 must be 64 hexadecimal digits")
+    folder = cache / expected
+    model_path, card_path = folder / "model.onnx", folder / "card.json"
+    if model_path.is_file() and card_path.is_file() and _sha256_of(model_path) == expected:
+        return card_path
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        actual = _download(source.model, model_path)
+        if actual != expected:
+            raise ModelError(
+                f"Model {source.model} has SHA-256 {actual}, the configuration expects "
+                f"{expected}: refused (a changed or corrupted file; check the URL and the sum)"
+            )
+        fetched = folder / "card.fetched.json"
+        card_digest = _download(source.card, fetched)
+        wanted = (source.card_sha256 or "").strip().lower()
+        if wanted and card_digest != wanted:
+            raise ModelError(
+                f"Model card {source.card} has SHA-256 {card_digest}, the configuration "
+                f"expects {wanted}: refused"
+            )
+        try:
+            raw = json.loads(fetched.read_text())
+            raw["file"] = model_path.name  # the card sits beside the fetched model
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"Model card {source.card} is not a JSON card: {exc}") from exc
+        card_path.with_suffix(".tmp").write_text(json.dumps(raw, indent=1))
+        os.replace(card_path.with_suffix(".tmp"), card_path)
+        fetched.unlink()
+    except ModelError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return card_path
+
+
+def load_models(extra: list[str | ModelSource], cache: Path | None = None) -> dict[str, OnnxModel]:
+    """The shipped model and the configured ones (card paths, or models by URL fetched into
+    ``cache``), by id (a later card with the same id wins)."""
+    paths = [SHIPPED]
+    for item in extra:
+        if isinstance(item, ModelSource):
+            if cache is None:
+                raise ModelError(f"Model {item.model}: no model cache to fetch it into")
+            paths.append(fetch_model(item, cache))
+        else:
+            paths.append(Path(item))
     models: dict[str, OnnxModel] = {}
-    for path in [SHIPPED, *(Path(p) for p in extra_cards)]:
+    for path in paths:
         card = load_card(path)
         models[card.id] = OnnxModel(card)
     return models

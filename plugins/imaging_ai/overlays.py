@@ -7,7 +7,10 @@ images so that DICOM viewers show them:
 * one Measurement Report (Enhanced SR, TID 1500) per analysis: per finding a planar ROI (the
   box as a closed POLYLINE in the image's pixel coordinates) with the probability as a
   measurement, in a series of its own. Viewers that place a SEG by patient coordinates (OHIF)
-  cannot do so on projection radiographs, which have none; they draw the SR's regions."""
+  cannot do so on projection radiographs, which have none; they draw the SR's regions;
+* one Grayscale Softcopy Presentation State (GSPS) per analysis: per image, each finding's box
+  as a closed POLYLINE and its label and probability as text, in pixel coordinates, on one
+  graphic layer, which PACS workstations show over the image."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from fhirhub.plugins.imaging_ai.fhir_output import Finding
+from fhirhub.plugins.imaging_ai.fhir_output import OUTPUT_MANUFACTURER, Finding
 from fhirhub.plugins.imaging_ai.models import ModelCard
 
 log = logging.getLogger("fhirhub.imaging_ai")
@@ -38,6 +41,9 @@ _COPIED = (
 )
 SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
+GSPS_SERIES_NUMBER = 9903
+#: The GSPS's Content Label (CS: capital letters, digits, underscore, space; 16 at most).
+GSPS_LABEL = "AI_FINDINGS"
 #: Private coding scheme (PS3.3 8.2: "99" prefix) of the measurement names.
 SCHEME = "99FHIRHUB"
 
@@ -91,7 +97,7 @@ def segmentation(card: ModelCard, source: Dataset, findings: list[Finding]) -> t
         series_number=SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
-        manufacturer="fhirhub imaging_ai",
+        manufacturer=OUTPUT_MANUFACTURER,
         manufacturer_model_name=card.id,
         software_versions=card.version,
         device_serial_number="none",
@@ -203,7 +209,7 @@ def measurement_report(
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=1,
-        manufacturer="fhirhub imaging_ai",
+        manufacturer=OUTPUT_MANUFACTURER,
         series_description=f"AI findings ({card.id} {card.version})",
         is_complete=True,
         is_final=False,
@@ -211,6 +217,87 @@ def measurement_report(
     )
     buffer = io.BytesIO()
     sr.save_as(buffer)
+    return sop_uid, buffer.getvalue()
+
+
+def _corners(box: tuple[int, int, int, int]) -> np.ndarray:
+    """A box's outline as a closed polyline of (column, row) pixel edges: its last column
+    and row are inside it."""
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1 + 1, y0], [x1 + 1, y1 + 1], [x0, y1 + 1], [x0, y0]], dtype=float)
+
+
+def presentation_state(
+    card: ModelCard, sources: dict[str, Dataset], findings: list[Finding]
+) -> tuple[str, bytes] | None:
+    """A GSPS drawing the findings' boxes (with their label and probability) over their
+    images, or None when no finding has a box; returns its SOP Instance UID and Part 10
+    bytes."""
+    from highdicom.pr import (
+        AnnotationUnitsValues,
+        GraphicAnnotation,
+        GraphicLayer,
+        GraphicObject,
+        GraphicTypeValues,
+        GrayscaleSoftcopyPresentationState,
+        TextObject,
+    )
+
+    boxed = [f for f in findings if f.box is not None and f.sop_uid in sources]
+    if not boxed:
+        return None
+    layer = GraphicLayer(layer_name=GSPS_LABEL, order=1, description=f"{card.id} findings")
+    images = {uid: _with_type2(sources[uid]) for uid in dict.fromkeys(f.sop_uid for f in boxed)}
+    annotations = []
+    for uid, image in images.items():
+        graphics, texts = [], []
+        for finding in (f for f in boxed if f.sop_uid == uid):
+            assert finding.box is not None
+            graphics.append(
+                GraphicObject(
+                    graphic_type=GraphicTypeValues.POLYLINE,
+                    graphic_data=_corners(finding.box),
+                    units=AnnotationUnitsValues.PIXEL,
+                    tracking_id=finding.label.id,
+                    tracking_uid=generate_uid(),
+                )
+            )
+            x0, y0 = finding.box[0], finding.box[1]
+            texts.append(
+                TextObject(
+                    text_value=f"{finding.label.display} {finding.probability * 100:.0f} %",
+                    units=AnnotationUnitsValues.PIXEL,
+                    anchor_point=(float(x0), float(max(0, y0 - 2))),
+                    anchor_point_visible=False,
+                )
+            )
+        annotations.append(
+            GraphicAnnotation(
+                referenced_images=[image],
+                graphic_layer=layer,
+                graphic_objects=graphics,
+                text_objects=texts,
+            )
+        )
+    sop_uid = generate_uid()
+    gsps = GrayscaleSoftcopyPresentationState(
+        referenced_images=list(images.values()),
+        series_instance_uid=generate_uid(),
+        series_number=GSPS_SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer=OUTPUT_MANUFACTURER,
+        manufacturer_model_name=card.id,
+        software_versions=card.version,
+        device_serial_number=card.version,
+        content_label=GSPS_LABEL,
+        content_description=f"AI findings ({card.id} {card.version})"[:64],
+        graphic_annotations=annotations,
+        graphic_layers=[layer],
+        series_description=f"AI annotations ({card.id} {card.version})"[:64],
+    )
+    buffer = io.BytesIO()
+    gsps.save_as(buffer)
     return sop_uid, buffer.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""The signed report as a person reads it: self-contained HTML (``presentedForm``)."""
+"""The signed report as a person reads it: self-contained HTML and a PDF of the same text
+(``presentedForm``)."""
 
 from __future__ import annotations
 
@@ -38,13 +39,17 @@ def section_extension(name: str, text: str) -> dict[str, Any]:
     }
 
 
-def _finding_line(observation: dict[str, Any]) -> str:
+def _finding_text(observation: dict[str, Any]) -> str:
     name = observation.get("code", {}).get("text") or observation.get("code", {}).get(
         "coding", [{}]
     )[0].get("display", "finding")
     value = observation.get("valueQuantity", {}).get("value")
     probability = f" (model probability {value} %)" if value is not None else ""
-    return f"{escape(str(name))}{escape(probability)}"
+    return f"{name}{probability}"
+
+
+def _finding_line(observation: dict[str, Any]) -> str:
+    return escape(_finding_text(observation))
 
 
 def render_html(
@@ -87,13 +92,89 @@ def render_html(
     return "".join(parts)
 
 
-def presented_form(html: str, signed: str) -> dict[str, Any]:
-    data = html.encode()
+def _latin1(text: str) -> str:
+    """The PDF's standard fonts (Helvetica) cover Latin-1: anything else becomes its closest
+    ASCII form (an accent dropped) or "?", never an error at signing."""
+    import unicodedata
+
+    out = []
+    for char in text:
+        try:
+            char.encode("latin-1")
+            out.append(char)
+        except UnicodeEncodeError:
+            plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+            out.append(plain or {"\u2014": "-", "\u2013": "-", "\u2019": "'"}.get(char, "?"))
+    return "".join(out)
+
+
+def render_pdf(
+    report: dict[str, Any], findings: list[dict[str, Any]], signer: str, signed: str
+) -> bytes:
+    """The same report as :func:`render_html`, as a PDF (A4, Helvetica; fpdf2)."""
+    from fpdf import FPDF
+
+    approved = [o for o in findings if o.get("status") == "final"]
+    declined = [o for o in findings if o.get("status") == "cancelled"]
+    title = report.get("code", {}).get("text") or "Radiology report"
+    pdf = FPDF(format="A4")
+    pdf.set_title(_latin1(title))
+    pdf.set_author(_latin1(signer))
+    pdf.set_creator("fhirhub imaging_ai")
+    pdf.add_page()
+
+    def heading(text: str, size: int = 12) -> None:
+        pdf.set_font("Helvetica", "B", size)
+        pdf.multi_cell(0, size * 0.6, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(1)
+
+    def paragraph(text: str, size: int = 10) -> None:
+        pdf.set_font("Helvetica", "", size)
+        pdf.multi_cell(0, size * 0.5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+
+    heading(title, 16)
+    studies = ", ".join(r.get("reference", "") for r in report.get("imagingStudy", []))
+    paragraph(
+        f"Patient: {report.get('subject', {}).get('reference', '-')} - Study: {studies} - "
+        f"Report: DiagnosticReport/{report.get('id', '')}",
+        9,
+    )
+    texts = sections_of(report)
+    for name, section in SECTIONS.items():
+        if name in texts:
+            heading(section)
+            paragraph(texts[name])
+    heading("AI findings confirmed by the radiologist")
+    paragraph("\n".join(f"- {_finding_text(o)}" for o in approved) or "None.")
+    if declined:
+        heading("AI findings not confirmed")
+        lines = []
+        for o in declined:
+            notes = "; ".join(n.get("text", "") for n in o.get("note", []) if n.get("text"))
+            lines.append(f"- {_finding_text(o)}" + (f" - {notes}" if notes else ""))
+        paragraph("\n".join(lines))
+    if report.get("conclusion"):
+        heading("Impression")
+        paragraph(str(report["conclusion"]))
+    paragraph(
+        f"Signed by {signer} at {signed}. Findings were proposed by an image analysis model "
+        "and decided one by one by the signing radiologist.",
+        9,
+    )
+    return bytes(pdf.output())
+
+
+def presented_form(
+    data: str | bytes, signed: str, content_type: str = "text/html"
+) -> dict[str, Any]:
+    """An Attachment of the rendered report (``hash``: SHA-1 of the data, as R4 defines it)."""
+    raw = data.encode() if isinstance(data, str) else data
     return {
-        "contentType": "text/html",
+        "contentType": content_type,
         "language": "en",
-        "data": base64.b64encode(data).decode(),
-        "hash": base64.b64encode(hashlib.sha1(data).digest()).decode(),
-        "title": "Radiology report",
+        "data": base64.b64encode(raw).decode(),
+        "hash": base64.b64encode(hashlib.sha1(raw).digest()).decode(),
+        "title": "Radiology report" + (" (PDF)" if content_type == "application/pdf" else ""),
         "creation": signed,
     }

@@ -2,7 +2,10 @@
 
 ``imaging_ai_study``: one row per (tenant, ImagingStudy id) seen by the consumer, with the time
 of its last change; a study is *claimed* for analysis by an ``UPDATE ... WHERE claimed = 0``
-that only one process can win, so several API processes never analyse a study twice.
+that only one process can win, so several API processes never analyse a study twice. A change
+after the claim makes it pending again; ``imaging_ai_inputs`` keeps a fingerprint of the
+instances each study was last analysed with, so a change that brought no new instance (the
+plugin's own SEG, SR and presentation state stored back) ends without a second run.
 ``imaging_ai_run``: one row per model run, with its status (``running``, ``done``,
 ``failed``), the reason of a failure and the preliminary DiagnosticReport it wrote.
 """
@@ -29,6 +32,15 @@ studies = Table(
     Column("study_uid", String(128), nullable=False),
     Column("last_change", Float, nullable=False),
     Column("claimed", Integer, nullable=False, default=0),
+)
+
+inputs = Table(
+    "imaging_ai_inputs",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("study_id", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the sorted SOP UIDs
+    Column("analysed", Float, nullable=False),
 )
 
 runs = Table(
@@ -91,7 +103,8 @@ class RunStore:
         return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(studies)
 
     def study_changed(self, tenant: str, study_id: str, study_uid: str, now: float) -> None:
-        """A new version of the study: restart its quiet period (unless already claimed)."""
+        """A new version of the study: restart its quiet period; a study already claimed is
+        pending again (the analysis then decides, by its inputs, whether anything is new)."""
         with self.db.begin() as conn:
             insert = self._insert(conn).values(
                 tenant=tenant, study_id=study_id, study_uid=study_uid, last_change=now, claimed=0
@@ -99,7 +112,30 @@ class RunStore:
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=["tenant", "study_id"],
-                    set_={"last_change": now, "study_uid": study_uid},
+                    set_={"last_change": now, "study_uid": study_uid, "claimed": 0},
+                )
+            )
+
+    def analysed_inputs(self, tenant: str, study_id: str) -> str | None:
+        """The fingerprint of the instances the study was last analysed with (None: never)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(inputs.c.fingerprint).where(
+                    and_(inputs.c.tenant == tenant, inputs.c.study_id == study_id)
+                )
+            ).first()
+        return str(row[0]) if row else None
+
+    def set_analysed_inputs(self, tenant: str, study_id: str, fingerprint: str) -> None:
+        with self.db.begin() as conn:
+            insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(inputs)
+            now = time.time()
+            conn.execute(
+                insert.values(
+                    tenant=tenant, study_id=study_id, fingerprint=fingerprint, analysed=now
+                ).on_conflict_do_update(
+                    index_elements=["tenant", "study_id"],
+                    set_={"fingerprint": fingerprint, "analysed": now},
                 )
             )
 

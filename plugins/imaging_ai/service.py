@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
@@ -25,7 +26,8 @@ class ImagingAi:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings: ImagingAiSettings = plugin_settings(hub, PLUGIN_NAME, ImagingAiSettings)
-        self.models: dict[str, OnnxModel] = load_models(self.settings.models)
+        cache = self.settings.model_cache or Path(hub.settings.data_dir) / PLUGIN_NAME / "models"
+        self.models: dict[str, OnnxModel] = load_models(self.settings.models, Path(cache))
         self.runs = run_store(hub)
 
     def note_versions(self, versions: Sequence[StoredVersion]) -> None:

@@ -21,13 +21,31 @@ class Route(BaseModel):
     modalities: list[str] = Field(default_factory=list)
     body_parts: list[str] = Field(default_factory=list)
     aets: list[str] = Field(default_factory=list)  # Source AE Title (0002,0016) in the file
+    #: The C-STORE association's calling AE title (the modality) and called AE title (the
+    #: title it addressed this node by), as the archive recorded them.
+    calling_aets: list[str] = Field(default_factory=list)
+    called_aets: list[str] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
 
 
+class ModelSource(BaseModel):
+    """A model registered by URL: the ``.onnx`` file (``http(s)://`` or ``file://``) with the
+    SHA-256 it must have, and its card. Fetched once into ``model_cache`` and checked."""
+
+    model: str
+    sha256: str
+    card: str
+    #: Optional: the card's own SHA-256, checked when given.
+    card_sha256: str | None = None
+
+
 class ImagingAiSettings(PluginSettings):
-    #: Paths of further model cards (``card.json`` beside its ``.onnx``); the shipped
+    #: Further models: paths of cards (``card.json`` beside its ``.onnx``), or
+    #: :class:`ModelSource` tables (by URL, with a SHA-256); the shipped
     #: ``synthetic-opacity`` demonstration model is always registered.
-    models: list[str] = Field(default_factory=list)
+    models: list[str | ModelSource] = Field(default_factory=list)
+    #: Where models registered by URL are kept (default ``<data_dir>/imaging_ai/models``).
+    model_cache: str | None = None
     routes: list[Route] = Field(default_factory=lambda: [Route()])
     #: A study is analysed once no new instance arrived for this many seconds.
     quiet_seconds: float = 10.0

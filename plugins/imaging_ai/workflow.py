@@ -6,7 +6,7 @@ make the same ones):
   output (code, value, source) cannot be edited, and a signed report's findings are frozen;
 * the ``DiagnosticReport`` (tagged ``report``) set to ``final`` is signed: refused with 409
   while a finding is undecided, 400 without a signer in ``resultsInterpreter``; signing sets
-  ``issued``, renders the report into ``presentedForm`` (HTML) and, in the same transaction,
+  ``issued``, renders the report into ``presentedForm`` (HTML and PDF) and, in the same transaction,
   writes a ``Provenance`` whose ``signature`` names the signer (``before_commit``). A signed
   report changes only as ``amended``/``corrected``, or to ``entered-in-error``.
 """
@@ -19,7 +19,7 @@ import weakref
 from typing import Any
 
 from fhirhub.plugins.imaging_ai.fhir_output import TAG_FINDING, TAG_REPORT, TAG_SYSTEM
-from fhirhub.plugins.imaging_ai.render import presented_form, render_html
+from fhirhub.plugins.imaging_ai.render import presented_form, render_html, render_pdf
 from fhirhub.sdk import (
     FhirError,
     Transaction,
@@ -170,7 +170,8 @@ def _check_report(
     resource["issued"] = signed
     resource["id"] = context.resource_id
     resource["presentedForm"] = [
-        presented_form(render_html(resource, findings, signer, signed), signed)
+        presented_form(render_html(resource, findings, signer, signed), signed),
+        presented_form(render_pdf(resource, findings, signer, signed), signed, "application/pdf"),
     ]
     _note_signing(
         context.unit_of_work, {"id": context.resource_id, "signer": signers[0], "when": signed}

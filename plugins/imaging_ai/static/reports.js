@@ -301,7 +301,8 @@ async function load() {
     const bundle = await fhirGet(`DiagnosticReport?_tag=${encodeURIComponent(`${TAG}|report`)}&_sort=-_lastUpdated&_count=50`);
     const list = document.querySelector("#reports ul");
     list.replaceChildren();
-    const entries = bundle.entry || [];
+    // a report superseded by a later analysis of its study (entered-in-error) is history only
+    const entries = (bundle.entry || []).filter((e) => e.resource.status !== "entered-in-error");
     status(entries.length ? `${entries.length} report(s)` : "No AI-assisted report yet: store a study (C-STORE, STOW-RS) and wait for its analysis.");
     for (const entry of entries) {
       const r = entry.resource;

@@ -122,3 +122,37 @@ def test_a_catalogue_keyed_by_sop_instance_alone_is_migrated(tmp_path: Path) -> 
     assert index.instances(TenantView("org-a"), "1.3") == []
     index.close()
     assert InstanceIndex(path).count() == 2  # opened again: nothing migrated twice
+
+
+def test_the_association_ae_titles_are_catalogued_and_added_to_an_older_catalogue(
+    tmp_path: Path,
+) -> None:
+    """C-STORE's calling and called AE titles travel with the row (routing reads them); a
+    catalogue from before they were kept gains the columns, its rows knowing none."""
+    import sqlite3
+
+    path = tmp_path / "index.db"
+    ds = pydicom.dcmread(dicomdir_files()[0], stop_before_pixels=True)
+    values = index_values(ds, headers_from_dataset(ds))
+    study = str(ds.StudyInstanceUID)
+    index = InstanceIndex(path)
+    index.upsert(values, transfer_syntax="x", digest="a" * 64, size=1, tenant="org-a")
+    index.close()
+    with sqlite3.connect(path) as conn:  # the layout before the AE titles were kept
+        conn.execute("ALTER TABLE instance DROP COLUMN calling_aet")
+        conn.execute("ALTER TABLE instance DROP COLUMN called_aet")
+    index = InstanceIndex(path)
+    (old,) = index.instances(TenantView("org-a"), study)
+    assert (old.calling_aet, old.called_aet) == (None, None)
+    index.upsert(
+        values,
+        transfer_syntax="x",
+        digest="b" * 64,
+        size=1,
+        tenant="org-b",
+        calling_aet="XRAY_WARD3",
+        called_aet="AI_CHEST",
+    )
+    (new,) = index.instances(TenantView("org-b"), study)
+    assert (new.calling_aet, new.called_aet, new.digest) == ("XRAY_WARD3", "AI_CHEST", "b" * 64)
+    index.close()

@@ -22,13 +22,19 @@ from tests.security.dicom_hub import ServedHub, served_hub
 
 @contextmanager
 def imaging_hub(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: str
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dicom: dict[str, Any] | None = None,
+    **settings: str,
 ) -> Iterator[ServedHub]:
+    """``settings``: ``[plugin.imaging_ai]`` values (as environment strings); ``dicom``:
+    ``[plugin.dicom]`` values added to the served hub's."""
     monkeypatch.setenv("FHIRHUB_IMAGING_AI_QUIET_SECONDS", "0.5")
     monkeypatch.setenv("FHIRHUB_IMAGING_AI_POLL_SECONDS", "0.2")
     for key, value in settings.items():
         monkeypatch.setenv(f"FHIRHUB_IMAGING_AI_{key.upper()}", value)
-    with served_hub(sqlite_url, tmp_path / "hub") as hub:
+    with served_hub(sqlite_url, tmp_path / "hub", **(dicom or {})) as hub:
         yield hub
 
 

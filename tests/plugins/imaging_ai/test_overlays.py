@@ -9,7 +9,13 @@ import pydicom
 
 from fhirhub.plugins.imaging_ai.fhir_output import Finding
 from fhirhub.plugins.imaging_ai.models import SHIPPED, load_card
-from fhirhub.plugins.imaging_ai.overlays import SCHEME, SR_SERIES_NUMBER, measurement_report
+from fhirhub.plugins.imaging_ai.overlays import (
+    GSPS_SERIES_NUMBER,
+    SCHEME,
+    SR_SERIES_NUMBER,
+    measurement_report,
+    presentation_state,
+)
 from tests.plugins.imaging_ai.helpers import phantom_study
 
 
@@ -51,3 +57,37 @@ def _walk(sequence):  # type: ignore[no-untyped-def]
         yield item
         if "ContentSequence" in item:
             yield from _walk(item.ContentSequence)
+
+
+def test_presentation_state_draws_the_boxes_over_their_images() -> None:
+    card = load_card(SHIPPED)
+    first, second = phantom_study(2)
+    sources = {str(first.SOPInstanceUID): first, str(second.SOPInstanceUID): second}
+    focal, diffuse = card.labels
+    findings = [
+        Finding(
+            focal, 0.614, str(first.SeriesInstanceUID), str(first.SOPInstanceUID), (10, 20, 30, 40)
+        ),
+        Finding(diffuse, 0.3, str(second.SeriesInstanceUID), str(second.SOPInstanceUID), None),
+    ]
+    made = presentation_state(card, sources, findings)
+    assert made is not None
+    sop_uid, data = made
+    pr = pydicom.dcmread(io.BytesIO(data))
+    assert pr.SOPInstanceUID == sop_uid and pr.Modality == "PR"
+    assert pr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"  # Grayscale Softcopy PS
+    assert pr.StudyInstanceUID == first.StudyInstanceUID and pr.SeriesNumber == GSPS_SERIES_NUMBER
+    assert pr.SeriesDescription == "AI annotations (synthetic-opacity 1.0.0)"
+    (series,) = pr.ReferencedSeriesSequence
+    assert [i.ReferencedSOPInstanceUID for i in series.ReferencedImageSequence] == [
+        first.SOPInstanceUID
+    ]
+    (annotation,) = pr.GraphicAnnotationSequence
+    assert annotation.ReferencedImageSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    (graphic,) = annotation.GraphicObjectSequence
+    assert graphic.GraphicType == "POLYLINE" and graphic.GraphicAnnotationUnits == "PIXEL"
+    assert [float(v) for v in graphic.GraphicData] == [10, 20, 31, 20, 31, 41, 10, 41, 10, 20]
+    (text,) = annotation.TextObjectSequence
+    assert text.UnformattedTextValue == "Focal opacity 61 %"
+    assert pr.GraphicLayerSequence[0].GraphicLayer == annotation.GraphicLayer
+    assert presentation_state(card, sources, findings[1:]) is None

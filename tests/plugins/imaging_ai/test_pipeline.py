@@ -72,7 +72,38 @@ def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
         uid = str(datasets[0].StudyInstanceUID)
         series = served.dicomweb("clinician-a", f"/studies/{uid}/series").json()
         modalities = {s["00080060"]["Value"][0] for s in series}
-        assert modalities == {"DX", "SEG", "SR"}
+        assert modalities == {"DX", "SEG", "SR", "PR"}
+        # the GSPS: stored for org-a only, drawing each boxed finding over its image
+        (gsps_series,) = [s for s in series if s["00080060"]["Value"][0] == "PR"]
+        gsps_uid = gsps_series["0020000E"]["Value"][0]
+        with acting_as(system_for("org-a")):
+            (gsps_ref,) = dicom_instances(served.hub, uid, gsps_uid)
+            gsps = pydicom.dcmread(io.BytesIO(read_dicom_instance(served.hub, gsps_ref)))
+        with acting_as(system_for("org-b")):
+            assert dicom_instances(served.hub, uid, gsps_uid) == []
+        assert gsps.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"
+        drawn = {
+            (
+                a.ReferencedImageSequence[0].ReferencedSOPInstanceUID,
+                tuple(int(v) for v in g.GraphicData),
+            )
+            for a in gsps.GraphicAnnotationSequence
+            for g in a.GraphicObjectSequence
+        }
+        boxed = set()
+        for f in findings:
+            parts = {c["code"]["coding"][0]["code"]: c["valueString"] for c in f["component"]}
+            if "bounding-box" in parts:
+                x0, y0, x1, y1 = map(int, parts["bounding-box"].split())
+                outline = (x0, y0, x1 + 1, y0, x1 + 1, y1 + 1, x0, y1 + 1, x0, y0)
+                boxed.add((parts["sop-instance-uid"], outline))
+        assert boxed and drawn == boxed
+        referenced = {
+            i.ReferencedSOPInstanceUID
+            for s in gsps.ReferencedSeriesSequence
+            for i in s.ReferencedImageSequence
+        }
+        assert referenced == {sop for sop, _ in boxed}
         for seg_uid in segs:
             found = served.dicomweb("clinician-a", "/instances", SOPInstanceUID=seg_uid)
             assert found.status_code == 200

@@ -18,8 +18,15 @@ def test_quiet_claim_once_and_runs_per_tenant(hub: Hub) -> None:
     assert store.claim("org-a", "s1") is True
     assert store.claim("org-a", "s1") is False  # the second process loses
     assert store.quiet_studies(10, now=200.0) == [("org-b", "s1")]
-    store.study_changed("org-a", "s1", "1.2.3", now=300.0)  # claimed studies stay claimed
-    assert store.quiet_studies(10, now=400.0) == [("org-b", "s1")]
+    assert store.quiet_studies(10, now=300.0) == [("org-b", "s1")]  # claimed: not offered
+    store.study_changed("org-a", "s1", "1.2.3", now=300.0)  # a change after the claim:
+    assert store.quiet_studies(10, now=305.0) == [("org-b", "s1")]  # pending once quiet
+    assert sorted(store.quiet_studies(10, now=400.0)) == [("org-a", "s1"), ("org-b", "s1")]
+    assert store.analysed_inputs("org-a", "s1") is None
+    store.set_analysed_inputs("org-a", "s1", "f1")
+    store.set_analysed_inputs("org-a", "s1", "f2")
+    assert store.analysed_inputs("org-a", "s1") == "f2"
+    assert store.analysed_inputs("org-b", "s1") is None
 
     run = store.start("org-a", "s1", "1.2.3", "m", "1")
     store.finish(run, "failed", reason="no pixel data")

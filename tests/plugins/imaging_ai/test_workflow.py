@@ -4,11 +4,14 @@ finding is undecided), the signed report's form and signature, and who may do wh
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from fhirhub.sdk import validation_issues
 from tests.plugins.imaging_ai.helpers import (
@@ -95,6 +98,16 @@ def test_decide_then_sign(world: tuple[ServedHub, str]) -> None:
         assert not validation_issues(final), validation_issues(final)
         html = base64.b64decode(final["presentedForm"][0]["data"]).decode()
         assert "One focal opacity." in html and "artefact" in html and "Dr A" in html
+        pdf_form = final["presentedForm"][1]
+        assert pdf_form["contentType"] == "application/pdf"
+        pdf = base64.b64decode(pdf_form["data"])
+        assert pdf.startswith(b"%PDF-")
+        assert pdf_form["hash"] == base64.b64encode(hashlib.sha1(pdf).digest()).decode()
+        reader = PdfReader(io.BytesIO(pdf))
+        text = " ".join(page.extract_text() for page in reader.pages)
+        assert "One focal opacity." in text and "artefact" in text and "Dr A" in text
+        approved = a.get(f"/fhir/{first}").json()["code"]["text"]
+        assert approved in text and reader.metadata.author == "Dr A"
 
         provenances = a.get(
             "/fhir/Provenance", params={"_tag": "urn:fhirhub:imaging-ai|signature"}

@@ -1,5 +1,6 @@
 """The OHIF Viewer in Chromium against a served hub with authentication on and two tenants:
-the study list shows the signed-in user's tenant's study only, its series loads (pixels drawn
+the study list shows the signed-in user's tenant's study only, a file uploaded in OHIF's
+dialog is stored by STOW-RS for that tenant and listed, its series loads (pixels drawn
 from WADO-RS frames), the imaging AI's SEG is listed and its SR measurement report is
 drawn over the image.
 Screenshots go to ``tests/artifacts/ohif/``.
@@ -182,6 +183,28 @@ def test_study_list_series_and_segmentation(server: tuple[LiveServer, dict[str, 
             assert "Synthetic, Phantom" in listed and "DX" in listed
             assert "Other, Tenant" not in listed, "another tenant's study is listed"
             assert "1-2 of 2" in listed
+
+            # Upload: a file chosen in OHIF's dialog goes to this hub by STOW-RS with the
+            # user's token, is stored for the user's tenant and then listed
+            (upload,) = phantom_study(1, seed=11, patient_id="PAT-U")
+            upload.PatientName = "Uploaded^ByViewer"
+            upload_file = live.data_dir / "upload.dcm"
+            upload_file.write_bytes(synthetic.part10(upload))
+            page.get_by_text("Upload", exact=True).first.click()
+            page.get_by_text("Add files").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "01-upload-dialog.png"))
+            page.locator("input[type=file]").first.set_input_files(str(upload_file))
+            server_log = live.data_dir / f"server-{live.port}.log"
+            deadline = time.monotonic() + TIMEOUT_MS / 1000
+            while (
+                'POST /plugins/dicom/dicomweb/studies HTTP/1.1" 200' not in server_log.read_text()
+            ):
+                assert time.monotonic() < deadline, "OHIF's upload did not reach STOW-RS"
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "01-upload-done.png"))
+            page.goto(f"{live.base}/plugins/ohif/viewer/")
+            page.get_by_text("Uploaded, ByViewer").first.wait_for()
+            assert "1-3 of 3" in page.locator("body").inner_text()
 
             # the study: its DX series drawn from WADO-RS frames, the SEG series listed
             page.goto(f"{live.base}/plugins/ohif/viewer/viewer?StudyInstanceUIDs={uids['a']}")
