@@ -363,7 +363,8 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
 
     :param hub: the running hub.
     :returns: panels ``{"id", "title", "order"?, "resource_types" or "url", "params"?,
-        "renderer"?}``; the shell renders them from the public FHIR API for the open patient.
+        "renderer"?, "form"?}``; the shell renders them from the public FHIR API for the open
+        patient (``form``: one of the shell's entry forms under the panel, ``add-condition``).
     """
 
 

@@ -76,6 +76,7 @@ from fhirhub.sdk._integrity import (
     verify_log,
     verify_projections,
 )
+from fhirhub.sdk._operations import has_operation
 from fhirhub.sdk._resources import (
     CriteriaMatcher,
     IndexRows,
@@ -143,6 +144,7 @@ __all__ = [
     "dicom_instances",
     "forbidden",
     "format_instant",
+    "has_operation",
     "hookimpl",
     "invalid",
     "match",

@@ -63,6 +63,7 @@ def test_sdk_exports_exactly_this() -> None:
         "dicom_instances",
         "forbidden",
         "format_instant",
+        "has_operation",
         "hookimpl",
         "index_rows",
         "integrity_alarms",

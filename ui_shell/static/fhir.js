@@ -62,6 +62,34 @@ export async function fhirGet(path, { signal } = {}) {
   return data;
 }
 
+/** POST a resource (create, or an operation's body); the created resource, or a
+ * FhirRequestError carrying the OperationOutcome's text. */
+export async function fhirPost(path, resource) {
+  const response = await fetch(localUrl(path), {
+    method: "POST",
+    headers: {
+      Accept: "application/fhir+json",
+      "Content-Type": "application/fhir+json",
+      ...authHeaders(),
+    },
+    body: JSON.stringify(resource),
+  });
+  if (response.status === 401) {
+    sessionStorage.removeItem("fhirhub.token");
+    signIn();
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new FhirRequestError(response.status, outcomeText(data) || `HTTP ${response.status}`);
+  }
+  return data;
+}
+
 /** The matches of a search Bundle (not _include-d entries or OperationOutcomes). */
 export function matches(bundle) {
   return (bundle.entry || [])
