@@ -132,7 +132,10 @@ def _posted_resource(call: OperationCall) -> Any:
         return None
     if body.get("resourceType") != "Parameters" or call.resource_type == "Parameters":
         return body
-    found = [p for p in body.get("parameter") or [] if p.get("name") == "resource"]
+    parameters = body.get("parameter")
+    if not isinstance(parameters, list):
+        return None
+    found = [p for p in parameters if isinstance(p, dict) and p.get("name") == "resource"]
     if len(found) > 1:
         raise invalid("Give one 'resource' parameter")
     if not found:

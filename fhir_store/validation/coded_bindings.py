@@ -41,12 +41,16 @@ def _bindings() -> dict[str, tuple[str, str]]:
 def bound_codes(resource: dict[str, Any]) -> list[BoundCode]:
     """Every coding (``system`` and ``code`` both strings) of ``resource`` in an element bound
     extensible or preferred, contained resources included; [] for an unknown type."""
-    compiled = schema()
-    node = compiled.resources.get(resource.get("resourceType"))  # type: ignore[arg-type]
+    node = _resource_node(resource)
     out: list[BoundCode] = []
     if node is not None:
         _walk(resource, node, node.name, _bindings(), out)
     return out
+
+
+def _resource_node(resource: dict[str, Any]) -> Node | None:
+    resource_type = resource.get("resourceType")
+    return schema().resources.get(resource_type) if isinstance(resource_type, str) else None
 
 
 def _walk(
@@ -66,7 +70,7 @@ def _walk(
                 continue
             where = f"{path}.{key}[{index}]" if many else f"{path}.{key}"
             if slot.kind == RESOURCE:
-                inner = schema().resources.get(element.get("resourceType"))  # type: ignore[arg-type]
+                inner = _resource_node(element)
                 if inner is not None:
                     _walk(element, inner, where, bindings, out)
                 continue

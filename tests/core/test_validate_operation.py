@@ -73,3 +73,21 @@ def test_instance_level_validates_the_stored_resource_and_delete_mode(client: Te
         json={"resourceType": "Patient"},
     ).json()
     assert profiled["issue"][0]["severity"] == "warning"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resourceType": ["Condition"], "category": [{"coding": [{"system": "s", "code": "c"}]}]},
+        {"resourceType": "Condition", "contained": [{"resourceType": {"x": 1}}]},
+        {"resourceType": "Parameters", "parameter": "resource"},
+        {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": 3}]},
+        {"resourceType": "Condition", "category": "not a list", "code": {"coding": [7]}},
+    ],
+)
+def test_malformed_bodies_get_an_outcome_not_a_server_error(
+    client: TestClient, body: dict[str, object]
+) -> None:
+    response = client.post("/fhir/Condition/$validate", json=body)
+    assert response.status_code in (200, 400), response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
