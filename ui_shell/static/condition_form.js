@@ -50,7 +50,13 @@ export function conditionForm(section, patientId, codeLookup, onSaved) {
     "aria-controls": ids("options"),
     placeholder: "Diagnosis, e.g. type 2 diabetes",
   });
-  const list = el("ul", { id: ids("options"), role: "listbox", className: "search-results", hidden: "" });
+  const list = el("ul", {
+    id: ids("options"),
+    role: "listbox",
+    "aria-label": "ICD-10-CM codes",
+    className: "search-results",
+    hidden: "",
+  });
   const submit = el("button", { type: "submit", text: "Add" });
   const mode = el("p", { className: "muted form-note", id: ids("mode") });
   const status = el("p", { className: "form-status", id: ids("status"), role: "status" });
