@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from fhirhub.core.hookspecs import hookimpl
+from fhirhub.core.interactions.validate import validate_operation
 from fhirhub.core.operations import Operation, OperationCall
 from fhirhub.fhir_store.errors import invalid
 
@@ -127,6 +128,21 @@ def register_operations(hub: Any) -> list[Operation]:
                 _in("_type", "code", "Only these resource types (comma-separated)", many=True),
                 _in("_count", "integer", "Page size"),
                 {"name": "return", "use": "out", "min": 1, "max": "1", "type": "Bundle"},
+            ),
+        ),
+        Operation(
+            "validate",
+            validate_operation,
+            type_level=True,
+            instance=True,
+            description="Validate a resource: structure and required bindings (errors), "
+            "extensible and preferred bindings (warnings, with a terminology plugin)",
+            definition_url="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            parameters=(
+                {"name": "resource", "use": "in", "min": 0, "max": "1", "type": "Resource"},
+                _in("mode", "code", "create | update | delete"),
+                _in("profile", "uri", "Only the base R4 definition is checked"),
+                {"name": "return", "use": "out", "min": 1, "max": "1", "type": "OperationOutcome"},
             ),
         ),
         Operation(

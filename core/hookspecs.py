@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fhirhub.core.schedules import Schedule
     from fhirhub.core.transaction import Transaction
     from fhirhub.fhir_store.search.terminology import TokenCodes, TokenModifier, UnitConversion
+    from fhirhub.fhir_store.validation.coded_bindings import BoundCode
     from fhirhub.fhir_store.versions import StoredVersion
 
 PROJECT_NAME = "fhirhub"
@@ -275,6 +276,24 @@ def search_quantity_units(
     """
 
 
+@hookspec(firstresult=True)
+def validate_bound_codes(codes: list[BoundCode], hub: Hub) -> list[BoundCode] | None:
+    """Called by ``$validate`` (never on a write) with the codings the resource holds in
+    elements bound ``extensible`` or ``preferred``
+    (http://hl7.org/fhir/R4/terminologies.html#strength). Runs as the validating caller.
+
+    :param codes: :class:`fhirhub.sdk.BoundCode` each: where the coding is (``expression``),
+        the binding (``strength``, ``value_set``) and the coding (``system``, ``code``,
+        ``version``).
+    :param hub: the hub.
+    :returns: the codes that are *not* in their bound value set, among those the
+        implementation can check (a system it has loaded, a value set it can expand); leave
+        out any it cannot tell. ``$validate`` reports each as a ``warning`` issue
+        (``code-invalid``). None to leave it to another plugin (none answering: these
+        bindings are not checked).
+    """
+
+
 @hookspec
 def register_code_systems(hub: Hub) -> list[dict[str, Any]] | None:
     """Called once while the hub is built.
@@ -344,7 +363,8 @@ def ui_patient_panels(hub: Hub) -> list[dict[str, Any]] | None:
 
     :param hub: the running hub.
     :returns: panels ``{"id", "title", "order"?, "resource_types" or "url", "params"?,
-        "renderer"?}``; the shell renders them from the public FHIR API for the open patient.
+        "renderer"?, "form"?}``; the shell renders them from the public FHIR API for the open
+        patient (``form``: one of the shell's entry forms under the panel, ``add-condition``).
     """
 
 

@@ -52,6 +52,7 @@ from fhirhub.fhir_store.tenancy import (
     with_tenant,
 )
 from fhirhub.fhir_store.validation import R4_RESOURCE_TYPES as RESOURCE_TYPES
+from fhirhub.fhir_store.validation.coded_bindings import BoundCode
 from fhirhub.fhir_store.versions import StoredVersion, format_instant
 from fhirhub.sdk._commands import command_hub
 from fhirhub.sdk._database import PluginDatabase
@@ -75,6 +76,7 @@ from fhirhub.sdk._integrity import (
     verify_log,
     verify_projections,
 )
+from fhirhub.sdk._operations import has_operation
 from fhirhub.sdk._resources import (
     CriteriaMatcher,
     IndexRows,
@@ -96,6 +98,7 @@ from fhirhub.sdk._resources import (
 from fhirhub.sdk._validation import prepare_validation, validation_issues
 
 __all__ = [
+    "BoundCode",
     "RESOURCE_TYPES",
     "SHARED_TYPES",
     "SYSTEM",
@@ -141,6 +144,7 @@ __all__ = [
     "dicom_instances",
     "forbidden",
     "format_instant",
+    "has_operation",
     "hookimpl",
     "invalid",
     "match",

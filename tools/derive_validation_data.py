@@ -14,6 +14,10 @@ so this script keeps only what the validator needs (FHIR R4 4.0.1):
   whole CodeSystems, explicit concepts, ``is-a`` filters, nested ValueSets, ``exclude``), as
   ``{"valueSets": {url: {system: [codes]}}, "unchecked": {url: reason}}``. ValueSets that
   cannot be expanded offline (UCUM, MIME types, languages, ...) are listed as unchecked.
+* ``coded-bindings.json``: the ``extensible`` and ``preferred`` bindings of Coding and
+  CodeableConcept elements, ``{"bindings": {"Type.path": [strength, valueSet]}}``, which
+  ``$validate`` reports as warnings (http://hl7.org/fhir/R4/terminologies.html#extensible);
+  writes never check them.
 * ``r4-resource-types.json``: the 146 R4 resource types and the R4B-only type names (from the
   installed fhir.resources R4B models) so the validator can say "R4B, not R4" precisely.
 
@@ -241,6 +245,41 @@ def derive_bindings(structure: dict[str, Any], terminology: _Terminology) -> dic
     return {"fhirVersion": "4.0.1", "valueSets": value_sets, "unchecked": unchecked}
 
 
+#: The strengths ``$validate`` reports on (a code outside is a warning, never an error).
+WARNING_STRENGTHS = ("extensible", "preferred")
+CODED_TYPES = {"Coding", "CodeableConcept"}
+
+
+def derive_coded_bindings(definitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"Type.path": [strength, valueSet]}`` for every extensible or preferred binding of an
+    element that may be a Coding or a CodeableConcept, in resources and complex datatypes (the
+    path is relative to the type that defines the element, as the validator's nodes are named).
+    """
+    bindings: dict[str, list[str]] = {}
+    for sd in definitions:
+        if sd["resourceType"] != "StructureDefinition" or sd.get("derivation") == "constraint":
+            continue
+        if sd["kind"] not in ("resource", "complex-type") or sd.get("fhirVersion") != "4.0.1":
+            continue
+        elements = sd["snapshot"]["element"]
+        differential = sd.get("differential", {}).get("element", [])
+        if {e["path"] for e in differential} - {e["path"] for e in elements}:
+            elements = differential  # EvidenceVariable: see _rows_from_differential
+        for element in elements[1:]:
+            binding = element.get("binding") or {}
+            types = {_type_code(t) for t in element.get("type", [])}
+            if (
+                binding.get("strength") in WARNING_STRENGTHS
+                and binding.get("valueSet")
+                and types & CODED_TYPES
+            ):
+                bindings[element["path"]] = [
+                    binding["strength"],
+                    binding["valueSet"].split("|")[0],
+                ]
+    return {"fhirVersion": "4.0.1", "bindings": bindings}
+
+
 def r4b_resource_types() -> list[str]:
     """Resource type names fhir.resources ships for R4B (to name R4B-only types in errors)."""
     import fhir.resources.R4B as r4b
@@ -271,6 +310,7 @@ def main(target: Path = TARGET) -> None:
     structure = derive_structure(definitions)
     terminology = _Terminology(_load("valuesets.json") + _load("v3-codesystems.json"))
     bindings = derive_bindings(structure, terminology)
+    coded = derive_coded_bindings(definitions)
     r4_types = sorted(
         name
         for name, type_ in structure["types"].items()
@@ -281,13 +321,14 @@ def main(target: Path = TARGET) -> None:
     for name, data in (
         ("r4-structure.json", structure),
         ("required-bindings.json", bindings),
+        ("coded-bindings.json", coded),
         ("r4-resource-types.json", resource_types),
     ):
         (target / name).write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
     print(
         f"{len(structure['types'])} types, {len(r4_types)} resource types, "
         f"{len(bindings['valueSets'])} value sets expanded, {len(bindings['unchecked'])} "
-        f"unchecked, R4B-only: {', '.join(r4b_only)}"
+        f"unchecked, {len(coded['bindings'])} extensible/preferred coded elements, R4B-only: {', '.join(r4b_only)}"
     )
 
 

@@ -9,7 +9,10 @@ the open patient. A panel says what to fetch in one of two ways:
   and listed; any other local URL is a page of the plugin, shown in a frame.
 
 ``renderer`` (optional) picks one of the shell's renderers (:data:`RENDERERS`); the default,
-``table``, lists any resource type with its date, description and status.
+``table``, lists any resource type with its date, description and status. ``form`` (optional)
+adds one of the shell's entry forms (:data:`FORMS`) under the panel: ``add-condition`` records
+a Condition for the patient (coded from ICD-10-CM through ``ValueSet/$expand`` where the hub
+answers it, as text otherwise), then reloads the panel.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ log = logging.getLogger("fhirhub.ui_shell")
 
 #: Renderers implemented by ``static/chart.js``.
 RENDERERS = frozenset({"table", "demographics", "vitals"})
+#: Entry forms implemented by ``static/*.js`` (``add-condition``: ``condition_form.js``).
+FORMS = frozenset({"add-condition"})
 RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 PANEL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEFAULT_ORDER = 100
@@ -43,6 +48,7 @@ class Panel:
     url: str = ""
     params: str = ""
     renderer: str = "table"
+    form: str = ""
     plugin: str = ""
 
 
@@ -101,6 +107,10 @@ def _panel(plugin: str, spec: Any) -> Panel | None:
     if renderer not in RENDERERS:
         log.warning("Plugin %s: unknown renderer %r; using 'table'", plugin, renderer)
         renderer = "table"
+    form = spec.get("form") or ""
+    if form and form not in FORMS:
+        log.warning("Plugin %s: unknown form %r; panel shown without it", plugin, form)
+        form = ""
     order = spec.get("order", DEFAULT_ORDER)
     if not isinstance(order, int) or isinstance(order, bool):
         order = DEFAULT_ORDER
@@ -112,5 +122,6 @@ def _panel(plugin: str, spec: Any) -> Panel | None:
         url=url,
         params=params,
         renderer=renderer,
+        form=form,
         plugin=plugin,
     )

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from fhirhub import __version__
+from fhirhub.sdk import has_operation
 from fhirhub.ui_shell.navigation import find_plugin_page, navigation
 from fhirhub.ui_shell.panels import patient_panels
 from fhirhub.ui_shell.topbar import topbar_items
@@ -99,6 +100,8 @@ def router(hub: Hub) -> APIRouter:
             title="Patient chart",
             patient_id=patient_id,
             panels=patient_panels(hub),
+            # The add-condition form codes diagnoses with ValueSet/$expand where it is served.
+            code_lookup=has_operation(hub, "expand", "ValueSet"),
         )
 
     @router.get("/ui/page", response_class=HTMLResponse)

@@ -193,7 +193,10 @@ async def _operation(
             raise invalid("An operation body must be a resource (usually Parameters)")
         body = posted
         if posted.get("resourceType") == "Parameters":
-            for parameter in posted.get("parameter", []):
+            given = posted.get("parameter", [])
+            if not isinstance(given, list) or not all(isinstance(p, dict) for p in given):
+                raise invalid("Parameters.parameter must be a list of parameters")
+            for parameter in given:
                 for key, value in parameter.items():
                     if key.startswith("value"):
                         parameters.setdefault(parameter.get("name", ""), []).append(str(value))

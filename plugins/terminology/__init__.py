@@ -10,7 +10,8 @@
 * the search modifiers ``:in``, ``:not-in``, ``:below``, ``:above`` on token parameters
   (``search.py``, through the ``search_token_codes`` hook);
 * UCUM conversion for quantity search (``ucum.py``, through ``search_quantity_units``);
-* codes of strict systems checked on write (``bindings.py``);
+* codes of strict systems checked on write, and codes outside extensible or preferred
+  bindings found for ``$validate`` (``bindings.py``, through ``validate_bound_codes``);
 * ``fhirhub terminology load icd10cm`` and a code browser page in the UI shell.
 """
 
@@ -33,6 +34,7 @@ from fhirhub.plugins.terminology.operations import operations
 from fhirhub.plugins.terminology.search import token_codes
 from fhirhub.plugins.terminology.service import PLUGIN_NAME, service_of
 from fhirhub.sdk import (
+    BoundCode,
     Consumer,
     Hub,
     Operation,
@@ -99,6 +101,11 @@ def resource_before_write(resource: dict[str, Any], context: WriteContext) -> No
 @hookimpl
 def search_token_codes(request: TokenModifier, hub: Hub) -> TokenCodes | None:
     return token_codes(service_of(hub), request)
+
+
+@hookimpl
+def validate_bound_codes(codes: list[BoundCode], hub: Hub) -> list[BoundCode]:
+    return bindings.codes_outside(service_of(hub), codes)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 def test_sdk_exports_exactly_this() -> None:
     assert sorted(fhirhub.sdk.__all__) == [
         "Access",
+        "BoundCode",
         "ChainReport",
         "CodeQuery",
         "Consumer",
@@ -62,6 +63,7 @@ def test_sdk_exports_exactly_this() -> None:
         "dicom_instances",
         "forbidden",
         "format_instant",
+        "has_operation",
         "hookimpl",
         "index_rows",
         "integrity_alarms",
@@ -108,7 +110,7 @@ def hookspec_functions() -> dict[str, object]:
 def test_every_hook_has_a_docstring_and_is_in_the_catalogue() -> None:
     catalogue = DOCS.read_text()
     specs = hookspec_functions()
-    assert len(specs) == 27
+    assert len(specs) == 28
     for name, function in specs.items():
         assert (function.__doc__ or "").strip(), f"hook {name} has no docstring"
         parameters = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]

@@ -242,3 +242,30 @@ def test_static_scripts_use_only_the_fhir_api_and_text_nodes() -> None:
         assert "insertAdjacentHTML" not in text and "document.write" not in text, script.name
         for call in re.findall(r"fetch\(([^)]*)\)", text):
             assert call.startswith("localUrl("), (script.name, call)
+
+
+def test_the_conditions_panel_has_the_add_condition_form_coded_where_expand_is_served(
+    make_client: ClientFactory,
+) -> None:
+    """The page tells the form whether the hub serves ``ValueSet/$expand`` (registered by the
+    terminology plugin's ``register_operations``); the shell never imports that plugin."""
+
+    def banner_and_conditions(html: str) -> tuple[str, str]:
+        banner = html.split('id="patient-banner"', 1)[1].split(">", 1)[0]
+        conditions = html.split('id="panel-conditions"', 1)[1].split(">", 1)[0]
+        return banner, conditions
+
+    with_terminology = make_client(plugins=f"{sample_plugin.NAME},terminology")
+    banner, conditions = banner_and_conditions(with_terminology.get("/ui/patients/p1").text)
+    assert 'data-form="add-condition"' in conditions
+    assert 'data-code-lookup="true"' in banner
+    without = make_client()
+    banner, conditions = banner_and_conditions(without.get("/ui/patients/p1").text)
+    assert 'data-form="add-condition"' in conditions
+    assert 'data-code-lookup="false"' in banner
+
+
+@pytest.mark.parametrize(("form", "kept"), [("add-condition", "add-condition"), ("nope", "")])
+def test_panel_forms_are_the_shells_own(form: str, kept: str) -> None:
+    panel = _panel("test", {"id": "a", "title": "A", "resource_types": ["Condition"], "form": form})
+    assert panel is not None and panel.form == kept

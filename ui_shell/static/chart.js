@@ -16,6 +16,7 @@ import {
   mrn,
   searchAll,
 } from "./fhir.js";
+import { conditionForm } from "./condition_form.js";
 import { vitalsView } from "./vitals_chart.js";
 
 const banner = document.getElementById("patient-banner");
@@ -117,11 +118,29 @@ async function renderPanel(section) {
         ? vitalsView(resources)
         : table(resources);
   if (renderer !== "demographics") {
-    heading.append(el("span", { className: "badge", text: String(resources.length) }));
+    const badge = heading.querySelector(".badge");
+    if (badge) badge.textContent = String(resources.length);
+    else heading.append(el("span", { className: "badge", text: String(resources.length) }));
   }
   clear(body).append(...content, ...problems.map((p) => message(`Could not load ${p}`, "error")));
   section.dataset.loaded = "true";
 }
+
+/** After a write: search again and redraw every panel that shows resources of `type`. */
+async function reloadPanels(type) {
+  searches.clear();
+  const sections = Array.from(document.querySelectorAll("section[data-panel-id]")).filter(
+    (section) =>
+      (section.dataset.resourceTypes || "").split(",").includes(type) ||
+      (section.dataset.url || "").includes(`/${type}?`),
+  );
+  await Promise.all(sections.map(renderPanel));
+}
+
+const FORMS = {
+  "add-condition": (section) =>
+    conditionForm(section, patientId, banner.dataset.codeLookup === "true", () => reloadPanels("Condition")),
+};
 
 async function main() {
   const name = document.getElementById("patient-name");
@@ -144,7 +163,12 @@ async function main() {
     for (const body of document.querySelectorAll(".panel-body")) clear(body);
     return;
   }
-  await Promise.all(Array.from(document.querySelectorAll("section[data-panel-id]")).map(renderPanel));
+  const sections = Array.from(document.querySelectorAll("section[data-panel-id]"));
+  for (const section of sections) {
+    const form = FORMS[section.dataset.form];
+    if (form) form(section);
+  }
+  await Promise.all(sections.map(renderPanel));
   document.body.dataset.chartReady = "true";
 }
 

@@ -40,10 +40,15 @@ export function signIn() {
   window.top.location.assign(`${ROOT}/plugins/security/ui/login?next=${encodeURIComponent(here)}`);
 }
 
-/** GET a FHIR URL (relative to the FHIR base, rooted, or absolute) as JSON. */
-export async function fhirGet(path, { signal } = {}) {
+/** Send a request to the FHIR API as the signed-in user; the JSON answer, or a
+ * FhirRequestError carrying the OperationOutcome's text. */
+async function fhirRequest(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/fhir+json", ...authHeaders() };
+  if (body !== undefined) headers["Content-Type"] = "application/fhir+json";
   const response = await fetch(localUrl(path), {
-    headers: { Accept: "application/fhir+json", ...authHeaders() },
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
     signal,
   });
   if (response.status === 401) {
@@ -60,6 +65,16 @@ export async function fhirGet(path, { signal } = {}) {
     throw new FhirRequestError(response.status, outcomeText(data) || `HTTP ${response.status}`);
   }
   return data;
+}
+
+/** GET a FHIR URL (relative to the FHIR base, rooted, or absolute) as JSON. */
+export function fhirGet(path, { signal } = {}) {
+  return fhirRequest(path, { signal });
+}
+
+/** POST a resource (a create, or an operation's body); the server's answer as JSON. */
+export function fhirPost(path, resource) {
+  return fhirRequest(path, { method: "POST", body: resource });
 }
 
 /** The matches of a search Bundle (not _include-d entries or OperationOutcomes). */

@@ -13,7 +13,12 @@ from fhirhub.fhir_store.validation.schema import schema
 REPO = Path(__file__).resolve().parents[3]
 DEFINITIONS = REPO / "fhir_store" / "definitions"
 SOURCE = REPO.parent / "shared" / "fhir-r4"
-FILES = ("r4-structure.json", "required-bindings.json", "r4-resource-types.json")
+FILES = (
+    "r4-structure.json",
+    "required-bindings.json",
+    "coded-bindings.json",
+    "r4-resource-types.json",
+)
 
 
 def load(name: str) -> dict[str, object]:
