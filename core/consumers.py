@@ -63,3 +63,13 @@ class Schedule:
     every_s: float
     run: Callable[[Hub], None]
     timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+class PartialDelivery(Exception):
+    """Raised by a consumer's ``handle`` that failed part-way through a batch: versions up to
+    ``done`` (a ``seq``; 0 for none) were handled, so the retry starts after it instead of
+    handing them over again (a consumer that sends messages sends none twice this way)."""
+
+    def __init__(self, done: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.done = done

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from fhirhub.core.consumers import DEFAULT_TIMEOUT_S, Consumer, Schedule
+from fhirhub.core.consumers import DEFAULT_TIMEOUT_S, Consumer, PartialDelivery, Schedule
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.database import write_transaction
 from fhirhub.fhir_store.encryption import opened
@@ -521,15 +521,6 @@ def _per_version(
             done = version.seq
 
     return handle
-
-
-class PartialDelivery(Exception):
-    """A batch failed part-way: versions up to ``done`` (a seq; 0 for none) were handled, so
-    the retry starts after it instead of handing them over again."""
-
-    def __init__(self, done: int, cause: Exception) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.done = done
 
 
 @hookimpl

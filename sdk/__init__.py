@@ -21,7 +21,7 @@ from fhirhub.core.access import (
     parse_scopes,
     system_for,
 )
-from fhirhub.core.consumers import Consumer, Schedule
+from fhirhub.core.consumers import Consumer, PartialDelivery, Schedule
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.write import WriteContext, new_id
@@ -119,6 +119,7 @@ __all__ = [
     "Issue",
     "Operation",
     "OperationCall",
+    "PartialDelivery",
     "PluginDatabase",
     "PluginSettings",
     "Schedule",

@@ -1,7 +1,7 @@
 """Outbound HL7 v2 feed: committed FHIR changes -> ADT^A04 / ADT^A08 / ORU^R01 over MLLP.
 
-Driven by the ``resource_committed`` hook, which the dispatcher calls in log order, at least
-once, off the writer's thread. Sending synchronously inside the hook keeps that order, so
+Driven by the plugin's consumer of the version log (Patient and DiagnosticReport versions
+only), which the dispatcher calls in log order, at least once, off the writer's thread. Sending synchronously inside the hook keeps that order, so
 messages about one patient leave in the order their changes were committed; a retry blocks
 only this plugin's cursor. Each send waits for the ACK (AA/CA = delivered); AE and transport
 failures are retried with exponential back-off; AR (the receiver will never take it) and
@@ -25,7 +25,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhirhub.adapters.hl7.parsing import escape
-from fhirhub.sdk import FhirError, process_bundle, read
+from fhirhub.sdk import FhirError, PartialDelivery, process_bundle, read
 
 if TYPE_CHECKING:
     from fhirhub.sdk import Hub, StoredVersion
@@ -380,6 +380,10 @@ def message_for(hub: Hub, event: StoredVersion) -> bytes | None:
     return None
 
 
+#: The resource types whose versions can make a message (see :func:`message_for`).
+TRIGGER_TYPES = frozenset({"Patient", "DiagnosticReport"})
+
+
 def on_committed(hub: Hub, event: StoredVersion) -> None:
     dest = destination(hub)
     if dest is None:
@@ -387,3 +391,17 @@ def on_committed(hub: Hub, event: StoredVersion) -> None:
     payload = message_for(hub, event)
     if payload is not None:
         deliver(hub, dest, payload)
+
+
+def deliver_versions(hub: Hub, versions: Sequence[StoredVersion]) -> None:
+    """The consumer: one message per triggering version, in log order. A failure part-way
+    keeps what was sent (:class:`PartialDelivery`), so the retry sends none twice."""
+    if destination(hub) is None:
+        return
+    done = 0
+    for version in versions:
+        try:
+            on_committed(hub, version)
+        except Exception as exc:
+            raise PartialDelivery(done, exc) from exc
+        done = version.seq

@@ -1,5 +1,5 @@
 """The HL7 v2 adapter as a built-in plugin: MLLP listener, ``POST /hl7/v2`` (also at
-``/plugins/hl7/v2``), CLI commands, and the outbound feed (``resource_committed``)."""
+``/plugins/hl7/v2``), CLI commands, and the outbound feed (a consumer of the version log)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fhirhub.adapters.hl7.settings import hl7_settings
-from fhirhub.sdk import HubLocal, command_hub, hookimpl
+from fhirhub.sdk import Consumer, HubLocal, command_hub, hookimpl
 
 if TYPE_CHECKING:
     from fhirhub.adapters.hl7.mllp_server import MllpServer
@@ -43,11 +43,21 @@ def shutdown(hub: Any) -> None:
 
 
 @hookimpl
-def resource_committed(event: Any, hub: Any) -> None:
-    """Outbound feed (ADT^A04/A08, ORU^R01) when a destination is configured."""
-    from fhirhub.adapters.hl7.outbound import on_committed
+def register_consumers(hub: Any) -> list[Consumer]:
+    """Outbound feed (ADT^A04/A08, ORU^R01) when a destination is configured. Named ``hl7``
+    (the cursor of the feed's earlier ``resource_committed`` form), reading only the types
+    that make messages: without a destination it still follows the log, so a destination
+    configured later starts from then, not from years of history."""
+    from fhirhub.adapters.hl7.outbound import TRIGGER_TYPES, deliver_versions
 
-    on_committed(hub, event)
+    return [
+        Consumer(
+            "hl7",
+            lambda versions: deliver_versions(hub, versions),
+            types=TRIGGER_TYPES,
+            batch_size=100,
+        )
+    ]
 
 
 @hookimpl

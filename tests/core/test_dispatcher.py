@@ -357,3 +357,49 @@ def test_loading_cursors_survives_a_writer_overtaking_it(
         assert hub.dispatcher is not None and hub.dispatcher.running
     assert outcome and outcome[0] == "waited for the dispatcher"
     hub.close()
+
+
+def test_a_consumer_failing_part_way_is_retried_after_what_it_handled(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``PartialDelivery`` (SDK): the versions a batch handled before failing are not handed
+    over again; the retry starts at the one that failed."""
+    from fhirhub.sdk import Consumer, PartialDelivery
+
+    handed: list[int] = []
+    failed = [False]
+
+    def handle(versions: Any) -> None:
+        done = 0
+        for version in versions:
+            if version.resource_type == "Patient" and not failed[0] and done:
+                failed[0] = True
+                raise PartialDelivery(done, RuntimeError("receiver down"))
+            handed.append(version.seq)
+            done = version.seq
+
+    class Sender:
+        PLUGIN_NAME = "sender"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [Consumer("sender", handle, types=frozenset({"Patient"}))]
+
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Sender()])
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient(mrn=f"p{i}"), "request": {"method": "POST", "url": "Patient"}}
+            for i in range(3)
+        ],
+    }
+    with TestClient(create_app(hub=hub)) as client:
+        assert client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR).status_code == 200
+        deadline = time.monotonic() + 20
+        while len(handed) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+    assert failed[0]
+    assert len(handed) == 3 and handed == sorted(set(handed))  # none twice, in order
+    hub.close()

@@ -117,3 +117,37 @@ def test_rejected_message_goes_to_the_outbound_dead_letters(sqlite_hub: Hub) -> 
     key = "hl7out-" + hashlib.sha256(payload).hexdigest()[:40]
     with sqlite_hub.store.read() as conn:
         assert read_current(conn, "Task", key) is not None
+
+
+def test_the_feed_sends_committed_patients_in_order_and_nothing_for_other_types(
+    database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbound consumer end to end: REST writes -> the dispatcher -> a real MLLP peer."""
+    import orjson
+    from fastapi.testclient import TestClient
+
+    from fhirhub.core.http.app import create_app
+    from fhirhub.core.hub import build_hub
+    from tests.conftest import make_settings
+
+    receiver = Receiver([])
+    monkeypatch.setenv("FHIRHUB_HL7_OUTBOUND", f"127.0.0.1:{receiver.port}")
+    hub = build_hub(make_settings(database_url, tmp_path, listeners=False))
+    headers = {"Content-Type": "application/fhir+json"}
+    patient = {"resourceType": "Patient", "identifier": [{"value": "out-1"}], "gender": "female"}
+    with TestClient(create_app(hub=hub)) as client:
+        created = client.post("/fhir/Patient", content=orjson.dumps(patient), headers=headers)
+        pid = created.json()["id"]
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "pulse"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        client.post("/fhir/Observation", content=orjson.dumps(observation), headers=headers)
+        updated = {**created.json(), "gender": "male"}
+        client.put(f"/fhir/Patient/{pid}", content=orjson.dumps(updated), headers=headers)
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=30)
+    hub.close()
+    types = [parse(message.strip(b"\x0b\x1c\r")).message_type for message in receiver.received]
+    assert types == ["ADT^A04", "ADT^A08"]
