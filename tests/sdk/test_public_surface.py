@@ -32,6 +32,7 @@ def test_sdk_exports_exactly_this() -> None:
         "LogTrust",
         "Operation",
         "OperationCall",
+        "PartialDelivery",
         "PluginDatabase",
         "PluginSettings",
         "ProjectionReport",
