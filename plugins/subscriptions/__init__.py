@@ -65,7 +65,7 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             "subscriptions",
             service.handle_versions,
             start="head",
-            batch_size=500,
+            batch_size=max(1, service.settings.batch_size),
             durable=service.durable,
         )
     ]

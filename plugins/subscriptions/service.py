@@ -330,10 +330,10 @@ class SubscriptionService:
                 self._stores_changed.wait_for(lambda: self._stores or self._closing)
                 if self._closing and not self._stores:
                     return
-                batch = self._stores[0]
+                batches = list(self._stores)
             try:
-                self._write(batch)
-            except Exception:  # the database restarting: try the same batch again
+                self._write(batches)
+            except Exception:  # the database restarting: try the same batches again
                 failures += 1
                 log.exception("Storing subscription events failed; retrying")
                 with self._stores_changed:
@@ -343,37 +343,42 @@ class SubscriptionService:
                 continue
             failures = 0
             with self._stores_changed:
-                self._stores.popleft()
-                self._durable = batch.position
+                for _ in batches:
+                    self._stores.popleft()
+                self._durable = batches[-1].position
                 self._stores_changed.notify_all()
-            for state, events in batch.published:
-                if state.id in self.stored:
-                    self.stored[state.id] = events[-1].number
-            if batch.published:
-                self._after_events(batch.published, batch.handed)
+            for batch in batches:
+                for state, events in batch.published:
+                    if state.id in self.stored:
+                        self.stored[state.id] = events[-1].number
+                if batch.published:
+                    self._after_events(batch.published, batch.handed)
 
-    def _write(self, batch: _Store) -> None:
-        """One transaction and three statements per batch, however many events it made."""
+    def _write(self, batches: Sequence[_Store]) -> None:
+        """Every batch waiting, in order, in one transaction: on SQLite the write lock is
+        what the store waits for (a loading client's transaction Bundles hold it), so the
+        batches numbered meanwhile are stored together when it is had."""
+        by_id = update(model.state).where(model.state.c.id == bindparam("sid"))
         with self.db.begin() as conn:
-            if batch.rows:
-                conn.execute(insert(model.event), batch.rows)
-            by_id = update(model.state).where(model.state.c.id == bindparam("sid"))
-            if batch.moved:
-                conn.execute(
-                    by_id.values(
-                        last_seq=bindparam("last_seq"), event_count=bindparam("event_count")
-                    ),
-                    batch.moved,
-                )
-            if batch.pushed:
-                conn.execute(
-                    by_id.values(
-                        last_seq=bindparam("last_seq"),
-                        event_count=bindparam("event_count"),
-                        delivered=bindparam("delivered"),
-                    ),
-                    batch.pushed,
-                )
+            for batch in batches:
+                if batch.rows:
+                    conn.execute(insert(model.event), batch.rows)
+                if batch.moved:
+                    conn.execute(
+                        by_id.values(
+                            last_seq=bindparam("last_seq"), event_count=bindparam("event_count")
+                        ),
+                        batch.moved,
+                    )
+                if batch.pushed:
+                    conn.execute(
+                        by_id.values(
+                            last_seq=bindparam("last_seq"),
+                            event_count=bindparam("event_count"),
+                            delivered=bindparam("delivered"),
+                        ),
+                        batch.pushed,
+                    )
 
     def _hand_over(self, published: list[tuple[State, list[Event]]]) -> frozenset[str]:
         """Give just-numbered events to the live channels of websocket subscriptions and to
@@ -570,8 +575,9 @@ class SubscriptionService:
             internal_write.reset(token)
 
 
-#: Numbered batches that may wait for the writer before the consumer waits for it.
-MAX_UNSTORED_BATCHES = 4
+#: Numbered batches that may wait for the writer before the consumer waits for it (each of at
+#: most the consumer's batch size; the writer stores all that wait in one transaction).
+MAX_UNSTORED_BATCHES = 20
 
 
 @dataclass
