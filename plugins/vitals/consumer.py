@@ -68,6 +68,9 @@ class Scored:
     observation_ids: list[str] = field(default_factory=list)
     assessment_ids: list[str] = field(default_factory=list)
     encounter: str | None = None
+    #: The newest input's time: ``at`` unless the set's own Observations no longer count
+    #: (deleted, entered in error), when the score falls back on earlier inputs.
+    newest: datetime | None = None
 
 
 @dataclass
@@ -106,10 +109,17 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}
     triggers: dict[tuple[str | None, str, datetime], Trigger] = {}
     tasks: list[tuple[str | None, dict[str, Any]]] = []
+    # Sources whose earlier readings (in this batch, or stored) may have been scored: their
+    # sets are rescored without them (a deletion, a correction that moved them).
+    replaced: list[Replaced] = []
     for version in versions:
         tenant = version.tenant or state.NO_TENANT
         if version.resource_type == "Observation":
             source = f"Observation/{version.resource_id}"
+            if version.deleted or str(version.version_id) != "1":
+                replaced.append(
+                    Replaced(tenant, source, version.seq, upserts.get((tenant, source)))
+                )
             if version.deleted or version.content is None:
                 upserts[(tenant, source)] = (None, [], version.seq)
                 continue
@@ -136,6 +146,8 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
             if patient_id is not None:
                 service.scale2.drop((tenant, patient_id))
     outcome = Outcome()
+    if replaced:
+        _add_rescores(service, replaced, upserts, triggers)
     if upserts:
         outcome.writes.append(_reading_writes(upserts))
     triggers = _with_pending(service, triggers, full)
@@ -145,6 +157,94 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
     return len(triggers)
+
+
+@dataclass
+class Replaced:
+    """A source replaced by a later version (or deleted) at log position ``seq``; ``earlier``:
+    its readings from earlier in the same batch, if any (else the stored ones count)."""
+
+    tenant: str
+    source: str
+    seq: int
+    earlier: tuple[str | None, list[Reading], int] | None
+
+
+def _add_rescores(
+    service: VitalsService,
+    replaced: list[Replaced],
+    upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+) -> None:
+    """Rescore the sets a deleted or replaced Observation's readings may have counted in: the
+    set at each reading's time and the patient's later sets within the window (a parameter's
+    latest value is carried forward into them). The trigger's log position is the removal's,
+    so the readings counted are those still there at that point of the log, whatever the
+    batch sizes: a replay rescores the same sets from the same inputs. Sets whose inputs did
+    not change give the same digest, hence no new resources; their alerts are evaluated again,
+    which is a no-op for an unchanged score."""
+    window = timedelta(minutes=service.settings.window_minutes)
+    # (tenant, patient) -> [(time of a removed reading, log position of its removal)]
+    removed: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    lookup: dict[str, dict[str, int]] = defaultdict(dict)
+    for item in replaced:
+        if item.earlier is not None:
+            owner, readings, _seq = item.earlier
+            if owner is not None:
+                for reading in readings:
+                    removed[(item.tenant, owner)].append((reading.time.timestamp(), item.seq))
+        else:
+            lookup[item.tenant][item.source] = item.seq
+    wanted: dict[str, set[str]] = defaultdict(set)
+    with service.db.read() as conn:
+        for tenant, sources in lookup.items():
+            for chunk in _chunks(sorted(sources), 500):
+                for row in conn.execute(
+                    select(
+                        state.reading.c.source, state.reading.c.patient_id, state.reading.c.time
+                    ).where(state.reading.c.tenant == tenant, state.reading.c.source.in_(chunk))
+                ):
+                    removed[(tenant, row.patient_id)].append((row.time, sources[row.source]))
+        # The patients' set times after the removed readings, within the window.
+        span = window.total_seconds()
+        bounds: dict[str, tuple[float, float]] = {}
+        for (tenant, patient_id), found in removed.items():
+            wanted[tenant].add(patient_id)
+            low, high = bounds.get(tenant, (found[0][0], found[0][0]))
+            bounds[tenant] = (min(low, *(t for t, _ in found)), max(high, *(t for t, _ in found)))
+        times: dict[tuple[str, str], set[tuple[float, int]]] = defaultdict(set)
+        for tenant, patients in wanted.items():
+            low, high = bounds[tenant]
+            for chunk in _chunks(sorted(patients), 500):
+                for row in conn.execute(
+                    select(
+                        state.reading.c.source,
+                        state.reading.c.patient_id,
+                        state.reading.c.time,
+                        state.reading.c.seq,
+                    ).where(
+                        state.reading.c.tenant == tenant,
+                        state.reading.c.patient_id.in_(chunk),
+                        state.reading.c.time > low,
+                        state.reading.c.time <= high + span,
+                    )
+                ):
+                    if (tenant, row.source) not in upserts:  # replaced in this batch
+                        times[(tenant, row.patient_id)].add((row.time, row.seq))
+    for (tenant, _source), (owner, readings, seq) in upserts.items():
+        if owner is not None and (tenant, owner) in removed:
+            times[(tenant, owner)].update((r.time.timestamp(), seq) for r in readings)
+    for (tenant, patient_id), found in removed.items():
+        for at, seq in found:
+            later = times[(tenant, patient_id)]
+            sets = {at} | {t for t, written in later if at < t <= at + span and written <= seq}
+            for when in sets:
+                key = (tenant or None, patient_id, datetime.fromtimestamp(when, UTC))
+                known = triggers.get(key)
+                if known is None:
+                    triggers[key] = Trigger(seq, None)
+                elif known.seq < seq:
+                    known.seq = seq
 
 
 @dataclass
@@ -330,7 +430,10 @@ def _score_all(
             scores = [
                 s for s in (news2(latest, scale2=scale2[patient_id]), qsofa(latest)) if s.inputs
             ]
-            scored.append(Scored(tenant, patient_id, at, scores, encounter=trigger.encounter))
+            newest = max(r.time for r in readings)
+            scored.append(
+                Scored(tenant, patient_id, at, scores, encounter=trigger.encounter, newest=newest)
+            )
         if scored:
             _write_tenant(service, tenant, scored, outcome)
 
@@ -524,7 +627,7 @@ def _remember_latest(
     updates: dict[str, dict[str, Any]] = {}
     for item in sorted(scored, key=lambda i: (i.patient_id, i.at)):
         patient_id = item.patient_id
-        values: dict[str, Any] = {"effective": item.at.astimezone(UTC).isoformat()}
+        values: dict[str, Any] = {"effective": (item.newest or item.at).astimezone(UTC).isoformat()}
         for score, ra_id in zip(item.scores, item.assessment_ids, strict=True):
             if score.method == "NEWS2":
                 values.update(
@@ -550,14 +653,15 @@ def _remember_latest(
                 "effective": "",
             }
             inserts[patient_id] = row
-        elif row["effective"] > values["effective"]:
+        elif row["effective"] > item.at.astimezone(UTC).isoformat():
             continue  # an older set arriving late: the board keeps the newer one
         else:
+            # (A rescored set whose own inputs were removed may move the board back in time.)
             updates.setdefault(patient_id, row)
         if (
             row.get("news2_total") is not None
             and "news2_total" in values
-            and row["effective"] != values["effective"]
+            and row["effective"] < values["effective"]
         ):
             values["news2_previous"] = row["news2_total"]
         row.update(values)
