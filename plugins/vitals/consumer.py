@@ -68,9 +68,8 @@ class Scored:
     observation_ids: list[str] = field(default_factory=list)
     assessment_ids: list[str] = field(default_factory=list)
     encounter: str | None = None
-    #: The newest input's time: ``at`` unless the set's own Observations no longer count
-    #: (deleted, entered in error), when the score falls back on earlier inputs.
-    newest: datetime | None = None
+    #: A set whose inputs were all removed, which this earlier one replaces (``Trigger``).
+    replaces: datetime | None = None
 
 
 @dataclass
@@ -79,6 +78,9 @@ class Trigger:
 
     seq: int
     encounter: str | None
+    #: A rescore that moves the patient back to this earlier set: the time of the set whose
+    #: inputs were all removed (the board may go back from it).
+    replaces: datetime | None = None
 
 
 #: Versions per delivery. A full batch may end inside a transaction: its last set is deferred.
@@ -176,26 +178,30 @@ def _add_rescores(
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
     triggers: dict[tuple[str | None, str, datetime], Trigger],
 ) -> None:
-    """Rescore the sets a deleted or replaced Observation's readings may have counted in: the
-    set at each reading's time and the patient's later sets within the window (a parameter's
-    latest value is carried forward into them). The trigger's log position is the removal's,
-    so the readings counted are those still there at that point of the log, whatever the
-    batch sizes: a replay rescores the same sets from the same inputs. Sets whose inputs did
-    not change give the same digest, hence no new resources; their alerts are evaluated again,
-    which is a no-op for an unchanged score."""
-    window = timedelta(minutes=service.settings.window_minutes)
-    # (tenant, patient) -> [(time of a removed reading, log position of its removal)]
-    removed: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    """Rescore the sets a deleted or replaced Observation's readings counted in: the set at
+    each reading's time (or, if none of its inputs is left, the patient's newest remaining
+    set before it, whatever its age: the patient's state without the removed one) and the
+    patient's later sets within the window, which carried its value forward. The triggers' log
+    position is the removal's, so the readings counted are those still there at that point of
+    the log whatever the batch sizes: a replay rescores the same sets from the same inputs.
+    Sets whose inputs did not change give the same digest (nothing new is written); their
+    alerts are evaluated again, a no-op for an unchanged score."""
+    span = timedelta(minutes=service.settings.window_minutes).total_seconds()
+    # (tenant, patient) -> {(time of a removed reading, log position of its removal)}
+    removed: dict[tuple[str, str], set[tuple[float, int]]] = defaultdict(set)
     lookup: dict[str, dict[str, int]] = defaultdict(dict)
     for item in replaced:
-        if item.earlier is not None:
-            owner, readings, _seq = item.earlier
-            if owner is not None:
-                for reading in readings:
-                    removed[(item.tenant, owner)].append((reading.time.timestamp(), item.seq))
-        else:
+        if item.earlier is None:
             lookup[item.tenant][item.source] = item.seq
-    wanted: dict[str, set[str]] = defaultdict(set)
+            continue
+        owner, readings, _seq = item.earlier
+        if owner is not None:
+            removed[(item.tenant, owner)].update((r.time.timestamp(), item.seq) for r in readings)
+    # This batch's readings per patient (the final state of each source): (time, seq).
+    batch: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for (tenant, _source), (owner, readings, seq) in upserts.items():
+        if owner is not None:
+            batch[(tenant, owner)] += [(r.time.timestamp(), seq) for r in readings]
     with service.db.read() as conn:
         for tenant, sources in lookup.items():
             for chunk in _chunks(sorted(sources), 500):
@@ -204,47 +210,66 @@ def _add_rescores(
                         state.reading.c.source, state.reading.c.patient_id, state.reading.c.time
                     ).where(state.reading.c.tenant == tenant, state.reading.c.source.in_(chunk))
                 ):
-                    removed[(tenant, row.patient_id)].append((row.time, sources[row.source]))
-        # The patients' set times after the removed readings, within the window.
-        span = window.total_seconds()
-        bounds: dict[str, tuple[float, float]] = {}
+                    removed[(tenant, row.patient_id)].add((row.time, sources[row.source]))
+
+        def remaining(
+            tenant: str, patient_id: str, low: float, high: float, limit: int | None = None
+        ) -> list[tuple[float, int]]:
+            """The stored readings' (time, seq) of the patient in [low, high], newest first
+            (``limit``: of the newest rows), but those of sources replaced in this batch."""
+            query = (
+                select(state.reading.c.source, state.reading.c.time, state.reading.c.seq)
+                .where(
+                    state.reading.c.tenant == tenant,
+                    state.reading.c.patient_id == patient_id,
+                    state.reading.c.time >= low,
+                    state.reading.c.time <= high,
+                )
+                .order_by(state.reading.c.time.desc())
+            )
+            rows = conn.execute(query if limit is None else query.limit(limit))
+            return [(r.time, r.seq) for r in rows if (tenant, r.source) not in upserts]
+
         for (tenant, patient_id), found in removed.items():
-            wanted[tenant].add(patient_id)
-            low, high = bounds.get(tenant, (found[0][0], found[0][0]))
-            bounds[tenant] = (min(low, *(t for t, _ in found)), max(high, *(t for t, _ in found)))
-        times: dict[tuple[str, str], set[tuple[float, int]]] = defaultdict(set)
-        for tenant, patients in wanted.items():
-            low, high = bounds[tenant]
-            for chunk in _chunks(sorted(patients), 500):
-                for row in conn.execute(
-                    select(
-                        state.reading.c.source,
-                        state.reading.c.patient_id,
-                        state.reading.c.time,
-                        state.reading.c.seq,
-                    ).where(
-                        state.reading.c.tenant == tenant,
-                        state.reading.c.patient_id.in_(chunk),
-                        state.reading.c.time > low,
-                        state.reading.c.time <= high + span,
-                    )
-                ):
-                    if (tenant, row.source) not in upserts:  # replaced in this batch
-                        times[(tenant, row.patient_id)].add((row.time, row.seq))
-    for (tenant, _source), (owner, readings, seq) in upserts.items():
-        if owner is not None and (tenant, owner) in removed:
-            times[(tenant, owner)].update((r.time.timestamp(), seq) for r in readings)
-    for (tenant, patient_id), found in removed.items():
-        for at, seq in found:
-            later = times[(tenant, patient_id)]
-            sets = {at} | {t for t, written in later if at < t <= at + span and written <= seq}
-            for when in sets:
-                key = (tenant or None, patient_id, datetime.fromtimestamp(when, UTC))
-                known = triggers.get(key)
-                if known is None:
-                    triggers[key] = Trigger(seq, None)
-                elif known.seq < seq:
-                    known.seq = seq
+            first = min(at for at, _ in found)
+            last = max(at for at, _ in found)
+            known = remaining(tenant, patient_id, first, last + span)
+            known += batch.get((tenant, patient_id), [])
+            for at, seq in sorted(found):
+                counted = [t for t, written in known if written <= seq]
+                sets = {t for t in counted if at <= t <= at + span}
+                if at not in sets:
+                    # None of the set's inputs is left: the patient's newest earlier set.
+                    before = [
+                        t
+                        for t, written in batch.get((tenant, patient_id), [])
+                        if t < at and written <= seq
+                    ]
+                    before += [
+                        t
+                        for t, written in remaining(tenant, patient_id, 0.0, at, limit=500)
+                        if written <= seq and t < at
+                    ][:1]
+                    if before:
+                        _rescore(triggers, tenant, patient_id, max(before), seq, replaces=at)
+                for when in sets:
+                    _rescore(triggers, tenant, patient_id, when, seq)
+
+
+def _rescore(
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+    tenant: str,
+    patient_id: str,
+    when: float,
+    seq: int,
+    replaces: float | None = None,
+) -> None:
+    key = (tenant or None, patient_id, datetime.fromtimestamp(when, UTC))
+    trigger = triggers.setdefault(key, Trigger(seq, None))
+    trigger.seq = max(trigger.seq, seq)
+    if replaces is not None:
+        moved = datetime.fromtimestamp(replaces, UTC)
+        trigger.replaces = max(trigger.replaces or moved, moved)
 
 
 @dataclass
@@ -274,8 +299,11 @@ def _with_pending(
     """Add the sets deferred by the previous batch; defer this batch's last set if the batch
     was full (its transaction may go on in the next one). Durable: a crash loses none."""
     deferred: tuple[str | None, str, datetime] | None = None
-    if full and triggers:
-        deferred = max(triggers, key=lambda k: triggers[k].seq)
+    # A rescore that moves a patient back to an earlier set is never deferred (the table does
+    # not keep what it replaces): nothing of the removed set is left to wait for.
+    candidates = [k for k, t in triggers.items() if t.replaces is None]
+    if full and candidates:
+        deferred = max(candidates, key=lambda k: triggers[k].seq)
     if deferred is None and service.has_pending is False:
         return triggers  # the common case: no write transaction
     with service.db.begin() as conn:
@@ -423,16 +451,24 @@ def _score_all(
                 for seq, r in sorted(stored[patient_id], key=lambda pair: pair[0])
                 if seq <= trigger.seq and at - window <= r.time <= at
             ]
-            if not readings:
+            if not any(r.time == at for r in readings):
+                # None of the set's own inputs counts (entered in error, deleted, an unknown
+                # unit): there is no set at this time, only the earlier ones.
                 continue
             latest = latest_readings(readings)
             # A score none of whose parameters was measured says nothing: it is not written.
             scores = [
                 s for s in (news2(latest, scale2=scale2[patient_id]), qsofa(latest)) if s.inputs
             ]
-            newest = max(r.time for r in readings)
             scored.append(
-                Scored(tenant, patient_id, at, scores, encounter=trigger.encounter, newest=newest)
+                Scored(
+                    tenant,
+                    patient_id,
+                    at,
+                    scores,
+                    encounter=trigger.encounter,
+                    replaces=trigger.replaces,
+                )
             )
         if scored:
             _write_tenant(service, tenant, scored, outcome)
@@ -627,7 +663,7 @@ def _remember_latest(
     updates: dict[str, dict[str, Any]] = {}
     for item in sorted(scored, key=lambda i: (i.patient_id, i.at)):
         patient_id = item.patient_id
-        values: dict[str, Any] = {"effective": (item.newest or item.at).astimezone(UTC).isoformat()}
+        values: dict[str, Any] = {"effective": item.at.astimezone(UTC).isoformat()}
         for score, ra_id in zip(item.scores, item.assessment_ids, strict=True):
             if score.method == "NEWS2":
                 values.update(
@@ -653,10 +689,11 @@ def _remember_latest(
                 "effective": "",
             }
             inserts[patient_id] = row
-        elif row["effective"] > item.at.astimezone(UTC).isoformat():
-            continue  # an older set arriving late: the board keeps the newer one
+        elif row["effective"] > (item.replaces or item.at).astimezone(UTC).isoformat():
+            # An older set arriving late: the board keeps the newer one (but a set whose
+            # inputs were all removed gives way to the earlier one that replaces it).
+            continue
         else:
-            # (A rescored set whose own inputs were removed may move the board back in time.)
             updates.setdefault(patient_id, row)
         if (
             row.get("news2_total") is not None

@@ -76,7 +76,8 @@ def replay(hub: Hub) -> None:
 
 def test_deleting_a_wrong_set_rescores_and_closes_the_alert(client: TestClient, hub: Hub) -> None:
     patient = new_patient(client, "nurse-a")
-    earlier = minutes_ago(20)
+    # The previous set, four hours before (outside the scoring window): complete and low.
+    earlier = minutes_ago(240)
     post_vitals(client, "nurse-a", vitals_bundle(patient, when=earlier, **NORMAL))
     settle(hub)
     # A set charted on the wrong patient: high, alerting.
@@ -89,8 +90,8 @@ def test_deleting_a_wrong_set_rescores_and_closes_the_alert(client: TestClient, 
     for ref in wrong:
         delete(client, ref)
     settle(hub)
-    # The set is scored again without its Observations: the earlier, complete and low set is
-    # the patient's state, so the episode is resolved and the board moves back to it.
+    # No input of the set is left: the patient's newest remaining set, complete and low, is
+    # its state again, so the episode is resolved and the board moves back to it.
     (flag,) = news2_flags(client, patient)
     assert flag["status"] == "inactive"
     row = board_row(client, patient)
