@@ -67,6 +67,8 @@ class Scored:
     keys: list[str] = field(default_factory=list)
     observation_ids: list[str] = field(default_factory=list)
     assessment_ids: list[str] = field(default_factory=list)
+    #: Per score: whether this delivery created it (else it was already there).
+    created: list[bool] = field(default_factory=list)
     encounter: str | None = None
     #: A set whose inputs were all removed, which this earlier one replaces (``Trigger``).
     replaces: datetime | None = None
@@ -496,6 +498,7 @@ def _write_tenant(
             item.keys.clear()
             item.observation_ids.clear()
             item.assessment_ids.clear()
+            item.created.clear()
             try:
                 written += _write_items(service, tenant, [item], outcome)
             except FhirError as refused:
@@ -629,11 +632,13 @@ def _write_scores(tx: Transaction, scored: list[Scored]) -> None:
     response = tx.bundle(
         {"resourceType": "Bundle", "type": "transaction", "entry": entries}, validated=True
     )
-    ids = iter(str(entry["response"]["location"]).split("/")[1] for entry in response["entry"])
+    answers = iter(response["entry"])
     for item in scored:
         for _score in item.scores:
-            item.observation_ids.append(next(ids))
-            item.assessment_ids.append(next(ids))
+            observation, assessment = next(answers)["response"], next(answers)["response"]
+            item.observation_ids.append(str(observation["location"]).split("/")[1])
+            item.assessment_ids.append(str(assessment["location"]).split("/")[1])
+            item.created.append(str(observation["status"]).startswith("201"))
 
 
 def _remember_latest(
