@@ -256,6 +256,14 @@ def _raise(
     now = time.time()
     patient = f"Patient/{item.patient_id}"
     title = _title(kind, risk, total)
+    # The Flag and Task of a score are only ever written in the transaction that wrote the
+    # score: if this one created it, they cannot exist yet, and the conditional creates' two
+    # searches are saved. A score found already written (a delivery repeated) checks them.
+    fresh = item.created[item.keys.index(key)] if len(item.created) == len(item.keys) else False
+
+    def conditional(value: str) -> str | None:
+        return None if fresh else f"identifier={codes.ALERT_IDENTIFIER}|{value}"
+
     response, action = RESPONSE[risk]
     chain = service.settings.escalation_chain
     flag = tx.create(
@@ -271,7 +279,7 @@ def _raise(
             "subject": {"reference": patient},
             "period": {"start": _now_text(now)},
         },
-        if_none_exist=f"identifier={codes.ALERT_IDENTIFIER}|flag-{key}",
+        if_none_exist=conditional(f"flag-{key}"),
     )
     flag_id = flag.version.resource_id
     deadline = now + service.settings.response_minutes.get(risk, 30.0) * 60
@@ -295,7 +303,7 @@ def _raise(
             "businessStatus": {"text": f"level 0: {chain[0] if chain else 'ward'}"},
             "restriction": {"period": {"end": _now_text(deadline)}},
         },
-        if_none_exist=f"identifier={codes.ALERT_IDENTIFIER}|task-{key}",
+        if_none_exist=conditional(f"task-{key}"),
     )
     task_id = task.version.resource_id
     comm = _communicate(
@@ -310,9 +318,14 @@ def _raise(
     next_at = now + intervals[0] * 60 if intervals and len(chain) > 1 else None
 
     def insert(conn: Connection) -> None:
-        exists = conn.execute(
-            select(state.alert.c.flag_id).where(state.alert.c.flag_id == flag_id)
-        ).first()
+        # A Flag created just now has no episode row yet; an older one may have.
+        exists = (
+            None
+            if fresh
+            else conn.execute(
+                select(state.alert.c.flag_id).where(state.alert.c.flag_id == flag_id)
+            ).first()
+        )
         if exists is None:
             conn.execute(
                 state.alert.insert().values(

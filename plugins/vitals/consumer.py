@@ -67,7 +67,11 @@ class Scored:
     keys: list[str] = field(default_factory=list)
     observation_ids: list[str] = field(default_factory=list)
     assessment_ids: list[str] = field(default_factory=list)
+    #: Per score: whether this delivery created it (else it was already there).
+    created: list[bool] = field(default_factory=list)
     encounter: str | None = None
+    #: A set whose inputs were all removed, which this earlier one replaces (``Trigger``).
+    replaces: datetime | None = None
 
 
 @dataclass
@@ -76,6 +80,9 @@ class Trigger:
 
     seq: int
     encounter: str | None
+    #: A rescore that moves the patient back to this earlier set: the time of the set whose
+    #: inputs were all removed (the board may go back from it).
+    replaces: datetime | None = None
 
 
 #: Versions per delivery. A full batch may end inside a transaction: its last set is deferred.
@@ -106,10 +113,17 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}
     triggers: dict[tuple[str | None, str, datetime], Trigger] = {}
     tasks: list[tuple[str | None, dict[str, Any]]] = []
+    # Sources whose earlier readings (in this batch, or stored) may have been scored: their
+    # sets are rescored without them (a deletion, a correction that moved them).
+    replaced: list[Replaced] = []
     for version in versions:
         tenant = version.tenant or state.NO_TENANT
         if version.resource_type == "Observation":
             source = f"Observation/{version.resource_id}"
+            if version.deleted or str(version.version_id) != "1":
+                replaced.append(
+                    Replaced(tenant, source, version.seq, upserts.get((tenant, source)))
+                )
             if version.deleted or version.content is None:
                 upserts[(tenant, source)] = (None, [], version.seq)
                 continue
@@ -136,6 +150,8 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
             if patient_id is not None:
                 service.scale2.drop((tenant, patient_id))
     outcome = Outcome()
+    if replaced:
+        _add_rescores(service, replaced, upserts, triggers)
     if upserts:
         outcome.writes.append(_reading_writes(upserts))
     triggers = _with_pending(service, triggers, full)
@@ -145,6 +161,117 @@ def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: boo
     for tenant_id, task in tasks:
         alerts.task_updated(service, tenant_id, task)
     return len(triggers)
+
+
+@dataclass
+class Replaced:
+    """A source replaced by a later version (or deleted) at log position ``seq``; ``earlier``:
+    its readings from earlier in the same batch, if any (else the stored ones count)."""
+
+    tenant: str
+    source: str
+    seq: int
+    earlier: tuple[str | None, list[Reading], int] | None
+
+
+def _add_rescores(
+    service: VitalsService,
+    replaced: list[Replaced],
+    upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]],
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+) -> None:
+    """Rescore the sets a deleted or replaced Observation's readings counted in: the set at
+    each reading's time (or, if none of its inputs is left, the patient's newest remaining
+    set before it, whatever its age: the patient's state without the removed one) and the
+    patient's later sets within the window, which carried its value forward. The triggers' log
+    position is the removal's, so the readings counted are those still there at that point of
+    the log whatever the batch sizes: a replay rescores the same sets from the same inputs.
+    Sets whose inputs did not change give the same digest (nothing new is written); their
+    alerts are evaluated again, a no-op for an unchanged score."""
+    span = timedelta(minutes=service.settings.window_minutes).total_seconds()
+    # (tenant, patient) -> {(time of a removed reading, log position of its removal)}
+    removed: dict[tuple[str, str], set[tuple[float, int]]] = defaultdict(set)
+    lookup: dict[str, dict[str, int]] = defaultdict(dict)
+    for item in replaced:
+        if item.earlier is None:
+            lookup[item.tenant][item.source] = item.seq
+            continue
+        owner, readings, _seq = item.earlier
+        if owner is not None:
+            removed[(item.tenant, owner)].update((r.time.timestamp(), item.seq) for r in readings)
+    # This batch's readings per patient (the final state of each source): (time, seq).
+    batch: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for (tenant, _source), (owner, readings, seq) in upserts.items():
+        if owner is not None:
+            batch[(tenant, owner)] += [(r.time.timestamp(), seq) for r in readings]
+    with service.db.read() as conn:
+        for tenant, sources in lookup.items():
+            for chunk in _chunks(sorted(sources), 500):
+                for row in conn.execute(
+                    select(
+                        state.reading.c.source, state.reading.c.patient_id, state.reading.c.time
+                    ).where(state.reading.c.tenant == tenant, state.reading.c.source.in_(chunk))
+                ):
+                    removed[(tenant, row.patient_id)].add((row.time, sources[row.source]))
+
+        def remaining(
+            tenant: str, patient_id: str, low: float, high: float, limit: int | None = None
+        ) -> list[tuple[float, int]]:
+            """The stored readings' (time, seq) of the patient in [low, high], newest first
+            (``limit``: of the newest rows), but those of sources replaced in this batch."""
+            query = (
+                select(state.reading.c.source, state.reading.c.time, state.reading.c.seq)
+                .where(
+                    state.reading.c.tenant == tenant,
+                    state.reading.c.patient_id == patient_id,
+                    state.reading.c.time >= low,
+                    state.reading.c.time <= high,
+                )
+                .order_by(state.reading.c.time.desc())
+            )
+            rows = conn.execute(query if limit is None else query.limit(limit))
+            return [(r.time, r.seq) for r in rows if (tenant, r.source) not in upserts]
+
+        for (tenant, patient_id), found in removed.items():
+            first = min(at for at, _ in found)
+            last = max(at for at, _ in found)
+            known = remaining(tenant, patient_id, first, last + span)
+            known += batch.get((tenant, patient_id), [])
+            for at, seq in sorted(found):
+                counted = [t for t, written in known if written <= seq]
+                sets = {t for t in counted if at <= t <= at + span}
+                if at not in sets:
+                    # None of the set's inputs is left: the patient's newest earlier set.
+                    before = [
+                        t
+                        for t, written in batch.get((tenant, patient_id), [])
+                        if t < at and written <= seq
+                    ]
+                    before += [
+                        t
+                        for t, written in remaining(tenant, patient_id, 0.0, at, limit=500)
+                        if written <= seq and t < at
+                    ][:1]
+                    if before:
+                        _rescore(triggers, tenant, patient_id, max(before), seq, replaces=at)
+                for when in sets:
+                    _rescore(triggers, tenant, patient_id, when, seq)
+
+
+def _rescore(
+    triggers: dict[tuple[str | None, str, datetime], Trigger],
+    tenant: str,
+    patient_id: str,
+    when: float,
+    seq: int,
+    replaces: float | None = None,
+) -> None:
+    key = (tenant or None, patient_id, datetime.fromtimestamp(when, UTC))
+    trigger = triggers.setdefault(key, Trigger(seq, None))
+    trigger.seq = max(trigger.seq, seq)
+    if replaces is not None:
+        moved = datetime.fromtimestamp(replaces, UTC)
+        trigger.replaces = max(trigger.replaces or moved, moved)
 
 
 @dataclass
@@ -174,8 +301,11 @@ def _with_pending(
     """Add the sets deferred by the previous batch; defer this batch's last set if the batch
     was full (its transaction may go on in the next one). Durable: a crash loses none."""
     deferred: tuple[str | None, str, datetime] | None = None
-    if full and triggers:
-        deferred = max(triggers, key=lambda k: triggers[k].seq)
+    # A rescore that moves a patient back to an earlier set is never deferred (the table does
+    # not keep what it replaces): nothing of the removed set is left to wait for.
+    candidates = [k for k, t in triggers.items() if t.replaces is None]
+    if full and candidates:
+        deferred = max(candidates, key=lambda k: triggers[k].seq)
     if deferred is None and service.has_pending is False:
         return triggers  # the common case: no write transaction
     with service.db.begin() as conn:
@@ -323,14 +453,25 @@ def _score_all(
                 for seq, r in sorted(stored[patient_id], key=lambda pair: pair[0])
                 if seq <= trigger.seq and at - window <= r.time <= at
             ]
-            if not readings:
+            if not any(r.time == at for r in readings):
+                # None of the set's own inputs counts (entered in error, deleted, an unknown
+                # unit): there is no set at this time, only the earlier ones.
                 continue
             latest = latest_readings(readings)
             # A score none of whose parameters was measured says nothing: it is not written.
             scores = [
                 s for s in (news2(latest, scale2=scale2[patient_id]), qsofa(latest)) if s.inputs
             ]
-            scored.append(Scored(tenant, patient_id, at, scores, encounter=trigger.encounter))
+            scored.append(
+                Scored(
+                    tenant,
+                    patient_id,
+                    at,
+                    scores,
+                    encounter=trigger.encounter,
+                    replaces=trigger.replaces,
+                )
+            )
         if scored:
             _write_tenant(service, tenant, scored, outcome)
 
@@ -357,6 +498,7 @@ def _write_tenant(
             item.keys.clear()
             item.observation_ids.clear()
             item.assessment_ids.clear()
+            item.created.clear()
             try:
                 written += _write_items(service, tenant, [item], outcome)
             except FhirError as refused:
@@ -490,11 +632,13 @@ def _write_scores(tx: Transaction, scored: list[Scored]) -> None:
     response = tx.bundle(
         {"resourceType": "Bundle", "type": "transaction", "entry": entries}, validated=True
     )
-    ids = iter(str(entry["response"]["location"]).split("/")[1] for entry in response["entry"])
+    answers = iter(response["entry"])
     for item in scored:
         for _score in item.scores:
-            item.observation_ids.append(next(ids))
-            item.assessment_ids.append(next(ids))
+            observation, assessment = next(answers)["response"], next(answers)["response"]
+            item.observation_ids.append(str(observation["location"]).split("/")[1])
+            item.assessment_ids.append(str(assessment["location"]).split("/")[1])
+            item.created.append(str(observation["status"]).startswith("201"))
 
 
 def _remember_latest(
@@ -550,14 +694,16 @@ def _remember_latest(
                 "effective": "",
             }
             inserts[patient_id] = row
-        elif row["effective"] > values["effective"]:
-            continue  # an older set arriving late: the board keeps the newer one
+        elif row["effective"] > (item.replaces or item.at).astimezone(UTC).isoformat():
+            # An older set arriving late: the board keeps the newer one (but a set whose
+            # inputs were all removed gives way to the earlier one that replaces it).
+            continue
         else:
             updates.setdefault(patient_id, row)
         if (
             row.get("news2_total") is not None
             and "news2_total" in values
-            and row["effective"] != values["effective"]
+            and row["effective"] < values["effective"]
         ):
             values["news2_previous"] = row["news2_total"]
         row.update(values)

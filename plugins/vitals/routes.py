@@ -9,7 +9,6 @@ scores, update scope on Task to acknowledge or silence.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -23,10 +22,10 @@ from sqlalchemy import select
 
 from fhirhub.plugins.vitals import alerts, state
 from fhirhub.plugins.vitals.chart import observation_chart, workbook
-from fhirhub.plugins.vitals.delivery import local_feed
+from fhirhub.plugins.vitals.delivery import CHANNEL, tenant_event
 from fhirhub.plugins.vitals.i18n import LANGUAGES, messages
 from fhirhub.plugins.vitals.service import VitalsService
-from fhirhub.sdk import Access, FhirError, current_access, invalid, search
+from fhirhub.sdk import Access, FhirError, current_access, invalid, live_queue, search
 
 STATIC = Path(__file__).resolve().parent / "static"
 KEEPALIVE_S = 15.0
@@ -133,23 +132,23 @@ def router(service: VitalsService) -> APIRouter:
     @api.get("/api/stream")
     async def stream() -> StreamingResponse:
         access = _reader()
-        feed = local_feed(service.hub)
-        queue = feed.subscribe(None if access.is_system else (access.tenant or state.NO_TENANT))
+        tenant = None if access.is_system else (access.tenant or state.NO_TENANT)
 
         async def events() -> AsyncIterator[bytes]:
-            try:
+            # Listening before "connected" is sent: a client that waits for it misses nothing.
+            with live_queue(service.hub, CHANNEL) as queue:
                 yield b": connected\n\n"
                 while True:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
+                    message = await queue.get(KEEPALIVE_S)
+                    if message is None:
                         yield b": keep-alive\n\n"
+                        continue
+                    event = tenant_event(message, tenant)
+                    if event is None:
                         continue
                     if access.patient is not None and event.get("patient") != access.patient:
                         continue
                     yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-            finally:
-                feed.unsubscribe(queue)
 
         return StreamingResponse(
             events(),

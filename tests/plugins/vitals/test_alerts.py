@@ -221,3 +221,28 @@ def test_a_set_recorded_later_with_the_same_time_wins(client: TestClient, hub: H
         settle(hub)
         flag = client.get(f"/fhir/Flag/{alert['flag']}", headers=as_("nurse-a")).json()
         assert flag["status"] == "inactive"
+
+
+def test_a_crash_before_the_episode_row_raises_no_second_flag(client: TestClient, hub: Hub) -> None:
+    """The alert's FHIR resources commit with the score; its episode row after. A crash in
+    between delivers the set again: the score is found written, and so are its Flag and Task."""
+    from fhirhub.core.dispatcher import read_versions
+    from fhirhub.plugins.vitals import state
+    from fhirhub.plugins.vitals.consumer import handle_versions
+    from fhirhub.sdk import SYSTEM, acting_as
+
+    patient = new_patient(client, "nurse-a")
+    post_vitals(client, "nurse-a", vitals_bundle(patient, **HIGH))
+    settle(hub)
+    service = service_of(hub)
+    with service.db.begin() as conn:  # as if the episode's row had never been written
+        conn.execute(state.alert.delete())
+    with hub.store.read() as conn:
+        versions = read_versions(conn, 0, 100000)
+    with acting_as(SYSTEM):
+        handle_versions(service, versions)
+    flags = found(client, "nurse-a", "Flag", {"subject": f"Patient/{patient}"})
+    assert len([f for f in flags if f["code"]["coding"][0]["code"] == "news2-alert"]) == 1
+    tasks = found(client, "nurse-a", "Task", {"patient": f"Patient/{patient}"})
+    assert len([t for t in tasks if t["code"]["coding"][0]["code"] == "news2-response"]) == 1
+    assert len(news2_alerts(client, "nurse-a")) == 1
