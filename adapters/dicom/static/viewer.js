@@ -31,6 +31,7 @@ function show(index) {
   const query = windowPreset ? `?window=${encodeURIComponent(windowPreset)}` : "";
   authorizedImage(image, `${web}/studies/${study}/series/${series}/instances/${sop}/rendered${query}`);
   image.dataset.index = String(i);
+  image.dataset.sop = sop;
   position.textContent = `${i + 1} / ${instances.length}`;
   annotate(sop).catch((error) => { annotationList.textContent = error.message; });
 }
