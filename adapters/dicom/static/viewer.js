@@ -1,5 +1,6 @@
 // Scroll through a series' rendered frames (WADO-RS), with CT window/level presets, and the
-// graphic annotations of the study's presentation states (GSPS) drawn over each image.
+// graphic annotations of the study's presentation states (GSPS) and its structured reports'
+// regions drawn over each image.
 import { authHeaders, signIn } from "/ui/static/fhir.js";
 import { authorizedImage } from "./images.js";
 
@@ -66,7 +67,9 @@ function graphic(item, columns, rows) {
     });
   }
   // POLYLINE and INTERPOLATED (drawn through its points)
-  return svg("polyline", { points: points.map((p) => p.join(",")).join(" "), class: cls, "data-layer": item.layer });
+  const line = svg("polyline", { points: points.map((p) => p.join(",")).join(" "), class: cls });
+  if (item.layer) line.dataset.layer = item.layer;
+  return line;
 }
 
 let annotating = 0;
@@ -99,7 +102,25 @@ async function annotate(sop) {
     entry.textContent = `${name}${state.seriesNumber != null ? ` (series ${state.seriesNumber})` : ""}, layer ${layers}: ${state.graphics.length} graphic(s), ${state.texts.length} text(s)`;
     annotationList.append(entry);
   }
-  document.getElementById("annotations").hidden = data.presentationStates.length === 0;
+  // the regions of structured reports (TID 1500 planar ROIs), each with its group's text
+  for (const report of data.structuredReports || []) {
+    const group = svg("g", { "data-structured-report": report.sopInstanceUID, class: "sr" });
+    for (const region of report.regions) {
+      group.append(graphic(region, columns, rows));
+      if (!region.text || !region.points.length) continue;
+      const x = Math.min(...region.points.map((p) => p[0]));
+      const y = Math.max(...region.points.map((p) => p[1]));
+      const text = svg("text", { x, y: y + Math.max(8, columns / 28), "font-size": Math.max(8, columns / 28) });
+      text.textContent = region.text;
+      group.append(text);
+    }
+    overlay.append(group);
+    const entry = document.createElement("li");
+    const name = report.description || report.sopInstanceUID;
+    entry.textContent = `Structured report ${name}${report.seriesNumber != null ? ` (series ${report.seriesNumber})` : ""}: ${report.regions.length} region(s)`;
+    annotationList.append(entry);
+  }
+  document.getElementById("annotations").hidden = annotationList.children.length === 0;
   overlay.dataset.image = sop;
 }
 

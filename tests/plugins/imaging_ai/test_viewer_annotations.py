@@ -1,6 +1,7 @@
 """The DICOM adapter's annotations JSON (what the built-in series viewer draws) for the GSPS
-the imaging AI stored back: each finding's box as a closed polyline and its text on the layer
-AI_FINDINGS, over the image the finding came from, for the study's tenant only."""
+and the SR the imaging AI stored back: each finding's box as a closed polyline and its text on
+the layer AI_FINDINGS, and the SR's planar ROI, over the image the finding came from, for the
+study's tenant only."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_gsps_annotations_as_json_for_the_studys_tenant_only(
         for sop, answer in answers.items():
             assert answer["image"] == sop and (answer["rows"], answer["columns"]) == (256, 256)
             if sop not in boxes:
-                assert answer["presentationStates"] == []
+                assert answer["presentationStates"] == answer["structuredReports"] == []
                 continue
             (state,) = answer["presentationStates"]
             assert state["label"] == "AI_FINDINGS" and state["seriesNumber"] == 9903
@@ -71,6 +72,14 @@ def test_gsps_annotations_as_json_for_the_studys_tenant_only(
             assert drawn == boxes[sop]
             assert len(state["texts"]) == len(boxes[sop])
             assert all(t["text"].endswith("%") and t["anchor"] for t in state["texts"])
+            # the SR measurement report places the same boxes on the image, with their groups'
+            # measurements (the probability in %)
+            (report,) = answer["structuredReports"]
+            assert report["seriesNumber"] == 9902
+            regions = {tuple(v for p in r["points"] for v in p) for r in report["regions"]}
+            assert regions == boxes[sop]
+            assert all(r["type"] == "POLYLINE" for r in report["regions"])
+            assert all(r["text"].endswith("%") for r in report["regions"])
 
         # the other tenant: 404, as for the image itself; so is an image that does not exist
         sop = next(iter(boxes))

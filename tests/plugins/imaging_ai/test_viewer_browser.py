@@ -1,6 +1,7 @@
 """The DICOM adapter's built-in series viewer in Chromium, on a study the imaging AI analysed:
-the GSPS's boxes and texts drawn over the image (an SVG over the frame, in the image's pixel
-coordinates), listed with their presentation state and layer, and hidden by the toggle.
+the GSPS's boxes and texts and the SR's regions drawn over the image (an SVG over the frame,
+in the image's pixel coordinates), listed with their presentation state and layer, and hidden
+by the toggle.
 Screenshots go to ``tests/artifacts/imaging_ai/``."""
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class Analysed:
     server: LiveServer
     study: str
     series: str
-    #: (polylines, texts) the GSPS draws over each image of the series, in instance order
-    drawn: list[tuple[int, int]]
+    #: (polylines, texts) the GSPS draws and the SR's regions over each image of the series,
+    #: in instance order
+    drawn: list[tuple[int, int, int]]
 
 
 @pytest.fixture
@@ -73,9 +75,9 @@ def analysed(sqlite_url: str, tmp_path: Path) -> Iterator[Analysed]:
         assert time.monotonic() < deadline, "no preliminary report"
         time.sleep(0.2)
     study, series = str(datasets[0].StudyInstanceUID), str(datasets[0].SeriesInstanceUID)
-    drawn: list[tuple[int, int]] = []  # in instance order, as the viewer shows them
+    drawn: list[tuple[int, int, int]] = []  # in instance order, as the viewer shows them
     deadline = time.monotonic() + 60
-    while sum(polylines for polylines, _texts in drawn) == 0:
+    while sum(polylines for polylines, _texts, _regions in drawn) == 0:
         # the GSPS is stored back after the report's transaction
         assert time.monotonic() < deadline, "no GSPS over the images"
         time.sleep(0.2)
@@ -85,9 +87,13 @@ def analysed(sqlite_url: str, tmp_path: Path) -> Iterator[Analysed]:
                 f"{loader.base}/plugins/dicom/annotations/studies/{study}/series/{series}"
                 f"/instances/{ds.SOPInstanceUID}"
             ).json()
-            states = answer["presentationStates"]
+            states, reports = answer["presentationStates"], answer["structuredReports"]
             drawn.append(
-                (sum(len(p["graphics"]) for p in states), sum(len(p["texts"]) for p in states))
+                (
+                    sum(len(p["graphics"]) for p in states),
+                    sum(len(p["texts"]) for p in states),
+                    sum(len(r["regions"]) for r in reports),
+                )
             )
     loader.stop()
     hub = build_hub(Settings(db=sqlite_url, data_dir=tmp_path, auth="on"))  # type: ignore[call-arg]
@@ -102,7 +108,7 @@ def analysed(sqlite_url: str, tmp_path: Path) -> Iterator[Analysed]:
 def test_series_viewer_draws_the_gsps_with_a_toggle(analysed: Analysed) -> None:
     playwright_api = require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert len(analysed.drawn) == 2 and sum(p for p, _t in analysed.drawn) >= 1
+    assert len(analysed.drawn) == 2 and sum(p for p, _t, _r in analysed.drawn) >= 1
     server = analysed.server
     with playwright_api() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -118,8 +124,12 @@ def test_series_viewer_draws_the_gsps_with_a_toggle(analysed: Analysed) -> None:
             f"{server.base}/plugins/dicom/ui/viewer?study={analysed.study}&series={analysed.series}"
         )
         page.wait_for_function("() => document.getElementById('frame').naturalWidth > 0")
-        polylines, texts = page.locator("#overlay polyline"), page.locator("#overlay text")
-        for index, (expected_polylines, expected_texts) in enumerate(analysed.drawn):
+        polylines = page.locator("#overlay g[data-presentation-state] polyline")
+        texts = page.locator("#overlay g[data-presentation-state] text")
+        regions = page.locator("#overlay g[data-structured-report] polyline")
+        for index, (expected_polylines, expected_texts, expected_regions) in enumerate(
+            analysed.drawn
+        ):
             if index:
                 page.keyboard.press("ArrowRight")
             # the overlay follows the image shown
@@ -130,13 +140,16 @@ def test_series_viewer_draws_the_gsps_with_a_toggle(analysed: Analysed) -> None:
             )
             assert polylines.count() == expected_polylines
             assert texts.count() == expected_texts
+            assert regions.count() == expected_regions == expected_polylines
             listed = page.locator("#annotation-list li").all_text_contents()
             if not expected_polylines:
                 assert page.locator("#annotations").is_hidden() and listed == []
                 continue
             assert page.locator("#overlay").get_attribute("viewBox") == "0 0 256 256"
             assert all("%" in text for text in texts.all_text_contents())
-            assert len(listed) == 1 and "AI_FINDINGS" in listed[0] and "series 9903" in listed[0]
+            assert len(listed) == 2
+            assert "AI_FINDINGS" in listed[0] and "series 9903" in listed[0]
+            assert "Structured report" in listed[1] and "series 9902" in listed[1]
             # drawn over the image, scaled with it: inside the displayed frame, larger than 256
             frame = page.locator("#frame").bounding_box()
             outline = polylines.first.bounding_box()
@@ -146,7 +159,7 @@ def test_series_viewer_draws_the_gsps_with_a_toggle(analysed: Analysed) -> None:
             assert polylines.first.is_visible()
             page.screenshot(path=str(ARTIFACTS / f"viewer-gsps-{index + 1}.png"))
             page.locator("#show-annotations").uncheck()
-            assert not polylines.first.is_visible()
+            assert not polylines.first.is_visible() and not regions.first.is_visible()
             page.locator("#show-annotations").check()
             assert polylines.first.is_visible()
         browser.close()
