@@ -29,6 +29,9 @@ COMPONENT_SYSTEM = "urn:fhirhub:imaging-ai:component"
 #: Who decided a finding and when (sub-extensions ``by``: the caller's subject, ``at``: the
 #: time), set by the hub when a finding becomes ``final`` or ``cancelled`` (workflow.py).
 DECISION_URL = "http://fhirhub.org/fhir/StructureDefinition/imaging-ai-decision"
+#: Annotation.authorString of the notes the hub writes itself (a carried-over decision's
+#: origin); the signed report's rendering leaves them out of a declined finding's reason.
+HUB_NOTE_AUTHOR = "fhirhub imaging_ai"
 #: Finding statuses that are a radiologist's decision, carried over on re-analysis.
 CARRIED_STATUSES = ("final", "cancelled")
 MODEL_IDENTIFIER = "urn:fhirhub:imaging-ai:model"
@@ -300,8 +303,9 @@ def carry_over(resource: dict[str, Any], carried: list[Decision]) -> Decision | 
     resource["note"] = [
         *decision.note,
         {
+            "authorString": HUB_NOTE_AUTHOR,
             "text": f"{verb}{who}{when} in DiagnosticReport/{decision.report} ({finding}), "
-            "which a later analysis of the study superseded; the decision was carried over."
+            "which a later analysis of the study superseded; the decision was carried over.",
         },
     ]
     if decision.stamp is not None:

@@ -216,7 +216,31 @@ def test_a_decision_carries_over_only_to_the_same_code_image_and_box() -> None:
         carried = [decision(region)]
         assert carry_over(resource, carried) is not None and carried == []
         assert resource["status"] == "cancelled"
+        assert resource["note"][1]["authorString"] == "fhirhub imaging_ai"
         assert (
             resource["note"][0] == {"text": "no"}
             and "DiagnosticReport/9" in resource["note"][1]["text"]
         )
+
+
+def test_the_signed_report_gives_the_reason_not_the_carry_over_note() -> None:
+    from fhirhub.plugins.imaging_ai.fhir_output import Decision, carry_over
+    from fhirhub.plugins.imaging_ai.render import render_html
+
+    finding: dict[str, Any] = {
+        "status": "preliminary",
+        "code": {"coding": [{"system": "urn:x", "code": "a"}], "text": "Focal opacity"},
+        "valueQuantity": {"value": 61.0, "unit": "%"},
+        "component": [],
+    }
+    decision = Decision(
+        "Observation/1/_history/2",
+        "9",
+        ("urn:x|a", None, None),
+        "cancelled",
+        [{"text": "rib shadow"}],
+        None,
+    )
+    assert carry_over(finding, [decision]) is decision
+    html = render_html({"status": "final"}, [finding], "Dr A", "2026-12-07T10:00:00Z")
+    assert "rib shadow" in html and "carried over" not in html
