@@ -139,6 +139,14 @@ def test_decisions_on_a_superseded_report_are_carried_over(
                 decided[_region(finding)] = updated.json()
                 stamp = updated.json()["extension"][0]
                 assert stamp["extension"][0] == {"url": "by", "valueString": "user:clin-a"}
+            # the record of who decided is the hub's: an update cannot rewrite it
+            forged = decided[_region(approve)]
+            original = forged["extension"]
+            forged = {**forged, "extension": [{"url": original[0]["url"], "valueString": "x"}]}
+            updated = a.put(f"/fhir/Observation/{forged['id']}", json=forged)
+            assert updated.status_code == 200, updated.text
+            assert updated.json()["extension"] == original
+            decided[_region(approve)] = updated.json()
 
         # a late instance: the unsigned report is superseded; matching findings keep their
         # decisions, with a note naming the superseded report and who decided
