@@ -188,10 +188,11 @@ def public_paths(hub: Hub) -> list[str]:
 
 @hookimpl
 def register_routes(hub: Hub) -> Any:
+    from fhirhub.adapters.dicom.annotations import make_annotations_router
     from fhirhub.adapters.dicom.dicomweb import make_router
     from fhirhub.adapters.dicom.viewer import make_viewer_router
 
-    return [make_router(hub), make_viewer_router()]
+    return [make_router(hub), make_annotations_router(hub), make_viewer_router()]
 
 
 @hookimpl

@@ -3,7 +3,8 @@
 Both pages are thin shells; their scripts read only public APIs — ``/fhir/ImagingStudy`` for
 the patient's studies and DICOMweb (QIDO-RS for instances, WADO-RS ``rendered`` for frames,
 with the CT window presets of :mod:`.render`) — so they also prove those APIs usable by a
-browser viewer. Plugged into the shell through ``ui_patient_panels`` and ``ui_pages``.
+browser viewer. The series viewer also draws the graphic annotations of the study's
+presentation states (GSPS) over each image, from :mod:`.annotations`. Plugged into the shell through ``ui_patient_panels`` and ``ui_pages``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ def make_viewer_router() -> APIRouter:
             f"<main id='viewer' data-prefix='{PREFIX}'>"
             "<header><h1 id='title'>Series viewer</h1><span id='position'></span></header>"
             f"<nav id='presets' hidden>{presets}<button type='button' data-window=''>default</button></nav>"
-            "<figure><img id='frame' alt='DICOM frame'></figure>"
+            "<figure><div id='stage'><img id='frame' alt='DICOM frame'>"
+            "<svg id='overlay' xmlns='http://www.w3.org/2000/svg' aria-label='Annotations'"
+            " preserveAspectRatio='none'></svg></div></figure>"
             "<input id='slider' type='range' min='0' max='0' value='0' aria-label='Instance'>"
-            "<p class='muted'>Scroll with the slider, the mouse wheel or the arrow keys.</p></main>"
+            "<p class='muted'>Scroll with the slider, the mouse wheel or the arrow keys.</p>"
+            "<section id='annotations' hidden><label><input id='show-annotations' type='checkbox'"
+            " checked> Show annotations</label><ul id='annotation-list'></ul></section></main>"
         )
         return _page("Series viewer", body, "viewer.js")
 

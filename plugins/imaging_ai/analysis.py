@@ -24,6 +24,7 @@ from fhirhub.plugins.imaging_ai.fhir_output import (
     OUTPUT_MANUFACTURER,
     Analysis,
     Finding,
+    decisions,
     supersede,
     write_analysis,
 )
@@ -280,7 +281,9 @@ def analyse_study(
 
     A study analysed before is analysed again only when its instances changed (new ones
     arrived after the run): the model's earlier report is then superseded when unsigned
-    (:func:`supersede`), left as it is when signed, and a new preliminary report written."""
+    (:func:`supersede`), left as it is when signed, and a new preliminary report written;
+    its findings that match a decided finding of the superseded report take over that
+    decision (:func:`carry_over`)."""
     store = run_store(hub)
     run_ids: list[str] = []
     with acting_as(system_for(tenant or None)):
@@ -324,8 +327,9 @@ def analyse_study(
                     analysis.skipped += store_overlays(hub, analysis, offered)
                 now = format_instant(int(time.time() * 1_000_000))
                 with transaction(hub) as tx:
+                    decided = decisions(tx, previous)
                     revises = supersede(tx, previous)
-                    report_id = write_analysis(tx, analysis, offered, now, revises)
+                    report_id = write_analysis(tx, analysis, offered, now, revises, decided)
             except (UnusableImage, ModelError) as exc:
                 store.finish(run_id, "failed", reason=str(exc))
                 continue

@@ -26,6 +26,14 @@ OUTPUT_MANUFACTURER = "fhirhub imaging_ai"
 #: Report statuses a new analysis may supersede: not yet signed.
 UNSIGNED = ("registered", "partial", "preliminary")
 COMPONENT_SYSTEM = "urn:fhirhub:imaging-ai:component"
+#: Who decided a finding and when (sub-extensions ``by``: the caller's subject, ``at``: the
+#: time), set by the hub when a finding becomes ``final`` or ``cancelled`` (workflow.py).
+DECISION_URL = "http://fhirhub.org/fhir/StructureDefinition/imaging-ai-decision"
+#: Annotation.authorString of the notes the hub writes itself (a carried-over decision's
+#: origin); the signed report's rendering leaves them out of a declined finding's reason.
+HUB_NOTE_AUTHOR = "fhirhub imaging_ai"
+#: Finding statuses that are a radiologist's decision, carried over on re-analysis.
+CARRIED_STATUSES = ("final", "cancelled")
 MODEL_IDENTIFIER = "urn:fhirhub:imaging-ai:model"
 #: LOINC 18748-4 "Diagnostic imaging study" (the US radiology report's document code).
 REPORT_CODE = {
@@ -155,11 +163,23 @@ def provenance(
     device_ref: str,
     now: str,
     revises: list[str] | None = None,
+    carried: list[tuple[str, Decision]] | None = None,
 ) -> dict[str, Any]:
+    """``carried``: (new finding reference, the decision it took over)."""
     card, study = analysis.card, analysis.study
     entities: list[dict[str, Any]] = [
         {"role": "revision", "what": {"reference": f"DiagnosticReport/{old}"}}
         for old in revises or []
+    ]
+    entities += [
+        {
+            "role": "source",
+            "what": {
+                "reference": decision.finding,
+                "display": f"decision ({decision.status}) carried over to {new}",
+            },
+        }
+        for new, decision in carried or []
     ]
     entities += [
         {
@@ -201,6 +221,98 @@ def provenance(
     }
 
 
+@dataclass
+class Decision:
+    """A radiologist's decision on a finding of a report about to be superseded."""
+
+    finding: str  # Observation/<id>/_history/<version>: the decided version
+    report: str  # the superseded DiagnosticReport's id
+    region: tuple[str, str | None, str | None]  # code, SOP Instance UID, box (None: no region)
+    status: str  # final or cancelled
+    note: list[dict[str, Any]]
+    stamp: dict[str, Any] | None  # the DECISION_URL extension: who decided, when
+
+
+def _region(finding: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """What identifies a finding across analyses: its code, and its image and box when it
+    has a region (a finding without one is identified by its code)."""
+    coding = (finding.get("code", {}).get("coding") or [{}])[0]
+    code = f"{coding.get('system', '')}|{coding.get('code', '')}"
+    parts = {
+        c["code"]["coding"][0]["code"]: c.get("valueString")
+        for c in finding.get("component", [])
+        if c.get("code", {}).get("coding")
+    }
+    box = parts.get("bounding-box")
+    return code, (parts.get("sop-instance-uid") if box else None), box
+
+
+def decisions(tx: Transaction, report_ids: list[str]) -> list[Decision]:
+    """The decided findings (``final``, ``cancelled``) of the unsigned reports among
+    ``report_ids``: read before :func:`supersede` withdraws them."""
+    found = []
+    for report_id in report_ids:
+        try:
+            old = tx.read("DiagnosticReport", report_id)
+        except FhirError:
+            continue
+        if old.get("status") not in UNSIGNED:
+            continue
+        for entry in old.get("result", []):
+            kind, _, ident = str(entry.get("reference", "")).partition("/")
+            try:
+                finding = tx.read(kind, ident)
+            except FhirError:
+                continue
+            if finding.get("status") not in CARRIED_STATUSES:
+                continue
+            stamp = next(
+                (e for e in finding.get("extension", []) if e.get("url") == DECISION_URL), None
+            )
+            found.append(
+                Decision(
+                    finding=f"{kind}/{ident}/_history/{finding['meta']['versionId']}",
+                    report=report_id,
+                    region=_region(finding),
+                    status=finding["status"],
+                    note=list(finding.get("note", [])),
+                    stamp=stamp,
+                )
+            )
+    return found
+
+
+def carry_over(resource: dict[str, Any], carried: list[Decision]) -> Decision | None:
+    """Give a new finding the decision on the same finding of a superseded report (same
+    code, image and box; the same code when neither has a region), with its notes (a
+    decline's reason) and who decided, plus a note saying where the decision came from.
+    The decision used is removed from ``carried``; None when none matches."""
+    region = _region(resource)
+    decision = next((d for d in carried if d.region == region), None)
+    if decision is None:
+        return None
+    carried.remove(decision)
+    resource["status"] = decision.status
+    verb = "Approved" if decision.status == "final" else "Declined"
+    parts = {e.get("url"): e for e in (decision.stamp or {}).get("extension", [])}
+    by = parts.get("by", {}).get("valueString")
+    at = parts.get("at", {}).get("valueDateTime")
+    who = f" by {by}" if by else ""
+    when = f" on {at}" if at else ""
+    finding = decision.finding.split("/_history/")[0]
+    resource["note"] = [
+        *decision.note,
+        {
+            "authorString": HUB_NOTE_AUTHOR,
+            "text": f"{verb}{who}{when} in DiagnosticReport/{decision.report} ({finding}), "
+            "which a later analysis of the study superseded; the decision was carried over.",
+        },
+    ]
+    if decision.stamp is not None:
+        resource["extension"] = [decision.stamp]
+    return decision
+
+
 def supersede(tx: Transaction, report_ids: list[str]) -> list[str]:
     """Withdraw the earlier analyses' reports that are not signed: each such report and its
     findings become ``entered-in-error`` (the report tagged ``superseded``), so the study has
@@ -238,20 +350,29 @@ def write_analysis(
     offered: list[Finding],
     now: str,
     revises: list[str] | None = None,
+    decided: list[Decision] | None = None,
 ) -> str:
     """Write Device (conditional create), Observations, the preliminary report and its
     Provenance (naming the reports it ``revises`` as revision entities); return the
-    DiagnosticReport id."""
+    DiagnosticReport id. A finding matching one of the ``decided`` findings of the
+    superseded reports takes over its decision (:func:`carry_over`); the Provenance names
+    the decided version as a source."""
     card = analysis.card
     dev = tx.create(
         device(card), if_none_exist=f"identifier={MODEL_IDENTIFIER}|{card.id}@{card.version}"
     )
     device_ref = f"Device/{dev.version.resource_id}"
     results = []
+    remaining = list(decided or [])
+    carried: list[tuple[str, Decision]] = []
     for finding in offered:
-        written = tx.create(observation(finding, analysis.study, device_ref, now))
+        resource = observation(finding, analysis.study, device_ref, now)
+        decision = carry_over(resource, remaining)
+        written = tx.create(resource)
         results.append(f"Observation/{written.version.resource_id}")
+        if decision is not None:
+            carried.append((results[-1], decision))
     written_report = tx.create(report(analysis.study, results, now))
     report_ref = f"DiagnosticReport/{written_report.version.resource_id}"
-    tx.create(provenance(analysis, [report_ref, *results], device_ref, now, revises))
+    tx.create(provenance(analysis, [report_ref, *results], device_ref, now, revises, carried))
     return written_report.version.resource_id

@@ -8,6 +8,8 @@ import hashlib
 from html import escape
 from typing import Any
 
+from fhirhub.plugins.imaging_ai.fhir_output import HUB_NOTE_AUTHOR
+
 SECTION_URL = "http://fhirhub.org/fhir/StructureDefinition/radiology-report-section"
 #: The free-text sections of a radiology report, in reading order; ``impression`` is
 #: ``DiagnosticReport.conclusion``, the others are :data:`SECTION_URL` extensions.
@@ -48,6 +50,16 @@ def _finding_text(observation: dict[str, Any]) -> str:
     return f"{name}{probability}"
 
 
+def _reason(observation: dict[str, Any]) -> str:
+    """A declined finding's reason: its notes, less the hub's own (a carried-over decision's
+    origin, which stays on the Observation)."""
+    return "; ".join(
+        n.get("text", "")
+        for n in observation.get("note", [])
+        if n.get("text") and n.get("authorString") != HUB_NOTE_AUTHOR
+    )
+
+
 def _finding_line(observation: dict[str, Any]) -> str:
     return escape(_finding_text(observation))
 
@@ -78,7 +90,7 @@ def render_html(
     if declined:
         parts.append("<h2>AI findings not confirmed</h2><ul>")
         for o in declined:
-            notes = "; ".join(n.get("text", "") for n in o.get("note", []) if n.get("text"))
+            notes = _reason(o)
             reason = f" &mdash; {escape(notes)}" if notes else ""
             parts.append(f"<li>{_finding_line(o)}{reason}</li>")
         parts.append("</ul>")
@@ -151,7 +163,7 @@ def render_pdf(
         heading("AI findings not confirmed")
         lines = []
         for o in declined:
-            notes = "; ".join(n.get("text", "") for n in o.get("note", []) if n.get("text"))
+            notes = _reason(o)
             lines.append(f"- {_finding_text(o)}" + (f" - {notes}" if notes else ""))
         paragraph("\n".join(lines))
     if report.get("conclusion"):

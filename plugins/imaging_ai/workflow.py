@@ -18,7 +18,13 @@ import time
 import weakref
 from typing import Any
 
-from fhirhub.plugins.imaging_ai.fhir_output import TAG_FINDING, TAG_REPORT, TAG_SYSTEM
+from fhirhub.plugins.imaging_ai.fhir_output import (
+    CARRIED_STATUSES,
+    DECISION_URL,
+    TAG_FINDING,
+    TAG_REPORT,
+    TAG_SYSTEM,
+)
 from fhirhub.plugins.imaging_ai.render import presented_form, render_html, render_pdf
 from fhirhub.sdk import (
     FhirError,
@@ -105,6 +111,7 @@ def _check_decision(
                 f"Observation.{element} is the model's output and cannot be changed: decline "
                 "the finding (status cancelled) and record your own Observation instead"
             )
+    _stamp_decision(resource, previous, access.subject)
     if resource.get("status") == previous.get("status"):
         return
     tx = writing_transaction(context)
@@ -115,6 +122,36 @@ def _check_decision(
                 f"The finding belongs to the signed DiagnosticReport/{report['id']}; "
                 "amend the report instead"
             )
+
+
+def _stamp_decision(resource: dict[str, Any], previous: dict[str, Any], subject: str) -> None:
+    """Record who decided a finding and when (the :data:`DECISION_URL` extension, kept when a
+    re-analysis carries the decision over). The hub owns it: a decision sets it, any other
+    update keeps the previous one, whatever the client sent."""
+    others = [e for e in resource.get("extension", []) if e.get("url") != DECISION_URL]
+    status = resource.get("status")
+    stamp: dict[str, Any] | None
+    if status != previous.get("status"):
+        stamp = None
+        if status in CARRIED_STATUSES:
+            at = format_instant(int(time.time() * 1_000_000))
+            stamp = {
+                "url": DECISION_URL,
+                "extension": [
+                    {"url": "by", "valueString": subject},
+                    {"url": "at", "valueDateTime": at},
+                ],
+            }
+    else:
+        stamp = next(
+            (e for e in previous.get("extension", []) if e.get("url") == DECISION_URL), None
+        )
+    if stamp is not None:
+        others.append(stamp)
+    if others:
+        resource["extension"] = others
+    else:
+        resource.pop("extension", None)
 
 
 def _check_report(
