@@ -10,10 +10,10 @@ SearchParameter is registered again.
 Registration happens in two places on purpose:
 
 * an ``after_commit`` hook in the writing process registers the parameter right after commit, so the
-  writes that follow are indexed by it even when ``resource_committed`` runs on a Celery
-  worker (the registry lives in each process);
-* ``resource_committed`` registers it in the delivering process (idempotent: the same url
-  replaces the earlier definition) and runs the re-indexing job, at least once.
+  writes that follow are indexed by it at once (the registry lives in each process);
+* the ``core-search-parameters`` consumer (SearchParameter versions only) registers it in the
+  process holding the consumer (idempotent: the same url replaces the earlier definition) and
+  runs the re-indexing job, at least once, as a task (on a Celery worker with a broker).
 
 Limit of this first version: other API processes and Celery workers learn a new parameter at
 their next start (or, for a worker, when it runs that parameter's re-indexing job).
@@ -22,11 +22,13 @@ their next start (or, for a worker, when it runs that parameter's re-indexing jo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import select
 
+from fhirhub.core.consumers import Consumer, PartialDelivery
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
@@ -114,14 +116,29 @@ def register_tasks(hub: Any) -> dict[str, Any]:
 
 
 @hookimpl
-def resource_committed(event: StoredVersion, hub: Any) -> None:
-    if event.resource_type != "SearchParameter" or event.deleted or event.content is None:
-        return
-    hub.store.registry.add(orjson.loads(event.content))
-    if hub.settings.broker:
-        # With a broker this delivery already runs on a Celery worker; a task must not wait
-        # for another task (a solo worker would deadlock), so the job runs right here.
-        hub.tasks.tasks[TASK](event.resource_id)
-    else:
-        # Waiting keeps at-least-once: if the job fails, the dispatcher retries this version.
-        hub.tasks.submit(TASK, event.resource_id).result(timeout=REINDEX_TIMEOUT_S)
+def register_consumers(hub: Any) -> list[Consumer]:
+    """Re-index for each committed SearchParameter, reading only SearchParameter versions (the
+    consumer of the same name once read every version of the log to find them)."""
+    return [
+        Consumer(
+            "core-search-parameters",
+            lambda versions: _activate(hub, versions),
+            types=frozenset({"SearchParameter"}),
+            timeout_s=REINDEX_TIMEOUT_S,
+        )
+    ]
+
+
+def _activate(hub: Any, versions: Sequence[StoredVersion]) -> None:
+    """Register each new SearchParameter here and index its base types as a task (on a Celery
+    worker when a broker is configured). Waiting keeps at-least-once: a failed job retries
+    from that version (``PartialDelivery``)."""
+    done = 0
+    for event in versions:
+        try:
+            if not event.deleted and event.content is not None:
+                hub.store.registry.add(orjson.loads(event.content))
+                hub.tasks.submit(TASK, event.resource_id).result(timeout=REINDEX_TIMEOUT_S)
+        except Exception as exc:
+            raise PartialDelivery(done, exc) from exc
+        done = event.seq

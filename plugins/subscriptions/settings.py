@@ -15,10 +15,9 @@ class SubscriptionSettings(PluginSettings):
     give_up_after_s: float = 86400.0
     #: Seconds a rest-hook POST may take (a subscription's ``backport-timeout`` overrides).
     request_timeout_s: float = 10.0
-    #: Committed versions evaluated together. A batch's events go out when it has been
-    #: evaluated, so smaller batches mean earlier notifications during a bulk load; larger
-    #: ones, fewer per-batch reads.
-    batch_size: int = 100
+    #: Committed versions evaluated together (a batch's events go out once it is evaluated;
+    #: each batch reads the subscriptions' states once).
+    batch_size: int = 500
     #: Subscriptions delivered at the same time (each one strictly in order).
     delivery_workers: int = 8
     #: At most this many queued events go in one rest-hook notification unless the
