@@ -398,3 +398,19 @@ def test_identifier_of_type_stays_inside_the_tenant(world: dict[str, Any]) -> No
     for name in ("clinician-a", "clinician-b"):
         found = caller(world, name).ids(f"Patient?identifier:of-type={v2}|MR|of-type-1")
         assert found == {mine[name]}
+
+
+def test_instance_validate_sees_only_what_the_caller_may_read(world: dict[str, Any]) -> None:
+    """``[type]/[id]/$validate`` reads the stored resource as the caller: another tenant's or
+    another patient's resource is not known (404), in every mode, and says nothing of it."""
+    a, b = caller(world, "clinician-a"), caller(world, "clinician-b")
+    patient_a1 = caller(world, "patient-a1")
+    assert a.post("Patient/pa1/$validate", {"resourceType": "Parameters"}).status_code == 200
+    for url in ("Patient/pa1/$validate", "Patient/pa1/$validate?mode=delete"):
+        refused = b.post(url, {"resourceType": "Parameters"})
+        assert refused.status_code == 404, refused.text
+        assert "Familypa1" not in refused.text
+    own = patient_a1.post("Patient/pa1/$validate", {"resourceType": "Parameters"})
+    assert own.status_code == 200, own.text
+    other = patient_a1.post("Patient/pa2/$validate", {"resourceType": "Parameters"})
+    assert other.status_code == 404 and "Familypa2" not in other.text
