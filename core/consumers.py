@@ -73,3 +73,21 @@ class PartialDelivery(Exception):
     def __init__(self, done: int, cause: Exception) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.done = done
+
+
+def each_version(
+    handle_one: Callable[[StoredVersion], None],
+) -> Callable[[Sequence[StoredVersion]], None]:
+    """A consumer's ``handle`` that calls ``handle_one`` for each version, in order; one
+    failing part-way raises :class:`PartialDelivery`, so the retry starts at that version."""
+
+    def handle(versions: Sequence[StoredVersion]) -> None:
+        done = 0
+        for version in versions:
+            try:
+                handle_one(version)
+            except Exception as exc:
+                raise PartialDelivery(done, exc) from exc
+            done = version.seq
+
+    return handle

@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from fhirhub.core.consumers import DEFAULT_TIMEOUT_S, Consumer, PartialDelivery, Schedule
+from fhirhub.core.consumers import (
+    DEFAULT_TIMEOUT_S,
+    Consumer,
+    PartialDelivery,
+    Schedule,
+    each_version,
+)
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.database import write_transaction
 from fhirhub.fhir_store.encryption import opened
@@ -505,22 +511,10 @@ def _per_version(
     remote: Callable[[str, int], None] | None,
 ) -> Callable[[Sequence[StoredVersion]], None]:
     """A ``resource_committed`` implementation as a consumer: one call per version, in
-    process or as a Celery round trip when a broker is configured. A failure part-way keeps
-    the versions already handled (the batch is retried from the failed one)."""
-
-    def handle(versions: Sequence[StoredVersion]) -> None:
-        done = 0
-        for version in versions:
-            try:
-                if remote is not None:
-                    remote(name, version.seq)
-                else:
-                    function(event=version, hub=hub)
-            except Exception as exc:
-                raise PartialDelivery(done, exc) from exc
-            done = version.seq
-
-    return handle
+    process or as a Celery round trip when a broker is configured (:func:`each_version`)."""
+    if remote is not None:
+        return each_version(lambda version: remote(name, version.seq))
+    return each_version(lambda version: function(event=version, hub=hub))
 
 
 @hookimpl

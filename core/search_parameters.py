@@ -22,13 +22,12 @@ their next start (or, for a worker, when it runs that parameter's re-indexing jo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import select
 
-from fhirhub.core.consumers import Consumer, PartialDelivery
+from fhirhub.core.consumers import Consumer, each_version
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.fhir_store.encryption import opened
 from fhirhub.fhir_store.schema import resource_current
@@ -122,23 +121,17 @@ def register_consumers(hub: Any) -> list[Consumer]:
     return [
         Consumer(
             "core-search-parameters",
-            lambda versions: _activate(hub, versions),
+            each_version(lambda version: _activate(hub, version)),
             types=frozenset({"SearchParameter"}),
             timeout_s=REINDEX_TIMEOUT_S,
         )
     ]
 
 
-def _activate(hub: Any, versions: Sequence[StoredVersion]) -> None:
-    """Register each new SearchParameter here and index its base types as a task (on a Celery
-    worker when a broker is configured). Waiting keeps at-least-once: a failed job retries
-    from that version (``PartialDelivery``)."""
-    done = 0
-    for event in versions:
-        try:
-            if not event.deleted and event.content is not None:
-                hub.store.registry.add(orjson.loads(event.content))
-                hub.tasks.submit(TASK, event.resource_id).result(timeout=REINDEX_TIMEOUT_S)
-        except Exception as exc:
-            raise PartialDelivery(done, exc) from exc
-        done = event.seq
+def _activate(hub: Any, version: StoredVersion) -> None:
+    """Register a new SearchParameter here and index its base types as a task (on a Celery
+    worker when a broker is configured). Waiting keeps at-least-once: a failed job is retried
+    from this version."""
+    if not version.deleted and version.content is not None:
+        hub.store.registry.add(orjson.loads(version.content))
+        hub.tasks.submit(TASK, version.resource_id).result(timeout=REINDEX_TIMEOUT_S)

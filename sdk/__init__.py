@@ -21,7 +21,7 @@ from fhirhub.core.access import (
     parse_scopes,
     system_for,
 )
-from fhirhub.core.consumers import Consumer, PartialDelivery, Schedule
+from fhirhub.core.consumers import Consumer, PartialDelivery, Schedule, each_version
 from fhirhub.core.hookspecs import hookimpl
 from fhirhub.core.hub import Hub, HubLocal
 from fhirhub.core.interactions.write import WriteContext, new_id
@@ -143,6 +143,7 @@ __all__ = [
     "delete",
     "dicom_archive",
     "dicom_instances",
+    "each_version",
     "forbidden",
     "format_instant",
     "has_operation",

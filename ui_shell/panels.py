@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.sdk import call_hook
+from fhirhub.ui_shell.contributions import DEFAULT_ORDER, ENTRY_ID, collect, order_of
 from fhirhub.ui_shell.navigation import LOCAL_PATH
 
 if TYPE_CHECKING:
@@ -35,8 +35,6 @@ RENDERERS = frozenset({"table", "demographics", "vitals"})
 #: Entry forms implemented by ``static/*.js`` (``add-condition``: ``condition_form.js``).
 FORMS = frozenset({"add-condition"})
 RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-PANEL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-DEFAULT_ORDER = 100
 
 
 @dataclass(frozen=True)
@@ -54,20 +52,7 @@ class Panel:
 
 def patient_panels(hub: Hub) -> list[Panel]:
     """Panels of the enabled plugins, validated, sorted by (order, title); ids are unique."""
-    panels: list[Panel] = []
-    seen: set[str] = set()
-    for plugin, results in call_hook(hub, "ui_patient_panels", hub=hub):
-        name = hub.plugins.get_name(plugin) or repr(plugin)
-        for spec in results if isinstance(results, list | tuple) else [results]:
-            panel = _panel(name, spec)
-            if panel is None:
-                continue
-            if panel.id in seen:
-                log.error("Plugin %s: panel id %r is already used; ignored", name, panel.id)
-                continue
-            seen.add(panel.id)
-            panels.append(panel)
-    return sorted(panels, key=lambda panel: (panel.order, panel.title.casefold()))
+    return collect(hub, "ui_patient_panels", "panel", _panel)
 
 
 def _panel(plugin: str, spec: Any) -> Panel | None:
@@ -78,7 +63,7 @@ def _panel(plugin: str, spec: Any) -> Panel | None:
         reject("is not a dict")
         return None
     panel_id, title = spec.get("id"), spec.get("title")
-    if not isinstance(panel_id, str) or not PANEL_ID.match(panel_id):
+    if not isinstance(panel_id, str) or not ENTRY_ID.match(panel_id):
         reject("needs an id of letters, digits, '-' or '_'")
         return None
     if not isinstance(title, str) or not title.strip():
@@ -111,9 +96,7 @@ def _panel(plugin: str, spec: Any) -> Panel | None:
     if form and form not in FORMS:
         log.warning("Plugin %s: unknown form %r; panel shown without it", plugin, form)
         form = ""
-    order = spec.get("order", DEFAULT_ORDER)
-    if not isinstance(order, int) or isinstance(order, bool):
-        order = DEFAULT_ORDER
+    order = order_of(spec)
     return Panel(
         id=panel_id,
         title=title.strip(),

@@ -5,17 +5,16 @@ button with a hidden badge and a hidden dropdown panel for it, toggles the panel
 (``static/topbar.js``), and loads the plugin's ``script`` as a module, which fills badge and
 panel from the plugin's API. The shell never imports the plugin: a notification bell, a status
 light or a clock is the plugin's business. Malformed items are logged with the plugin's name
-and left out, as panels are (:mod:`fhirhub.ui_shell.panels`).
+and left out, as panels are (:mod:`fhirhub.ui_shell.contributions`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fhirhub.sdk import call_hook
+from fhirhub.ui_shell.contributions import DEFAULT_ORDER, ENTRY_ID, collect, order_of
 from fhirhub.ui_shell.navigation import LOCAL_PATH
 
 if TYPE_CHECKING:
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fhirhub.ui_shell")
 
-#: An HTML id fragment: the item's element is ``topbar-<id>``.
-ITEM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-DEFAULT_ORDER = 100
 #: An icon is a glyph or two (an emoji with a variation selector), not markup or text.
 MAX_ICON = 4
 
@@ -42,20 +38,7 @@ class TopbarItem:
 
 def topbar_items(hub: Hub) -> list[TopbarItem]:
     """Items of the enabled plugins, validated, sorted by (order, title); ids are unique."""
-    items: list[TopbarItem] = []
-    seen: set[str] = set()
-    for plugin, results in call_hook(hub, "ui_topbar_items", hub=hub):
-        name = hub.plugins.get_name(plugin) or repr(plugin)
-        for spec in results if isinstance(results, list | tuple) else [results]:
-            item = _item(name, spec)
-            if item is None:
-                continue
-            if item.id in seen:
-                log.error("Plugin %s: top-bar item id %r is already used; ignored", name, item.id)
-                continue
-            seen.add(item.id)
-            items.append(item)
-    return sorted(items, key=lambda item: (item.order, item.title.casefold()))
+    return collect(hub, "ui_topbar_items", "top-bar item", _item)
 
 
 def _item(plugin: str, spec: Any) -> TopbarItem | None:
@@ -66,7 +49,7 @@ def _item(plugin: str, spec: Any) -> TopbarItem | None:
         reject("is not a dict")
         return None
     item_id, title, script = spec.get("id"), spec.get("title"), spec.get("script")
-    if not isinstance(item_id, str) or not ITEM_ID.match(item_id):
+    if not isinstance(item_id, str) or not ENTRY_ID.match(item_id):
         reject("needs an id of letters, digits, '-' or '_'")
         return None
     if not isinstance(title, str) or not title.strip():
@@ -79,9 +62,11 @@ def _item(plugin: str, spec: Any) -> TopbarItem | None:
     if not isinstance(icon, str) or len(icon) > MAX_ICON:
         reject(f"has an icon that is not a string of at most {MAX_ICON} characters")
         return None
-    order = spec.get("order", DEFAULT_ORDER)
-    if not isinstance(order, int) or isinstance(order, bool):
-        order = DEFAULT_ORDER
     return TopbarItem(
-        id=item_id, title=title.strip(), script=script, icon=icon, order=order, plugin=plugin
+        id=item_id,
+        title=title.strip(),
+        script=script,
+        icon=icon,
+        order=order_of(spec),
+        plugin=plugin,
     )

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fhirhub.adapters.hl7.parsing import escape
-from fhirhub.sdk import FhirError, PartialDelivery, process_bundle, read
+from fhirhub.sdk import FhirError, each_version, process_bundle, read
 
 if TYPE_CHECKING:
     from fhirhub.sdk import Hub, StoredVersion
@@ -394,14 +394,7 @@ def on_committed(hub: Hub, event: StoredVersion) -> None:
 
 
 def deliver_versions(hub: Hub, versions: Sequence[StoredVersion]) -> None:
-    """The consumer: one message per triggering version, in log order. A failure part-way
-    keeps what was sent (:class:`PartialDelivery`), so the retry sends none twice."""
-    if destination(hub) is None:
-        return
-    done = 0
-    for version in versions:
-        try:
-            on_committed(hub, version)
-        except Exception as exc:
-            raise PartialDelivery(done, exc) from exc
-        done = version.seq
+    """The consumer: one message per triggering version, in log order; a failure part-way
+    keeps what was sent (``each_version``), so the retry sends none twice."""
+    if destination(hub) is not None:
+        each_version(lambda version: on_committed(hub, version))(versions)

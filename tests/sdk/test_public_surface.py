@@ -62,6 +62,7 @@ def test_sdk_exports_exactly_this() -> None:
         "delete",
         "dicom_archive",
         "dicom_instances",
+        "each_version",
         "forbidden",
         "format_instant",
         "has_operation",
