@@ -246,26 +246,20 @@ def store_overlays(hub: Hub, analysis: Analysis, offered: list[Finding]) -> list
             continue
         for number, finding in enumerate(group, start=1):
             finding.segmentation = (seg_uid, number)
-    try:
-        report = measurement_report(analysis.card, analysis.images, offered)
-    except Exception as exc:  # highdicom's checks on an unusual source image
-        log.warning("No SR measurement report: %s", exc)
-        return [*problems, f"measurement report not made: {exc}"]
-    if report is not None:
+    for what, make in (
+        ("measurement report", measurement_report),
+        ("presentation state", presentation_state),
+    ):
         try:
-            store_dicom_instance(hub, report[1])
-        except FhirError as exc:
-            problems.append(f"measurement report {report[0]} not stored: {exc}")
-    try:
-        state = presentation_state(analysis.card, analysis.images, offered)
-    except Exception as exc:  # highdicom's checks on an unusual source image
-        log.warning("No presentation state: %s", exc)
-        return [*problems, f"presentation state not made: {exc}"]
-    if state is not None:
-        try:
-            store_dicom_instance(hub, state[1])
-        except FhirError as exc:
-            problems.append(f"presentation state {state[0]} not stored: {exc}")
+            made = make(analysis.card, analysis.images, offered)
+        except Exception as exc:  # highdicom's checks on an unusual source image
+            log.warning("No %s: %s", what, exc)
+            return [*problems, f"{what} not made: {exc}"]
+        if made is not None:
+            try:
+                store_dicom_instance(hub, made[1])
+            except FhirError as exc:
+                problems.append(f"{what} {made[0]} not stored: {exc}")
     return problems
 
 

@@ -5,6 +5,7 @@ the study's tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,23 +248,34 @@ def _region(finding: dict[str, Any]) -> tuple[str, str | None, str | None]:
     return code, (parts.get("sop-instance-uid") if box else None), box
 
 
-def decisions(tx: Transaction, report_ids: list[str]) -> list[Decision]:
-    """The decided findings (``final``, ``cancelled``) of the unsigned reports among
-    ``report_ids``: read before :func:`supersede` withdraws them."""
-    found = []
+def _unsigned_reports(
+    tx: Transaction, report_ids: list[str]
+) -> Iterator[tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]]:
+    """Each report of ``report_ids`` that still exists and is not signed, with its findings
+    (``Type/id`` and the resource) that still exist."""
     for report_id in report_ids:
         try:
             old = tx.read("DiagnosticReport", report_id)
         except FhirError:
-            continue
+            continue  # deleted since
         if old.get("status") not in UNSIGNED:
             continue
+        findings = []
         for entry in old.get("result", []):
             kind, _, ident = str(entry.get("reference", "")).partition("/")
             try:
-                finding = tx.read(kind, ident)
+                findings.append((f"{kind}/{ident}", tx.read(kind, ident)))
             except FhirError:
                 continue
+        yield report_id, old, findings
+
+
+def decisions(tx: Transaction, report_ids: list[str]) -> list[Decision]:
+    """The decided findings (``final``, ``cancelled``) of the unsigned reports among
+    ``report_ids``: read before :func:`supersede` withdraws them."""
+    found = []
+    for report_id, _old, findings in _unsigned_reports(tx, report_ids):
+        for reference, finding in findings:
             if finding.get("status") not in CARRIED_STATUSES:
                 continue
             stamp = next(
@@ -271,7 +283,7 @@ def decisions(tx: Transaction, report_ids: list[str]) -> list[Decision]:
             )
             found.append(
                 Decision(
-                    finding=f"{kind}/{ident}/_history/{finding['meta']['versionId']}",
+                    finding=f"{reference}/_history/{finding['meta']['versionId']}",
                     report=report_id,
                     region=_region(finding),
                     status=finding["status"],
@@ -319,19 +331,8 @@ def supersede(tx: Transaction, report_ids: list[str]) -> list[str]:
     one current preliminary report. A signed report (``final``, ``amended``...) and its
     findings are never changed. Returns the ids of the reports withdrawn."""
     withdrawn = []
-    for report_id in report_ids:
-        try:
-            old = tx.read("DiagnosticReport", report_id)
-        except FhirError:
-            continue  # deleted since
-        if old.get("status") not in UNSIGNED:
-            continue
-        for entry in old.get("result", []):
-            kind, _, ident = str(entry.get("reference", "")).partition("/")
-            try:
-                finding = tx.read(kind, ident)
-            except FhirError:
-                continue
+    for report_id, old, findings in _unsigned_reports(tx, report_ids):
+        for _reference, finding in findings:
             if finding.get("status") != "entered-in-error":
                 finding["status"] = "entered-in-error"
                 tx.update(finding)
