@@ -2,7 +2,7 @@
 // count on the badge, kept live by the messaging stream, and the latest messages and
 // notifications in the dropdown, each linking to its conversation on the Messages page.
 // Text from messages is inserted as text only (el()), never as HTML.
-import { authHeaders } from "/ui/static/fhir.js";
+import { authHeaders, streamRecords } from "/ui/static/fhir.js";
 
 const ROOT = document.body.dataset.root || "";
 const API = `${ROOT}/plugins/messaging/api`;
@@ -86,21 +86,11 @@ async function listen() {
     try {
       const response = await fetch(`${API}/stream`, { headers: authHeaders() });
       if (response.status === 401 || response.status === 403) return;
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
+      const records = streamRecords(response);
       await refresh(); // whatever arrived while (re)connecting
       item.dataset.live = "connected";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const record = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (record.startsWith("event: message")) await refresh();
-        }
+      for await (const record of records) {
+        if (record.startsWith("event: message")) await refresh();
       }
     } catch (error) {
       if (error instanceof Unavailable) return;

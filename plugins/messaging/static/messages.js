@@ -1,7 +1,7 @@
 // The conversation page: threads of Communications, unread counts, read receipts, and new
 // messages live (a streamed text/event-stream read with fetch, so the user's token is sent).
 // Message text is inserted as text only (el()), never as HTML.
-import { authHeaders } from "/ui/static/fhir.js";
+import { authHeaders, streamRecords } from "/ui/static/fhir.js";
 
 const API = "/plugins/messaging/api";
 let state = { me: null, threads: [], selected: null };
@@ -104,19 +104,8 @@ async function listen() {
   for (;;) {
     try {
       const response = await fetch(`${API}/stream`, { headers: authHeaders() });
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const record = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (record.startsWith("event: message")) await load();
-        }
+      for await (const record of streamRecords(response)) {
+        if (record.startsWith("event: message")) await load();
       }
     } catch (_) { /* reconnect below */ }
     await new Promise((resolve) => setTimeout(resolve, 1000));
