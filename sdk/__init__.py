@@ -76,6 +76,7 @@ from fhirhub.sdk._integrity import (
     verify_log,
     verify_projections,
 )
+from fhirhub.sdk._mail import smtp_send
 from fhirhub.sdk._operations import has_operation
 from fhirhub.sdk._resources import (
     CriteriaMatcher,
@@ -168,6 +169,7 @@ __all__ = [
     "read_dicom_instance",
     "search",
     "sign_log_head",
+    "smtp_send",
     "snapshot",
     "store_dicom_instance",
     "system_for",

@@ -25,9 +25,7 @@ import re
 import smtplib
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 from sqlalchemy import (
@@ -60,6 +58,7 @@ from fhirhub.sdk import (
     format_instant,
     read,
     search,
+    smtp_send,
     system_for,
 )
 
@@ -417,7 +416,7 @@ def deliver_due(hub: Hub, settings: MessagingSettings, now: float | None = None)
             continue  # another sender took it
         attempts = row.attempts + 1
         try:
-            smtp_send(settings, row.address, row.subject, row.body)
+            smtp_send(settings.smtp_url, settings.mail_from, row.address, row.subject, row.body)
         except (OSError, smtplib.SMTPException) as exc:
             error = f"SMTP failed: {exc}"
             final = attempts >= settings.email_max_attempts
@@ -451,18 +450,3 @@ def deliver_due(hub: Hub, settings: MessagingSettings, now: float | None = None)
         log.info("Emailed Communication/%s to %s", row.communication, row.address)
         sent += 1
     return sent
-
-
-def smtp_send(settings: MessagingSettings, recipient: str, subject: str, body: str) -> None:
-    parts = urlsplit(settings.smtp_url)
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = settings.mail_from, recipient, subject
-    message.set_content(body)
-    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname or "localhost", parts.port or 0, timeout=10) as smtp:
-        smtp.ehlo_or_helo_if_needed()
-        if parts.scheme == "smtp" and smtp.has_extn("starttls"):
-            smtp.starttls()
-        if parts.username:
-            smtp.login(unquote(parts.username), unquote(parts.password or ""))
-        smtp.send_message(message)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import smtplib
-from email.message import EmailMessage
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import insert, select, update
 
 from fhirhub.plugins.security.state import Security, now
 from fhirhub.plugins.security.tables import outbox
+from fhirhub.sdk import smtp_send
 
 log = logging.getLogger("fhirhub.security.mail")
 
@@ -40,27 +39,13 @@ def send_email(
     if not sec.config.smtp_url:
         return False
     try:
-        _smtp_send(sec.config.smtp_url, sec.config.mail_from, recipient, subject, body)
+        smtp_send(sec.config.smtp_url, sec.config.mail_from, recipient, subject, body)
     except (OSError, smtplib.SMTPException) as exc:
         log.error("Email to %s was not sent; SMTP failed: %s", recipient, exc)
         return False
     with sec.engine.begin() as conn:
         conn.execute(update(outbox).where(outbox.c.id == message_id).values(sent=now()))
     return True
-
-
-def _smtp_send(url: str, sender: str, recipient: str, subject: str, body: str) -> None:
-    parts = urlsplit(url)
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, recipient, subject
-    message.set_content(body)
-    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname or "localhost", parts.port or 0, timeout=10) as smtp:
-        if parts.scheme == "smtp" and smtp.has_extn("starttls"):
-            smtp.starttls()
-        if parts.username:
-            smtp.login(unquote(parts.username), unquote(parts.password or ""))
-        smtp.send_message(message)
 
 
 def read_outbox(sec: Security, recipient: str | None = None) -> list[dict[str, Any]]:

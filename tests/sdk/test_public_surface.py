@@ -85,6 +85,7 @@ def test_sdk_exports_exactly_this() -> None:
         "read_dicom_instance",
         "search",
         "sign_log_head",
+        "smtp_send",
         "snapshot",
         "store_dicom_instance",
         "system_for",

@@ -25,6 +25,8 @@ class Received:
 class _State:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    offer_starttls: bool = False
+    verbs: list[str] = field(default_factory=list)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -42,10 +44,16 @@ class _Handler(socketserver.StreamRequestHandler):
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            verb = line[:4].upper()
+            verb = line.split(" ", 1)[0].upper()
+            with self.server.state.lock:
+                self.server.state.verbs.append(verb)
             if verb == "EHLO":
                 self.reply("250-localhost")
+                if self.server.state.offer_starttls:
+                    self.reply("250-STARTTLS")
                 self.reply("250 8BITMIME")
+            elif verb == "STARTTLS":  # offered to see that clients ask; no TLS here
+                self.reply("454 TLS not available here")
             elif verb == "HELO":
                 self.reply("250 localhost")
             elif verb == "MAIL":
@@ -81,11 +89,13 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class SmtpReceiver:
-    """``with SmtpReceiver(port) as smtp:`` serves on 127.0.0.1:port; ``smtp.received``."""
+    """``with SmtpReceiver(port) as smtp:`` serves on 127.0.0.1:port; ``smtp.received``, and
+    the commands clients sent (``smtp.verbs``). ``offer_starttls`` advertises STARTTLS (and
+    refuses it: there is no certificate here), to see that a client asks for it."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, offer_starttls: bool = False) -> None:
         self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.state = _State()
+        self._server.state = _State(offer_starttls=offer_starttls)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -93,6 +103,11 @@ class SmtpReceiver:
     def received(self) -> list[Received]:
         with self._server.state.lock:
             return list(self._server.state.received)
+
+    @property
+    def verbs(self) -> list[str]:
+        with self._server.state.lock:
+            return list(self._server.state.verbs)
 
     def __enter__(self) -> SmtpReceiver:
         self._thread.start()
