@@ -19,6 +19,11 @@ reads the version log from there. The writer only wakes the threads (the core's
   which a loading client's transaction Bundles hold most of the time, and a worker that waited
   for it after each batch fell seconds behind the log. A consumer whose work becomes durable
   after ``handle`` returns (``Consumer.durable``) has its cursor saved only up to that point.
+  Saves are at least :data:`CURSOR_SAVE_EVERY_S` apart: each is a write transaction, and every
+  consumer's batch asked for one.
+* Batching under load: a consumer with ``linger_s`` is delivered at most once per
+  ``linger_s`` while versions keep coming (a projection that may lag takes batches of
+  hundreds of versions instead of one per commit); ``wait_idle`` cuts the wait short.
 * Isolation: one thread per consumer. A failing consumer is retried from the same position
   with exponential back-off (up to :data:`MAX_BACKOFF_S`); one that hangs holds only its own
   thread and is reported stalled by ``/healthz`` once past its ``timeout_s``. Others go on.
@@ -62,6 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fhirhub.dispatcher")
 
 POLL_S = 1.0  # also picks up versions committed by other processes
+#: The least time between two saves of the cursors (a crash re-delivers at most this much
+#: more: delivery is at least once).
+CURSOR_SAVE_EVERY_S = 0.1
 MAX_BACKOFF_S = 60.0
 
 
@@ -166,8 +174,12 @@ class _Worker:
         self.status = ConsumerStatus(consumer.name, cursor, timeout_s=consumer.timeout_s)
         self.position = cursor
         self._wake = threading.Event()
+        #: Set by ``hurry``: the linger is cut short (``wait_idle``, shutdown).
+        self._hurry = threading.Event()
         self.idle = threading.Event()
         self._retry_at = 0.0
+        #: When the last batch that reached the head of the log was delivered (``linger_s``).
+        self._delivered_at = -1e9
         self._thread = threading.Thread(
             target=self._run, name=f"fhirhub-consumer-{consumer.name}", daemon=True
         )
@@ -179,7 +191,13 @@ class _Worker:
         self.idle.clear()
         self._wake.set()
 
+    def hurry(self) -> None:
+        """Deliver what is there now, without lingering."""
+        self._hurry.set()
+        self.wake()
+
     def join(self, timeout: float) -> None:
+        self._hurry.set()
         self._wake.set()
         self._thread.join(timeout=timeout)
 
@@ -192,6 +210,13 @@ class _Worker:
             if delay > 0:
                 stop.wait(delay)
                 continue
+            # A steady feed: let versions gather until linger_s after the last delivery.
+            linger = self._delivered_at + self.consumer.linger_s - time.monotonic()
+            if linger > 0:
+                self._hurry.wait(linger)
+            self._hurry.clear()
+            if stop.is_set():
+                break
             try:
                 more = self._step()
             except Exception:  # the worker must survive anything (e.g. a database restart)
@@ -259,7 +284,10 @@ class _Worker:
         self.status.delivered += len(wanted)
         self.status.failures = 0
         self.status.last_error = None
-        return len(batch) == consumer.batch_size
+        full = len(batch) == consumer.batch_size
+        # A backlog is read without lingering; the batch that reaches the head starts it.
+        self._delivered_at = -1e9 if full else time.monotonic()
+        return full
 
 
 class _CursorWriter:
@@ -269,6 +297,7 @@ class _CursorWriter:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -280,7 +309,13 @@ class _CursorWriter:
     def wake(self) -> None:
         self._wake.set()
 
+    def hurry(self) -> None:
+        """Save now, without waiting for :data:`CURSOR_SAVE_EVERY_S` (``wait_idle``)."""
+        self._hurry.set()
+        self._wake.set()
+
     def join(self, timeout: float) -> None:
+        self._hurry.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
@@ -293,6 +328,10 @@ class _CursorWriter:
             pending = self.save()
             # A consumer with work not yet durable is looked at again shortly.
             self._wake.wait(timeout=POLL_S if pending else None)
+            # Every consumer's batch wakes this thread; under a load, one save (a write
+            # transaction, which on SQLite makes the sources' writers wait) per interval.
+            self._hurry.wait(CURSOR_SAVE_EVERY_S)
+            self._hurry.clear()
         self.save()  # what was handled before the stop
 
     def save(self) -> bool:
@@ -430,8 +469,8 @@ class Dispatcher:
             if not lagging:
                 return True
             for worker in lagging:
-                worker.wake()
-            self.cursors.wake()
+                worker.hurry()
+            self.cursors.hurry()
             lagging[0].idle.wait(timeout=0.05)
         return False
 

@@ -42,6 +42,9 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             batch_size=500,
             types=INDEXED_TYPES,
             reset=index.clear,
+            # A retrieval index may lag half a second: under a load, batches of hundreds of
+            # versions instead of one transaction per committed Bundle.
+            linger_s=0.5,
         )
     ]
 

@@ -403,3 +403,49 @@ def test_a_consumer_failing_part_way_is_retried_after_what_it_handled(
     assert failed[0]
     assert len(handed) == 3 and handed == sorted(set(handed))  # none twice, in order
     hub.close()
+
+
+def test_a_lingering_consumer_takes_a_steady_feed_in_few_batches(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """``linger_s``: a lone write is delivered at once; writes that keep coming are gathered
+    into batches at least ``linger_s`` apart; ``wait_idle`` does not wait for the linger."""
+    from fhirhub.sdk import Consumer
+
+    batches: list[tuple[float, int]] = []
+
+    class Gatherer:
+        PLUGIN_NAME = "gatherer"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [
+                Consumer(
+                    "gatherer",
+                    lambda versions: batches.append((time.monotonic(), len(versions))),
+                    types=frozenset({"Patient"}),
+                    linger_s=0.4,
+                )
+            ]
+
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Gatherer()])
+    with TestClient(create_app(hub=hub)) as client:
+        sent = time.monotonic()
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="lone")), headers=FHIR)
+        deadline = time.monotonic() + 10
+        while not batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batches and batches[0][0] - sent < 0.3  # after a quiet spell: at once
+        started = time.monotonic()
+        for n in range(60):  # a steady feed for about a second and a half
+            client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"f{n}")), headers=FHIR)
+            time.sleep(0.025)
+        waited = time.monotonic()
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        assert time.monotonic() - waited < 0.35  # hurried, not lingering
+    hub.close()
+    feed = [(at, size) for at, size in batches[1:]]
+    assert sum(size for _, size in batches) == 61
+    assert len(feed) <= (waited - started) / 0.4 + 2, feed  # one per commit would be 60
+    gaps = [b[0] - a[0] for a, b in zip(feed, feed[1:], strict=False)]
+    assert all(gap >= 0.35 for gap in gaps[:-1]), gaps  # the last one may be hurried
