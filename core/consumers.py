@@ -49,7 +49,8 @@ class Consumer:
     of one Bundle. A version after a quiet spell (no delivery within ``linger_s``) is
     delivered at once, and a backlog (full batches) is read without pause. For projections
     that may lag a little (a search index); 0 (the default) for consumers whose latency
-    matters (notifications).
+    matters (notifications). A function is asked before each delivery: a consumer with
+    nothing to do for now (no active subscription) can linger until it has.
     """
 
     name: str
@@ -60,7 +61,7 @@ class Consumer:
     reset: Callable[[], None] | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     durable: Callable[[], int] | None = None
-    linger_s: float = 0.0
+    linger_s: float | Callable[[], float] = 0.0
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,14 @@ class _Worker:
                 stop.wait(delay)
                 continue
             # A steady feed: let versions gather until linger_s after the last delivery.
-            linger = self._delivered_at + self.consumer.linger_s - time.monotonic()
+            linger_s = self.consumer.linger_s
+            if callable(linger_s):
+                try:
+                    linger_s = linger_s()
+                except Exception:  # a plugin's bug never stops its delivery
+                    log.exception("Consumer %s: linger_s() failed", self.consumer.name)
+                    linger_s = 0.0
+            linger = self._delivered_at + linger_s - time.monotonic()
             if linger > 0:
                 self._hurry.wait(linger)
             self._hurry.clear()
