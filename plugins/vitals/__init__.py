@@ -73,6 +73,8 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             types=frozenset({"Observation", "Task", "Condition", "Goal"}),
             batch_size=BATCH_SIZE,
             reset=lambda: clear_readings(service),
+            # Under a steady feed, batches of many patients (``batch_pause_ms``).
+            linger_s=service.linger_s,
         )
     ]
 

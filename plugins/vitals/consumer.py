@@ -98,14 +98,12 @@ def handle_versions(
     short by the batch size (default: it holds :data:`BATCH_SIZE` versions); then the set of
     its last vital sign waits for the next batch, where the rest of its transaction is.
 
-    After a batch that scored several sets (a steady feed) it pauses ``batch_pause_ms``: the
-    next batch then holds many patients, whose scores share one transaction and one lookup of
-    each kind. A lone set (a nurse at one bedside, the first after a quiet spell) is scored and
-    alerted at once, and so is the set after it."""
+    A batch that scored several sets (a steady feed) makes the next delivery linger
+    ``batch_pause_ms`` (:meth:`VitalsService.linger_s`): the next batch then holds many
+    patients, whose scores share one transaction and one lookup of each kind."""
     if full is None:
         full = len(versions) >= BATCH_SIZE
-    if _handle(service, versions, full) >= STEADY_SETS and service.settings.batch_pause_ms > 0:
-        time.sleep(service.settings.batch_pause_ms / 1000.0)
+    service.steady = _handle(service, versions, full) >= STEADY_SETS
 
 
 def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: bool) -> int:

@@ -54,6 +54,15 @@ class VitalsService:
         self.names = Lru()
         #: Whether a set waits in ``vitals_pending`` (None: not looked yet).
         self.has_pending: bool | None = None
+        #: Whether the last batch scored several sets (a steady feed: the next one lingers).
+        self.steady = False
+
+    def linger_s(self) -> float:
+        """The consumer's ``linger_s``: ``batch_pause_ms`` after a batch that scored several
+        sets, so a steady feed is scored many patients per batch; 0 otherwise, so a lone set
+        (a nurse at one bedside, the first after a quiet spell) is scored at once, and so is
+        the set after it."""
+        return self.settings.batch_pause_ms / 1000.0 if self.steady else 0.0
 
 
 _services: HubLocal[VitalsService] = HubLocal("vitals.service")
