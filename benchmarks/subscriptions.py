@@ -30,6 +30,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -188,6 +189,46 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not start")
 
 
+def cpu_of(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of process ``pid``, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Thread id -> Python thread name, from ``py-spy dump`` when it is installed."""
+    spy = Path(sys.executable).parent / "py-spy"
+    try:
+        out = subprocess.run(
+            [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[int, str] = {}
+    for line in out.splitlines():
+        if line.startswith("Thread ") and '"' in line:
+            names[int(line.split()[1])] = line.split('"')[1]
+    return names
+
+
+def cpu_by_thread(before: dict[int, float], after: dict[int, float], pid: int) -> dict[str, float]:
+    """CPU seconds spent between two ``cpu_of`` snapshots, per thread name (pool workers'
+    numbered names grouped)."""
+    names = thread_names(pid)
+    split: dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid, "(native)").rstrip("0123456789_").rstrip("-_ ")
+        split[name] = split.get(name, 0.0) + seconds - before.get(tid, 0.0)
+    return {k: round(v, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -242,11 +283,46 @@ def run_once(
                 last = max((instant_seconds(s) for s in stamps), default=received)
                 commits.update(dict.fromkeys(stamps, (last, received)))
 
+            spy = None
+            if profile := os.environ.get("BENCH_PYSPY_DIR"):  # py-spy record of the hub
+                out = Path(profile) / f"hub-{subscriptions}-{time.time():.0f}.txt"
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-t"]
+                    + os.environ.get("BENCH_PYSPY_ARGS", "").split()
+                    + ["-f", "raw", "-o", str(out), "--pid", str(server.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)
+            cpu_start = cpu_of(server.pid)
             start, started = time.perf_counter(), time.time()
             with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(post, bundles))
             ingest_s = time.perf_counter() - start
+            cpu_ingest = cpu_of(server.pid)
             drained_s = float("nan")
+            if subscriptions:
+                # The hub's CPU is taken once nothing arrived for a second, before the
+                # $status requests below (which cost the hub CPU of their own).
+                count, quiet_since = -1, time.monotonic()
+                while time.monotonic() - quiet_since < 1.0:
+                    time.sleep(0.05)
+                    if (now_count := receiver.events) != count:
+                        count, quiet_since = now_count, time.monotonic()
+            cpu_drained = cpu_of(server.pid)
+            # Then until the hub is idle (the other plugins' consumers catch up after a load
+            # too): the CPU the whole load cost the hub, comparable with and without.
+            cpu_settled = cpu_drained
+            for _ in range(120):
+                time.sleep(0.5)
+                cpu_now = cpu_of(server.pid)
+                if sum(cpu_now.values()) - sum(cpu_settled.values()) < 0.03:
+                    break
+                cpu_settled = cpu_now
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            threads = cpu_by_thread(cpu_start, cpu_settled, server.pid)
             if subscriptions:
                 expected = _expected_events(client, subscriptions)
                 deadline = time.monotonic() + 600
@@ -285,6 +361,11 @@ def run_once(
     return {
         "subscriptions": subscriptions,
         "ingest_s": ingest_s,
+        # The hub process's CPU seconds during the load, and until every event was received.
+        "hub_cpu_ingest_s": sum(cpu_ingest.values()) - sum(cpu_start.values()),
+        "hub_cpu_drained_s": sum(cpu_drained.values()) - sum(cpu_start.values()),
+        "hub_cpu_settled_s": sum(cpu_settled.values()) - sum(cpu_start.values()),
+        "hub_cpu_by_thread_s": threads,
         "all_delivered_s": drained_s,
         "events": events,
         "load_latency_ms": load_latencies,
@@ -446,6 +527,14 @@ def main() -> int:
         "ingest_s_without": plain,
         "ingest_s_with": [r["ingest_s"] for r in subscribed],
         "slowdown_ratio": ratios,
+        "hub_cpu_ingest_s_without": [r["hub_cpu_ingest_s"] for r in runs if not r["subscriptions"]],
+        "hub_cpu_ingest_s_with": [r["hub_cpu_ingest_s"] for r in subscribed],
+        "hub_cpu_drained_s_with": [r["hub_cpu_drained_s"] for r in subscribed],
+        "hub_cpu_settled_s_without": [
+            r["hub_cpu_settled_s"] for r in runs if not r["subscriptions"]
+        ],
+        "hub_cpu_settled_s_with": [r["hub_cpu_settled_s"] for r in subscribed],
+        "hub_cpu_by_thread_s": [r["hub_cpu_by_thread_s"] for r in runs],
         "slowdown_ratio_median": statistics.median(ratios),
         "all_delivered_s": [r["all_delivered_s"] for r in subscribed],
         "events_per_round": [r["events"] for r in subscribed],

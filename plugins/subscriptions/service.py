@@ -197,7 +197,10 @@ class SubscriptionService:
             for r in rows
         ]
 
-    def bundle(self, state: State, notification_type: str, events: list[Event]) -> dict[str, Any]:
+    def bundle(
+        self, state: State, notification_type: str, events: list[Event], *, raw: bool = False
+    ) -> dict[str, Any]:
+        """The notification Bundle of ``events`` (``raw``: see ``notification_bundle``)."""
         return notification_bundle(
             state.spec,
             state.status,
@@ -206,6 +209,7 @@ class SubscriptionService:
             events,
             base_url=self.hub.base_url,
             error=state.last_error if state.status == "error" else None,
+            raw=raw,
         )
 
     # -- following the log -----------------------------------------------------------------
@@ -408,7 +412,7 @@ class SubscriptionService:
         """The live message of a websocket subscription's events: their notification Bundle
         serialised once (``text``), however many clients are bound."""
         counted = replace(state, event_count=max(state.event_count, events[-1].number))
-        bundle = self.bundle(counted, "event-notification", events)
+        bundle = self.bundle(counted, "event-notification", events, raw=True)
         return {
             "subscription": state.id,
             "numbers": [e.number for e in events],
