@@ -51,6 +51,8 @@ class Deliverer:
         self.settings = service.settings
         self._stop = threading.Event()
         self._busy: set[str] = set()
+        #: Busy subscriptions the picking thread found due: looked at again when served.
+        self._recheck: set[str] = set()
         self._busy_lock = threading.Lock()
         self._leases: dict[str, float] = {}  # subscription id -> when our claim lapses
         # Successful sends not yet written (subscription id -> (delivered, sent at)): written
@@ -161,10 +163,12 @@ class Deliverer:
                 with self._busy_lock:
                     busy = set(self._busy)
                 for state in self._due(time.time()):
-                    if state.id in busy:
-                        continue
                     with self._busy_lock:
                         if state.id in self._busy:
+                            self._recheck.add(state.id)  # its worker wakes this thread
+                            continue
+                        if state.id in busy:  # done since the read: read again
+                            wake.set()
                             continue
                         self._busy.add(state.id)
                     self._pool.submit(self._serve, state.id, state)
@@ -270,9 +274,15 @@ class Deliverer:
         except Exception:
             log.exception("Delivering subscription %s failed", subscription_id)
         finally:
+            # The picking thread is woken only if it found this subscription due while it was
+            # being served: a worker that sent all there was has nothing left to pick (events
+            # numbered later wake the picking thread themselves).
             with self._busy_lock:
                 self._busy.discard(subscription_id)
-            self.service.wake_delivery.set()  # look for more
+                again = subscription_id in self._recheck
+                self._recheck.discard(subscription_id)
+            if again:
+                self.service.wake_delivery.set()
 
     def _claim(self, subscription_id: str) -> bool:
         if self.service.db.is_sqlite:
