@@ -435,20 +435,23 @@ class SubscriptionService:
         after = max(state.created_seq, state.last_seq)
         hits: dict[int, str] = {}
         for trigger in state.spec.triggers:
-            candidates = [v for v in memos.of_type(trigger.resource_type) if v.seq > after]
-            if not candidates:
+            typed = memos.of_type(trigger.resource_type)
+            if not typed or typed[-1].seq <= after:
                 continue
             owner = self.owner(state.id, state.tenant)
-            live = [
-                v for v in candidates if not v.deleted and _interaction(v) in trigger.interactions
-            ]
+            # seq -> interaction of the batch's versions the trigger fires on (shared by the
+            # subscriptions of the batch; those that took effect inside it see a part).
+            live = memos.live(trigger.resource_type, trigger.interactions)
+            if after >= typed[0].seq:
+                live = {seq: i for seq, i in live.items() if seq > after}
             if live and (matched := memos.matched(owner, trigger)) is not None:
-                for version in live:
-                    if version.seq in matched:
-                        hits[version.seq] = _interaction(version)
+                for seq in matched:
+                    if (interaction := live.get(seq)) is not None:
+                        hits[seq] = interaction
             elif live:
                 searched.add(state.id)
-                wanted = tuple(sorted({v.resource_id for v in live}))
+                by_seq = memos.by_seq
+                wanted = tuple(sorted({by_seq[seq].resource_id for seq in live}))
                 key = (owner, trigger.resource_type, trigger.criteria, wanted)
                 ids = answers.get(key)
                 if ids is None:
@@ -461,12 +464,14 @@ class SubscriptionService:
                         log.error("Subscription %s: criteria failed: %s", state.id, error)
                         ids = set()
                     answers[key] = ids
-                for version in live:
-                    if version.resource_id in ids:
-                        hits[version.seq] = _interaction(version)
+                for seq, interaction in live.items():
+                    if by_seq[seq].resource_id in ids:
+                        hits[seq] = interaction
             if "delete" in trigger.interactions and not trigger.criteria:
-                for version in candidates:
-                    if version.deleted and owner.owns(version.tenant, version.resource_type):
+                for version in typed:
+                    if version.seq <= after or not version.deleted:
+                        continue
+                    if owner.owns(version.tenant, version.resource_type):
                         if owner.patient is None:
                             hits[version.seq] = "delete"
         return [(memos.by_seq[seq], hits[seq]) for seq in sorted(hits)]
@@ -615,12 +620,27 @@ class BatchMemo:
         for version in versions:
             self._by_type.setdefault(version.resource_type, []).append(version)
         self._rows: dict[int, IndexRows] = {}
+        self._live: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
         self._matchers: dict[tuple[str, str], CriteriaMatcher | None] = {}
         self._matched: dict[tuple[str, str, Any], frozenset[int]] = {}
         self._codes: dict[str, set[str]] = {}  # resource type -> parameters read in memory
 
     def of_type(self, resource_type: str) -> list[StoredVersion]:
+        """The batch's versions of a type, in log order."""
         return self._by_type.get(resource_type, [])
+
+    def live(self, resource_type: str, interactions: Iterable[str]) -> dict[int, str]:
+        """``seq`` -> interaction of the batch's versions of a type that are not deletions
+        and whose interaction is one of ``interactions``, in log order (do not modify)."""
+        key = (resource_type, frozenset(interactions))
+        found = self._live.get(key)
+        if found is None:
+            found = self._live[key] = {
+                v.seq: interaction
+                for v in self.of_type(resource_type)
+                if not v.deleted and (interaction := _interaction(v)) in key[1]
+            }
+        return found
 
     def rows(self, version: StoredVersion) -> IndexRows:
         rows = self._rows.get(version.seq)
