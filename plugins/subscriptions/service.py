@@ -450,6 +450,12 @@ class SubscriptionService:
                         hits[seq] = interaction
             elif live:
                 searched.add(state.id)
+                # Only the versions that pass the criteria's in-memory part are searched for
+                # (none: no search at all).
+                if (passing := memos.passing(trigger.resource_type, trigger.criteria)) is not None:
+                    live = {seq: i for seq, i in live.items() if seq in passing}
+                    if not live:
+                        continue
                 by_seq = memos.by_seq
                 wanted = tuple(sorted({by_seq[seq].resource_id for seq in live}))
                 key = (owner, trigger.resource_type, trigger.criteria, wanted)
@@ -621,6 +627,8 @@ class BatchMemo:
             self._by_type.setdefault(version.resource_type, []).append(version)
         self._rows: dict[int, IndexRows] = {}
         self._live: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
+        self._prefilters: dict[tuple[str, str], CriteriaMatcher | None] = {}
+        self._passing: dict[tuple[str, str], frozenset[int]] = {}
         self._matchers: dict[tuple[str, str], CriteriaMatcher | None] = {}
         self._matched: dict[tuple[str, str, Any], frozenset[int]] = {}
         self._codes: dict[str, set[str]] = {}  # resource type -> parameters read in memory
@@ -659,12 +667,51 @@ class BatchMemo:
                 self._codes.setdefault(resource_type, set()).update(matcher.params)
         return self._matchers[key]
 
+    def prefilter(self, resource_type: str, criteria: str) -> CriteriaMatcher | None:
+        """What of ``criteria`` can be tested in memory: all of it (its matcher), or the
+        parameters among them that can (a version failing them cannot match the whole, all
+        parameters having to hold); None when none can."""
+        matcher = self.matcher(resource_type, criteria)
+        if matcher is not None:
+            return matcher
+        key = (resource_type, criteria)
+        if key not in self._prefilters:
+            simple = [
+                part
+                for part in criteria.split("&")
+                if part and criteria_matcher(self.hub, resource_type, part) is not None
+            ]
+            found = self._prefilters[key] = (
+                criteria_matcher(self.hub, resource_type, "&".join(simple)) if simple else None
+            )
+            if found is not None:
+                self._codes.setdefault(resource_type, set()).update(found.params)
+        return self._prefilters[key]
+
+    def passing(self, resource_type: str, criteria: str) -> frozenset[int] | None:
+        """The ``seq`` of the batch's live versions of the type that pass ``prefilter`` (no
+        access checked: the search that follows checks it); None without a prefilter."""
+        prefilter = self.prefilter(resource_type, criteria)
+        if prefilter is None:
+            return None
+        key = (resource_type, criteria)
+        found = self._passing.get(key)
+        if found is None:
+            found = self._passing[key] = frozenset(
+                version.seq
+                for version in self.of_type(resource_type)
+                if not version.deleted
+                and prefilter.matches(version.resource_id, self.rows(version))
+            )
+        return found
+
     def prepare(self, triggers: Iterable[Trigger]) -> None:
-        """Compile every trigger's criteria before any rows are extracted, so that each
-        version's rows are extracted once, of the parameters some criteria read."""
+        """Compile every trigger's criteria (or their in-memory part) before any rows are
+        extracted, so that each version's rows are extracted once, of the parameters some
+        criteria read."""
         for trigger in triggers:
             if trigger.resource_type in self._by_type:
-                self.matcher(trigger.resource_type, trigger.criteria)
+                self.prefilter(trigger.resource_type, trigger.criteria)
 
     def matched(self, owner: Access, trigger: Trigger) -> frozenset[int] | None:
         """The ``seq`` of the batch's live versions of the trigger's type that match its
