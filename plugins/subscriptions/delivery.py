@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.notifications import Event
@@ -195,15 +195,17 @@ class Deliverer:
         if not sent:
             return
         s = model.state.c
-        written: dict[str, int] = {}
-        with self.service.db.begin() as conn:
-            for sid, (delivered, at) in sent.items():
-                written[sid] = self._storable(sid, delivered)
-                conn.execute(
-                    update(model.state)
-                    .where(s.id == sid, s.delivered < written[sid])
-                    .values(delivered=written[sid], last_sent_at=at)
-                )
+        written = {sid: self._storable(sid, delivered) for sid, (delivered, _) in sent.items()}
+        with self.service.db.begin() as conn:  # one statement, however many subscriptions
+            conn.execute(
+                update(model.state)
+                .where(s.id == bindparam("sid"), s.delivered < bindparam("below"))
+                .values(delivered=bindparam("number"), last_sent_at=bindparam("at")),
+                [
+                    {"sid": sid, "below": written[sid], "number": written[sid], "at": at}
+                    for sid, (_, at) in sent.items()
+                ],
+            )
         # Forgotten only once written in full, and only if no newer send was recorded
         # meanwhile: a reader always sees max(stored, recorded) >= what was really delivered.
         with self._sent_lock:
