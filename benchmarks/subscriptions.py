@@ -17,6 +17,14 @@ flush of its rows lies between) and precedes the client's receipt of the respons
 (``latency_under_load_ms``, the figure compared with the target) and ``receipt - response
 received`` a lower bound (``latency_under_load_lower_ms``).
 
+The hub's CPU seconds (user + system, from /proc) are reported too, the machine being shared:
+during the load (``hub_cpu_ingest_s``), until the last event arrived (``hub_cpu_drained_s``)
+and until the hub went idle, the other plugins' consumers included (``hub_cpu_settled_s``,
+the figure to compare with and without), with the split per thread (names from ``py-spy
+dump``); ``notifications_per_round`` counts the POSTs that carried events. With
+``BENCH_PYSPY_DIR=dir`` each run's hub is recorded by ``py-spy record -r 50`` (raw format,
+extra options in ``BENCH_PYSPY_ARGS``).
+
     .venv/bin/python benchmarks/subscriptions.py                  # 20 bundles, 2 rounds
     .venv/bin/python benchmarks/subscriptions.py --limit 100 --rounds 3
     .venv/bin/python benchmarks/subscriptions.py --websockets 1000   # websocket fan-out only
@@ -112,6 +120,11 @@ class Receiver:
         return int(self._ask("count"))
 
     @property
+    def posts(self) -> int:
+        """Notifications carrying events received since the last reset."""
+        return int(self._ask("posts"))
+
+    @property
     def received(self) -> list[tuple[float, str]]:
         """(receipt time, event timestamp) of each event since the last reset."""
         return list(self._ask("dump"))
@@ -120,6 +133,7 @@ class Receiver:
 def _receive(conn: Any) -> None:
     """The receiver process: an HTTP server, and commands from the benchmark on ``conn``."""
     received: list[tuple[float, str]] = []
+    posts = [0]  # notifications (POSTs) since the last reset
     since = [0.0]
     lock = threading.Lock()
 
@@ -141,7 +155,9 @@ def _receive(conn: Any) -> None:
                 if part["name"] == "timestamp"
             ]
             with lock:
-                received.extend((now, s) for s in stamps if instant_seconds(s) >= since[0])
+                fresh = [(now, s) for s in stamps if instant_seconds(s) >= since[0]]
+                received.extend(fresh)
+                posts[0] += bool(fresh)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -155,12 +171,15 @@ def _receive(conn: Any) -> None:
         with lock:
             if command == "reset":
                 received.clear()
+                posts[0] = 0
                 since[0] = time.time()
                 conn.send(None)
             elif command == "count":
                 conn.send(len(received))
             elif command == "dump":
                 conn.send(list(received))
+            elif command == "posts":
+                conn.send(posts[0])
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -329,6 +348,7 @@ def run_once(
                 while receiver.events < expected and time.monotonic() < deadline:
                     time.sleep(0.05)
             received = receiver.received
+            posts = receiver.posts
             if subscriptions:
                 # When the last event arrived (the wait for $status to settle is not counted).
                 drained_s = max((t for t, _ in received), default=started) - started
@@ -368,6 +388,7 @@ def run_once(
         "hub_cpu_by_thread_s": threads,
         "all_delivered_s": drained_s,
         "events": events,
+        "notifications": posts,
         "load_latency_ms": load_latencies,
         "load_lower_ms": [x for x in load_lower if x == x],
         "load_version_ms": load_version,
@@ -538,6 +559,7 @@ def main() -> int:
         "slowdown_ratio_median": statistics.median(ratios),
         "all_delivered_s": [r["all_delivered_s"] for r in subscribed],
         "events_per_round": [r["events"] for r in subscribed],
+        "notifications_per_round": [r["notifications"] for r in subscribed],
         "latency_under_load_ms": {
             "p50": percentile(load, 0.5),
             "p99": percentile(load, 0.99),
