@@ -17,6 +17,14 @@ flush of its rows lies between) and precedes the client's receipt of the respons
 (``latency_under_load_ms``, the figure compared with the target) and ``receipt - response
 received`` a lower bound (``latency_under_load_lower_ms``).
 
+The hub's CPU seconds (user + system, from /proc) are reported too, the machine being shared:
+during the load (``hub_cpu_ingest_s``), until the last event arrived (``hub_cpu_drained_s``)
+and until the hub went idle, the other plugins' consumers included (``hub_cpu_settled_s``,
+the figure to compare with and without), with the split per thread (names from ``py-spy
+dump``); ``notifications_per_round`` counts the POSTs that carried events. With
+``BENCH_PYSPY_DIR=dir`` each run's hub is recorded by ``py-spy record -r 50`` (raw format,
+extra options in ``BENCH_PYSPY_ARGS``).
+
     .venv/bin/python benchmarks/subscriptions.py                  # 20 bundles, 2 rounds
     .venv/bin/python benchmarks/subscriptions.py --limit 100 --rounds 3
     .venv/bin/python benchmarks/subscriptions.py --websockets 1000   # websocket fan-out only
@@ -30,6 +38,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -111,6 +120,11 @@ class Receiver:
         return int(self._ask("count"))
 
     @property
+    def posts(self) -> int:
+        """Notifications carrying events received since the last reset."""
+        return int(self._ask("posts"))
+
+    @property
     def received(self) -> list[tuple[float, str]]:
         """(receipt time, event timestamp) of each event since the last reset."""
         return list(self._ask("dump"))
@@ -119,6 +133,7 @@ class Receiver:
 def _receive(conn: Any) -> None:
     """The receiver process: an HTTP server, and commands from the benchmark on ``conn``."""
     received: list[tuple[float, str]] = []
+    posts = [0]  # notifications (POSTs) since the last reset
     since = [0.0]
     lock = threading.Lock()
 
@@ -140,7 +155,9 @@ def _receive(conn: Any) -> None:
                 if part["name"] == "timestamp"
             ]
             with lock:
-                received.extend((now, s) for s in stamps if instant_seconds(s) >= since[0])
+                fresh = [(now, s) for s in stamps if instant_seconds(s) >= since[0]]
+                received.extend(fresh)
+                posts[0] += bool(fresh)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -154,12 +171,15 @@ def _receive(conn: Any) -> None:
         with lock:
             if command == "reset":
                 received.clear()
+                posts[0] = 0
                 since[0] = time.time()
                 conn.send(None)
             elif command == "count":
                 conn.send(len(received))
             elif command == "dump":
                 conn.send(list(received))
+            elif command == "posts":
+                conn.send(posts[0])
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -186,6 +206,46 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError("server did not start")
+
+
+def cpu_of(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of process ``pid``, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Thread id -> Python thread name, from ``py-spy dump`` when it is installed."""
+    spy = Path(sys.executable).parent / "py-spy"
+    try:
+        out = subprocess.run(
+            [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[int, str] = {}
+    for line in out.splitlines():
+        if line.startswith("Thread ") and '"' in line:
+            names[int(line.split()[1])] = line.split('"')[1]
+    return names
+
+
+def cpu_by_thread(before: dict[int, float], after: dict[int, float], pid: int) -> dict[str, float]:
+    """CPU seconds spent between two ``cpu_of`` snapshots, per thread name (pool workers'
+    numbered names grouped)."""
+    names = thread_names(pid)
+    split: dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid, "(native)").rstrip("0123456789_").rstrip("-_ ")
+        split[name] = split.get(name, 0.0) + seconds - before.get(tid, 0.0)
+    return {k: round(v, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 0.01}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -242,17 +302,53 @@ def run_once(
                 last = max((instant_seconds(s) for s in stamps), default=received)
                 commits.update(dict.fromkeys(stamps, (last, received)))
 
+            spy = None
+            if profile := os.environ.get("BENCH_PYSPY_DIR"):  # py-spy record of the hub
+                out = Path(profile) / f"hub-{subscriptions}-{time.time():.0f}.txt"
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-t"]
+                    + os.environ.get("BENCH_PYSPY_ARGS", "").split()
+                    + ["-f", "raw", "-o", str(out), "--pid", str(server.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)
+            cpu_start = cpu_of(server.pid)
             start, started = time.perf_counter(), time.time()
             with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(post, bundles))
             ingest_s = time.perf_counter() - start
+            cpu_ingest = cpu_of(server.pid)
             drained_s = float("nan")
+            if subscriptions:
+                # The hub's CPU is taken once nothing arrived for a second, before the
+                # $status requests below (which cost the hub CPU of their own).
+                count, quiet_since = -1, time.monotonic()
+                while time.monotonic() - quiet_since < 1.0:
+                    time.sleep(0.05)
+                    if (now_count := receiver.events) != count:
+                        count, quiet_since = now_count, time.monotonic()
+            cpu_drained = cpu_of(server.pid)
+            # Then until the hub is idle (the other plugins' consumers catch up after a load
+            # too): the CPU the whole load cost the hub, comparable with and without.
+            cpu_settled = cpu_drained
+            for _ in range(120):
+                time.sleep(0.5)
+                cpu_now = cpu_of(server.pid)
+                if sum(cpu_now.values()) - sum(cpu_settled.values()) < 0.03:
+                    break
+                cpu_settled = cpu_now
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            threads = cpu_by_thread(cpu_start, cpu_settled, server.pid)
             if subscriptions:
                 expected = _expected_events(client, subscriptions)
                 deadline = time.monotonic() + 600
                 while receiver.events < expected and time.monotonic() < deadline:
                     time.sleep(0.05)
             received = receiver.received
+            posts = receiver.posts
             if subscriptions:
                 # When the last event arrived (the wait for $status to settle is not counted).
                 drained_s = max((t for t, _ in received), default=started) - started
@@ -285,8 +381,14 @@ def run_once(
     return {
         "subscriptions": subscriptions,
         "ingest_s": ingest_s,
+        # The hub process's CPU seconds during the load, and until every event was received.
+        "hub_cpu_ingest_s": sum(cpu_ingest.values()) - sum(cpu_start.values()),
+        "hub_cpu_drained_s": sum(cpu_drained.values()) - sum(cpu_start.values()),
+        "hub_cpu_settled_s": sum(cpu_settled.values()) - sum(cpu_start.values()),
+        "hub_cpu_by_thread_s": threads,
         "all_delivered_s": drained_s,
         "events": events,
+        "notifications": posts,
         "load_latency_ms": load_latencies,
         "load_lower_ms": [x for x in load_lower if x == x],
         "load_version_ms": load_version,
@@ -446,9 +548,18 @@ def main() -> int:
         "ingest_s_without": plain,
         "ingest_s_with": [r["ingest_s"] for r in subscribed],
         "slowdown_ratio": ratios,
+        "hub_cpu_ingest_s_without": [r["hub_cpu_ingest_s"] for r in runs if not r["subscriptions"]],
+        "hub_cpu_ingest_s_with": [r["hub_cpu_ingest_s"] for r in subscribed],
+        "hub_cpu_drained_s_with": [r["hub_cpu_drained_s"] for r in subscribed],
+        "hub_cpu_settled_s_without": [
+            r["hub_cpu_settled_s"] for r in runs if not r["subscriptions"]
+        ],
+        "hub_cpu_settled_s_with": [r["hub_cpu_settled_s"] for r in subscribed],
+        "hub_cpu_by_thread_s": [r["hub_cpu_by_thread_s"] for r in runs],
         "slowdown_ratio_median": statistics.median(ratios),
         "all_delivered_s": [r["all_delivered_s"] for r in subscribed],
         "events_per_round": [r["events"] for r in subscribed],
+        "notifications_per_round": [r["notifications"] for r in subscribed],
         "latency_under_load_ms": {
             "p50": percentile(load, 0.5),
             "p99": percentile(load, 0.99),

@@ -93,6 +93,7 @@ def main() -> int:
     for version in singles:
         service.handle_versions([version])
     per_single = (time.process_time() - start) / len(singles) * 1000
+    service.wait_stored()  # the writer thread stores the last batches
     with hub.store.read() as conn:
         events = conn.exec_driver_sql("SELECT count(*) FROM subscriptions_event").scalar()
     print(

@@ -25,12 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import httpx
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.notifications import Event
+from fhirhub.plugins.subscriptions.poster import Poster, PostFailed
 from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
@@ -51,6 +51,8 @@ class Deliverer:
         self.settings = service.settings
         self._stop = threading.Event()
         self._busy: set[str] = set()
+        #: Busy subscriptions the picking thread found due: looked at again when served.
+        self._recheck: set[str] = set()
         self._busy_lock = threading.Lock()
         self._leases: dict[str, float] = {}  # subscription id -> when our claim lapses
         # Successful sends not yet written (subscription id -> (delivered, sent at)): written
@@ -66,10 +68,11 @@ class Deliverer:
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
         )
-        # One HTTP client per pool worker: a shared client's connection pool is one lock that
-        # the workers queue on when notifications are many and small.
+        # One HTTP client per pool worker (kept-alive connections of its own): a shared
+        # client's connection pool is one lock that the workers queue on when notifications
+        # are many and small.
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []
+        self._clients: list[Poster] = []
         self._clients_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
@@ -154,12 +157,21 @@ class Deliverer:
             wake.wait(POLL_S)
             wake.clear()
             try:
-                for subscription_id in self._due(time.time()):
+                # A subscription being served while its state is read is left for the next
+                # round (its worker wakes this thread when done): what the worker writes
+                # (failures, a handshake sent) may come after the read.
+                with self._busy_lock:
+                    busy = set(self._busy)
+                for state in self._due(time.time()):
                     with self._busy_lock:
-                        if subscription_id in self._busy:
+                        if state.id in self._busy:
+                            self._recheck.add(state.id)  # its worker wakes this thread
                             continue
-                        self._busy.add(subscription_id)
-                    self._pool.submit(self._serve, subscription_id)
+                        if state.id in busy:  # done since the read: read again
+                            wake.set()
+                            continue
+                        self._busy.add(state.id)
+                    self._pool.submit(self._serve, state.id, state)
             except Exception:  # the database restarting, say: try again shortly
                 log.exception("Picking subscriptions to deliver failed")
                 self._stop.wait(POLL_S)
@@ -183,15 +195,17 @@ class Deliverer:
         if not sent:
             return
         s = model.state.c
-        written: dict[str, int] = {}
-        with self.service.db.begin() as conn:
-            for sid, (delivered, at) in sent.items():
-                written[sid] = self._storable(sid, delivered)
-                conn.execute(
-                    update(model.state)
-                    .where(s.id == sid, s.delivered < written[sid])
-                    .values(delivered=written[sid], last_sent_at=at)
-                )
+        written = {sid: self._storable(sid, delivered) for sid, (delivered, _) in sent.items()}
+        with self.service.db.begin() as conn:  # one statement, however many subscriptions
+            conn.execute(
+                update(model.state)
+                .where(s.id == bindparam("sid"), s.delivered < bindparam("below"))
+                .values(delivered=bindparam("number"), last_sent_at=bindparam("at")),
+                [
+                    {"sid": sid, "below": written[sid], "number": written[sid], "at": at}
+                    for sid, (_, at) in sent.items()
+                ],
+            )
         # Forgotten only once written in full, and only if no newer send was recorded
         # meanwhile: a reader always sees max(stored, recorded) >= what was really delivered.
         with self._sent_lock:
@@ -199,19 +213,35 @@ class Deliverer:
                 if self._sent.get(sid) == value and written[sid] == value[0]:
                     del self._sent[sid]
 
+    def _read_state(self, subscription_id: str) -> State | None:
+        """The subscription's state, its delivered count including what was sent but maybe
+        not yet written (taken before the read: see ``_due``)."""
+        with self._sent_lock:
+            sent = self._sent.get(subscription_id)
+        state = self.service.state(subscription_id)
+        if state is not None and sent is not None:
+            state.delivered = max(state.delivered, sent[0])
+        return state
+
     def _delivered(self, subscription_id: str, stored: int) -> int:
         with self._sent_lock:
             recorded = self._sent.get(subscription_id)
         return max(stored, recorded[0]) if recorded else stored
 
-    def _due(self, now: float) -> list[str]:
-        """Active rest-hook subscriptions with a handshake, events or a heartbeat due."""
+    def _due(self, now: float) -> list[State]:
+        """Active rest-hook subscriptions with a handshake, events or a heartbeat due, as read
+        (a worker starts from this state instead of reading it again)."""
         s = model.state.c
+        # What was sent but maybe not yet written, taken before the rows are read: the flush
+        # writes a send before forgetting it, so each row's delivered count or this copy
+        # holds every send (read the other way round, a flush in between would lose one).
+        with self._sent_lock:
+            recorded = dict(self._sent)
         with self.service.db.read() as conn:
             rows = conn.execute(
-                select(
-                    s.id, s.spec, s.last_sent_at, s.event_count, s.delivered, s.handshake_pending
-                ).where(s.status == "active", s.next_attempt_at <= now, s.lease_until <= now)
+                select(model.state).where(
+                    s.status == "active", s.next_attempt_at <= now, s.lease_until <= now
+                )
             ).all()
         due = []
         for row in rows:
@@ -220,28 +250,41 @@ class Deliverer:
                 continue
             heartbeat = spec.heartbeat_s
             numbered = max(row.event_count, self._queued_last(row.id))
+            sent = recorded.get(row.id)
+            delivered = max(row.delivered, sent[0]) if sent else row.delivered
             if (
-                self._delivered(row.id, row.delivered) < numbered
+                delivered < numbered
                 or row.handshake_pending
                 or (heartbeat and now - row.last_sent_at >= heartbeat)
             ):
-                due.append(row.id)
+                state = State.from_row(row)
+                state.delivered = delivered
+                due.append(state)
         return due
 
     # -- one subscription, on a pool worker ------------------------------------------------
-    def _serve(self, subscription_id: str) -> None:
+    def _serve(self, subscription_id: str, picked: State | None = None) -> None:
         try:
             if self._claim(subscription_id):
+                if not self.service.db.is_sqlite:
+                    # Another process may have sent and recorded more before our claim.
+                    picked = None
                 try:
-                    self._drain(subscription_id)
+                    self._drain(subscription_id, picked)
                 finally:
                     self._release(subscription_id)
         except Exception:
             log.exception("Delivering subscription %s failed", subscription_id)
         finally:
+            # The picking thread is woken only if it found this subscription due while it was
+            # being served: a worker that sent all there was has nothing left to pick (events
+            # numbered later wake the picking thread themselves).
             with self._busy_lock:
                 self._busy.discard(subscription_id)
-            self.service.wake_delivery.set()  # look for more
+                again = subscription_id in self._recheck
+                self._recheck.discard(subscription_id)
+            if again:
+                self.service.wake_delivery.set()
 
     def _claim(self, subscription_id: str) -> bool:
         if self.service.db.is_sqlite:
@@ -268,10 +311,11 @@ class Deliverer:
                 .values(lease_until=0.0)
             )
 
-    def _drain(self, subscription_id: str) -> None:
-        """Send what is due, in order, until the queue is empty or a send fails."""
+    def _drain(self, subscription_id: str, picked: State | None = None) -> None:
+        """Send what is due, in order, until the queue is empty or a send fails (starting
+        from the state the picking thread read, when given)."""
         while not self._stop.is_set():
-            state = self.service.state(subscription_id)
+            state, picked = picked or self._read_state(subscription_id), None
             if state is None or state.status != "active" or state.spec.channel != "rest-hook":
                 return
             now = time.time()
@@ -290,7 +334,7 @@ class Deliverer:
             if events:
                 if events[-1].number > state.event_count:  # handed over, not yet stored
                     state = replace(state, event_count=events[-1].number)
-                bundle = self.service.bundle(state, "event-notification", events)
+                bundle = self.service.bundle(state, "event-notification", events, raw=True)
                 if not self._attempt(state, bundle, events[-1].number) or len(events) < limit:
                     # Sent all there was: events queued since woke the picking thread, which
                     # serves this subscription again once this worker is done with it.
@@ -319,13 +363,11 @@ class Deliverer:
                 )
             self._leases[state.id] = until
         try:
-            response = self._client().post(
-                spec.endpoint, content=orjson.dumps(bundle), headers=headers, timeout=timeout
-            )
-            ok = 200 <= response.status_code < 300
-            problem = None if ok else f"{spec.endpoint} answered {response.status_code}"
-        except httpx.HTTPError as exc:
-            ok, problem = False, f"{spec.endpoint}: {type(exc).__name__}: {exc}"
+            code = self._client().post(spec.endpoint, orjson.dumps(bundle), headers, timeout)
+            ok = 200 <= code < 300
+            problem = None if ok else f"{spec.endpoint} answered {code}"
+        except PostFailed as exc:
+            ok, problem = False, f"{spec.endpoint}: {exc}"
         now = time.time()
         s = model.state.c
         if ok:
@@ -382,10 +424,10 @@ class Deliverer:
             self._schedule_wake(wait)
         return False
 
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
+    def _client(self) -> Poster:
+        client: Poster | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(timeout=self.settings.request_timeout_s)
+            client = self._local.client = Poster(self.settings.request_timeout_s)
             with self._clients_lock:
                 self._clients.append(client)
         return client

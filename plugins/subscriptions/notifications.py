@@ -92,9 +92,12 @@ def notification_bundle(
     *,
     base_url: str,
     error: str | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """A notification Bundle (handshake, heartbeat, event-notification, query-status,
-    query-event) with the payload the subscription asked for."""
+    query-event) with the payload the subscription asked for. With ``raw``, full resources
+    are the stored JSON as ``orjson.Fragment`` (not decoded): for a Bundle that only
+    ``orjson.dumps`` serialises."""
     status_resource = status_parameters(
         spec, status, notification_type, events_since_start, events, base_url=base_url, error=error
     )
@@ -110,7 +113,9 @@ def notification_bundle(
         for event in events:
             entry: dict[str, Any] = {"fullUrl": _full(base_url, event)}
             if spec.payload == "full-resource" and event.content is not None:
-                entry["resource"] = orjson.loads(event.content)
+                entry["resource"] = (
+                    orjson.Fragment(event.content) if raw else orjson.loads(event.content)
+                )
             entry["request"] = _request(event)
             entry["response"] = {"status": _response_status(event)}
             entries.append(entry)

@@ -197,7 +197,10 @@ class SubscriptionService:
             for r in rows
         ]
 
-    def bundle(self, state: State, notification_type: str, events: list[Event]) -> dict[str, Any]:
+    def bundle(
+        self, state: State, notification_type: str, events: list[Event], *, raw: bool = False
+    ) -> dict[str, Any]:
+        """The notification Bundle of ``events`` (``raw``: see ``notification_bundle``)."""
         return notification_bundle(
             state.spec,
             state.status,
@@ -206,6 +209,7 @@ class SubscriptionService:
             events,
             base_url=self.hub.base_url,
             error=state.last_error if state.status == "error" else None,
+            raw=raw,
         )
 
     # -- following the log -----------------------------------------------------------------
@@ -408,7 +412,7 @@ class SubscriptionService:
         """The live message of a websocket subscription's events: their notification Bundle
         serialised once (``text``), however many clients are bound."""
         counted = replace(state, event_count=max(state.event_count, events[-1].number))
-        bundle = self.bundle(counted, "event-notification", events)
+        bundle = self.bundle(counted, "event-notification", events, raw=True)
         return {
             "subscription": state.id,
             "numbers": [e.number for e in events],
@@ -431,20 +435,29 @@ class SubscriptionService:
         after = max(state.created_seq, state.last_seq)
         hits: dict[int, str] = {}
         for trigger in state.spec.triggers:
-            candidates = [v for v in memos.of_type(trigger.resource_type) if v.seq > after]
-            if not candidates:
+            typed = memos.of_type(trigger.resource_type)
+            if not typed or typed[-1].seq <= after:
                 continue
             owner = self.owner(state.id, state.tenant)
-            live = [
-                v for v in candidates if not v.deleted and _interaction(v) in trigger.interactions
-            ]
+            # seq -> interaction of the batch's versions the trigger fires on (shared by the
+            # subscriptions of the batch; those that took effect inside it see a part).
+            live = memos.live(trigger.resource_type, trigger.interactions)
+            if after >= typed[0].seq:
+                live = {seq: i for seq, i in live.items() if seq > after}
             if live and (matched := memos.matched(owner, trigger)) is not None:
-                for version in live:
-                    if version.seq in matched:
-                        hits[version.seq] = _interaction(version)
+                for seq in matched:
+                    if (interaction := live.get(seq)) is not None:
+                        hits[seq] = interaction
             elif live:
                 searched.add(state.id)
-                wanted = tuple(sorted({v.resource_id for v in live}))
+                # Only the versions that pass the criteria's in-memory part are searched for
+                # (none: no search at all).
+                if (passing := memos.passing(trigger.resource_type, trigger.criteria)) is not None:
+                    live = {seq: i for seq, i in live.items() if seq in passing}
+                    if not live:
+                        continue
+                by_seq = memos.by_seq
+                wanted = tuple(sorted({by_seq[seq].resource_id for seq in live}))
                 key = (owner, trigger.resource_type, trigger.criteria, wanted)
                 ids = answers.get(key)
                 if ids is None:
@@ -457,12 +470,14 @@ class SubscriptionService:
                         log.error("Subscription %s: criteria failed: %s", state.id, error)
                         ids = set()
                     answers[key] = ids
-                for version in live:
-                    if version.resource_id in ids:
-                        hits[version.seq] = _interaction(version)
+                for seq, interaction in live.items():
+                    if by_seq[seq].resource_id in ids:
+                        hits[seq] = interaction
             if "delete" in trigger.interactions and not trigger.criteria:
-                for version in candidates:
-                    if version.deleted and owner.owns(version.tenant, version.resource_type):
+                for version in typed:
+                    if version.seq <= after or not version.deleted:
+                        continue
+                    if owner.owns(version.tenant, version.resource_type):
                         if owner.patient is None:
                             hits[version.seq] = "delete"
         return [(memos.by_seq[seq], hits[seq]) for seq in sorted(hits)]
@@ -611,12 +626,29 @@ class BatchMemo:
         for version in versions:
             self._by_type.setdefault(version.resource_type, []).append(version)
         self._rows: dict[int, IndexRows] = {}
+        self._live: dict[tuple[str, frozenset[str]], dict[int, str]] = {}
+        self._prefilters: dict[tuple[str, str], CriteriaMatcher | None] = {}
+        self._passing: dict[tuple[str, str], frozenset[int]] = {}
         self._matchers: dict[tuple[str, str], CriteriaMatcher | None] = {}
         self._matched: dict[tuple[str, str, Any], frozenset[int]] = {}
         self._codes: dict[str, set[str]] = {}  # resource type -> parameters read in memory
 
     def of_type(self, resource_type: str) -> list[StoredVersion]:
+        """The batch's versions of a type, in log order."""
         return self._by_type.get(resource_type, [])
+
+    def live(self, resource_type: str, interactions: Iterable[str]) -> dict[int, str]:
+        """``seq`` -> interaction of the batch's versions of a type that are not deletions
+        and whose interaction is one of ``interactions``, in log order (do not modify)."""
+        key = (resource_type, frozenset(interactions))
+        found = self._live.get(key)
+        if found is None:
+            found = self._live[key] = {
+                v.seq: interaction
+                for v in self.of_type(resource_type)
+                if not v.deleted and (interaction := _interaction(v)) in key[1]
+            }
+        return found
 
     def rows(self, version: StoredVersion) -> IndexRows:
         rows = self._rows.get(version.seq)
@@ -635,12 +667,51 @@ class BatchMemo:
                 self._codes.setdefault(resource_type, set()).update(matcher.params)
         return self._matchers[key]
 
+    def prefilter(self, resource_type: str, criteria: str) -> CriteriaMatcher | None:
+        """What of ``criteria`` can be tested in memory: all of it (its matcher), or the
+        parameters among them that can (a version failing them cannot match the whole, all
+        parameters having to hold); None when none can."""
+        matcher = self.matcher(resource_type, criteria)
+        if matcher is not None:
+            return matcher
+        key = (resource_type, criteria)
+        if key not in self._prefilters:
+            simple = [
+                part
+                for part in criteria.split("&")
+                if part and criteria_matcher(self.hub, resource_type, part) is not None
+            ]
+            found = self._prefilters[key] = (
+                criteria_matcher(self.hub, resource_type, "&".join(simple)) if simple else None
+            )
+            if found is not None:
+                self._codes.setdefault(resource_type, set()).update(found.params)
+        return self._prefilters[key]
+
+    def passing(self, resource_type: str, criteria: str) -> frozenset[int] | None:
+        """The ``seq`` of the batch's live versions of the type that pass ``prefilter`` (no
+        access checked: the search that follows checks it); None without a prefilter."""
+        prefilter = self.prefilter(resource_type, criteria)
+        if prefilter is None:
+            return None
+        key = (resource_type, criteria)
+        found = self._passing.get(key)
+        if found is None:
+            found = self._passing[key] = frozenset(
+                version.seq
+                for version in self.of_type(resource_type)
+                if not version.deleted
+                and prefilter.matches(version.resource_id, self.rows(version))
+            )
+        return found
+
     def prepare(self, triggers: Iterable[Trigger]) -> None:
-        """Compile every trigger's criteria before any rows are extracted, so that each
-        version's rows are extracted once, of the parameters some criteria read."""
+        """Compile every trigger's criteria (or their in-memory part) before any rows are
+        extracted, so that each version's rows are extracted once, of the parameters some
+        criteria read."""
         for trigger in triggers:
             if trigger.resource_type in self._by_type:
-                self.matcher(trigger.resource_type, trigger.criteria)
+                self.prefilter(trigger.resource_type, trigger.criteria)
 
     def matched(self, owner: Access, trigger: Trigger) -> frozenset[int] | None:
         """The ``seq`` of the batch's live versions of the trigger's type that match its

@@ -169,3 +169,35 @@ def test_a_patient_context_subscription_sees_only_its_patient(
     assert focus_ids(receiver) == [seen["id"]]
     patient_headers = {"X-Test-Patient": mine["id"]}
     assert event_count(client, sid, patient_headers) == 1
+
+
+def test_a_chain_is_searched_only_for_versions_passing_its_simple_part(
+    client: TestClient, hub: Hub, receiver: Receiver, monkeypatch: Any
+) -> None:
+    from fhirhub.plugins.subscriptions import service
+
+    smith = post(client, "clinician-a", patient("Smith"))
+    post(
+        client,
+        "clinician-a",
+        subscription("Observation?subject:Patient.name=Smith&code=2339-0", receiver.url),
+    )
+    settle(hub)
+    searched: list[tuple[str, ...]] = []
+    original = service.matching
+
+    def counting(hub: Hub, resource_type: str, criteria: str, ids: Any) -> set[str]:
+        searched.append(tuple(ids))
+        return original(hub, resource_type, criteria, ids)
+
+    monkeypatch.setattr(service, "matching", counting)
+    other_code = glucose(5, smith["id"])
+    other_code["code"]["coding"][0]["code"] = "718-7"
+    post(client, "clinician-a", other_code)
+    settle(hub)
+    assert searched == []  # no version of the batch has code 2339-0: no search
+    wanted = post(client, "clinician-a", glucose(120, smith["id"]))
+    settle(hub)
+    assert searched == [(wanted["id"],)]
+    receiver.wait_for(1)
+    assert focus_ids(receiver) == [wanted["id"]]
