@@ -67,6 +67,7 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             start="head",
             batch_size=max(1, service.settings.batch_size),
             durable=service.durable,
+            linger_s=service.linger_s,
         )
     ]
 

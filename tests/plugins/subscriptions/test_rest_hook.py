@@ -126,3 +126,23 @@ def test_heartbeats_and_status_of_several(client: TestClient, receiver: Receiver
     )
     assert response.status_code == 200, response.text
     assert response.json()["total"] == 2
+
+
+def test_without_subscriptions_the_consumer_lingers_and_a_new_one_misses_nothing(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    """No subscription to evaluate: the consumer lingers between batches (a load is read twice
+    a second, not once per commit). One created meanwhile is applied at its log position: the
+    write right after it is notified, and from then on nothing lingers."""
+    from fhirhub.plugins.subscriptions.service import IDLE_LINGER_S, service_of
+
+    service = service_of(hub)
+    post(client, "clinician-a", glucose(250))
+    settle(hub)
+    assert service.linger_s() == IDLE_LINGER_S
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    post(client, "clinician-a", glucose(260))
+    assert receiver.wait_for(1) == [1]
+    events = [e for b in receiver.received[1:] for e in b["entry"][1:]]
+    assert [e["resource"]["valueQuantity"]["value"] for e in events] == [260]
+    assert service.linger_s() == 0.0
