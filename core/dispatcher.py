@@ -71,6 +71,8 @@ POLL_S = 1.0  # also picks up versions committed by other processes
 #: more: delivery is at least once).
 CURSOR_SAVE_EVERY_S = 0.1
 MAX_BACKOFF_S = 60.0
+#: The most a consumer lingers, whatever its ``linger_s`` says.
+MAX_LINGER_S = 60.0
 
 
 def read_versions(
@@ -180,6 +182,9 @@ class _Worker:
         self._retry_at = 0.0
         #: When the last batch that reached the head of the log was delivered (``linger_s``).
         self._delivered_at = -1e9
+        self._linger_failed = False
+        #: Whether this process held the consumer's lock at the last step (PostgreSQL).
+        self._owned = False
         self._thread = threading.Thread(
             target=self._run, name=f"fhirhub-consumer-{consumer.name}", daemon=True
         )
@@ -207,18 +212,10 @@ class _Worker:
             self._wake.wait(timeout=POLL_S)
             self._wake.clear()
             delay = self._retry_at - time.monotonic()
-            if delay > 0:
-                stop.wait(delay)
-                continue
+            if delay > 0 and stop.wait(delay):  # the back-off, then the retry at once
+                break
             # A steady feed: let versions gather until linger_s after the last delivery.
-            linger_s = self.consumer.linger_s
-            if callable(linger_s):
-                try:
-                    linger_s = linger_s()
-                except Exception:  # a plugin's bug never stops its delivery
-                    log.exception("Consumer %s: linger_s() failed", self.consumer.name)
-                    linger_s = 0.0
-            linger = self._delivered_at + linger_s - time.monotonic()
+            linger = self._delivered_at + self._linger_s() - time.monotonic()
             if linger > 0:
                 self._hurry.wait(linger)
             self._hurry.clear()
@@ -235,11 +232,33 @@ class _Worker:
             else:
                 self.idle.set()
 
+    def _linger_s(self) -> float:
+        """``consumer.linger_s`` as seconds in [0, :data:`MAX_LINGER_S`]: 0 when the plugin's
+        function fails or answers no positive number (NaN, None...): its delivery goes on."""
+        value = self.consumer.linger_s
+        try:
+            seconds = float(value() if callable(value) else value)
+        except Exception:  # a plugin's bug never stops its delivery
+            if not self._linger_failed:  # logged once per run of failures, not per commit
+                log.exception("Consumer %s: linger_s failed; not lingering", self.consumer.name)
+            self._linger_failed = True
+            return 0.0
+        self._linger_failed = False
+        return min(seconds, MAX_LINGER_S) if seconds > 0 else 0.0
+
     def _step(self) -> bool:
         """Deliver one batch; True when more may be waiting."""
         consumer, hub = self.consumer, self.dispatcher.hub
         if not self.dispatcher.locks.owns(f"consumer:{consumer.name}"):
+            self._owned = False
             return False
+        if not self._owned:
+            self._owned = True
+            if not hub.store.is_sqlite:
+                # Taken over from a process that stopped: its saved cursor is the truth, not
+                # the one read at this process's start (which would deliver again, or move
+                # the saved cursor back).
+                self._reload_cursor()
         cursor = self.position
         with hub.store.read() as conn:
             if consumer.types is None:
@@ -292,9 +311,23 @@ class _Worker:
         self.status.failures = 0
         self.status.last_error = None
         full = len(batch) == consumer.batch_size
-        # A backlog is read without lingering; the batch that reaches the head starts it.
-        self._delivered_at = -1e9 if full else time.monotonic()
+        # A backlog is read without lingering; the batch that reaches the head starts it
+        # (passing over other types' versions delivers nothing: it starts no linger).
+        if full:
+            self._delivered_at = -1e9
+        elif wanted:
+            self._delivered_at = time.monotonic()
         return full
+
+    def _reload_cursor(self) -> None:
+        with self.dispatcher.hub.store.read() as conn:
+            saved = conn.execute(
+                select(dispatch_cursor.c.last_seq).where(
+                    dispatch_cursor.c.consumer == self.consumer.name
+                )
+            ).scalar()
+        if saved is not None:
+            self.position = self.status.cursor = int(saved)
 
 
 class _CursorWriter:
@@ -305,9 +338,13 @@ class _CursorWriter:
         self.dispatcher = dispatcher
         self._wake = threading.Event()
         self._hurry = threading.Event()
+        #: Set by ``join``, after the workers stopped (``stopping`` is set before them: a
+        #: worker still in ``handle`` then has a position to save).
+        self._closing = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._closing = False
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-dispatch-cursors", daemon=True
         )
@@ -322,6 +359,7 @@ class _CursorWriter:
         self._wake.set()
 
     def join(self, timeout: float) -> None:
+        self._closing = True
         self._hurry.set()
         self._wake.set()
         if self._thread is not None:
@@ -329,8 +367,7 @@ class _CursorWriter:
             self._thread = None
 
     def _run(self) -> None:
-        stop = self.dispatcher.stopping
-        while not stop.is_set():
+        while not self._closing:
             self._wake.clear()  # before saving: a position moved meanwhile wakes it again
             pending = self.save()
             # A consumer with work not yet durable is looked at again shortly.
@@ -339,7 +376,7 @@ class _CursorWriter:
             # transaction, which on SQLite makes the sources' writers wait) per interval.
             self._hurry.wait(CURSOR_SAVE_EVERY_S)
             self._hurry.clear()
-        self.save()  # what was handled before the stop
+        self.save()  # what was handled before the stop, by workers that finished since
 
     def save(self) -> bool:
         """Save every cursor that can move; True when one waits on its consumer's durable

@@ -459,3 +459,165 @@ def test_a_lingering_consumer_takes_a_steady_feed_in_few_batches(
     gaps = [b[0] - a[0] for a, b in zip(feed, feed[1:], strict=False)]
     assert all(gap >= 0.95 for gap in gaps[:-1]), gaps  # the last one may be hurried
     assert bool(asks) == asked
+
+
+@pytest.mark.parametrize("answer", [None, float("inf"), float("nan"), "soon", -1.0])
+def test_a_linger_function_that_fails_or_answers_nonsense_never_stops_delivery(
+    sqlite_url: str, tmp_path: Path, answer: Any
+) -> None:
+    from fhirhub.sdk import Consumer
+
+    seen: list[str] = []
+
+    def linger() -> Any:
+        if answer == "soon":
+            raise RuntimeError("a plugin's bug")
+        return answer
+
+    class Odd:
+        PLUGIN_NAME = "odd"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [
+                Consumer(
+                    "odd",
+                    lambda versions: seen.extend(v.resource_id for v in versions),
+                    types=frozenset({"Patient"}),
+                    linger_s=linger,
+                )
+            ]
+
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Odd()])
+    with TestClient(create_app(hub=hub)) as client:
+        for n in range(3):
+            client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"o{n}")), headers=FHIR)
+            assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        assert len(seen) == 3
+    hub.close()
+
+
+def test_passing_over_other_types_starts_no_linger(sqlite_url: str, tmp_path: Path) -> None:
+    """A consumer of Observations that lingers: Patients written meanwhile move its cursor
+    but deliver it nothing, so its next Observation after a quiet spell comes at once."""
+    from fhirhub.sdk import Consumer
+
+    delivered: list[float] = []
+
+    class Watcher:
+        PLUGIN_NAME = "watcher"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [
+                Consumer(
+                    "watcher",
+                    lambda versions: delivered.append(time.monotonic()),
+                    types=frozenset({"Observation"}),
+                    linger_s=3.0,
+                )
+            ]
+
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Watcher()])
+    with TestClient(create_app(hub=hub)) as client:
+        for n in range(5):  # others' versions passing by, each moving the cursor
+            client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"w{n}")), headers=FHIR)
+            time.sleep(0.1)
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        sent = time.monotonic()
+        client.post("/fhir/Observation", content=orjson.dumps(observation), headers=FHIR)
+        deadline = time.monotonic() + 10
+        while not delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert delivered and delivered[0] - sent < 1.5  # not the 3 s linger
+    hub.close()
+
+
+def test_stopping_saves_the_cursor_of_a_consumer_still_handling(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The hub stops while a consumer is inside ``handle``: once it returns, its position is
+    saved (a restart does not deliver that batch again)."""
+    import threading
+
+    from sqlalchemy import select
+
+    from fhirhub.core.dispatcher import log_head
+    from fhirhub.fhir_store.schema import dispatch_cursor
+    from fhirhub.sdk import Consumer
+
+    inside = threading.Event()
+
+    def slow(versions: Any) -> None:
+        inside.set()
+        time.sleep(1.5)
+
+    class Slow:
+        PLUGIN_NAME = "slow"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [Consumer("slow", slow, types=frozenset({"Patient"}))]
+
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Slow()])
+    with TestClient(create_app(hub=hub)) as client:
+        client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="s")), headers=FHIR)
+        assert inside.wait(10)
+    # The app's shutdown stopped the dispatcher while ``slow`` was sleeping.
+    with hub.store.read() as conn:
+        head = log_head(conn)
+        saved = conn.execute(
+            select(dispatch_cursor.c.last_seq).where(dispatch_cursor.c.consumer == "slow")
+        ).scalar()
+    assert saved == head
+    hub.close()
+
+
+def test_a_process_taking_a_consumer_over_starts_from_the_saved_cursor(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL, two API processes (two hubs here, each with its own lock connection): the
+    one that takes a consumer over when its owner stops starts from the cursor the owner
+    saved, not from the one it read at its own start (which would deliver again)."""
+    from fhirhub.sdk import Consumer
+
+    def plugin(seen: list[str]) -> Any:
+        class Counter:
+            PLUGIN_NAME = "counter"
+
+            @hookimpl
+            def register_consumers(self, hub: Any) -> list[Consumer]:
+                return [
+                    Consumer(
+                        "counter",
+                        lambda versions: seen.extend(v.resource_id for v in versions),
+                        types=frozenset({"Patient"}),
+                    )
+                ]
+
+        return Counter()
+
+    first: list[str] = []
+    second: list[str] = []
+    hub_a = build_hub(settings(postgres_url, tmp_path / "a"), extra_plugins=[plugin(first)])
+    hub_b = build_hub(settings(postgres_url, tmp_path / "b"), extra_plugins=[plugin(second)])
+    with TestClient(create_app(hub=hub_b)) as client_b:
+        with TestClient(create_app(hub=hub_a)) as client_a:
+            for n in range(3):
+                client_a.post(
+                    "/fhir/Patient", content=orjson.dumps(patient(mrn=f"t{n}")), headers=FHIR
+                )
+            assert hub_a.dispatcher is not None and hub_a.dispatcher.wait_idle(timeout=20)
+        # hub_a stopped: its lock is free and its cursor saved.
+        assert len(first) == 3 or len(second) == 3  # whichever process held the lock
+        late = client_b.post(
+            "/fhir/Patient", content=orjson.dumps(patient(mrn="late")), headers=FHIR
+        ).json()["id"]
+        deadline = time.monotonic() + 20
+        while late not in first + second and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert sorted(first + second) == sorted(set(first + second))  # nothing delivered twice
+    assert late in first + second and len(first + second) == 4
+    hub_a.close()
+    hub_b.close()
