@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# This checkout's code, not whatever an editable install of the package points at.
+sys.path.insert(0, str(REPO))
 FIXTURES = REPO / "tests" / "adapters" / "hl7" / "fixtures"
 
 

@@ -25,6 +25,10 @@ What the writer changes afterwards (server ids, references to them) keeps a reso
 A Bundle with any invalid resource comes back unvalidated, so the writer validates it and
 answers with the precise error.
 
+The listener uses the workers only while more than one connection is open: a lone sender's
+message reaches an idle writer at once, and converting it there is as quick as waiting for a
+worker (measured: the worker's copy only competed for the second core).
+
 Configuration: ``FHIRHUB_HL7_CONVERT_PROCESSES`` or ``[plugin.hl7] convert_processes``; the
 default is one worker on a machine with more than one core, none on a single core (where a
 worker would only compete with the writer). ``0`` turns it off.

@@ -120,7 +120,10 @@ class MllpServer:
     async def _process_one(self, raw: bytes, source: Source) -> list[bytes]:
         if self.committer is not None:
             pool = self.convert_pool
-            prepared = pool.submit(raw) if pool is not None else None
+            # A worker helps when messages queue (several connections); a lone sender's
+            # message reaches the writer at once, which converts it before the worker's
+            # Bundle would arrive, so the worker's copy would only be work thrown away.
+            prepared = pool.submit(raw) if pool is not None and self.connections > 1 else None
             outcome = await asyncio.wrap_future(self.committer.submit(raw, prepared, source))
             return outcome.acks
         if self._handler is None:

@@ -217,6 +217,39 @@ def test_mllp_with_workers_keeps_every_connection_in_order(hub: Hub) -> None:
         server.stop()
 
 
+def test_a_lone_connection_is_converted_by_the_writer_and_several_use_the_workers(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = MllpServer(hub, "127.0.0.1", 0, convert_processes=1).start()
+    try:
+        pool = server.convert_pool
+        assert pool is not None
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not pool.ready:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        submitted: list[bytes] = []
+        submit = pool.submit
+        monkeypatch.setattr(pool, "submit", lambda raw: submitted.append(raw) or submit(raw))
+
+        def send(sock: socket.socket, raw: bytes) -> bytes:
+            sock.sendall(frame(raw))
+            data = b""
+            while not data.endswith(b"\x1c\r"):
+                data += sock.recv(65536)
+            return data
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as first:
+            assert b"MSA|AA" in send(first, adt("POOL-L1", "MRN-L1"))
+            assert submitted == []  # one sender: no worker would finish before the writer
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as second:
+                assert b"MSA|AA" in send(second, adt("POOL-L2", "MRN-L2"))
+                assert b"MSA|AA" in send(first, adt("POOL-L3", "MRN-L3"))
+        assert len(submitted) == 2  # two open connections: both messages went to the worker
+    finally:
+        server.stop()
+
+
 def test_the_default_is_one_worker_where_there_is_a_second_core(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
