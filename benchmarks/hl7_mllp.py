@@ -2,7 +2,8 @@
 
 A real MLLP client (``--connections`` sockets, TCP_NODELAY, one message in flight per
 connection, as MLLP senders work) sends ``--count`` distinct ADT^A01 and then ORU^R01
-messages built from the synthetic fixtures (unique MSH-10 each, 500 distinct patient MRNs).
+messages built from the synthetic fixtures (unique MSH-10 each, 500 distinct patient MRNs,
+each ORU^R01 a new order: unique placer and filler order numbers).
 The client runs in its own process, as a sending system does (``--same-process`` runs its
 threads inside the hub's process instead, where they compete for the hub's interpreter lock). Printed:
 messages/s per type, and hl7apy's parse-only rate for the same messages in the same run (the
@@ -42,10 +43,12 @@ FIXTURES = REPO / "tests" / "adapters" / "hl7" / "fixtures"
 def messages(name: str, count: int) -> list[bytes]:
     template = (FIXTURES / name).read_bytes().replace(b"\n", b"\r")
     control = b"CTRL-A01-1" if b"ADT^A01" in template else b"CTRL-ORU-1"
+    # Each ORU^R01 reports a new order's results (its own placer and filler numbers), as a live
+    # feed does: the same numbers again would be a correction, an update of the results stored.
     return [
-        template.replace(control, b"BENCH-%d-%s" % (i, name.encode())).replace(
-            b"MRN123", b"MRN%07d" % (i % 500)
-        )
+        template.replace(control, b"BENCH-%d-%s" % (i, name.encode()))
+        .replace(b"MRN123", b"MRN%07d" % (i % 500))
+        .replace(b"|PL-77|FL-88^", b"|PL-%d|FL-%d^" % (i, i))
         for i in range(count)
     ]
 
