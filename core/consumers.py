@@ -51,6 +51,10 @@ class Consumer:
     that may lag a little (a search index); 0 (the default) for consumers whose latency
     matters (notifications). A function is asked before each delivery: a consumer with
     nothing to do for now (no active subscription) can linger until it has.
+    ``caught_up``: called on the consumer's thread once it has reached the head of the log
+    after handling versions (within the one-second poll of its last batch), for work that
+    waits for "nothing more is coming", such as a set a full batch cut short, whose
+    transaction may have ended at the batch's edge. Raising retries it at the next poll.
     """
 
     name: str
@@ -62,6 +66,7 @@ class Consumer:
     timeout_s: float = DEFAULT_TIMEOUT_S
     durable: Callable[[], int] | None = None
     linger_s: float | Callable[[], float] = 0.0
+    caught_up: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

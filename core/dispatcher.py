@@ -185,6 +185,8 @@ class _Worker:
         self._linger_failed = False
         #: Whether this process held the consumer's lock at the last step (PostgreSQL).
         self._owned = False
+        #: Versions were handed over since the consumer was last told it caught up.
+        self._owes_caught_up = False
         self._thread = threading.Thread(
             target=self._run, name=f"fhirhub-consumer-{consumer.name}", daemon=True
         )
@@ -276,6 +278,8 @@ class _Worker:
                     else []
                 )
                 end = batch[-1].seq if len(batch) == consumer.batch_size else head
+        if end <= cursor or not batch:
+            self._caught_up()
         if end <= cursor:
             return False
         wanted = batch
@@ -308,6 +312,7 @@ class _Worker:
         self.position = end
         self.dispatcher.cursors.wake()
         self.status.delivered += len(wanted)
+        self._owes_caught_up = self._owes_caught_up or bool(wanted)
         self.status.failures = 0
         self.status.last_error = None
         full = len(batch) == consumer.batch_size
@@ -318,6 +323,19 @@ class _Worker:
         elif wanted:
             self._delivered_at = time.monotonic()
         return full
+
+    def _caught_up(self) -> None:
+        """``consumer.caught_up``, once per stretch of deliveries; a failure is retried at the
+        next step."""
+        if not self._owes_caught_up or self.consumer.caught_up is None:
+            self._owes_caught_up = False
+            return
+        try:
+            self.consumer.caught_up()
+        except Exception:  # retried at the next step; delivery goes on
+            log.exception("Consumer %s: caught_up failed; retrying", self.consumer.name)
+            return
+        self._owes_caught_up = False
 
     def _reload_cursor(self) -> None:
         with self.dispatcher.hub.store.read() as conn:

@@ -26,6 +26,7 @@ from fhirhub.plugins.vitals.consumer import (
     backfill_board,
     clear_readings,
     handle_versions,
+    score_pending,
 )
 from fhirhub.plugins.vitals.readings import impossible_values, is_vital_input
 from fhirhub.plugins.vitals.routes import router
@@ -75,6 +76,7 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             reset=lambda: clear_readings(service),
             # Under a steady feed, batches of many patients (``batch_pause_ms``).
             linger_s=service.linger_s,
+            caught_up=lambda: score_pending(service),
         )
     ]
 

@@ -106,6 +106,14 @@ def handle_versions(
     service.steady = _handle(service, versions, full) >= STEADY_SETS
 
 
+def score_pending(service: VitalsService) -> None:
+    """The consumer's ``caught_up``: the log has nothing more of its types, so a set that a
+    full batch deferred (its transaction could have gone on in the next batch) is complete:
+    score it now rather than at the next vital-signs write, which may be long in coming."""
+    if service.has_pending is not False:
+        _handle(service, [], full=False)
+
+
 def _handle(service: VitalsService, versions: Sequence[StoredVersion], full: bool) -> int:
     """Score the batch; returns the number of sets (patient, time) scored."""
     upserts: dict[tuple[str, str], tuple[str | None, list[Reading], int]] = {}

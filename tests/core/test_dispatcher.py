@@ -621,3 +621,54 @@ def test_a_process_taking_a_consumer_over_starts_from_the_saved_cursor(
     assert late in first + second and len(first + second) == 4
     hub_a.close()
     hub_b.close()
+
+
+def test_caught_up_is_called_once_the_log_has_nothing_more(sqlite_url: str, tmp_path: Path) -> None:
+    """``caught_up`` follows a stretch of deliveries once nothing more of the consumer's types
+    is there (even when others' versions pass by), once per stretch; a failing one is retried."""
+    from fhirhub.sdk import Consumer
+
+    calls: list[int] = []
+    handled: list[int] = []
+
+    def caught_up() -> None:
+        calls.append(len(handled))
+        if len(calls) == 1:
+            raise RuntimeError("retried at the next step")
+
+    class Tail:
+        PLUGIN_NAME = "tail"
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [
+                Consumer(
+                    "tail",
+                    lambda versions: handled.append(len(versions)),
+                    types=frozenset({"Patient"}),
+                    batch_size=2,
+                    caught_up=caught_up,
+                )
+            ]
+
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Tail()])
+    with TestClient(create_app(hub=hub)) as client:
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": patient(mrn=f"c{n}"), "request": {"method": "POST", "url": "Patient"}}
+                for n in range(4)
+            ],
+        }
+        assert client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR).status_code == 200
+        deadline = time.monotonic() + 10
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handled == [2, 2] and calls == [2, 2]  # after both batches; the retry succeeded
+        client.post("/fhir/Observation", content=orjson.dumps(observation), headers=FHIR)
+        assert hub.dispatcher is not None and hub.dispatcher.wait_idle(timeout=20)
+        time.sleep(1.5)  # a poll or two: nothing handed over, so nothing owed
+        assert calls == [2, 2]
+    hub.close()

@@ -361,3 +361,30 @@ def test_a_lone_set_is_not_delayed_by_the_batch_pause(
     with acting_as(SYSTEM):
         handle_versions(service, write_sets(1))
     assert service.linger_s() == 0.0
+
+
+def test_a_set_cut_short_by_a_full_batch_is_scored_when_nothing_follows(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full batch may end inside a transaction, so its last set waits for the next batch.
+    When the log has nothing more (the transaction ended at the batch's edge and no other vital
+    sign follows), the consumer's ``caught_up`` scores it, without waiting for the next
+    vital-signs write."""
+    import time
+
+    import fhirhub.plugins.vitals as vitals_plugin
+    from fhirhub.core.http.app import create_app
+    from fhirhub.plugins.vitals import consumer
+
+    with TestClient(create_app(hub=hub), base_url="http://testserver") as probe:
+        patient = new_patient(probe, "nurse-a")
+    bundle = vitals_bundle(patient, rr=24, spo2=93, sbp=98, pulse=112, acvpu="A", temp=38.4)
+    size = len(bundle["entry"])  # one batch holds exactly this set: a full batch
+    monkeypatch.setattr(consumer, "BATCH_SIZE", size)
+    monkeypatch.setattr(vitals_plugin, "BATCH_SIZE", size)
+    with TestClient(create_app(hub=hub), base_url="http://testserver") as client:
+        assert post_vitals(client, "nurse-a", bundle).status_code == 200
+        deadline = time.monotonic() + 15
+        while not scores_of(client, "nurse-a", patient) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert news2_of(scores_of(client, "nurse-a", patient)), "the deferred set was not scored"
