@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from fhirhub.core.http.app import create_app
 from fhirhub.core.hub import build_hub
 from fhirhub.core.settings import Settings
-from fhirhub.sdk import StoredVersion, hookimpl
+from fhirhub.sdk import Consumer, StoredVersion, hookimpl
 from tests.core.fhir_samples import patient
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -47,6 +47,19 @@ class Flaky:
 
 def settings(url: str, tmp_path: Path) -> Settings:
     return Settings(db=url, data_dir=tmp_path, listeners=False)
+
+
+def consumer_plugin(consumer: Consumer) -> Any:
+    """A plugin, named after ``consumer``, that registers it."""
+
+    class Plugin:
+        PLUGIN_NAME = consumer.name
+
+        @hookimpl
+        def register_consumers(self, hub: Any) -> list[Consumer]:
+            return [consumer]
+
+    return Plugin()
 
 
 def test_events_arrive_in_log_order_and_failures_are_isolated(
@@ -250,18 +263,13 @@ def test_a_consumer_stuck_for_a_minute_delays_no_other_consumer(
 def test_a_consumer_past_its_timeout_is_reported_stalled_by_healthz(
     database_url: str, tmp_path: Path
 ) -> None:
-    from fhirhub.sdk import Consumer
-
     release = __import__("threading").Event()
 
-    class Slow:
-        PLUGIN_NAME = "slow-projection"
+    slow_plugin = consumer_plugin(
+        Consumer("slow-projection", lambda _versions: release.wait(30), timeout_s=0.2)
+    )
 
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [Consumer("slow-projection", lambda _versions: release.wait(30), timeout_s=0.2)]
-
-    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Slow()])
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[slow_plugin])
     with TestClient(create_app(hub=hub)) as client:
         client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="t")), headers=FHIR)
         deadline = time.monotonic() + 10
@@ -281,7 +289,6 @@ def test_a_projection_consumer_starts_from_the_beginning_and_is_reset_by_replay(
     database_url: str, tmp_path: Path
 ) -> None:
     from fhirhub.core.dispatcher import reset_consumers
-    from fhirhub.sdk import Consumer
 
     seen: list[str] = []
     resets: list[bool] = []
@@ -365,7 +372,7 @@ def test_a_consumer_failing_part_way_is_retried_after_what_it_handled(
 ) -> None:
     """``PartialDelivery`` (SDK): the versions a batch handled before failing are not handed
     over again; the retry starts at the one that failed."""
-    from fhirhub.sdk import Consumer, PartialDelivery
+    from fhirhub.sdk import PartialDelivery
 
     handed: list[int] = []
     failed = [False]
@@ -379,14 +386,9 @@ def test_a_consumer_failing_part_way_is_retried_after_what_it_handled(
             handed.append(version.seq)
             done = version.seq
 
-    class Sender:
-        PLUGIN_NAME = "sender"
+    sender_plugin = consumer_plugin(Consumer("sender", handle, types=frozenset({"Patient"})))
 
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [Consumer("sender", handle, types=frozenset({"Patient"}))]
-
-    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[Sender()])
+    hub = build_hub(settings(database_url, tmp_path), extra_plugins=[sender_plugin])
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -413,8 +415,6 @@ def test_a_lingering_consumer_takes_a_steady_feed_in_few_batches(
     """``linger_s``: a lone write is delivered at once; writes that keep coming are gathered
     into batches at least ``linger_s`` apart; ``wait_idle`` does not wait for the linger. A
     function is asked before each delivery."""
-    from fhirhub.sdk import Consumer
-
     asks: list[float] = []
 
     def linger() -> float:
@@ -423,21 +423,16 @@ def test_a_lingering_consumer_takes_a_steady_feed_in_few_batches(
 
     batches: list[tuple[float, int]] = []
 
-    class Gatherer:
-        PLUGIN_NAME = "gatherer"
+    gatherer_plugin = consumer_plugin(
+        Consumer(
+            "gatherer",
+            lambda versions: batches.append((time.monotonic(), len(versions))),
+            types=frozenset({"Patient"}),
+            linger_s=linger if asked else 1.0,
+        )
+    )
 
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [
-                Consumer(
-                    "gatherer",
-                    lambda versions: batches.append((time.monotonic(), len(versions))),
-                    types=frozenset({"Patient"}),
-                    linger_s=linger if asked else 1.0,
-                )
-            ]
-
-    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Gatherer()])
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[gatherer_plugin])
     with TestClient(create_app(hub=hub)) as client:
         sent = time.monotonic()
         client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="lone")), headers=FHIR)
@@ -465,8 +460,6 @@ def test_a_lingering_consumer_takes_a_steady_feed_in_few_batches(
 def test_a_linger_function_that_fails_or_answers_nonsense_never_stops_delivery(
     sqlite_url: str, tmp_path: Path, answer: Any
 ) -> None:
-    from fhirhub.sdk import Consumer
-
     seen: list[str] = []
 
     def linger() -> Any:
@@ -474,21 +467,16 @@ def test_a_linger_function_that_fails_or_answers_nonsense_never_stops_delivery(
             raise RuntimeError("a plugin's bug")
         return answer
 
-    class Odd:
-        PLUGIN_NAME = "odd"
+    odd_plugin = consumer_plugin(
+        Consumer(
+            "odd",
+            lambda versions: seen.extend(v.resource_id for v in versions),
+            types=frozenset({"Patient"}),
+            linger_s=linger,
+        )
+    )
 
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [
-                Consumer(
-                    "odd",
-                    lambda versions: seen.extend(v.resource_id for v in versions),
-                    types=frozenset({"Patient"}),
-                    linger_s=linger,
-                )
-            ]
-
-    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Odd()])
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[odd_plugin])
     with TestClient(create_app(hub=hub)) as client:
         for n in range(3):
             client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"o{n}")), headers=FHIR)
@@ -500,26 +488,19 @@ def test_a_linger_function_that_fails_or_answers_nonsense_never_stops_delivery(
 def test_passing_over_other_types_starts_no_linger(sqlite_url: str, tmp_path: Path) -> None:
     """A consumer of Observations that lingers: Patients written meanwhile move its cursor
     but deliver it nothing, so its next Observation after a quiet spell comes at once."""
-    from fhirhub.sdk import Consumer
-
     delivered: list[float] = []
 
-    class Watcher:
-        PLUGIN_NAME = "watcher"
-
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [
-                Consumer(
-                    "watcher",
-                    lambda versions: delivered.append(time.monotonic()),
-                    types=frozenset({"Observation"}),
-                    linger_s=3.0,
-                )
-            ]
+    watcher_plugin = consumer_plugin(
+        Consumer(
+            "watcher",
+            lambda versions: delivered.append(time.monotonic()),
+            types=frozenset({"Observation"}),
+            linger_s=3.0,
+        )
+    )
 
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
-    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Watcher()])
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[watcher_plugin])
     with TestClient(create_app(hub=hub)) as client:
         for n in range(5):  # others' versions passing by, each moving the cursor
             client.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"w{n}")), headers=FHIR)
@@ -545,7 +526,6 @@ def test_stopping_saves_the_cursor_of_a_consumer_still_handling(
 
     from fhirhub.core.dispatcher import log_head
     from fhirhub.fhir_store.schema import dispatch_cursor
-    from fhirhub.sdk import Consumer
 
     inside = threading.Event()
 
@@ -553,14 +533,9 @@ def test_stopping_saves_the_cursor_of_a_consumer_still_handling(
         inside.set()
         time.sleep(1.5)
 
-    class Slow:
-        PLUGIN_NAME = "slow"
+    slow_plugin = consumer_plugin(Consumer("slow", slow, types=frozenset({"Patient"})))
 
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [Consumer("slow", slow, types=frozenset({"Patient"}))]
-
-    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Slow()])
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[slow_plugin])
     with TestClient(create_app(hub=hub)) as client:
         client.post("/fhir/Patient", content=orjson.dumps(patient(mrn="s")), headers=FHIR)
         assert inside.wait(10)
@@ -580,23 +555,15 @@ def test_a_process_taking_a_consumer_over_starts_from_the_saved_cursor(
     """PostgreSQL, two API processes (two hubs here, each with its own lock connection): the
     one that takes a consumer over when its owner stops starts from the cursor the owner
     saved, not from the one it read at its own start (which would deliver again)."""
-    from fhirhub.sdk import Consumer
 
     def plugin(seen: list[str]) -> Any:
-        class Counter:
-            PLUGIN_NAME = "counter"
-
-            @hookimpl
-            def register_consumers(self, hub: Any) -> list[Consumer]:
-                return [
-                    Consumer(
-                        "counter",
-                        lambda versions: seen.extend(v.resource_id for v in versions),
-                        types=frozenset({"Patient"}),
-                    )
-                ]
-
-        return Counter()
+        return consumer_plugin(
+            Consumer(
+                "counter",
+                lambda versions: seen.extend(v.resource_id for v in versions),
+                types=frozenset({"Patient"}),
+            )
+        )
 
     first: list[str] = []
     second: list[str] = []
@@ -626,8 +593,6 @@ def test_a_process_taking_a_consumer_over_starts_from_the_saved_cursor(
 def test_caught_up_is_called_once_the_log_has_nothing_more(sqlite_url: str, tmp_path: Path) -> None:
     """``caught_up`` follows a stretch of deliveries once nothing more of the consumer's types
     is there (even when others' versions pass by), once per stretch; a failing one is retried."""
-    from fhirhub.sdk import Consumer
-
     calls: list[int] = []
     handled: list[int] = []
 
@@ -636,23 +601,18 @@ def test_caught_up_is_called_once_the_log_has_nothing_more(sqlite_url: str, tmp_
         if len(calls) == 1:
             raise RuntimeError("retried at the next step")
 
-    class Tail:
-        PLUGIN_NAME = "tail"
-
-        @hookimpl
-        def register_consumers(self, hub: Any) -> list[Consumer]:
-            return [
-                Consumer(
-                    "tail",
-                    lambda versions: handled.append(len(versions)),
-                    types=frozenset({"Patient"}),
-                    batch_size=2,
-                    caught_up=caught_up,
-                )
-            ]
+    tail_plugin = consumer_plugin(
+        Consumer(
+            "tail",
+            lambda versions: handled.append(len(versions)),
+            types=frozenset({"Patient"}),
+            batch_size=2,
+            caught_up=caught_up,
+        )
+    )
 
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
-    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[Tail()])
+    hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[tail_plugin])
     with TestClient(create_app(hub=hub)) as client:
         bundle = {
             "resourceType": "Bundle",
