@@ -1,6 +1,8 @@
 // The chat page: asks /plugins/ai/v1/chat/completions with the signed-in user's token, streams
 // the answer (server-sent events), shows the hub's tool calls as they run and the sources as
 // links. Everything from the server is inserted as text, never as HTML.
+import { streamRecords } from "/ui/static/fhir.js";
+
 const params = new URLSearchParams(window.location.search);
 const patientId = params.get("patient") || null;
 const token = sessionStorage.getItem("fhirhub.token");
@@ -83,37 +85,27 @@ form.addEventListener("submit", async (event) => {
     body.textContent = `The assistant refused the request (HTTP ${response.status}).`;
     return;
   }
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
   let full = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const line = buffer.slice(0, cut).trim();
-      buffer = buffer.slice(cut + 2);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const chunk = JSON.parse(line.slice(6));
-      const delta = (chunk.choices[0] || {}).delta || {};
-      if (delta.content) { full += delta.content; body.textContent = full; }
-      if (chunk.fhirhub && chunk.fhirhub.tool) {
-        const t = document.createElement("div");
-        t.className = "tool";
-        t.textContent = `tool: ${chunk.fhirhub.tool.name} ${JSON.stringify(chunk.fhirhub.tool.arguments)}`;
-        answer.insertBefore(t, body);
+  for await (const record of streamRecords(response)) {
+    const line = record.trim();
+    if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
+    const chunk = JSON.parse(line.slice(6));
+    const delta = (chunk.choices[0] || {}).delta || {};
+    if (delta.content) { full += delta.content; body.textContent = full; }
+    if (chunk.fhirhub && chunk.fhirhub.tool) {
+      const t = document.createElement("div");
+      t.className = "tool";
+      t.textContent = `tool: ${chunk.fhirhub.tool.name} ${JSON.stringify(chunk.fhirhub.tool.arguments)}`;
+      answer.insertBefore(t, body);
+    }
+    if (chunk.fhirhub && chunk.fhirhub.conversation) {
+      for (const t of chunk.fhirhub.tools || []) {
+        const d = document.createElement("div");
+        d.className = "tool";
+        d.textContent = `tool: ${t.name} (${t.why}) → ${t.references.length} result(s)`;
+        answer.insertBefore(d, body);
       }
-      if (chunk.fhirhub && chunk.fhirhub.conversation) {
-        for (const t of chunk.fhirhub.tools || []) {
-          const d = document.createElement("div");
-          d.className = "tool";
-          d.textContent = `tool: ${t.name} (${t.why}) → ${t.references.length} result(s)`;
-          answer.insertBefore(d, body);
-        }
-        finish(answer, chunk.fhirhub);
-      }
+      finish(answer, chunk.fhirhub);
     }
   }
   history.push({ role: "assistant", content: full });
