@@ -196,9 +196,10 @@ class DeadLetter:
         )
         return False
 
-    def store(self, hub: Hub) -> None:
+    def store(self, hub: Hub) -> bool:
+        """Store it in a transaction of its own; False if the feed's quota did not take it."""
         if not self.admitted(hub):
-            return
+            return False
         with acting_as(self.feed.access):
             store_dead_letter(
                 hub,
@@ -208,6 +209,7 @@ class DeadLetter:
                 description=self.description,
                 tenant=self.feed.tenant,
             )
+        return True
 
 
 def _admit(hub: Hub, sender: str, source: Source) -> Feed | Refusal:
@@ -420,6 +422,35 @@ def _handle_in(
     return outcome, letter
 
 
+def _handle_alone(
+    hub: Hub,
+    raw: bytes,
+    check_duplicates: bool,
+    prepared: Prepared | None,
+    source: Source,
+) -> Outcome:
+    """One message in a transaction of its own, without the savepoint a group gives each
+    message: a lone feed (one connection waiting for each ACK) sends every message this way,
+    and SAVEPOINT/RELEASE were about 4% of an ADT^A01's cost. A failure rolls the whole
+    transaction back and the dead letter is stored in a second one."""
+    processed: Outcome | None = None
+    try:
+        with transaction(hub) as tx:
+            processed, letter = _process(hub, tx, raw, check_duplicates, prepared, source)
+            if letter is not None:
+                raise _Rejected((processed, letter))
+        return processed
+    except _Rejected as rejected:
+        outcome, found = rejected.result
+    except Exception as error:  # the commit (or a flush) failed: nothing of it is stored
+        log.exception("HL7 commit failed")
+        message = processed.message if processed is not None else None
+        outcome, found = _commit_failure(hub, raw, message, error, source)
+    if found is not None and not found.store(hub):
+        outcome.dead_letter = None
+    return outcome
+
+
 class _Rejected(Exception):
     """Carries a failed message's outcome out of its savepoint (which rolls back)."""
 
@@ -442,6 +473,16 @@ def handle_many(
     ``sources``: per message, where it came from (default: the operator)."""
     if not raws:
         return []
+    if len(raws) == 1:
+        return [
+            _handle_alone(
+                hub,
+                raws[0],
+                check_duplicates,
+                prepared[0] if prepared is not None else None,
+                sources[0] if sources is not None else OPERATOR,
+            )
+        ]
     ahead: list[Prepared | None] = list(prepared) if prepared is not None else [None] * len(raws)
     origins: list[Source] = list(sources) if sources is not None else [OPERATOR] * len(raws)
     results: list[tuple[Outcome, DeadLetter | None]] = []

@@ -213,3 +213,47 @@ def test_the_writer_lingers_for_the_other_open_connections(hub: Hub) -> None:
         assert time.monotonic() - started < 5
     finally:
         committer.stop()
+
+
+def test_a_lone_refused_message_keeps_nothing_but_its_dead_letter(policed_hub: Hub) -> None:
+    # A lone message (one connection's feed) has no savepoint: its failure rolls back the whole
+    # transaction, and its dead letter is stored in a second one.
+    hub = policed_hub
+    bad = adt("L-1", "MRN-L", "Refuse")
+    [outcome] = handle_many(hub, [bad])
+    assert outcome.code == "AE" and b"Patients named Refuse" in outcome.ack
+    assert patients(hub, "MRN-L") == [] and not processed(hub, bad)
+    assert search(hub, "Encounter") == []
+    assert [t["id"] for t in list_dead_letters(hub)] == [outcome.dead_letter]
+
+
+class FailCommitOnce:
+    """Refuses the first unit of work that wrote a Provenance: a failure at commit time, after
+    every entry of the message was written."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    @hookimpl
+    def before_commit(self, transaction: Any) -> None:
+        written = {version.resource_type for version in transaction.written}
+        if not self.failed and "Provenance" in written and "Patient" in written:
+            self.failed = True
+            raise FhirError(500, "the disk is full", code="exception")
+
+
+def test_a_lone_message_failing_at_commit_is_answered_ae_and_stores_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    hub = build_hub(make_settings(database_url, tmp_path), extra_plugins=[FailCommitOnce()])
+    try:
+        raw = adt("L-2", "MRN-C")
+        [outcome] = handle_many(hub, [raw])
+        assert outcome.code == "AE" and b"MSA|AE|L-2" in outcome.ack, outcome.ack
+        assert patients(hub, "MRN-C") == [] and not processed(hub, raw)
+        assert [t["id"] for t in list_dead_letters(hub)] == [outcome.dead_letter]
+        [again] = handle_many(hub, [raw])  # the sender's retry is processed, not a duplicate
+        assert again.code == "AA" and not again.duplicate
+        assert len(patients(hub, "MRN-C")) == 1
+    finally:
+        hub.store.engine.dispose()
