@@ -3,7 +3,8 @@
 A real MLLP client (``--connections`` sockets, TCP_NODELAY, one message in flight per
 connection, as MLLP senders work) sends ``--count`` distinct ADT^A01 and then ORU^R01
 messages built from the synthetic fixtures (unique MSH-10 each, 500 distinct patient MRNs,
-each ORU^R01 a new order: unique placer and filler order numbers).
+each ADT^A01 a new visit: unique PV1-19 visit number; each ORU^R01 a new order: unique placer
+and filler order numbers).
 The client runs in its own process, as a sending system does (``--same-process`` runs its
 threads inside the hub's process instead, where they compete for the hub's interpreter lock). Printed:
 messages/s per type, and hl7apy's parse-only rate for the same messages in the same run (the
@@ -43,12 +44,15 @@ FIXTURES = REPO / "tests" / "adapters" / "hl7" / "fixtures"
 def messages(name: str, count: int) -> list[bytes]:
     template = (FIXTURES / name).read_bytes().replace(b"\n", b"\r")
     control = b"CTRL-A01-1" if b"ADT^A01" in template else b"CTRL-ORU-1"
-    # Each ORU^R01 reports a new order's results (its own placer and filler numbers), as a live
-    # feed does: the same numbers again would be a correction, an update of the results stored.
+    # Each ORU^R01 reports a new order's results (its own placer and filler numbers) and each
+    # ADT^A01 admits a new visit (its own visit number), as a live feed does: the same numbers
+    # again would be an update of the results or of the encounter stored (the ADT^A01 fixture's
+    # one visit number made every message an update of one Encounter, moved between patients).
     return [
         template.replace(control, b"BENCH-%d-%s" % (i, name.encode()))
         .replace(b"MRN123", b"MRN%07d" % (i % 500))
         .replace(b"|PL-77|FL-88^", b"|PL-%d|FL-%d^" % (i, i))
+        .replace(b"|VN-555|", b"|VN-%d|" % i)
         for i in range(count)
     ]
 
