@@ -3,7 +3,7 @@
 A resource is in ``Patient/{id}``'s compartment when one of the reference parameters the
 shipped ``compartmentdefinition-patient.json`` lists for its type refers to that patient; the
 Patient itself is in its own compartment. Membership is an ``IN`` over ``index_reference``
-(looked up by ``ix_reference_target`` on target type and id), so compartment search
+(looked up by ``ix_reference_to`` on target id and type), so compartment search
 (``Patient/123/Observation``) and ``$everything`` add one indexed condition to a normal search.
 """
 

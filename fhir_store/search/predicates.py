@@ -4,7 +4,8 @@ Each ``name=value`` of a search request becomes one boolean SQL condition on an 
 ``resource_current`` row (or an alias of it) being filtered. Conditions are uncorrelated
 ``IN``/``NOT IN`` subqueries over one index table (``owner.resource_id IN (SELECT resource_id
 FROM index_token WHERE resource_type = ? AND param = ? AND code = ?)``), which SQLite and
-PostgreSQL both plan as an index lookup on ``ix_<kind>_lookup`` followed by a primary-key probe
+PostgreSQL both plan as an index lookup on ``ix_<kind>_lookup`` (``ix_reference_to``, keyed by
+the target, for references) followed by a primary-key probe
 (or a hash semi-join), whichever side is smaller. A comma-separated value (OR) is an ``OR`` inside
 one subquery; repeated parameters (AND) are separate conditions.
 
