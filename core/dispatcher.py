@@ -143,10 +143,17 @@ class _Locks:
         self._conn: Any = None
         self._owned: set[str] = set()
         self._lock = threading.Lock()
+        self._closed = False
+
+    def open(self) -> None:
+        """Take locks again after :meth:`close` (the dispatcher started again)."""
+        self._closed = False
 
     def owns(self, name: str) -> bool:
         if self._hub.store.is_sqlite or name in self._owned:
             return True
+        if self._closed:  # a thread that outlived the stop takes nothing again
+            return False
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         with self._lock:
             if self._conn is None:
@@ -158,9 +165,24 @@ class _Locks:
         return bool(owned)
 
     def close(self) -> None:
+        """The dispatcher stopped: release every lock, and take none until :meth:`open`."""
+        self._closed = True
+        self.release()
+
+    def release(self) -> None:
+        """Release every lock now. They are session locks: a connection returned to the pool
+        keeps them (a rollback does not free them), so an API process whose dispatcher stopped
+        while the process lived on (the app's shutdown, a restart) held its consumers from the
+        other processes until it exited. Locks still wanted are taken again at the next step."""
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                try:
+                    self._conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+                    self._conn.commit()
+                    self._conn.close()
+                except Exception:  # closing the session itself is what frees its locks
+                    log.warning("Could not release the dispatcher's locks; closing the session")
+                    self._conn.invalidate()
                 self._conn = None
             self._owned.clear()
 
@@ -488,6 +510,7 @@ class Dispatcher:
         if self.running:
             return
         self.stopping.clear()
+        self.locks.open()
         self.consumers = collect_consumers(self.hub)
         self.schedules = collect_schedules(self.hub)
         cursors = self._load_cursors()

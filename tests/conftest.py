@@ -76,7 +76,7 @@ def _release_pooled_connections() -> Iterator[None]:
         database.create_engine = original
         dispatcher._Locks.__init__ = original_locks_init  # type: ignore[method-assign]
         for held in locks:  # each hub's advisory-lock connection (reopened if still needed)
-            held.close()
+            held.release()
         for engine in created:
             if engine.dialect.name != "sqlite":  # type: ignore[attr-defined]
                 engine.dispose()  # type: ignore[attr-defined]

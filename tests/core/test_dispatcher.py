@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -569,23 +570,24 @@ def test_a_process_taking_a_consumer_over_starts_from_the_saved_cursor(
     second: list[str] = []
     hub_a = build_hub(settings(postgres_url, tmp_path / "a"), extra_plugins=[plugin(first)])
     hub_b = build_hub(settings(postgres_url, tmp_path / "b"), extra_plugins=[plugin(second)])
-    with TestClient(create_app(hub=hub_b)) as client_b:
-        with TestClient(create_app(hub=hub_a)) as client_a:
-            for n in range(3):
-                client_a.post(
-                    "/fhir/Patient", content=orjson.dumps(patient(mrn=f"t{n}")), headers=FHIR
-                )
-            assert hub_a.dispatcher is not None and hub_a.dispatcher.wait_idle(timeout=20)
-        # hub_a stopped: its lock is free and its cursor saved.
-        assert len(first) == 3 or len(second) == 3  # whichever process held the lock
-        late = client_b.post(
-            "/fhir/Patient", content=orjson.dumps(patient(mrn="late")), headers=FHIR
-        ).json()["id"]
-        deadline = time.monotonic() + 20
-        while late not in first + second and time.monotonic() < deadline:
-            time.sleep(0.1)
-    assert sorted(first + second) == sorted(set(first + second))  # nothing delivered twice
-    assert late in first + second and len(first + second) == 4
+    # hub_a starts alone, so it holds the consumer's lock when hub_b starts.
+    client_a = TestClient(create_app(hub=hub_a)).__enter__()
+    try:
+        for n in range(3):
+            client_a.post("/fhir/Patient", content=orjson.dumps(patient(mrn=f"t{n}")), headers=FHIR)
+        assert hub_a.dispatcher is not None and hub_a.dispatcher.wait_idle(timeout=20)
+        assert len(first) == 3
+        with TestClient(create_app(hub=hub_b)) as client_b:
+            client_a.__exit__(None, None, None)  # hub_a stops: its lock is free, cursor saved
+            late = client_b.post(
+                "/fhir/Patient", content=orjson.dumps(patient(mrn="late")), headers=FHIR
+            ).json()["id"]
+            deadline = time.monotonic() + 20
+            while late not in first + second and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        client_a.__exit__(None, None, None)
+    assert len(first) == 3 and second == [late]  # taken over, nothing delivered twice
     hub_a.close()
     hub_b.close()
 
@@ -632,3 +634,29 @@ def test_caught_up_is_called_once_the_log_has_nothing_more(sqlite_url: str, tmp_
         time.sleep(1.5)  # a poll or two: nothing handed over, so nothing owed
         assert calls == [2, 2]
     hub.close()
+
+
+def test_a_stopped_dispatcher_releases_its_locks_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: the advisory locks are session locks, which a pooled connection keeps after
+    it is returned (a rollback does not release them); a dispatcher that stops while its process
+    lives on (the app's shutdown, a restart) must free its consumers for the other processes,
+    and take nothing again once stopped."""
+    from sqlalchemy import create_engine
+
+    hub = build_hub(settings(postgres_url, tmp_path))
+    assert hub.dispatcher is not None
+    locks = hub.dispatcher.locks
+    assert locks.owns("consumer:probe")
+    key = int.from_bytes(hashlib.sha256(b"consumer:probe").digest()[:8], "big", signed=True)
+    other = create_engine(postgres_url)
+    try:
+        with other.connect() as conn:
+            assert not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
+            conn.rollback()
+            locks.close()
+            assert conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            conn.commit()
+    finally:
+        other.dispose()
+        hub.close()
