@@ -213,3 +213,26 @@ def test_malformed_bundles(client: TestClient) -> None:
         }
     )
     assert post_bundle(client, unresolved).status_code == 400
+
+
+def test_transaction_with_a_thousand_conditional_creates(client: TestClient) -> None:
+    """Conditional creates keyed by identifier are matched together, in chunks: one statement
+    for 1,200 of them failed on SQLite (an expression tree deeper than 1,000)."""
+
+    def entry(n: int) -> dict[str, Any]:
+        return {
+            "resource": patient(mrn=f"M{n}"),
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier=http://hospital.example/mrn|M{n}",
+            },
+        }
+
+    first = post_bundle(client, transaction(*[entry(n) for n in range(0, 1200, 2)]))
+    assert first.status_code == 200, first.text
+    response = post_bundle(client, transaction(*[entry(n) for n in range(1200)]))
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["200 OK" if n % 2 == 0 else "201 Created" for n in range(1200)]
+    assert count(client, "Patient") == 1200

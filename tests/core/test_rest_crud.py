@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import orjson
 from fastapi.testclient import TestClient
 
@@ -305,3 +308,19 @@ def test_body_size_limit(client: TestClient) -> None:
     )
     response = client.post("/fhir/Patient", content=big, headers=FHIR)
     assert response.status_code == 413
+
+
+def test_server_ids_are_time_ordered_uuids(client: TestClient) -> None:
+    """Server-assigned ids are UUID version 7: a later create gets a larger id (its rows go
+    to the end of the indexes keyed by id, not to a random page of each)."""
+    ids = []
+    for _ in range(3):
+        created = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=FHIR)
+        ids.append(created.json()["id"])
+        time.sleep(0.002)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [p.version for p in parsed] == [7, 7, 7]
+    assert all(p.variant == uuid.RFC_4122 for p in parsed)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    # The first 48 bits are the creation time in Unix milliseconds.
+    assert abs((parsed[0].int >> 80) - time.time() * 1000) < 60_000
