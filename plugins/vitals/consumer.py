@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +42,7 @@ from fhirhub.plugins.vitals.scores import Score, latest_readings, news2, qsofa
 from fhirhub.plugins.vitals.service import VitalsService
 from fhirhub.sdk import (
     FhirError,
+    Hub,
     StoredVersion,
     Transaction,
     acting_as,
@@ -549,19 +550,15 @@ def _scale2_many(
     for chunk in _chunks(unknown, 100):
         subjects = ",".join(f"Patient/{p}" for p in chunk)
         found = {p: False for p in chunk}
-        for condition in search(
+        for condition in _every(
             service.hub,
             "Condition",
-            [
-                ("subject", subjects),
-                ("code", ",".join(sorted(codes.HYPERCAPNIC_CODES))),
-                ("_count", "1000"),
-            ],
+            [("subject", subjects), ("code", ",".join(sorted(codes.HYPERCAPNIC_CODES)))],
         ):
             subject_id = _patient_of(condition)
             if subject_id in found and _active_condition(condition):
                 found[subject_id] = True
-        for goal in search(service.hub, "Goal", [("subject", subjects), ("_count", "1000")]):
+        for goal in _every(service.hub, "Goal", [("subject", subjects)]):
             subject_id = _patient_of(goal)
             if subject_id in found and _spo2_goal(goal):
                 found[subject_id] = True
@@ -569,6 +566,23 @@ def _scale2_many(
             service.scale2.put((tenant or state.NO_TENANT, patient_id), value)
             result[patient_id] = value
     return result
+
+
+def _every(hub: Hub, resource_type: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """Every match, page after page: a search answers one page, and a hundred patients may
+    have more Goals than one page holds (the SpO2 one among them)."""
+    page_size = min(1000, hub.settings.max_page_size)
+    offset = 0
+    while True:
+        page = search(
+            hub,
+            resource_type,
+            [*params, ("_sort", "_id"), ("_count", str(page_size)), ("_offset", str(offset))],
+        )
+        yield from page
+        if len(page) < page_size:
+            return
+        offset += len(page)
 
 
 def _active_condition(condition: dict[str, Any]) -> bool:

@@ -279,6 +279,46 @@ def test_scale2_from_an_spo2_goal_of_88_to_92(client: TestClient, hub: Hub) -> N
     assert "scale 2" in " ".join(n["text"] for n in observations[0]["note"])
 
 
+def test_scale2_from_a_goal_past_the_first_page_of_goals(client: TestClient, hub: Hub) -> None:
+    # A thousand other Goals first: the search for a hundred patients' Goals answers one page
+    # at a time, and the SpO2 one, written last, is on the second.
+    patient = new_patient(client, "nurse-a")
+    subject = {"reference": f"Patient/{patient}"}
+    other = {"resourceType": "Goal", "lifecycleStatus": "active", "subject": subject}
+    entries = [
+        {
+            "resource": {**other, "description": {"text": f"walk {n} m"}},
+            "request": {"method": "POST", "url": "Goal"},
+        }
+        for n in range(1000)
+    ]
+    response = client.post(
+        "/fhir",
+        headers=as_("nurse-a"),
+        json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+    )
+    assert response.status_code == 200, response.text
+    spo2 = {
+        "measure": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+        "detailRange": {"low": {"value": 88, "unit": "%"}, "high": {"value": 92, "unit": "%"}},
+    }
+    goal = {**other, "description": {"text": "SpO2 88-92 %"}, "target": [spo2]}
+    response = client.post("/fhir/Goal", headers=as_("nurse-a"), json=goal)
+    assert response.status_code == 201, response.text
+    post_vitals(
+        client,
+        "nurse-a",
+        vitals_bundle(patient, rr=14, spo2=98, o2_flow=2, sbp=115, pulse=70, acvpu="A", temp=36.5),
+    )
+    settle(hub)
+    observations = [
+        o
+        for o in scores_of(client, "nurse-a", patient, "Observation")
+        if o["code"].get("text") == "NEWS2"
+    ]
+    assert [o["valueInteger"] for o in observations] == [5]  # scale 2 (scale 1: 2)
+
+
 def test_one_refused_patient_does_not_stop_the_others(client: TestClient, hub: Hub) -> None:
     from datetime import UTC, datetime
 
