@@ -31,6 +31,7 @@ from sqlalchemy import bindparam, select, update
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.notifications import Event
 from fhirhub.plugins.subscriptions.poster import Poster, PostFailed
+from fhirhub.plugins.subscriptions.sendproc import SenderProcess
 from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
@@ -74,6 +75,11 @@ class Deliverer:
         self._local = threading.local()
         self._clients: list[Poster] = []
         self._clients_lock = threading.Lock()
+        # Plain-http POSTs go to a child process (started on first use, again after a crash):
+        # the HTTP work runs on another core, not on this process's interpreter lock.
+        self.sender = (
+            SenderProcess(self.settings.delivery_workers) if self.settings.sender_process else None
+        )
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
         )
@@ -110,6 +116,8 @@ class Deliverer:
             for client in self._clients:
                 client.close()
             self._clients.clear()
+        if self.sender is not None:
+            self.sender.close()
 
     # -- events handed over by the consumer --------------------------------------------------
     def _offer(self, state: State, events: list[Event]) -> None:
@@ -427,7 +435,7 @@ class Deliverer:
     def _client(self) -> Poster:
         client: Poster | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = Poster(self.settings.request_timeout_s)
+            client = self._local.client = Poster(self.settings.request_timeout_s, self.sender)
             with self._clients_lock:
                 self._clients.append(client)
         return client
