@@ -31,7 +31,6 @@ from sqlalchemy import bindparam, select, update
 from fhirhub.plugins.subscriptions import model
 from fhirhub.plugins.subscriptions.notifications import Event
 from fhirhub.plugins.subscriptions.poster import Poster, PostFailed
-from fhirhub.plugins.subscriptions.sendproc import SenderProcess
 from fhirhub.plugins.subscriptions.service import State, SubscriptionService, parsed_spec
 
 log = logging.getLogger("fhirhub.subscriptions.delivery")
@@ -69,17 +68,12 @@ class Deliverer:
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
         )
-        # One HTTP client per pool worker (kept-alive connections of its own): a shared
-        # client's connection pool is one lock that the workers queue on when notifications
-        # are many and small.
+        # One HTTP client per pool worker (kept-alive connections of its own, or a child
+        # process of its own making its plain-http POSTs): a shared client's connection pool
+        # is one lock that the workers queue on when notifications are many and small.
         self._local = threading.local()
         self._clients: list[Poster] = []
         self._clients_lock = threading.Lock()
-        # Plain-http POSTs go to a child process (started on first use, again after a crash):
-        # the HTTP work runs on another core, not on this process's interpreter lock.
-        self.sender = (
-            SenderProcess(self.settings.delivery_workers) if self.settings.sender_process else None
-        )
         self._thread = threading.Thread(
             target=self._run, name="fhirhub-subscriptions-delivery", daemon=True
         )
@@ -116,8 +110,6 @@ class Deliverer:
             for client in self._clients:
                 client.close()
             self._clients.clear()
-        if self.sender is not None:
-            self.sender.close()
 
     # -- events handed over by the consumer --------------------------------------------------
     def _offer(self, state: State, events: list[Event]) -> None:
@@ -435,10 +427,17 @@ class Deliverer:
     def _client(self) -> Poster:
         client: Poster | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = Poster(self.settings.request_timeout_s, self.sender)
+            client = self._local.client = Poster(
+                self.settings.request_timeout_s, child=self.settings.sender_process
+            )
             with self._clients_lock:
                 self._clients.append(client)
         return client
+
+    def sender_pids(self) -> list[int]:
+        """The running child processes that make plain-http POSTs (one per worker that sent)."""
+        with self._clients_lock:
+            return [pid for client in self._clients if (pid := client.child_pid) is not None]
 
     def _schedule_wake(self, wait: float) -> None:
         timer = threading.Timer(wait, self.service.wake_delivery.set)

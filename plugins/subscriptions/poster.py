@@ -3,10 +3,10 @@
 A plain ``http://`` endpoint (no proxy configured for it, no credentials in the URL) is sent
 over a kept-alive HTTP/1.1 connection of the standard library, one per host and port: on a
 busy hub a notification is a small POST, and httpx's per-request machinery cost several
-times the CPU of the request itself, on the interpreter lock the ingest needs. With a
-:class:`~fhirhub.plugins.subscriptions.sendproc.SenderProcess` (the default, setting
-``sender_process``), those POSTs are made by a child process, on another core: the worker
-only hands it the serialized request and waits for the status code. Everything else
+times the CPU of the request itself, on the interpreter lock the ingest needs. With
+``child`` (the default, setting ``sender_process``), those POSTs are made by a child process
+of the worker's (:class:`~fhirhub.plugins.subscriptions.sendproc.ChildSender`), on another
+core: the worker only hands it the serialised request and reads the status code. Everything else
 (``https://``, a proxy from ``HTTP_PROXY``/``ALL_PROXY``, a URL with user info) goes through
 httpx in the hub's process, as before.
 """
@@ -18,18 +18,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fhirhub.plugins.subscriptions.sendproc import PlainHttp, PostFailed, SenderProcess
+from fhirhub.plugins.subscriptions.sendproc import ChildSender, PlainHttp, PostFailed
 
 __all__ = ["PostFailed", "Poster"]
 
 
 class Poster:
-    """POSTs of one thread (not thread-safe: each delivery worker has its own; the sender
-    process, when given, is shared)."""
+    """POSTs of one thread (not thread-safe: each delivery worker has its own)."""
 
-    def __init__(self, timeout: float, sender: SenderProcess | None = None) -> None:
+    def __init__(self, timeout: float, child: bool = False) -> None:
         self._timeout = timeout
-        self._sender = sender
+        self._child = ChildSender() if child else None
         self._plain = PlainHttp()
         self._httpx: httpx.Client | None = None
         self._proxies = urllib.request.getproxies()
@@ -40,8 +39,8 @@ class Poster:
         host = parts.hostname
         if parts.scheme != "http" or not host or parts.username or self._proxied(host):
             return self._post_httpx(url, body, headers, timeout)
-        if self._sender is not None:
-            return self._sender.post(url, body, headers, timeout)
+        if self._child is not None:
+            return self._child.post(url, body, headers, timeout)
         return self._plain.post(url, body, headers, timeout)
 
     def _proxied(self, host: str) -> bool:
@@ -59,7 +58,14 @@ class Poster:
         except (ValueError, TypeError) as exc:  # e.g. a header httpx refuses to send
             raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
 
+    @property
+    def child_pid(self) -> int | None:
+        """The process id of the child making this worker's POSTs, while it runs."""
+        return self._child.pid if self._child is not None else None
+
     def close(self) -> None:
+        if self._child is not None:
+            self._child.close()
         self._plain.close()
         if self._httpx is not None:
             self._httpx.close()

@@ -2,15 +2,18 @@
 interpreter lock.
 
 This module uses the standard library only: the hub imports it as
-``fhirhub.plugins.subscriptions.sendproc``, and :class:`SenderProcess` runs the same file as a
-script (``python -I -S sendproc.py WORKERS``), a process that imports nothing of the hub.
+``fhirhub.plugins.subscriptions.sendproc``, and :class:`ChildSender` runs the same file as a
+script (``python -I -S sendproc.py``), a process that imports nothing of the hub. Each
+delivery worker has a child of its own, which sends one POST at a time over kept-alive
+connections: the worker writes the request and reads the answer itself, so a notification
+costs the hub's interpreter lock the serialisation and two system calls, and wakes no other
+thread of the hub.
 
 Protocol over the child's stdin/stdout, one frame per request and per answer (network byte
 order): a request is ``id, head length, body length`` (``!III``), then the head (JSON:
 ``[url, headers, timeout]``) and the body; an answer is ``id, status, message length``
 (``!IiI``) and the message (UTF-8), the status being the HTTP status code, or -1 when no
-answer came (the message says why). The child answers in any order (a pool of threads, each
-with kept-alive connections of its own); the hub matches answers to requests by id.
+answer came (the message says why).
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -90,118 +92,89 @@ class PlainHttp:
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     """``size`` bytes, or None at the end of the stream."""
-    data = stream.read(size)
-    if data is None or len(data) < size:
-        return None
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
     return data
 
 
-class _Pending:
-    __slots__ = ("done", "status", "message")
+class ChildSender:
+    """One child process that makes the POSTs of one delivery worker, one at a time (not
+    thread-safe: each worker has its own). The worker writes the request to the child's
+    input and reads the answer from its output itself: no thread of the hub's is woken in
+    between. Started on first use, and again after it exited; a POST in flight when it exits
+    (killed, crashed) fails, as a POST without an answer does."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()
-        self.status = -1
-        self.message = "the sender process exited"
-
-
-class SenderProcess:
-    """The hub's side: starts the child on first use, and again after it exited (a POST in
-    flight when it exits fails, as a POST without an answer does); thread-safe."""
-
-    def __init__(self, workers: int) -> None:
-        self._workers = max(1, workers)
-        self._lock = threading.Lock()  # guards the process, its stdin and the pending map
         self._process: subprocess.Popen[bytes] | None = None
-        #: Requests not yet answered: id -> (the process sent to, the waiter).
-        self._pending: dict[int, tuple[subprocess.Popen[bytes], _Pending]] = {}
         self._next_id = 0
-        self._closed = False
 
     @property
     def pid(self) -> int | None:
-        """The child's process id while it runs (tests kill it)."""
+        """The child's process id while it runs."""
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), str(self._workers)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        threading.Thread(
-            target=self._read_answers,
-            args=(process,),
-            name="fhirhub-subscriptions-sender-answers",
-            daemon=True,
-        ).start()
-        return process
-
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         """POST through the child; the status code, or :class:`PostFailed`."""
+        process = self._process
+        if process is None:
+            process = self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+            )
+        assert process.stdin is not None and process.stdout is not None
+        self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
         head = json.dumps([url, headers, timeout]).encode()
-        pending = _Pending()
-        with self._lock:
-            if self._closed:
-                raise PostFailed("the sender process is shut down")
-            process = self._process
-            if process is None or process.poll() is not None:
-                process = self._process = self._start()
-            self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
-            self._pending[request_id] = (process, pending)
-            try:
-                assert process.stdin is not None
-                process.stdin.write(REQUEST.pack(request_id, len(head), len(body)) + head + body)
-                process.stdin.flush()
-            except (OSError, ValueError) as exc:  # the child exited: started again next time
-                self._pending.pop(request_id, None)
-                raise PostFailed(f"the sender process is gone: {exc}") from exc
-        if not pending.done.wait(timeout + ANSWER_GRACE_S):
-            with self._lock:
-                self._pending.pop(request_id, None)
-            raise PostFailed(f"no answer from the sender process within {timeout:.1f} s")
-        if pending.status < 0:
-            raise PostFailed(pending.message)
-        return pending.status
-
-    def _read_answers(self, process: subprocess.Popen[bytes]) -> None:
-        stdout = process.stdout
-        assert stdout is not None
         try:
-            while (frame := _read_exactly(stdout, ANSWER.size)) is not None:
-                request_id, status, size = ANSWER.unpack(frame)
-                message = _read_exactly(stdout, size) if size else b""
-                if message is None:
-                    break
-                with self._lock:
-                    entry = self._pending.pop(request_id, None)
-                if entry is not None:
-                    entry[1].status, entry[1].message = status, message.decode()
-                    entry[1].done.set()
-        except (OSError, ValueError):
-            pass
-        # The child exited (killed, crashed, or shut down): what it had not answered failed.
-        process.wait()
-        with self._lock:
-            if self._process is process:
-                self._process = None
-            lost = [rid for rid, (sent_to, _) in self._pending.items() if sent_to is process]
-            waiters = [self._pending.pop(rid)[1] for rid in lost]
-        for pending in waiters:
-            pending.done.set()
+            frame = b"".join((REQUEST.pack(request_id, len(head), len(body)), head, body))
+            view = memoryview(frame)
+            while view:
+                view = view[os.write(process.stdin.fileno(), view) :]
+            poll = select.poll()
+            poll.register(process.stdout, select.POLLIN)
+            if not poll.poll((timeout + ANSWER_GRACE_S) * 1000):
+                raise PostFailed(f"no answer from the sender process within {timeout:.1f} s")
+            frame = _read_exactly(process.stdout, ANSWER.size)
+            if frame is None:
+                raise PostFailed("the sender process exited")
+            answered, status, size = ANSWER.unpack(frame)
+            message = _read_exactly(process.stdout, size) if size else b""
+            if message is None or answered != request_id:
+                raise PostFailed("the sender process answered out of turn")
+        except PostFailed:
+            self._discard()  # its state is unknown: a fresh one next time
+            raise
+        except (OSError, ValueError) as exc:
+            self._discard()
+            raise PostFailed(f"the sender process is gone: {type(exc).__name__}: {exc}") from exc
+        if status < 0:
+            raise PostFailed(message.decode())
+        return status
+
+    def _discard(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the child once it answered what it was sent (killed after ``timeout``)."""
-        with self._lock:
-            self._closed = True
-            process = self._process
+        """Stop the child (it ends at the end of its input; killed after ``timeout``)."""
+        process, self._process = self._process, None
         if process is None:
             return
         try:
-            assert process.stdin is not None
-            process.stdin.close()  # the child ends at the end of its input
+            if process.stdin is not None:
+                process.stdin.close()
         except OSError:
             pass
         try:
@@ -209,44 +182,33 @@ class SenderProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # -- the child ---------------------------------------------------------------------------------
-def _child(workers: int) -> None:
+def _child() -> None:
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
-    write_lock = threading.Lock()
-    local = threading.local()
-
-    def send(request_id: int, url: str, headers: dict[str, str], timeout: float, body: bytes) -> None:
-        client: PlainHttp | None = getattr(local, "client", None)
-        if client is None:
-            client = local.client = PlainHttp()
+    client = PlainHttp()
+    while (frame := _read_exactly(stdin, REQUEST.size)) is not None:
+        request_id, head_size, body_size = REQUEST.unpack(frame)
+        head = _read_exactly(stdin, head_size)
+        body = _read_exactly(stdin, body_size) if body_size else b""
+        if head is None or body is None:
+            break
         try:
+            url, headers, timeout = json.loads(head)
             status, message = client.post(url, body, headers, timeout), b""
         except PostFailed as exc:
             status, message = -1, str(exc).encode()
         except Exception as exc:  # anything else is a failed attempt too, never a hang
             status, message = -1, f"{type(exc).__name__}: {exc}".encode()
-        with write_lock:
-            try:
-                stdout.write(ANSWER.pack(request_id, status, len(message)) + message)
-                stdout.flush()
-            except (OSError, ValueError):
-                pass  # the hub is gone
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while (frame := _read_exactly(stdin, REQUEST.size)) is not None:
-            request_id, head_size, body_size = REQUEST.unpack(frame)
-            head = _read_exactly(stdin, head_size)
-            body = _read_exactly(stdin, body_size) if body_size else b""
-            if head is None or body is None:
-                break
-            url, headers, timeout = json.loads(head)
-            pool.submit(send, request_id, url, headers, timeout, body)
-    # The end of the input: the hub closed it (shutdown) or exited; the pool finishes what
-    # it was given.
+        stdout.write(ANSWER.pack(request_id, status, len(message)) + message)
+        stdout.flush()
+    # The end of the input: the hub closed it (shutdown) or exited.
+    client.close()
 
 
 if __name__ == "__main__":
-    _child(int(sys.argv[1]) if len(sys.argv) > 1 else 8)
+    _child()
