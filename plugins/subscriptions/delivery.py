@@ -40,6 +40,8 @@ log = logging.getLogger("fhirhub.subscriptions.delivery")
 LEASE_S = 30.0
 POLL_S = 0.5
 FLUSH_S = 0.2
+#: A worker sending a backlog reads its subscription's state again after this many seconds.
+STATE_FRESH_S = 1.0
 FHIR_JSON = "application/fhir+json"
 #: Events held in memory per subscription for sending; beyond, the stored queue is read.
 MAX_QUEUED = 5000
@@ -313,9 +315,14 @@ class Deliverer:
 
     def _drain(self, subscription_id: str, picked: State | None = None) -> None:
         """Send what is due, in order, until the queue is empty or a send fails (starting
-        from the state the picking thread read, when given)."""
+        from the state the picking thread read, when given). The state is read again only
+        once it is :data:`STATE_FRESH_S` old: this worker writes what its sends change (kept
+        in the state it holds, the delivered count recorded aside), and a change of status
+        by the owner applies to the next notification sent after that."""
+        state, read_at = picked, time.monotonic()
         while not self._stop.is_set():
-            state, picked = picked or self._read_state(subscription_id), None
+            if state is None or time.monotonic() - read_at > STATE_FRESH_S:
+                state, read_at = self._read_state(subscription_id), time.monotonic()
             if state is None or state.status != "active" or state.spec.channel != "rest-hook":
                 return
             now = time.time()
@@ -374,6 +381,7 @@ class Deliverer:
             if last_number is not None and not (state.failures or state.last_error):
                 with self._sent_lock:
                     self._sent[state.id] = (last_number, now)
+                state.last_sent_at = now
                 return True
             values: dict[str, object] = {
                 "failures": 0,
@@ -391,7 +399,10 @@ class Deliverer:
                 values["handshake_pending"] = False
             with self.service.db.begin() as conn:
                 conn.execute(update(model.state).where(s.id == state.id).values(values))
-            state.failures, state.last_error = 0, None
+            state.failures, state.first_failure_at, state.last_error = 0, None, None
+            state.next_attempt_at, state.last_sent_at = 0.0, now
+            if last_number is None:
+                state.handshake_pending = False
             return True
         failures = state.failures + 1
         first = state.first_failure_at or now

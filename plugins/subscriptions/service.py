@@ -251,6 +251,7 @@ class SubscriptionService:
             self._store(_Store(position))
             return
         published: list[tuple[State, list[Event]]] = []
+        stamps: dict[int, str] = {}  # seq -> lastUpdated as text, once per version
         rows: list[dict[str, Any]] = []
         moved: list[dict[str, Any]] = []  # last_seq and event_count of each subscription
         pushed: list[dict[str, Any]] = []  # the same, and delivered, for live websockets
@@ -266,13 +267,16 @@ class SubscriptionService:
                     continue
                 number += 1
                 content = version.content if state.spec.payload == "full-resource" else None
+                stamp = stamps.get(version.seq)
+                if stamp is None:
+                    stamp = stamps[version.seq] = format_instant(version.last_updated)
                 event = Event(
                     number,
                     version.resource_type,
                     version.resource_id,
                     str(version.version_id),
                     interaction,
-                    format_instant(version.last_updated),
+                    stamp,
                     content,
                 )
                 events.append(event)
