@@ -22,10 +22,11 @@ import http.client
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit
 
 REQUEST = struct.Struct("!III")
@@ -120,19 +121,19 @@ class ChildSender:
 
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         """POST through the child; the status code, or :class:`PostFailed`."""
-        process = self._process
-        if process is None:
-            process = self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                bufsize=0,
-                close_fds=True,
-            )
-        assert process.stdin is not None and process.stdout is not None
         self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
         head = json.dumps([url, headers, timeout]).encode()
         try:
+            process = self._process
+            if process is None:
+                process = self._process = subprocess.Popen(
+                    [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    bufsize=0,
+                    close_fds=True,
+                )
+            assert process.stdin is not None and process.stdout is not None
             frame = b"".join((REQUEST.pack(request_id, len(head), len(body)), head, body))
             view = memoryview(frame)
             while view:
@@ -188,6 +189,9 @@ class ChildSender:
 
 # -- the child ---------------------------------------------------------------------------------
 def _child() -> None:
+    # A Ctrl-C at the hub's terminal reaches this process too: the hub decides when it ends
+    # (it closes the input).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     client = PlainHttp()
