@@ -142,10 +142,10 @@ class ChildSender:
             poll.register(process.stdout, select.POLLIN)
             if not poll.poll((timeout + ANSWER_GRACE_S) * 1000):
                 raise PostFailed(f"no answer from the sender process within {timeout:.1f} s")
-            frame = _read_exactly(process.stdout, ANSWER.size)
-            if frame is None:
+            answer = _read_exactly(process.stdout, ANSWER.size)
+            if answer is None:
                 raise PostFailed("the sender process exited")
-            answered, status, size = ANSWER.unpack(frame)
+            answered, status, size = ANSWER.unpack(answer)
             message = _read_exactly(process.stdout, size) if size else b""
             if message is None or answered != request_id:
                 raise PostFailed("the sender process answered out of turn")
@@ -157,7 +157,7 @@ class ChildSender:
             raise PostFailed(f"the sender process is gone: {type(exc).__name__}: {exc}") from exc
         if status < 0:
             raise PostFailed(message.decode())
-        return status
+        return int(status)
 
     def _discard(self) -> None:
         process, self._process = self._process, None
