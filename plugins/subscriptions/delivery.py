@@ -127,7 +127,7 @@ class Deliverer:
             queued += fresh
             if len(queued) > MAX_QUEUED:
                 del queued[: len(queued) - MAX_QUEUED]
-        self.service.wake_delivery.set()
+        # The consumer wakes the picking thread once the whole batch is handed over.
 
     def _from_memory(self, subscription_id: str, since: int, limit: int) -> list[Event] | None:
         """The events after ``since`` held in memory, if memory holds the next one."""

@@ -423,6 +423,10 @@ class SubscriptionService:
                 for callback in self.on_numbered:
                     callback(state, events)
                 handed.add(state.id)
+        if handed:
+            # Once for the batch: the delivery thread then picks every subscription handed
+            # over in one pass, instead of starting a pass while this thread hands over more.
+            self.wake_delivery.set()
         return frozenset(handed)
 
     def _push_websocket(self, state: State, events: list[Event]) -> None:
@@ -587,8 +591,8 @@ class SubscriptionService:
             elif state.status == "active":
                 message = {"subscription": state.id, "numbers": [e.number for e in events]}
                 publish_live(self.hub, live_channel(state.id), message)
-            if state.spec.channel == "rest-hook":
-                self.wake_delivery.set()
+            if state.spec.channel == "rest-hook" and state.id not in handed:
+                self.wake_delivery.set()  # (handed over: woken then, nothing new now)
         for callback in self.on_events:
             callback()
 
