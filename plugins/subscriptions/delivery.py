@@ -266,7 +266,6 @@ class Deliverer:
 
     # -- one subscription, on a pool worker ------------------------------------------------
     def _serve(self, subscription_id: str, picked: State | None = None) -> None:
-        failed = False
         try:
             if self._claim(subscription_id):
                 if not self.service.db.is_sqlite:
@@ -278,27 +277,16 @@ class Deliverer:
                     self._release(subscription_id)
         except Exception:
             log.exception("Delivering subscription %s failed", subscription_id)
-            failed = True
-        # Served again only if the picking thread found it due while it was being served (a
-        # worker that sent all there was has nothing left: events numbered later wake the
-        # picking thread themselves). It goes to the back of the pool's queue, still busy,
-        # its state read anew when its turn comes, instead of the picking thread making a
-        # pass over every subscription's state for it.
-        with self._busy_lock:
-            again = subscription_id in self._recheck
-            self._recheck.discard(subscription_id)
-            requeue = again and not failed and not self._stop.is_set()
-            if not requeue:
+        finally:
+            # The picking thread is woken only if it found this subscription due while it was
+            # being served: a worker that sent all there was has nothing left to pick (events
+            # numbered later wake the picking thread themselves).
+            with self._busy_lock:
                 self._busy.discard(subscription_id)
-        if requeue:
-            try:
-                self._pool.submit(self._serve, subscription_id, None)
-                return
-            except RuntimeError:  # the pool is shutting down
-                with self._busy_lock:
-                    self._busy.discard(subscription_id)
-        if again:
-            self.service.wake_delivery.set()
+                again = subscription_id in self._recheck
+                self._recheck.discard(subscription_id)
+            if again:
+                self.service.wake_delivery.set()
 
     def _claim(self, subscription_id: str) -> bool:
         if self.service.db.is_sqlite:
