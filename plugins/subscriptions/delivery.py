@@ -40,6 +40,8 @@ log = logging.getLogger("fhirhub.subscriptions.delivery")
 LEASE_S = 30.0
 POLL_S = 0.5
 FLUSH_S = 0.2
+#: A worker sending a backlog reads its subscription's state again after this many seconds.
+STATE_FRESH_S = 1.0
 FHIR_JSON = "application/fhir+json"
 #: Events held in memory per subscription for sending; beyond, the stored queue is read.
 MAX_QUEUED = 5000
@@ -68,9 +70,9 @@ class Deliverer:
             max_workers=max(1, self.settings.delivery_workers),
             thread_name_prefix="fhirhub-subscriptions-send",
         )
-        # One HTTP client per pool worker (kept-alive connections of its own): a shared
-        # client's connection pool is one lock that the workers queue on when notifications
-        # are many and small.
+        # One HTTP client per pool worker (kept-alive connections of its own, or a child
+        # process of its own making its plain-http POSTs): a shared client's connection pool
+        # is one lock that the workers queue on when notifications are many and small.
         self._local = threading.local()
         self._clients: list[Poster] = []
         self._clients_lock = threading.Lock()
@@ -125,7 +127,7 @@ class Deliverer:
             queued += fresh
             if len(queued) > MAX_QUEUED:
                 del queued[: len(queued) - MAX_QUEUED]
-        self.service.wake_delivery.set()
+        # The consumer wakes the picking thread once the whole batch is handed over.
 
     def _from_memory(self, subscription_id: str, since: int, limit: int) -> list[Event] | None:
         """The events after ``since`` held in memory, if memory holds the next one."""
@@ -313,9 +315,14 @@ class Deliverer:
 
     def _drain(self, subscription_id: str, picked: State | None = None) -> None:
         """Send what is due, in order, until the queue is empty or a send fails (starting
-        from the state the picking thread read, when given)."""
+        from the state the picking thread read, when given). The state is read again only
+        once it is :data:`STATE_FRESH_S` old: this worker writes what its sends change (kept
+        in the state it holds, the delivered count recorded aside), and a change of status
+        by the owner applies to the next notification sent after that."""
+        state, read_at = picked, time.monotonic()
         while not self._stop.is_set():
-            state, picked = picked or self._read_state(subscription_id), None
+            if state is None or time.monotonic() - read_at > STATE_FRESH_S:
+                state, read_at = self._read_state(subscription_id), time.monotonic()
             if state is None or state.status != "active" or state.spec.channel != "rest-hook":
                 return
             now = time.time()
@@ -374,6 +381,7 @@ class Deliverer:
             if last_number is not None and not (state.failures or state.last_error):
                 with self._sent_lock:
                     self._sent[state.id] = (last_number, now)
+                state.last_sent_at = now
                 return True
             values: dict[str, object] = {
                 "failures": 0,
@@ -391,7 +399,10 @@ class Deliverer:
                 values["handshake_pending"] = False
             with self.service.db.begin() as conn:
                 conn.execute(update(model.state).where(s.id == state.id).values(values))
-            state.failures, state.last_error = 0, None
+            state.failures, state.first_failure_at, state.last_error = 0, None, None
+            state.next_attempt_at, state.last_sent_at = 0.0, now
+            if last_number is None:
+                state.handshake_pending = False
             return True
         failures = state.failures + 1
         first = state.first_failure_at or now
@@ -427,10 +438,17 @@ class Deliverer:
     def _client(self) -> Poster:
         client: Poster | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = Poster(self.settings.request_timeout_s)
+            client = self._local.client = Poster(
+                self.settings.request_timeout_s, child=self.settings.sender_process
+            )
             with self._clients_lock:
                 self._clients.append(client)
         return client
+
+    def sender_pids(self) -> list[int]:
+        """The running child processes that make plain-http POSTs (one per worker that sent)."""
+        with self._clients_lock:
+            return [pid for client in self._clients if (pid := client.child_pid) is not None]
 
     def _schedule_wake(self, wait: float) -> None:
         timer = threading.Timer(wait, self.service.wake_delivery.set)

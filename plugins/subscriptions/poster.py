@@ -3,30 +3,33 @@
 A plain ``http://`` endpoint (no proxy configured for it, no credentials in the URL) is sent
 over a kept-alive HTTP/1.1 connection of the standard library, one per host and port: on a
 busy hub a notification is a small POST, and httpx's per-request machinery cost several
-times the CPU of the request itself, on the interpreter lock the ingest needs. Everything
-else (``https://``, a proxy from ``HTTP_PROXY``/``ALL_PROXY``, a URL with user info) goes
-through httpx, as before.
+times the CPU of the request itself, on the interpreter lock the ingest needs. With
+``child`` (the default, setting ``sender_process``), those POSTs are made by a child process
+of the worker's (:class:`~fhirhub.plugins.subscriptions.sendproc.ChildSender`), on another
+core: the worker only hands it the serialised request and reads the status code. Everything else
+(``https://``, a proxy from ``HTTP_PROXY``/``ALL_PROXY``, a URL with user info) goes through
+httpx in the hub's process, as before.
 """
 
 from __future__ import annotations
 
-import http.client
 import urllib.request
 from urllib.parse import urlsplit
 
 import httpx
 
+from fhirhub.plugins.subscriptions.sendproc import ChildSender, PlainHttp, PostFailed
 
-class PostFailed(Exception):
-    """No answer: the connection failed, timed out, or the request could not be made."""
+__all__ = ["PostFailed", "Poster"]
 
 
 class Poster:
     """POSTs of one thread (not thread-safe: each delivery worker has its own)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, child: bool = False) -> None:
         self._timeout = timeout
-        self._connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
+        self._child = ChildSender() if child else None
+        self._plain = PlainHttp()
         self._httpx: httpx.Client | None = None
         self._proxies = urllib.request.getproxies()
 
@@ -36,38 +39,9 @@ class Poster:
         host = parts.hostname
         if parts.scheme != "http" or not host or parts.username or self._proxied(host):
             return self._post_httpx(url, body, headers, timeout)
-        try:
-            port = parts.port or 80
-        except ValueError as exc:  # a port out of range
-            raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        key = (host, port)
-        for attempt in (1, 2):
-            connection = self._connections.get(key)
-            reused = connection is not None and connection.sock is not None
-            if connection is None:
-                connection = self._connections[key] = http.client.HTTPConnection(
-                    host, port, timeout=timeout
-                )
-            connection.timeout = timeout
-            if connection.sock is not None:
-                connection.sock.settimeout(timeout)
-            try:
-                connection.request("POST", target, body=body, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                if response.will_close:
-                    connection.close()
-                return response.status
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                connection.close()
-                if reused and attempt == 1:
-                    continue  # the receiver closed the kept-alive connection: a fresh one
-                raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                connection.close()
-                raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
+        if self._child is not None:
+            return self._child.post(url, body, headers, timeout)
+        return self._plain.post(url, body, headers, timeout)
 
     def _proxied(self, host: str) -> bool:
         if not ("http" in self._proxies or "all" in self._proxies):
@@ -84,10 +58,15 @@ class Poster:
         except (ValueError, TypeError) as exc:  # e.g. a header httpx refuses to send
             raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
 
+    @property
+    def child_pid(self) -> int | None:
+        """The process id of the child making this worker's POSTs, while it runs."""
+        return self._child.pid if self._child is not None else None
+
     def close(self) -> None:
-        for connection in self._connections.values():
-            connection.close()
-        self._connections.clear()
+        if self._child is not None:
+            self._child.close()
+        self._plain.close()
         if self._httpx is not None:
             self._httpx.close()
             self._httpx = None

@@ -20,6 +20,9 @@ class SubscriptionSettings(PluginSettings):
     batch_size: int = 500
     #: Subscriptions delivered at the same time (each one strictly in order).
     delivery_workers: int = 8
+    #: Plain ``http://`` notifications are POSTed by a child process of the plugin (on
+    #: another core than the API's interpreter lock); off: by the delivery workers themselves.
+    sender_process: bool = True
     #: At most this many queued events go in one rest-hook notification unless the
     #: subscription's ``backport-max-count`` says otherwise (a backlog drains in fewer POSTs;
     #: without a backlog each notification carries the one event that is new).

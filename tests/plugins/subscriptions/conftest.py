@@ -93,13 +93,15 @@ def client(hub: Hub) -> Iterator[TestClient]:
 
 class Receiver:
     """A rest-hook endpoint: records every POST (body and headers), answers 500 while
-    ``failing`` is set."""
+    ``failing`` is set; a POST arriving while ``holding`` is set waits until it is cleared,
+    then is answered 500 (not recorded)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.attempts = 0
         self.failing = threading.Event()
+        self.holding = threading.Event()
         self.arrived = threading.Condition()
         receiver = self
 
@@ -108,6 +110,14 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.arrived:
                     receiver.attempts += 1
+                    receiver.arrived.notify_all()
+                if receiver.holding.is_set():
+                    while receiver.holding.is_set():
+                        time.sleep(0.01)
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                with receiver.arrived:
                     if receiver.failing.is_set():
                         self.send_response(500)
                         self.end_headers()

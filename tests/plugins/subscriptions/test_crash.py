@@ -4,6 +4,7 @@ with the same event numbers, never out of order)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,14 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
             # And a burst the consumer has likely not even evaluated when the kill comes.
             for value in range(11, 31):
                 assert client.post("/Observation", json=glucose(value)).status_code == 201
+        children = _children(server.process.pid)
+        assert children, "no sender process"  # the failing POSTs went through it
         server.kill()
+        # The sender process ends too (the end of its input), with nothing left behind.
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in children):
+            assert time.monotonic() < deadline, "the sender process outlived the hub"
+            time.sleep(0.05)
         receiver.failing.clear()
         server = LiveServer(sqlite_url, tmp_path, env=FAST_ENV).start()  # same database
         numbers = receiver.wait_for(30, timeout=60)
@@ -58,3 +66,19 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
     finally:
         server.stop()
         receiver.close()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

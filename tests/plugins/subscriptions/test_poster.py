@@ -3,6 +3,8 @@ a connection the receiver closed is replaced, no answer is a failure, proxies go
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -47,11 +49,49 @@ class Endpoint:
         self.server.server_close()
 
 
-@pytest.fixture
-def poster() -> Iterator[Poster]:
-    p = Poster(timeout=5.0)
+@pytest.fixture(params=["in-process", "child"])
+def poster(request: pytest.FixtureRequest) -> Iterator[Poster]:
+    """The worker's POSTs made in the hub's process, or by its child process."""
+    p = Poster(timeout=5.0, child=request.param == "child")
     yield p
     p.close()
+
+
+def test_plain_http_goes_through_a_child_process_that_ends_when_closed() -> None:
+    endpoint = Endpoint()
+    poster = Poster(timeout=5.0, child=True)
+    try:
+        assert poster.child_pid is None  # started on first use
+        assert poster.post(endpoint.url, b"{}", {}, 5.0) == 202
+        pid = poster.child_pid
+        assert pid is not None and pid != os.getpid()
+        assert poster.post(endpoint.url, b"{}", {}, 5.0) == 202
+        assert poster.child_pid == pid  # kept
+        poster.close()
+        assert poster.child_pid is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # ended and reaped
+    finally:
+        poster.close()
+        endpoint.close()
+
+
+def test_a_killed_child_is_a_failed_post_and_a_fresh_one_sends_the_next() -> None:
+    endpoint = Endpoint()
+    poster = Poster(timeout=5.0, child=True)
+    try:
+        assert poster.post(endpoint.url, b"{}", {}, 5.0) == 202
+        pid = poster.child_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(PostFailed):
+            poster.post(endpoint.url, b"{}", {}, 5.0)
+        assert poster.post(endpoint.url, b'{"n": 2}', {}, 5.0) == 202
+        assert poster.child_pid not in (None, pid)
+        assert endpoint.bodies == [b"{}", b'{"n": 2}']
+    finally:
+        poster.close()
+        endpoint.close()
 
 
 def test_posts_to_one_endpoint_share_a_kept_alive_connection(poster: Poster) -> None:

@@ -3,11 +3,17 @@ back-off through an outage, and the notification is a valid R4 Bundle."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fhirhub.core.hub import Hub
+from fhirhub.plugins.subscriptions import _deliverers
+from fhirhub.plugins.subscriptions.delivery import Deliverer
 from fhirhub.sdk import validation_issues
 from tests.plugins.subscriptions.conftest import (
     Receiver,
@@ -146,3 +152,60 @@ def test_without_subscriptions_the_consumer_lingers_and_a_new_one_misses_nothing
     events = [e for b in receiver.received[1:] for e in b["entry"][1:]]
     assert [e["resource"]["valueQuantity"]["value"] for e in events] == [260]
     assert service.linger_s() == 0.0
+
+
+def _deliverer_of(hub: Hub) -> Deliverer:
+    deliverer = _deliverers.get(hub)
+    assert deliverer is not None
+    return deliverer
+
+
+def _wait(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_plain_http_notifications_are_posted_by_a_child_process_that_may_crash(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    """The POST is made by a child process; the child killed with a POST in flight is a
+    failed attempt, retried (with a fresh child) and delivered in order."""
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    post(client, "clinician-a", glucose(250))
+    assert receiver.wait_for(1) == [1]
+    deliverer = _deliverer_of(hub)
+    children = deliverer.sender_pids()
+    assert children
+    for pid in children:  # children of the hub's process
+        with open(f"/proc/{pid}/stat") as stat:
+            assert int(stat.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    receiver.holding.set()
+    attempts = receiver.attempts
+    post(client, "clinician-a", glucose(260))
+    _wait(lambda: receiver.attempts > attempts)  # in flight, in a child
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not set(children) & set(deliverer.sender_pids()))
+    time.sleep(0.2)  # the failed attempt recorded, a retry backing off
+    receiver.holding.clear()
+    post(client, "clinician-a", glucose(270))
+    assert receiver.wait_for(3) == [1, 2, 3]
+    assert deliverer.sender_pids() and not set(children) & set(deliverer.sender_pids())
+    assert receiver.attempts >= attempts + 3  # the lost one, its retry, the third
+
+
+def test_the_child_processes_end_with_the_hub(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> None:
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    post(client, "clinician-a", glucose(250))
+    assert receiver.wait_for(1) == [1]
+    deliverer = _deliverer_of(hub)
+    children = deliverer.sender_pids()
+    assert children
+    deliverer.stop()  # what the plugin's shutdown does
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # ended and reaped
