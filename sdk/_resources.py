@@ -74,6 +74,39 @@ def search(
         return search_resources(hub, conn, resource_type, pairs)
 
 
+#: Parameters :func:`search_all` sets itself.
+_PAGER_PARAMS = frozenset({"_sort", "_offset", "_count", "_after"})
+
+
+def search_all(
+    hub: Hub,
+    resource_type: str,
+    params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every match, not just :func:`search`'s first page: pages of the hub's largest size,
+    sorted by id, one read each, until a page comes back short. A plugin that must see all
+    (every Goal of a hundred patients) would otherwise miss what lies past the first page.
+    The search's deepest ``_offset`` (100,000) bounds it: narrow criteria that match more.
+    ``_sort``, ``_offset``, ``_count`` and ``_after`` are the pager's own: passing one is a
+    ``ValueError``."""
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+    given = {name.split(":", 1)[0] for name, _ in pairs} & _PAGER_PARAMS
+    if given:
+        raise ValueError(f"search_all pages by itself; do not pass {', '.join(sorted(given))}")
+    page_size = hub.settings.max_page_size
+    offset = 0
+    while True:
+        page = search(
+            hub,
+            resource_type,
+            [*pairs, ("_sort", "_id"), ("_count", str(page_size)), ("_offset", str(offset))],
+        )
+        yield from page
+        if len(page) < page_size:
+            return
+        offset += len(page)
+
+
 def match(hub: Hub, resource_type: str, criteria: str | Sequence[tuple[str, str]]) -> list[str]:
     """Ids matching conditional criteria (at most two: none, one or several), from the
     indexes only, with the caller's access."""

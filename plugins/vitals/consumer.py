@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,11 +42,11 @@ from fhirhub.plugins.vitals.scores import Score, latest_readings, news2, qsofa
 from fhirhub.plugins.vitals.service import VitalsService
 from fhirhub.sdk import (
     FhirError,
-    Hub,
     StoredVersion,
     Transaction,
     acting_as,
     search,
+    search_all,
     system_for,
     transaction,
 )
@@ -550,7 +550,7 @@ def _scale2_many(
     for chunk in _chunks(unknown, 100):
         subjects = ",".join(f"Patient/{p}" for p in chunk)
         found = {p: False for p in chunk}
-        for condition in _every(
+        for condition in search_all(
             service.hub,
             "Condition",
             [("subject", subjects), ("code", ",".join(sorted(codes.HYPERCAPNIC_CODES)))],
@@ -558,7 +558,7 @@ def _scale2_many(
             subject_id = _patient_of(condition)
             if subject_id in found and _active_condition(condition):
                 found[subject_id] = True
-        for goal in _every(service.hub, "Goal", [("subject", subjects)]):
+        for goal in search_all(service.hub, "Goal", [("subject", subjects)]):
             subject_id = _patient_of(goal)
             if subject_id in found and _spo2_goal(goal):
                 found[subject_id] = True
@@ -566,23 +566,6 @@ def _scale2_many(
             service.scale2.put((tenant or state.NO_TENANT, patient_id), value)
             result[patient_id] = value
     return result
-
-
-def _every(hub: Hub, resource_type: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """Every match, page after page: a search answers one page, and a hundred patients may
-    have more Goals than one page holds (the SpO2 one among them)."""
-    page_size = min(1000, hub.settings.max_page_size)
-    offset = 0
-    while True:
-        page = search(
-            hub,
-            resource_type,
-            [*params, ("_sort", "_id"), ("_count", str(page_size)), ("_offset", str(offset))],
-        )
-        yield from page
-        if len(page) < page_size:
-            return
-        offset += len(page)
 
 
 def _active_condition(condition: dict[str, Any]) -> bool:

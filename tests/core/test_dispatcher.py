@@ -50,6 +50,21 @@ def settings(url: str, tmp_path: Path) -> Settings:
     return Settings(db=url, data_dir=tmp_path, listeners=False)
 
 
+def patients_bundle(prefix: str, count: int) -> dict[str, Any]:
+    """A transaction Bundle creating ``count`` Patients (MRNs ``prefix0``...)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": patient(mrn=f"{prefix}{i}"),
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for i in range(count)
+        ],
+    }
+
+
 def consumer_plugin(consumer: Consumer) -> Any:
     """A plugin, named after ``consumer``, that registers it."""
 
@@ -390,14 +405,7 @@ def test_a_consumer_failing_part_way_is_retried_after_what_it_handled(
     sender_plugin = consumer_plugin(Consumer("sender", handle, types=frozenset({"Patient"})))
 
     hub = build_hub(settings(database_url, tmp_path), extra_plugins=[sender_plugin])
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": patient(mrn=f"p{i}"), "request": {"method": "POST", "url": "Patient"}}
-            for i in range(3)
-        ],
-    }
+    bundle = patients_bundle("p", 3)
     with TestClient(create_app(hub=hub)) as client:
         assert client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR).status_code == 200
         deadline = time.monotonic() + 20
@@ -616,14 +624,7 @@ def test_caught_up_is_called_once_the_log_has_nothing_more(sqlite_url: str, tmp_
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     hub = build_hub(settings(sqlite_url, tmp_path), extra_plugins=[tail_plugin])
     with TestClient(create_app(hub=hub)) as client:
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {"resource": patient(mrn=f"c{n}"), "request": {"method": "POST", "url": "Patient"}}
-                for n in range(4)
-            ],
-        }
+        bundle = patients_bundle("c", 4)
         assert client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR).status_code == 200
         deadline = time.monotonic() + 10
         while len(calls) < 2 and time.monotonic() < deadline:

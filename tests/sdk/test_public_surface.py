@@ -84,6 +84,7 @@ def test_sdk_exports_exactly_this() -> None:
         "read",
         "read_dicom_instance",
         "search",
+        "search_all",
         "sign_log_head",
         "smtp_send",
         "snapshot",

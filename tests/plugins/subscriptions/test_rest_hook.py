@@ -160,6 +160,20 @@ def _deliverer_of(hub: Hub) -> Deliverer:
     return deliverer
 
 
+def _first_notification_sent(
+    client: TestClient, hub: Hub, receiver: Receiver
+) -> tuple[Deliverer, list[int]]:
+    """A subscription and its first notification, sent: the deliverer and its sender
+    children."""
+    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
+    post(client, "clinician-a", glucose(250))
+    assert receiver.wait_for(1) == [1]
+    deliverer = _deliverer_of(hub)
+    children = deliverer.sender_pids()
+    assert children
+    return deliverer, children
+
+
 def _wait(condition: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -172,12 +186,7 @@ def test_plain_http_notifications_are_posted_by_a_child_process_that_may_crash(
 ) -> None:
     """The POST is made by a child process; the child killed with a POST in flight is a
     failed attempt, retried (with a fresh child) and delivered in order."""
-    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
-    post(client, "clinician-a", glucose(250))
-    assert receiver.wait_for(1) == [1]
-    deliverer = _deliverer_of(hub)
-    children = deliverer.sender_pids()
-    assert children
+    deliverer, children = _first_notification_sent(client, hub, receiver)
     for pid in children:  # children of the hub's process
         with open(f"/proc/{pid}/stat") as stat:
             assert int(stat.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
@@ -199,12 +208,7 @@ def test_plain_http_notifications_are_posted_by_a_child_process_that_may_crash(
 def test_the_child_processes_end_with_the_hub(
     client: TestClient, hub: Hub, receiver: Receiver
 ) -> None:
-    post(client, "clinician-a", subscription(HIGH_GLUCOSE, receiver.url))
-    post(client, "clinician-a", glucose(250))
-    assert receiver.wait_for(1) == [1]
-    deliverer = _deliverer_of(hub)
-    children = deliverer.sender_pids()
-    assert children
+    deliverer, children = _first_notification_sent(client, hub, receiver)
     deliverer.stop()  # what the plugin's shutdown does
     for pid in children:
         with pytest.raises(ProcessLookupError):

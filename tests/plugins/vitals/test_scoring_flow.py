@@ -21,6 +21,12 @@ from tests.plugins.vitals.conftest import (
     vitals_bundle,
 )
 
+#: A Goal target of SpO2 88-92 %: SpO2 scale 2 applies.
+SPO2_88_TO_92 = {
+    "measure": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+    "detailRange": {"low": {"value": 88, "unit": "%"}, "high": {"value": 92, "unit": "%"}},
+}
+
 
 def scores_of(
     client: TestClient, caller: str, patient: str, kind: str = "RiskAssessment"
@@ -34,6 +40,15 @@ def scores_of(
 
 def news2_of(assessments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [a for a in assessments if a["method"]["text"] == "NEWS2"]
+
+
+def news2_observations(client: TestClient, patient: str) -> list[dict[str, Any]]:
+    """The NEWS2 score Observations of ``patient`` (as nurse-a)."""
+    return [
+        o
+        for o in scores_of(client, "nurse-a", patient, "Observation")
+        if o["code"].get("text") == "NEWS2"
+    ]
 
 
 def test_a_full_set_of_vitals_is_scored_as_fhir(client: TestClient, hub: Hub) -> None:
@@ -145,11 +160,7 @@ def test_scale2_for_hypercapnic_respiratory_failure(client: TestClient, hub: Hub
         vitals_bundle(patient, rr=20, spo2=89, o2_flow=2, sbp=120, pulse=88, acvpu="A", temp=37.2),
     )
     settle(hub)
-    observations = [
-        o
-        for o in scores_of(client, "nurse-a", patient, "Observation")
-        if o["code"].get("text") == "NEWS2"
-    ]
+    observations = news2_observations(client, patient)
     assert [o["valueInteger"] for o in observations] == [2]
 
 
@@ -251,15 +262,7 @@ def test_scale2_from_an_spo2_goal_of_88_to_92(client: TestClient, hub: Hub) -> N
             "lifecycleStatus": "active",
             "description": {"text": "SpO2 88-92 %"},
             "subject": {"reference": f"Patient/{patient}"},
-            "target": [
-                {
-                    "measure": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
-                    "detailRange": {
-                        "low": {"value": 88, "unit": "%"},
-                        "high": {"value": 92, "unit": "%"},
-                    },
-                }
-            ],
+            "target": [SPO2_88_TO_92],
         },
     )
     assert response.status_code == 201, response.text
@@ -270,11 +273,7 @@ def test_scale2_from_an_spo2_goal_of_88_to_92(client: TestClient, hub: Hub) -> N
         vitals_bundle(patient, rr=14, spo2=98, o2_flow=2, sbp=115, pulse=70, acvpu="A", temp=36.5),
     )
     settle(hub)
-    observations = [
-        o
-        for o in scores_of(client, "nurse-a", patient, "Observation")
-        if o["code"].get("text") == "NEWS2"
-    ]
+    observations = news2_observations(client, patient)
     assert [o["valueInteger"] for o in observations] == [5]
     assert "scale 2" in " ".join(n["text"] for n in observations[0]["note"])
 
@@ -298,11 +297,7 @@ def test_scale2_from_a_goal_past_the_first_page_of_goals(client: TestClient, hub
         json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
     )
     assert response.status_code == 200, response.text
-    spo2 = {
-        "measure": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
-        "detailRange": {"low": {"value": 88, "unit": "%"}, "high": {"value": 92, "unit": "%"}},
-    }
-    goal = {**other, "description": {"text": "SpO2 88-92 %"}, "target": [spo2]}
+    goal = {**other, "description": {"text": "SpO2 88-92 %"}, "target": [SPO2_88_TO_92]}
     response = client.post("/fhir/Goal", headers=as_("nurse-a"), json=goal)
     assert response.status_code == 201, response.text
     post_vitals(
@@ -311,11 +306,7 @@ def test_scale2_from_a_goal_past_the_first_page_of_goals(client: TestClient, hub
         vitals_bundle(patient, rr=14, spo2=98, o2_flow=2, sbp=115, pulse=70, acvpu="A", temp=36.5),
     )
     settle(hub)
-    observations = [
-        o
-        for o in scores_of(client, "nurse-a", patient, "Observation")
-        if o["code"].get("text") == "NEWS2"
-    ]
+    observations = news2_observations(client, patient)
     assert [o["valueInteger"] for o in observations] == [5]  # scale 2 (scale 1: 2)
 
 
