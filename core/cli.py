@@ -105,10 +105,10 @@ def serve(
         )
         return
     from fhirhub.core.http.app import create_app
+    from fhirhub.core.worker_process import wanted
 
-    uvicorn.run(
-        create_app(settings, freeze_heap=True), host=host, port=port, log_level="info", **network
-    )
+    app = create_app(settings, freeze_heap=True, worker_process=wanted(settings))
+    uvicorn.run(app, host=host, port=port, log_level="info", **network)
 
 
 def _check_auth(auth: str, host: str) -> None:

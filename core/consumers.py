@@ -55,6 +55,17 @@ class Consumer:
     after handling versions (within the one-second poll of its last batch), for work that
     waits for "nothing more is coming", such as a set a full batch cut short, whose
     transaction may have ended at the batch's edge. Raising retries it at the next poll.
+    ``worker_process``: the consumer may run in the hub's worker process rather than in the
+    API process (``fhirhub serve`` starts one where the machine has a core to spare, see
+    ``FHIRHUB_WORKER_PROCESS``). For CPU-heavy consumers: in the API process their work
+    shares one interpreter lock with the request handlers, so a write load slows by all of
+    it; in the worker it runs on another core. The consumer then shares no memory with the
+    plugin's routes: what they need from it goes through the database or the live fan-out
+    (``publish_live``, relayed to the API process).
+    ``companion``: background work that must run in the same process as the consumer (a
+    thread the consumer hands work to in memory). Called when a process starts serving the
+    consumer, before its first delivery; returns the function that stops it, called after
+    the consumer's last delivery there.
     """
 
     name: str
@@ -67,6 +78,8 @@ class Consumer:
     durable: Callable[[], int] | None = None
     linger_s: float | Callable[[], float] = 0.0
     caught_up: Callable[[], None] | None = None
+    worker_process: bool = False
+    companion: Callable[[], Callable[[], None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ reads the version log from there. The writer only wakes the threads (the core's
 * With ``FHIRHUB_BROKER`` set, a ``resource_committed`` delivery runs as a Celery task on a
   worker (:mod:`fhirhub.core.broker`, :mod:`fhirhub.core.celery_app`); the consumer's thread waits for it, which keeps
   per-plugin order.
+* With a worker process (:mod:`fhirhub.core.worker_process`), the API process's dispatcher
+  (``placement="api"``) serves every consumer but those marked ``worker_process``, and the
+  worker's (``placement="worker"``) serves only those, and no schedule. A consumer's
+  ``companion`` runs in whichever process serves it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -494,6 +498,10 @@ class Dispatcher:
     stopping: threading.Event = field(default_factory=threading.Event)
     _workers: dict[str, _Worker] = field(default_factory=dict)
     _runners: list[_ScheduleRunner] = field(default_factory=list)
+    _companions: list[Callable[[], None]] = field(default_factory=list)
+    #: Which consumers this process serves (the module docstring): "all" (one process),
+    #: "api" (an API process beside a worker process) or "worker" (the worker process).
+    placement: Literal["all", "api", "worker"] = "all"
     locks: _Locks = field(init=False)
     cursors: _CursorWriter = field(init=False)
 
@@ -511,12 +519,23 @@ class Dispatcher:
             return
         self.stopping.clear()
         self.locks.open()
-        self.consumers = collect_consumers(self.hub)
-        self.schedules = collect_schedules(self.hub)
-        cursors = self._load_cursors()
+        every = collect_consumers(self.hub)
+        # Every consumer's cursor, also of those the other process serves: a new consumer
+        # starting at "head" starts at the head of the log when the hub started, not when
+        # the worker process (started later) first reads it.
+        cursors = self._load_cursors(every)
+        self.consumers = {
+            name: consumer
+            for name, consumer in every.items()
+            if self.placement == "all" or consumer.worker_process == (self.placement == "worker")
+        }
+        self.schedules = [] if self.placement == "worker" else collect_schedules(self.hub)
         for name, consumer in self.consumers.items():
             self._workers[name] = _Worker(self, consumer, cursors[name])
         self._runners = [_ScheduleRunner(self, schedule) for schedule in self.schedules]
+        for consumer in self.consumers.values():
+            if consumer.companion is not None:
+                self._companions.append(consumer.companion())
         self.cursors.start()
         for worker in self._workers.values():
             worker.start()
@@ -540,6 +559,12 @@ class Dispatcher:
         for runner in self._runners:
             runner.join(timeout=10)
         self.cursors.join(timeout=10)
+        for stop_companion in reversed(self._companions):
+            try:
+                stop_companion()
+            except Exception:
+                log.exception("Stopping a consumer's companion failed")
+        self._companions.clear()
         self._workers.clear()
         self._runners.clear()
         self.locks.close()
@@ -562,7 +587,7 @@ class Dispatcher:
     def status(self) -> list[ConsumerStatus]:
         return [w.status for w in self._workers.values()] + [r.status for r in self._runners]
 
-    def _load_cursors(self) -> dict[str, int]:
+    def _load_cursors(self, consumers: dict[str, Consumer]) -> dict[str, int]:
         # A write transaction from the start: this one reads, then inserts, and on SQLite a
         # read transaction that another writer overtook cannot become a write one ("database
         # is locked" at once, no busy wait): plugins' start-up work writes meanwhile.
@@ -572,7 +597,7 @@ class Dispatcher:
                 conn.execute(select(dispatch_cursor.c.consumer, dispatch_cursor.c.last_seq)).all()
             )
             cursors: dict[str, int] = {}
-            for name, consumer in self.consumers.items():
+            for name, consumer in consumers.items():
                 if name in known:
                     cursors[name] = int(known[name])
                     continue
@@ -643,6 +668,10 @@ def _per_version(
 
 @hookimpl
 def after_commit(versions: list[StoredVersion], hub: Hub) -> None:
-    """The writer's only part in delivery: wake the threads of the consumers it wrote for."""
+    """The writer's only part in delivery: wake the threads of the consumers it wrote for (and
+    those of the other process, with a worker process)."""
+    types = {v.resource_type for v in versions}
     if hub.dispatcher is not None:
-        hub.dispatcher.wake({v.resource_type for v in versions})
+        hub.dispatcher.wake(types)
+    if hub.link is not None:
+        hub.link.notify(types)

@@ -34,6 +34,7 @@ from fhirhub.fhir_store.versions import StoredVersion
 if TYPE_CHECKING:
     from fhirhub.core.dispatcher import Dispatcher
     from fhirhub.core.tasks import TaskRunner
+    from fhirhub.core.worker_process import Link, WorkerProcess
 
 log = logging.getLogger("fhirhub")
 
@@ -48,6 +49,9 @@ class Hub:
     #: Delivers committed versions to consumers; created by :func:`build_hub`, started with
     #: the app (or by a plugin's own tests through ``hub.dispatcher.start()``).
     dispatcher: Dispatcher | None = None
+    #: The socket to the other process of a hub served with a worker process
+    #: (:mod:`fhirhub.core.worker_process`): commits wake the consumers there.
+    link: Link | WorkerProcess | None = None
 
     @property
     def hook(self) -> Any:

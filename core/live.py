@@ -42,6 +42,9 @@ class LiveFanout:
     _pubsub: Any = None
     _thread: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    #: In a worker process without Redis: hands each message to the API process, whose
+    #: listeners hold the browsers' connections (:mod:`fhirhub.core.worker_process`).
+    relay: Callable[[str, dict[str, Any]], None] | None = None
 
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         """Deliver ``message`` to every listener of ``channel`` (in every process with Redis).
@@ -52,6 +55,12 @@ class LiveFanout:
                 return
             except Exception:
                 log.exception("Publishing to Redis failed; delivering in this process only")
+        if self.relay is not None:
+            self.relay(channel, message)
+        self._deliver(channel, message)
+
+    def deliver_here(self, channel: str, message: dict[str, Any]) -> None:
+        """Deliver a message relayed from the worker process to this process's listeners."""
         self._deliver(channel, message)
 
     @contextlib.contextmanager

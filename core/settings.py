@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     )
     default_page_size: int = 20
     max_page_size: int = 1000
+    worker_process: str = Field(
+        default="auto",
+        pattern="^(?i)(auto|on|off)$",
+        description="'auto' (default), 'on' or 'off': `fhirhub serve` runs the CPU-heavy "
+        "consumers (vitals scoring, subscription criteria) in a second process; auto: with one "
+        "API process on a machine of more than one core",
+    )
     listeners: bool = Field(
         default=True,
         description="Start the adapters' network listeners (MLLP, DICOM) when the hub serves; "

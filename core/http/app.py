@@ -19,13 +19,18 @@ from fhirhub.core.http.responses import error_response, fhir_response, outcome_r
 from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.plugins import call_hook
 from fhirhub.core.settings import Settings, load_settings
+from fhirhub.core.worker_process import WorkerProcess
 from fhirhub.fhir_store.errors import FhirError
 
 log = logging.getLogger("fhirhub.http")
 
 
 def create_app(
-    settings: Settings | None = None, *, hub: Hub | None = None, freeze_heap: bool = False
+    settings: Settings | None = None,
+    *,
+    hub: Hub | None = None,
+    freeze_heap: bool = False,
+    worker_process: bool = False,
 ) -> FastAPI:
     """Build the app; ``hub`` may be given (tests, embedding), otherwise built from settings.
 
@@ -33,7 +38,10 @@ def create_app(
     started, what the hub loaded (FHIR definitions, search parameters, plugins) is moved out of
     the garbage collector's reach (``gc.freeze``). Those objects live as long as the process;
     without this every full collection walked them all again, a pause of 0.2-0.3 s each, several
-    times a minute under a write load."""
+    times a minute under a write load.
+
+    ``worker_process`` (``fhirhub serve``): the consumers marked ``worker_process`` run in a
+    child process started with the app (:mod:`fhirhub.core.worker_process`)."""
     if hub is None:
         hub = build_hub(settings or load_settings())
 
@@ -42,13 +50,22 @@ def create_app(
         call_hook(hub, "startup", hub=hub)
         dispatcher = hub.dispatcher
         assert dispatcher is not None
+        worker: WorkerProcess | None = None
+        if worker_process:
+            dispatcher.placement = "api"
         dispatcher.start()
+        if worker_process:
+            worker = WorkerProcess(hub).start()
+            hub.link = worker
         if freeze_heap:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            if worker is not None:
+                hub.link = None
+                worker.stop()
             dispatcher.stop()
             call_hook(hub, "shutdown", hub=hub)
             if hub.tasks is not None:
@@ -85,6 +102,9 @@ def create_app(
                     f"stalled: one delivery has run over {status.timeout_s:.0f} s"
                 )
                 healthy = False
+        if isinstance(hub.link, WorkerProcess):
+            checks["worker-process"] = "ok" if hub.link.alive else "failing: not running"
+            healthy = healthy and hub.link.alive
         for _plugin, registered in call_hook(hub, "health_checks", hub=hub):
             for name, check in registered:
                 try:

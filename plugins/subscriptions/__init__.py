@@ -68,8 +68,26 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             batch_size=max(1, service.settings.batch_size),
             durable=service.durable,
             linger_s=service.linger_s,
+            # Criteria evaluation is CPU work: beside a write load it runs on another core.
+            worker_process=True,
+            # The delivery thread takes the consumer's events from memory.
+            companion=lambda: _start_delivery(hub),
         )
     ]
+
+
+def _start_delivery(hub: Hub) -> Any:
+    """The rest-hook delivery thread, in the process serving the consumer; returns its stop."""
+    service = service_of(hub)
+    deliverer = _deliverers.set(hub, Deliverer(service).start())
+
+    def stop() -> None:
+        if _deliverers.get(hub) is deliverer:
+            _deliverers.pop(hub)
+        deliverer.stop()
+        service.wait_stored(timeout=10.0)  # what was numbered is stored before the process ends
+
+    return stop
 
 
 @hookimpl
@@ -104,7 +122,6 @@ def register_operations(hub: Hub) -> list[Operation]:
 @hookimpl
 def startup(hub: Hub) -> None:
     seed_demo(hub)
-    _deliverers.set(hub, Deliverer(service_of(hub)).start())
 
 
 @hookimpl

@@ -77,6 +77,8 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             # Under a steady feed, batches of many patients (``batch_pause_ms``).
             linger_s=service.linger_s,
             caught_up=lambda: score_pending(service),
+            # Scoring is CPU work: beside a write load it runs on another core.
+            worker_process=True,
         )
     ]
 

@@ -45,8 +45,13 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
             # And a burst the consumer has likely not even evaluated when the kill comes.
             for value in range(11, 31):
                 assert client.post("/Observation", json=glucose(value)).status_code == 201
+        # The failing POSTs go through a sender process (of the worker process, which serves
+        # the subscriptions consumer, or of the API process without one).
+        deadline = time.monotonic() + 15
+        while not any(b"sendproc" in _cmdline(pid) for pid in _children(server.process.pid)):
+            assert time.monotonic() < deadline, "no sender process"
+            time.sleep(0.02)
         children = _children(server.process.pid)
-        assert children, "no sender process"  # the failing POSTs went through it
         server.kill()
         # The sender process ends too (the end of its input), with nothing left behind.
         deadline = time.monotonic() + 15
@@ -69,10 +74,20 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
 
 
 def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (the worker process, and the sender processes of whichever
+    process serves the subscriptions consumer)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
+        for child in (int(p) for p in (task / "children").read_text().split()):
+            found += [child, *_children(child)]
     return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def _running(pid: int) -> bool:

@@ -1,0 +1,291 @@
+"""The worker process: CPU-heavy consumers on another core, beside the API process.
+
+Python runs one thread at a time per process. A consumer that scores every vital sign or
+evaluates every subscription's criteria (``Consumer.worker_process``) shares the API
+process's interpreter lock with the request handlers: a write load is slowed by all of the
+consumer's work, even on a machine with a core to spare. ``fhirhub serve`` (one API
+process) therefore starts a child process that serves those consumers, and the API
+process's dispatcher leaves them out. Everything else stays where it was: the plugins'
+start-up work, routes and schedules, and the other consumers.
+
+Both processes open the same database. The store already serialises writers (SQLite's
+write lock, PostgreSQL's log lock), and each consumer's cursor is saved in the database, so
+a consumer moved to the worker resumes where the API process left it, and back again.
+
+One socket links the two processes, for what must be fast:
+
+* **Wake-ups.** After each commit a process tells the other which resource types it wrote
+  (coalesced while the other is busy), so a consumer wakes at once instead of at its
+  one-second poll.
+* **Live messages.** What the worker publishes (``publish_live``: an alert for a dashboard,
+  a websocket notification) reaches the API process's listeners, which hold the browsers'
+  connections. With ``FHIRHUB_BROKER=redis://...`` the fan-out goes through Redis instead.
+
+The worker ends when the socket closes (the API process stopped or was killed) or on
+SIGTERM/SIGINT. The API process restarts a worker that died, after a pause
+(:data:`RESTART_PAUSE_S`), and ``/healthz`` reports ``worker-process`` failing meanwhile; the
+consumers lose nothing (at-least-once delivery from their saved cursors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fhirhub.core.live import fanout_of
+
+if TYPE_CHECKING:
+    from fhirhub.core.hub import Hub
+    from fhirhub.core.settings import Settings
+
+log = logging.getLogger("fhirhub.worker")
+
+#: The worker's end of the socket (a file descriptor number), set in its environment.
+FD_ENV = "FHIRHUB_WORKER_FD"
+#: The API process's settings, as JSON, set in the worker's environment.
+SETTINGS_ENV = "FHIRHUB_WORKER_SETTINGS"
+#: Seconds between a worker's unexpected exit and its restart.
+RESTART_PAUSE_S = 1.0
+#: Seconds a stopping worker has to finish its deliveries before it is killed.
+STOP_TIMEOUT_S = 20.0
+
+
+def wanted(settings: Settings, api_processes: int = 1) -> bool:
+    """Whether ``fhirhub serve`` starts a worker process (``FHIRHUB_WORKER_PROCESS``): "on",
+    "off", or "auto" (the default): with one API process on a machine of more than one core.
+    Several API processes (PostgreSQL) already spread the consumers between them."""
+    choice = settings.worker_process.lower()
+    if choice == "on":
+        return True
+    if choice == "off" or api_processes > 1:
+        return False
+    return (os.cpu_count() or 1) > 1
+
+
+class Link:
+    """One end of the socket between the API process and its worker: sends wake-ups and live
+    messages on a thread of its own (a commit never waits for the other process), and acts on
+    what arrives on another."""
+
+    def __init__(self, hub: Hub, sock: socket.socket) -> None:
+        self.hub = hub
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._pending_types: set[str] = set()
+        self._pending_all = False
+        self._messages: list[tuple[str, dict[str, Any]]] = []
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._sender = threading.Thread(target=self._send_loop, name="fhirhub-link-send")
+        self._sender.daemon = True
+        self._reader = threading.Thread(target=self._read_loop, name="fhirhub-link-read")
+        self._reader.daemon = True
+
+    def start(self) -> Link:
+        self._sender.start()
+        self._reader.start()
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        return self._closed.wait(timeout)
+
+    def notify(self, types: set[str] | None) -> None:
+        """Tell the other process that versions of ``types`` (None: any) were committed."""
+        with self._lock:
+            if types is None:
+                self._pending_all = True
+            else:
+                self._pending_types |= types
+        self._ready.set()
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Hand a live message to the other process's listeners."""
+        with self._lock:
+            self._messages.append((channel, message))
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._ready.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    def _send_loop(self) -> None:
+        while not self._closed.is_set():
+            self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                wake_all, types, messages = self._pending_all, self._pending_types, self._messages
+                self._pending_all, self._pending_types, self._messages = False, set(), []
+            lines = [orjson.dumps({"live": c, "message": m}) for c, m in messages]
+            if wake_all or types:
+                lines.append(orjson.dumps({"wake": None if wake_all else sorted(types)}))
+            if not lines or self._closed.is_set():
+                continue
+            try:
+                self._sock.sendall(b"\n".join(lines) + b"\n")
+            except OSError:
+                self._closed.set()
+
+    def _read_loop(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self._sock.makefile("rb") as stream:
+            for line in stream:
+                try:
+                    item = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    log.warning("Ignoring a malformed message from the other process")
+                    continue
+                self._act(item)
+        self._closed.set()
+        self._ready.set()
+
+    def _act(self, item: dict[str, Any]) -> None:
+        if "wake" in item:
+            dispatcher = self.hub.dispatcher
+            if dispatcher is not None:
+                types = item["wake"]
+                dispatcher.wake(None if types is None else set(types))
+        elif "live" in item and isinstance(item.get("message"), dict):
+            fanout_of(self.hub).deliver_here(str(item["live"]), item["message"])
+
+
+class WorkerProcess:
+    """The API process's side: starts the worker, links it, restarts it when it dies."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.link: Link | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def notify(self, types: set[str] | None) -> None:
+        """Wake the worker's consumers (versions of ``types`` were committed here)."""
+        link = self.link
+        if link is not None:
+            link.notify(types)
+
+    def start(self) -> WorkerProcess:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="fhirhub-worker-watch")
+        self._watcher.daemon = True
+        self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to finish (SIGTERM), wait for it, kill it past the timeout."""
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("The worker process did not stop in time; killing it")
+                process.kill()
+                process.wait()
+        self._unlink()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+    def _spawn(self) -> None:
+        parent_end, child_end = socket.socketpair()
+        env = {
+            **os.environ,
+            FD_ENV: str(child_end.fileno()),
+            SETTINGS_ENV: self.hub.settings.model_dump_json(),
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "fhirhub.core.worker_process"],
+            env=env,
+            pass_fds=[child_end.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        child_end.close()
+        self.link = Link(self.hub, parent_end).start()
+        log.info("Worker process %s serves the consumers marked worker_process", self.pid)
+
+    def _unlink(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            if process is None or process.poll() is None:
+                self._stopping.wait(0.2)
+                continue
+            if self._stopping.is_set():
+                return
+            log.error(
+                "The worker process exited (status %s); restarting it in %.0f s",
+                process.returncode,
+                RESTART_PAUSE_S,
+            )
+            self._unlink()
+            if self._stopping.wait(RESTART_PAUSE_S):
+                return
+            self._spawn()
+
+
+def run_worker() -> int:
+    """The worker's main: serve the ``worker_process`` consumers until told to stop."""
+    from fhirhub.core.hub import build_hub
+    from fhirhub.core.settings import Settings
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [worker]: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    sock = socket.socket(fileno=int(os.environ[FD_ENV]))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    hub = build_hub(settings)
+    dispatcher = hub.dispatcher
+    assert dispatcher is not None
+    dispatcher.placement = "worker"
+    link = Link(hub, sock)
+    hub.link = link
+    fanout_of(hub).relay = link.publish
+    link.start()
+    dispatcher.start()
+    log.info("Worker process serving: %s", ", ".join(sorted(dispatcher.consumers)) or "nothing")
+    while not stop.is_set() and not link.closed:
+        stop.wait(0.5)
+    dispatcher.stop()
+    link.close()
+    hub.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # SIGINT (Ctrl-C in a terminal reaches the whole process group) is a request to stop
+    # like SIGTERM: ignore it until the handler is installed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(run_worker())
