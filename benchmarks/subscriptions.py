@@ -17,7 +17,9 @@ flush of its rows lies between) and precedes the client's receipt of the respons
 (``latency_under_load_ms``, the figure compared with the target) and ``receipt - response
 received`` a lower bound (``latency_under_load_lower_ms``).
 
-The hub's CPU seconds (user + system, from /proc) are reported too, the machine being shared:
+The hub's CPU seconds (user + system, from /proc; the API process and its descendants: the
+worker process that serves the subscriptions consumer under ``fhirhub serve`` on a machine of
+several cores, and the rest-hook sender processes) are reported too, the machine being shared:
 during the load (``hub_cpu_ingest_s``), until the last event arrived (``hub_cpu_drained_s``)
 and until the hub went idle, the other plugins' consumers included (``hub_cpu_settled_s``,
 the figure to compare with and without), with the split per thread (names from ``py-spy
@@ -208,32 +210,69 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not start")
 
 
-def cpu_of(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of process ``pid``, by thread id."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, float] = {}
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its running descendants (the hub's worker process, sender processes)."""
+    found = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
+            children = (task / "children").read_text().split()
+        except OSError:
             continue
-        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+        for child in children:
+            found += process_tree(int(child))
+    return found
+
+
+def cpu_of(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of process ``pid`` and of its descendants
+    (the worker process serves the subscriptions consumer), by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for process in process_tree(pid):
+        try:
+            tasks = list(Path(f"/proc/{process}/task").iterdir())
+        except OSError:  # the process ended
+            continue
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended
+                continue
+            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
     return found
 
 
 def thread_names(pid: int) -> dict[int, str]:
-    """Thread id -> Python thread name, from ``py-spy dump`` when it is installed."""
+    """Thread id -> Python thread name, from ``py-spy dump`` when it is installed, for the
+    process and its descendants (a worker process's threads named ``worker:<name>``, sender
+    processes ``sender``)."""
     spy = Path(sys.executable).parent / "py-spy"
-    try:
-        out = subprocess.run(
-            [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
     names: dict[int, str] = {}
-    for line in out.splitlines():
-        if line.startswith("Thread ") and '"' in line:
-            names[int(line.split()[1])] = line.split('"')[1]
+    for process in process_tree(pid):
+        try:
+            command = Path(f"/proc/{process}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"sendproc" in command:
+            names.update(
+                dict.fromkeys(
+                    (int(t.name) for t in Path(f"/proc/{process}/task").iterdir()), "sender"
+                )
+            )
+            continue
+        prefix = "worker:" if b"worker_process" in command else ""
+        try:
+            out = subprocess.run(
+                [str(spy), "dump", "--pid", str(process)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            if line.startswith("Thread ") and '"' in line:
+                names[int(line.split()[1])] = prefix + line.split('"')[1]
     return names
 
 

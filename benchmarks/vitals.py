@@ -182,10 +182,23 @@ def write_load(base: str, ids: list[str], clients: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc), its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_s(pid: int, descendants: bool = True) -> float:
+    """User + system CPU seconds so far (Linux /proc) of a process, its threads included, and
+    of its running descendants (the hub's worker process, which scores the vitals)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if not descendants:
+        return total
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(process_cpu_s(int(child)) for child in children)
+    return total
 
 
 def board_count(base: str) -> int:
@@ -202,6 +215,7 @@ def one_round(plugins: str, args: argparse.Namespace, seed: int) -> dict[str, fl
             create_patients(base, ids)
             time.sleep(1.0)  # let the consumers pass the Patients
             cpu_before = process_cpu_s(server.pid)
+            api_before = process_cpu_s(server.pid, descendants=False)
             started = time.perf_counter()
             write_s = write_load(base, ids, args.clients, seed)
             result = {"write_s": write_s}
@@ -211,6 +225,7 @@ def one_round(plugins: str, args: argparse.Namespace, seed: int) -> dict[str, fl
                 result["scored_s"] = time.perf_counter() - started
             # The server's CPU for the whole load (scoring included): less noisy than wall time.
             result["server_cpu_s"] = process_cpu_s(server.pid) - cpu_before
+            result["api_cpu_s"] = process_cpu_s(server.pid, descendants=False) - api_before
             return result
         finally:
             stop(server)
@@ -359,7 +374,8 @@ def main() -> None:
             f"{b['write_s']:.2f} s with (ratio {b['write_s'] / a['write_s']:.2f}); "
             f"all {args.patients} scored on the board after {b['scored_s']:.2f} s; "
             f"server CPU {a['server_cpu_s']:.1f} s without, {b['server_cpu_s']:.1f} s with "
-            f"(ratio {b['server_cpu_s'] / a['server_cpu_s']:.2f})",
+            f"(ratio {b['server_cpu_s'] / a['server_cpu_s']:.2f}; API process alone "
+            f"{a['api_cpu_s']:.1f} s and {b['api_cpu_s']:.1f} s)",
             flush=True,
         )
     ratios = [b / a for a, b in zip(off, on, strict=True)]

@@ -22,14 +22,17 @@ One socket links the two processes, for what must be fast:
   connections. With ``FHIRHUB_BROKER=redis://...`` the fan-out goes through Redis instead.
 
 The worker ends when the socket closes (the API process stopped or was killed) or on
-SIGTERM/SIGINT. The API process restarts a worker that died, after a pause
-(:data:`RESTART_PAUSE_S`), and ``/healthz`` reports ``worker-process`` failing meanwhile; the
-consumers lose nothing (at-least-once delivery from their saved cursors).
+SIGTERM/SIGINT. ``/healthz`` reports ``worker-process`` failing until the worker says it serves
+its consumers (it loads the hub for a few seconds: a load sent meanwhile would find its
+consumers not yet running and the worker's start competing for the CPU). The API process
+restarts a worker that died, after a pause (:data:`RESTART_PAUSE_S`); the consumers lose
+nothing (at-least-once delivery from their saved cursors).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -85,6 +88,8 @@ class Link:
         self._messages: list[tuple[str, dict[str, Any]]] = []
         self._ready = threading.Event()
         self._closed = threading.Event()
+        #: Set when the other process said it serves its consumers (the worker, once started).
+        self.peer_ready = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="fhirhub-link-send")
         self._sender.daemon = True
         self._reader = threading.Thread(target=self._read_loop, name="fhirhub-link-read")
@@ -116,6 +121,11 @@ class Link:
         with self._lock:
             self._messages.append((channel, message))
         self._ready.set()
+
+    def say_ready(self) -> None:
+        """Tell the other process this one serves its consumers."""
+        with contextlib.suppress(OSError):
+            self._sock.sendall(orjson.dumps({"ready": True}) + b"\n")
 
     def close(self) -> None:
         self._closed.set()
@@ -154,7 +164,9 @@ class Link:
         self._ready.set()
 
     def _act(self, item: dict[str, Any]) -> None:
-        if "wake" in item:
+        if item.get("ready") is True:
+            self.peer_ready.set()
+        elif "wake" in item:
             dispatcher = self.hub.dispatcher
             if dispatcher is not None:
                 types = item["wake"]
@@ -176,6 +188,12 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def ready(self) -> bool:
+        """Alive and serving its consumers (it takes a few seconds to load the hub)."""
+        link = self.link
+        return self.alive and link is not None and link.peer_ready.is_set()
 
     @property
     def pid(self) -> int | None:
@@ -275,6 +293,11 @@ def run_worker() -> int:
     fanout_of(hub).relay = link.publish
     link.start()
     dispatcher.start()
+    # As in the API process (``create_app(freeze_heap=True)``): what the hub loaded lives as
+    # long as the process, and full collections walking it again cost pauses under load.
+    gc.collect()
+    gc.freeze()
+    link.say_ready()
     log.info("Worker process serving: %s", ", ".join(sorted(dispatcher.consumers)) or "nothing")
     while not stop.is_set() and not link.closed:
         stop.wait(0.5)

@@ -103,8 +103,11 @@ def create_app(
                 )
                 healthy = False
         if isinstance(hub.link, WorkerProcess):
-            checks["worker-process"] = "ok" if hub.link.alive else "failing: not running"
-            healthy = healthy and hub.link.alive
+            worker = hub.link
+            checks["worker-process"] = (
+                "ok" if worker.ready else "starting" if worker.alive else "failing: not running"
+            )
+            healthy = healthy and worker.ready
         for _plugin, registered in call_hook(hub, "health_checks", hub=hub):
             for name, check in registered:
                 try:
