@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -54,10 +55,12 @@ log = logging.getLogger("fhirhub.worker")
 
 #: The worker's end of the socket (a file descriptor number), set in its environment.
 FD_ENV = "FHIRHUB_WORKER_FD"
-#: The API process's settings, as JSON, set in the worker's environment.
-SETTINGS_ENV = "FHIRHUB_WORKER_SETTINGS"
-#: Seconds between a worker's unexpected exit and its restart.
+#: Seconds between a worker's unexpected exit and its restart; doubled after each worker
+#: that died within :data:`STEADY_S` of its start (one that cannot start), up to
+#: :data:`MAX_RESTART_PAUSE_S`.
 RESTART_PAUSE_S = 1.0
+MAX_RESTART_PAUSE_S = 60.0
+STEADY_S = 30.0
 #: Seconds a stopping worker has to finish its deliveries before it is killed.
 STOP_TIMEOUT_S = 20.0
 
@@ -184,6 +187,8 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._started_at = 0.0
+        self._restarts = 0
 
     @property
     def alive(self) -> bool:
@@ -230,18 +235,18 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
-        env = {
-            **os.environ,
-            FD_ENV: str(child_end.fileno()),
-            SETTINGS_ENV: self.hub.settings.model_dump_json(),
-        }
         self._process = subprocess.Popen(
             [sys.executable, "-m", "fhirhub.core.worker_process"],
-            env=env,
+            env={**os.environ, FD_ENV: str(child_end.fileno())},
             pass_fds=[child_end.fileno()],
             stdin=subprocess.DEVNULL,
         )
+        self._started_at = time.monotonic()
         child_end.close()
+        # The settings go over the socket, not the environment: the plugins' tables may hold
+        # credentials (an SMTP password, an EMR's account).
+        settings = self.hub.settings.model_dump(mode="json")
+        parent_end.sendall(orjson.dumps({"settings": settings}) + b"\n")
         self.link = Link(self.hub, parent_end).start()
         log.info("Worker process %s serves the consumers marked worker_process", self.pid)
 
@@ -251,6 +256,7 @@ class WorkerProcess:
             self.link = None
 
     def _watch(self) -> None:
+        pause = RESTART_PAUSE_S
         while not self._stopping.is_set():
             process = self._process
             if process is None or process.poll() is None:
@@ -258,15 +264,31 @@ class WorkerProcess:
                 continue
             if self._stopping.is_set():
                 return
+            if time.monotonic() - self._started_at < STEADY_S:
+                pause = min(pause * 2, MAX_RESTART_PAUSE_S) if self._restarts else pause
+            else:
+                pause = RESTART_PAUSE_S
             log.error(
                 "The worker process exited (status %s); restarting it in %.0f s",
                 process.returncode,
-                RESTART_PAUSE_S,
+                pause,
             )
             self._unlink()
-            if self._stopping.wait(RESTART_PAUSE_S):
+            if self._stopping.wait(pause):
                 return
+            self._restarts += 1
             self._spawn()
+
+
+def _first_line(sock: socket.socket) -> bytes:
+    """The first line on the socket, read a byte at a time: what follows is the link's."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = sock.recv(1)
+        if not byte:
+            raise SystemExit("The API process closed the link before sending the settings")
+        line += byte
+    return bytes(line)
 
 
 def run_worker() -> int:
@@ -279,8 +301,8 @@ def run_worker() -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    sock = socket.socket(fileno=int(os.environ[FD_ENV]))
+    sock = socket.socket(fileno=int(os.environ.pop(FD_ENV)))
+    settings = Settings.model_validate(orjson.loads(_first_line(sock))["settings"])
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
