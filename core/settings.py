@@ -114,7 +114,8 @@ class Settings(BaseSettings):
         default="auto",
         pattern="^(?i)(auto|on|off)$",
         description="'auto' (default), 'on' or 'off': `fhirhub serve` runs the CPU-heavy "
-        "consumers (vitals scoring, subscription criteria) in a second process; auto: with one "
+        "consumers (vitals scoring, subscription criteria, patient matching) in a second process; "
+        "auto: with one "
         "API process on a machine of more than one core",
     )
     listeners: bool = Field(

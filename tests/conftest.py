@@ -162,10 +162,13 @@ class LiveServer:
         self.db_url = db_url
         self.data_dir = data_dir
         # Listeners off unless the test asks for them (parallel tests share the machine's ports).
+        # The worker process too: a second process loading the hub at every start; the tests
+        # of the worker process, of crashes and of scale-out ask for it.
         self.env = {
             **os.environ,
             "FHIRHUB_DATA_DIR": str(data_dir),
             "FHIRHUB_LISTENERS": "off",
+            "FHIRHUB_WORKER_PROCESS": "off",
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -74,6 +74,9 @@ def register_consumers(hub: Hub) -> list[Consumer]:
             batch_size=100,
             types=frozenset({"Patient", "Task"}),
             reset=service.index.clear,
+            # Matching is CPU work (features, blocking, scoring each candidate): beside an
+            # admission feed it runs on another core.
+            worker_process=True,
         )
     ]
 

@@ -28,7 +28,9 @@ from tests.security.dicom_hub import storescu
 def test_storescu_study_gets_a_preliminary_report_for_its_tenant_only(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with imaging_hub(sqlite_url, tmp_path, monkeypatch) as served:
+    # A quiet period long enough that one storescu's three instances are one arrival on a
+    # loaded machine (0.5 s split them once: a second run stored a second presentation state).
+    with imaging_hub(sqlite_url, tmp_path, monkeypatch, quiet_seconds="2") as served:
         datasets = phantom_study(3)
         sent = storescu(served, "CT_A", write(tmp_path / "in", datasets))
         assert sent.returncode == 0, sent.stderr

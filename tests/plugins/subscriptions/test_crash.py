@@ -16,6 +16,8 @@ from tests.plugins.subscriptions.conftest import Receiver, glucose, subscription
 FAST_ENV = {
     "FHIRHUB_SUBSCRIPTIONS_RETRY_INITIAL_S": "0.05",
     "FHIRHUB_SUBSCRIPTIONS_RETRY_MAX_INTERVAL_S": "0.3",
+    # As `fhirhub serve` runs on several cores: the consumer and its delivery in the worker.
+    "FHIRHUB_WORKER_PROCESS": "on",
 }
 
 

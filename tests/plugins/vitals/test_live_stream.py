@@ -150,7 +150,12 @@ def test_a_dashboard_on_process_two_hears_alerts_scored_on_process_one(
 ) -> None:
     if not redis_available():
         pytest.skip("Redis not available")
-    env = {"FHIRHUB_BROKER": REDIS, "FHIRHUB_PLUGINS": "-mpi,-audit"}
+    # Each API process with its worker process, which scores and publishes through Redis.
+    env = {
+        "FHIRHUB_BROKER": REDIS,
+        "FHIRHUB_PLUGINS": "-mpi,-audit",
+        "FHIRHUB_WORKER_PROCESS": "on",
+    }
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one = LiveServer(shared_database, tmp_path / "one", env=env).start()
