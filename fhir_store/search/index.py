@@ -11,9 +11,10 @@ transaction Bundle's worth), whatever the number of resources:
 * SQLite (in-process, no round trips): one ``DELETE`` and one ``INSERT`` executemany per index
   table through the driver, with positional parameters of statements compiled once
   (SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself). Deletes
-  skip the tables the resource type has no parameters for. An updated resource's stored rows
-  are read and diffed with the new ones: only the rows that changed are deleted and inserted
-  (each index page an unchanged row sits on would otherwise be rewritten into the WAL).
+  skip the tables the resource type has no parameters for. On the write path an updated
+  resource's stored rows are read and diffed with the new ones: only the rows that changed are
+  deleted and inserted (each index page an unchanged row sits on would otherwise be rewritten
+  into the WAL).
 * PostgreSQL (every statement is a round trip, ~0.1-0.2 ms here): ONE statement per call, made
   of data-modifying CTEs, ``WITH d_string AS (DELETE ... WHERE (type, id) IN (SELECT
   unnest(:types), unnest(:ids))), i_string AS (INSERT ... SELECT unnest(:col1), unnest(:col2),
@@ -105,6 +106,7 @@ class Indexer:
         delete_existing: bool = True,
         new: Container[tuple[str, str]] = (),
         references: dict[tuple[str, str], list[dict[str, Any]]] | None = None,
+        keep_unchanged: bool = False,
     ) -> None:
         """Replace the index rows of each ``(resource_type, resource_id, resource)``.
 
@@ -115,14 +117,22 @@ class Indexer:
         version), whose deletes are skipped too: most writes of an ingest are creates, and
         their deletes were a fifth of the flush. ``references``, when given, receives each
         indexed resource's ``reference`` rows (the write path derives compartment membership
-        from them). Runs on ``conn`` inside the caller's transaction, :data:`INDEX_CHUNK`
-        resources at a time.
+        from them). ``keep_unchanged`` (the write path) leaves an updated resource's rows that
+        keep their values in place on SQLite (:meth:`_diff_rows`); a re-index rewrites all.
+        Runs on ``conn`` inside the caller's transaction, :data:`INDEX_CHUNK` resources at a
+        time.
         """
         if not items:
             return
         for start in range(0, len(items), INDEX_CHUNK):
             self._replace_chunk(
-                conn, items[start : start + INDEX_CHUNK], params, delete_existing, new, references
+                conn,
+                items[start : start + INDEX_CHUNK],
+                params,
+                delete_existing,
+                new,
+                references,
+                keep_unchanged,
             )
 
     def _replace_chunk(
@@ -133,12 +143,13 @@ class Indexer:
         delete_existing: bool,
         new: Container[tuple[str, str]],
         references: dict[tuple[str, str], list[dict[str, Any]]] | None = None,
+        keep_unchanged: bool = False,
     ) -> None:
         to_clear = [item for item in items if (item[0], item[1]) not in new] if new else items
         wanted = None if params is None else list(params)
         dialect = conn.dialect.name
         # On SQLite an updated resource's rows are diffed against the stored ones (below).
-        diff = dialect == "sqlite" and wanted is None and delete_existing
+        diff = keep_unchanged and dialect == "sqlite" and wanted is None and delete_existing
         updated: list[tuple[str, str, dict[str, list[dict[str, Any]]]]] = []
         rows: Rows = {}
         for resource_type, resource_id, resource in items:
