@@ -40,6 +40,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from fhirhub.fhir_store.driver import fetch_first
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 #: WAL pages between automatic checkpoints (see the module docstring).
@@ -182,7 +184,9 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver (fhir_store.driver): every unit of work begins here, and
+        # SQLAlchemy's execution context cost several times SQLite's own BEGIN.
+        fetch_first(conn, _BEGIN.get(mode) or f"BEGIN {mode}")
 
     if not in_memory and synchronous == "NORMAL" and parsed.database:
         flusher = WalFlusher(os.path.abspath(parsed.database) + "-wal")
@@ -197,6 +201,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
                 flusher.poke()
 
     return engine
+
+
+#: The statement of each ``sqlite_begin`` mode (built once).
+_BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
 
 
 #: The WAL flusher of each SQLite file engine (see :class:`WalFlusher`).

@@ -106,7 +106,7 @@ def replay(
                 ).join(latest, resource_version.c.seq == latest.c.seq),
             )
         )
-        count = store.indexer.reindex(conn)
+        count = store.indexer.reindex(conn, delete_existing=False)  # emptied above
         _rebuild_compartments(store, conn)
         if progress is not None:
             progress(count)

@@ -281,6 +281,7 @@ class UnitOfWork:
             [(key[0], key[1], res) for key, (_, res) in latest.items()],
             new=new,
             references=references,
+            keep_unchanged=True,
         )
         self._record_compartments(versions, writes, latest, references)
         self.committed.extend(versions)

@@ -13,9 +13,9 @@ shapes (http://hl7.org/fhir/R4/searchparameter-registry.html), which the compile
   keeps items whose element equals the literal, ``.extension('url')``, ``.exists()``,
   ``.first()``, unions ``a | b``, and ``%resource.x`` in composite components.
 
-Anything else (for the official parameters only ``Patient.deceased.exists() and Patient.deceased
-!= false``) is compiled with fhirpathpy's ``compile`` (never ``evaluate``, which re-parses per
-call). An expression neither can compile is logged once and skipped, so a write never fails
+Anything else is compiled with fhirpathpy's ``compile`` (never ``evaluate``, which re-parses per
+call); the one official expression of that kind, ``Patient.deceased.exists() and
+Patient.deceased != false``, has a hand-written getter for the usual shapes (``_HAND_WRITTEN``). An expression neither can compile is logged once and skipped, so a write never fails
 because of a search parameter.
 
 Raw values are then converted into index rows by parameter type, following the normalisation
@@ -579,10 +579,44 @@ def _plain(value: Any) -> Any:
 
 def compile_expression(expression: str, context: str) -> Compiled:
     """Compile with the fast path, else with fhirpathpy; raises if neither can."""
+    written = _HAND_WRITTEN.get(" ".join(expression.split()))
+    if written is not None:
+        return Compiled(written(compile_fallback(expression)), True)
     try:
         return Compiled(compile_fast(expression, context), True)
     except Unsupported:
         return Compiled(compile_fallback(expression), False)
+
+
+def _deceased(general: Getter) -> Getter:
+    """``Patient.deceased.exists() and Patient.deceased != false`` (Patient's ``deceased``
+    parameter) for the shapes a Patient has: no ``deceased[x]`` is false, ``deceasedBoolean``
+    is itself, a ``deceasedDateTime`` is true (a dateTime never equals ``false``). Anything
+    else (both variants, a primitive extension ``_deceased...``, a value of another JSON type)
+    goes to fhirpathpy, ``general``. fhirpathpy took ~45 us per Patient for it, as long as
+    all of the Patient's other parameters together (every new patient an HL7 feed admits)."""
+
+    def get(value: Any) -> list[Any]:
+        if type(value) is dict and "_deceasedBoolean" not in value:
+            flag = value.get("deceasedBoolean")
+            moment = value.get("deceasedDateTime")
+            if "_deceasedDateTime" not in value:
+                if flag is None and moment is None:
+                    return [False]
+                if moment is None and type(flag) is bool:
+                    return [flag]
+                if flag is None and type(moment) is str:
+                    return [True]
+        return general(value)
+
+    return get
+
+
+#: Official expressions outside the fast compiler's shapes, each with a plain-Python getter
+#: (given fhirpathpy's, for the values it does not handle itself), by their normalised text.
+_HAND_WRITTEN: dict[str, Callable[[Getter], Getter]] = {
+    "Patient.deceased.exists() and Patient.deceased != false": _deceased,
+}
 
 
 # --------------------------------------------------------------------------------------------

@@ -320,6 +320,7 @@ def test_server_ids_are_time_ordered_uuids(client: TestClient) -> None:
         time.sleep(0.002)
     parsed = [uuid.UUID(i) for i in ids]
     assert [p.version for p in parsed] == [7, 7, 7]
+    assert [str(p) for p in parsed] == ids  # the canonical form: lowercase, 8-4-4-4-12
     assert all(p.variant == uuid.RFC_4122 for p in parsed)
     assert ids == sorted(ids) and len(set(ids)) == 3
     # The first 48 bits are the creation time in Unix milliseconds.

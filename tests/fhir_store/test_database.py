@@ -4,6 +4,7 @@ the background sync of the WAL."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from fhirhub.fhir_store import database
 from fhirhub.fhir_store.database import (
     SQLITE_WAL_AUTOCHECKPOINT_PAGES,
     WalFlusher,
     make_engine,
     wal_flusher,
+    write_transaction,
 )
+from fhirhub.fhir_store.errors import FhirError
+from fhirhub.fhir_store.store import FhirStore
 
 
 def pragma(path: Path, name: str) -> object:
@@ -134,5 +139,35 @@ def test_a_forked_child_that_commits_syncs_its_wal_with_its_own_thread(tmp_path:
                 os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_write_transaction_begins_immediately_and_a_busy_one_is_a_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BEGIN IMMEDIATE`` (sent to the driver, not through SQLAlchemy) takes the write lock
+    at once; a second writer that cannot get it within the busy timeout is told to retry
+    (503), not handed a bare driver error."""
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "busy.db"
+    engine = make_engine(f"sqlite:///{path}")
+    store = FhirStore(engine)
+    store.create_schema()
+    try:
+        with write_transaction(engine):
+            other = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(FhirError) as raised, store.unit_of_work():
+                pass
+            assert raised.value.status == 503
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
     finally:
         engine.dispose()

@@ -244,3 +244,68 @@ def test_rows_of_a_removed_parameter_go_with_the_next_write(engine: Engine) -> N
     with engine.begin() as conn:
         indexer.replace_many(conn, [("Patient", "p1", heavy)])
     assert owned(engine, "Patient", "p1")["quantity"] == 0
+
+
+def rows_of(engine: Engine, kind: str, resource_type: str, resource_id: str) -> list[Any]:
+    """One resource's rows in ``kind``'s table, values only, sorted."""
+    table = INDEX_TABLES[kind]
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(table).where(
+                table.c.resource_type == resource_type, table.c.resource_id == resource_id
+            )
+        ).all()
+    return sorted((tuple(row) for row in found), key=repr)
+
+
+#: The rowids of o1's token rows an update keeps (its category and its code).
+KEPT_ROWIDS = (
+    "SELECT rowid FROM index_token WHERE resource_id = 'o1'"
+    " AND param IN ('category', 'code') AND code IS NOT 'stray' ORDER BY rowid"
+)
+
+
+def test_an_update_rewrites_only_the_rows_that_changed(engine: Engine) -> None:
+    """An update leaves the rows whose values it keeps where they are (on SQLite the same
+    rowids: their index pages are not rewritten) and ends with exactly the rows extraction
+    gives, on both backends: a row the resource no longer has goes, a new one comes, and a
+    stray stored row is removed."""
+    indexer = Indexer(default_registry())
+    before = observation("o1", "p1", "29463-7", 70)
+    before["category"] = [{"text": "vitals"}]
+    with engine.begin() as conn:
+        indexer.replace_many(
+            conn,
+            [("Observation", "o1", before), ("Observation", "o2", observation("o2", "p1", "1", 1))],
+            new={("Observation", "o1"), ("Observation", "o2")},
+        )
+        conn.execute(
+            insert(index_token).values(
+                resource_type="Observation", resource_id="o1", param="code", code="stray"
+            )
+        )
+    kept = rows_of(engine, "token", "Observation", "o1")
+    after = {**before, "subject": {"reference": "Patient/p2"}}
+    with engine.begin() as conn:
+        stable = engine.dialect.name == "sqlite"
+        if stable:
+            rowids = conn.exec_driver_sql(KEPT_ROWIDS).all()
+        indexer.replace_many(conn, [("Observation", "o1", after)], keep_unchanged=True)
+    expected = indexer.extractor.extract(after)
+    for kind in INDEX_TABLES:
+        want = sorted(
+            (
+                tuple(row[column.name] for column in INDEX_TABLES[kind].columns)
+                for row in expected.get(kind, [])
+            ),
+            key=repr,
+        )
+        assert rows_of(engine, kind, "Observation", "o1") == want, kind
+    assert [row for row in kept if row[4] != "stray"] == rows_of(
+        engine, "token", "Observation", "o1"
+    )
+    assert [row[4] for row in rows_of(engine, "reference", "Observation", "o1")] == ["p2", "p2"]
+    if stable:
+        with engine.connect() as conn:
+            assert len(rowids) == 2
+            assert conn.exec_driver_sql(KEPT_ROWIDS).all() == rowids
