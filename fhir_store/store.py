@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhirhub.fhir_store.chain import hash_rows, read_head_link
-from fhirhub.fhir_store.database import is_sqlite
+from fhirhub.fhir_store.database import is_sqlite, queued_writer
 from fhirhub.fhir_store.driver import fetch_first, positional
 from fhirhub.fhir_store.encryption import ContentCipher, opened
 from fhirhub.fhir_store.errors import FhirError, conflict
@@ -435,7 +435,7 @@ class FhirStore:
         options = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
         with self.engine.connect().execution_options(**options) as conn:
             try:
-                with conn.begin():
+                with queued_writer(self.engine), conn.begin():
                     work = UnitOfWork(self, conn)
                     yield work
                     if self.hooks is not None:

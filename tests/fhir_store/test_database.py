@@ -3,8 +3,12 @@ the background sync of the WAL."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,5 +173,112 @@ def test_a_write_transaction_begins_immediately_and_a_busy_one_is_a_503(
         finally:
             holder.execute("ROLLBACK")
             holder.close()
+    finally:
+        engine.dispose()
+
+
+def _lock_file_is_free(path: Path) -> bool:
+    """Whether another writer could take the database's writer lock now (a descriptor of its
+    own: ``flock`` locks of two open files conflict, even in one process)."""
+    fd = os.open(str(path) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_writers_queue_on_a_lock_file_held_for_the_transaction(tmp_path: Path) -> None:
+    """A write transaction holds the database's writer lock file from before its BEGIN to its
+    end, committed or rolled back, so writers of other processes wait in the kernel's queue
+    (woken as it ends) rather than in SQLite's sleeping busy handler."""
+    path = tmp_path / "queue.db"
+    engine = make_engine(f"sqlite:///{path}")
+    store = FhirStore(engine)
+    store.create_schema()
+    try:
+        assert _lock_file_is_free(path)
+        with write_transaction(engine):
+            assert not _lock_file_is_free(path)
+        assert _lock_file_is_free(path)
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            assert not _lock_file_is_free(path)
+            raise RuntimeError("rolled back")
+        assert _lock_file_is_free(path)
+        with store.unit_of_work() as work:  # nested in one thread: held until the outer ends
+            work.put("Patient", "p1", {"resourceType": "Patient"})
+            with write_transaction(make_engine(f"sqlite:///{tmp_path / 'other.db'}")):
+                pass
+            assert not _lock_file_is_free(path)
+        assert _lock_file_is_free(path)
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_killed_mid_transaction_holds_nobody_up(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    engine = make_engine(f"sqlite:///{path}")
+    FhirStore(engine).create_schema()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from fhirhub.fhir_store.database import make_engine, write_transaction\n"
+            f"engine = make_engine('sqlite:///{path}')\n"
+            "with write_transaction(engine):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        done = threading.Event()
+
+        def write() -> None:
+            with write_transaction(engine) as conn:
+                conn.execute(text("CREATE TABLE after_the_kill (x INTEGER)"))
+            done.set()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        assert not done.wait(0.3)  # queued behind the other process
+        started = time.monotonic()
+        holder.kill()
+        assert done.wait(10), "the lock of a killed writer was not released"
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+        engine.dispose()
+
+
+def test_a_writer_queued_past_the_busy_timeout_is_told_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    engine = make_engine(f"sqlite:///{tmp_path / 'slow.db'}")
+    store = FhirStore(engine)
+    store.create_schema()
+    outcome: list[int] = []
+
+    def second_writer() -> None:
+        try:
+            with store.unit_of_work():
+                outcome.append(200)
+        except FhirError as exc:
+            outcome.append(exc.status)
+
+    try:
+        with write_transaction(engine):
+            other = threading.Thread(target=second_writer)
+            other.start()
+            other.join(5)
+        assert outcome == [503]
     finally:
         engine.dispose()
