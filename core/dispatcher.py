@@ -547,7 +547,7 @@ class Dispatcher:
         them. The others pass those versions at their next wake or poll: ten consumers each
         reading the log after every commit to find nothing of theirs cost the server 1-2 s of
         CPU per 1,000 writes."""
-        for worker in self._workers.values():
+        for worker in list(self._workers.values()):  # (the worker process's link calls in)
             wanted = worker.consumer.types
             if types is None or wanted is None or not wanted.isdisjoint(types):
                 worker.wake()

@@ -89,6 +89,7 @@ class Link:
         self._pending_types: set[str] = set()
         self._pending_all = False
         self._messages: list[tuple[str, dict[str, Any]]] = []
+        self._pending_ready = False
         self._ready = threading.Event()
         self._closed = threading.Event()
         #: Set when the other process said it serves its consumers (the worker, once started).
@@ -126,9 +127,11 @@ class Link:
         self._ready.set()
 
     def say_ready(self) -> None:
-        """Tell the other process this one serves its consumers."""
-        with contextlib.suppress(OSError):
-            self._sock.sendall(orjson.dumps({"ready": True}) + b"\n")
+        """Tell the other process this one serves its consumers (sent by the sender thread:
+        two threads writing one stream socket could interleave their lines)."""
+        with self._lock:
+            self._pending_ready = True
+        self._ready.set()
 
     def close(self) -> None:
         self._closed.set()
@@ -144,7 +147,10 @@ class Link:
             with self._lock:
                 wake_all, types, messages = self._pending_all, self._pending_types, self._messages
                 self._pending_all, self._pending_types, self._messages = False, set(), []
+                ready, self._pending_ready = self._pending_ready, False
             lines = [orjson.dumps({"live": c, "message": m}) for c, m in messages]
+            if ready:
+                lines.append(orjson.dumps({"ready": True}))
             if wake_all or types:
                 lines.append(orjson.dumps({"wake": None if wake_all else sorted(types)}))
             if not lines or self._closed.is_set():
@@ -155,16 +161,17 @@ class Link:
                 self._closed.set()
 
     def _read_loop(self) -> None:
-        with contextlib.suppress(OSError, ValueError), self._sock.makefile("rb") as stream:
-            for line in stream:
-                try:
-                    item = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    log.warning("Ignoring a malformed message from the other process")
-                    continue
-                self._act(item)
-        self._closed.set()
-        self._ready.set()
+        try:
+            with contextlib.suppress(OSError, ValueError), self._sock.makefile("rb") as stream:
+                for line in stream:
+                    try:
+                        self._act(orjson.loads(line))
+                    except Exception:  # one bad message must not end the link
+                        log.exception("Ignoring a message from the other process")
+        finally:
+            # The other process is gone (or the link was closed): a worker ends with it.
+            self._closed.set()
+            self._ready.set()
 
     def _act(self, item: dict[str, Any]) -> None:
         if item.get("ready") is True:
@@ -220,6 +227,8 @@ class WorkerProcess:
     def stop(self) -> None:
         """Ask the worker to finish (SIGTERM), wait for it, kill it past the timeout."""
         self._stopping.set()
+        if self._watcher is not None:  # no restart can be under way past this
+            self._watcher.join(timeout=10)
         process = self._process
         if process is not None and process.poll() is None:
             process.terminate()
@@ -230,23 +239,34 @@ class WorkerProcess:
                 process.kill()
                 process.wait()
         self._unlink()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
 
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "fhirhub.core.worker_process"],
-            env={**os.environ, FD_ENV: str(child_end.fileno())},
-            pass_fds=[child_end.fileno()],
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            self._process = subprocess.Popen(
+                # -P: the working directory is not put on the import path.
+                [sys.executable, "-P", "-m", "fhirhub.core.worker_process"],
+                env={**os.environ, FD_ENV: str(child_end.fileno())},
+                pass_fds=[child_end.fileno()],
+                stdin=subprocess.DEVNULL,
+                # Its own session: a terminal's Ctrl-C reaches the API process, which stops
+                # the worker itself (a worker stopping first would look like a crash).
+                start_new_session=True,
+            )
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
         self._started_at = time.monotonic()
-        child_end.close()
         # The settings go over the socket, not the environment: the plugins' tables may hold
         # credentials (an SMTP password, an EMR's account).
         settings = self.hub.settings.model_dump(mode="json")
-        parent_end.sendall(orjson.dumps({"settings": settings}) + b"\n")
+        try:
+            parent_end.sendall(orjson.dumps({"settings": settings}) + b"\n")
+        except OSError:
+            parent_end.close()
+            raise
         self.link = Link(self.hub, parent_end).start()
         log.info("Worker process %s serves the consumers marked worker_process", self.pid)
 
@@ -277,7 +297,11 @@ class WorkerProcess:
             if self._stopping.wait(pause):
                 return
             self._restarts += 1
-            self._spawn()
+            try:
+                self._spawn()
+            except Exception:  # (out of processes or descriptors): tried again after a pause
+                log.exception("Starting the worker process failed")
+                self._started_at = time.monotonic()
 
 
 def _first_line(sock: socket.socket) -> bytes:
@@ -313,15 +337,17 @@ def run_worker() -> int:
     link = Link(hub, sock)
     hub.link = link
     fanout_of(hub).relay = link.publish
+    dispatcher.start()  # before the link: its wake-ups go to a started dispatcher
     link.start()
-    dispatcher.start()
     # As in the API process (``create_app(freeze_heap=True)``): what the hub loaded lives as
     # long as the process, and full collections walking it again cost pauses under load.
     gc.collect()
     gc.freeze()
     link.say_ready()
     log.info("Worker process serving: %s", ", ".join(sorted(dispatcher.consumers)) or "nothing")
-    while not stop.is_set() and not link.closed:
+    parent = os.getppid()
+    # The socket closes when the API process ends; its id changing is a second sign.
+    while not stop.is_set() and not link.closed and os.getppid() == parent:
         stop.wait(0.5)
     dispatcher.stop()
     link.close()

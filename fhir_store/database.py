@@ -29,6 +29,7 @@ PostgreSQL (``postgresql+psycopg://...``) is the scale-out store: several API pr
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from fhirhub.fhir_store.driver import fetch_first
+
+log = logging.getLogger("fhirhub.store")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -146,16 +149,13 @@ class WriterQueue:
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-            import sqlite3
-
-            from sqlalchemy.exc import OperationalError
-
-            raise OperationalError("BEGIN", None, sqlite3.OperationalError("database is locked"))
+            raise _locked()
         try:
+            if self._depth == 0:
+                self._lock_file(deadline)  # (raising here leaves the depth at 0)
             self._depth += 1
-            if self._depth == 1:
-                self._lock_file()
             try:
                 yield
             finally:
@@ -165,17 +165,55 @@ class WriterQueue:
         finally:
             self._lock.release()
 
-    def _lock_file(self) -> None:
-        if self._path is None:
+    def _lock_file(self, deadline: float) -> None:
+        """Take the file lock, waiting at most until ``deadline`` (then "database is locked",
+        as SQLite's busy timeout says it). ``flock`` itself cannot time out: the wait polls,
+        0.1 ms after the first try and doubling up to 2 ms (SQLite's waits reach 100 ms)."""
+        fd = self._file()
+        if fd is None:
             return
-        if self._fd is None or self._pid != os.getpid():  # (a forked child opens its own)
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _locked() from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def _file(self) -> int | None:
+        """The lock file's descriptor (a forked child opens its own); None where the file
+        cannot be opened (a read-only folder, another user's file): SQLite's lock alone then."""
+        if self._path is None:
+            return None
+        if self._fd is None or self._pid != os.getpid():
+            try:
+                # Readable and writable by whoever may write the database itself.
+                mode = os.stat(self._path.removesuffix("-writer.lock")).st_mode & 0o666
+            except OSError:
+                mode = 0o600
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, mode)
+            except OSError as exc:
+                log.warning("No writer queue for %s (%s): SQLite's lock alone", self._path, exc)
+                self._path = None
+                return None
             self._pid = os.getpid()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self._fd
 
     def _unlock_file(self) -> None:
         if self._path is not None and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _locked() -> Exception:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    return OperationalError("BEGIN", None, sqlite3.OperationalError("database is locked"))
 
 
 _queues: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()

@@ -79,12 +79,14 @@ def register_consumers(hub: Hub) -> list[Consumer]:
 def _start_delivery(hub: Hub) -> Any:
     """The rest-hook delivery thread, in the process serving the consumer; returns its stop."""
     service = service_of(hub)
+    service.serve_consumer(True)
     deliverer = _deliverers.set(hub, Deliverer(service).start())
 
     def stop() -> None:
         if _deliverers.get(hub) is deliverer:
             _deliverers.pop(hub)
         deliverer.stop()
+        service.serve_consumer(False)
         service.wait_stored(timeout=10.0)  # what was numbered is stored before the process ends
 
     return stop

@@ -140,6 +140,8 @@ class SubscriptionService:
         self._writer: threading.Thread | None = None
         self._closing = False
         self._owners: dict[str, Access] = {}  # subscription id -> owner, until it is rewritten
+        #: This process serves the consumer (set by its companion): owners may be cached.
+        self.serves_consumer = False
 
     # -- reading state ---------------------------------------------------------------------
     def states(self) -> list[State]:
@@ -160,6 +162,9 @@ class SubscriptionService:
         return State.from_row(row) if row is not None else None
 
     def owner(self, subscription_id: str, tenant: str | None) -> Access:
+        """The subscription's owner, cached only in the process serving the consumer, which
+        drops it when the Subscription is rewritten; another process (the API process beside
+        a worker process) reads it each time."""
         cached = self._owners.get(subscription_id)
         if cached is not None:
             return cached
@@ -167,8 +172,16 @@ class SubscriptionService:
             text = conn.execute(
                 select(model.owner.c.access).where(model.owner.c.id == subscription_id)
             ).scalar()
-        owner = self._owners[subscription_id] = access_from_json(text, tenant)
+        owner = access_from_json(text, tenant)
+        if self.serves_consumer:
+            self._owners[subscription_id] = owner
         return owner
+
+    def serve_consumer(self, serving: bool) -> None:
+        """Whether this process serves the consumer (its companion says so): only then are
+        owners cached, as only then is a rewritten Subscription seen to drop its entry."""
+        self.serves_consumer = serving
+        self._owners.clear()
 
     def events(
         self, subscription_id: str, since: int = 0, until: int | None = None, limit: int = 1000

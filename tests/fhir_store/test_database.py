@@ -282,3 +282,49 @@ def test_a_writer_queued_past_the_busy_timeout_is_told_to_retry(
         assert outcome == [503]
     finally:
         engine.dispose()
+
+
+def test_a_failed_file_lock_leaves_the_queue_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "flaky.db"
+    engine = make_engine(f"sqlite:///{path}")
+    FhirStore(engine).create_schema()
+    real = fcntl.flock
+    failures = [OSError(37, "No locks available")]
+
+    def flaky(fd: int, operation: int) -> None:
+        if failures:
+            raise failures.pop()
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flaky)
+    try:
+        with pytest.raises(OSError), write_transaction(engine):
+            pass
+        with write_transaction(engine):  # the next writer takes the file lock again
+            assert not _lock_file_is_free(path)
+        assert _lock_file_is_free(path)
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_of_another_process_past_the_busy_timeout_is_told_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "held.db"
+    engine = make_engine(f"sqlite:///{path}")
+    store = FhirStore(engine)
+    store.create_schema()
+    other = os.open(str(path) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)  # as a writer of another process holds it
+    try:
+        started = time.monotonic()
+        with pytest.raises(FhirError) as raised, store.unit_of_work():
+            pass
+        assert raised.value.status == 503
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(other)
+        engine.dispose()
