@@ -133,10 +133,10 @@ class WriterQueue:
     sleep ends, however early the holder committed. With two clients loading a hub, a third
     of the write transactions waited so (measured: 449 of 1,200 BEGINs over a millisecond);
     a writer that waits behind a long transaction (a batch of scores from the worker process)
-    sleeps in 25-100 ms steps. Here a writer blocks on a lock that hands over at once: a
-    thread lock within the process, and ``flock`` on ``<database>-writer.lock`` between
-    processes (the API process and its worker process; the kernel releases it when a holder
-    dies). SQLite's own lock still decides: a writer that does not queue here (a read
+    sleeps in 25-100 ms steps. Here a writer waits on a thread lock within the process (handed
+    over at once) and on ``flock`` of ``<database>-writer.lock`` between processes (the API
+    process and its worker process; tried again within 2 ms, so a wait is bounded by the
+    busy timeout; the kernel releases it when a holder dies). SQLite's own lock still decides: a writer that does not queue here (a read
     transaction that turns into a write) only waits in SQLite as before.
     """
 
