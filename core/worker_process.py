@@ -108,9 +108,6 @@ class Link:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def wait_closed(self, timeout: float | None = None) -> bool:
-        return self._closed.wait(timeout)
-
     def notify(self, types: set[str] | None) -> None:
         """Tell the other process that versions of ``types`` (None: any) were committed."""
         with self._lock:

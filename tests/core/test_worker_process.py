@@ -19,10 +19,11 @@ from fhirhub.core.hub import Hub, build_hub
 from fhirhub.core.settings import Settings
 from fhirhub.core.worker_process import WorkerProcess, wanted
 from fhirhub.sdk import Consumer, Schedule, hookimpl
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.core.fhir_samples import patient
 from tests.plugins.vitals.conftest import as_
 from tests.plugins.vitals.test_live_stream import first_alert, write_high_set
+from tests.serving import cmdline, descendants, running, served_app
 
 
 class Split:
@@ -118,8 +119,6 @@ def served_with_worker(
 ) -> Iterator[tuple[str, Hub]]:
     """The vitals tests' hub (two tenants, callers named by a header), served by uvicorn with
     a worker process that scores the vitals."""
-    import uvicorn
-
     from fhirhub.core.http.app import create_app
     from tests.plugins.vitals.conftest import HeaderAuthenticator
     from tests.tenants import add_tenants
@@ -130,22 +129,8 @@ def served_with_worker(
     )
     hub = build_hub(settings, extra_plugins=[HeaderAuthenticator()])
     add_tenants(hub, "org-a", "org-b")
-    port = free_port()
-    app = create_app(hub=hub, worker_process=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield base, hub
-    server.should_exit = True
-    thread.join(timeout=30)
+    with served_app(create_app(hub=hub, worker_process=True), join_s=30) as base:
+        yield base, hub
     hub.close()
 
 
@@ -195,26 +180,11 @@ def test_scores_in_the_worker_reach_each_tenants_dashboard_and_survive_its_death
 def test_the_worker_ends_with_a_killed_api_process(sqlite_url: str, tmp_path: Path) -> None:
     server = LiveServer(sqlite_url, tmp_path, env={"FHIRHUB_WORKER_PROCESS": "on"}).start()
     assert server.process is not None
-    children = [
-        int(p)
-        for p in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-        .read_text()
-        .split()
-    ]
-    workers = [
-        pid for pid in children if b"worker_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    children = descendants(server.process.pid)
+    workers = [pid for pid in children if b"worker_process" in cmdline(pid)]
     assert len(workers) == 1, children
     server.kill()
     deadline = time.monotonic() + 30
-    while _running(workers[0]):
+    while running(workers[0]):
         assert time.monotonic() < deadline, "the worker process outlived the API process"
         time.sleep(0.05)
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

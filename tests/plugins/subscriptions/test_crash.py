@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.plugins.subscriptions.conftest import Receiver, glucose, subscription
+from tests.serving import cmdline, descendants, running
 
 FAST_ENV = {
     "FHIRHUB_SUBSCRIPTIONS_RETRY_INITIAL_S": "0.05",
@@ -50,14 +51,14 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
         # The failing POSTs go through a sender process (of the worker process, which serves
         # the subscriptions consumer, or of the API process without one).
         deadline = time.monotonic() + 15
-        while not any(b"sendproc" in _cmdline(pid) for pid in _children(server.process.pid)):
+        while not any(b"sendproc" in cmdline(pid) for pid in descendants(server.process.pid)):
             assert time.monotonic() < deadline, "no sender process"
             time.sleep(0.02)
-        children = _children(server.process.pid)
+        children = descendants(server.process.pid)
         server.kill()
         # The sender process ends too (the end of its input), with nothing left behind.
         deadline = time.monotonic() + 15
-        while any(_running(pid) for pid in children):
+        while any(running(pid) for pid in children):
             assert time.monotonic() < deadline, "the sender process outlived the hub"
             time.sleep(0.05)
         receiver.failing.clear()
@@ -73,29 +74,3 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(sqlite_url: str, tmp_
     finally:
         server.stop()
         receiver.close()
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (the worker process, and the sender processes of whichever
-    process serves the subscriptions consumer)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (int(p) for p in (task / "children").read_text().split()):
-            found += [child, *_children(child)]
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def _running(pid: int) -> bool:
-    """Whether the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -20,10 +20,11 @@ from sqlalchemy import create_engine, text
 
 from fhirhub.core.hub import Hub
 from tests import backends
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.plugins.subscriptions.test_scale_out import REDIS, redis_available
 from tests.plugins.vitals.conftest import as_, vitals_bundle
 from tests.plugins.vitals.test_alerts import HIGH
+from tests.serving import served_app
 
 STREAM = "/plugins/vitals/api/stream"
 
@@ -69,27 +70,10 @@ def write_high_set(fhir: str, headers: dict[str, str] | None = None) -> str:
 
 @pytest.fixture
 def served(hub: Hub) -> Iterator[str]:
-    import uvicorn
-
     from fhirhub.core.http.app import create_app
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(hub=hub), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_app(create_app(hub=hub)) as base:
+        yield base
 
 
 def test_one_process_each_tenant_hears_its_own_alerts(served: str) -> None:
